@@ -1,0 +1,93 @@
+"""name-addr / addr-spec values of From, To, Contact, Route and Record-Route (§20.10, §25.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import SipParseError
+from .syntax import (
+    LWS,
+    Params,
+    is_token,
+    param_lookup,
+    params_text,
+    parse_params,
+    quote,
+    read_quoted,
+)
+from .uri import Uri, parse_uri
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddr:
+    uri: Uri
+    display_name: str | None = None
+    params: Params = ()
+
+    @property
+    def tag(self) -> str | None:
+        return param_lookup(self.params, "tag")
+
+    def param(self, name: str) -> str | None:
+        return param_lookup(self.params, name)
+
+    def with_param(self, name: str, value: str | None) -> NameAddr:
+        kept = tuple((k, v) for k, v in self.params if k.lower() != name.lower())
+        return NameAddr(self.uri, self.display_name, (*kept, (name, value)))
+
+    def __str__(self) -> str:
+        shown = "" if self.display_name is None else _display(self.display_name) + " "
+        return f"{shown}<{self.uri}>{params_text(self.params)}"
+
+
+def _display(name: str) -> str:
+    words = name.split(" ")
+    if name and all(is_token(w) for w in words):
+        return name
+    return quote(name)
+
+
+def parse_name_addr(text: str, what: str) -> NameAddr:
+    """Parse one name-addr or addr-spec with its header parameters.
+
+    ``what`` names the header in error messages, e.g. "To".
+    """
+    text = text.strip(LWS)
+    if not text:
+        raise SipParseError(f"Empty {what} header")
+    display: str | None = None
+    if text[0] == '"':
+        display, end = read_quoted(text, 0)
+        rest = text[end:].lstrip(LWS)
+        if not rest.startswith("<"):
+            raise SipParseError(f"Quoted display name without <URI> in {what}")
+        return _bracketed(rest, display, what)
+    lt = text.find("<")
+    if lt >= 0:
+        words = text[:lt].strip(LWS)
+        if words:
+            # RFC 4475 §3.1.1.6: accept a token display name glued to '<'.
+            if not all(is_token(w) for w in words.split()):
+                raise SipParseError(f"Display name in {what} must be quoted")
+            display = " ".join(words.split())
+        return _bracketed(text[lt:], display, what)
+    # addr-spec: the URI ends at the first ';' or LWS; what follows are header parameters.
+    end = len(text)
+    for i, ch in enumerate(text):
+        if ch in "; \t":
+            end = i
+            break
+    uri_text = text[:end]
+    if "?" in uri_text or "," in uri_text:
+        raise SipParseError(f"URI in {what} contains '?' or ',' and must be inside <>")
+    return NameAddr(parse_uri(uri_text), None, parse_params(text[end:], what))
+
+
+def _bracketed(text: str, display: str | None, what: str) -> NameAddr:
+    gt = text.find(">")
+    if gt < 0:
+        raise SipParseError(f"Missing '>' in {what}")
+    inner = text[1:gt]
+    if inner != inner.strip(LWS):
+        raise SipParseError(f"Whitespace inside <> in {what}")
+    return NameAddr(parse_uri(inner), display, parse_params(text[gt + 1 :], what))

@@ -1,0 +1,43 @@
+"""From received octets to "process this message", "answer with this error" or "drop".
+
+This is the part of a UAS that every transport shares: frame and parse, then validate. It never
+raises; the outcome says what to do and why, so a transport adapter stays a thin loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import SipParseError
+from .message import Request, Response, make_response, parse_datagram, parse_stream_message
+from .validate import UasPolicy, check_request, check_response
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Exactly one of: ``message`` (process it), ``reply`` (send it), ``dropped`` (a reason)."""
+
+    message: Request | Response | None = None
+    reply: Response | None = None
+    dropped: str | None = None
+
+
+def admit(data: bytes, policy: UasPolicy, *, datagram: bool = True) -> Admission:
+    try:
+        message = parse_datagram(data) if datagram else parse_stream_message(data)
+    except SipParseError as err:
+        partial = err.partial
+        if isinstance(partial, Request) and partial.method != "ACK" and partial.headers.get("Via"):
+            return Admission(reply=make_response(partial, err.status, err.reason))
+        return Admission(dropped=f"unparsable message: {err.reason}")
+    if isinstance(message, Response):
+        why = check_response(message)
+        return Admission(dropped=f"response discarded: {why}") if why else Admission(message)
+    rejection = check_request(message, policy)
+    if rejection is None:
+        return Admission(message)
+    if message.method == "ACK":
+        # An ACK is never answered (§17.2.1); a broken one is simply discarded.
+        return Admission(dropped=f"malformed ACK: {rejection.reason}")
+    return Admission(reply=rejection.response_to(message))
+

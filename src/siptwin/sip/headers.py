@@ -1,0 +1,386 @@
+"""The ordered header multimap and the typed views decoded from it (RFC 3261 §20)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .address import NameAddr, parse_name_addr
+from .errors import SipParseError
+from .syntax import LWS, Params, has_param, param_lookup, params_text, parse_params, split_commas
+
+COMPACT_FORMS = {
+    "i": "Call-ID",
+    "m": "Contact",
+    "e": "Content-Encoding",
+    "l": "Content-Length",
+    "f": "From",
+    "s": "Subject",
+    "k": "Supported",
+    "c": "Content-Type",
+    "t": "To",
+    "v": "Via",
+    "o": "Event",
+    "u": "Allow-Events",
+    "r": "Refer-To",
+    "b": "Referred-By",
+    "x": "Session-Expires",
+    "y": "Identity",
+}
+
+_KNOWN = [
+    "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Authentication-Info",
+    "Authorization", "Call-ID", "Call-Info", "Contact", "Content-Disposition", "Content-Encoding",
+    "Content-Language", "Content-Length", "Content-Type", "CSeq", "Date", "Error-Info", "Expires",
+    "From", "In-Reply-To", "Max-Forwards", "Min-Expires", "MIME-Version", "Organization",
+    "Priority", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "Record-Route",
+    "Reply-To", "Require", "Retry-After", "Route", "Server", "Subject", "Supported", "Timestamp",
+    "To", "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate", "Event",
+    "Allow-Events", "Refer-To", "Referred-By", "Session-Expires", "Identity", "RSeq", "RAck",
+    "P-Asserted-Identity", "User-to-User", "Reason", "Path",
+]
+
+# lower-case spelling (long or compact) -> canonical long name
+CANONICAL: dict[str, str] = {name.lower(): name for name in _KNOWN}
+CANONICAL.update(COMPACT_FORMS)
+
+# Headers whose values are comma-separated lists (§7.3.1). Others are kept whole: an unknown
+# header such as "X: ;;,,;;,;" is one opaque value.
+LIST_HEADERS = frozenset(
+    {
+        "Via", "Contact", "Route", "Record-Route", "Allow", "Supported", "Require",
+        "Proxy-Require", "Unsupported", "Accept", "Accept-Encoding", "Accept-Language",
+        "Content-Encoding", "Allow-Events", "Path", "Warning", "In-Reply-To",
+    }
+)
+SINGLE_VALUED = ("Call-ID", "From", "To", "CSeq", "Max-Forwards", "Content-Length", "Content-Type")
+
+
+def canonical_name(name: str) -> str:
+    """The long, conventionally capitalised name; unknown names are returned unchanged."""
+    return CANONICAL.get(name.lower(), name)
+
+
+class Headers:
+    """Ordered multimap of header fields.
+
+    Each entry keeps the field name as written and the unfolded value, so serialising gives back
+    what was received (modulo folding). Look-ups are case-insensitive and compact-form aware.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: list[tuple[str, str]] | None = None) -> None:
+        # entries: [key (canonical lower-case), name as written, value]
+        self._fields: list[list[str]] = []
+        for name, value in fields or ():
+            self.add(name, value)
+
+    @classmethod
+    def _from_parsed(cls, entries: list[list[str]]) -> Headers:
+        h = cls.__new__(cls)
+        h._fields = entries
+        return h
+
+    @staticmethod
+    def key(name: str) -> str:
+        lname = name.lower()
+        canon = CANONICAL.get(lname)
+        return canon.lower() if canon is not None else lname
+
+    def add(self, name: str, value: str) -> None:
+        self._fields.append([self.key(name), name, value])
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every field called ``name`` by one; keeps the position of the first."""
+        key = self.key(name)
+        for i, entry in enumerate(self._fields):
+            if entry[0] == key:
+                self._fields[i] = [key, name, value]
+                self._fields = [e for j, e in enumerate(self._fields) if j <= i or e[0] != key]
+                return
+        self._fields.append([key, name, value])
+
+    def remove(self, name: str) -> None:
+        key = self.key(name)
+        self._fields = [e for e in self._fields if e[0] != key]
+
+    def get(self, name: str) -> str | None:
+        """Value of the first field called ``name``."""
+        key = self.key(name)
+        for entry in self._fields:
+            if entry[0] == key:
+                return entry[2]
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """Values of every field called ``name``, one per header line."""
+        key = self.key(name)
+        return [e[2] for e in self._fields if e[0] == key]
+
+    def count(self, name: str) -> int:
+        key = self.key(name)
+        return sum(1 for e in self._fields if e[0] == key)
+
+    def values(self, name: str) -> list[str]:
+        """List header values split at top-level commas, across every line."""
+        out: list[str] = []
+        for value in self.get_all(name):
+            out.extend(split_commas(value))
+        return out
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return ((e[1], e[2]) for e in self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def copy(self) -> Headers:
+        return Headers._from_parsed([list(e) for e in self._fields])
+
+    def to_text(self) -> str:
+        return "".join(f"{e[1]}: {e[2]}\r\n" for e in self._fields)
+
+
+# ---------------------------------------------------------------------------- typed views
+
+_VIA_PROTOCOL = re.compile(
+    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*"
+    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+([^; \t]+)"
+)
+MAGIC_COOKIE = "z9hG4bK"
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    protocol: str  # "SIP/2.0"
+    transport: str  # upper-case: UDP, TCP, TLS, SCTP, WS, or an extension token
+    host: str
+    port: int | None
+    params: Params
+
+    @property
+    def branch(self) -> str | None:
+        return param_lookup(self.params, "branch")
+
+    @property
+    def received(self) -> str | None:
+        return param_lookup(self.params, "received")
+
+    @property
+    def rport(self) -> int | None:
+        value = param_lookup(self.params, "rport")
+        return int(value) if value and value.isdigit() else None
+
+    @property
+    def wants_rport(self) -> bool:
+        return has_param(self.params, "rport")
+
+    @property
+    def maddr(self) -> str | None:
+        return param_lookup(self.params, "maddr")
+
+    @property
+    def is_rfc3261(self) -> bool:
+        branch = self.branch
+        return branch is not None and branch.startswith(MAGIC_COOKIE)
+
+    @property
+    def sent_by(self) -> str:
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    def with_params(self, **updates: str | None) -> Via:
+        """Set (or with value None add valueless) parameters, replacing existing ones."""
+        kept = [(k, v) for k, v in self.params if k.lower() not in updates]
+        kept.extend(updates.items())
+        return Via(self.protocol, self.transport, self.host, self.port, tuple(kept))
+
+    def __str__(self) -> str:
+        return f"{self.protocol}/{self.transport} {self.sent_by}{params_text(self.params)}"
+
+
+def parse_via(text: str) -> Via:
+    m = _VIA_PROTOCOL.match(text.strip(LWS))
+    if m is None:
+        raise SipParseError("Malformed Via header")
+    name, version, transport, sent_by = m.groups()
+    if name.upper() != "SIP":
+        raise SipParseError("Via protocol is not SIP")
+    rest = text.strip(LWS)[m.end() :]
+    # sent-by may carry ":port" separated by LWS in theory; accept "host : port" is rare, skip.
+    host, port = _split_sent_by(sent_by)
+    params = parse_params(rest, "Via")
+    via = Via(f"{name.upper()}/{version}", transport.upper(), host, port, params)
+    branch = via.branch
+    if has_param(params, "branch") and not branch:
+        raise SipParseError("Via branch without a value")
+    if branch == MAGIC_COOKIE:
+        raise SipParseError("Via branch is only the magic cookie")
+    return via
+
+
+def _split_sent_by(sent_by: str) -> tuple[str, int | None]:
+    if sent_by.startswith("["):
+        end = sent_by.find("]")
+        if end < 0:
+            raise SipParseError("Malformed IPv6 address in Via")
+        host, tail = sent_by[: end + 1], sent_by[end + 1 :]
+    else:
+        host, colon, port_text = sent_by.partition(":")
+        tail = ":" + port_text if colon else ""
+    if not host:
+        raise SipParseError("Via without a host")
+    port = None
+    if tail:
+        port_text = tail[1:]
+        if not tail.startswith(":") or not port_text.isdigit() or int(port_text) > 65535:
+            raise SipParseError("Malformed port in Via")
+        port = int(port_text)
+    return host, port
+
+
+def parse_vias(values: list[str]) -> list[Via]:
+    vias = []
+    for value in values:
+        if not value:
+            raise SipParseError("Empty Via value")
+        vias.append(parse_via(value))
+    return vias
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    number: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.method}"
+
+
+_CSEQ = re.compile(r"[ \t]*(\d+)[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*\Z")
+CSEQ_MAX = 2**31 - 1  # §8.1.1.5: the sequence number MUST be less than 2**31
+
+
+def parse_cseq(text: str) -> CSeq:
+    m = _CSEQ.match(text)
+    if m is None:
+        raise SipParseError("Malformed CSeq header")
+    number = int(m.group(1)) if len(m.group(1)) <= 11 else CSEQ_MAX + 1
+    if number > CSEQ_MAX:
+        raise SipParseError("CSeq number out of range")
+    return CSeq(number, m.group(2))
+
+
+def parse_small_int(text: str, what: str, maximum: int) -> int:
+    """Decimal integer header (Max-Forwards, Expires, ...) bounded by ``maximum``."""
+    digits = text.strip(LWS)
+    if not digits.isdigit() or not digits.isascii():
+        raise SipParseError(f"Malformed {what} header")
+    if len(digits.lstrip("0")) > len(str(maximum)) or int(digits) > maximum:
+        raise SipParseError(f"{what} value out of range")
+    return int(digits)
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """One Contact value; ``star`` is the "Contact: *" of a REGISTER that removes bindings."""
+
+    address: NameAddr | None
+    star: bool = False
+
+    @property
+    def expires(self) -> int | None:
+        if self.address is None:
+            return None
+        value = self.address.param("expires")
+        if value is None:
+            return None
+        if not value.isdigit():
+            raise SipParseError("Malformed Contact expires parameter")
+        return int(value) if len(value) <= 10 else 2**32
+
+
+def parse_contacts(values: list[str]) -> list[Contact]:
+    if len(values) == 1 and values[0].strip(LWS) == "*":
+        return [Contact(None, star=True)]
+    out = []
+    for value in values:
+        if value.strip(LWS) == "*":
+            raise SipParseError("Contact '*' mixed with other contacts")
+        out.append(Contact(parse_name_addr(value, "Contact")))
+    return out
+
+
+def parse_tokens(values: list[str], what: str) -> list[str]:
+    """Option-tag and method lists (Require, Supported, Allow, ...)."""
+    out = []
+    for value in values:
+        word = value.strip(LWS)
+        if not word:
+            continue
+        if not re.fullmatch(r"[A-Za-z0-9\-.!%*_+`'~]+", word):
+            raise SipParseError(f"Malformed {what} header")
+        out.append(word)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ContentType:
+    type: str  # lower-case "type/subtype"
+    params: Params
+
+    def __str__(self) -> str:
+        return self.type + params_text(self.params)
+
+
+_MEDIA_TYPE = re.compile(r"[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)")
+
+
+def parse_content_type(text: str) -> ContentType:
+    m = _MEDIA_TYPE.match(text)
+    if m is None:
+        raise SipParseError("Malformed Content-Type header")
+    return ContentType(f"{m.group(1)}/{m.group(2)}".lower(), parse_params(text[m.end() :], "Content-Type"))
+
+
+def parse_accept(values: list[str]) -> list[str]:
+    """Media ranges of Accept, lower-case, parameters dropped."""
+    out = []
+    for value in values:
+        if value:
+            out.append(parse_content_type(value).type)
+    return out
+
+
+def parse_route_set(values: list[str], what: str) -> list[NameAddr]:
+    out = []
+    for value in values:
+        if not value:
+            raise SipParseError(f"Empty {what} value")
+        out.append(parse_name_addr(value, what))
+    return out
+
+
+__all__ = [
+    "COMPACT_FORMS",
+    "CSeq",
+    "Contact",
+    "ContentType",
+    "Headers",
+    "NameAddr",
+    "Via",
+    "canonical_name",
+    "parse_accept",
+    "parse_contacts",
+    "parse_content_type",
+    "parse_cseq",
+    "parse_route_set",
+    "parse_small_int",
+    "parse_tokens",
+    "parse_via",
+    "parse_vias",
+]

@@ -1,0 +1,491 @@
+"""SIP messages: stage-one framing and parsing, lazily decoded typed views, serialising.
+
+Stage one (this module) cuts a message out of a datagram or a stream, splits the start line,
+undoes line folding and keeps every header field in order with its raw text. Stage two (the
+typed properties) decodes a header only when somebody asks for it, and strictly: a malformed
+header raises :class:`SipParseError` at that point, which the validator turns into a 400.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .address import NameAddr, parse_name_addr
+from .errors import SipParseError
+from .headers import (
+    Contact,
+    ContentType,
+    CSeq,
+    Headers,
+    Via,
+    parse_accept,
+    parse_contacts,
+    parse_content_type,
+    parse_cseq,
+    parse_route_set,
+    parse_small_int,
+    parse_tokens,
+    parse_vias,
+)
+from .syntax import TOKEN_RE
+from .uri import Uri, parse_uri
+
+SIP_VERSION = "SIP/2.0"
+_VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.IGNORECASE)
+_STATUS_RE = re.compile(r"\d{3}\Z")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
+DEFAULT_MAX_MESSAGE_SIZE = 65535  # the largest UDP payload; streams use the same bound
+
+REASON_PHRASES = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 301: "Moved Permanently",
+    302: "Moved Temporarily", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 413: "Request Entity Too Large",
+    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
+    423: "Interval Too Brief", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
+    484: "Address Incomplete", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",
+    501: "Not Implemented", 503: "Service Unavailable", 504: "Server Time-out",
+    505: "Version Not Supported", 513: "Message Too Large", 600: "Busy Everywhere",
+    603: "Decline", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
+}
+
+
+class Message:
+    """Common part of requests and responses."""
+
+    __slots__ = ("headers", "body", "version", "_views")
+
+    def __init__(self, headers: Headers, body: bytes = b"", version: str = SIP_VERSION) -> None:
+        self.headers = headers
+        self.body = body
+        self.version = version
+        self._views: dict[str, Any] = {}
+
+    # -- mutation (keeps the lazily decoded views consistent)
+    def set_header(self, name: str, value: str) -> None:
+        self.headers.set(name, value)
+        self._views.clear()
+
+    def add_header(self, name: str, value: str) -> None:
+        self.headers.add(name, value)
+        self._views.clear()
+
+    def remove_header(self, name: str) -> None:
+        self.headers.remove(name)
+        self._views.clear()
+
+    def _view(self, key: str, decode: Any) -> Any:
+        try:
+            return self._views[key]
+        except KeyError:
+            value = self._views[key] = decode()
+            return value
+
+    def _single(self, name: str) -> str | None:
+        values = self.headers.get_all(name)
+        if len(values) > 1:
+            raise SipParseError(f"Multiple {name} headers")
+        return values[0] if values else None
+
+    def _required(self, name: str) -> str:
+        value = self._single(name)
+        if value is None:
+            raise SipParseError(f"Missing {name} header")
+        return value
+
+    # -- typed views
+    @property
+    def vias(self) -> list[Via]:
+        return self._view("via", lambda: parse_vias(self.headers.values("Via")))
+
+    @property
+    def top_via(self) -> Via:
+        vias = self.vias
+        if not vias:
+            raise SipParseError("Missing Via header")
+        return vias[0]
+
+    @property
+    def from_(self) -> NameAddr:
+        return self._view("from", lambda: parse_name_addr(self._required("From"), "From"))
+
+    @property
+    def to(self) -> NameAddr:
+        return self._view("to", lambda: parse_name_addr(self._required("To"), "To"))
+
+    @property
+    def call_id(self) -> str:
+        def decode() -> str:
+            value = self._required("Call-ID").strip()
+            if not value or any(c in value for c in " \t"):
+                raise SipParseError("Malformed Call-ID header")
+            return value
+
+        return self._view("call-id", decode)
+
+    @property
+    def cseq(self) -> CSeq:
+        return self._view("cseq", lambda: parse_cseq(self._required("CSeq")))
+
+    @property
+    def max_forwards(self) -> int | None:
+        def decode() -> int | None:
+            value = self._single("Max-Forwards")
+            return None if value is None else parse_small_int(value, "Max-Forwards", 255)
+
+        return self._view("max-forwards", decode)
+
+    @property
+    def expires(self) -> int | None:
+        def decode() -> int | None:
+            value = self._single("Expires")
+            return None if value is None else parse_small_int(value, "Expires", 2**32 - 1)
+
+        return self._view("expires", decode)
+
+    @property
+    def contacts(self) -> list[Contact]:
+        return self._view("contact", lambda: parse_contacts(self.headers.values("Contact")))
+
+    @property
+    def routes(self) -> list[NameAddr]:
+        return self._view("route", lambda: parse_route_set(self.headers.values("Route"), "Route"))
+
+    @property
+    def record_routes(self) -> list[NameAddr]:
+        return self._view(
+            "record-route",
+            lambda: parse_route_set(self.headers.values("Record-Route"), "Record-Route"),
+        )
+
+    @property
+    def content_type(self) -> ContentType | None:
+        def decode() -> ContentType | None:
+            value = self._single("Content-Type")
+            return None if value is None else parse_content_type(value)
+
+        return self._view("content-type", decode)
+
+    @property
+    def accept(self) -> list[str] | None:
+        """Accepted media types, or None when there is no Accept header."""
+        if "Accept" not in self.headers:
+            return None
+        return self._view("accept", lambda: parse_accept(self.headers.values("Accept")))
+
+    def option_tags(self, name: str) -> list[str]:
+        """Values of Require, Proxy-Require, Supported, Unsupported or Allow."""
+        return self._view("tags:" + name.lower(), lambda: parse_tokens(self.headers.values(name), name))
+
+    @property
+    def require(self) -> list[str]:
+        return self.option_tags("Require")
+
+    @property
+    def proxy_require(self) -> list[str]:
+        return self.option_tags("Proxy-Require")
+
+    @property
+    def supported(self) -> list[str]:
+        return self.option_tags("Supported")
+
+    @property
+    def allow(self) -> list[str]:
+        return self.option_tags("Allow")
+
+    def credentials(self, header: str = "Proxy-Authorization") -> list[Any]:
+        """Digest (or other scheme) credentials of Authorization or Proxy-Authorization."""
+        from .digest import parse_credentials
+
+        return self._view("cred:" + header.lower(), lambda: [parse_credentials(v) for v in self.headers.get_all(header)])
+
+    def challenges(self, header: str = "Proxy-Authenticate") -> list[Any]:
+        """Challenges of WWW-Authenticate or Proxy-Authenticate."""
+        from .digest import parse_challenge
+
+        return self._view("chal:" + header.lower(), lambda: [parse_challenge(v) for v in self.headers.get_all(header)])
+
+    # -- serialising
+    def start_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        head = self.start_line() + "\r\n" + self.headers.to_text() + "\r\n"
+        return head.encode("utf-8", "surrogateescape") + self.body
+
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
+
+    def summary(self) -> str:
+        return self.start_line()
+
+
+class Request(Message):
+    __slots__ = ("method", "uri_text")
+
+    def __init__(
+        self,
+        method: str,
+        uri: str | Uri,
+        headers: Headers | None = None,
+        body: bytes = b"",
+        version: str = SIP_VERSION,
+    ) -> None:
+        super().__init__(headers if headers is not None else Headers(), body, version)
+        self.method = method
+        self.uri_text = str(uri)
+
+    @property
+    def uri(self) -> Uri:
+        return self._view("ruri", lambda: parse_uri(self.uri_text))
+
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri_text} {self.version}"
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri_text}>"
+
+
+class Response(Message):
+    __slots__ = ("status", "reason")
+
+    def __init__(
+        self,
+        status: int,
+        reason: str | None = None,
+        headers: Headers | None = None,
+        body: bytes = b"",
+        version: str = SIP_VERSION,
+    ) -> None:
+        super().__init__(headers if headers is not None else Headers(), body, version)
+        self.status = status
+        self.reason = REASON_PHRASES.get(status, "") if reason is None else reason
+
+    def start_line(self) -> str:
+        return f"{self.version} {self.status} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Request | Response:
+    """Parse one message from a UDP datagram.
+
+    The header section ends at the first empty line (or, leniently, at the end of the datagram);
+    the body is Content-Length octets, or everything up to the end of the datagram when there is
+    no Content-Length (RFC 3261 §18.3). Octets after the declared body are discarded.
+    """
+    if len(data) > max_size:
+        raise SipParseError("Message too large", status=513)
+    start = 0
+    while data.startswith(b"\r\n", start):
+        start += 2
+    end = data.find(b"\r\n\r\n", start)
+    if end < 0:
+        head, rest = data[start:], b""
+        if head.endswith(b"\r\n"):
+            head = head[:-2]
+    else:
+        head, rest = data[start:end], data[end + 4 :]
+    return _parse(head, rest, datagram=True)
+
+
+def parse_stream_message(data: bytes) -> Request | Response:
+    """Parse one message already cut out of a stream by :class:`StreamFramer`."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        raise SipParseError("Incomplete header section")
+    return _parse(data[:end], data[end + 4 :], datagram=False)
+
+
+def _parse(head: bytes, rest: bytes, datagram: bool) -> Request | Response:
+    if not head:
+        raise SipParseError("Empty message")
+    text = head.decode("utf-8", "surrogateescape")
+    lines = text.split("\r\n")
+    start_line = lines[0]
+    entries: list[list[str]] = []
+    key = Headers.key
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):
+            if not entries:
+                raise SipParseError("Continuation line before the first header")
+            entries[-1][2] = (entries[-1][2] + " " + line.strip(" \t")).strip(" \t")
+            continue
+        colon = line.find(":")
+        if colon <= 0:
+            raise _framing_error("Malformed header line", start_line, Headers._from_parsed(entries))
+        name = line[:colon].rstrip(" \t")
+        if not _HEADER_NAME.match(name):
+            raise _framing_error(
+                f"Malformed header name {name[:40]!r}", start_line, Headers._from_parsed(entries)
+            )
+        entries.append([key(name), name, line[colon + 1 :].strip(" \t")])
+    headers = Headers._from_parsed(entries)
+    body = _frame_body(headers, rest, datagram, start_line)
+    if start_line[:4].upper() == "SIP/":
+        return _parse_status_line(start_line, headers, body)
+    return _parse_request_line(start_line, headers, body)
+
+
+def _frame_body(headers: Headers, rest: bytes, datagram: bool, start_line: str) -> bytes:
+    lengths = headers.get_all("Content-Length")
+    if not lengths:
+        return rest if datagram else b""
+    if len(lengths) > 1 and len({v.strip() for v in lengths}) > 1:
+        raise _framing_error("Conflicting Content-Length headers", start_line, headers)
+    if len(lengths) > 1:
+        raise _framing_error("Multiple Content-Length headers", start_line, headers)
+    value = lengths[0].strip(" \t")
+    if not value.isdigit() or not value.isascii() or len(value) > 10:
+        raise _framing_error("Malformed Content-Length", start_line, headers)
+    length = int(value)
+    if length > len(rest):
+        raise _framing_error("Content-Length larger than the message body", start_line, headers)
+    return rest[:length]
+
+
+def _framing_error(reason: str, start_line: str, headers: Headers) -> SipParseError:
+    return SipParseError(reason, partial=_bare_request(start_line, headers))
+
+
+def _bare_request(start_line: str, headers: Headers) -> Request | None:
+    """A request carrying only what is needed to answer it, when the start line allows."""
+    if start_line[:4].upper() == "SIP/":
+        return None
+    method = start_line.split(" ", 1)[0]
+    return Request(method if TOKEN_RE.fullmatch(method) else "UNKNOWN", "sip:invalid", headers)
+
+
+def _parse_request_line(line: str, headers: Headers, body: bytes) -> Request:
+    parts = line.split(" ")
+    if len(parts) != 3 or not all(parts):
+        raise _framing_error("Malformed Request-Line", line, headers)
+    method, uri_text, version = parts
+    if not TOKEN_RE.fullmatch(method):
+        raise _framing_error("Malformed method in Request-Line", line, headers)
+    if not _VERSION_RE.match(version):
+        raise _framing_error("Malformed SIP version in Request-Line", line, headers)
+    return Request(method, uri_text, headers, body, version.upper())
+
+
+def _parse_status_line(line: str, headers: Headers, body: bytes) -> Response:
+    parts = line.split(" ", 2)
+    if len(parts) < 3:
+        # RFC 4475 §3.1.1.13 needs the SP after the code; be lenient about its absence too.
+        parts.append("")
+    version, code, reason = parts
+    if not _VERSION_RE.match(version):
+        raise SipParseError("Malformed SIP version in Status-Line")
+    if not _STATUS_RE.match(code) or not 100 <= int(code) <= 699:
+        raise SipParseError("Malformed status code in Status-Line")
+    return Response(int(code), reason, headers, body, version.upper())
+
+
+class StreamFramer:
+    """Cuts whole messages out of a TCP/TLS byte stream (sans-IO).
+
+    ``feed`` bytes as they arrive, then take messages with ``next_message`` until it returns
+    None. Content-Length frames the body; missing means 0 on a stream. Errors that lose the
+    framing raise :class:`SipParseError`: the connection cannot be resynchronised and should
+    be closed. Blank lines between messages (RFC 5626 keep-alives) are skipped and counted.
+    """
+
+    def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        self._buffer = bytearray()
+        self.max_message_size = max_message_size
+        self.keepalives = 0
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def next_message(self) -> bytes | None:
+        buf = self._buffer
+        skipped = 0
+        while buf.startswith(b"\r\n", skipped):
+            skipped += 2
+        if skipped:
+            self.keepalives += 1 if skipped >= 4 else 0
+            del buf[:skipped]
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > self.max_message_size:
+                raise SipParseError("Header section too large", status=513)
+            return None
+        length = _stream_content_length(bytes(buf[:end]))
+        total = end + 4 + length
+        if total > self.max_message_size:
+            raise SipParseError("Message too large", status=513)
+        if len(buf) < total:
+            return None
+        message = bytes(buf[:total])
+        del buf[:total]
+        return message
+
+
+_CL_LINE = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+
+
+def _stream_content_length(head: bytes) -> int:
+    values = {v.strip() for v in _CL_LINE.findall(head)}
+    if not values:
+        return 0
+    if len(values) > 1:
+        raise SipParseError("Conflicting Content-Length headers")
+    (value,) = values
+    if not value.isdigit() or len(value) > 10:
+        raise SipParseError("Malformed Content-Length")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------- building
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    extra: list[tuple[str, str]] | tuple[tuple[str, str], ...] = (),
+    body: bytes = b"",
+) -> Response:
+    """A response to ``request`` per RFC 3261 §8.2.6: Via, From, To, Call-ID and CSeq copied.
+
+    Values are copied as raw text, so this works even for a request whose headers do not
+    decode (a 400 to a malformed request still reaches its sender). A To tag is added when
+    given and the To has none.
+    """
+    headers = Headers()
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        for value in request.headers.get_all(name):
+            if name == "To" and to_tag and status != 100 and ";tag=" not in value.replace(" ", ""):
+                value = f"{value};tag={to_tag}"
+            headers.add(name, value)
+    for name, value in extra:
+        headers.add(name, value)
+    headers.add("Content-Length", str(len(body)))
+    return Response(status, reason, headers, body)
+
+
+def make_request(
+    method: str,
+    uri: str | Uri,
+    headers: list[tuple[str, str]],
+    body: bytes = b"",
+) -> Request:
+    """A request with the given headers and a correct Content-Length."""
+    hdrs = Headers([h for h in headers if Headers.key(h[0]) != "content-length"])
+    hdrs.add("Content-Length", str(len(body)))
+    return Request(method, uri, hdrs, body)

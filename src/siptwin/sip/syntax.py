@@ -1,0 +1,177 @@
+"""Lexical building blocks of the SIP grammar (RFC 3261 §25).
+
+Everything here works on already unfolded header text (str). Octets that are not valid UTF-8
+arrive as surrogate escapes, so nothing is lost and serialising gives the same bytes back.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import SipParseError
+
+# token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
+TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_TOKEN_FULL = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
+_HEX_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+LWS = " \t"
+
+
+def is_token(text: str) -> bool:
+    return _TOKEN_FULL.match(text) is not None
+
+
+def unescape(text: str) -> str:
+    """Decode %HH escapes exactly once; a '%' not followed by two hex digits stays as is."""
+    if "%" not in text:
+        return text
+    raw = _HEX_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    # %HH sequences encode octets; re-read them as UTF-8 where they form valid sequences.
+    try:
+        return raw.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return raw
+
+
+def escape(text: str, allowed: str) -> str:
+    """Escape every character of ``text`` that is not alphanumeric or in ``allowed``."""
+    out = []
+    for ch in text:
+        if ch.isascii() and (ch.isalnum() or ch in allowed):
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
+    return "".join(out)
+
+
+def read_quoted(text: str, start: int) -> tuple[str, int]:
+    """Read the quoted-string opening at ``text[start]``; return (unescaped content, end index).
+
+    The end index points just past the closing quote.
+    """
+    out = []
+    i = start + 1
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            if i + 1 >= n:
+                break
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if ch == '"':
+            return "".join(out), i + 1
+        out.append(ch)
+        i += 1
+    raise SipParseError("Unterminated quoted string")
+
+
+def quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def split_commas(text: str) -> list[str]:
+    """Split a header value at top-level commas: not inside quotes or angle brackets.
+
+    Empty elements are kept (as "") so callers can reject them where the grammar forbids them.
+    """
+    if "," not in text:
+        return [text.strip(LWS)]
+    parts: list[str] = []
+    depth = 0
+    i = 0
+    begin = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            _, i = read_quoted(text, i)
+            continue
+        if ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            parts.append(text[begin:i].strip(LWS))
+            begin = i + 1
+        i += 1
+    parts.append(text[begin:].strip(LWS))
+    return parts
+
+
+Params = tuple[tuple[str, str | None], ...]
+
+
+def parse_params(text: str, what: str) -> Params:
+    """Parse ``;name[=value]`` generic parameters of a header (LWS allowed around ; and =).
+
+    Values may be tokens, host names or quoted strings (returned with their quotes, so that a
+    quoted and an unquoted value stay distinguishable). ``what`` names the header for errors.
+    """
+    params: list[tuple[str, str | None]] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        while i < n and text[i] in LWS:
+            i += 1
+        if i >= n:
+            break
+        if text[i] != ";":
+            raise SipParseError(f"Unexpected character {text[i]!r} in {what} parameters")
+        i += 1
+        while i < n and text[i] in LWS:
+            i += 1
+        m = TOKEN_RE.match(text, i)
+        if m is None:
+            raise SipParseError(f"Empty parameter in {what}")
+        name = m.group(0)
+        i = m.end()
+        while i < n and text[i] in LWS:
+            i += 1
+        value: str | None = None
+        if i < n and text[i] == "=":
+            i += 1
+            while i < n and text[i] in LWS:
+                i += 1
+            if i < n and text[i] == '"':
+                begin = i
+                _, i = read_quoted(text, i)
+                value = text[begin:i]
+            else:
+                begin = i
+                while i < n and text[i] not in "; \t,":
+                    i += 1
+                value = text[begin:i]
+                if not value:
+                    raise SipParseError(f"Parameter {name} without a value in {what}")
+                if value.startswith("[") or _PARAM_VALUE.match(value):
+                    pass
+                else:
+                    raise SipParseError(f"Bad value for parameter {name} in {what}")
+        params.append((name, value))
+    return tuple(params)
+
+
+# gen-value = token / host / quoted-string; hosts add ':' and '[]' for IPv6 references.
+_PARAM_VALUE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]]+\Z")
+
+
+def params_text(params: Params) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
+
+
+def param_lookup(params: Params, name: str) -> str | None:
+    """Value of parameter ``name`` (case-insensitive), unquoted; None when absent or valueless."""
+    lname = name.lower()
+    for k, v in params:
+        if k.lower() == lname:
+            if v is not None and v.startswith('"'):
+                return read_quoted(v, 0)[0]
+            return v
+    return None
+
+
+def has_param(params: Params, name: str) -> bool:
+    lname = name.lower()
+    return any(k.lower() == lname for k, _ in params)
