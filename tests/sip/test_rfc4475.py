@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from siptwin.sip.admission import admit
@@ -54,10 +56,8 @@ def test_torture_message_raises_only_the_core_error(case) -> None:
         return
     for view in ("vias", "from_", "to", "call_id", "cseq", "max_forwards", "contacts",
                  "routes", "record_routes", "content_type", "accept", "expires", "require"):
-        try:
+        with contextlib.suppress(SipParseError):
             getattr(message, view)
-        except SipParseError:
-            pass
 
 
 def _parse(name: str) -> Request:
