@@ -46,3 +46,7 @@ def load_manifest() -> list[TortureCase]:
         TortureCase(r["name"], r["rfc_section"], r["category"], r["expected_behaviour"])
         for r in rows
     ]
+
+
+def corpus_messages() -> list[bytes]:
+    return [p.read_bytes() for p in sorted(CORPUS.glob("*.dat"))]

@@ -57,6 +57,9 @@ LIST_HEADERS = frozenset(
 SINGLE_VALUED = ("Call-ID", "From", "To", "CSeq", "Max-Forwards", "Content-Length", "Content-Type")
 
 
+_KEY_MEMO: dict[str, str] = {}
+
+
 def canonical_name(name: str) -> str:
     """The long, conventionally capitalised name; unknown names are returned unchanged."""
     return CANONICAL.get(name.lower(), name)
@@ -85,9 +88,14 @@ class Headers:
 
     @staticmethod
     def key(name: str) -> str:
-        lname = name.lower()
-        canon = CANONICAL.get(lname)
-        return canon.lower() if canon is not None else lname
+        key = _KEY_MEMO.get(name)
+        if key is None:
+            lname = name.lower()
+            canon = CANONICAL.get(lname)
+            key = canon.lower() if canon is not None else lname
+            if len(_KEY_MEMO) < 4096:
+                _KEY_MEMO[name] = key
+        return key
 
     def add(self, name: str, value: str) -> None:
         self._fields.append([self.key(name), name, value])

@@ -35,7 +35,12 @@ SIP_VERSION = "SIP/2.0"
 _VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.IGNORECASE)
 _STATUS_RE = re.compile(r"\d{3}\Z")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
-DEFAULT_MAX_MESSAGE_SIZE = 65535  # the largest UDP payload; streams use the same bound
+DEFAULT_MAX_MESSAGE_SIZE = 65535
+# Header names as written -> look-up key. Names repeat across messages, so remembering the
+# validated ones saves a regex and two case folds per header line; bounded against floods of
+# invented names.
+_NAME_KEYS: dict[str, str] = {}
+_NAME_KEYS_MAX = 4096  # the largest UDP payload; streams use the same bound
 
 REASON_PHRASES = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -312,7 +317,7 @@ def _parse(head: bytes, rest: bytes, datagram: bool) -> Request | Response:
     lines = text.split("\r\n")
     start_line = lines[0]
     entries: list[list[str]] = []
-    key = Headers.key
+    keys = _NAME_KEYS
     for line in lines[1:]:
         if line[:1] in (" ", "\t"):
             if not entries:
@@ -322,12 +327,18 @@ def _parse(head: bytes, rest: bytes, datagram: bool) -> Request | Response:
         colon = line.find(":")
         if colon <= 0:
             raise _framing_error("Malformed header line", start_line, Headers._from_parsed(entries))
-        name = line[:colon].rstrip(" \t")
-        if not _HEADER_NAME.match(name):
-            raise _framing_error(
-                f"Malformed header name {name[:40]!r}", start_line, Headers._from_parsed(entries)
-            )
-        entries.append([key(name), name, line[colon + 1 :].strip(" \t")])
+        name = line[:colon]
+        key = keys.get(name)
+        if key is None:
+            name = name.rstrip(" \t")
+            if not _HEADER_NAME.match(name):
+                raise _framing_error(
+                    f"Malformed header name {name[:40]!r}", start_line, Headers._from_parsed(entries)
+                )
+            key = Headers.key(name)
+            if len(keys) < _NAME_KEYS_MAX and name == line[:colon]:
+                keys[name] = key
+        entries.append([key, name, line[colon + 1 :].strip(" \t")])
     headers = Headers._from_parsed(entries)
     body = _frame_body(headers, rest, datagram, start_line)
     if start_line[:4].upper() == "SIP/":

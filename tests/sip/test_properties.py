@@ -1,0 +1,211 @@
+"""Property tests: round trips of messages, URIs and headers, and a bounded parser fuzz."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from siptwin.sip.address import parse_name_addr
+from siptwin.sip.admission import admit
+from siptwin.sip.errors import SipParseError
+from siptwin.sip.headers import parse_via
+from siptwin.sip.message import StreamFramer, make_request, parse_datagram, parse_stream_message
+from siptwin.sip.syntax import split_commas
+from siptwin.sip.uri import SipUri, parse_uri, uri_equivalent
+from siptwin.sip.validate import UasPolicy
+
+from .torture import corpus_messages
+
+label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+hosts = st.builds(".".join, st.lists(label, min_size=1, max_size=4))
+free_text = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=20
+)
+user_text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
+param_name = st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True)
+param_value = st.one_of(st.none(), st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=10))
+
+sip_uris = st.builds(
+    SipUri,
+    scheme=st.sampled_from(["sip", "sips"]),
+    host=hosts,
+    user=st.one_of(st.none(), user_text),
+    password=st.none(),
+    port=st.one_of(st.none(), st.integers(1, 65535)),
+    params=st.lists(st.tuples(param_name, param_value), max_size=3).map(tuple),
+    headers=st.lists(st.tuples(param_name, free_text), max_size=2).map(tuple),
+)
+
+
+@given(sip_uris)
+def test_sip_uri_round_trips(uri: SipUri) -> None:
+    again = parse_uri(str(uri))
+    assert again == uri
+    assert uri_equivalent(again, uri)
+
+
+@given(sip_uris, st.one_of(st.none(), free_text), st.from_regex(r"[A-Za-z0-9]{1,12}", fullmatch=True))
+def test_name_addr_round_trips(uri: SipUri, display: str | None, tag: str) -> None:
+    text = f'{"" if display is None else chr(34) + display.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34)) + chr(34) + " "}<{uri}>;tag={tag}'
+    addr = parse_name_addr(text, "From")
+    assert addr.uri == uri
+    assert addr.display_name == display
+    assert addr.tag == tag
+    assert parse_name_addr(str(addr), "From") == addr
+
+
+def test_uri_comparison_follows_rfc3261_19_1_4() -> None:
+    same = [
+        ("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"),
+        ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
+        ("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;newparam=5"),
+        ("sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+         "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"),
+        ("sip:[2001:db8::10]:5070", "sip:[2001:DB8:0::10]:5070"),
+    ]
+    different = [
+        ("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"),
+        ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
+        ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
+        ("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;security=off"),
+        ("sip:alice@atlanta.com?subject=project%20x", "sip:alice@atlanta.com?subject=project"),
+    ]
+    for a, b in same:
+        assert uri_equivalent(parse_uri(a), parse_uri(b)), (a, b)
+    for a, b in different:
+        assert not uri_equivalent(parse_uri(a), parse_uri(b)), (a, b)
+
+
+def test_tel_and_unknown_schemes_stay_opaque() -> None:
+    tel = parse_uri("tel:+1-201-555-0123;phone-context=example.com")
+    assert tel.scheme == "tel" and tel.number == "+1-201-555-0123"
+    other = parse_uri("soap.beep://192.0.2.103:3002")
+    assert other.scheme == "soap.beep" and str(other) == "soap.beep://192.0.2.103:3002"
+
+
+def test_ipv6_reference_host() -> None:
+    uri = parse_uri("sip:alice@[2001:db8::1]:5070;transport=tcp")
+    assert uri.host == "[2001:db8::1]" and uri.port == 5070 and uri.transport == "tcp"
+
+
+@given(st.lists(st.one_of(hosts, st.from_regex(r'"[a-z ,]{0,8}" <sip:[a-z]{1,5}@h>', fullmatch=True)), min_size=1, max_size=5))
+def test_comma_split_respects_quotes_and_brackets(items: list[str]) -> None:
+    assert split_commas(", ".join(items)) == items
+
+
+@given(hosts, st.sampled_from(["UDP", "TCP", "TLS"]), st.one_of(st.none(), st.integers(1, 65535)),
+       st.from_regex(r"z9hG4bK[A-Za-z0-9]{1,16}", fullmatch=True))
+def test_via_round_trips(host: str, transport: str, port: int | None, branch: str) -> None:
+    via = parse_via(f"SIP/2.0/{transport} {host}{'' if port is None else f':{port}'};branch={branch};rport")
+    assert (via.host, via.port, via.transport, via.branch, via.wants_rport) == (host, port, transport, branch, True)
+    assert parse_via(str(via)) == via
+
+
+header_value = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\r\n"), max_size=30
+).map(lambda s: s.strip(" \t"))
+extension_name = st.from_regex(r"X-[A-Za-z0-9-]{1,12}", fullmatch=True)
+
+
+@given(st.lists(st.tuples(extension_name, header_value), max_size=6), st.binary(max_size=64))
+def test_message_round_trips(extra: list[tuple[str, str]], body: bytes) -> None:
+    request = make_request(
+        "INVITE",
+        "sip:+14155550100@acme.sip.twilio.com",
+        [
+            ("Via", "SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKabc"),
+            ("From", "<sip:alice@example.com>;tag=1"),
+            ("To", "<sip:+14155550100@acme.sip.twilio.com>"),
+            ("Call-ID", "prop@example.com"),
+            ("CSeq", "1 INVITE"),
+            *extra,
+        ],
+        body,
+    )
+    data = request.to_bytes()
+    for parsed in (parse_datagram(data), parse_stream_message(data)):
+        assert parsed.start_line() == request.start_line()
+        assert list(parsed.headers) == list(request.headers)
+        assert parsed.body == body
+        assert parsed.to_bytes() == data
+
+
+@given(st.binary(max_size=512))
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_random_bytes_never_crash_the_parser(data: bytes) -> None:
+    _exercise(data)
+
+
+def _exercise(data: bytes) -> None:
+    admit(data, UasPolicy())
+    try:
+        msg = parse_datagram(data)
+    except SipParseError:
+        return
+    for view in ("vias", "from_", "to", "call_id", "cseq", "max_forwards", "contacts",
+                 "routes", "record_routes", "content_type", "accept", "expires", "require"):
+        with contextlib.suppress(SipParseError):
+            getattr(msg, view)
+
+
+def test_mutation_fuzz_of_the_corpus_never_crashes() -> None:
+    """Bounded: 60 mutants of each torture message (byte flips, cuts, duplications)."""
+    rng = random.Random(4475)
+    alphabet = b" \t\r\n:;,<>\"\\%@=/?0123456789abcz"
+    for seed_data in corpus_messages():
+        for _ in range(60):
+            data = bytearray(seed_data)
+            for _ in range(rng.randint(1, 8)):
+                op = rng.random()
+                pos = rng.randrange(len(data) or 1)
+                if op < 0.4 and data:
+                    data[pos] = rng.choice(alphabet)
+                elif op < 0.6:
+                    del data[pos : pos + rng.randint(1, 20)]
+                elif op < 0.8:
+                    data[pos:pos] = data[pos : pos + rng.randint(1, 40)]
+                else:
+                    data[pos:pos] = bytes([rng.randrange(256)])
+            _exercise(bytes(data))
+            framer = StreamFramer()
+            framer.feed(bytes(data))
+            try:
+                while (chunk := framer.next_message()) is not None:
+                    _exercise(chunk)
+            except SipParseError:
+                pass
+
+
+def test_stream_framer_cuts_messages_split_anywhere() -> None:
+    one = make_request("OPTIONS", "sip:a@b", [("Via", "SIP/2.0/TCP h;branch=z9hG4bK1"),
+                                               ("CSeq", "1 OPTIONS")], b"hello").to_bytes()
+    two = make_request("OPTIONS", "sip:a@b", [("Via", "SIP/2.0/TCP h;branch=z9hG4bK2"),
+                                               ("CSeq", "2 OPTIONS")]).to_bytes()
+    stream = b"\r\n\r\n" + one + two
+    for cut in range(1, len(stream)):
+        framer = StreamFramer()
+        got = []
+        for part in (stream[:cut], stream[cut:]):
+            framer.feed(part)
+            while (msg := framer.next_message()) is not None:
+                got.append(msg)
+        assert got == [one, two]
+
+
+def test_stream_framer_rejects_conflicting_content_length() -> None:
+    framer = StreamFramer()
+    framer.feed(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 5\r\nl: 13\r\n\r\n")
+    with pytest.raises(SipParseError, match="Content-Length"):
+        framer.next_message()
+
+
+def test_stream_framer_bounds_message_size() -> None:
+    framer = StreamFramer(max_message_size=1000)
+    framer.feed(b"OPTIONS sip:a@b SIP/2.0\r\n" + b"X-Pad: " + b"a" * 2000)
+    with pytest.raises(SipParseError) as caught:
+        framer.next_message()
+    assert caught.value.status == 513
