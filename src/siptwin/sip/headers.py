@@ -114,6 +114,17 @@ class Headers:
         key = self.key(name)
         self._fields = [e for e in self._fields if e[0] != key]
 
+    def replace_first_value(self, name: str, value: str) -> None:
+        """Replace the first comma-separated value of the first ``name`` field (a top Via)."""
+        key = self.key(name)
+        for entry in self._fields:
+            if entry[0] == key:
+                values = split_commas(entry[2])
+                values[0] = value
+                entry[2] = ", ".join(values)
+                return
+        raise KeyError(name)
+
     def get(self, name: str) -> str | None:
         """Value of the first field called ``name``."""
         key = self.key(name)

@@ -83,6 +83,10 @@ class Message:
         self.headers.remove(name)
         self._views.clear()
 
+    def replace_top_via(self, via: Via) -> None:
+        self.headers.replace_first_value("Via", str(via))
+        self._views.clear()
+
     def _view(self, key: str, decode: Any) -> Any:
         try:
             return self._views[key]

@@ -1,0 +1,50 @@
+"""Where requests came from and where responses go (RFC 3261 §18.2, RFC 3581 rport)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .message import Request
+from .uri import DEFAULT_PORTS
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    transport: str  # "udp", "tcp", "tls"
+    host: str
+    port: int
+
+
+def stamp_received(request: Request, source_host: str, source_port: int) -> None:
+    """Record the packet's real source in the top Via (§18.2.1, RFC 3581 §4).
+
+    ``received`` is added when the sent-by host differs from the source address, or always
+    when the client asked for ``rport``, which then gets the source port.
+    """
+    via = request.top_via
+    updates: dict[str, str | None] = {}
+    if via.wants_rport:
+        updates["rport"] = str(source_port)
+        updates["received"] = source_host
+    elif via.host.strip("[]") != source_host:
+        updates["received"] = source_host
+    if not updates:
+        return
+    request.replace_top_via(via.with_params(**updates))
+
+
+def response_hop(request: Request, transport: str, source_host: str, source_port: int) -> Hop:
+    """Where to send responses to ``request`` received from (source_host, source_port).
+
+    Stream transports answer on the connection the request came in on; UDP follows §18.2.2:
+    maddr, then received with rport, then the sent-by.
+    """
+    if transport in ("tcp", "tls"):
+        return Hop(transport, source_host, source_port)
+    via = request.top_via
+    if via.maddr:
+        return Hop(transport, via.maddr, via.port or DEFAULT_PORTS["sip"])
+    if via.received:
+        port = via.rport or via.port or DEFAULT_PORTS["sip"]
+        return Hop(transport, via.received, port)
+    return Hop(transport, via.host.strip("[]"), via.port or DEFAULT_PORTS["sip"])
