@@ -1,0 +1,789 @@
+"""The Twilio-compatible REST API: ``make_app(store)`` returns an aiohttp application.
+
+One dispatcher handles every request so the order of checks is visible in one place:
+region selection -> authentication -> route match (404) -> method (405) -> path account
+(404 / 401) -> request decoding (4xx) -> handler.  Handlers translate form parameters with
+:mod:`siptwin.cloud.rules`, call the :class:`~siptwin.cloud.store.Store`, and render with
+:mod:`siptwin.cloud.representations`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from . import representations as shapes
+from . import rules
+from .api_region import select_region
+from .errors import (
+    ErrorCode,
+    TwilioError,
+    authentication_failed,
+    method_not_allowed,
+    not_found,
+)
+from .model import Account, AccountStatus, ListKind, MappingPurpose, Page
+from .params import (
+    PAGING_PARAMETERS,
+    ApiSettings,
+    encode_page_token,
+    only_known,
+    paging,
+    read_form,
+    read_query,
+)
+from .scope import PROCESSING_REGIONS
+from .sids import SidPrefix, is_sid, new_sid
+from .store import MissingResource, Store
+
+log = logging.getLogger(__name__)
+
+STORE_KEY = web.AppKey("siptwin.cloud.store", Store)
+SETTINGS_KEY = web.AppKey("siptwin.cloud.settings", ApiSettings)
+HOME_REGION = "us1"  # every twin account is homed in us1, like a default Twilio account
+
+
+@dataclass
+class Call:
+    """Everything a handler needs about one authenticated, routed request."""
+
+    request: web.Request
+    store: Store
+    settings: ApiSettings
+    caller: Account
+    region: str
+    path: str
+    parts: dict[str, str]
+    account: Account  # the account named in the path, or the caller when none is named
+    query: dict[str, str] = field(default_factory=dict)
+    form: dict[str, str] = field(default_factory=dict)
+
+    def params(self, *allowed: str) -> dict[str, str]:
+        return only_known(self.form, allowed, self.settings)
+
+    def query_params(self, *allowed: str) -> dict[str, str]:
+        return only_known(self.query, allowed, self.settings)
+
+    def sid(self, name: str, prefix: SidPrefix) -> str:
+        """A SID from the path; a malformed one cannot name anything, hence 404."""
+        value = self.parts[name]
+        if not is_sid(value, prefix):
+            raise not_found(self.request.path)
+        return value
+
+    def missing(self) -> TwilioError:
+        return not_found(self.request.path)
+
+
+Handler = Callable[[Call], Awaitable[web.Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    pattern: re.Pattern[str]
+    methods: dict[str, Handler]
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    regex = re.escape(template)
+    regex = re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>[^/]+?)", regex)
+    return re.compile(f"^{regex}$")
+
+
+# --- responses -----------------------------------------------------------------------------
+
+
+def _request_id() -> str:
+    return new_sid(SidPrefix.REQUEST)
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
+def error_response(error: TwilioError) -> web.Response:
+    response = json_response(error.body(), error.http_status)
+    response.headers["X-Twilio-Error-Code"] = str(error.code)
+    if error.http_status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
+    return response
+
+
+def no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+# --- authentication ---------------------------------------------------------------------------
+
+
+def authenticate(request: web.Request, store: Store) -> Account:
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise authentication_failed()
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise authentication_failed() from None
+    username, _, password = decoded.partition(":")
+    if not is_sid(username, SidPrefix.ACCOUNT):
+        raise authentication_failed()
+    account = store.account(username)
+    if (
+        account is None
+        or account.status != AccountStatus.ACTIVE
+        or not hmac.compare_digest(account.auth_token.encode(), password.encode())
+    ):
+        raise authentication_failed()
+    return account
+
+
+def resolve_path_account(call_path: str, caller: Account, store: Store, sid: str) -> Account:
+    """A parent reaches its sub-accounts; a sub-account never reaches its parent (spec 2.2)."""
+    if not is_sid(sid, SidPrefix.ACCOUNT):
+        raise not_found(call_path)
+    account = store.account(sid)
+    if account is None:
+        raise not_found(call_path)
+    if account.sid != caller.sid and account.owner_account_sid != caller.sid:
+        raise authentication_failed()
+    return account
+
+
+# --- paging helper ------------------------------------------------------------------------------
+
+
+def list_response(
+    call: Call,
+    array_key: str,
+    fetch: Callable[[Any], Page[Any]],
+    render: Callable[[Any], dict[str, Any]],
+    extra_query: tuple[str, ...] = (),
+) -> web.Response:
+    query = call.query_params(*PAGING_PARAMETERS, *extra_query)
+    page_spec = paging(query)
+    page = fetch(page_spec.request)
+    token = encode_page_token(page.records[-1].seq) if page.records else None
+    body = shapes.list_envelope(
+        call.path,
+        array_key,
+        page,
+        render,
+        page_spec.page_size,
+        page_spec.page_number,
+        token,
+        [(name, query[name]) for name in extra_query if name in query],
+    )
+    return json_response(body)
+
+
+# --- accounts ---------------------------------------------------------------------------------
+
+
+async def list_accounts(call: Call) -> web.Response:
+    filters = call.query_params(*PAGING_PARAMETERS, "FriendlyName", "Status")
+    status = rules.account_status(filters["Status"]) if "Status" in filters else None
+    return list_response(
+        call,
+        "accounts",
+        lambda request: call.store.list_accounts(
+            call.caller, request, filters.get("FriendlyName"), status
+        ),
+        shapes.account_json,
+        ("FriendlyName", "Status"),
+    )
+
+
+async def create_account(call: Call) -> web.Response:
+    params = call.params("FriendlyName")
+    name = rules.account_friendly_name(params["FriendlyName"]) if params.get("FriendlyName") else None
+    return json_response(shapes.account_json(call.store.create_subaccount(call.caller, name)), 201)
+
+
+async def fetch_account(call: Call) -> web.Response:
+    return json_response(shapes.account_json(call.account))
+
+
+async def update_account(call: Call) -> web.Response:
+    params = call.params("FriendlyName", "Status")
+    name = rules.account_friendly_name(params["FriendlyName"]) if "FriendlyName" in params else None
+    status = rules.account_status(params["Status"]) if "Status" in params else None
+    return json_response(shapes.account_json(call.store.update_account(call.account.sid, name, status)))
+
+
+# --- SIP domains ---------------------------------------------------------------------------------
+
+DOMAIN_PARAMETERS = (
+    "DomainName",
+    "FriendlyName",
+    "VoiceUrl",
+    "VoiceMethod",
+    "VoiceFallbackUrl",
+    "VoiceFallbackMethod",
+    "VoiceStatusCallbackUrl",
+    "VoiceStatusCallbackMethod",
+    "SipRegistration",
+    "EmergencyCallingEnabled",
+    "Secure",
+    "ByocTrunkSid",
+    "EmergencyCallerSid",
+)
+
+
+def domain_settings(params: dict[str, str], account: Account) -> dict[str, object]:
+    """Form parameters -> domain columns, each checked by its rule (21232 / 21231)."""
+    code = ErrorCode.DOMAIN_VALIDATION
+    settings: dict[str, object] = {}
+    for name, value in params.items():
+        match name:
+            case "DomainName":
+                settings["domain_name"] = rules.domain_name(value, account.sid)
+            case "FriendlyName":
+                settings["friendly_name"] = rules.domain_friendly_name(value) or None
+            case "VoiceUrl" | "VoiceFallbackUrl" | "VoiceStatusCallbackUrl":
+                settings[_snake(name)] = rules.url(value, name, code)
+            case "VoiceMethod" | "VoiceFallbackMethod" | "VoiceStatusCallbackMethod":
+                settings[_snake(name)] = rules.http_method(value, name, code)
+            case "SipRegistration" | "EmergencyCallingEnabled" | "Secure":
+                settings[_snake(name)] = rules.boolean(value, name, code)
+            case "ByocTrunkSid":
+                settings["byoc_trunk_sid"] = rules.optional_sid_param(
+                    value, name, SidPrefix.BYOC_TRUNK, code
+                )
+            case "EmergencyCallerSid":
+                settings["emergency_caller_sid"] = rules.optional_sid_param(
+                    value, name, SidPrefix.PHONE_NUMBER, code
+                )
+    return settings
+
+
+def _snake(pascal: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", pascal).lower()
+
+
+async def list_domains(call: Call) -> web.Response:
+    return list_response(
+        call,
+        "domains",
+        lambda request: call.store.list_domains(call.account.sid, call.region, request),
+        shapes.domain_json,
+    )
+
+
+async def create_domain(call: Call) -> web.Response:
+    params = call.params(*DOMAIN_PARAMETERS)
+    rules.required(params.get("DomainName"), "DomainName", ErrorCode.INVALID_DOMAIN)
+    settings = domain_settings(params, call.account)
+    domain = call.store.create_domain(call.account, call.region, settings)
+    return json_response(shapes.domain_json(domain), 201)
+
+
+async def fetch_domain(call: Call) -> web.Response:
+    domain = call.store.domain(call.account.sid, call.region, call.sid("Sid", SidPrefix.DOMAIN))
+    if domain is None:
+        raise call.missing()
+    return json_response(shapes.domain_json(domain))
+
+
+async def update_domain(call: Call) -> web.Response:
+    sid = call.sid("Sid", SidPrefix.DOMAIN)
+    params = call.params(*DOMAIN_PARAMETERS)
+    if "DomainName" in params:
+        rules.required(params["DomainName"], "DomainName", ErrorCode.INVALID_DOMAIN)
+    settings = domain_settings(params, call.account)
+    return json_response(
+        shapes.domain_json(call.store.update_domain(call.account, call.region, sid, settings))
+    )
+
+
+async def delete_domain(call: Call) -> web.Response:
+    sid = call.sid("Sid", SidPrefix.DOMAIN)
+    if not call.store.delete_domain(call.account.sid, call.region, sid):
+        raise call.missing()
+    return no_content()
+
+
+# --- domain mappings (legacy, Auth/Calls, Auth/Registrations) ---------------------------------
+
+
+@dataclass(frozen=True)
+class MappingFamily:
+    """One of the five mapping paths; legacy and Auth/Calls share purpose CALLS (one store)."""
+
+    purpose: MappingPurpose
+    list_kind: ListKind
+    array_key: str
+    render: Callable[[Any, str], dict[str, Any]]
+
+    @property
+    def parameter(self) -> str:
+        if self.list_kind is ListKind.CREDENTIAL_LIST:
+            return "CredentialListSid"
+        return "IpAccessControlListSid"
+
+    @property
+    def prefix(self) -> SidPrefix:
+        if self.list_kind is ListKind.CREDENTIAL_LIST:
+            return SidPrefix.CREDENTIAL_LIST
+        return SidPrefix.IP_ACCESS_CONTROL_LIST
+
+
+def _collection_path(call: Call) -> str:
+    return call.path if "Sid" not in call.parts else call.path.rsplit("/", 1)[0] + ".json"
+
+
+def mapping_handlers(family: MappingFamily) -> tuple[dict[str, Handler], dict[str, Handler]]:
+    def render(mapping: Any, call: Call) -> dict[str, Any]:
+        return family.render(mapping, _collection_path(call))
+
+    def domain_sid(call: Call) -> str:
+        sid = call.sid("DomainSid", SidPrefix.DOMAIN)
+        if call.store.domain(call.account.sid, call.region, sid) is None:
+            raise call.missing()
+        return sid
+
+    async def list_mappings(call: Call) -> web.Response:
+        sid = domain_sid(call)
+        return list_response(
+            call,
+            family.array_key,
+            lambda request: call.store.list_mappings(
+                call.account.sid, call.region, sid, family.purpose, family.list_kind, request
+            ),
+            lambda mapping: render(mapping, call),
+        )
+
+    async def create_mapping(call: Call) -> web.Response:
+        sid = domain_sid(call)
+        params = call.params(family.parameter)
+        list_sid = rules.sid_param(
+            rules.required(params.get(family.parameter), family.parameter,
+                           ErrorCode.DOMAIN_VALIDATION),
+            family.parameter,
+            family.prefix,
+            ErrorCode.DOMAIN_VALIDATION,
+        )
+        mapping = call.store.create_mapping(
+            call.account.sid, call.region, sid, family.purpose, family.list_kind, list_sid,
+            call.request.path,
+        )
+        return json_response(render(mapping, call), 201)
+
+    async def fetch_mapping(call: Call) -> web.Response:
+        sid = domain_sid(call)
+        mapping = call.store.mapping(
+            call.account.sid, call.region, sid, family.purpose, family.list_kind,
+            call.sid("Sid", family.prefix),
+        )
+        if mapping is None:
+            raise call.missing()
+        return json_response(render(mapping, call))
+
+    async def delete_mapping(call: Call) -> web.Response:
+        sid = domain_sid(call)
+        if not call.store.delete_mapping(
+            call.account.sid, call.region, sid, family.purpose, family.list_kind,
+            call.sid("Sid", family.prefix),
+        ):
+            raise call.missing()
+        return no_content()
+
+    return (
+        {"GET": list_mappings, "POST": create_mapping},
+        {"GET": fetch_mapping, "DELETE": delete_mapping},
+    )
+
+
+# --- IP access control lists and addresses ---------------------------------------------------
+
+
+async def list_ip_acls(call: Call) -> web.Response:
+    return list_response(
+        call,
+        "ip_access_control_lists",
+        lambda request: call.store.list_ip_acls(call.account.sid, call.region, request),
+        shapes.ip_acl_json,
+    )
+
+
+async def create_ip_acl(call: Call) -> web.Response:
+    name = rules.ip_acl_friendly_name(call.params("FriendlyName").get("FriendlyName"))
+    acl = call.store.create_ip_acl(call.account.sid, call.region, name)
+    return json_response(shapes.ip_acl_json(acl), 201)
+
+
+async def fetch_ip_acl(call: Call) -> web.Response:
+    acl = call.store.ip_acl(call.account.sid, call.region, call.sid("Sid", SidPrefix.IP_ACCESS_CONTROL_LIST))
+    if acl is None:
+        raise call.missing()
+    return json_response(shapes.ip_acl_json(acl))
+
+
+async def update_ip_acl(call: Call) -> web.Response:
+    sid = call.sid("Sid", SidPrefix.IP_ACCESS_CONTROL_LIST)
+    name = rules.ip_acl_friendly_name(call.params("FriendlyName").get("FriendlyName"))
+    return json_response(
+        shapes.ip_acl_json(call.store.update_ip_acl(call.account.sid, call.region, sid, name))
+    )
+
+
+async def delete_ip_acl(call: Call) -> web.Response:
+    sid = call.sid("Sid", SidPrefix.IP_ACCESS_CONTROL_LIST)
+    if not call.store.delete_ip_acl(call.account.sid, call.region, sid):
+        raise call.missing()
+    return no_content()
+
+
+def _existing_acl_sid(call: Call) -> str:
+    sid = call.sid("IpAccessControlListSid", SidPrefix.IP_ACCESS_CONTROL_LIST)
+    if call.store.ip_acl(call.account.sid, call.region, sid) is None:
+        raise call.missing()
+    return sid
+
+
+IP_ADDRESS_PARAMETERS = ("FriendlyName", "IpAddress", "CidrPrefixLength")
+
+
+def ip_address_settings(params: dict[str, str]) -> dict[str, object]:
+    settings: dict[str, object] = {}
+    if "FriendlyName" in params:
+        settings["friendly_name"] = rules.ip_address_friendly_name(
+            rules.required(params["FriendlyName"], "FriendlyName", ErrorCode.IP_ADDRESS_VALIDATION)
+        )
+    if "IpAddress" in params:
+        settings["ip_address"] = rules.ipv4_address(
+            rules.required(params["IpAddress"], "IpAddress", ErrorCode.IP_ADDRESS_VALIDATION)
+        )
+    if "CidrPrefixLength" in params:
+        settings["cidr_prefix_length"] = rules.cidr_prefix_length(params["CidrPrefixLength"])
+    return settings
+
+
+async def list_ip_addresses(call: Call) -> web.Response:
+    acl_sid = _existing_acl_sid(call)
+    return list_response(
+        call,
+        "ip_addresses",
+        lambda request: call.store.list_ip_addresses(call.account.sid, call.region, acl_sid, request),
+        shapes.ip_address_json,
+    )
+
+
+async def create_ip_address(call: Call) -> web.Response:
+    acl_sid = _existing_acl_sid(call)
+    params = call.params(*IP_ADDRESS_PARAMETERS)
+    for name in ("FriendlyName", "IpAddress"):
+        rules.required(params.get(name), name, ErrorCode.IP_ADDRESS_VALIDATION)
+    settings = ip_address_settings(params)
+    entry = call.store.create_ip_address(
+        call.account.sid,
+        call.region,
+        acl_sid,
+        str(settings["friendly_name"]),
+        str(settings["ip_address"]),
+        int(settings.get("cidr_prefix_length", 32)),  # type: ignore[call-overload]
+    )
+    return json_response(shapes.ip_address_json(entry), 201)
+
+
+async def fetch_ip_address(call: Call) -> web.Response:
+    acl_sid = _existing_acl_sid(call)
+    entry = call.store.ip_address(
+        call.account.sid, call.region, acl_sid, call.sid("Sid", SidPrefix.IP_ADDRESS)
+    )
+    if entry is None:
+        raise call.missing()
+    return json_response(shapes.ip_address_json(entry))
+
+
+async def update_ip_address(call: Call) -> web.Response:
+    acl_sid = _existing_acl_sid(call)
+    sid = call.sid("Sid", SidPrefix.IP_ADDRESS)
+    settings = ip_address_settings(call.params(*IP_ADDRESS_PARAMETERS))
+    entry = call.store.update_ip_address(call.account.sid, call.region, acl_sid, sid, settings)
+    return json_response(shapes.ip_address_json(entry))
+
+
+async def delete_ip_address(call: Call) -> web.Response:
+    acl_sid = _existing_acl_sid(call)
+    sid = call.sid("Sid", SidPrefix.IP_ADDRESS)
+    if not call.store.delete_ip_address(call.account.sid, call.region, acl_sid, sid):
+        raise call.missing()
+    return no_content()
+
+
+# --- credential lists and credentials ---------------------------------------------------------
+
+
+async def list_credential_lists(call: Call) -> web.Response:
+    return list_response(
+        call,
+        "credential_lists",
+        lambda request: call.store.list_credential_lists(call.account.sid, call.region, request),
+        shapes.credential_list_json,
+    )
+
+
+async def create_credential_list(call: Call) -> web.Response:
+    name = rules.credential_list_friendly_name(call.params("FriendlyName").get("FriendlyName"))
+    created = call.store.create_credential_list(call.account.sid, call.region, name)
+    return json_response(shapes.credential_list_json(created), 201)
+
+
+async def fetch_credential_list(call: Call) -> web.Response:
+    found = call.store.credential_list(
+        call.account.sid, call.region, call.sid("Sid", SidPrefix.CREDENTIAL_LIST)
+    )
+    if found is None:
+        raise call.missing()
+    return json_response(shapes.credential_list_json(found))
+
+
+async def update_credential_list(call: Call) -> web.Response:
+    sid = call.sid("Sid", SidPrefix.CREDENTIAL_LIST)
+    name = rules.credential_list_friendly_name(call.params("FriendlyName").get("FriendlyName"))
+    updated = call.store.update_credential_list(call.account.sid, call.region, sid, name)
+    return json_response(shapes.credential_list_json(updated))
+
+
+async def delete_credential_list(call: Call) -> web.Response:
+    sid = call.sid("Sid", SidPrefix.CREDENTIAL_LIST)
+    if not call.store.delete_credential_list(call.account.sid, call.region, sid):
+        raise call.missing()
+    return no_content()
+
+
+def _existing_credential_list_sid(call: Call) -> str:
+    sid = call.sid("CredentialListSid", SidPrefix.CREDENTIAL_LIST)
+    if call.store.credential_list(call.account.sid, call.region, sid) is None:
+        raise call.missing()
+    return sid
+
+
+async def list_credentials(call: Call) -> web.Response:
+    list_sid = _existing_credential_list_sid(call)
+    return list_response(
+        call,
+        "credentials",
+        lambda request: call.store.list_credentials(call.account.sid, call.region, list_sid, request),
+        shapes.credential_json,
+    )
+
+
+async def create_credential(call: Call) -> web.Response:
+    list_sid = _existing_credential_list_sid(call)
+    params = call.params("Username", "Password")
+    username = rules.username(params.get("Username"))
+    password = rules.password(params.get("Password"))
+    created = call.store.create_credential(call.account.sid, call.region, list_sid, username, password)
+    return json_response(shapes.credential_json(created), 201)
+
+
+async def fetch_credential(call: Call) -> web.Response:
+    list_sid = _existing_credential_list_sid(call)
+    found = call.store.credential(
+        call.account.sid, call.region, list_sid, call.sid("Sid", SidPrefix.CREDENTIAL)
+    )
+    if found is None:
+        raise call.missing()
+    return json_response(shapes.credential_json(found))
+
+
+async def update_credential(call: Call) -> web.Response:
+    list_sid = _existing_credential_list_sid(call)
+    sid = call.sid("Sid", SidPrefix.CREDENTIAL)
+    params = call.params("Password")
+    if "Password" not in params:  # nothing else is updatable: an empty update changes nothing
+        found = call.store.credential(call.account.sid, call.region, list_sid, sid)
+        if found is None:
+            raise call.missing()
+        return json_response(shapes.credential_json(found))
+    password = rules.password(params["Password"])
+    updated = call.store.update_credential_password(
+        call.account.sid, call.region, list_sid, sid, password
+    )
+    return json_response(shapes.credential_json(updated))
+
+
+async def delete_credential(call: Call) -> web.Response:
+    list_sid = _existing_credential_list_sid(call)
+    sid = call.sid("Sid", SidPrefix.CREDENTIAL)
+    if not call.store.delete_credential(call.account.sid, call.region, list_sid, sid):
+        raise call.missing()
+    return no_content()
+
+
+# --- routes API: inbound processing region (global) -----------------------------------------
+
+
+def _owned_route(call: Call) -> Any:
+    name = call.parts["SipDomain"].lower()
+    route = call.store.route(name)
+    if route is None:
+        raise call.missing()
+    owner = call.store.account(route.account_sid)
+    if owner is None or (owner.sid != call.caller.sid and owner.owner_account_sid != call.caller.sid):
+        # Another account's domain: indistinguishable from one that does not exist.
+        raise call.missing()
+    return route
+
+
+async def fetch_route(call: Call) -> web.Response:
+    return json_response(shapes.route_json(_owned_route(call)))
+
+
+async def update_route(call: Call) -> web.Response:
+    route = _owned_route(call)
+    params = call.params("VoiceRegion", "FriendlyName")
+    region = (
+        rules.voice_region(params["VoiceRegion"], PROCESSING_REGIONS)
+        if "VoiceRegion" in params
+        else None
+    )
+    name = rules.route_friendly_name(params["FriendlyName"]) if "FriendlyName" in params else None
+    updated = call.store.update_route(route.domain_name, region, name)
+    return json_response(shapes.route_json(updated))
+
+
+# --- the route table --------------------------------------------------------------------------
+
+SIP = "/2010-04-01/Accounts/{AccountSid}/SIP"
+DOMAIN = SIP + "/Domains/{DomainSid}"
+
+MAPPING_FAMILIES: dict[str, MappingFamily] = {
+    DOMAIN + "/CredentialListMappings": MappingFamily(
+        MappingPurpose.CALLS, ListKind.CREDENTIAL_LIST, "credential_list_mappings",
+        shapes.legacy_mapping_json,
+    ),
+    DOMAIN + "/IpAccessControlListMappings": MappingFamily(
+        MappingPurpose.CALLS, ListKind.IP_ACCESS_CONTROL_LIST, "ip_access_control_list_mappings",
+        shapes.legacy_mapping_json,
+    ),
+    DOMAIN + "/Auth/Calls/CredentialListMappings": MappingFamily(
+        MappingPurpose.CALLS, ListKind.CREDENTIAL_LIST, "contents", shapes.auth_mapping_json,
+    ),
+    DOMAIN + "/Auth/Calls/IpAccessControlListMappings": MappingFamily(
+        MappingPurpose.CALLS, ListKind.IP_ACCESS_CONTROL_LIST, "contents", shapes.auth_mapping_json,
+    ),
+    DOMAIN + "/Auth/Registrations/CredentialListMappings": MappingFamily(
+        MappingPurpose.REGISTRATIONS, ListKind.CREDENTIAL_LIST, "contents",
+        shapes.auth_mapping_json,
+    ),
+}
+
+
+def build_routes() -> list[Route]:
+    table: dict[str, dict[str, Handler]] = {
+        "/2010-04-01/Accounts.json": {"GET": list_accounts, "POST": create_account},
+        "/2010-04-01/Accounts/{AccountSid}.json": {"GET": fetch_account, "POST": update_account},
+        SIP + "/Domains.json": {"GET": list_domains, "POST": create_domain},
+        SIP + "/Domains/{Sid}.json": {
+            "GET": fetch_domain, "POST": update_domain, "DELETE": delete_domain,
+        },
+        SIP + "/IpAccessControlLists.json": {"GET": list_ip_acls, "POST": create_ip_acl},
+        SIP + "/IpAccessControlLists/{Sid}.json": {
+            "GET": fetch_ip_acl, "POST": update_ip_acl, "DELETE": delete_ip_acl,
+        },
+        SIP + "/IpAccessControlLists/{IpAccessControlListSid}/IpAddresses.json": {
+            "GET": list_ip_addresses, "POST": create_ip_address,
+        },
+        SIP + "/IpAccessControlLists/{IpAccessControlListSid}/IpAddresses/{Sid}.json": {
+            "GET": fetch_ip_address, "POST": update_ip_address, "DELETE": delete_ip_address,
+        },
+        SIP + "/CredentialLists.json": {"GET": list_credential_lists, "POST": create_credential_list},
+        SIP + "/CredentialLists/{Sid}.json": {
+            "GET": fetch_credential_list, "POST": update_credential_list,
+            "DELETE": delete_credential_list,
+        },
+        SIP + "/CredentialLists/{CredentialListSid}/Credentials.json": {
+            "GET": list_credentials, "POST": create_credential,
+        },
+        SIP + "/CredentialLists/{CredentialListSid}/Credentials/{Sid}.json": {
+            "GET": fetch_credential, "POST": update_credential, "DELETE": delete_credential,
+        },
+        "/v2/SipDomains/{SipDomain}": {"GET": fetch_route, "POST": update_route},
+    }
+    for base, family in MAPPING_FAMILIES.items():
+        collection, instance = mapping_handlers(family)
+        table[base + ".json"] = collection
+        table[base + "/{Sid}.json"] = instance
+    return [Route(_compile(template), methods) for template, methods in table.items()]
+
+
+# --- dispatch -----------------------------------------------------------------------------------
+
+
+class Dispatcher:
+    def __init__(self, store: Store, settings: ApiSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.routes = build_routes()
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        try:
+            response = await self._dispatch(request)
+        except TwilioError as error:
+            response = error_response(error)
+        except MissingResource:
+            response = error_response(not_found(request.path))
+        except Exception:  # a bug must still answer in Twilio's shape, and be logged
+            log.exception("internal error handling %s %s", request.method, request.path)
+            response = error_response(TwilioError(500, ErrorCode.INTERNAL, "Internal Server Error"))
+        response.headers["Twilio-Request-Id"] = _request_id()
+        response.headers["X-Home-Region"] = HOME_REGION
+        return response
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        selection = select_region(request.headers.get("Host"), request.path)
+        caller = authenticate(request, self.store)
+        for route in self.routes:
+            match = route.pattern.match(selection.path)
+            if match is None:
+                continue
+            handler = route.methods.get(request.method)
+            if handler is None:
+                raise method_not_allowed(request.method, request.path)
+            parts = match.groupdict()
+            account = caller
+            if "AccountSid" in parts:
+                account = resolve_path_account(request.path, caller, self.store, parts["AccountSid"])
+            call = Call(
+                request=request,
+                store=self.store,
+                settings=self.settings,
+                caller=caller,
+                region=selection.region,
+                path=selection.path,
+                parts=parts,
+                account=account,
+                query=read_query(request),
+            )
+            if request.method == "POST":
+                call.form = await read_form(request, self.settings)
+            return await handler(call)
+        raise not_found(request.path)
+
+
+def make_app(store: Store, settings: ApiSettings | None = None) -> web.Application:
+    """The control-plane REST API over ``store``; embed it or serve it with ``web.AppRunner``."""
+    effective = settings or ApiSettings()
+    # aiohttp's own body limit stays above ours so our Twilio-shaped 413 answers first.
+    app = web.Application(client_max_size=effective.max_body_bytes * 4)
+    app[STORE_KEY] = store
+    app[SETTINGS_KEY] = effective
+    app.router.add_route("*", "/{tail:.*}", Dispatcher(store, effective))
+    return app

@@ -1,0 +1,27 @@
+"""Digest HA1 values for SIP credentials (RFC 2617 MD5, RFC 7616 SHA-256).
+
+Twilio keeps a credential only as ``H(username:realm:password)`` with the fixed realm
+``sip.twilio.com`` (spec 3.5); the twin does the same so that a clear password never
+reaches the database, a log line or a response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+TWILIO_DIGEST_REALM = "sip.twilio.com"
+
+
+@dataclass(frozen=True)
+class Ha1Pair:
+    md5: str
+    sha256: str
+
+
+def ha1_for(username: str, password: str, realm: str = TWILIO_DIGEST_REALM) -> Ha1Pair:
+    material = f"{username}:{realm}:{password}".encode()
+    return Ha1Pair(
+        md5=hashlib.md5(material).hexdigest(),
+        sha256=hashlib.sha256(material).hexdigest(),
+    )

@@ -1,0 +1,82 @@
+"""Serving the control plane: in the foreground (``python -m siptwin.cloud``) or from a
+background thread (tests, and any synchronous caller such as the official ``twilio`` SDK)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import threading
+from collections.abc import Callable
+
+from aiohttp import web
+
+LOOPBACK_HOST = "127.0.0.1"
+
+
+def ensure_loopback(host: str) -> None:
+    """The twin has no TLS and simple tokens: it must never listen beyond this machine."""
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"refusing to listen on {host!r}: the twin binds to loopback only")
+
+
+async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start serving ``app``; returns the runner and the bound port (useful with port 0)."""
+    ensure_loopback(host)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server  # aiohttp exposes the bound port only through the server object
+    assert isinstance(server, asyncio.base_events.Server)
+    bound_port = int(server.sockets[0].getsockname()[1])
+    return runner, bound_port
+
+
+class BackgroundServer:
+    """Runs an aiohttp application on its own event loop in a daemon thread."""
+
+    def __init__(
+        self, app_factory: Callable[[], web.Application], host: str = LOOPBACK_HOST, port: int = 0
+    ) -> None:
+        self._app_factory = app_factory
+        self._host = host
+        self._requested_port = port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="siptwin-control-plane")
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    def start(self) -> str:
+        self._thread.start()
+
+        async def boot() -> tuple[web.AppRunner, int]:
+            return await start_site(self._app_factory(), self._host, self._requested_port)
+
+        self._runner, self.port = asyncio.run_coroutine_threadsafe(boot(), self._loop).result(10)
+        return self.url
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._runner = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def __enter__(self) -> BackgroundServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,38 @@
+"""Twilio SID formats: two upper-case letters followed by 32 lower-case hex digits."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from enum import StrEnum
+
+
+class SidPrefix(StrEnum):
+    ACCOUNT = "AC"
+    DOMAIN = "SD"
+    IP_ACCESS_CONTROL_LIST = "AL"
+    IP_ADDRESS = "IP"
+    CREDENTIAL_LIST = "CL"
+    CREDENTIAL = "CR"
+    BYOC_TRUNK = "BY"
+    PHONE_NUMBER = "PN"
+    DOMAIN_ROUTE = "QQ"
+    REQUEST = "RQ"
+
+
+_SID_BODY = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def new_sid(prefix: SidPrefix) -> str:
+    return f"{prefix.value}{secrets.token_hex(16)}"
+
+
+def new_auth_token() -> str:
+    return secrets.token_hex(16)
+
+
+def is_sid(value: str, prefix: SidPrefix) -> bool:
+    """True when ``value`` has the exact shape Twilio documents: ``^XX[0-9a-fA-F]{32}$``."""
+    return (
+        len(value) == 34 and value[:2] == prefix.value and _SID_BODY.fullmatch(value[2:]) is not None
+    )

@@ -1,0 +1,261 @@
+"""Read-only view of the control plane for SIP region nodes.
+
+A region node asks one question per request — "what is this host name, and who may use
+it?" — so the view answers with an immutable :class:`DomainSnapshot` holding everything the
+inbound pipeline needs (webhooks, flags, IP networks, digest HA1s).  Snapshots are cached
+in memory; the cache is dropped whenever the database changes, detected with SQLite's
+``PRAGMA data_version`` on the view's own connection.  That pragma changes when *any other*
+connection commits — the API in this process or a control plane in another process — so a
+change is visible on the very next lookup, and the check costs one cheap pragma call.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from .model import Change, ListKind, MappingPurpose
+from .rules import network_of
+from .store import DATABASE_FILE_NAME, Store, connect, read_changes
+
+__all__ = [
+    "AclSnapshot",
+    "Change",
+    "ControlPlaneView",
+    "CredentialSnapshot",
+    "DomainSnapshot",
+]
+
+
+@dataclass(frozen=True)
+class AclSnapshot:
+    sid: str
+    friendly_name: str
+    networks: tuple[ipaddress.IPv4Network, ...]
+
+
+@dataclass(frozen=True)
+class CredentialSnapshot:
+    username: str
+    ha1_md5: str
+    ha1_sha256: str
+    list_sid: str
+
+
+@dataclass(frozen=True)
+class CredentialListSnapshot:
+    sid: str
+    friendly_name: str
+
+
+@dataclass(frozen=True)
+class DomainSnapshot:
+    sid: str
+    account_sid: str
+    domain_name: str
+    friendly_name: str | None
+    region: str  # the processing region whose copy of the domain is active
+    voice_url: str | None
+    voice_method: str
+    voice_fallback_url: str | None
+    voice_fallback_method: str
+    voice_status_callback_url: str | None
+    voice_status_callback_method: str
+    sip_registration: bool
+    secure: bool
+    emergency_calling_enabled: bool
+    byoc_trunk_sid: str | None
+    call_acl_networks: tuple[ipaddress.IPv4Network, ...]
+    call_acls: tuple[AclSnapshot, ...]
+    call_credential_lists: tuple[CredentialListSnapshot, ...]
+    call_credentials: Mapping[str, CredentialSnapshot]
+    registration_credential_lists: tuple[CredentialListSnapshot, ...]
+    registration_credentials: Mapping[str, CredentialSnapshot]
+    auth_token: str
+
+    @property
+    def has_call_authentication(self) -> bool:
+        """A domain with nothing mapped for calls accepts no traffic (spec 1)."""
+        return bool(self.call_acls or self.call_credential_lists)
+
+
+class ControlPlaneView:
+    """What region nodes read.  Thread-safe; open one per process (or per node)."""
+
+    def __init__(
+        self, source: Store | Path | str, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        if isinstance(source, Store):
+            path = source.path
+        else:
+            path = Path(source)
+            if path.is_dir():
+                path = path / DATABASE_FILE_NAME
+        if not path.exists():
+            raise FileNotFoundError(f"no control-plane database at {path}")
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection = connect(path)
+        self._seen_data_version: int | None = None
+        self._domains: dict[str, DomainSnapshot | None] = {}
+        self._tokens: dict[str, str | None] = {}
+        # Routes may be switching over (propagation delay): cached answers expire then.
+        self._cache_valid_until = float("inf")
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    # --- the interface region nodes use -------------------------------------------------
+
+    def find_domain(self, domain_name: str) -> DomainSnapshot | None:
+        """The active copy of ``domain_name`` (already lower-case, edge labels stripped)."""
+        with self._lock:
+            self._drop_cache_if_stale()
+            if domain_name not in self._domains:
+                self._domains[domain_name] = self._load_domain(domain_name)
+            return self._domains[domain_name]
+
+    def version(self) -> int:
+        with self._lock:
+            row = self._connection.execute("SELECT COALESCE(MAX(version), 0) FROM changes")
+            return int(row.fetchone()[0])
+
+    def changes_since(self, version: int, limit: int = 10_000) -> list[Change]:
+        with self._lock:
+            return read_changes(self._connection, version, limit)
+
+    def account_auth_token(self, account_sid: str) -> str | None:
+        with self._lock:
+            self._drop_cache_if_stale()
+            if account_sid not in self._tokens:
+                row = self._connection.execute(
+                    "SELECT auth_token FROM accounts WHERE sid = ? AND status = 'active'",
+                    (account_sid,),
+                ).fetchone()
+                self._tokens[account_sid] = row["auth_token"] if row else None
+            return self._tokens[account_sid]
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _drop_cache_if_stale(self) -> None:
+        data_version = int(self._connection.execute("PRAGMA data_version").fetchone()[0])
+        if data_version != self._seen_data_version or self._clock() >= self._cache_valid_until:
+            self._seen_data_version = data_version
+            self._domains.clear()
+            self._tokens.clear()
+            self._cache_valid_until = float("inf")
+
+    def _load_domain(self, domain_name: str) -> DomainSnapshot | None:
+        cx = self._connection
+        # One read transaction, so the snapshot is consistent even while the API writes.
+        cx.execute("BEGIN")
+        try:
+            return self._load_domain_in_transaction(cx, domain_name)
+        finally:
+            cx.execute("COMMIT")
+
+    def _load_domain_in_transaction(
+        self, cx: sqlite3.Connection, domain_name: str
+    ) -> DomainSnapshot | None:
+        route = cx.execute(
+            "SELECT voice_region, previous_region, effective_at FROM domain_routes"
+            " WHERE domain_name = ?",
+            (domain_name,),
+        ).fetchone()
+        if route is None:
+            return None
+        now = self._clock()
+        region = route["voice_region"]
+        if route["previous_region"] is not None and now < route["effective_at"]:
+            region = route["previous_region"]
+            self._cache_valid_until = min(self._cache_valid_until, route["effective_at"])
+        row = cx.execute(
+            "SELECT d.*, a.auth_token FROM domains d JOIN accounts a ON a.sid = d.account_sid"
+            " WHERE d.domain_name = ? AND d.region = ?",
+            (domain_name, region),
+        ).fetchone()
+        if row is None:
+            return None
+        acls = self._call_acls(cx, row["sid"])
+        call_lists, call_credentials = self._credentials(cx, row["sid"], MappingPurpose.CALLS)
+        registration_lists, registration_credentials = self._credentials(
+            cx, row["sid"], MappingPurpose.REGISTRATIONS
+        )
+        return DomainSnapshot(
+            sid=row["sid"],
+            account_sid=row["account_sid"],
+            domain_name=row["domain_name"],
+            friendly_name=row["friendly_name"],
+            region=region,
+            voice_url=row["voice_url"],
+            voice_method=row["voice_method"],
+            voice_fallback_url=row["voice_fallback_url"],
+            voice_fallback_method=row["voice_fallback_method"],
+            voice_status_callback_url=row["voice_status_callback_url"],
+            voice_status_callback_method=row["voice_status_callback_method"],
+            sip_registration=bool(row["sip_registration"]),
+            secure=bool(row["secure"]),
+            emergency_calling_enabled=bool(row["emergency_calling_enabled"]),
+            byoc_trunk_sid=row["byoc_trunk_sid"],
+            call_acl_networks=tuple(network for acl in acls for network in acl.networks),
+            call_acls=acls,
+            call_credential_lists=call_lists,
+            call_credentials=call_credentials,
+            registration_credential_lists=registration_lists,
+            registration_credentials=registration_credentials,
+            auth_token=row["auth_token"],
+        )
+
+    def _call_acls(self, cx: sqlite3.Connection, domain_sid: str) -> tuple[AclSnapshot, ...]:
+        acl_rows = cx.execute(
+            "SELECT al.sid, al.friendly_name FROM domain_mappings m"
+            " JOIN ip_access_control_lists al ON al.sid = m.list_sid"
+            " WHERE m.domain_sid = ? AND m.purpose = ? AND m.list_kind = ? ORDER BY m.seq",
+            (domain_sid, MappingPurpose.CALLS.value, ListKind.IP_ACCESS_CONTROL_LIST.value),
+        ).fetchall()
+        snapshots = []
+        for acl in acl_rows:
+            networks = tuple(
+                network_of(entry["ip_address"], entry["cidr_prefix_length"])
+                for entry in cx.execute(
+                    "SELECT ip_address, cidr_prefix_length FROM ip_addresses"
+                    " WHERE ip_access_control_list_sid = ? ORDER BY seq",
+                    (acl["sid"],),
+                )
+            )
+            snapshots.append(AclSnapshot(acl["sid"], acl["friendly_name"], networks))
+        return tuple(snapshots)
+
+    def _credentials(
+        self, cx: sqlite3.Connection, domain_sid: str, purpose: MappingPurpose
+    ) -> tuple[tuple[CredentialListSnapshot, ...], Mapping[str, CredentialSnapshot]]:
+        list_rows = cx.execute(
+            "SELECT cl.sid, cl.friendly_name FROM domain_mappings m"
+            " JOIN credential_lists cl ON cl.sid = m.list_sid"
+            " WHERE m.domain_sid = ? AND m.purpose = ? AND m.list_kind = ? ORDER BY m.seq",
+            (domain_sid, purpose.value, ListKind.CREDENTIAL_LIST.value),
+        ).fetchall()
+        by_username: dict[str, CredentialSnapshot] = {}
+        for credential_list in list_rows:
+            for entry in cx.execute(
+                "SELECT username, ha1_md5, ha1_sha256 FROM credentials"
+                " WHERE credential_list_sid = ? ORDER BY seq",
+                (credential_list["sid"],),
+            ):
+                # The same username in two mapped lists: the earliest-mapped list wins.
+                by_username.setdefault(
+                    entry["username"],
+                    CredentialSnapshot(
+                        entry["username"], entry["ha1_md5"], entry["ha1_sha256"],
+                        credential_list["sid"],
+                    ),
+                )
+        lists = tuple(CredentialListSnapshot(r["sid"], r["friendly_name"]) for r in list_rows)
+        return lists, MappingProxyType(by_username)
