@@ -1,0 +1,870 @@
+"""SIP transactions (RFC 3261 §17 with the RFC 6026 corrections), sans-IO, in injected time.
+
+One :class:`TransactionLayer` holds every client and server transaction of a SIP element and
+one timer heap. It never touches a socket and never reads a clock: every call takes ``now``
+(seconds, any monotonic origin - tests use a float they advance) and returns a list of
+*effects* for the caller to carry out, in order:
+
+* :class:`Send` - put this message on the wire to this destination;
+* :class:`RequestReceived`, :class:`AckReceived`, :class:`ResponseReceived`,
+  :class:`Timeout`, :class:`TransportError` - events for the transaction user (TU);
+* :class:`Terminated` - a transaction is gone (its key will not be seen again);
+* :class:`Dropped` - a message was discarded, with the reason (for traces).
+
+The I/O adapter feeds received messages to :meth:`TransactionLayer.receive`, the TU answers
+with :meth:`~TransactionLayer.respond` and sends with :meth:`~TransactionLayer.send_request`,
+and the adapter calls :meth:`~TransactionLayer.advance` whenever
+:meth:`~TransactionLayer.next_deadline` has passed.
+
+What the layer does, per RFC 3261 §17 and RFC 6026:
+
+* server INVITE: Proceeding (a retransmitted INVITE re-sends the last provisional and is never
+  shown to the TU twice), Completed for 3xx-6xx (Timer G retransmits the final response on
+  unreliable transports, T1 doubling up to T2; Timer H gives up after 64*T1 and reports a
+  :class:`Timeout`), Confirmed on ACK (Timer I = T4, 0 on reliable transports), Accepted for
+  2xx (RFC 6026: retransmitted INVITEs absorbed, ACKs passed to the TU, Timer L = 64*T1);
+* 2xx retransmission until ACK (RFC 3261 §13.3.1.4, a UAS core duty the layer performs for
+  the TU unless told not to): T1 doubling to T2 on unreliable transports; after 64*T1 without
+  an ACK the TU gets ``Timeout(key, "2xx-ack")`` - the call is torn down (Twilio's 32022);
+* server non-INVITE: Trying, Proceeding, Completed with Timer J (64*T1, 0 on reliable);
+  retransmitted requests re-send the last response;
+* client INVITE: Timer A (T1 doubling, unreliable only), Timer B (64*T1) timeout; for 3xx-6xx
+  the ACK is built and sent here (:func:`build_ack`) and Timer D (32 s, 0 on reliable)
+  absorbs retransmitted finals; 2xx goes to the TU and the transaction waits in Accepted
+  (RFC 6026 Timer M = 64*T1) passing 2xx retransmissions up;
+* client non-INVITE: Timer E (T1 doubling to T2; T2 once a provisional arrived), Timer F
+  (64*T1) timeout, Timer K (T4, 0 on reliable).
+
+Matching: a request whose top Via branch starts with ``z9hG4bK`` matches by branch, sent-by
+and method, ACK matching the INVITE transaction and CANCEL being its own transaction
+(§17.2.3). Other requests fall back to RFC 2543 matching on Request-URI, To tag, From tag,
+Call-ID, CSeq number and top Via, the ACK's To tag being compared with the tag of the response
+the transaction sent (RFC 4475 §3.4.1, ``inv2543``). Responses match a client transaction by
+top Via branch and CSeq method (§17.1.3).
+
+Not done here: the 100 (Trying) the server INVITE transaction would send after 200 ms - the
+siptwin pipeline answers 100 at once; choosing a response destination per §18.2.2 - responses
+go back to the ``source`` the request came from, which is what the transport adapter gives.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from .errors import SipParseError
+from .headers import MAGIC_COOKIE, Via
+from .message import Request, Response, make_request
+from .uri import host_key
+
+Address = Any
+"""Whatever the transport adapter uses to name a peer: ``(host, port)``, a connection, ..."""
+
+TxKey = tuple[Any, ...]
+"""Opaque, hashable transaction key, as handed out in effects."""
+
+
+def new_branch() -> str:
+    """A fresh RFC 3261 branch: the magic cookie and 64 random bits."""
+    return MAGIC_COOKIE + secrets.token_hex(8)
+
+
+class TransactionError(RuntimeError):
+    """The TU asked for something the transaction cannot do (unknown key, wrong state)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimerConfig:
+    """T1, T2, T4 and the derived timers (RFC 3261 Table 4); ``None`` means the RFC value."""
+
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+    timer_b: float | None = None  # INVITE client timeout, 64*T1
+    timer_d: float = 32.0  # client INVITE Completed wait, "> 32 s" on unreliable transports
+    timer_f: float | None = None  # non-INVITE client timeout, 64*T1
+    timer_h: float | None = None  # wait for ACK of a non-2xx final, 64*T1
+    timer_j: float | None = None  # non-INVITE server Completed wait, 64*T1
+    timer_l: float | None = None  # RFC 6026 server Accepted wait, 64*T1
+    timer_m: float | None = None  # RFC 6026 client Accepted wait, 64*T1
+    ack_wait: float | None = None  # give-up for the ACK of a 2xx, 64*T1 (Twilio 32022)
+
+    def _or64(self, value: float | None) -> float:
+        return 64 * self.t1 if value is None else value
+
+    @property
+    def b(self) -> float:
+        return self._or64(self.timer_b)
+
+    @property
+    def f(self) -> float:
+        return self._or64(self.timer_f)
+
+    @property
+    def h(self) -> float:
+        return self._or64(self.timer_h)
+
+    @property
+    def j(self) -> float:
+        return self._or64(self.timer_j)
+
+    @property
+    def l(self) -> float:  # noqa: E743 - the RFC's name
+        return self._or64(self.timer_l)
+
+    @property
+    def m(self) -> float:
+        return self._or64(self.timer_m)
+
+    @property
+    def ack(self) -> float:
+        return self._or64(self.ack_wait)
+
+
+class State(StrEnum):
+    CALLING = "Calling"
+    TRYING = "Trying"
+    PROCEEDING = "Proceeding"
+    COMPLETED = "Completed"
+    CONFIRMED = "Confirmed"
+    ACCEPTED = "Accepted"
+    TERMINATED = "Terminated"
+
+
+# ---------------------------------------------------------------------------- effects
+
+
+class Effect:
+    """Base class of everything the layer asks its caller to do or to know."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Send(Effect):
+    """Transmit ``message`` to ``destination`` (for a server transaction: the request's source)."""
+
+    message: Request | Response
+    destination: Address
+    key: TxKey | None = None
+    retransmission: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived(Effect):
+    """A new request for the TU (never a retransmission, never an ACK).
+
+    For a CANCEL, ``cancels`` is the key of the INVITE server transaction it matches (§9.2),
+    or None when there is none (the TU then answers 481).
+    """
+
+    key: TxKey
+    request: Request
+    source: Address
+    cancels: TxKey | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AckReceived(Effect):
+    """An ACK for a 2xx (or one matching nothing) for the TU/dialog.
+
+    ``key`` is the INVITE server transaction it acknowledges when known; ACKs of non-2xx
+    responses are absorbed by the transaction and never appear here.
+    """
+
+    request: Request
+    source: Address
+    key: TxKey | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived(Effect):
+    """A response for the TU; ``key`` is None for a response matching no client transaction."""
+
+    response: Response
+    key: TxKey | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout(Effect):
+    """A transaction gave up: timer "B", "F", "H", or "2xx-ack" (no ACK for our 2xx)."""
+
+    key: TxKey
+    timer: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransportError(Effect):
+    key: TxKey
+
+
+@dataclass(frozen=True, slots=True)
+class Terminated(Effect):
+    key: TxKey
+    state: State  # the state it left
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped(Effect):
+    message: Request | Response
+    source: Address
+    reason: str
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _top_via(message: Request | Response) -> Via | None:
+    try:
+        return message.top_via
+    except SipParseError:
+        return None
+
+
+def _top_via_text(message: Request | Response) -> str:
+    via = _top_via(message)
+    if via is not None:
+        return str(via)
+    values = message.headers.values("Via")
+    return values[0].strip() if values else ""
+
+
+def _tag(message: Request | Response, header: str) -> str | None:
+    try:
+        return (message.from_ if header == "From" else message.to).tag
+    except SipParseError:
+        return message.headers.get(header)  # raw text stands in for an unreadable header
+
+
+def _call_id(message: Request | Response) -> str:
+    try:
+        return message.call_id
+    except SipParseError:
+        return message.headers.get("Call-ID") or ""
+
+
+def _cseq_number(message: Request | Response) -> int | str:
+    try:
+        return message.cseq.number
+    except SipParseError:
+        raw = (message.headers.get("CSeq") or "").split()
+        return raw[0] if raw else ""
+
+
+def _is_reliable(message: Request | Response) -> bool:
+    via = _top_via(message)
+    return via is not None and via.transport not in ("UDP", "DTLS")
+
+
+def server_key(request: Request, to_tag: Any = False) -> TxKey:
+    """The server transaction key of ``request`` (§17.2.3); ACK maps to its INVITE.
+
+    For RFC 2543 requests ``to_tag`` overrides the To tag taken from the request (used to
+    look up the INVITE an ACK or CANCEL refers to).
+    """
+    method = request.method
+    if method == "ACK":
+        method = "INVITE"
+    via = _top_via(request)
+    if via is not None and via.is_rfc3261:
+        return ("s", via.branch, host_key(via.host), via.port, method)
+    return (
+        "s2543",
+        method,
+        request.uri_text,
+        _tag(request, "From"),
+        _tag(request, "To") if to_tag is False else to_tag,
+        _call_id(request),
+        _cseq_number(request),
+        _top_via_text(request),
+    )
+
+
+def build_ack(invite: Request, response: Response) -> Request:
+    """The ACK a client INVITE transaction sends for a 3xx-6xx response (§17.1.1.3).
+
+    Same Request-URI, Call-ID, From, CSeq number and top Via (branch included) as the INVITE,
+    the To of the response (with its tag), the INVITE's Route set, CSeq method ACK.
+    """
+    h = invite.headers
+    headers: list[tuple[str, str]] = [("Via", h.values("Via")[0])]
+    headers += [("Route", v) for v in h.get_all("Route")]
+    headers += [
+        ("Max-Forwards", "70"),
+        ("From", h.get("From") or ""),
+        ("To", response.headers.get("To") or h.get("To") or ""),
+        ("Call-ID", h.get("Call-ID") or ""),
+        ("CSeq", f"{_cseq_number(invite)} ACK"),
+    ]
+    return make_request("ACK", invite.uri_text, headers)
+
+
+def build_cancel(request: Request) -> Request:
+    """A CANCEL for ``request`` (§9.1): same Request-URI, top Via, From, To, Call-ID, Route."""
+    h = request.headers
+    headers: list[tuple[str, str]] = [("Via", h.values("Via")[0])]
+    headers += [("Route", v) for v in h.get_all("Route")]
+    headers += [
+        ("Max-Forwards", "70"),
+        ("From", h.get("From") or ""),
+        ("To", h.get("To") or ""),
+        ("Call-ID", h.get("Call-ID") or ""),
+        ("CSeq", f"{_cseq_number(request)} CANCEL"),
+    ]
+    return make_request("CANCEL", request.uri_text, headers)
+
+
+# ---------------------------------------------------------------------------- timers
+
+
+class _Timed(Protocol):
+    timers: dict[str, _Timer]
+
+    def on_timer(self, layer: TransactionLayer, name: str, when: float, out: list[Effect]) -> None: ...
+
+
+class _Timer:
+    __slots__ = ("owner", "name", "live")
+
+    def __init__(self, owner: _Timed, name: str) -> None:
+        self.owner = owner
+        self.name = name
+        self.live = True
+
+
+# ---------------------------------------------------------------------------- transactions
+
+
+class Transaction:
+    """State common to the four transaction kinds."""
+
+    __slots__ = ("key", "request", "peer", "reliable", "state", "timers", "interval", "last_response")
+    kind = "transaction"
+
+    def __init__(self, key: TxKey, request: Request, peer: Address, reliable: bool, state: State) -> None:
+        self.key = key
+        self.request = request
+        self.peer = peer  # where our messages go: the request's source, or the next hop
+        self.reliable = reliable
+        self.state = state
+        self.timers: dict[str, _Timer] = {}
+        self.interval = 0.0  # current retransmission interval
+        self.last_response: Response | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.request.method} {self.state.value}>"
+
+    def on_timer(self, layer: TransactionLayer, name: str, when: float, out: list[Effect]) -> None:
+        raise NotImplementedError
+
+
+class ServerInvite(Transaction):
+    __slots__ = ("local_tag",)
+    kind = "server-invite"
+
+    def __init__(self, key: TxKey, request: Request, peer: Address, reliable: bool) -> None:
+        super().__init__(key, request, peer, reliable, State.PROCEEDING)
+        self.local_tag: str | None = None  # To tag of the responses sent (RFC 2543 ACK match)
+
+    def retransmitted(self, layer: TransactionLayer, out: list[Effect]) -> None:
+        # Proceeding: re-send the last provisional; Completed: the final; else absorb.
+        if self.last_response is not None and self.state in (State.PROCEEDING, State.COMPLETED):
+            out.append(Send(self.last_response, self.peer, self.key, True))
+
+    def respond(self, layer: TransactionLayer, response: Response, now: float, out: list[Effect]) -> None:
+        status = response.status
+        if self.state is State.ACCEPTED and 200 <= status < 300:
+            out.append(Send(response, self.peer, self.key, True))  # the TU retransmits its 2xx
+            return
+        if self.state is not State.PROCEEDING:
+            raise TransactionError(f"cannot send {status} in INVITE server state {self.state.value}")
+        self.last_response = response
+        if status >= 101:
+            self.local_tag = _tag(response, "To")
+        out.append(Send(response, self.peer, self.key))
+        if status < 200:
+            return
+        config = layer.config
+        if status < 300:
+            self.state = State.ACCEPTED
+            layer._start(self, "L", now + config.l)
+            return
+        self.state = State.COMPLETED
+        if not self.reliable:
+            self.interval = config.t1
+            layer._start(self, "G", now + config.t1)
+        layer._start(self, "H", now + config.h)
+
+    def acked(self, layer: TransactionLayer, now: float, out: list[Effect]) -> None:
+        """An ACK matching a Completed transaction (§17.2.1)."""
+        self.state = State.CONFIRMED
+        layer._cancel(self, "G")
+        layer._cancel(self, "H")
+        if self.reliable:
+            layer._terminate(self, out)
+        else:
+            layer._start(self, "I", now + layer.config.t4)
+
+    def on_timer(self, layer: TransactionLayer, name: str, when: float, out: list[Effect]) -> None:
+        if name == "G":
+            if self.state is State.COMPLETED and self.last_response is not None:
+                out.append(Send(self.last_response, self.peer, self.key, True))
+                self.interval = min(2 * self.interval, layer.config.t2)
+                layer._start(self, "G", when + self.interval)
+        elif name == "H":
+            out.append(Timeout(self.key, "H"))
+            layer._terminate(self, out)
+        else:  # I, L
+            layer._terminate(self, out)
+
+
+class ServerNonInvite(Transaction):
+    __slots__ = ()
+    kind = "server-non-invite"
+
+    def __init__(self, key: TxKey, request: Request, peer: Address, reliable: bool) -> None:
+        super().__init__(key, request, peer, reliable, State.TRYING)
+
+    def retransmitted(self, layer: TransactionLayer, out: list[Effect]) -> None:
+        if self.last_response is not None:  # Proceeding or Completed; Trying absorbs
+            out.append(Send(self.last_response, self.peer, self.key, True))
+
+    def respond(self, layer: TransactionLayer, response: Response, now: float, out: list[Effect]) -> None:
+        if self.state not in (State.TRYING, State.PROCEEDING):
+            raise TransactionError(
+                f"cannot send {response.status} in non-INVITE server state {self.state.value}"
+            )
+        self.last_response = response
+        out.append(Send(response, self.peer, self.key))
+        if response.status < 200:
+            self.state = State.PROCEEDING
+            return
+        self.state = State.COMPLETED
+        if self.reliable:
+            layer._terminate(self, out)
+        else:
+            layer._start(self, "J", now + layer.config.j)
+
+    def on_timer(self, layer: TransactionLayer, name: str, when: float, out: list[Effect]) -> None:
+        layer._terminate(self, out)  # J
+
+
+class ClientInvite(Transaction):
+    __slots__ = ("ack",)
+    kind = "client-invite"
+
+    def __init__(self, key: TxKey, request: Request, peer: Address, reliable: bool) -> None:
+        super().__init__(key, request, peer, reliable, State.CALLING)
+        self.ack: Request | None = None
+
+    def start(self, layer: TransactionLayer, now: float, out: list[Effect]) -> None:
+        out.append(Send(self.request, self.peer, self.key))
+        if not self.reliable:
+            self.interval = layer.config.t1
+            layer._start(self, "A", now + self.interval)
+        layer._start(self, "B", now + layer.config.b)
+
+    def on_response(self, layer: TransactionLayer, response: Response, now: float, out: list[Effect]) -> None:
+        status = response.status
+        state = self.state
+        if state in (State.CALLING, State.PROCEEDING):
+            layer._cancel(self, "A")
+            layer._cancel(self, "B")
+            self.last_response = response
+            if status < 200:
+                self.state = State.PROCEEDING
+                out.append(ResponseReceived(response, self.key))
+            elif status < 300:
+                self.state = State.ACCEPTED
+                out.append(ResponseReceived(response, self.key))
+                layer._start(self, "M", now + layer.config.m)
+            else:
+                self.ack = build_ack(self.request, response)
+                out.append(Send(self.ack, self.peer, self.key))
+                out.append(ResponseReceived(response, self.key))
+                self.state = State.COMPLETED
+                if self.reliable:
+                    layer._terminate(self, out)
+                else:
+                    layer._start(self, "D", now + layer.config.timer_d)
+        elif state is State.COMPLETED:
+            if status >= 300 and self.ack is not None:
+                out.append(Send(self.ack, self.peer, self.key, True))
+        elif state is State.ACCEPTED and 200 <= status < 300:
+            out.append(ResponseReceived(response, self.key))  # the TU re-sends its ACK
+
+    def on_timer(self, layer: TransactionLayer, name: str, when: float, out: list[Effect]) -> None:
+        if name == "A":
+            if self.state is State.CALLING:
+                out.append(Send(self.request, self.peer, self.key, True))
+                self.interval *= 2  # no T2 cap for INVITE (§17.1.1.2)
+                layer._start(self, "A", when + self.interval)
+        elif name == "B":
+            if self.state is State.CALLING:
+                out.append(Timeout(self.key, "B"))
+                layer._terminate(self, out)
+        else:  # D, M
+            layer._terminate(self, out)
+
+
+class ClientNonInvite(Transaction):
+    __slots__ = ()
+    kind = "client-non-invite"
+
+    def __init__(self, key: TxKey, request: Request, peer: Address, reliable: bool) -> None:
+        super().__init__(key, request, peer, reliable, State.TRYING)
+
+    def start(self, layer: TransactionLayer, now: float, out: list[Effect]) -> None:
+        out.append(Send(self.request, self.peer, self.key))
+        if not self.reliable:
+            self.interval = layer.config.t1
+            layer._start(self, "E", now + self.interval)
+        layer._start(self, "F", now + layer.config.f)
+
+    def on_response(self, layer: TransactionLayer, response: Response, now: float, out: list[Effect]) -> None:
+        if self.state not in (State.TRYING, State.PROCEEDING):
+            return  # Completed absorbs retransmitted finals
+        self.last_response = response
+        out.append(ResponseReceived(response, self.key))
+        if response.status < 200:
+            self.state = State.PROCEEDING
+            return
+        layer._cancel(self, "E")
+        layer._cancel(self, "F")
+        self.state = State.COMPLETED
+        if self.reliable:
+            layer._terminate(self, out)
+        else:
+            layer._start(self, "K", now + layer.config.t4)
+
+    def on_timer(self, layer: TransactionLayer, name: str, when: float, out: list[Effect]) -> None:
+        if name == "E":
+            if self.state in (State.TRYING, State.PROCEEDING):
+                out.append(Send(self.request, self.peer, self.key, True))
+                t2 = layer.config.t2
+                self.interval = t2 if self.state is State.PROCEEDING else min(2 * self.interval, t2)
+                layer._start(self, "E", when + self.interval)
+        elif name == "F":
+            out.append(Timeout(self.key, "F"))
+            layer._terminate(self, out)
+        else:  # K
+            layer._terminate(self, out)
+
+
+ServerTransaction = ServerInvite | ServerNonInvite
+ClientTransaction = ClientInvite | ClientNonInvite
+
+
+class _AckWait:
+    """Retransmits a 2xx to an INVITE until its ACK arrives (§13.3.1.4), then or at 64*T1 ends."""
+
+    __slots__ = ("dialog", "key", "response", "peer", "reliable", "timers", "interval")
+
+    def __init__(self, dialog: tuple[Any, ...], tx: ServerInvite, response: Response) -> None:
+        self.dialog = dialog
+        self.key = tx.key
+        self.response = response
+        self.peer = tx.peer
+        self.reliable = tx.reliable
+        self.timers: dict[str, _Timer] = {}
+        self.interval = 0.0
+
+    def on_timer(self, layer: TransactionLayer, name: str, when: float, out: list[Effect]) -> None:
+        if name == "2xx":
+            out.append(Send(self.response, self.peer, self.key, True))
+            self.interval = min(2 * self.interval, layer.config.t2)
+            layer._start(self, "2xx", when + self.interval)
+        else:  # "2xx-ack": give up
+            layer._cancel(self, "2xx")
+            layer._ack_waits.pop(self.dialog, None)
+            out.append(Timeout(self.key, "2xx-ack"))
+
+
+def _ack_dialog(message: Request | Response) -> tuple[Any, ...]:
+    """What ties an ACK to the 2xx it acknowledges: Call-ID, CSeq number, From and To tags."""
+    return (_call_id(message), _cseq_number(message), _tag(message, "From"), _tag(message, "To"))
+
+
+# ---------------------------------------------------------------------------- the layer
+
+
+class TransactionLayer:
+    """Every transaction of one SIP element, and their timers, in caller-supplied time.
+
+    ``retransmit_2xx`` makes :meth:`respond` retransmit a 2xx to an INVITE until the ACK
+    arrives (the UAS core's duty); pass ``retransmit_until_ack=False`` to :meth:`respond` to
+    keep that for yourself.
+    """
+
+    def __init__(self, config: TimerConfig | None = None, *, retransmit_2xx: bool = True) -> None:
+        self.config = config or TimerConfig()
+        self.retransmit_2xx = retransmit_2xx
+        self._servers: dict[TxKey, ServerTransaction] = {}
+        self._clients: dict[TxKey, ClientTransaction] = {}
+        self._ack_waits: dict[tuple[Any, ...], _AckWait] = {}
+        self._heap: list[tuple[float, int, _Timer]] = []
+        self._seq = itertools.count()
+        self._dead = 0  # cancelled timers still in the heap
+
+    # -- inspection
+    def __len__(self) -> int:
+        return len(self._servers) + len(self._clients)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._servers or key in self._clients
+
+    def transaction(self, key: TxKey) -> Transaction | None:
+        return self._servers.get(key) or self._clients.get(key)
+
+    @property
+    def pending_acks(self) -> int:
+        """2xx responses still waiting for their ACK."""
+        return len(self._ack_waits)
+
+    # -- input from the transport
+    def receive(
+        self, message: Request | Response, source: Address, now: float, *, reliable: bool | None = None
+    ) -> list[Effect]:
+        """A message from the transport. ``reliable`` defaults to the top Via's transport."""
+        out: list[Effect] = []
+        self._fire(now, out)
+        if isinstance(message, Response):
+            self._receive_response(message, source, now, out)
+        else:
+            if reliable is None:
+                reliable = _is_reliable(message)
+            self._receive_request(message, source, now, reliable, out)
+        return out
+
+    def _receive_request(
+        self, request: Request, source: Address, now: float, reliable: bool, out: list[Effect]
+    ) -> None:
+        if request.method == "ACK":
+            self._receive_ack(request, source, now, out)
+            return
+        key = server_key(request)
+        tx = self._servers.get(key)
+        if tx is not None:
+            tx.retransmitted(self, out)
+            return
+        if request.method == "INVITE":
+            tx = ServerInvite(key, request, source, reliable)
+        else:
+            tx = ServerNonInvite(key, request, source, reliable)
+        self._servers[key] = tx
+        cancels = self._cancel_target(request) if request.method == "CANCEL" else None
+        out.append(RequestReceived(key, request, source, cancels))
+
+    def _receive_ack(self, ack: Request, source: Address, now: float, out: list[Effect]) -> None:
+        tx = self._invite_for_ack(ack)
+        if tx is not None:
+            if tx.state is State.COMPLETED:
+                tx.acked(self, now, out)
+                return
+            if tx.state is not State.ACCEPTED:
+                return  # Proceeding (premature) or Confirmed (retransmitted ACK): absorbed
+        wait = self._ack_waits.pop(_ack_dialog(ack), None)
+        if wait is not None:
+            self._cancel_all(wait)
+        key = tx.key if tx is not None else (wait.key if wait is not None else None)
+        out.append(AckReceived(ack, source, key))
+
+    def _invite_for_ack(self, ack: Request) -> ServerInvite | None:
+        tx = self._servers.get(server_key(ack))
+        if tx is None and server_key(ack)[0] == "s2543":
+            # An initial INVITE had no To tag; its ACK carries the tag of our response.
+            tx = self._servers.get(server_key(ack, to_tag=None))
+            if tx is not None and getattr(tx, "local_tag", None) != _tag(ack, "To"):
+                tx = None
+        return tx if isinstance(tx, ServerInvite) else None
+
+    def _cancel_target(self, cancel: Request) -> TxKey | None:
+        key = server_key(cancel)
+        invite_key = (*key[:-1], "INVITE") if key[0] == "s" else (key[0], "INVITE", *key[2:])
+        tx = self._servers.get(invite_key)
+        return invite_key if isinstance(tx, ServerInvite) else None
+
+    def _receive_response(self, response: Response, source: Address, now: float, out: list[Effect]) -> None:
+        via = _top_via(response)
+        try:
+            method = response.cseq.method
+        except SipParseError:
+            out.append(Dropped(response, source, "unreadable CSeq"))
+            return
+        if via is None or via.branch is None:
+            out.append(Dropped(response, source, "no Via branch"))
+            return
+        tx = self._clients.get(("c", via.branch, method))
+        if tx is None:
+            out.append(ResponseReceived(response, None))  # stray: the core decides (§17.1.3)
+            return
+        tx.on_response(self, response, now, out)
+
+    # -- input from the TU
+    def respond(
+        self, key: TxKey, response: Response, now: float, *, retransmit_until_ack: bool | None = None
+    ) -> list[Effect]:
+        """Send ``response`` on server transaction ``key``.
+
+        A 2xx to an INVITE is retransmitted until its ACK arrives (and reported as
+        ``Timeout(key, "2xx-ack")`` after 64*T1 without one) unless ``retransmit_until_ack``
+        is False or the layer was built with ``retransmit_2xx=False``.
+        """
+        tx = self._servers.get(key)
+        if tx is None:
+            raise TransactionError(f"no server transaction {key!r}")
+        if not 100 <= response.status <= 699:
+            raise TransactionError(f"bad status {response.status}")
+        out: list[Effect] = []
+        self._fire(now, out)
+        was_accepted = tx.state is State.ACCEPTED
+        tx.respond(self, response, now, out)
+        wanted = self.retransmit_2xx if retransmit_until_ack is None else retransmit_until_ack
+        if isinstance(tx, ServerInvite) and 200 <= response.status < 300 and wanted:
+            self._await_ack(tx, response, now, fresh=not was_accepted)
+        return out
+
+    def _await_ack(self, tx: ServerInvite, response: Response, now: float, fresh: bool) -> None:
+        dialog = _ack_dialog(response)
+        wait = self._ack_waits.get(dialog)
+        if wait is not None:
+            wait.response = response  # the TU re-sent or changed its 2xx
+            return
+        if not fresh:
+            return  # the ACK already came
+        wait = self._ack_waits[dialog] = _AckWait(dialog, tx, response)
+        if not tx.reliable:
+            wait.interval = self.config.t1
+            self._start(wait, "2xx", now + wait.interval)
+        self._start(wait, "2xx-ack", now + self.config.ack)
+
+    def send_request(
+        self, request: Request, destination: Address, now: float, *, reliable: bool | None = None
+    ) -> tuple[TxKey, list[Effect]]:
+        """Start a client transaction for ``request`` (its top Via needs an RFC 3261 branch).
+
+        ``reliable`` defaults to the top Via's transport. ACKs for 2xx are not sent through
+        transactions: the TU sends them itself.
+        """
+        if request.method == "ACK":
+            raise TransactionError("an ACK is not sent through a client transaction")
+        via = _top_via(request)
+        if via is None or not via.is_rfc3261:
+            raise TransactionError("the request needs a top Via with a z9hG4bK branch")
+        key: TxKey = ("c", via.branch, request.method)
+        if key in self._clients:
+            raise TransactionError(f"client transaction {key!r} already exists")
+        if reliable is None:
+            reliable = via.transport not in ("UDP", "DTLS")
+        out: list[Effect] = []
+        self._fire(now, out)
+        tx: ClientTransaction
+        if request.method == "INVITE":
+            tx = ClientInvite(key, request, destination, reliable)
+        else:
+            tx = ClientNonInvite(key, request, destination, reliable)
+        self._clients[key] = tx
+        tx.start(self, now, out)
+        return key, out
+
+    def transport_error(self, key: TxKey, now: float) -> list[Effect]:
+        """The transport could not deliver a message of transaction ``key`` (§17.1.4, §17.2.4)."""
+        out: list[Effect] = []
+        self._fire(now, out)
+        tx = self.transaction(key)
+        if tx is None:
+            return out
+        out.append(TransportError(key))
+        if not (isinstance(tx, ServerInvite) and tx.state is State.ACCEPTED):
+            self._terminate(tx, out)
+        return out
+
+    # -- time
+    def next_deadline(self) -> float | None:
+        """When :meth:`advance` next has something to do, or None when no timer runs."""
+        heap = self._heap
+        while heap and not heap[0][2].live:
+            heapq.heappop(heap)
+            self._dead -= 1
+        return heap[0][0] if heap else None
+
+    def advance(self, now: float) -> list[Effect]:
+        """Fire every timer due at or before ``now``, in deadline order."""
+        out: list[Effect] = []
+        self._fire(now, out)
+        return out
+
+    def _fire(self, now: float, out: list[Effect]) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, _, timer = heapq.heappop(heap)
+            if not timer.live:
+                self._dead -= 1
+                continue
+            timer.live = False
+            owner = timer.owner
+            if owner.timers.get(timer.name) is timer:
+                del owner.timers[timer.name]
+            # Timers re-armed by a handler are scheduled from their due time, not from `now`,
+            # so the retransmission schedule stays exact however late advance() is called.
+            owner.on_timer(self, timer.name, when, out)
+
+    def _start(self, owner: _Timed, name: str, when: float) -> None:
+        self._cancel(owner, name)
+        timer = owner.timers[name] = _Timer(owner, name)
+        heapq.heappush(self._heap, (when, next(self._seq), timer))
+
+    def _cancel(self, owner: _Timed, name: str) -> None:
+        timer = owner.timers.pop(name, None)
+        if timer is not None:
+            timer.live = False
+            self._dead += 1
+            if self._dead > 256 and self._dead > len(self._heap) // 2:
+                self._heap = [entry for entry in self._heap if entry[2].live]
+                heapq.heapify(self._heap)
+                self._dead = 0
+
+    def _cancel_all(self, owner: _Timed) -> None:
+        for name in list(owner.timers):
+            self._cancel(owner, name)
+
+    def _terminate(self, tx: Transaction, out: list[Effect]) -> None:
+        self._cancel_all(tx)
+        left = tx.state
+        tx.state = State.TERMINATED
+        table: dict[TxKey, Any] = self._clients if tx.key[0] == "c" else self._servers
+        if table.get(tx.key) is tx:
+            del table[tx.key]
+        out.append(Terminated(tx.key, left))
+
+
+__all__ = [
+    "AckReceived",
+    "Address",
+    "ClientInvite",
+    "ClientNonInvite",
+    "Dropped",
+    "Effect",
+    "RequestReceived",
+    "ResponseReceived",
+    "Send",
+    "ServerInvite",
+    "ServerNonInvite",
+    "State",
+    "Terminated",
+    "Timeout",
+    "TimerConfig",
+    "Transaction",
+    "TransactionError",
+    "TransactionLayer",
+    "TransportError",
+    "TxKey",
+    "build_ack",
+    "build_cancel",
+    "new_branch",
+    "server_key",
+]
