@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ..sip.errors import SipParseError
 from ..sip.message import DEFAULT_MAX_MESSAGE_SIZE, StreamFramer
+from ..sip.routing import Hop
 
 log = logging.getLogger("siptwin.transport")
 
@@ -39,11 +40,8 @@ class Source:
         return Destination(self.transport, self.host, self.port)
 
 
-@dataclass(frozen=True, slots=True)
-class Destination:
-    transport: str
-    host: str
-    port: int
+# The core's Hop (transport, host, port) is exactly what a send needs.
+Destination = Hop
 
 
 MessageHandler = Callable[[bytes, Source], None]
