@@ -785,5 +785,10 @@ def make_app(store: Store, settings: ApiSettings | None = None) -> web.Applicati
     app = web.Application(client_max_size=effective.max_body_bytes * 4)
     app[STORE_KEY] = store
     app[SETTINGS_KEY] = effective
-    app.router.add_route("*", "/{tail:.*}", Dispatcher(store, effective))
+    dispatcher = Dispatcher(store, effective)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await dispatcher(request)
+
+    app.router.add_route("*", "/{tail:.*}", handle)
     return app
