@@ -1,0 +1,373 @@
+"""A native SIP user agent client built on the core, for tests and scenarios.
+
+It places calls the way a PBX does - INVITE, answer the 407 with digest credentials, ACK, BYE
+- from any loopback source address, over UDP, TCP or TLS, and records every message with its
+time so scenarios can assert the exact response sequence ("100, 407, 100, 180, 200").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import ssl
+import time
+from dataclasses import dataclass, field
+
+from ..sip.digest import answer_challenge
+from ..sip.errors import SipParseError
+from ..sip.message import (
+    Request,
+    Response,
+    make_request,
+    make_response,
+    parse_datagram,
+    parse_stream_message,
+)
+from ..sip.routing import Hop
+from ..sip.sdp import make_offer
+from ..sip.transaction import (
+    RequestReceived,
+    ResponseReceived,
+    Send,
+    Timeout,
+    TransactionLayer,
+    TxKey,
+    new_branch,
+)
+from ..sip.uri import SipUri, parse_uri
+from ..transport.endpoint import EndpointConfig, SipEndpoint, Source
+from ..transport.tls import client_context
+
+_DEFAULT_OFFER = object()
+
+
+@dataclass
+class Exchange:
+    at: float
+    direction: str  # "out" or "in"
+    data: bytes
+
+    @property
+    def first_line(self) -> str:
+        return self.data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+
+
+@dataclass
+class CallResult:
+    call_id: str
+    responses: list[Response] = field(default_factory=list)  # to the INVITE(s), in order
+    final: Response | None = None
+    established: bool = False
+    ended_by_remote: bool = False
+    bye_status: int | None = None
+    timed_out: bool = False
+    messages: list[Exchange] = field(default_factory=list)
+
+    @property
+    def statuses(self) -> list[int]:
+        return [r.status for r in self.responses]
+
+    def header(self, name: str) -> str | None:
+        return self.final.headers.get(name) if self.final is not None else None
+
+
+@dataclass
+class Auth:
+    username: str
+    password: str
+
+
+class SipClient:
+    def __init__(self, local_host: str = "127.0.0.1", transport: str = "udp",
+                 tls_context: ssl.SSLContext | None = None, t1: float = 0.5) -> None:
+        self.local_host = local_host
+        self.transport = transport
+        self.endpoint = SipEndpoint(
+            EndpointConfig(local_host, 0 if transport == "udp" else None, None, None,
+                           tls_client_context=tls_context or client_context()),
+            self._on_bytes,
+        )
+        from ..sip.transaction import TimerConfig
+
+        self.layer = TransactionLayer(TimerConfig(t1=t1), retransmit_2xx=False)
+        self._events: dict[TxKey, asyncio.Queue[Response | None]] = {}
+        self._calls: dict[str, CallResult] = {}
+        self._ended: dict[str, asyncio.Event] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.endpoint.start()
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.endpoint.close()
+
+    async def __aenter__(self) -> SipClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def local_port(self) -> int:
+        return self.endpoint.udp_address[1] if self.transport == "udp" else 5060
+
+    # ------------------------------------------------------------------ plumbing
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _on_bytes(self, data: bytes, source: Source) -> None:
+        try:
+            message = parse_datagram(data) if source.transport == "udp" else parse_stream_message(data)
+        except SipParseError:
+            return
+        call = self._calls.get(message.headers.get("Call-ID") or "")
+        if call is not None:
+            call.messages.append(Exchange(time.time(), "in", data))
+        self._apply(self.layer.receive(message, source.reply_to, self._now(),
+                                       reliable=source.transport != "udp"))
+
+    def _apply(self, effects: list) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self._send(effect.message, effect.destination)
+            elif isinstance(effect, ResponseReceived):
+                if effect.key in self._events:
+                    self._events[effect.key].put_nowait(effect.response)
+            elif isinstance(effect, Timeout):
+                if effect.key in self._events:
+                    self._events[effect.key].put_nowait(None)
+            elif isinstance(effect, RequestReceived):
+                self._on_request(effect)
+        deadline = self.layer.next_deadline()
+        if deadline is not None:
+            if self._timer is not None:
+                self._timer.cancel()
+            assert self._loop is not None
+            self._timer = self._loop.call_at(deadline, lambda: self._apply(self.layer.advance(self._now())))
+
+    def _send(self, message: Request | Response, hop: Hop) -> None:
+        data = message.to_bytes()
+        call = self._calls.get(message.headers.get("Call-ID") or "")
+        if call is not None:
+            call.messages.append(Exchange(time.time(), "out", data))
+        self.endpoint.send_now(data, hop)
+
+    def _on_request(self, event: RequestReceived) -> None:
+        request = event.request
+        call = self._calls.get(request.headers.get("Call-ID") or "")
+        if request.method == "BYE" and call is not None:
+            call.ended_by_remote = True
+            self._ended.setdefault(call.call_id, asyncio.Event()).set()
+        self._apply(self.layer.respond(event.key, make_response(request, 200), self._now()))
+
+    def _via(self) -> str:
+        port = self.local_port if self.transport == "udp" else 9
+        return f"SIP/2.0/{self.transport.upper()} {self.local_host}:{port};branch={new_branch()};rport"
+
+    async def _transact(self, request: Request, hop: Hop, until_final: bool = True,
+                        timeout: float = 40.0) -> list[Response]:
+        key, effects = self.layer.send_request(request, hop, self._now(),
+                                               reliable=hop.transport != "udp")
+        queue: asyncio.Queue[Response | None] = asyncio.Queue()
+        self._events[key] = queue
+        self._apply(effects)
+        got: list[Response] = []
+        try:
+            while True:
+                response = await asyncio.wait_for(queue.get(), timeout)
+                if response is None:
+                    break
+                got.append(response)
+                if response.status >= 200 or not until_final:
+                    break
+        except TimeoutError:
+            pass
+        finally:
+            del self._events[key]
+        return got
+
+    # ------------------------------------------------------------------ calls
+    async def invite(
+        self,
+        host: str,
+        port: int,
+        request_uri: str,
+        *,
+        auth: Auth | None = None,
+        from_uri: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        sdp: bytes | None | object = _DEFAULT_OFFER,
+        hold: float = 0.0,
+        hang_up: bool = True,
+        wait_final: float = 10.0,
+        max_forwards: int = 70,
+        cancel_after: float | None = None,
+    ) -> CallResult:
+        """Place one call and return everything that happened.
+
+        ``hold`` keeps an answered call up that long before our BYE (unless the far end hangs
+        up first); ``hang_up=False`` leaves the BYE to the twin. A call that gets no final
+        response within ``wait_final`` seconds is reported with ``timed_out``.
+        """
+        hop = Hop(self.transport, host, port)
+        call_id = f"{secrets.token_hex(8)}@{self.local_host}"
+        result = CallResult(call_id)
+        self._calls[call_id] = result
+        from_uri = from_uri or f"sip:siptwin@{self.local_host}"
+        from_value = f"<{from_uri}>;tag={secrets.token_hex(4)}"
+        body = make_offer(self.local_host, 20000, 1) if sdp is _DEFAULT_OFFER else (sdp or b"")
+        extra = list(headers or [])
+        cseq = 1
+        authorization: list[tuple[str, str]] = []
+        for _attempt in range(3):
+            invite = make_request("INVITE", request_uri, [
+                ("Via", self._via()),
+                ("Max-Forwards", str(max_forwards)),
+                ("From", from_value),
+                ("To", f"<{request_uri}>"),
+                ("Call-ID", call_id),
+                ("CSeq", f"{cseq} INVITE"),
+                ("Contact", f"<sip:siptwin@{self.local_host}:{self.local_port};transport={self.transport}>"),
+                ("User-Agent", "siptwin-client"),
+                *authorization,
+                *extra,
+                *([("Content-Type", "application/sdp")] if body else []),
+            ], body)
+            final = await self._invite_transaction(invite, hop, result, wait_final, cancel_after)
+            if final is None:
+                result.timed_out = True
+                return result
+            if final.status == 407 and auth is not None and not authorization:
+                challenge = final.challenges("Proxy-Authenticate")[0]
+                cred = answer_challenge(challenge, "INVITE", request_uri, auth.username,
+                                        auth.password)
+                authorization = [("Proxy-Authorization", cred.to_header())]
+                cseq += 1
+                continue
+            if 200 <= final.status < 300:
+                await self._confirm(invite, final, hop, result, hold, hang_up, cseq)
+            return result
+        return result
+
+    async def _invite_transaction(self, invite: Request, hop: Hop, result: CallResult,
+                                  wait_final: float, cancel_after: float | None) -> Response | None:
+        key, effects = self.layer.send_request(invite, hop, self._now(),
+                                               reliable=hop.transport != "udp")
+        queue: asyncio.Queue[Response | None] = asyncio.Queue()
+        self._events[key] = queue
+        self._apply(effects)
+        deadline = self._now() + wait_final
+        cancel_at = self._now() + cancel_after if cancel_after is not None else None
+        try:
+            while True:
+                limit = deadline if cancel_at is None else min(deadline, cancel_at)
+                try:
+                    response = await asyncio.wait_for(queue.get(), max(0.0, limit - self._now()))
+                except TimeoutError:
+                    if cancel_at is not None and self._now() >= cancel_at:
+                        cancel_at = None
+                        await self._cancel(invite, hop)
+                        continue
+                    return None
+                if response is None:
+                    return None
+                result.responses.append(response)
+                if response.status >= 200:
+                    result.final = response
+                    return response
+        finally:
+            del self._events[key]
+
+    async def _cancel(self, invite: Request, hop: Hop) -> None:
+        from ..sip.transaction import build_cancel
+
+        await self._transact(build_cancel(invite), hop)
+
+    async def _confirm(self, invite: Request, ok: Response, hop: Hop, result: CallResult,
+                       hold: float, hang_up: bool, cseq: int) -> None:
+        result.established = True
+        target = _contact_uri(ok) or invite.uri_text
+        to_value = ok.headers.get("To") or ""
+        dialog_hop = hop
+        if hop.transport == "udp":
+            try:
+                uri = parse_uri(target)
+                if isinstance(uri, SipUri):
+                    dialog_hop = Hop("udp", uri.host.strip("[]"), uri.port or 5060)
+            except SipParseError:
+                pass
+        ack = make_request("ACK", target, [
+            ("Via", self._via()), ("Max-Forwards", "70"),
+            ("From", invite.headers.get("From") or ""), ("To", to_value),
+            ("Call-ID", result.call_id), ("CSeq", f"{cseq} ACK"),
+        ])
+        self._send(ack, dialog_hop)
+        ended = self._ended.setdefault(result.call_id, asyncio.Event())
+        if not hang_up:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), hold)
+        if result.ended_by_remote:
+            return
+        bye = make_request("BYE", target, [
+            ("Via", self._via()), ("Max-Forwards", "70"),
+            ("From", invite.headers.get("From") or ""), ("To", to_value),
+            ("Call-ID", result.call_id), ("CSeq", f"{cseq + 1} BYE"),
+        ])
+        responses = await self._transact(bye, dialog_hop, timeout=10)
+        result.bye_status = responses[-1].status if responses else None
+
+    async def wait_remote_bye(self, call_id: str, timeout: float) -> bool:
+        ended = self._ended.setdefault(call_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(ended.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def request(self, method: str, host: str, port: int, request_uri: str, *,
+                      headers: list[tuple[str, str]] | None = None, body: bytes = b"",
+                      auth: Auth | None = None, to_uri: str | None = None) -> list[Response]:
+        """A non-INVITE request outside a dialog (OPTIONS, REGISTER, ...); returns responses."""
+        hop = Hop(self.transport, host, port)
+        call_id = f"{secrets.token_hex(8)}@{self.local_host}"
+        result = CallResult(call_id)
+        self._calls[call_id] = result
+        tag = secrets.token_hex(4)
+        authorization: list[tuple[str, str]] = []
+        got: list[Response] = []
+        for cseq in (1, 2):
+            req = make_request(method, request_uri, [
+                ("Via", self._via()), ("Max-Forwards", "70"),
+                ("From", f"<sip:siptwin@{self.local_host}>;tag={tag}"),
+                ("To", f"<{to_uri or request_uri}>"), ("Call-ID", call_id),
+                ("CSeq", f"{cseq} {method}"), *authorization, *(headers or []),
+            ], body)
+            responses = await self._transact(req, hop, timeout=5)
+            got.extend(responses)
+            final = responses[-1] if responses else None
+            if final is None or final.status not in (401, 407) or auth is None or authorization:
+                return got
+            header = "Proxy-Authenticate" if final.status == 407 else "WWW-Authenticate"
+            cred = answer_challenge(final.challenges(header)[0], method, request_uri,
+                                    auth.username, auth.password)
+            authorization = [("Proxy-Authorization" if final.status == 407 else "Authorization",
+                              cred.to_header())]
+        return got
+
+
+def _contact_uri(response: Response) -> str | None:
+    try:
+        contacts = response.contacts
+    except SipParseError:
+        return None
+    if contacts and contacts[0].address is not None:
+        return str(contacts[0].address.uri)
+    return None

@@ -1,0 +1,81 @@
+"""Provision the twin the way users provision Twilio: through the official ``twilio`` SDK.
+
+Synchronous (the SDK is); from asyncio code call it with ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from twilio.rest import Client
+
+
+@dataclass
+class DomainPlan:
+    label: str  # "acme" -> acme.sip.twilio.com
+    voice_url: str | None = None
+    voice_method: str = "POST"
+    voice_fallback_url: str | None = None
+    voice_status_callback_url: str | None = None
+    secure: bool = False
+    sip_registration: bool = False
+    acl: list[str] = field(default_factory=list)  # "127.0.0.10" or "127.0.0.0/24"
+    credentials: list[tuple[str, str]] = field(default_factory=list)
+    registration_credentials: list[tuple[str, str]] = field(default_factory=list)
+    region: str = "us1"  # processing region of the control plane
+
+
+@dataclass
+class Provisioned:
+    domain_sid: str
+    domain_name: str
+    acl_sid: str | None
+    credential_list_sid: str | None
+
+
+def sdk_client(api_url: str, account_sid: str, auth_token: str, region: str = "us1") -> Client:
+    client = Client(account_sid, auth_token)
+    suffix = "" if region == "us1" else f"/{region}"
+    client.api.base_url = api_url + suffix
+    client.routes.base_url = api_url + suffix
+    return client
+
+
+def provision(client: Client, plan: DomainPlan) -> Provisioned:
+    sip = client.api.v2010.account.sip
+    domain = sip.domains.create(
+        domain_name=f"{plan.label}.sip.twilio.com",
+        voice_url=plan.voice_url,
+        voice_method=plan.voice_method,
+        voice_fallback_url=plan.voice_fallback_url,
+        voice_status_callback_url=plan.voice_status_callback_url,
+        secure=plan.secure,
+        sip_registration=plan.sip_registration,
+    )
+    acl_sid = cl_sid = None
+    if plan.acl:
+        acl = sip.ip_access_control_lists.create(friendly_name=f"{plan.label}-acl")
+        acl_sid = acl.sid
+        for i, entry in enumerate(plan.acl):
+            network = ipaddress.ip_network(entry, strict=False)
+            sip.ip_access_control_lists(acl.sid).ip_addresses.create(
+                friendly_name=f"entry-{i}", ip_address=str(network.network_address),
+                cidr_prefix_length=network.prefixlen,
+            )
+        sip.domains(domain.sid).auth.calls.ip_access_control_list_mappings.create(
+            ip_access_control_list_sid=acl.sid)
+    if plan.credentials:
+        cl = sip.credential_lists.create(friendly_name=f"{plan.label}-users")
+        cl_sid = cl.sid
+        for username, password in plan.credentials:
+            sip.credential_lists(cl.sid).credentials.create(username=username, password=password)
+        sip.domains(domain.sid).auth.calls.credential_list_mappings.create(
+            credential_list_sid=cl.sid)
+    if plan.registration_credentials:
+        rl = sip.credential_lists.create(friendly_name=f"{plan.label}-registrations")
+        for username, password in plan.registration_credentials:
+            sip.credential_lists(rl.sid).credentials.create(username=username, password=password)
+        sip.domains(domain.sid).auth.registrations.credential_list_mappings.create(
+            credential_list_sid=rl.sid)
+    return Provisioned(domain.sid, domain.domain_name, acl_sid, cl_sid)

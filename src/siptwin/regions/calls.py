@@ -1,0 +1,122 @@
+"""Call records (CA…) and the SIP trace of each call, kept by the twin.
+
+A record is created when an INVITE passes the pipeline (spec §4.2 step 9) and also, without a
+SID, for every rejected or dropped INVITE, so tests, the report and diagnostics can see what
+happened to any call by its Call-ID.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def new_call_sid() -> str:
+    return "CA" + secrets.token_hex(16)
+
+
+@dataclass
+class TraceEntry:
+    at: float  # wall-clock seconds
+    direction: str  # "in" or "out"
+    transport: str
+    peer: str  # "ip:port"
+    local: str  # "ip:port"
+    data: bytes
+
+    @property
+    def first_line(self) -> str:
+        return self.data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+
+
+@dataclass
+class Alert:
+    code: int
+    message: str
+    at: float
+    detail: str = ""
+
+
+@dataclass
+class Call:
+    call_id: str  # the SIP Call-ID
+    region: str
+    source_ip: str
+    source_port: int
+    transport: str
+    created_at: float
+    sid: str | None = None  # set once the INVITE is accepted
+    account_sid: str | None = None
+    domain_sid: str | None = None
+    domain_name: str | None = None
+    edge_label: str | None = None
+    request_uri: str = ""
+    from_uri: str = ""
+    to_uri: str = ""
+    username: str | None = None
+    status: str = "received"  # received, rejected, dropped, ringing, in-progress, completed, busy, failed, no-answer, canceled
+    final_status: int | None = None  # the SIP final response to the INVITE (None: silence)
+    decided_by: str | None = None  # the pipeline stage that rejected the call
+    answered_at: float | None = None
+    ended_at: float | None = None
+    fidelity: dict[str, Any] = field(default_factory=dict)
+    alerts: list[Alert] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    trace: list[TraceEntry] = field(default_factory=list)
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def duration(self) -> int:
+        if self.answered_at is None or self.ended_at is None:
+            return 0
+        return int(round(self.ended_at - self.answered_at))
+
+    def alert(self, code: int, message: str, at: float, detail: str = "") -> None:
+        self.alerts.append(Alert(code, message, at, detail))
+
+
+CallListener = Callable[[Call, str], None]
+
+
+class CallRegistry:
+    """Calls by Call-ID, most recent last; bounded so a flood cannot exhaust memory."""
+
+    def __init__(self, max_calls: int = 20_000) -> None:
+        self._calls: OrderedDict[str, Call] = OrderedDict()
+        self._max = max_calls
+        self._lock = threading.Lock()
+        self._listeners: list[CallListener] = []
+
+    def add_listener(self, listener: CallListener) -> None:
+        self._listeners.append(listener)
+
+    def notify(self, call: Call, event: str) -> None:
+        for listener in list(self._listeners):
+            listener(call, event)
+
+    def get(self, call_id: str) -> Call | None:
+        with self._lock:
+            return self._calls.get(call_id)
+
+    def by_sid(self, sid: str) -> Call | None:
+        with self._lock:
+            return next((c for c in self._calls.values() if c.sid == sid), None)
+
+    def put(self, call: Call) -> None:
+        with self._lock:
+            self._calls[call.call_id] = call
+            self._calls.move_to_end(call.call_id)
+            while len(self._calls) > self._max:
+                self._calls.popitem(last=False)
+
+    def all(self) -> list[Call]:
+        with self._lock:
+            return list(self._calls.values())
+
+    def last(self) -> Call | None:
+        with self._lock:
+            return next(reversed(self._calls.values()), None) if self._calls else None

@@ -1,0 +1,561 @@
+"""A region node: one Twilio edge on its own loopback address.
+
+Thin glue between the transport (octets), the SIP core (admission, transactions) and the
+Twilio rules (the inbound pipeline). Accepted calls are handed to a :class:`CallHandler` - the
+voice layer - through a :class:`CallSession`; until the voice layer answers differently, the
+built-in :class:`StaticAnswer` answers every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import ssl
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..cloud.view import ControlPlaneView
+from ..settings import Fidelity
+from ..sip.admission import admit
+from ..sip.errors import SipParseError
+from ..sip.message import Request, Response, make_request, make_response
+from ..sip.routing import Hop, response_hop, stamp_received
+from ..sip.sdp import Answer, answer_offer, make_offer, parse_sdp
+from ..sip.transaction import (
+    AckReceived,
+    RequestReceived,
+    ResponseReceived,
+    Send,
+    Timeout,
+    TransactionError,
+    TransactionLayer,
+    TxKey,
+    new_branch,
+)
+from ..sip.uri import SipUri
+from ..sip.validate import UasPolicy
+from ..transport.endpoint import EndpointConfig, SipEndpoint, Source
+from .calls import Call, CallRegistry, TraceEntry, new_call_sid
+from .catalogue import Catalogue, Region
+from .pipeline import REALM, DigestState, InviteContext, Verdict, run_pipeline
+from .registrar import Registrar
+
+log = logging.getLogger("siptwin.node")
+
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REGISTER"
+NODE_POLICY = UasPolicy(
+    allowed_methods=frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "REGISTER"}),
+    # Twilio's edge answers 483 (32006) where a plain endpoint would go on (spec §4.2 step 2).
+    reject_exhausted_max_forwards=False,
+)
+ACK_TIMEOUT_ERROR = (32022, "No ACK received within 32 seconds of 200 OK")
+
+
+def twilio_to_tag() -> str:
+    """The shape observed on Twilio's responses: ``<8 digits>_<8 hex>_<uuid>``."""
+    return f"{random.randrange(10**7, 10**8)}_{secrets.token_hex(4)}_{uuid.uuid4()}"
+
+
+class CallHandler(Protocol):
+    """The voice layer: decides what an accepted call becomes."""
+
+    async def run(self, session: CallSession) -> None: ...
+
+
+class StaticAnswer:
+    """Answers every call at once and waits for the caller to hang up (no webhook yet)."""
+
+    async def run(self, session: CallSession) -> None:
+        await session.answer()
+        await session.ended.wait()
+
+
+@dataclass
+class Dialog:
+    call: Call
+    invite: Request
+    invite_key: TxKey
+    hop: Hop
+    to_tag: str
+    local_sdp: bytes | None = None
+    answered: bool = False
+    confirmed: bool = False
+    local_cseq: int = 0
+    session: CallSession | None = None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class CallSession:
+    """What the voice layer can do with one accepted call."""
+
+    def __init__(self, node: RegionNode, dialog: Dialog) -> None:
+        self._node = node
+        self._dialog = dialog
+        self.dtmf: asyncio.Queue[str] = asyncio.Queue()
+
+    @property
+    def call(self) -> Call:
+        return self._dialog.call
+
+    @property
+    def invite(self) -> Request:
+        return self._dialog.invite
+
+    @property
+    def ended(self) -> asyncio.Event:
+        return self._dialog.ended
+
+    @property
+    def answered(self) -> bool:
+        return self._dialog.answered
+
+    @property
+    def media_answer(self) -> bytes | None:
+        return self._dialog.local_sdp
+
+    async def answer(self) -> None:
+        self._node._answer(self._dialog)
+
+    async def reject(self, status: int, reason: str | None = None,
+                     error: tuple[int, str] | None = None, call_status: str = "failed") -> None:
+        self._node._reject_accepted(self._dialog, status, reason, error, call_status)
+
+    async def hangup(self) -> None:
+        self._node._hangup(self._dialog, "completed")
+
+
+class RegionNode:
+    def __init__(
+        self,
+        region: Region,
+        catalogue: Catalogue,
+        control: ControlPlaneView,
+        fidelity: Fidelity,
+        digest: DigestState,
+        calls: CallRegistry,
+        registrar: Registrar,
+        handler: CallHandler | None = None,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.region = region
+        self.catalogue = catalogue
+        self.control = control
+        self.fidelity = fidelity
+        self.digest = digest
+        self.calls = calls
+        self.registrar = registrar
+        self.handler: CallHandler = handler or StaticAnswer()
+        self.layer = TransactionLayer()
+        self.endpoint = SipEndpoint(
+            EndpointConfig(region.address, region.udp_port, region.tcp_port,
+                           region.tls_port if tls_context else None, tls_context=tls_context),
+            self._on_bytes,
+        )
+        self._dialogs: dict[str, Dialog] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.endpoint.start()
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.endpoint.close()
+
+    @property
+    def addresses(self) -> dict[str, tuple[str, int] | None]:
+        return {"udp": self.endpoint.udp_address, "tcp": self.endpoint.tcp_address,
+                "tls": self.endpoint.tls_address}
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    # ------------------------------------------------------------------ input
+    def _on_bytes(self, data: bytes, source: Source) -> None:
+        outcome = admit(data, NODE_POLICY, datagram=source.transport == "udp")
+        message = outcome.message
+        call_id = _raw_call_id(message, data)
+        self._trace(call_id, "in", source.transport, f"{source.host}:{source.port}",
+                    f"{source.local_host}:{source.local_port}", data)
+        if outcome.reply is not None:
+            self._send(outcome.reply, source.reply_to)
+            return
+        if message is None:
+            log.debug("%s dropped a message from %s: %s", self.region.id, source.host, outcome.dropped)
+            return
+        if isinstance(message, Request):
+            stamp_received(message, source.host, source.port)
+            hop = response_hop(message, source.transport, source.host, source.port)
+            effects = self.layer.receive(message, hop, self._now(),
+                                         reliable=source.transport != "udp")
+            self._apply(effects, source)
+        else:
+            self._apply(self.layer.receive(message, source.reply_to, self._now()), source)
+
+    def _apply(self, effects: list, source: Source | None = None) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self._send(effect.message, effect.destination)
+            elif isinstance(effect, RequestReceived):
+                assert source is not None
+                self._on_request(effect, source)
+            elif isinstance(effect, AckReceived):
+                self._on_ack(effect.request)
+            elif isinstance(effect, Timeout):
+                self._on_timeout(effect)
+            elif isinstance(effect, ResponseReceived):
+                pass  # answers to our BYEs need no action
+        self._schedule()
+
+    def _schedule(self) -> None:
+        deadline = self.layer.next_deadline()
+        if deadline is None or deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        assert self._loop is not None
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = self._timer_at = None
+        self._apply(self.layer.advance(self._now()))
+
+    # ------------------------------------------------------------------ output
+    def _send(self, message: Request | Response, hop: Hop) -> None:
+        data = message.to_bytes()
+        local = self.endpoint.udp_address if hop.transport == "udp" else (
+            self.endpoint.tcp_address if hop.transport == "tcp" else self.endpoint.tls_address)
+        self._trace(message.headers.get("Call-ID"), "out", hop.transport, f"{hop.host}:{hop.port}",
+                    f"{local[0]}:{local[1]}" if local else "", data)
+        self.endpoint.send_now(data, hop)
+
+    def _respond(self, key: TxKey, response: Response) -> None:
+        try:
+            self._apply(self.layer.respond(key, response, self._now()))
+        except TransactionError as err:
+            log.debug("late response on %s: %s", key, err)
+
+    def _trace(self, call_id: str | None, direction: str, transport: str, peer: str,
+               local: str, data: bytes) -> None:
+        if call_id is None:
+            return
+        call = self.calls.get(call_id)
+        if call is not None:
+            call.trace.append(TraceEntry(time.time(), direction, transport, peer, local, data))
+
+    # ------------------------------------------------------------------ requests
+    def _on_request(self, event: RequestReceived, source: Source) -> None:
+        request, key = event.request, event.key
+        method = request.method
+        if method == "INVITE":
+            if request.to.tag is None:
+                self._on_initial_invite(request, key, event.source, source)
+            else:
+                self._on_reinvite(request, key)
+        elif method == "BYE":
+            self._on_bye(request, key)
+        elif method == "CANCEL":
+            self._on_cancel(request, key, event.cancels)
+        elif method == "OPTIONS":
+            self._respond(key, self._response(request, 200, extra=(
+                ("Allow", ALLOW), ("Accept", "application/sdp"))))
+        elif method == "INFO":
+            self._on_info(request, key)
+        elif method == "REGISTER":
+            self._respond(key, self.registrar.handle(self, request, source, time.time()))
+        else:
+            self._respond(key, self._response(request, 405, extra=(("Allow", ALLOW),)))
+
+    def _response(self, request: Request, status: int, reason: str | None = None, *,
+                  to_tag: str | None = None, extra: tuple[tuple[str, str], ...] = (),
+                  body: bytes = b"") -> Response:
+        if to_tag is None and status > 100:
+            to_tag = twilio_to_tag()  # ignored when the request's To already has a tag
+        server = "Twilio Gateway" if status == 100 else "Twilio"
+        headers = (*extra, ("Server", server))
+        if body:
+            headers = (*headers, ("Content-Type", "application/sdp"))
+        return make_response(request, status, reason, to_tag=to_tag, extra=headers, body=body)
+
+    def _on_initial_invite(self, request: Request, key: TxKey, hop: Hop, source: Source) -> None:
+        call = Call(
+            call_id=request.call_id, region=self.region.id, source_ip=source.host,
+            source_port=source.port, transport=source.transport, created_at=time.time(),
+            request_uri=request.uri_text, from_uri=str(request.from_.uri), to_uri=str(request.to.uri),
+            fidelity=self.fidelity.as_record(),
+        )
+        previous = self.calls.get(call.call_id)
+        if previous is not None:
+            call.trace = previous.trace  # keep the first attempt (the 407 round) in the trace
+        else:
+            # This INVITE arrived before its call record existed: trace it now.
+            call.trace.append(TraceEntry(time.time(), "in", source.transport,
+                                         f"{source.host}:{source.port}",
+                                         f"{source.local_host}:{source.local_port}",
+                                         request.to_bytes()))
+        self.calls.put(call)
+        ctx = InviteContext(
+            request=request, transport=source.transport, source_ip=source.host,
+            source_port=source.port, region=self.region, catalogue=self.catalogue,
+            control=self.control, fidelity=self.fidelity, digest=self.digest, now=time.time(),
+        )
+
+        def send_trying() -> None:
+            self._respond(key, self._response(request, 100, self.fidelity.trying_reason))
+
+        verdict = run_pipeline(ctx, send_trying)
+        call.notes.extend(ctx.notes)
+        if ctx.host is not None:
+            call.edge_label = ctx.host.edge_label
+        if ctx.domain is not None:
+            call.domain_sid, call.domain_name = ctx.domain.sid, ctx.domain.domain_name
+            call.account_sid = ctx.domain.account_sid
+        if verdict is not None:
+            self._decide(call, request, key, verdict)
+            return
+        self._accept(call, request, key, hop, ctx)
+
+    def _decide(self, call: Call, request: Request, key: TxKey, verdict: Verdict) -> None:
+        call.decided_by = verdict.stage
+        if verdict.error is not None:
+            call.alert(verdict.error.code, verdict.error.message, time.time())
+        if verdict.silent:
+            call.status = "dropped"
+            self.calls.notify(call, "dropped")
+            return
+        call.status = "challenged" if verdict.status in (401, 407) else "rejected"
+        call.final_status = verdict.status
+        extra = verdict.headers
+        if verdict.error is not None:
+            extra = (*extra, ("X-Twilio-Error", verdict.error.header()))
+        self._respond(key, self._response(request, verdict.status or 500, verdict.reason or None,
+                                          to_tag=twilio_to_tag(), extra=extra))
+        self.calls.notify(call, call.status)
+
+    def _accept(self, call: Call, request: Request, key: TxKey, hop: Hop, ctx: InviteContext) -> None:
+        call.sid = new_call_sid()
+        call.username = ctx.username
+        call.status = "ringing"
+        dialog = Dialog(call, request, key, hop, twilio_to_tag())
+        self._dialogs[call.call_id] = dialog
+        self._respond(key, self._response(request, 180, to_tag=dialog.to_tag,
+                                          extra=(("Contact", self._contact(hop)),)))
+        self.calls.notify(call, "ringing")
+        session = dialog.session = CallSession(self, dialog)
+        task = asyncio.get_running_loop().create_task(self._run_handler(session))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_handler(self, session: CallSession) -> None:
+        dialog = session._dialog
+        try:
+            await self.handler.run(session)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("voice handler failed for %s", dialog.call.sid)
+            if not dialog.answered and not dialog.ended.is_set():
+                self._reject_accepted(dialog, 500, "Server Internal Error", (12400, "Internal failure"), "failed")
+        else:
+            if dialog.answered and not dialog.ended.is_set():
+                self._hangup(dialog, "completed")
+
+    def _contact(self, hop: Hop) -> str:
+        port = {"udp": self.region.udp_port, "tcp": self.region.tcp_port,
+                "tls": self.region.tls_port}[hop.transport]
+        address = self.addresses.get(hop.transport)
+        if address:
+            port = address[1]
+        suffix = "" if hop.transport == "udp" else f";transport={hop.transport}"
+        return f"<sip:{self.region.address}:{port}{suffix}>"
+
+    def _answer(self, dialog: Dialog) -> None:
+        if dialog.answered or dialog.ended.is_set():
+            return
+        request = dialog.invite
+        body = b""
+        if request.body:
+            answer = answer_offer(parse_sdp(request.body), self.region.address, _media_port(), 1)
+            body = answer.to_bytes() if isinstance(answer, Answer) else b""
+        else:
+            body = make_offer(self.region.address, _media_port(), 1)
+        dialog.local_sdp = body
+        dialog.answered = True
+        call = dialog.call
+        call.answered_at = time.time()
+        call.status = "in-progress"
+        call.final_status = 200
+        self._respond(dialog.invite_key, self._response(
+            request, 200, to_tag=dialog.to_tag, body=body,
+            extra=(("Contact", self._contact(dialog.hop)), ("Allow", ALLOW))))
+        self.calls.notify(call, "answered")
+
+    def _reject_accepted(self, dialog: Dialog, status: int, reason: str | None,
+                         error: tuple[int, str] | None, call_status: str) -> None:
+        if dialog.answered or dialog.ended.is_set():
+            return
+        call = dialog.call
+        extra: tuple[tuple[str, str], ...] = ()
+        if error is not None:
+            call.alert(error[0], error[1], time.time())
+            extra = (("X-Twilio-Error", f"{error[0]} {error[1]}"),)
+        call.final_status = status
+        self._respond(dialog.invite_key, self._response(dialog.invite, status, reason,
+                                                        to_tag=dialog.to_tag, extra=extra))
+        self._end(dialog, call_status)
+
+    def _end(self, dialog: Dialog, status: str) -> None:
+        if dialog.ended.is_set():
+            return
+        dialog.call.status = status
+        dialog.call.ended_at = time.time()
+        dialog.ended.set()
+        self._dialogs.pop(dialog.call.call_id, None)
+        self.calls.notify(dialog.call, "completed" if status == "completed" else status)
+
+    def _hangup(self, dialog: Dialog, status: str) -> None:
+        """Twilio ends an answered call: BYE towards the caller."""
+        if dialog.ended.is_set():
+            return
+        if not dialog.answered:
+            self._reject_accepted(dialog, 486 if status == "busy" else 404, None, None, status)
+            return
+        self._send_bye(dialog)
+        self._end(dialog, status)
+
+    def _send_bye(self, dialog: Dialog) -> None:
+        invite = dialog.invite
+        dialog.local_cseq += 1
+        target = _remote_target(invite)
+        hop = dialog.hop
+        if hop.transport == "udp" and isinstance(target, SipUri):
+            hop = Hop("udp", target.host.strip("[]"), target.port or 5060)
+        local = self.addresses.get(hop.transport) or (self.region.address, 5060)
+        bye = make_request("BYE", str(target) if target else invite.uri_text, [
+            ("Via", f"SIP/2.0/{hop.transport.upper()} {local[0]}:{local[1]};branch={new_branch()};rport"),
+            ("Max-Forwards", "70"),
+            ("From", f"{invite.headers.get('To')};tag={dialog.to_tag}"),
+            ("To", invite.headers.get("From") or ""),
+            ("Call-ID", invite.call_id),
+            ("CSeq", f"{dialog.local_cseq} BYE"),
+            ("User-Agent", "Twilio Gateway"),
+        ])
+        _, effects = self.layer.send_request(bye, hop, self._now(), reliable=hop.transport != "udp")
+        self._apply(effects)
+
+    def _on_ack(self, ack: Request) -> None:
+        dialog = self._dialogs.get(_safe_call_id(ack))
+        if dialog is not None and dialog.answered:
+            dialog.confirmed = True
+
+    def _on_timeout(self, effect: Timeout) -> None:
+        if effect.timer != "2xx-ack":
+            return
+        dialog = next((d for d in self._dialogs.values() if d.invite_key == effect.key), None)
+        if dialog is None:
+            return
+        dialog.call.alert(*ACK_TIMEOUT_ERROR, time.time())
+        self._send_bye(dialog)
+        self._end(dialog, "failed")
+
+    def _on_reinvite(self, request: Request, key: TxKey) -> None:
+        dialog = self._dialogs.get(request.call_id)
+        if dialog is None or request.to.tag != dialog.to_tag:
+            self._respond(key, self._response(request, 481))
+            return
+        body = dialog.local_sdp or b""
+        if request.body:
+            answer = answer_offer(parse_sdp(request.body), self.region.address, _media_port(), 2)
+            if not isinstance(answer, Answer):
+                self._respond(key, self._response(request, 488, to_tag=dialog.to_tag))
+                return
+            body = answer.to_bytes()
+        self._respond(key, self._response(request, 200, to_tag=dialog.to_tag, body=body,
+                                          extra=(("Contact", self._contact(dialog.hop)),)))
+
+    def _on_bye(self, request: Request, key: TxKey) -> None:
+        dialog = self._dialogs.get(request.call_id)
+        if dialog is None:
+            self._respond(key, self._response(request, 481))
+            return
+        self._respond(key, self._response(request, 200))
+        if not dialog.answered:
+            self._reject_accepted(dialog, 487, "Request Terminated", None, "canceled")
+        self._end(dialog, "completed")
+
+    def _on_cancel(self, request: Request, key: TxKey, cancels: TxKey | None) -> None:
+        dialog = next((d for d in self._dialogs.values() if d.invite_key == cancels), None)
+        if cancels is None or dialog is None:
+            self._respond(key, self._response(request, 481))
+            return
+        self._respond(key, self._response(request, 200))
+        if not dialog.answered:
+            self._reject_accepted(dialog, 487, "Request Terminated", None, "canceled")
+
+    def _on_info(self, request: Request, key: TxKey) -> None:
+        dialog = self._dialogs.get(request.call_id)
+        if dialog is None:
+            self._respond(key, self._response(request, 481))
+            return
+        self._respond(key, self._response(request, 200))
+        digit = _dtmf_from_info(request)
+        if digit and dialog.session is not None:
+            dialog.session.dtmf.put_nowait(digit)
+
+
+def _media_port() -> int:
+    return random.randrange(10000, 60000, 2)
+
+
+def _raw_call_id(message: Request | Response | None, data: bytes) -> str | None:
+    if message is not None:
+        return message.headers.get("Call-ID")
+    return None
+
+
+def _safe_call_id(request: Request) -> str:
+    try:
+        return request.call_id
+    except SipParseError:
+        return ""
+
+
+def _remote_target(invite: Request) -> SipUri | None:
+    try:
+        contacts = invite.contacts
+    except SipParseError:
+        return None
+    if contacts and contacts[0].address is not None and isinstance(contacts[0].address.uri, SipUri):
+        return contacts[0].address.uri
+    return None
+
+
+def _dtmf_from_info(request: Request) -> str | None:
+    """The digit of an application/dtmf-relay INFO body (``Signal=5``)."""
+    content_type = request.content_type
+    if content_type is None or content_type.type not in ("application/dtmf-relay", "application/dtmf"):
+        return None
+    text = request.body.decode("ascii", "replace")
+    for line in text.splitlines():
+        name, _, value = line.partition("=")
+        if name.strip().lower() == "signal" and value.strip():
+            return value.strip()[0]
+    if content_type.type == "application/dtmf" and text.strip():
+        return text.strip()[0]
+    return None
+
+
+__all__ = ["REALM", "CallHandler", "CallSession", "RegionNode", "StaticAnswer"]

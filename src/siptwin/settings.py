@@ -1,0 +1,163 @@
+"""Fidelity settings: every behaviour the spec leaves [UNCONFIRMED], in one place.
+
+Two named profiles set the defaults: ``seed`` (what the seed document says Twilio does; the
+default) and ``observed`` (what live traces show). Each setting names the spec section it
+answers and why its default was chosen. Settings are overridable per run (``--settings FILE``,
+a YAML mapping) and per scenario (``given.settings``); the active values are printed at start
+and recorded with every call.
+
+The edge that answers the non-localized ``{d}.sip.twilio.com`` (spec §6.1, unconfirmed) is not
+here: it is the region file marked ``default: true`` (us1, Ashburn), since DNS and the nodes
+read it from the catalogue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILES = ("seed", "observed")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    observed: Any  # value under the ``observed`` profile
+    spec: str
+    why: str
+    choices: tuple[Any, ...] = ()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("acl_miss", "drop", "reject",
+            "§4.2 step 6", "docs say unlisted traffic is dropped; live traces show 403 + 32201",
+            ("drop", "reject")),
+    Setting("trying_before_acl", False, True,
+            "§4.2 step 1", "the seed has an unlisted address receive nothing at all, so 100 Trying "
+            "waits for the ACL check; live traces show 100 before any check", (False, True)),
+    Setting("status_callback_events", ("initiated", "ringing", "answered", "completed"),
+            ("completed",), "§5.7", "the seed names four events; live SIP-domain calls report "
+            "only completed"),
+    Setting("unknown_domain_status", 404, 404, "§9", "no account to attribute; 404 like a "
+            "rejected call"),
+    Setting("no_auth_status", 403, 403, "§4.2 step 4", "docs say 'blocked'; 403 is the edge's "
+            "rejection code for auth failures"),
+    Setting("bad_credentials_status", 403, 403, "§4.2 step 7", "observed 403 for a bad "
+            "REGISTER password; not a repeated 407"),
+    Setting("secure_transport_status", 403, 403, "§4.2 step 5", "conventional SIP semantics"),
+    Setting("media_mismatch_status", 488, 488, "§4.2 step 8", "conventional SIP semantics"),
+    Setting("digest_uri_check", "lenient", "lenient", "§4.3", "the response is always checked "
+            "against the uri the client hashed; 'strict' also requires it to equal the "
+            "Request-URI, which SIPp's default (sip:<ip>:<port>) fails", ("lenient", "strict")),
+    Setting("nonce_lifetime", 300.0, 300.0, "§4.2 step 7", "stale nonces get a fresh 407 with "
+            "stale=true; five minutes covers slow PBXs"),
+    Setting("ack_timeout", 32.0, 32.0, "§4.2 step 11", "documented: no ACK within 32 s of the "
+            "200 ends the call (32022)"),
+    Setting("first_verb_hangup", "answer-then-bye", "answer-then-bye", "§4.4", "docs say "
+            "<Hangup> still answers the call", ("answer-then-bye", "reject")),
+    Setting("webhook_failure", "reject-500", "reject-500", "§4.4 / §9", "the call is not yet "
+            "answered when TwiML cannot be fetched; alternative: answer and play an error",
+            ("reject-500", "answer-error")),
+    Setting("repeated_x_header", "first", "first", "§4.6", "undocumented; pass each X- header "
+            "once", ("first", "last", "join")),
+    Setting("x_header_total_cap", 1024, 1024, "§4.6", "only outbound limits are documented"),
+    Setting("webhook_connect_timeout", 10.0, 10.0, "§5.4", "documented default"),
+    Setting("webhook_total_timeout", 15.0, 15.0, "§5.4", "documented default"),
+    Setting("max_redirects", 10, 10, "§5.5", "a loop of <Redirect> must end; 11215 past this"),
+    Setting("registration_min_expires", 600, 600, "§4.8", "documented: 423 below 600 s"),
+    Setting("registration_max_expires", 3600, 3600, "§4.8", "documented: capped at 3600 s"),
+    Setting("registration_max_bindings", 10, 10, "§4.8", "documented: 32007 past 10 per AOR"),
+    Setting("trying_reason", "trying -- your call is important to us",
+            "trying -- your call is important to us", "§4.2", "observed reason phrase"),
+)
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """The active profile, the overrides on top of it, and the resolved value of every setting.
+
+    Values read as attributes: ``fidelity.acl_miss``.
+    """
+
+    profile: str = "seed"
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name in ("profile", "overrides", "values"):
+            raise AttributeError(name)
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Fidelity:
+        merged = dict(overrides)
+        profile = merged.pop("profile", self.profile)
+        return build_fidelity(profile, {**self.overrides, **merged})
+
+    def describe(self) -> list[tuple[str, Any, str]]:
+        """(name, value, where it comes from) for printing at start."""
+        return [
+            (s.name, self.values[s.name],
+             "override" if s.name in self.overrides else f"profile {self.profile}")
+            for s in SETTINGS
+        ]
+
+    def as_record(self) -> dict[str, Any]:
+        return {"profile": self.profile, **{k: _plain(v) for k, v in self.values.items()}}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def build_fidelity(profile: str = "seed", overrides: Mapping[str, Any] | None = None) -> Fidelity:
+    if profile not in PROFILES:
+        raise SettingsError(f"unknown fidelity profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    values = {s.name: (s.observed if profile == "observed" else s.default) for s in SETTINGS}
+    for name, value in (overrides or {}).items():
+        setting = _BY_NAME.get(name)
+        if setting is None:
+            raise SettingsError(f"unknown setting {name!r}; known: {', '.join(sorted(_BY_NAME))}")
+        if setting.choices and value not in setting.choices:
+            raise SettingsError(f"setting {name} must be one of {list(setting.choices)}, not {value!r}")
+        if isinstance(setting.default, tuple):
+            value = tuple(value)
+        elif isinstance(setting.default, bool):
+            if not isinstance(value, bool):
+                raise SettingsError(f"setting {name} must be true or false")
+        elif isinstance(setting.default, (int, float)) and not isinstance(value, (int, float)):
+            raise SettingsError(f"setting {name} must be a number")
+        values[name] = value
+    return Fidelity(profile, dict(overrides or {}), values)
+
+
+def load_fidelity(path: Path | None, profile: str | None = None) -> Fidelity:
+    """Settings from a YAML file ({profile: ..., settings: {...}} or a flat mapping)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"{path}: expected a mapping of settings")
+        data = dict(loaded)
+    chosen = profile or data.pop("profile", "seed")
+    data.pop("profile", None)
+    overrides = data.pop("settings", None) or data
+    return build_fidelity(chosen, overrides)
+
+
+def settings_table() -> list[dict[str, Any]]:
+    """Documentation rows: every setting with both profile values, spec section and reason."""
+    return [dataclasses.asdict(s) for s in SETTINGS]
