@@ -89,7 +89,10 @@ class Catalogue:
         files = sorted(directory.glob("*.yaml"))
         if not files:
             raise CatalogueError(f"no region files in {directory}")
-        return cls([_region_from_file(path) for path in files])
+        regions = [_region_from_file(path) for path in files]
+        # Addresses follow the order (us1, us2, ie1, ...); list regions that way.
+        regions.sort(key=lambda r: ipaddress.ip_address(r.address))
+        return cls(regions)
 
     def __iter__(self):
         return iter(self.regions.values())

@@ -1,0 +1,271 @@
+"""The ``siptwin`` command: up, down, regions, hosts, settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .regions.catalogue import Catalogue, CatalogueError, default_catalogue_dir
+from .settings import SETTINGS, SettingsError, load_fidelity
+
+_IMPORTED_AT = time.monotonic()
+DEFAULT_STATE = Path(os.environ.get("SIPTWIN_STATE", ".siptwin"))
+READY_LINE = "siptwin ready"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return args.run(args)
+    except (CatalogueError, SettingsError) as err:
+        print(f"siptwin: {err}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="siptwin", description="An offline twin of Twilio's SIP Domain service.")
+    parser.add_argument("--version", action="version", version=f"siptwin {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    up = sub.add_parser("up", help="start the control plane, every region node and DNS")
+    up.add_argument("--state", type=Path, default=DEFAULT_STATE, help="state directory (default .siptwin)")
+    up.add_argument("--api-port", type=int, default=8765, help="REST API port on 127.0.0.1")
+    up.add_argument("--dns-port", type=int, default=5300, help="DNS port on 127.0.0.1")
+    up.add_argument("--settings", type=Path, help="YAML file of fidelity settings")
+    up.add_argument("--profile", choices=("seed", "observed"), help="fidelity profile")
+    up.add_argument("--regions", help="comma-separated subset of regions (default: all)")
+    up.add_argument("--detach", action="store_true", help="return once ready; stop with 'siptwin down'")
+    up.add_argument("-v", "--verbose", action="store_true", help="log SIP traffic")
+    up.set_defaults(run=cmd_up)
+
+    down = sub.add_parser("down", help="stop a twin started with 'up --detach'")
+    down.add_argument("--state", type=Path, default=DEFAULT_STATE)
+    down.set_defaults(run=cmd_down)
+
+    regions = sub.add_parser("regions", help="list the regions, their addresses and host names")
+    regions.add_argument("--json", action="store_true")
+    regions.set_defaults(run=cmd_regions)
+
+    hosts = sub.add_parser("hosts", help="print /etc/hosts lines for a PBX that cannot use our DNS")
+    hosts.add_argument("domain", nargs="?", help="domain label or name (default: every domain)")
+    hosts.add_argument("--state", type=Path, default=DEFAULT_STATE)
+    hosts.set_defaults(run=cmd_hosts)
+
+    settings = sub.add_parser("settings", help="list every fidelity setting, both profiles and why")
+    settings.set_defaults(run=cmd_settings)
+    return parser
+
+
+# ---------------------------------------------------------------------------- up / down
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    if args.detach:
+        return _detach(args)
+    return asyncio.run(_serve(args))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from .harness.twin import EmbeddedTwin, TwinConfig
+
+    fidelity = load_fidelity(args.settings, args.profile)
+    catalogue = Catalogue.load(default_catalogue_dir())
+    if args.regions:
+        catalogue = catalogue.select([r.strip() for r in args.regions.split(",") if r.strip()])
+    config = TwinConfig(state_dir=args.state, api_port=args.api_port, dns_port=args.dns_port,
+                        fidelity=fidelity, catalogue=catalogue)
+    twin = EmbeddedTwin(config)
+    try:
+        await twin.start()
+    except OSError as err:
+        print(f"siptwin: {err}", file=sys.stderr)
+        print("siptwin: is another twin running? 'siptwin down' stops a detached one; "
+              "--api-port and --dns-port choose other ports", file=sys.stderr)
+        return 1
+    _print_banner(twin)
+    pid_file = args.state / "siptwin.pid"
+    pid_file.write_text(str(os.getpid()))
+    since_exec = _seconds_since_process_start()
+    print(f"{READY_LINE} in {twin.started_in:.3f} s (process start to ready: {since_exec:.2f} s)",
+          flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        print("siptwin stopping", flush=True)
+        await twin.stop()
+        pid_file.unlink(missing_ok=True)
+    return 0
+
+
+def _seconds_since_process_start() -> float:
+    """Wall time since exec, interpreter start-up included (Linux /proc; else since import)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - started)
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED_AT
+
+
+def _print_banner(twin) -> None:
+    fidelity = twin.fidelity
+    print(f"siptwin {__version__} — fidelity profile: {fidelity.profile}")
+    overrides = [f"{k}={v}" for k, v, where in fidelity.describe() if where == "override"]
+    if overrides:
+        print("  overrides: " + ", ".join(overrides))
+    print(f"{'region':<7}{'edge':<11}{'address':<13}{'udp':>6}{'tcp':>6}{'tls':>6}  host names of {{d}}")
+    for entry in twin.region_addresses():
+        region = entry.region
+        forms = ", ".join(form.replace("{d}", "{d}") for form in region.host_forms("{d}"))
+        print(f"{region.id:<7}{region.edge:<11}{entry.host:<13}{entry.udp or '-':>6}"
+              f"{entry.tcp or '-':>6}{entry.tls or '-':>6}  {forms}")
+    print(f"REST API:  {twin.api_url}  (ie1: {twin.api_url}/ie1, au1: {twin.api_url}/au1)")
+    if twin.dns_address:
+        host, port = twin.dns_address
+        print(f"DNS:       {host}:{port}  (dig @{host} -p {port} acme.sip.ie1.twilio.com)")
+    print(f"TWILIO_ACCOUNT_SID={twin.account_sid}")
+    print(f"TWILIO_AUTH_TOKEN={twin.auth_token}")
+    print(f"TLS certificate: {twin.certificate}")
+    print(f"state: {twin.config.state_dir}", flush=True)
+
+
+def _detach(args: argparse.Namespace) -> int:
+    args.state.mkdir(parents=True, exist_ok=True)
+    log_path = args.state / "siptwin.log"
+    argv = [sys.executable, "-m", "siptwin", "up", "--state", str(args.state),
+            "--api-port", str(args.api_port), "--dns-port", str(args.dns_port)]
+    for flag, value in (("--settings", args.settings), ("--profile", args.profile),
+                        ("--regions", args.regions)):
+        if value:
+            argv += [flag, str(value)]
+    if args.verbose:
+        argv.append("-v")
+    with log_path.open("w") as log:
+        child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = log_path.read_text()
+        if READY_LINE in text:
+            print(text, end="")
+            print(f"detached (pid {child.pid}); stop with: siptwin down --state {args.state}")
+            return 0
+        if child.poll() is not None:
+            print(text, end="", file=sys.stderr)
+            return child.returncode or 1
+        time.sleep(0.05)
+    child.terminate()
+    print(f"siptwin: not ready after 30 s; see {log_path}", file=sys.stderr)
+    return 1
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    pid_file = args.state / "siptwin.pid"
+    if not pid_file.exists():
+        print(f"siptwin: no running twin for state {args.state}", file=sys.stderr)
+        return 1
+    pid = int(pid_file.read_text().strip())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        print("siptwin: the twin had already stopped")
+        return 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print("siptwin stopped")
+            return 0
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    print("siptwin killed (did not stop within 10 s)")
+    return 0
+
+
+# ---------------------------------------------------------------------------- information
+
+
+def cmd_regions(args: argparse.Namespace) -> int:
+    catalogue = Catalogue.load(default_catalogue_dir())
+    rows = [
+        {"id": r.id, "edge": r.edge, "location": r.location, "address": r.address,
+         "udp": r.udp_port, "tcp": r.tcp_port, "tls": r.tls_port, "default": r.default,
+         "host_forms": r.host_forms("{d}"),
+         "impairment": {"latency_ms": r.latency_ms, "loss_percent": r.loss_percent}}
+        for r in catalogue
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['id']:<5}{row['edge']:<11}{row['address']:<12}{row['location']}")
+        for form in row["host_forms"]:
+            print(f"       {form}")
+    return 0
+
+
+def cmd_hosts(args: argparse.Namespace) -> int:
+    from .regions.dns import hosts_lines
+
+    catalogue = Catalogue.load(default_catalogue_dir())
+    if args.domain:
+        labels = [args.domain.lower().removesuffix(".sip.twilio.com")]
+    else:
+        labels = _existing_labels(args.state)
+        if not labels:
+            print("# no domains yet: create one through the API, or name one: siptwin hosts acme",
+                  file=sys.stderr)
+            return 1
+    for line in hosts_lines(catalogue, labels):
+        print(line)
+    return 0
+
+
+def _existing_labels(state: Path) -> list[str]:
+    from .regions.dns import existing_domain_labels
+
+    database = state / "control-plane.sqlite3"
+    if not database.exists():
+        return []
+    from .cloud.store import Store
+
+    store = Store.open(state)
+    try:
+        return existing_domain_labels(store)
+    finally:
+        store.close()
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    for s in SETTINGS:
+        print(f"{s.name}")
+        print(f"    seed: {s.default!r}   observed: {s.observed!r}   ({s.spec})")
+        print(f"    {s.why}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The whole twin on one machine: control plane, one SIP node per region, DNS.
+
+:class:`Twin` is the launcher interface every backend implements (start, stop, the addresses
+of each region, and the faults scenarios can inject). :class:`EmbeddedTwin` runs everything in
+the current process and event loop - the default, and what the pytest plugin uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from aiohttp import web
+
+from ..cloud.api import make_app
+from ..cloud.server import start_site
+from ..cloud.store import Store
+from ..cloud.view import ControlPlaneView
+from ..regions.calls import CallRegistry
+from ..regions.catalogue import Catalogue, Region, default_catalogue_dir
+from ..regions.dns import DnsServer
+from ..regions.node import CallHandler, RegionNode
+from ..regions.pipeline import DigestState
+from ..regions.registrar import Registrar
+from ..settings import Fidelity, build_fidelity
+from ..sip.digest import NonceIssuer, make_opaque
+from ..transport.tls import ensure_certificate, server_context
+
+log = logging.getLogger("siptwin.twin")
+
+
+@dataclass
+class TwinConfig:
+    state_dir: Path = Path(".siptwin")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8765
+    dns_host: str = "127.0.0.1"
+    dns_port: int = 5300
+    fidelity: Fidelity = field(default_factory=build_fidelity)
+    catalogue: Catalogue | None = None  # default: the regions/ directory
+    account_sid: str | None = None  # default: TWILIO_ACCOUNT_SID or generated once
+    auth_token: str | None = None
+    tls: bool = True
+
+
+@dataclass(frozen=True)
+class RegionAddress:
+    region: Region
+    host: str
+    udp: int | None
+    tcp: int | None
+    tls: int | None
+
+
+class Twin(Protocol):
+    """What every backend offers the CLI and the harness."""
+
+    config: TwinConfig
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def region_addresses(self) -> list[RegionAddress]: ...
+    @property
+    def api_url(self) -> str: ...
+
+
+class EmbeddedTwin:
+    def __init__(self, config: TwinConfig, handler: CallHandler | None = None) -> None:
+        self.config = config
+        self.catalogue = config.catalogue or Catalogue.load(default_catalogue_dir())
+        self.handler = handler
+        self.calls = CallRegistry()
+        self.registrar = Registrar()
+        self.digest = DigestState(NonceIssuer(secrets.token_bytes(32)), opaque=make_opaque())
+        self.nodes: dict[str, RegionNode] = {}
+        self.store: Store | None = None
+        self.control: ControlPlaneView | None = None
+        self.dns: DnsServer | None = None
+        self._api_runner: web.AppRunner | None = None
+        self._api_port = config.api_port
+        self.account_sid = ""
+        self.auth_token = ""
+        self.started_in: float = 0.0
+
+    @property
+    def fidelity(self) -> Fidelity:
+        return self.config.fidelity
+
+    def set_fidelity(self, fidelity: Fidelity) -> None:
+        """Change settings of a running twin (scenarios do, per test)."""
+        self.config.fidelity = fidelity
+        for node in self.nodes.values():
+            node.fidelity = fidelity
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.config.api_host}:{self._api_port}"
+
+    async def start(self) -> None:
+        began = time.perf_counter()
+        cfg = self.config
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.store = Store.open(cfg.state_dir)
+            sid = cfg.account_sid or os.environ.get("TWILIO_ACCOUNT_SID") or None
+            token = cfg.auth_token or os.environ.get("TWILIO_AUTH_TOKEN") or None
+            master = self.store.ensure_master_account(sid, token if sid else None)
+            self.account_sid, self.auth_token = master.sid, master.auth_token
+            self.control = ControlPlaneView(self.store)
+            self._api_runner, self._api_port = await start_site(
+                make_app(self.store), cfg.api_host, cfg.api_port)
+            tls_context = self._tls_context() if cfg.tls else None
+            for region in self.catalogue:
+                node = RegionNode(region, self.catalogue, self.control, cfg.fidelity, self.digest,
+                                  self.calls, self.registrar, self.handler, tls_context)
+                await node.start()
+                self.nodes[region.id] = node
+            self.dns = DnsServer(self.catalogue, self.control, cfg.dns_host, cfg.dns_port)
+            await self.dns.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self.started_in = time.perf_counter() - began
+
+    def _tls_context(self):
+        names = ["*.sip.twilio.com"]
+        for region in self.catalogue:
+            names += [f"*.sip.{label}.twilio.com" for label in region.labels]
+        cert, key = ensure_certificate(self.config.state_dir / "tls", "siptwin", names,
+                                       [r.address for r in self.catalogue])
+        return server_context(cert, key)
+
+    @property
+    def certificate(self) -> Path:
+        return self.config.state_dir / "tls" / "siptwin.crt"
+
+    async def stop(self) -> None:
+        if self.dns is not None:
+            await self.dns.close()
+            self.dns = None
+        for node in self.nodes.values():
+            await node.close()
+        self.nodes.clear()
+        if self._api_runner is not None:
+            await self._api_runner.cleanup()
+            self._api_runner = None
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def region_addresses(self) -> list[RegionAddress]:
+        out = []
+        for region in self.catalogue:
+            node = self.nodes.get(region.id)
+            if node is None:
+                continue
+            addr = node.addresses
+            out.append(RegionAddress(
+                region, region.address,
+                addr["udp"][1] if addr["udp"] else None,
+                addr["tcp"][1] if addr["tcp"] else None,
+                addr["tls"][1] if addr["tls"] else None,
+            ))
+        return out
+
+    @property
+    def dns_address(self) -> tuple[str, int] | None:
+        return self.dns.address if self.dns is not None else None
