@@ -95,7 +95,7 @@ class EmbeddedTwin:
         """Change settings of a running twin (scenarios do, per test)."""
         self.config.fidelity = fidelity
         for node in self.nodes.values():
-            node.fidelity = fidelity
+            node.apply_fidelity(fidelity)
 
     @property
     def api_url(self) -> str:

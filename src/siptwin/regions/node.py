@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..cloud.view import ControlPlaneView
+from ..cloud.view import ControlPlaneView, DomainSnapshot
 from ..settings import Fidelity
 from ..sip.admission import admit
 from ..sip.errors import SipParseError
@@ -32,6 +32,7 @@ from ..sip.transaction import (
     Send,
     Timeout,
     TransactionError,
+    TimerConfig,
     TransactionLayer,
     TxKey,
     new_branch,
@@ -85,6 +86,7 @@ class Dialog:
     answered: bool = False
     confirmed: bool = False
     local_cseq: int = 0
+    domain: DomainSnapshot | None = None
     session: CallSession | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -115,10 +117,25 @@ class CallSession:
 
     @property
     def media_answer(self) -> bytes | None:
+        """Our SDP (answer, or offer for a late-offer INVITE) once the call is answered."""
         return self._dialog.local_sdp
 
-    async def answer(self) -> None:
-        self._node._answer(self._dialog)
+    @property
+    def domain(self) -> DomainSnapshot:
+        assert self._dialog.domain is not None
+        return self._dialog.domain
+
+    @property
+    def region(self) -> Region:
+        return self._node.region
+
+    @property
+    def fidelity(self) -> Fidelity:
+        return self._node.fidelity
+
+    async def answer(self, media_port: int | None = None) -> None:
+        """200 OK with SDP; ``media_port`` is where the voice layer receives RTP."""
+        self._node._answer(self._dialog, media_port)
 
     async def reject(self, status: int, reason: str | None = None,
                      error: tuple[int, str] | None = None, call_status: str = "failed") -> None:
@@ -149,7 +166,7 @@ class RegionNode:
         self.calls = calls
         self.registrar = registrar
         self.handler: CallHandler = handler or StaticAnswer()
-        self.layer = TransactionLayer()
+        self.layer = TransactionLayer(TimerConfig(ack_wait=fidelity.ack_timeout))
         self.endpoint = SipEndpoint(
             EndpointConfig(region.address, region.udp_port, region.tcp_port,
                            region.tls_port if tls_context else None, tls_context=tls_context),
@@ -160,6 +177,11 @@ class RegionNode:
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def apply_fidelity(self, fidelity: Fidelity) -> None:
+        """New settings take effect for the next message (scenarios change them per test)."""
+        self.fidelity = fidelity
+        self.layer.config = TimerConfig(ack_wait=fidelity.ack_timeout)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -349,7 +371,7 @@ class RegionNode:
         call.sid = new_call_sid()
         call.username = ctx.username
         call.status = "ringing"
-        dialog = Dialog(call, request, key, hop, twilio_to_tag())
+        dialog = Dialog(call, request, key, hop, twilio_to_tag(), domain=ctx.domain)
         self._dialogs[call.call_id] = dialog
         self._respond(key, self._response(request, 180, to_tag=dialog.to_tag,
                                           extra=(("Contact", self._contact(hop)),)))
@@ -382,16 +404,17 @@ class RegionNode:
         suffix = "" if hop.transport == "udp" else f";transport={hop.transport}"
         return f"<sip:{self.region.address}:{port}{suffix}>"
 
-    def _answer(self, dialog: Dialog) -> None:
+    def _answer(self, dialog: Dialog, media_port: int | None = None) -> None:
         if dialog.answered or dialog.ended.is_set():
             return
         request = dialog.invite
+        port = media_port or _media_port()
         body = b""
         if request.body:
-            answer = answer_offer(parse_sdp(request.body), self.region.address, _media_port(), 1)
+            answer = answer_offer(parse_sdp(request.body), self.region.address, port, 1)
             body = answer.to_bytes() if isinstance(answer, Answer) else b""
         else:
-            body = make_offer(self.region.address, _media_port(), 1)
+            body = make_offer(self.region.address, port, 1)
         dialog.local_sdp = body
         dialog.answered = True
         call = dialog.call
