@@ -76,7 +76,10 @@ class EmbeddedTwin:
         self.handler = handler
         self.calls = CallRegistry()
         self.registrar = Registrar()
-        self.digest = DigestState(NonceIssuer(secrets.token_bytes(32)), opaque=make_opaque())
+        self.digest = DigestState(
+            NonceIssuer(secrets.token_bytes(32), lifetime=config.fidelity.nonce_lifetime),
+            opaque=make_opaque(),
+        )
         self.nodes: dict[str, RegionNode] = {}
         self.store: Store | None = None
         self.control: ControlPlaneView | None = None
@@ -94,6 +97,7 @@ class EmbeddedTwin:
     def set_fidelity(self, fidelity: Fidelity) -> None:
         """Change settings of a running twin (scenarios do, per test)."""
         self.config.fidelity = fidelity
+        self.digest.issuer.lifetime = fidelity.nonce_lifetime
         for node in self.nodes.values():
             node.apply_fidelity(fidelity)
 
