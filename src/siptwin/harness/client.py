@@ -39,7 +39,7 @@ from ..sip.uri import SipUri, parse_uri
 from ..transport.endpoint import EndpointConfig, SipEndpoint, Source
 from ..transport.tls import client_context
 
-_DEFAULT_OFFER = object()
+DEFAULT_OFFER = object()  # sentinel: offer PCMU/PCMA/telephone-event from the client
 
 
 @dataclass
@@ -112,6 +112,11 @@ class SipClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def last(self) -> CallResult | None:
+        """The most recent call or request exchange of this client."""
+        return next(reversed(self._calls.values()), None) if self._calls else None
 
     @property
     def local_port(self) -> int:
@@ -203,7 +208,7 @@ class SipClient:
         auth: Auth | None = None,
         from_uri: str | None = None,
         headers: list[tuple[str, str]] | None = None,
-        sdp: bytes | None | object = _DEFAULT_OFFER,
+        sdp: bytes | None | object = DEFAULT_OFFER,
         hold: float = 0.0,
         hang_up: bool = True,
         wait_final: float = 10.0,
@@ -222,7 +227,7 @@ class SipClient:
         self._calls[call_id] = result
         from_uri = from_uri or f"sip:siptwin@{self.local_host}"
         from_value = f"<{from_uri}>;tag={secrets.token_hex(4)}"
-        body = make_offer(self.local_host, 20000, 1) if sdp is _DEFAULT_OFFER else (sdp or b"")
+        body = make_offer(self.local_host, 20000, 1) if sdp is DEFAULT_OFFER else (sdp or b"")
         extra = list(headers or [])
         cseq = 1
         authorization: list[tuple[str, str]] = []

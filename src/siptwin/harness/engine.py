@@ -1,0 +1,400 @@
+"""Runs one scenario in one region against a running twin and judges what happened.
+
+The outcome separates *failed* (the twin broke an expectation: a named failure kind with
+expected and actual) from *broken* (the harness itself could not run the item: provisioning
+refused, a template error, a socket that would not bind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from twilio.request_validator import RequestValidator
+
+from ..regions.catalogue import Region
+from ..sip.errors import SipParseError
+from ..sip.message import Response, parse_datagram
+from .client import DEFAULT_OFFER, Auth, CallResult, Exchange, SipClient
+from .provision import DomainPlan, provision, sdk_client
+from .receiver import AppBehaviour, AppSlot, WebhookReceiver
+from .scenario import Scenario, ScenarioError, Step, render, unique_label
+from .twin import EmbeddedTwin
+
+DEFAULT_WAIT = 5.0
+
+
+@dataclass
+class Failure:
+    kind: str  # unexpected-response, no-response, unexpected-answer, header-mismatch, ...
+    message: str
+    expected: Any = None
+    actual: Any = None
+
+    def as_record(self) -> dict[str, Any]:
+        return {"kind": self.kind, "message": self.message, "expected": _plain(self.expected),
+                "actual": _plain(self.actual)}
+
+
+@dataclass
+class ItemResult:
+    scenario: str
+    region: str
+    title: str
+    feature: str
+    pins: list[str]
+    outcome: str = "passed"  # passed, failed, broken, skipped
+    failures: list[Failure] = field(default_factory=list)
+    error: str | None = None  # for broken items
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    duration: float = 0.0
+    fidelity: dict[str, Any] = field(default_factory=dict)
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario, "region": self.region, "title": self.title,
+            "feature": self.feature, "pins": self.pins, "outcome": self.outcome,
+            "failure_kind": self.failures[0].kind if self.failures else None,
+            "failures": [f.as_record() for f in self.failures], "error": self.error,
+            "messages": self.messages, "webhooks": self.webhooks, "calls": self.calls,
+            "duration": round(self.duration, 3), "fidelity": self.fidelity,
+        }
+
+
+class Environment:
+    """What one test worker shares between items: the twin and the customer's app."""
+
+    def __init__(self, twin: EmbeddedTwin, receiver: WebhookReceiver) -> None:
+        self.twin = twin
+        self.receiver = receiver
+
+
+async def run_item(scenario: Scenario, region_id: str, env: Environment) -> ItemResult:
+    twin = env.twin
+    result = ItemResult(scenario.id, region_id, scenario.title, scenario.feature, scenario.pins)
+    began = time.perf_counter()
+    saved = twin.fidelity
+    slot: AppSlot | None = None
+    exchanges: list[Exchange] = []
+    call_ids: list[str] = []
+    try:
+        region = twin.catalogue[region_id]
+        given = scenario.given
+        settings = given.get("settings") or {}
+        if settings:
+            twin.set_fidelity(saved.with_overrides(settings))
+        result.fidelity = twin.fidelity.as_record()
+        app = given.get("app") or {}
+        slot = env.receiver.slot(_behaviour(app), _behaviour(app["fallback"]) if "fallback" in app else None)
+        context = _context(region, twin, env, slot, given)
+        if given.get("domain", {}) is not None:
+            await _provision(twin, given.get("domain") or {}, context, app, env, slot)
+        for step in scenario.steps:
+            if step.pause:
+                await asyncio.sleep(step.pause)
+            params = render(step.params, context)
+            expect = render(step.expect, context)
+            outcome = await _perform(step, params, expect, region, twin, context)
+            exchanges.extend(outcome.messages)
+            call_ids.append(outcome.call_id)
+            result.failures.extend(await _judge(outcome, expect, twin, slot, region))
+            if result.failures:
+                break
+    except ScenarioError as err:
+        result.outcome, result.error = "broken", str(err)
+    except Exception as err:  # the harness could not run the item
+        result.outcome = "broken"
+        result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=6)}"
+    finally:
+        twin.set_fidelity(saved)
+        if slot is not None:
+            result.webhooks = [r.as_record() for r in slot.requests]
+            env.receiver.release(slot)
+    if result.outcome != "broken" and result.failures:
+        result.outcome = "failed"
+    result.messages = [
+        {"at": e.at, "direction": e.direction, "first_line": e.first_line,
+         "text": e.data.decode("utf-8", "replace")}
+        for e in sorted(exchanges, key=lambda e: e.at)
+    ]
+    result.calls = [_call_record(twin, cid) for cid in call_ids if twin.calls.get(cid)]
+    result.duration = time.perf_counter() - began
+    return result
+
+
+def _behaviour(spec: dict[str, Any]) -> AppBehaviour:
+    behaviour = AppBehaviour()
+    for key in ("twiml", "status", "delay", "body", "content_type"):
+        if key in spec:
+            setattr(behaviour, key, spec[key])
+    return behaviour
+
+
+def _context(region: Region, twin: EmbeddedTwin, env: Environment, slot: AppSlot,
+             given: dict[str, Any]) -> dict[str, Any]:
+    domain = given.get("domain") or {}
+    label = unique_label(domain.get("label", "acme"))
+    node = twin.nodes[region.id].addresses["udp"]
+    return {
+        "region": region.id, "edge": region.edge, "interconnect": list(region.interconnect),
+        "domain": label, "host": f"{label}.sip.{region.id}.twilio.com",
+        "domain_name": f"{label}.sip.twilio.com",
+        "node": region.address, "node_port": node[1] if node else 5060,
+        "app_url": env.receiver.url(slot, "voice"),
+        "fallback_url": env.receiver.url(slot, "fallback"),
+        "status_url": env.receiver.url(slot, "status"),
+        "unique": unique_label,
+    }
+
+
+async def _provision(twin: EmbeddedTwin, spec: dict[str, Any], context: dict[str, Any],
+                     app: dict[str, Any], env: Environment, slot: AppSlot) -> None:
+    spec = render(spec, context)
+    voice_url = spec.get("voice_url") or context["app_url"]
+    plan = DomainPlan(
+        label=context["domain"], voice_url=voice_url, voice_method=spec.get("voice_method", "POST"),
+        voice_fallback_url=context["fallback_url"] if "fallback" in app else None,
+        voice_status_callback_url=context["status_url"] if app.get("status_callback", True) else None,
+        secure=spec.get("secure", False), sip_registration=spec.get("sip_registration", False),
+        acl=spec.get("acl", []), credentials=[tuple(c) for c in spec.get("credentials", [])],
+        registration_credentials=[tuple(c) for c in spec.get("registration_credentials", [])],
+    )
+    client = sdk_client(twin.api_url, twin.account_sid, twin.auth_token)
+    await asyncio.to_thread(provision, client, plan)
+
+
+@dataclass
+class StepOutcome:
+    action: str
+    call_id: str
+    responses: list[Response]
+    messages: list[Exchange]
+    call: CallResult | None = None
+
+
+async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], region: Region,
+                   twin: EmbeddedTwin, context: dict[str, Any]) -> StepOutcome:
+    target_region = twin.catalogue[params.get("region", region.id)]
+    transport = params.get("transport", "udp")
+    node = twin.nodes[target_region.id].addresses[transport]
+    if node is None:
+        raise ScenarioError(f"region {target_region.id} does not listen on {transport}")
+    source = params.get("source", "127.0.0.1")
+    wait = expect.get("no_answer_within") or params.get("wait") or DEFAULT_WAIT
+    auth = Auth(**params["auth"]) if "auth" in params else None
+    headers = list((params.get("headers") or {}).items())
+    if step.action == "raw":
+        return await _raw(params, node, transport, source, wait)
+    async with SipClient(source, transport) as client:
+        if step.action == "invite":
+            call = await client.invite(
+                node[0], node[1], params.get("to", f"sip:1000@{context['host']}"), auth=auth,
+                from_uri=params.get("from"), headers=headers,
+                sdp=params["sdp"].encode() if isinstance(params.get("sdp"), str) else
+                (None if "sdp" in params else DEFAULT_OFFER),
+                hold=params.get("hold", 0.2), hang_up=params.get("hang_up", True),
+                wait_final=wait, max_forwards=params.get("max_forwards", 70),
+                cancel_after=params.get("cancel_after"),
+            )
+            if expect.get("ended_by_twin") and not call.ended_by_remote:
+                await client.wait_remote_bye(call.call_id, 5.0)
+            return StepOutcome("invite", call.call_id, call.responses, call.messages, call)
+        uri = params.get("uri", f"sip:{context['host']}")
+        method = step.action.upper()
+        if method == "REGISTER":
+            contact = params.get("contact", f"<sip:{params.get('auth', {}).get('username', 'u')}@{source}>")
+            headers = [("Contact", contact), *headers]
+            if "expires" in params:
+                headers.append(("Expires", str(params["expires"])))
+        responses = await client.request(method, node[0], node[1], uri, headers=headers, auth=auth,
+                                         to_uri=params.get("to"))
+        last = client.last
+        assert last is not None
+        return StepOutcome(step.action, last.call_id, responses, last.messages)
+
+
+async def _raw(params: dict[str, Any], node: tuple[str, int], transport: str, source: str,
+               wait: float) -> StepOutcome:
+    text = params["message"].replace("\r\n", "\n").replace("\n", "\r\n")
+    data = text.encode("utf-8")
+    messages = [Exchange(time.time(), "out", data)]
+    responses: list[Response] = []
+    loop = asyncio.get_running_loop()
+    if transport != "udp":
+        raise ScenarioError("raw messages are sent over udp")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((source, 0))
+    sock.setblocking(False)
+    try:
+        await loop.sock_sendto(sock, data, node)
+        deadline = loop.time() + wait
+        while loop.time() < deadline:
+            try:
+                reply = await asyncio.wait_for(loop.sock_recv(sock, 65535), deadline - loop.time())
+            except TimeoutError:
+                break
+            messages.append(Exchange(time.time(), "in", reply))
+            try:
+                message = parse_datagram(reply)
+            except SipParseError:
+                continue
+            if isinstance(message, Response):
+                responses.append(message)
+                if message.status >= 200:
+                    break
+    finally:
+        sock.close()
+    call_id = ""
+    with contextlib.suppress(SipParseError):
+        call_id = parse_datagram(data).headers.get("Call-ID") or ""
+    return StepOutcome("raw", call_id, responses, messages)
+
+
+# ---------------------------------------------------------------------------- judging
+
+
+async def _judge(outcome: StepOutcome, expect: dict[str, Any], twin: EmbeddedTwin,
+                 slot: AppSlot, region: Region) -> list[Failure]:
+    failures: list[Failure] = []
+    statuses = [r.status for r in outcome.responses]
+    if "no_answer_within" in expect and statuses:
+        failures.append(Failure("unexpected-answer", "expected silence but the twin answered",
+                                [], statuses))
+    if "responses" in expect and statuses != expect["responses"]:
+        kind = "no-response" if not statuses else "unexpected-response"
+        failures.append(Failure(kind, "response sequence differs", expect["responses"], statuses))
+    final = outcome.responses[-1] if outcome.responses else None
+    if "final" in expect and (final is None or final.status != expect["final"]):
+        failures.append(Failure("no-response" if final is None else "unexpected-response",
+                                "final response differs", expect["final"],
+                                final.status if final else None))
+    for name, pattern in (expect.get("headers") or {}).items():
+        value = _header_anywhere(outcome.responses, name)
+        if value is None or not fnmatch.fnmatchcase(value, pattern):
+            failures.append(Failure("header-mismatch", f"header {name}", pattern, value))
+    for name in expect.get("absent_headers") or []:
+        value = _header_anywhere(outcome.responses, name)
+        if value is not None:
+            failures.append(Failure("header-mismatch", f"header {name} must be absent", None, value))
+    if "established" in expect:
+        established = outcome.call.established if outcome.call else False
+        if established != expect["established"]:
+            failures.append(Failure("unexpected-response", "call established", expect["established"],
+                                    established))
+    if expect.get("ended_by_twin") and not (outcome.call and outcome.call.ended_by_remote):
+        failures.append(Failure("missing-bye", "the twin should have ended the call with BYE",
+                                True, False))
+    failures += await _judge_webhooks(expect, twin, slot)
+    failures += _judge_call(outcome, expect, twin)
+    return failures
+
+
+async def _judge_webhooks(expect: dict[str, Any], twin: EmbeddedTwin, slot: AppSlot) -> list[Failure]:
+    failures: list[Failure] = []
+    if "status_callbacks" in expect:
+        wanted = expect["status_callbacks"]
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and len(slot.of_kind("status")) < len(wanted):
+            await asyncio.sleep(0.05)
+        got = [r.params.get("CallStatus") for r in slot.of_kind("status")]
+        if got != wanted:
+            failures.append(Failure("status-callback-mismatch", "status callback events", wanted, got))
+    spec = expect.get("webhook")
+    if spec is None:
+        return failures
+    voice = slot.of_kind("voice")
+    if spec == "none":
+        if voice:
+            failures.append(Failure("unexpected-webhook", "no webhook was expected", "none",
+                                    [r.params for r in voice]))
+        return failures
+    if not voice:
+        failures.append(Failure("missing-webhook", "the voice webhook was not requested", spec, None))
+        return failures
+    first = voice[0]
+    if "count" in spec and len(voice) != spec["count"]:
+        failures.append(Failure("webhook-count", "number of webhook requests", spec["count"], len(voice)))
+    wanted = {k: str(v) for k, v in (spec.get("params") or {}).items()}
+    for key, pattern in wanted.items():
+        value = first.params.get(key)
+        if value is None or not fnmatch.fnmatchcase(value, pattern):
+            failures.append(Failure("parameter-mismatch", f"webhook parameter {key}", pattern, value))
+    if spec.get("exact"):
+        extra = sorted(set(first.params) - set(wanted))
+        if extra:
+            failures.append(Failure("parameter-mismatch", "unexpected webhook parameters", [], extra))
+    for key in spec.get("absent") or []:
+        if key in first.params:
+            failures.append(Failure("parameter-mismatch", f"webhook parameter {key} must be absent",
+                                    None, first.params[key]))
+    if spec.get("signature_valid", True):
+        token = twin.auth_token
+        signature = first.headers.get("X-Twilio-Signature", "")
+        params = first.params if first.method == "POST" else {}
+        if not RequestValidator(token).validate(first.url, params, signature):
+            failures.append(Failure("signature-invalid", "X-Twilio-Signature does not validate",
+                                    "valid", signature or "(missing)"))
+    if "fallback" in spec:
+        hit = bool(slot.of_kind("fallback"))
+        if hit != spec["fallback"]:
+            failures.append(Failure("fallback-mismatch", "fallback URL requested", spec["fallback"], hit))
+    return failures
+
+
+def _judge_call(outcome: StepOutcome, expect: dict[str, Any], twin: EmbeddedTwin) -> list[Failure]:
+    failures: list[Failure] = []
+    call = twin.calls.get(outcome.call_id)
+    if "call" in expect:
+        if call is None:
+            return [Failure("call-record-mismatch", "no call record", expect["call"], None)]
+        for key, wanted in expect["call"].items():
+            actual = getattr(call, key, None)
+            if str(actual) != str(wanted) and not (isinstance(actual, str) and
+                                                   fnmatch.fnmatchcase(actual, str(wanted))):
+                failures.append(Failure("call-record-mismatch", f"call {key}", wanted, actual))
+    if "alerts" in expect:
+        codes = [a.code for a in call.alerts] if call else []
+        missing = [c for c in expect["alerts"] if c not in codes]
+        if missing:
+            failures.append(Failure("alert-missing", "alerts on the call", expect["alerts"], codes))
+    return failures
+
+
+def _header_anywhere(responses: list[Response], name: str) -> str | None:
+    for response in reversed(responses):
+        value = response.headers.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def _call_record(twin: EmbeddedTwin, call_id: str) -> dict[str, Any]:
+    call = twin.calls.get(call_id)
+    assert call is not None
+    return {
+        "call_id": call.call_id, "sid": call.sid, "region": call.region, "status": call.status,
+        "final_status": call.final_status, "decided_by": call.decided_by,
+        "domain": call.domain_name, "edge_label": call.edge_label, "source": call.source_ip,
+        "transport": call.transport, "username": call.username, "notes": call.notes,
+        "alerts": [{"code": a.code, "message": a.message} for a in call.alerts],
+        "trace": [{"at": t.at, "direction": t.direction, "peer": t.peer, "local": t.local,
+                   "first_line": t.first_line} for t in call.trace],
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)

@@ -1,0 +1,227 @@
+"""pytest plugin: YAML scenarios under ``scenarios/`` become items, one per scenario × region.
+
+Registered through the ``pytest11`` entry point, so ``pytest scenarios -n auto`` just works.
+Each test worker runs one embedded twin (on its own loopback /24 and ephemeral ports, so xdist
+workers never collide) and one webhook receiver in a background event loop; every item writes
+one JSON result; ``--report FILE`` renders them into one HTML page when the session ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Coroutine, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..regions.catalogue import Catalogue, default_catalogue_dir
+from ..settings import build_fidelity
+from .engine import Environment, ItemResult, run_item
+from .receiver import WebhookReceiver
+from .scenario import Scenario, ScenarioError, load_scenario
+from .twin import EmbeddedTwin, TwinConfig
+
+ITEM_TIMEOUT = 120.0
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("siptwin", "siptwin conformance scenarios")
+    group.addoption("--report", default=None, metavar="FILE",
+                    help="write the HTML conformance report to FILE (e.g. reports/conformance.html)")
+    group.addoption("--results-dir", default="reports/results", metavar="DIR",
+                    help="one JSON result per scenario item (default reports/results)")
+    group.addoption("--siptwin-regions", default=None, metavar="IDS",
+                    help="run scenarios only in these regions (comma-separated)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "scenario: a YAML conformance scenario item")
+    config._siptwin_features = set()  # type: ignore[attr-defined]
+    if not hasattr(config, "workerinput"):
+        results = Path(config.getoption("--results-dir"))
+        if results.exists() and _scenarios_requested(config):
+            shutil.rmtree(results)
+
+
+def _scenarios_requested(config: pytest.Config) -> bool:
+    return any("scenarios" in Path(str(a)).parts for a in config.args) or config.getoption("--report")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix == ".yaml" and _scenario_root(file_path) is not None and \
+            not file_path.name.startswith("_"):
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+def _scenario_root(path: Path) -> Path | None:
+    for ancestor in path.parents:
+        if ancestor.name == "scenarios":
+            return ancestor
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        root = _scenario_root(self.path)
+        assert root is not None
+        try:
+            scenario = load_scenario(self.path, root)
+        except ScenarioError as err:
+            raise self.CollectError(str(err)) from None
+        catalogue = _catalogue(self.config)
+        unknown = [r for r in scenario.regions or [] if r not in catalogue.regions]
+        if unknown:
+            raise self.CollectError(f"{self.path}: unknown region(s) {', '.join(unknown)}")
+        for region in catalogue:
+            if scenario.applies_to(region.id):
+                item = ScenarioItem.from_parent(self, name=f"{scenario.id}[{region.id}]",
+                                                scenario=scenario, region=region.id)
+                for tag in scenario.tags:
+                    self.config.addinivalue_line("markers", f"{tag}: scenarios of feature {tag}")
+                    item.add_marker(getattr(pytest.mark, tag))
+                item.add_marker(pytest.mark.scenario)
+                yield item
+
+
+def _catalogue(config: pytest.Config) -> Catalogue:
+    catalogue = Catalogue.load(default_catalogue_dir())
+    chosen = config.getoption("--siptwin-regions")
+    return catalogue.select(chosen.split(",")) if chosen else catalogue
+
+
+class ScenarioFailed(Exception):
+    def __init__(self, result: ItemResult) -> None:
+        super().__init__(result.scenario)
+        self.result = result
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, scenario: Scenario, region: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.region = region
+
+    def runtest(self) -> None:
+        runner = _runner(self.config)
+        result = runner.run(run_item(self.scenario, self.region, runner.environment))
+        _write_result(self.config, result)
+        self.user_properties.append(("outcome", result.outcome))
+        if result.outcome != "passed":
+            raise ScenarioFailed(result)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ScenarioFailed):
+            return describe(excinfo.value.result)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"{self.scenario.id}[{self.region}]: {self.scenario.title}"
+
+
+def describe(result: ItemResult) -> str:
+    lines = [f"{result.scenario}[{result.region}] {result.outcome.upper()}: {result.title}",
+             f"  pins: {', '.join(result.pins)}"]
+    if result.error:
+        lines.append(f"  broken: {result.error}")
+    for failure in result.failures:
+        lines.append(f"  {failure.kind}: {failure.message}")
+        lines.append(f"    expected: {failure.expected!r}")
+        lines.append(f"    actual:   {failure.actual!r}")
+    if result.messages:
+        lines.append("  SIP:")
+        lines += [f"    {'>>' if m['direction'] == 'out' else '<<'} {m['first_line']}"
+                  for m in result.messages]
+    return "\n".join(lines)
+
+
+def _write_result(config: pytest.Config, result: ItemResult) -> None:
+    directory = Path(config.getoption("--results-dir"))
+    directory.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{result.scenario}__{result.region}")
+    (directory / f"{name}.json").write_text(json.dumps(result.as_record(), indent=1, default=str))
+
+
+# ---------------------------------------------------------------------------- the worker's twin
+
+
+class TwinRunner:
+    """An embedded twin and a webhook receiver on an event loop in a background thread."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                       name="siptwin-scenarios")
+        self.thread.start()
+        self.state = Path(tempfile.mkdtemp(prefix="siptwin-scenarios-"))
+        catalogue = _catalogue(config).relocated(worker_network())
+        catalogue = Catalogue([replace(r, udp_port=0, tcp_port=0, tls_port=0) for r in catalogue])
+        self.twin = EmbeddedTwin(TwinConfig(state_dir=self.state, api_port=0, dns_port=0,
+                                            fidelity=build_fidelity("seed"), catalogue=catalogue))
+        self.receiver = WebhookReceiver()
+        self.run(self._start())
+        self.environment = Environment(self.twin, self.receiver)
+
+    async def _start(self) -> None:
+        await self.twin.start()
+        await self.receiver.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(ITEM_TIMEOUT)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            await self.receiver.close()
+            await self.twin.stop()
+
+        try:
+            self.run(stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+            shutil.rmtree(self.state, ignore_errors=True)
+
+
+def worker_network() -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    return f"127.0.{200 + index % 50}.0/24"
+
+
+def _runner(config: pytest.Config) -> TwinRunner:
+    runner = getattr(config, "_siptwin_runner", None)
+    if runner is None:
+        runner = config._siptwin_runner = TwinRunner(config)  # type: ignore[attr-defined]
+    return runner
+
+
+@pytest.fixture(scope="session")
+def siptwin(pytestconfig: pytest.Config) -> TwinRunner:
+    """The worker's running twin for Python-written scenarios: ``siptwin.run(coroutine)``."""
+    return _runner(pytestconfig)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    runner = getattr(session.config, "_siptwin_runner", None)
+    if runner is not None:
+        runner.close()
+        session.config._siptwin_runner = None  # type: ignore[attr-defined]
+    config = session.config
+    if hasattr(config, "workerinput"):
+        return
+    report = config.getoption("--report")
+    if report:
+        from ..report.render import render_report
+
+        path = render_report(Path(config.getoption("--results-dir")), Path(report))
+        terminal = config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            terminal.write_line(f"siptwin conformance report: {path}")
