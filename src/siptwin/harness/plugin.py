@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from ..regions.catalogue import Catalogue, default_catalogue_dir
-from ..settings import build_fidelity
+from ..settings import load_fidelity
 from .engine import Environment, ItemResult, run_item
 from .receiver import WebhookReceiver
 from .scenario import Scenario, ScenarioError, load_scenario
@@ -40,6 +40,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="one JSON result per scenario item (default reports/results)")
     group.addoption("--siptwin-regions", default=None, metavar="IDS",
                     help="run scenarios only in these regions (comma-separated)")
+    group.addoption("--siptwin-settings", default=None, metavar="FILE",
+                    help="fidelity settings (YAML) for the whole run; scenarios override on top")
+    group.addoption("--siptwin-profile", default=None, choices=("seed", "observed"),
+                    help="fidelity profile for the whole run (default seed)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -164,8 +168,11 @@ class TwinRunner:
         self.state = Path(tempfile.mkdtemp(prefix="siptwin-scenarios-"))
         catalogue = _catalogue(config).relocated(worker_network())
         catalogue = Catalogue([replace(r, udp_port=0, tcp_port=0, tls_port=0) for r in catalogue])
+        settings = config.getoption("--siptwin-settings")
+        fidelity = load_fidelity(Path(settings) if settings else None,
+                                 config.getoption("--siptwin-profile"))
         self.twin = EmbeddedTwin(TwinConfig(state_dir=self.state, api_port=0, dns_port=0,
-                                            fidelity=build_fidelity("seed"), catalogue=catalogue))
+                                            fidelity=fidelity, catalogue=catalogue))
         self.receiver = WebhookReceiver()
         self.run(self._start())
         self.environment = Environment(self.twin, self.receiver)

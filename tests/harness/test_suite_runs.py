@@ -1,0 +1,72 @@
+"""The conformance suite end to end: it can fail for the right reason, and the report renders."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_suite(tmp_path: Path, *paths: str, extra: list[str] | None = None) -> tuple[int, str, dict]:
+    results = tmp_path / "results"
+    argv = [sys.executable, "-m", "pytest", *[str(REPO / p) for p in paths],
+            "--siptwin-regions", "us1,ie1", "--results-dir", str(results),
+            "-p", "no:cacheprovider", "-q", "--rootdir", str(REPO), *(extra or [])]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    records = {}
+    for path in results.glob("*.json"):
+        record = json.loads(path.read_text())
+        records[(record["scenario"], record["region"])] = record
+    return proc.returncode, proc.stdout + proc.stderr, records
+
+
+def test_a_wrong_twin_setting_makes_the_right_scenarios_fail(tmp_path) -> None:
+    settings = tmp_path / "wrong.yaml"
+    settings.write_text("acl_miss: reject\nbad_credentials_status: 488\n")
+    code, out, records = run_suite(
+        tmp_path, "scenarios/acl/ip-not-listed.yaml", "scenarios/credentials/wrong-password.yaml",
+        "scenarios/acl/ip-listed.yaml", extra=["--siptwin-settings", str(settings)])
+    assert code == 1, out
+    for region in ("us1", "ie1"):
+        acl = records[("acl/ip-not-listed", region)]
+        assert acl["outcome"] == "failed" and acl["failure_kind"] == "unexpected-answer"
+        creds = records[("credentials/wrong-password", region)]
+        assert creds["outcome"] == "failed" and creds["failure_kind"] == "unexpected-response"
+        assert creds["failures"][0]["actual"] == [100, 407, 100, 488]
+        # A scenario the wrong setting does not touch still passes.
+        assert records[("acl/ip-listed", region)]["outcome"] == "passed"
+    assert "unexpected-answer: expected silence but the twin answered" in out
+
+
+def test_report_opens_in_a_browser_with_the_matrix(tmp_path) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is not installed: run scripts/bootstrap")
+    report = tmp_path / "conformance.html"
+    code, out, records = run_suite(tmp_path, "scenarios/acl", "scenarios/credentials",
+                                   extra=["--report", str(report)])
+    assert code == 0, out
+    assert report.exists() and records
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chromium'}"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", report.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert 'id="matrix"' in dom
+    for scenario, region in records:
+        assert f'href="#{scenario.replace("/", "-")}-{region}"' in dom
+    screenshot = tmp_path / "report.png"
+    subprocess.run([chromium, *flags, "--window-size=1280,1600", f"--screenshot={screenshot}",
+                    report.as_uri()], capture_output=True, timeout=120)
+    assert screenshot.exists() and screenshot.stat().st_size > 10_000
+    reports = REPO / "reports"
+    reports.mkdir(exist_ok=True)
+    shutil.copy(screenshot, reports / "conformance-screenshot.png")
