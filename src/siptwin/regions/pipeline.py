@@ -211,10 +211,9 @@ def _credentials_for_realm(request: Request) -> Credentials | None:
 def _challenge(ctx: InviteContext, stage: str, context: bytes, stale: bool) -> Verdict:
     nonce = ctx.digest.issuer.issue(ctx.now, REALM, context)
     challenge = make_challenge(REALM, nonce, ctx.digest.opaque, stale=stale)
-    header = "Proxy-Authenticate" if ctx.request.method != "REGISTER" else "WWW-Authenticate"
-    status = 407 if header == "Proxy-Authenticate" else 401
-    reason = "Proxy Authentication Required" if status == 407 else "Unauthorized"
-    return Verdict(stage, status, reason, None, ((header, challenge.to_header()),))
+    # Twilio's edge challenges REGISTER with 407 too, not 401 (spec §4.8, observed).
+    return Verdict(stage, 407, "Proxy Authentication Required", None,
+                   (("Proxy-Authenticate", challenge.to_header()),))
 
 
 def _forbidden(ctx: InviteContext, stage: str) -> Verdict:
