@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import secrets
 import socket
 import time
 import traceback
@@ -21,8 +22,9 @@ from twilio.request_validator import RequestValidator
 from ..regions.catalogue import Region
 from ..sip.errors import SipParseError
 from ..sip.message import Response, parse_datagram
+from ..sip.transaction import new_branch
 from .client import DEFAULT_OFFER, Auth, CallResult, Exchange, SipClient
-from .provision import DomainPlan, provision, sdk_client
+from .provision import DomainPlan, Provisioned, deprovision, provision, sdk_client
 from .receiver import AppBehaviour, AppSlot, WebhookReceiver
 from .scenario import Scenario, ScenarioError, Step, render, unique_label
 from .twin import EmbeddedTwin
@@ -83,6 +85,7 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
     began = time.perf_counter()
     saved = twin.fidelity
     slot: AppSlot | None = None
+    provisioned: Provisioned | None = None
     exchanges: list[Exchange] = []
     call_ids: list[str] = []
     try:
@@ -96,7 +99,10 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
         slot = env.receiver.slot(_behaviour(app), _behaviour(app["fallback"]) if "fallback" in app else None)
         context = _context(region, twin, env, slot, given)
         if given.get("domain", {}) is not None:
-            await _provision(twin, given.get("domain") or {}, context, app, env, slot)
+            provisioned = await _provision(twin, given.get("domain") or {}, context, app, env, slot)
+            context.update(domain_sid=provisioned.domain_sid, acl_sid=provisioned.acl_sid,
+                           credential_list_sid=provisioned.credential_list_sid,
+                           acl_entry_sid=(provisioned.acl_entry_sids or [None])[0])
         for step in scenario.steps:
             if step.pause:
                 await asyncio.sleep(step.pause)
@@ -115,6 +121,8 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
         result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=6)}"
     finally:
         twin.set_fidelity(saved)
+        if provisioned is not None:
+            await _cleanup(twin, provisioned, result)
         if slot is not None:
             result.webhooks = [r.as_record() for r in slot.requests]
             env.receiver.release(slot)
@@ -152,11 +160,14 @@ def _context(region: Region, twin: EmbeddedTwin, env: Environment, slot: AppSlot
         "fallback_url": env.receiver.url(slot, "fallback"),
         "status_url": env.receiver.url(slot, "status"),
         "unique": unique_label,
+        "source": "127.0.0.1",
+        "branch": new_branch,
+        "new_call_id": lambda: f"{secrets.token_hex(8)}@siptwin",
     }
 
 
 async def _provision(twin: EmbeddedTwin, spec: dict[str, Any], context: dict[str, Any],
-                     app: dict[str, Any], env: Environment, slot: AppSlot) -> None:
+                     app: dict[str, Any], env: Environment, slot: AppSlot) -> Provisioned:
     spec = render(spec, context)
     voice_url = spec.get("voice_url") or context["app_url"]
     plan = DomainPlan(
@@ -168,7 +179,7 @@ async def _provision(twin: EmbeddedTwin, spec: dict[str, Any], context: dict[str
         registration_credentials=[tuple(c) for c in spec.get("registration_credentials", [])],
     )
     client = sdk_client(twin.api_url, twin.account_sid, twin.auth_token)
-    await asyncio.to_thread(provision, client, plan)
+    return await asyncio.to_thread(provision, client, plan)
 
 
 @dataclass
@@ -178,6 +189,7 @@ class StepOutcome:
     responses: list[Response]
     messages: list[Exchange]
     call: CallResult | None = None
+    http_status: int | None = None
 
 
 async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], region: Region,
@@ -193,6 +205,8 @@ async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], r
     headers = list((params.get("headers") or {}).items())
     if step.action == "raw":
         return await _raw(params, node, transport, source, wait)
+    if step.action == "rest":
+        return await _rest(params, twin)
     async with SipClient(source, transport) as client:
         if step.action == "invite":
             call = await client.invite(
@@ -258,12 +272,36 @@ async def _raw(params: dict[str, Any], node: tuple[str, int], transport: str, so
     return StepOutcome("raw", call_id, responses, messages)
 
 
+async def _cleanup(twin: EmbeddedTwin, provisioned: Provisioned, result: ItemResult) -> None:
+    client = sdk_client(twin.api_url, twin.account_sid, twin.auth_token)
+    try:
+        await asyncio.to_thread(deprovision, client, provisioned)
+    except Exception as err:  # a failed clean-up breaks later items, so say so here
+        if result.outcome == "passed":
+            result.outcome, result.error = "broken", f"clean-up failed: {err}"
+
+
+async def _rest(params: dict[str, Any], twin: EmbeddedTwin) -> StepOutcome:
+    """A change through the REST API, as the user's provisioning code would make it."""
+    client = sdk_client(twin.api_url, twin.account_sid, twin.auth_token)
+    url = f"{twin.api_url}/2010-04-01/Accounts/{twin.account_sid}{params['path']}"
+    data = {k: str(v) for k, v in (params.get("data") or {}).items()}
+    response = await asyncio.to_thread(client.request, params["method"], url,
+                                       data=data or None)
+    line = f"{params['method']} {params['path']} -> HTTP {response.status_code}"
+    return StepOutcome("rest", "", [], [Exchange(time.time(), "out", line.encode())],
+                       http_status=response.status_code)
+
+
 # ---------------------------------------------------------------------------- judging
 
 
 async def _judge(outcome: StepOutcome, expect: dict[str, Any], twin: EmbeddedTwin,
                  slot: AppSlot, region: Region) -> list[Failure]:
     failures: list[Failure] = []
+    if "http_status" in expect and outcome.http_status != expect["http_status"]:
+        failures.append(Failure("rest-status-mismatch", "REST API status", expect["http_status"],
+                                outcome.http_status))
     statuses = [r.status for r in outcome.responses]
     if "no_answer_within" in expect and statuses:
         failures.append(Failure("unexpected-answer", "expected silence but the twin answered",

@@ -32,6 +32,8 @@ class Provisioned:
     domain_name: str
     acl_sid: str | None
     credential_list_sid: str | None
+    acl_entry_sids: list[str] = field(default_factory=list)
+    credential_list_sids: list[str] = field(default_factory=list)  # call and registration lists
 
 
 def sdk_client(api_url: str, account_sid: str, auth_token: str, region: str = "us1") -> Client:
@@ -54,15 +56,18 @@ def provision(client: Client, plan: DomainPlan) -> Provisioned:
         sip_registration=plan.sip_registration,
     )
     acl_sid = cl_sid = None
+    entry_sids: list[str] = []
+    registration_sid = None
     if plan.acl:
         acl = sip.ip_access_control_lists.create(friendly_name=f"{plan.label}-acl")
         acl_sid = acl.sid
         for i, entry in enumerate(plan.acl):
             network = ipaddress.ip_network(entry, strict=False)
-            sip.ip_access_control_lists(acl.sid).ip_addresses.create(
+            entry = sip.ip_access_control_lists(acl.sid).ip_addresses.create(
                 friendly_name=f"entry-{i}", ip_address=str(network.network_address),
                 cidr_prefix_length=network.prefixlen,
             )
+            entry_sids.append(entry.sid)
         sip.domains(domain.sid).auth.calls.ip_access_control_list_mappings.create(
             ip_access_control_list_sid=acl.sid)
     if plan.credentials:
@@ -74,8 +79,20 @@ def provision(client: Client, plan: DomainPlan) -> Provisioned:
             credential_list_sid=cl.sid)
     if plan.registration_credentials:
         rl = sip.credential_lists.create(friendly_name=f"{plan.label}-registrations")
+        registration_sid = rl.sid
         for username, password in plan.registration_credentials:
             sip.credential_lists(rl.sid).credentials.create(username=username, password=password)
         sip.domains(domain.sid).auth.registrations.credential_list_mappings.create(
             credential_list_sid=rl.sid)
-    return Provisioned(domain.sid, domain.domain_name, acl_sid, cl_sid)
+    lists = [sid for sid in (cl_sid, registration_sid) if sid]
+    return Provisioned(domain.sid, domain.domain_name, acl_sid, cl_sid, entry_sids, lists)
+
+
+def deprovision(client: Client, provisioned: Provisioned) -> None:
+    """Delete what :func:`provision` created (domains count against a per-account limit)."""
+    sip = client.api.v2010.account.sip
+    sip.domains(provisioned.domain_sid).delete()
+    for list_sid in provisioned.credential_list_sids:
+        sip.credential_lists(list_sid).delete()
+    if provisioned.acl_sid:
+        sip.ip_access_control_lists(provisioned.acl_sid).delete()

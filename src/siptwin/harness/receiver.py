@@ -20,7 +20,8 @@ from ..cloud.server import start_site
 
 @dataclass
 class AppBehaviour:
-    twiml: str = "<Response><Say>Hello from siptwin</Say></Response>"
+    # One document, or one per request in turn (the last repeats): a Redirect chain.
+    twiml: str | list[str] = "<Response><Say>Hello from siptwin</Say></Response>"
     status: int = 200
     delay: float = 0.0
     body: str | None = None  # raw body instead of TwiML (e.g. broken XML)
@@ -96,6 +97,13 @@ class WebhookReceiver:
         behaviour = slot.voice if kind == "voice" else (slot.fallback or AppBehaviour(status=404))
         if behaviour.delay:
             await asyncio.sleep(behaviour.delay)
-        body = behaviour.body if behaviour.body is not None else behaviour.twiml
+        body = behaviour.body if behaviour.body is not None else _nth(
+            behaviour.twiml, len(slot.of_kind(kind)) - 1)
         return web.Response(status=behaviour.status, text=body,
                             content_type=behaviour.content_type or None)
+
+
+def _nth(documents: str | list[str], index: int) -> str:
+    if isinstance(documents, str):
+        return documents
+    return documents[min(index, len(documents) - 1)]

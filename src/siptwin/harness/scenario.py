@@ -68,12 +68,23 @@ _raw = {
     "required": ["message"],
     "properties": {**_common_action, "message": {"type": "string"}, "wait": {"type": "number"}},
 }
+_rest = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["method", "path"],
+    "properties": {
+        "method": {"enum": ["GET", "POST", "DELETE"]},
+        "path": {"type": "string", "description": "under /2010-04-01/Accounts/{AccountSid}"},
+        "data": {"type": "object"},
+    },
+}
 _when = {
     "type": "object",
     "minProperties": 1,
     "maxProperties": 1,
     "additionalProperties": False,
-    "properties": {"invite": _invite, "options": _request, "register": _request, "raw": _raw},
+    "properties": {"invite": _invite, "options": _request, "register": _request, "raw": _raw,
+                   "rest": _rest},
 }
 _then = {
     "type": "object",
@@ -104,6 +115,7 @@ _then = {
             ]
         },
         "status_callbacks": {"type": "array", "items": {"type": "string"}},
+        "http_status": {"type": "integer"},
         "call": {"type": "object"},
         "alerts": {"type": "array", "items": {"type": "integer"}},
     },
@@ -112,7 +124,7 @@ _app = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "twiml": {"type": "string"},
+        "twiml": _str_or_list,
         "status": {"type": "integer"},
         "delay": {"type": "number", "minimum": 0},
         "body": {"type": "string"},
