@@ -66,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     hosts.add_argument("--state", type=Path, default=DEFAULT_STATE)
     hosts.set_defaults(run=cmd_hosts)
 
+    run = sub.add_parser("run", help="run the conformance scenarios with a progress bar and a summary")
+    run.add_argument("paths", nargs="*", default=["scenarios"], help="scenario files or folders")
+    run.add_argument("-n", "--workers", default="auto", help="parallel workers (default auto)")
+    run.add_argument("--report", default="reports/conformance.html", help="HTML report file")
+    run.add_argument("--regions", help="only these regions (comma-separated)")
+    run.add_argument("--profile", choices=("seed", "observed"), help="fidelity profile")
+    run.add_argument("--settings", help="YAML file of fidelity settings")
+    run.add_argument("-k", dest="keyword", help="only scenarios matching this pytest -k expression")
+    run.set_defaults(run=cmd_run)
+
     settings = sub.add_parser("settings", help="list every fidelity setting, both profiles and why")
     settings.set_defaults(run=cmd_settings)
     return parser
@@ -257,6 +267,12 @@ def _existing_labels(state: Path) -> list[str]:
         return existing_domain_labels(store)
     finally:
         store.close()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .harness.progress import run_suite
+
+    return run_suite(args)
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
