@@ -68,6 +68,10 @@ class Call:
     notes: list[str] = field(default_factory=list)
     trace: list[TraceEntry] = field(default_factory=list)
     webhooks: list[dict[str, Any]] = field(default_factory=list)
+    # Set by the voice layer: the domain's processing region (whose REST API lists the call)
+    # and RTP counters of the answered call.
+    processing_region: str | None = None
+    media: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration(self) -> int:
