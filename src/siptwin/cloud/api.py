@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..regions.calls import CallRegistry
 from . import representations as shapes
 from . import rules
 from .api_region import select_region
@@ -721,6 +722,9 @@ def build_routes() -> list[Route]:
         collection, instance = mapping_handlers(family)
         table[base + ".json"] = collection
         table[base + "/{Sid}.json"] = instance
+    from .api_calls import CALL_ROUTES  # imported here: api_calls builds on this module
+
+    table.update(CALL_ROUTES)
     return [Route(_compile(template), methods) for template, methods in table.items()]
 
 
@@ -778,13 +782,22 @@ class Dispatcher:
         raise not_found(request.path)
 
 
-def make_app(store: Store, settings: ApiSettings | None = None) -> web.Application:
-    """The control-plane REST API over ``store``; embed it or serve it with ``web.AppRunner``."""
+def make_app(store: Store, settings: ApiSettings | None = None,
+             calls: CallRegistry | None = None) -> web.Application:
+    """The control-plane REST API over ``store``; embed it or serve it with ``web.AppRunner``.
+
+    ``calls`` is the running twin's call registry, read by the Calls endpoints (empty lists
+    without one, as for a control plane serving no SIP nodes).
+    """
+    from .api_calls import CALLS_KEY
+
     effective = settings or ApiSettings()
     # aiohttp's own body limit stays above ours so our Twilio-shaped 413 answers first.
     app = web.Application(client_max_size=effective.max_body_bytes * 4)
     app[STORE_KEY] = store
     app[SETTINGS_KEY] = effective
+    if calls is not None:
+        app[CALLS_KEY] = calls
     dispatcher = Dispatcher(store, effective)
 
     async def handle(request: web.Request) -> web.StreamResponse:

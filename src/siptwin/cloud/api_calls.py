@@ -1,0 +1,205 @@
+"""Call records and their alerts through the 2010 REST API, read from the twin's memory.
+
+- ``GET /2010-04-01/Accounts/{AC}/Calls.json`` (filters ``Status``, ``From``, ``To``; newest
+  first) and ``GET …/Calls/{CallSid}.json``: Twilio's Call resource shape.
+- ``GET …/Calls/{CallSid}/Notifications.json`` and ``…/Notifications/{NO…}.json``: one
+  Notification per alert of the call (``error_code``, ``log`` "0" error / "1" warning,
+  ``message_text``, ``more_info``), Twilio's per-call Notification resource, so the official
+  SDK reads them with ``client.calls(sid).notifications.list()``.
+
+Only accepted calls (those with a CA SID) are listed. A call belongs to the processing region
+of the domain that took it: an ie1 domain's calls are listed by the ie1 API. Calls live in the
+:class:`~siptwin.regions.calls.CallRegistry` of the running twin, not in the store: they are
+as ephemeral as the twin's SIP state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from aiohttp import web
+
+from ..regions.calls import Alert, Call, CallRegistry
+from ..voice.params import plain_uri
+from . import representations as shapes
+from .api import Call as ApiCall
+from .api import Handler, json_response
+from .errors import ErrorCode, bad_request
+from .model import Page
+from .params import PAGING_PARAMETERS, encode_page_token, paging
+
+CALLS_KEY = web.AppKey("siptwin.cloud.calls", CallRegistry)
+CALL_STATUSES = ("queued", "ringing", "in-progress", "canceled", "completed", "failed", "busy",
+                 "no-answer")
+# Warnings (log level 1) among the codes a call can carry; everything else is an error (0).
+WARNING_CODES = frozenset({12200, 13251, 13252, 13253, 15003, 32014, 32015, 32101, 32110,
+                           32111, 32112, 32113, 32114})
+CALLS = "/2010-04-01/Accounts/{AccountSid}/Calls"
+CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
+
+
+def _registry(call: ApiCall) -> CallRegistry:
+    registry = call.request.app.get(CALLS_KEY)
+    return registry if registry is not None else CallRegistry()
+
+
+def _visible(record: Call, call: ApiCall) -> bool:
+    return (record.sid is not None and record.account_sid == call.account.sid
+            and (record.processing_region or "us1") == call.region)
+
+
+def _plain(uri: str) -> str:
+    """The caller/callee as Twilio lists them: the URI without parameters (as in webhooks)."""
+    return plain_uri(uri) if uri else uri
+
+
+def _date(seconds: float | None) -> str | None:
+    return shapes.rfc2822(int(seconds)) if seconds is not None else None
+
+
+def _status(record: Call) -> str:
+    return record.status if record.status in CALL_STATUSES else "failed"
+
+
+def call_json(record: Call) -> dict[str, Any]:
+    base = f"{shapes.account_base(record.account_sid or '')}/Calls/{record.sid}"
+    from_, to = _plain(record.from_uri), _plain(record.request_uri or record.to_uri)
+    ended = record.ended_at is not None
+    return {
+        "account_sid": record.account_sid,
+        "annotation": None,
+        "answered_by": None,
+        "api_version": shapes.API_VERSION,
+        "caller_name": None,
+        "date_created": _date(record.created_at),
+        "date_updated": _date(record.ended_at or record.answered_at or record.created_at),
+        "direction": "inbound",
+        "duration": str(record.duration) if ended else None,
+        "end_time": _date(record.ended_at),
+        "forwarded_from": None,
+        "from": from_,
+        "from_formatted": from_,
+        "group_sid": None,
+        "parent_call_sid": None,
+        "phone_number_sid": None,
+        "price": None,
+        "price_unit": "USD",
+        "queue_time": "0",
+        "sid": record.sid,
+        "start_time": _date(record.created_at),
+        "status": _status(record),
+        "stir_verstat": None,
+        "subresource_uris": {
+            "notifications": f"{base}/Notifications.json",
+            "recordings": f"{base}/Recordings.json",
+            "events": f"{base}/Events.json",
+        },
+        "to": to,
+        "to_formatted": to,
+        "trunk_sid": None,
+        "uri": f"{base}.json",
+    }
+
+
+def notification_sid(record: Call, index: int) -> str:
+    """Stable per alert, so fetching by SID works while the call is in memory."""
+    return "NO" + hashlib.sha256(f"{record.sid}/{index}".encode()).hexdigest()[:32]
+
+
+def notification_json(record: Call, index: int, alert: Alert) -> dict[str, Any]:
+    sid = notification_sid(record, index)
+    text = f"{alert.code} {alert.message}" + (f": {alert.detail}" if alert.detail else "")
+    return {
+        "account_sid": record.account_sid,
+        "api_version": shapes.API_VERSION,
+        "call_sid": record.sid,
+        "date_created": _date(alert.at),
+        "date_updated": _date(alert.at),
+        "error_code": str(alert.code),
+        "log": "1" if alert.code in WARNING_CODES else "0",
+        "message_date": _date(alert.at),
+        "message_text": text,
+        "more_info": f"https://www.twilio.com/docs/errors/{alert.code}",
+        "request_method": None,
+        "request_url": None,
+        "request_variables": None,
+        "response_body": None,
+        "response_headers": None,
+        "sid": sid,
+        "uri": f"{shapes.account_base(record.account_sid or '')}/Calls/{record.sid}"
+               f"/Notifications/{sid}.json",
+    }
+
+
+def _page(call: ApiCall, array_key: str, rows: list[dict[str, Any]],
+          extra_query: tuple[str, ...] = ()) -> web.Response:
+    """Paging over an in-memory list: the token names the position of a page's last row."""
+    query = call.query_params(*PAGING_PARAMETERS, *extra_query)
+    spec = paging(query)
+    start = spec.request.offset
+    if spec.request.after_seq is not None:
+        start = spec.request.after_seq + 1
+    chunk = rows[start:start + spec.page_size]
+    has_more = start + spec.page_size < len(rows)
+
+    token = encode_page_token(start + len(chunk) - 1) if chunk else None
+    body = shapes.list_envelope(
+        call.path, array_key, Page(chunk, has_more), lambda row: row,
+        spec.page_size, spec.page_number, token,
+        [(name, query[name]) for name in extra_query if name in query],
+    )
+    return json_response(body)
+
+
+def _record(call: ApiCall) -> Call:
+    sid = call.parts["CallSid"]
+    if not CALL_SID.fullmatch(sid):
+        raise call.missing()
+    record = _registry(call).by_sid(sid)
+    if record is None or not _visible(record, call):
+        raise call.missing()
+    return record
+
+
+async def list_calls(call: ApiCall) -> web.Response:
+    filters = call.query_params(*PAGING_PARAMETERS, "Status", "From", "To")
+    status = filters.get("Status")
+    if status is not None and status not in CALL_STATUSES:
+        raise bad_request(ErrorCode.INVALID_PARAMETER,
+                          f"Status must be one of {', '.join(CALL_STATUSES)}.")
+    records = [r for r in _registry(call).all() if _visible(r, call)]
+    records.sort(key=lambda r: r.created_at, reverse=True)
+    rows = [call_json(r) for r in records]
+    rows = [row for row in rows
+            if (status is None or row["status"] == status)
+            and ("From" not in filters or row["from"] == filters["From"])
+            and ("To" not in filters or row["to"] == filters["To"])]
+    return _page(call, "calls", rows, ("Status", "From", "To"))
+
+
+async def fetch_call(call: ApiCall) -> web.Response:
+    return json_response(call_json(_record(call)))
+
+
+async def list_call_notifications(call: ApiCall) -> web.Response:
+    record = _record(call)
+    rows = [notification_json(record, i, alert) for i, alert in enumerate(record.alerts)]
+    return _page(call, "notifications", rows)
+
+
+async def fetch_call_notification(call: ApiCall) -> web.Response:
+    record = _record(call)
+    for index, alert in enumerate(record.alerts):
+        if notification_sid(record, index) == call.parts["Sid"]:
+            return json_response(notification_json(record, index, alert))
+    raise call.missing()
+
+
+CALL_ROUTES: dict[str, dict[str, Handler]] = {
+    CALLS + ".json": {"GET": list_calls},
+    CALLS + "/{CallSid}.json": {"GET": fetch_call},
+    CALLS + "/{CallSid}/Notifications.json": {"GET": list_call_notifications},
+    CALLS + "/{CallSid}/Notifications/{Sid}.json": {"GET": fetch_call_notification},
+}
