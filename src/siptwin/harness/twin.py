@@ -30,6 +30,7 @@ from ..regions.registrar import Registrar
 from ..settings import Fidelity, build_fidelity
 from ..sip.digest import NonceIssuer, make_opaque
 from ..transport.tls import ensure_certificate, server_context
+from ..voice.interpreter import VoiceHandler
 
 log = logging.getLogger("siptwin.twin")
 
@@ -73,7 +74,8 @@ class EmbeddedTwin:
     def __init__(self, config: TwinConfig, handler: CallHandler | None = None) -> None:
         self.config = config
         self.catalogue = config.catalogue or Catalogue.load(default_catalogue_dir())
-        self.handler = handler
+        # The voice layer (webhooks, TwiML, media) unless a test passes StaticAnswer or its own.
+        self.handler: CallHandler = handler or VoiceHandler()
         self.calls = CallRegistry()
         self.registrar = Registrar()
         self.digest = DigestState(
@@ -117,7 +119,7 @@ class EmbeddedTwin:
             self.account_sid, self.auth_token = master.sid, master.auth_token
             self.control = ControlPlaneView(self.store)
             self._api_runner, self._api_port = await start_site(
-                make_app(self.store), cfg.api_host, cfg.api_port)
+                make_app(self.store, calls=self.calls), cfg.api_host, cfg.api_port)
             tls_context = self._tls_context() if cfg.tls else None
             for region in self.catalogue:
                 node = RegionNode(region, self.catalogue, self.control, cfg.fidelity, self.digest,
@@ -150,6 +152,9 @@ class EmbeddedTwin:
         for node in self.nodes.values():
             await node.close()
         self.nodes.clear()
+        close_handler = getattr(self.handler, "close", None)
+        if close_handler is not None:
+            await close_handler()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
             self._api_runner = None
