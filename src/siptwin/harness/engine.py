@@ -95,9 +95,11 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
         if settings:
             twin.set_fidelity(saved.with_overrides(settings))
         result.fidelity = twin.fidelity.as_record()
-        app = given.get("app") or {}
-        slot = env.receiver.slot(_behaviour(app), _behaviour(app["fallback"]) if "fallback" in app else None)
+        slot = env.receiver.slot()
         context = _context(region, twin, env, slot, given)
+        app = render(given.get("app") or {}, context)  # documents may name {{ app_url }}
+        slot.voice = _behaviour(app)
+        slot.fallback = _behaviour(app["fallback"]) if "fallback" in app else None
         if given.get("domain", {}) is not None:
             provisioned = await _provision(twin, given.get("domain") or {}, context, app, env, slot)
             context.update(domain_sid=provisioned.domain_sid, acl_sid=provisioned.acl_sid,

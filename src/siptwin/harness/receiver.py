@@ -70,9 +70,9 @@ class WebhookReceiver:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def slot(self, voice: AppBehaviour, fallback: AppBehaviour | None = None) -> AppSlot:
+    def slot(self, voice: AppBehaviour | None = None, fallback: AppBehaviour | None = None) -> AppSlot:
         token = secrets.token_hex(6)
-        slot = self._slots[token] = AppSlot(token, voice, fallback)
+        slot = self._slots[token] = AppSlot(token, voice or AppBehaviour(), fallback)
         return slot
 
     def release(self, slot: AppSlot) -> None:
