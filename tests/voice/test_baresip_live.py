@@ -1,0 +1,88 @@
+"""A real softphone (baresip) calls a domain whose TwiML says something, and hears it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import wave
+from array import array
+
+import pytest
+
+from siptwin.harness.provision import DomainPlan
+
+from .conftest import PASSWORD
+
+BARESIP_CONFIG = """\
+poll_method\t\tepoll
+sip_listen\t\t{address}:{sip_port}
+sip_transports\t\tudp
+net_interface\t\t{address}
+audio_player\t\taubridge,nil
+audio_source\t\taufile,{wav}
+audio_alert\t\taubridge,nil
+rtp_ports\t\t{rtp_low}-{rtp_high}
+snd_path\t\t{dump}
+module_path\t\t/usr/lib/baresip/modules
+module\t\t\tg711.so
+module\t\t\taufile.so
+module\t\t\taubridge.so
+module\t\t\tsndfile.so
+module_app\t\taccount.so
+module_app\t\tmenu.so
+"""
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_silence(path) -> None:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(b"\x00\x00" * 8000 * 8)
+
+
+async def test_baresip_call_to_say_is_answered_and_receives_rtp(harness, tmp_path):
+    baresip = shutil.which("baresip")
+    if baresip is None:
+        pytest.fail("baresip is not installed: run scripts/bootstrap")
+    from tests.peers.conftest import run
+
+    await harness.provision(DomainPlan(
+        "acme", credentials=[("alice", PASSWORD)],
+        voice_url="twiml:<Response><Say>This is the twin speaking to baresip.</Say>"
+                  "<Pause length=\"1\"/></Response>"))
+    host, port = harness.node_port("us1")
+    write_silence(tmp_path / "silence.wav")
+    (tmp_path / "dump").mkdir()
+    rtp = free_udp_port() & ~1
+    (tmp_path / "config").write_text(BARESIP_CONFIG.format(
+        address="127.0.0.1", sip_port=free_udp_port(), wav=tmp_path / "silence.wav",
+        rtp_low=rtp, rtp_high=rtp + 10, dump=tmp_path / "dump"))
+    (tmp_path / "accounts").write_text(
+        f"<sip:alice@acme.sip.twilio.com>;auth_user=alice;auth_pass={PASSWORD};regint=0;"
+        f"outbound=\"sip:{host}:{port}\"\n")
+    code, out = await run(baresip, "-f", str(tmp_path), "-e", "/dial sip:1000@acme.sip.twilio.com",
+                          "-t", "6", timeout=30, env={**os.environ, "HOME": str(tmp_path)})
+    call = harness.twin.calls.last()
+    assert call is not None and call.username == "alice", out[-3000:]
+    assert call.final_status == 200 and call.status == "completed", out[-3000:]
+    assert call.media["packets_sent"] >= 100  # ~2.5 s of speech-length tone at 50 packets/s
+    assert call.media["packets_received"] > 0  # baresip's own audio reached the twin
+    region_address = harness.twin.nodes["us1"].region.address
+    assert f"incoming rtp for 'audio' established, receiving from {region_address}" in out
+    dumps = [p for p in (tmp_path / "dump").iterdir() if p.name.endswith("-dec.wav")]
+    assert dumps, out[-3000:]
+    with wave.open(str(dumps[0])) as decoded:
+        samples = array("h", decoded.readframes(decoded.getnframes()))
+    # baresip decoded what it received: count 20 ms frames carrying the tone, not silence.
+    audible = sum(1 for i in range(0, len(samples) - 159, 160)
+                  if max(abs(s) for s in samples[i:i + 160]) > 1000)
+    assert audible >= 100, (audible, call.media)
+    assert call.ended_at is not None and "terminated" in out

@@ -1,0 +1,119 @@
+"""Signature vectors, TwiML validation, overrides, G.711 and RFC 4733 without sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from twilio.request_validator import RequestValidator
+
+from siptwin.settings import build_fidelity
+from siptwin.voice import media, offline
+from siptwin.voice.overrides import split_url
+from siptwin.voice.signature import (
+    body_sha256,
+    compute_signature,
+    json_signed_url,
+    with_default_port,
+)
+from siptwin.voice.twiml import TwimlDocument, parse_twiml
+
+URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
+PARAMS = {"CallSid": "CA1234567890ABCDE", "Caller": "+14158675309", "Digits": "1234",
+          "From": "+14158675309", "To": "+18005551212"}
+
+
+def test_signature_reproduces_the_sdk_test_vectors():
+    assert compute_signature("12345", URL, PARAMS) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    assert compute_signature("12345", with_default_port(URL), PARAMS) == "kvajT1Ptam85bY51eRf/AJRuM3w="
+    body = b'{"property": "value", "boolean": true}'
+    assert body_sha256(body) == "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
+    assert compute_signature("12345", json_signed_url(URL, body)) == "a9nBmqA0ju/hNViExpshrM61xv4="
+    multi = [("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"), ("Digits", "1234"),
+             ("Digits", "1234")]
+    assert compute_signature("12345", URL, multi) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+
+
+@given(st.dictionaries(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1),
+                       st.text(st.characters(blacklist_categories=("Cs",))), max_size=8),
+       st.text(alphabet="abcdef0123456789", min_size=8, max_size=32))
+def test_the_sdk_validator_accepts_every_signature(params, token):
+    signature = compute_signature(token, URL, params)
+    assert RequestValidator(token).validate(URL, params, signature)
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    (b"<Response><Say>x</Say>", "not well-formed"),
+    (b"<Reply/>", "not <Response>"),
+    (b"", "empty"),
+    (b'<!DOCTYPE r [<!ENTITY a "b">]><Response/>', "document type"),
+])
+def test_unreadable_documents_are_12100(body, fragment):
+    error = parse_twiml(body, "http://app/voice")
+    assert not isinstance(error, TwimlDocument)
+    assert error.code == 12100 and fragment in error.detail
+
+
+def test_unknown_parts_are_12200_warnings_and_the_rest_is_kept():
+    document = parse_twiml(
+        b'<Response><Say loop="x" voice="alice">Hi <break/> there</Say><Shout/>'
+        b'<Gather numDigits="2"><Say>a</Say><Dial/></Gather><Enqueue>q</Enqueue></Response>',
+        "u")
+    assert isinstance(document, TwimlDocument)
+    assert [v.name for v in document.verbs] == ["Say", "Gather", "Enqueue"]
+    assert document.verbs[0].text == "Hi there" and "loop" not in document.verbs[0].attributes
+    assert [c.name for c in document.verbs[1].children] == ["Say"]
+    assert [w.code for w in document.warnings] == [12200, 12200, 12200]
+
+
+def test_connection_overrides_are_clamped_and_stripped():
+    fidelity = build_fidelity()
+    url, policy = split_url("https://h/p?x=1#ct=50&rt=99999&tt=2000&rc=9&rp=5xx,bogus", fidelity)
+    assert url == "https://h/p?x=1"
+    assert policy.connect_timeout == 0.1 and policy.read_timeout == 15.0
+    assert policy.total_timeout == 2.0 and policy.retries == 5
+    assert policy.retries_after("5xx") and not policy.retries_after("ct")
+    _, default = split_url("https://h/p", fidelity)
+    assert (default.connect_timeout, default.total_timeout, default.retries) == (5.0, 15.0, 1)
+
+
+def test_twimlets_message_is_built_offline():
+    body = offline.answer("http://twimlets.com/message?Message%5B1%5D=http%3A%2F%2Fa%2Fb.mp3"
+                          "&Message%5B0%5D=Hello%20%3Cworld%3E")
+    assert body.endswith(b"<Response><Say>Hello &lt;world&gt;</Say>"
+                         b"<Play>http://a/b.mp3</Play></Response>")
+    assert offline.answer("twiml:%3CResponse%2F%3E") == b"<Response/>"
+
+
+def test_g711_encoders_match_the_reference_points():
+    assert media.encode_g711(media.array("h", [0, 32767, -32768]), media.PCMU) == b"\xff\x80\x00"
+    assert media.encode_g711(media.array("h", [0, 32767, -32768]), media.PCMA) == b"\xd5\xaa\x2a"
+
+
+def test_media_plan_follows_the_offer_and_answer():
+    offer = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+             b"m=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n")
+    answer = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+              b"m=audio 5000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"
+              b"a=rtpmap:101 telephone-event/8000\r\n")
+    plan = media.plan_media(offer, answer)
+    assert plan == media.MediaPlan("10.0.0.1", 4000, media.PCMA, 101)
+    assert media.plan_media(b"", answer) is None
+
+
+async def test_rfc4733_events_become_one_digit_each():
+    got: list[str] = []
+    stream = media.MediaStream("127.0.0.1", on_digit=got.append)
+    await stream.open()
+    stream.plan = media.MediaPlan("127.0.0.1", 9, media.PCMU, 101)
+    for index, digit in enumerate("1*#"):
+        for packet in media.telephone_event_packets(digit, 101, index * 10, 160 * index, 7):
+            stream._on_packet(packet)
+    stream._on_packet(struct.pack("!BBHII", 0x80, 0, 1, 2, 3) + b"\xff" * 160)
+    stream.close()
+    await asyncio.sleep(0)
+    assert got == ["1", "*", "#"] and stream.packets_received == 1 + sum(
+        len(media.telephone_event_packets(d, 101, 0, 0, 7)) for d in "1*#")
