@@ -181,3 +181,15 @@ async def test_gather_collects_sip_info_digits(harness, app):
     (hit,) = await app.wait("/digits")
     assert hit.values["Digits"] == "7" and hit.values["FinishedOnKey"] == "#"
     assert result.ended_by_remote
+
+
+async def test_cancel_while_the_webhook_is_fetched_abandons_it(harness, app):
+    voice = app.twiml("/voice", "<Response><Say>too late</Say></Response>", delay=1.0)
+    await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"],
+                                       voice_status_callback_url=app.url("/status")))
+    result = await harness.call("us1", "sip:1@acme.sip.twilio.com", cancel_after=0.3)
+    assert result.statuses == [100, 180, 487]
+    hits = await app.wait("/status", 3)
+    assert [h.values["CallStatus"] for h in hits] == ["initiated", "ringing", "canceled"]
+    call = harness.twin.calls.get(result.call_id)
+    assert call.status == "canceled" and call.answered_at is None
