@@ -77,6 +77,14 @@ class Environment:
     def __init__(self, twin: EmbeddedTwin, receiver: WebhookReceiver) -> None:
         self.twin = twin
         self.receiver = receiver
+        self._sdk: Any = None
+
+    @property
+    def sdk(self) -> Any:
+        """One SDK client (and its HTTP connection pool) for every item of the worker."""
+        if self._sdk is None:
+            self._sdk = sdk_client(self.twin.api_url, self.twin.account_sid, self.twin.auth_token)
+        return self._sdk
 
 
 async def run_item(scenario: Scenario, region_id: str, env: Environment) -> ItemResult:
@@ -110,7 +118,7 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
                 await asyncio.sleep(step.pause)
             params = render(step.params, context)
             expect = render(step.expect, context)
-            outcome = await _perform(step, params, expect, region, twin, context)
+            outcome = await _perform(step, params, expect, region, env, context)
             exchanges.extend(outcome.messages)
             call_ids.append(outcome.call_id)
             result.failures.extend(await _judge(outcome, expect, twin, slot, region))
@@ -124,7 +132,7 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
     finally:
         twin.set_fidelity(saved)
         if provisioned is not None:
-            await _cleanup(twin, provisioned, result)
+            await _cleanup(env, provisioned, result)
         if slot is not None:
             result.webhooks = [r.as_record() for r in slot.requests]
             env.receiver.release(slot)
@@ -180,8 +188,7 @@ async def _provision(twin: EmbeddedTwin, spec: dict[str, Any], context: dict[str
         acl=spec.get("acl", []), credentials=[tuple(c) for c in spec.get("credentials", [])],
         registration_credentials=[tuple(c) for c in spec.get("registration_credentials", [])],
     )
-    client = sdk_client(twin.api_url, twin.account_sid, twin.auth_token)
-    return await asyncio.to_thread(provision, client, plan)
+    return await asyncio.to_thread(provision, env.sdk, plan)
 
 
 @dataclass
@@ -195,7 +202,8 @@ class StepOutcome:
 
 
 async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], region: Region,
-                   twin: EmbeddedTwin, context: dict[str, Any]) -> StepOutcome:
+                   env: Environment, context: dict[str, Any]) -> StepOutcome:
+    twin = env.twin
     target_region = twin.catalogue[params.get("region", region.id)]
     transport = params.get("transport", "udp")
     node = twin.nodes[target_region.id].addresses[transport]
@@ -208,7 +216,7 @@ async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], r
     if step.action == "raw":
         return await _raw(params, node, transport, source, wait)
     if step.action == "rest":
-        return await _rest(params, twin)
+        return await _rest(params, env)
     async with SipClient(source, transport) as client:
         if step.action == "invite":
             call = await client.invite(
@@ -216,7 +224,7 @@ async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], r
                 from_uri=params.get("from"), headers=headers,
                 sdp=params["sdp"].encode() if isinstance(params.get("sdp"), str) else
                 (None if "sdp" in params else DEFAULT_OFFER),
-                hold=params.get("hold", 0.2), hang_up=params.get("hang_up", True),
+                hold=params.get("hold", 0.0), hang_up=params.get("hang_up", True),
                 wait_final=wait, max_forwards=params.get("max_forwards", 70),
                 cancel_after=params.get("cancel_after"),
             )
@@ -274,18 +282,17 @@ async def _raw(params: dict[str, Any], node: tuple[str, int], transport: str, so
     return StepOutcome("raw", call_id, responses, messages)
 
 
-async def _cleanup(twin: EmbeddedTwin, provisioned: Provisioned, result: ItemResult) -> None:
-    client = sdk_client(twin.api_url, twin.account_sid, twin.auth_token)
+async def _cleanup(env: Environment, provisioned: Provisioned, result: ItemResult) -> None:
     try:
-        await asyncio.to_thread(deprovision, client, provisioned)
+        await asyncio.to_thread(deprovision, env.sdk, provisioned)
     except Exception as err:  # a failed clean-up breaks later items, so say so here
         if result.outcome == "passed":
             result.outcome, result.error = "broken", f"clean-up failed: {err}"
 
 
-async def _rest(params: dict[str, Any], twin: EmbeddedTwin) -> StepOutcome:
+async def _rest(params: dict[str, Any], env: Environment) -> StepOutcome:
     """A change through the REST API, as the user's provisioning code would make it."""
-    client = sdk_client(twin.api_url, twin.account_sid, twin.auth_token)
+    twin, client = env.twin, env.sdk
     url = f"{twin.api_url}/2010-04-01/Accounts/{twin.account_sid}{params['path']}"
     data = {k: str(v) for k, v in (params.get("data") or {}).items()}
     response = await asyncio.to_thread(client.request, params["method"], url,
