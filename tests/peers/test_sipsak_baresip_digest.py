@@ -37,10 +37,19 @@ async def test_sipsak_wrong_password_gets_403(uas) -> None:
     assert "403" in out and uas.log.rejected == ["alice"]
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port() -> int:
+    """A port free for both UDP and TCP: baresip listens on both at its SIP port."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise OSError("no port free for both UDP and TCP")
 
 
 BARESIP_CONFIG = """\
@@ -77,9 +86,9 @@ async def test_baresip_call_completes_challenge(uas, transport, tmp_path) -> Non
     baresip = require_tool("baresip")
     port = uas.udp_port if transport == "udp" else uas.tcp_port
     write_wav(tmp_path / "tone.wav")
-    rtp = free_udp_port() & ~1
+    rtp = free_port() & ~1
     (tmp_path / "config").write_text(BARESIP_CONFIG.format(
-        sip_port=free_udp_port(), transport=transport, wav=tmp_path / "tone.wav",
+        sip_port=free_port(), transport=transport, wav=tmp_path / "tone.wav",
         rtp_low=rtp, rtp_high=rtp + 10,
     ))
     (tmp_path / "accounts").write_text(

@@ -10,7 +10,7 @@ from siptwin.harness.provision import DomainPlan
 from siptwin.regions.catalogue import Catalogue, default_catalogue_dir
 
 from ..peers.conftest import REPO, require_tool, run
-from ..peers.test_sipsak_baresip_digest import BARESIP_CONFIG, free_udp_port, write_wav
+from ..peers.test_sipsak_baresip_digest import BARESIP_CONFIG, free_port, write_wav
 from .conftest import PASSWORD
 
 pytestmark = pytest.mark.peer
@@ -30,7 +30,7 @@ async def test_sipp_authenticated_call_in_every_host_form(harness, region, host,
     code, out = await run(
         sipp, f"{address}:{port}", "-sf", str(REPO / "harness/sipp/uac_auth.xml"),
         "-key", "domain", host, "-s", "1000", "-au", "alice", "-ap", PASSWORD,
-        "-auth_uri", f"1000@{host}", "-i", "127.0.0.1", "-p", str(free_udp_port()),
+        "-auth_uri", f"1000@{host}", "-i", "127.0.0.1", "-p", str(free_port()),
         "-m", "1", "-recv_timeout", "5s", "-timeout", "15s", "-nostdin", cwd=tmp_path,
     )
     assert code == 0, out[-1500:]
@@ -63,9 +63,9 @@ async def test_baresip_authenticated_call_is_answered(harness, transport, tmp_pa
     await harness.provision(DomainPlan("acme", credentials=[("alice", PASSWORD)]))
     address, port = harness.node_port("de1", transport)
     write_wav(tmp_path / "tone.wav")
-    rtp = free_udp_port() & ~1
+    rtp = free_port() & ~1
     (tmp_path / "config").write_text(BARESIP_CONFIG.format(
-        sip_port=free_udp_port(), transport=transport, wav=tmp_path / "tone.wav",
+        sip_port=free_port(), transport=transport, wav=tmp_path / "tone.wav",
         rtp_low=rtp, rtp_high=rtp + 10))
     (tmp_path / "accounts").write_text(
         f"<sip:alice@acme.sip.de1.twilio.com;transport={transport}>;auth_user=alice;"

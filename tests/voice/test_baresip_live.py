@@ -34,7 +34,7 @@ module_app\t\tmenu.so
 """
 
 
-def free_udp_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -61,9 +61,9 @@ async def test_baresip_call_to_say_is_answered_and_receives_rtp(harness, tmp_pat
     host, port = harness.node_port("us1")
     write_silence(tmp_path / "silence.wav")
     (tmp_path / "dump").mkdir()
-    rtp = free_udp_port() & ~1
+    rtp = free_port() & ~1
     (tmp_path / "config").write_text(BARESIP_CONFIG.format(
-        address="127.0.0.1", sip_port=free_udp_port(), wav=tmp_path / "silence.wav",
+        address="127.0.0.1", sip_port=free_port(), wav=tmp_path / "silence.wav",
         rtp_low=rtp, rtp_high=rtp + 10, dump=tmp_path / "dump"))
     (tmp_path / "accounts").write_text(
         f"<sip:alice@acme.sip.twilio.com>;auth_user=alice;auth_pass={PASSWORD};regint=0;"

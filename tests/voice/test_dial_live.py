@@ -14,7 +14,7 @@ from siptwin.harness.provision import DomainPlan
 SCENARIO = Path(__file__).parent / "data" / "uas_x_header.xml"
 
 
-def free_udp_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -24,7 +24,7 @@ async def test_dial_sip_reaches_sipp_with_headers_and_reports_to_the_action(harn
     sipp = shutil.which("sipp")
     if sipp is None:
         pytest.fail("sipp is not installed: run scripts/bootstrap")
-    port = free_udp_port()
+    port = free_port()
     trace = tmp_path / "messages.log"
     uas = await asyncio.create_subprocess_exec(
         sipp, "-sf", str(SCENARIO), "-i", "127.0.0.1", "-p", str(port), "-m", "1",
