@@ -1,0 +1,330 @@
+"""SIPp drives the authenticated call flow against one region node of a twin in a subprocess.
+
+Run: python bench/sipp_load.py [--rates 100,200,300,400,600,800,1000,1200] [--seconds 5]
+
+The twin is ``python -m siptwin up`` with all eight regions (so the memory figure is the
+embedded twin as users start it), in its own process; this script provisions it through the
+official twilio SDK (a domain with a credential list and static TwiML as its voice_url), runs
+SIPp (harness/sipp/uac_auth.xml over UDP: INVITE, 407, ACK, INVITE with credentials, 100,
+180, 200, ACK, BYE, 200) against us1 only, at each rate for a fixed number of seconds. A rate
+passes when SIPp exits 0 with 0 failed calls and every call it was asked for succeeded.
+
+It prints (and writes as JSON with --json): per rate the calls, failures, retransmissions,
+achieved calls/s, setup-time percentiles and the twin's CPU time per call; the highest rate
+with 0 failed calls and its p99 setup time; VmRSS of the twin idle (eight regions, before
+provisioning), right after the run, and after --settle seconds (once the 32 s transaction
+timers have let go of the last calls' messages).
+
+The ACK of the 407 in harness/sipp/uac_auth.xml carries a new branch (``[branch]``), so it
+does not match the INVITE server transaction (RFC 3261 §17.1.1.3 wants the INVITE's branch)
+and the node retransmits the 407 until Timer H, 32 s: six extra datagrams per call, each
+hitting SIPp as a stray message. By default the bench runs a copy of that scenario whose
+first ACK uses ``[branch-3]`` (the INVITE's branch); ``--as-is`` runs the file unmodified.
+
+Setup time is SIPp's response time of the 200 (``rtd="true"``): from the scenario's first
+INVITE - through the 407, the ACK and the INVITE with credentials - to the 200, in SIPp's
+millisecond clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "harness" / "sipp" / "uac_auth.xml"
+READY = "siptwin ready"
+USER, PASSWORD = "alice", "Harbour7Lights"
+LABEL = "bench"
+# Static TwiML answered inside the twin (no webhook server): the first <Pause> answers the call
+# and holds it until SIPp's BYE.
+TWIML = 'twiml:<Response><Pause length="60"/></Response>'
+
+
+@dataclass
+class RateResult:
+    rate: int
+    calls: int
+    successful: int
+    failed: int
+    retransmissions: int
+    exit_code: int
+    wall_s: float
+    achieved_cps: float
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    twin_cpu_ms_per_call: float | None = None  # utime+stime of the twin / successful calls
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0 and self.failed == 0 and self.successful == self.calls
+
+
+@dataclass
+class Report:
+    rates: list[RateResult] = field(default_factory=list)
+    rss_idle_kb: int = 0
+    rss_after_kb: int = 0
+    rss_peak_kb: int = 0
+    rss_settled_kb: int = 0
+    scenario: str = ""
+    settle_s: float = 0.0
+    best_rate: int | None = None
+    best_p99_ms: float | None = None
+    command: str = ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_status(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])  # kB
+    return 0
+
+
+class TwinProcess:
+    """``siptwin up`` in a subprocess; its banner gives the account credentials."""
+
+    def __init__(self, state: Path, regions: str | None) -> None:
+        self.api_port, self.dns_port = free_port(), free_port()
+        self.argv = [sys.executable, "-m", "siptwin", "up", "--state", str(state),
+                     "--api-port", str(self.api_port), "--dns-port", str(self.dns_port)]
+        if regions:
+            self.argv += ["--regions", regions]
+        self.proc: subprocess.Popen[str] | None = None
+        self.banner: list[str] = []
+        self.ready_after = 0.0
+
+    def start(self) -> None:
+        began = time.perf_counter()
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, text=True, cwd=ROOT)
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.banner.append(line.rstrip())
+            if line.startswith(READY):
+                self.ready_after = time.perf_counter() - began
+                return
+        raise RuntimeError("siptwin up exited before ready:\n" + "\n".join(self.banner))
+
+    def value(self, prefix: str) -> str:
+        return next(line.split("=", 1)[1] for line in self.banner if line.startswith(prefix))
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def node_address(banner: list[str], region: str) -> tuple[str, int]:
+    for line in banner:
+        fields = line.split()
+        if fields and fields[0] == region:
+            return fields[2], int(fields[3])
+    raise RuntimeError(f"region {region} not in the banner")
+
+
+def provision_domain(api_url: str, sid: str, token: str, voice_url: str) -> None:
+    from siptwin.harness.provision import DomainPlan, provision, sdk_client
+
+    provision(sdk_client(api_url, sid, token),
+              DomainPlan(LABEL, voice_url=voice_url, credentials=[(USER, PASSWORD)]))
+
+
+def rfc_ack_scenario(work: Path) -> Path:
+    """The harness scenario with the 407's ACK on the INVITE's branch (see the docstring)."""
+    text = SCENARIO.read_text()
+    ack = text.index("ACK sip:[service]@[domain] SIP/2.0")
+    via = text.index("branch=[branch];", ack)
+    if via > text.index("</send>", ack):
+        raise RuntimeError(f"unexpected layout of {SCENARIO}")
+    fixed = text[:via] + "branch=[branch-3];" + text[via + len("branch=[branch];"):]
+    path = work / "uac_auth_rfc_ack.xml"
+    path.write_text(fixed)
+    return path
+
+
+def sipp_argv(host: str, port: int, region: str, rate: int, calls: int, limit: int,
+              scenario: Path = SCENARIO) -> list[str]:
+    domain = f"{LABEL}.sip.{region}.twilio.com"
+    return ["sipp", f"{host}:{port}", "-sf", str(scenario), "-t", "u1",
+            "-key", "domain", domain, "-s", "1000",
+            "-au", USER, "-ap", PASSWORD, "-auth_uri", f"1000@{domain}",
+            "-i", "127.0.0.1", "-p", "0", "-r", str(rate), "-m", str(calls), "-l", str(limit),
+            "-recv_timeout", "5s", "-timeout", "120s", "-nostdin",
+            "-trace_stat", "-stf", "stat.csv", "-fd", "1",
+            "-trace_rtt", "-rtt_freq", "1", "-trace_err"]
+
+
+def run_rate(host: str, port: int, region: str, rate: int, seconds: float, limit: int,
+             work: Path, scenario: Path) -> RateResult:
+    calls = int(rate * seconds)
+    run_dir = work / f"rate-{rate}"
+    run_dir.mkdir()
+    argv = sipp_argv(host, port, region, rate, calls, limit, scenario)
+    began = time.perf_counter()
+    proc = subprocess.run(argv, cwd=run_dir, capture_output=True, text=True, timeout=300)
+    wall = time.perf_counter() - began
+    successful = failed = retrans = 0
+    stat = run_dir / "stat.csv"
+    if stat.exists():
+        rows = list(csv.reader(stat.read_text().splitlines(), delimiter=";"))
+        header, last = rows[0], rows[-1]
+        col = {name: i for i, name in enumerate(header)}
+        successful = int(last[col["SuccessfulCall(C)"]])
+        failed = int(last[col["FailedCall(C)"]])
+        retrans = int(last[col["Retransmissions(C)"]])
+    times = sorted(_rtt_values(run_dir))
+    return RateResult(rate, calls, successful, failed, retrans, proc.returncode, round(wall, 2),
+                      round(successful / wall, 1) if wall else 0.0,
+                      _pct(times, 0.50), _pct(times, 0.99), times[-1] if times else None)
+
+
+def _rtt_values(run_dir: Path) -> list[float]:
+    out: list[float] = []
+    for path in run_dir.glob("*_rtt.csv"):
+        for row in csv.reader(path.read_text().splitlines(), delimiter=";"):
+            if len(row) >= 2 and row[0][:1].isdigit():
+                out.append(float(row[1]))
+    return out
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    index = min(len(values) - 1, max(0, int(round(q * len(values) + 0.5)) - 1))
+    return round(values[index], 2)
+
+
+def machine() -> dict[str, str]:
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+                 platform.processor())
+    sipp = subprocess.run(["sipp", "-v"], capture_output=True, text=True).stdout
+    return {"nproc": str(os.cpu_count()), "cpu": model, "python": platform.python_version(),
+            "sipp": next((w for w in sipp.split() if w.startswith("v3")), "?")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", default="100,200,300,400,600,800,1000,1200")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each rate step")
+    parser.add_argument("--limit", type=int, default=2000, help="SIPp -l: calls in flight")
+    parser.add_argument("--region", default="us1", help="the one node SIPp calls")
+    parser.add_argument("--regions", default=None, help="siptwin up --regions (default: all 8)")
+    parser.add_argument("--idle", type=float, default=2.0, help="seconds idle before VmRSS")
+    parser.add_argument("--settle", type=float, default=35.0,
+                        help="seconds after the run before the settled VmRSS (0: skip)")
+    parser.add_argument("--voice-url", default=TWIML, help="the domain's voice_url")
+    parser.add_argument("--as-is", action="store_true",
+                        help="run harness/sipp/uac_auth.xml unmodified (its 407 ACK is unmatched)")
+    parser.add_argument("--keep-going", action="store_true", help="run rates past a failure")
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    args = parser.parse_args(argv)
+    rates = [int(r) for r in args.rates.split(",")]
+
+    report = Report(command="python bench/sipp_load.py " + shlex.join(
+        a for a in (argv if argv is not None else sys.argv[1:]) if a))
+    with tempfile.TemporaryDirectory(prefix="siptwin-bench-") as tmp:
+        work = Path(tmp)
+        scenario = SCENARIO if args.as_is else rfc_ack_scenario(work)
+        report.scenario = "as-is" if args.as_is else "rfc-ack"
+        twin = TwinProcess(work / "state", args.regions)
+        twin.start()
+        try:
+            api_url = f"http://127.0.0.1:{twin.api_port}"
+            time.sleep(args.idle)
+            report.rss_idle_kb = proc_status(twin.pid, "VmRSS")
+            provision_domain(api_url, twin.value("TWILIO_ACCOUNT_SID"),
+                             twin.value("TWILIO_AUTH_TOKEN"), args.voice_url)
+            host, port = node_address(twin.banner, args.region)
+            print(f"twin pid {twin.pid} ready in {twin.ready_after:.2f} s; idle VmRSS "
+                  f"{report.rss_idle_kb / 1024:.1f} MB; SIPp -> {args.region} {host}:{port}")
+            print(f"scenario: {SCENARIO.relative_to(ROOT)}"
+                  + (" as is" if args.as_is else " with the 407's ACK on the INVITE's branch"))
+            print(f"{'rate':>6} {'calls':>6} {'ok':>6} {'failed':>6} {'retrans':>7} "
+                  f"{'cps':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'cpu ms/call':>11}")
+            for rate in rates:
+                cpu_before = cpu_seconds(twin.pid)
+                result = run_rate(host, port, args.region, rate, args.seconds, args.limit, work,
+                                  scenario)
+                if result.successful:
+                    result.twin_cpu_ms_per_call = round(
+                        (cpu_seconds(twin.pid) - cpu_before) * 1000 / result.successful, 2)
+                report.rates.append(result)
+                print(f"{rate:>6} {result.calls:>6} {result.successful:>6} {result.failed:>6} "
+                      f"{result.retransmissions:>7} {result.achieved_cps:>7} "
+                      f"{_fmt(result.p50_ms)} {_fmt(result.p99_ms)} {_fmt(result.max_ms)} "
+                      f"{_fmt(result.twin_cpu_ms_per_call, 11)}"
+                      f"{'' if result.passed else f'  FAILED (exit {result.exit_code})'}",
+                      flush=True)
+                if result.passed:
+                    report.best_rate, report.best_p99_ms = rate, result.p99_ms
+                elif not args.keep_going:
+                    break
+                time.sleep(1.0)  # let the twin drain timers between steps
+            report.rss_after_kb = proc_status(twin.pid, "VmRSS")
+            report.rss_peak_kb = proc_status(twin.pid, "VmHWM")
+            if args.settle > 0:
+                time.sleep(args.settle)
+                report.rss_settled_kb = proc_status(twin.pid, "VmRSS")
+                report.settle_s = args.settle
+        finally:
+            twin.stop()
+
+    info = machine()
+    print(f"\nmachine: {info['nproc']} x {info['cpu']}, Python {info['python']}, "
+          f"SIPp {info['sipp']}")
+    print(f"highest rate with 0 failed calls: {report.best_rate} calls/s "
+          f"(p99 setup {report.best_p99_ms} ms)")
+    print(f"twin VmRSS, 8 regions idle: {report.rss_idle_kb / 1024:.1f} MB; right after the "
+          f"run: {report.rss_after_kb / 1024:.1f} MB (peak {report.rss_peak_kb / 1024:.1f} MB)"
+          + (f"; {report.settle_s:.0f} s later: {report.rss_settled_kb / 1024:.1f} MB"
+             if report.settle_s else ""))
+    print(f"reproduce: {report.command}")
+    if args.json:
+        data = asdict(report) | {"machine": info,
+                                 "rates": [asdict(r) | {"passed": r.passed} for r in report.rates]}
+        args.json.write_text(json.dumps(data, indent=2))
+    return 0
+
+
+def _fmt(value: float | None, width: int = 7) -> str:
+    return f"{value:>{width}.1f}" if value is not None else f"{'-':>{width}}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
