@@ -75,3 +75,23 @@ async def test_baresip_authenticated_call_is_answered(harness, transport, tmp_pa
     calls = [c for c in harness.twin.calls.all() if c.username == "alice"]
     assert calls, out[-3000:]
     assert calls[-1].region == "de1" and calls[-1].answered_at is not None, out[-3000:]
+
+
+async def test_sipp_ack_of_the_407_stops_its_retransmission(harness, tmp_path) -> None:
+    """The shipped SIPp flow ACKs the 407 on the INVITE's branch, so Timer G stops."""
+    import asyncio
+
+    sipp = require_tool("sipp")
+    await harness.provision(DomainPlan("acme", credentials=[("alice", PASSWORD)]))
+    address, port = harness.node_port("us1")
+    code, out = await run(
+        sipp, f"{address}:{port}", "-sf", str(REPO / "harness/sipp/uac_auth.xml"),
+        "-key", "domain", "acme.sip.twilio.com", "-s", "1000", "-au", "alice", "-ap", PASSWORD,
+        "-auth_uri", "1000@acme.sip.twilio.com", "-i", "127.0.0.1", "-p", str(free_port()),
+        "-m", "1", "-recv_timeout", "5s", "-timeout", "15s", "-nostdin", cwd=tmp_path,
+    )
+    assert code == 0, out[-1500:]
+    await asyncio.sleep(1.6)  # Timer G would have re-sent the 407 at 0.5 s and 1.5 s
+    call = harness.twin.calls.last()
+    sent_407 = [t for t in call.trace if t.direction == "out" and t.first_line.startswith("SIP/2.0 407")]
+    assert len(sent_407) == 1
