@@ -489,3 +489,16 @@ def test_digest_shaped_garbage_raises_only_syntax_errors(text: str) -> None:
 def test_compute_response_refuses_incomplete_qop_inputs() -> None:
     with pytest.raises(DigestError):
         compute_response("0" * 32, "INVITE", "sip:a@b", "n", qop="auth")
+
+
+@given(st.text(alphabet=st.sampled_from(list('ab=,"\\ \t\x01xyz-')), max_size=40))
+def test_fast_parameter_parser_agrees_with_the_scanner(text: str) -> None:
+    from siptwin.sip.digest import DigestSyntaxError, _parse_params_fast, _parse_params_scanned
+
+    fast = _parse_params_fast(text)
+    if fast is None:
+        return  # the scanner decides (and names the defect)
+    try:
+        assert _parse_params_scanned(text) == fast
+    except DigestSyntaxError as err:
+        raise AssertionError(f"fast path accepted what the scanner refuses: {text!r}") from err

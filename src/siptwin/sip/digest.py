@@ -142,8 +142,45 @@ def _unfold(value: str) -> str:
     return _FOLDING.sub(" ", value)
 
 
+# One ``name = value`` element and its separator; the fast path for well-formed headers. The
+# character scanner below stays the reference: anything this does not match goes to it, so
+# errors keep their precise messages.
+_TOKEN_RE = r"[A-Za-z0-9\-.!%*_+`'~#$&^|]+"
+_PARAM_RE = re.compile(
+    rf"[ \t]*({_TOKEN_RE})[ \t]*=[ \t]*(?:\"((?:[^\"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*)\"|({_TOKEN_RE}))[ \t]*(?:,|\Z)"
+)
+_ESCAPE_RE = re.compile(r"\\(.)")
+
+
 def _parse_params(text: str) -> tuple[tuple[str, str], ...]:
     """Parse ``name=value`` pairs separated by commas; names come back lower-cased."""
+    fast = _parse_params_fast(text)
+    return fast if fast is not None else _parse_params_scanned(text)
+
+
+def _parse_params_fast(text: str) -> tuple[tuple[str, str], ...] | None:
+    params: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    pos, end = 0, len(text)
+    while pos < end:
+        match = _PARAM_RE.match(text, pos)
+        if match is None:
+            return None
+        name = match.group(1).lower()
+        if name in seen:
+            return None  # let the scanner name the duplicate
+        seen.add(name)
+        quoted = match.group(2)
+        value = match.group(3) if quoted is None else (
+            _ESCAPE_RE.sub(r"\1", quoted) if "\\" in quoted else quoted)
+        params.append((name, value))
+        pos = match.end()
+        if text.endswith(",", 0, pos) and pos >= end:
+            return None  # trailing comma: the scanner decides
+    return tuple(params)
+
+
+def _parse_params_scanned(text: str) -> tuple[tuple[str, str], ...]:
     scanner = _Scanner(text)
     params: list[tuple[str, str]] = []
     seen: set[str] = set()

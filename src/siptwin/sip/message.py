@@ -85,7 +85,7 @@ class Message:
 
     def replace_top_via(self, via: Via) -> None:
         self.headers.replace_first_value("Via", str(via))
-        self._views.clear()
+        self._views.pop("via", None)  # every other decoded header is still valid
 
     def _view(self, key: str, decode: Any) -> Any:
         try:
