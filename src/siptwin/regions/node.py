@@ -24,7 +24,7 @@ from ..sip.admission import admit
 from ..sip.errors import SipParseError
 from ..sip.message import Request, Response, make_request, make_response
 from ..sip.routing import Hop, response_hop, stamp_received
-from ..sip.sdp import Answer, answer_offer, make_offer, parse_sdp
+from ..sip.sdp import Answer, answer_offer, make_offer
 from ..sip.transaction import (
     AckReceived,
     RequestReceived,
@@ -411,7 +411,7 @@ class RegionNode:
         port = media_port or _media_port()
         body = b""
         if request.body:
-            answer = answer_offer(parse_sdp(request.body), self.region.address, port, 1)
+            answer = answer_offer(request.sdp, self.region.address, port, 1)
             body = answer.to_bytes() if isinstance(answer, Answer) else b""
         else:
             body = make_offer(self.region.address, port, 1)
@@ -501,7 +501,7 @@ class RegionNode:
             return
         body = dialog.local_sdp or b""
         if request.body:
-            answer = answer_offer(parse_sdp(request.body), self.region.address, _media_port(), 2)
+            answer = answer_offer(request.sdp, self.region.address, _media_port(), 2)
             if not isinstance(answer, Answer):
                 self._respond(key, self._response(request, 488, to_tag=dialog.to_tag))
                 return

@@ -25,7 +25,7 @@ from ..sip.digest import (
 )
 from ..sip.errors import SipParseError
 from ..sip.message import Request
-from ..sip.sdp import NoCommonCodec, SdpError, answer_offer, parse_sdp, summarize_offer
+from ..sip.sdp import NoCommonCodec, SdpError, answer_offer, summarize_offer
 from ..sip.uri import SipUri
 from .catalogue import Catalogue, HostMatch, Region
 
@@ -228,7 +228,7 @@ def media_offer_acceptable(ctx: InviteContext) -> Verdict | None:
         return None  # a late offer: the 200 OK will carry ours
     status = ctx.fidelity.media_mismatch_status
     try:
-        offer = parse_sdp(body)
+        offer = ctx.request.sdp
     except SdpError as err:
         ctx.notes.append(str(err))
         return Verdict("media_offer_acceptable", status, "Not Acceptable Here", BAD_SDP)

@@ -206,6 +206,14 @@ class Message:
     def allow(self) -> list[str]:
         return self.option_tags("Allow")
 
+    @property
+    def sdp(self) -> Any:
+        """The body parsed as SDP, once per message (the pipeline, the answer and the media
+        plan all read the same offer); None without a body. Raises ``SdpError`` if malformed."""
+        from .sdp import parse_sdp
+
+        return self._view("sdp", lambda: parse_sdp(self.body) if self.body else None)
+
     def credentials(self, header: str = "Proxy-Authorization") -> list[Any]:
         """Digest (or other scheme) credentials of Authorization or Proxy-Authorization."""
         from .digest import parse_credentials
