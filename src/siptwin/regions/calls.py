@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+MAX_TRACE_ENTRIES = 64  # a normal call has about a dozen messages
+
+
 def new_call_sid() -> str:
     return "CA" + secrets.token_hex(16)
 
@@ -67,11 +70,19 @@ class Call:
     alerts: list[Alert] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     trace: list[TraceEntry] = field(default_factory=list)
+    trace_dropped: int = 0  # messages past MAX_TRACE_ENTRIES
     webhooks: list[dict[str, Any]] = field(default_factory=list)
     # Set by the voice layer: the domain's processing region (whose REST API lists the call)
     # and RTP counters of the answered call.
     processing_region: str | None = None
     media: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, entry: TraceEntry) -> None:
+        """Add a message to the trace; a retransmission storm stops being kept past a bound."""
+        if len(self.trace) < MAX_TRACE_ENTRIES:
+            self.trace.append(entry)
+        else:
+            self.trace_dropped += 1
 
     @property
     def duration(self) -> int:
@@ -89,7 +100,9 @@ CallListener = Callable[[Call, str], None]
 class CallRegistry:
     """Calls by Call-ID, most recent last; bounded so a flood cannot exhaust memory."""
 
-    def __init__(self, max_calls: int = 20_000) -> None:
+    # Enough for `siptwin explain`, the report and diagnostics; bounded so that a load test
+    # or a flood keeps the twin's memory flat (each record holds its SIP trace).
+    def __init__(self, max_calls: int = 2_000) -> None:
         self._calls: OrderedDict[str, Call] = OrderedDict()
         self._max = max_calls
         self._lock = threading.Lock()

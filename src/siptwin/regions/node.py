@@ -276,7 +276,7 @@ class RegionNode:
             return
         call = self.calls.get(call_id)
         if call is not None:
-            call.trace.append(TraceEntry(time.time(), direction, transport, peer, local, data))
+            call.record(TraceEntry(time.time(), direction, transport, peer, local, data))
 
     # ------------------------------------------------------------------ requests
     def _on_request(self, event: RequestReceived, source: Source) -> None:
@@ -324,7 +324,7 @@ class RegionNode:
             call.trace = previous.trace  # keep the first attempt (the 407 round) in the trace
         else:
             # This INVITE arrived before its call record existed: trace it now.
-            call.trace.append(TraceEntry(time.time(), "in", source.transport,
+            call.record(TraceEntry(time.time(), "in", source.transport,
                                          f"{source.host}:{source.port}",
                                          f"{source.local_host}:{source.local_port}",
                                          request.to_bytes()))
