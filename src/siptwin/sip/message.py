@@ -85,7 +85,9 @@ class Message:
 
     def replace_top_via(self, via: Via) -> None:
         self.headers.replace_first_value("Via", str(via))
-        self._views.pop("via", None)  # every other decoded header is still valid
+        vias = self._views.get("via")
+        if vias:
+            self._views["via"] = [via, *vias[1:]]  # no need to decode them all again
 
     def _view(self, key: str, decode: Any) -> Any:
         try:

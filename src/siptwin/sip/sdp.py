@@ -318,6 +318,9 @@ class _SessionBuilder:
         return description
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f]")
+
+
 def parse_sdp(body: bytes) -> SessionDescription:
     """Parse an SDP body; CRLF or bare LF line endings; raises :class:`SdpError`."""
     try:
@@ -342,7 +345,7 @@ def _read_line(session: _SessionBuilder, line: str) -> None:
     if len(line) < 2 or line[1] != "=" or not line[0].islower():
         raise SdpError(f"not a '<type>=<value>' line: {line!r}")
     kind, value = line[0], line[2:]
-    if any(ord(char) < 0x20 and char != "\t" for char in value):
+    if _CONTROL.search(value):
         raise SdpError(f"control character in {kind}= line")
     if session.version is None and kind != "v":
         raise SdpError("SDP must start with v=")

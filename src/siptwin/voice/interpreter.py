@@ -126,7 +126,11 @@ class CallRun:
         port = await self.media.open()
         await self.session.answer(port)
         if self.session.answered:
-            self.media.plan = media.plan_media(self.session.invite.body, self.session.media_answer)
+            try:
+                offer = self.session.invite.sdp
+            except ValueError:
+                offer = None
+            self.media.plan = media.plan_media(offer, self.session.media_answer)
             if self.media.plan is None:
                 self.call.notes.append("no RTP destination in the offer: media not sent")
             self.status.event("answered", "in-progress")

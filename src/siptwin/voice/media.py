@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from ..sip.sdp import parse_sdp
+from ..sip.sdp import SessionDescription, parse_sdp
 
 log = logging.getLogger("siptwin.voice.media")
 
@@ -165,12 +165,16 @@ class MediaPlan:
     event_payload_type: int | None
 
 
-def plan_media(offer_sdp: bytes, answer_sdp: bytes | None) -> MediaPlan | None:
-    """None when there is nothing to send to (late offer, rejected stream, bad SDP)."""
+def plan_media(offer_sdp: bytes | SessionDescription | None,
+               answer_sdp: bytes | None) -> MediaPlan | None:
+    """None when there is nothing to send to (late offer, rejected stream, bad SDP).
+
+    The offer may come already parsed (the INVITE's cached ``sdp`` view)."""
     if not offer_sdp or not answer_sdp:
         return None
     try:
-        offer, answer = parse_sdp(offer_sdp), parse_sdp(answer_sdp)
+        offer = offer_sdp if isinstance(offer_sdp, SessionDescription) else parse_sdp(offer_sdp)
+        answer = parse_sdp(answer_sdp)
     except ValueError:
         return None
     for index, media in enumerate(answer.media):
