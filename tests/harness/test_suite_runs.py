@@ -70,3 +70,11 @@ def test_report_opens_in_a_browser_with_the_matrix(tmp_path) -> None:
     reports = REPO / "reports"
     reports.mkdir(exist_ok=True)
     shutil.copy(screenshot, reports / "conformance-screenshot.png")
+
+
+def test_a_representative_subset_passes_on_the_process_backend(tmp_path) -> None:
+    code, out, records = run_suite(
+        tmp_path, "scenarios/acl", "scenarios/credentials", "scenarios/twiml",
+        "scenarios/webhook/parameters.yaml", extra=["--siptwin-backend", "process"])
+    assert code == 0, out[-3000:]
+    assert records and all(r["outcome"] == "passed" for r in records.values())

@@ -42,6 +42,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run scenarios only in these regions (comma-separated)")
     group.addoption("--siptwin-settings", default=None, metavar="FILE",
                     help="fidelity settings (YAML) for the whole run; scenarios override on top")
+    group.addoption("--siptwin-backend", default="embedded", choices=("embedded", "process"),
+                    help="run the twin in this process (default) or one process per region")
     group.addoption("--siptwin-profile", default=None, choices=("seed", "observed"),
                     help="fidelity profile for the whole run (default seed)")
 
@@ -171,8 +173,14 @@ class TwinRunner:
         settings = config.getoption("--siptwin-settings")
         fidelity = load_fidelity(Path(settings) if settings else None,
                                  config.getoption("--siptwin-profile"))
-        self.twin = EmbeddedTwin(TwinConfig(state_dir=self.state, api_port=0, dns_port=0,
-                                            fidelity=fidelity, catalogue=catalogue))
+        twin_config = TwinConfig(state_dir=self.state, api_port=0, dns_port=0,
+                                 fidelity=fidelity, catalogue=catalogue)
+        if config.getoption("--siptwin-backend") == "process":
+            from .process_backend import ProcessTwin
+
+            self.twin = ProcessTwin(twin_config)
+        else:
+            self.twin = EmbeddedTwin(twin_config)
         self.receiver = WebhookReceiver()
         self.run(self._start())
         self.environment = Environment(self.twin, self.receiver)

@@ -1,0 +1,240 @@
+"""The process backend: the control plane and every region in their own OS processes.
+
+Both cores work, and a region can die on its own (``stop_region``) while the others go on -
+what a PBX's failover between localized URIs needs. It offers the harness what
+:class:`~siptwin.harness.twin.EmbeddedTwin` offers (``catalogue``, ``nodes[...].addresses``,
+``calls.get``, ``set_fidelity``, the API URL and credentials), reading call records and
+changing settings through each region process's HTTP side channel.
+
+Limits, by design of the split: registrations are kept per region process (the embedded twin
+shares them across edges), and the REST ``Calls`` resources of the control-plane process do not
+list calls (they live in the region processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..cloud.view import ControlPlaneView
+from ..regions.calls import Call
+from ..regions.catalogue import Catalogue, Region, default_catalogue_dir
+from ..regions.serve import READY, call_from_record
+from ..settings import Fidelity
+from .twin import RegionAddress, TwinConfig
+
+START_TIMEOUT = 20.0
+
+
+@dataclass
+class RegionProcess:
+    region: Region
+    process: subprocess.Popen[str]
+    addresses: dict[str, tuple[str, int] | None] = field(default_factory=dict)
+    control_port: int = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+class RemoteCalls:
+    """Call records, fetched from whichever region process handled the call."""
+
+    def __init__(self, twin: ProcessTwin) -> None:
+        self._twin = twin
+
+    def get(self, call_id: str) -> Call | None:
+        found = self._fetch(call_id)
+        return found[0] if found else None
+
+    def by_sid(self, sid: str) -> Call | None:
+        return self.get(sid)  # the side channel looks CA… SIDs up too
+
+    def all(self) -> list[Call]:
+        calls: list[Call] = []
+        for proc in self._live():
+            records = _get_json(f"http://127.0.0.1:{proc.control_port}/calls") or []
+            calls.extend(call_from_record(r) for r in records)
+        return sorted(calls, key=lambda c: c.created_at)
+
+    def last(self) -> Call | None:
+        calls = self._fetch("last")
+        return max(calls, key=lambda c: c.created_at) if calls else None
+
+    def _live(self) -> list[RegionProcess]:
+        return [p for p in self._twin.regions.values() if p.alive]
+
+    def _fetch(self, ref: str) -> list[Call]:
+        found = []
+        for proc in self._live():
+            record = _get_json(f"http://127.0.0.1:{proc.control_port}/calls/"
+                               + urllib.request.quote(ref, safe=""))
+            if record is not None:
+                found.append(call_from_record(record))
+        return found
+
+
+class ProcessTwin:
+    def __init__(self, config: TwinConfig) -> None:
+        self.config = config
+        self.catalogue = config.catalogue or Catalogue.load(default_catalogue_dir())
+        self.regions: dict[str, RegionProcess] = {}
+        self.nodes = self.regions  # the harness reads nodes[region].addresses
+        self.calls = RemoteCalls(self)
+        self._control: subprocess.Popen[str] | None = None
+        self.store = None  # the store belongs to the control-plane process
+        self.control: ControlPlaneView | None = None  # read-only, like the region processes
+        self._api_url = ""
+        self.account_sid = ""
+        self.auth_token = ""
+
+    @property
+    def fidelity(self) -> Fidelity:
+        return self.config.fidelity
+
+    @property
+    def api_url(self) -> str:
+        return self._api_url
+
+    async def start(self) -> None:
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            await self._start_control_plane()
+            self.control = ControlPlaneView(self.config.state_dir)
+            await asyncio.gather(*(self.start_region(r.id) for r in self.catalogue))
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_control_plane(self) -> None:
+        cfg = self.config
+        env = {**os.environ}
+        if cfg.account_sid and cfg.auth_token:
+            env.update(TWILIO_ACCOUNT_SID=cfg.account_sid, TWILIO_AUTH_TOKEN=cfg.auth_token)
+        log = cfg.state_dir / "control-plane.log"
+        self._control = _spawn([sys.executable, "-m", "siptwin.cloud", "--state", str(cfg.state_dir),
+                                "--host", cfg.api_host, "--port", str(cfg.api_port)], env, log)
+        lines = await _read_until(self._control, log, lambda line: line.startswith("state:"))
+        text = "\n".join(lines)
+        url = re.search(r"control plane: (http://\S+)", text)
+        sid = re.search(r"TWILIO_ACCOUNT_SID=(\S+)", text)
+        token = re.search(r"TWILIO_AUTH_TOKEN=(\S+)", text)
+        if not (url and sid and token):
+            raise RuntimeError(f"the control plane did not start:\n{text}")
+        self._api_url, self.account_sid = url.group(1), sid.group(1)
+        self.auth_token = cfg.auth_token or token.group(1)
+
+    async def start_region(self, region_id: str) -> None:
+        """Start (or restart after ``stop_region``) one region's process."""
+        region = self.catalogue[region_id]
+        argv = [sys.executable, "-m", "siptwin.regions.serve", "--state", str(self.config.state_dir),
+                "--region", region.id, "--address", region.address,
+                "--profile", self.fidelity.profile]
+        if region.udp_port == 0:
+            argv.append("--ephemeral")
+        log = self.config.state_dir / f"region-{region.id}.log"
+        process = _spawn(argv, dict(os.environ), log)
+        lines = await _read_until(process, log, lambda line: READY in line)
+        ready = json.loads(lines[-1])
+        proc = RegionProcess(region, process, control_port=ready["control_port"])
+        proc.addresses = {t: ((region.address, p) if p else None) for t, p in ready["ports"].items()}
+        self.regions[region.id] = proc
+        if self.fidelity.overrides:
+            self._push_fidelity(proc)
+
+    async def stop_region(self, region_id: str) -> None:
+        """Kill one region's process (SIGKILL: a crash, not a goodbye)."""
+        proc = self.regions[region_id]
+        if proc.alive:
+            proc.process.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(proc.process.wait, 10)
+
+    def set_fidelity(self, fidelity: Fidelity) -> None:
+        self.config.fidelity = fidelity
+        for proc in self.regions.values():
+            if proc.alive:
+                self._push_fidelity(proc)
+
+    def _push_fidelity(self, proc: RegionProcess) -> None:
+        body = json.dumps({"profile": self.fidelity.profile,
+                           "overrides": dict(self.fidelity.overrides)}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{proc.control_port}/fidelity",
+                                         data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+
+    async def stop(self) -> None:
+        for proc in self.regions.values():
+            _terminate(proc.process)
+        if self._control is not None:
+            _terminate(self._control)
+            self._control = None
+        self.regions.clear()
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+
+    def region_addresses(self) -> list[RegionAddress]:
+        return [
+            RegionAddress(p.region, p.region.address,
+                          *(p.addresses[t][1] if p.addresses.get(t) else None  # type: ignore[index]
+                            for t in ("udp", "tcp", "tls")))
+            for p in self.regions.values()
+        ]
+
+
+def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
+    # Output goes to a file, never a pipe nobody reads: a chatty child must not block.
+    with log.open("w") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+
+
+async def _read_until(process: subprocess.Popen[str], log: Path, done: Any) -> list[str]:
+    """The child's output lines up to the first one ``done`` accepts."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT
+    while True:
+        lines = log.read_text().splitlines()
+        for index, line in enumerate(lines):
+            if done(line):
+                return lines[: index + 1]
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited (code {process.poll()}):\n" + "\n".join(lines))
+        if loop.time() > deadline:
+            raise RuntimeError("process not ready in time:\n" + "\n".join(lines))
+        await asyncio.sleep(0.02)
+
+
+def _terminate(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def _get_json(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        if err.code == 404:
+            return None
+        raise
+    except (urllib.error.URLError, ConnectionError):
+        return None

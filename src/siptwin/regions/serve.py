@@ -1,0 +1,143 @@
+"""One region node in its own OS process: ``python -m siptwin.regions.serve``.
+
+Used by the process backend: the control plane runs in its own process and writes the shared
+SQLite state; each region process follows it through :class:`ControlPlaneView` (which sees
+every commit of the other process on its next look-up) and answers SIP on its own address.
+A small HTTP side channel on 127.0.0.1 lets the launcher read call records and change
+fidelity settings of the running node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import dataclasses
+import json
+import secrets
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..cloud.server import start_site
+from ..cloud.view import ControlPlaneView
+from ..settings import build_fidelity
+from ..sip.digest import NonceIssuer, make_opaque
+from ..transport.tls import ensure_certificate, server_context
+from ..voice.interpreter import VoiceHandler
+from .calls import Alert, Call, CallRegistry, TraceEntry
+from .catalogue import Catalogue, default_catalogue_dir
+from .node import RegionNode
+from .pipeline import DigestState
+from .registrar import Registrar
+
+READY = "region ready"
+
+
+def call_to_record(call: Call) -> dict[str, Any]:
+    record = dataclasses.asdict(call)
+    record["trace"] = [
+        {**dataclasses.asdict(t), "data": base64.b64encode(t.data).decode()} for t in call.trace
+    ]
+    return record
+
+
+def call_from_record(record: dict[str, Any]) -> Call:
+    fields = {f.name for f in dataclasses.fields(Call)}
+    values = {k: v for k, v in record.items() if k in fields}
+    values["trace"] = [
+        TraceEntry(**{**t, "data": base64.b64decode(t["data"])}) for t in record.get("trace", [])
+    ]
+    values["alerts"] = [Alert(**a) for a in record.get("alerts", [])]
+    return Call(**values)
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m siptwin.regions.serve")
+    parser.add_argument("--state", type=Path, required=True, help="the control plane's state dir")
+    parser.add_argument("--region", required=True)
+    parser.add_argument("--address", help="loopback address (default: the region file's)")
+    parser.add_argument("--ephemeral", action="store_true", help="bind ports 0 (tests)")
+    parser.add_argument("--profile", default="seed", choices=("seed", "observed"))
+    parser.add_argument("--control-port", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    catalogue = Catalogue.load(default_catalogue_dir())
+    region = catalogue[args.region]
+    if args.address:
+        region = replace(region, address=args.address)
+    if args.ephemeral:
+        region = replace(region, udp_port=0, tcp_port=0, tls_port=0)
+    catalogue = Catalogue([region if r.id == region.id else r for r in catalogue])
+    control = ControlPlaneView(args.state)
+    fidelity = build_fidelity(args.profile)
+    names = [f"*.sip.{label}.twilio.com" for label in region.labels] + ["*.sip.twilio.com"]
+    cert, key = ensure_certificate(args.state / "tls", f"siptwin-{region.id}", names,
+                                   [region.address])
+    calls = CallRegistry()
+    node = RegionNode(
+        region, catalogue, control, fidelity,
+        DigestState(NonceIssuer(secrets.token_bytes(32), lifetime=fidelity.nonce_lifetime),
+                    opaque=make_opaque()),
+        calls, Registrar(), VoiceHandler(), server_context(cert, key),
+    )
+    await node.start()
+    runner, control_port = await start_site(_side_channel(node, calls), "127.0.0.1",
+                                            args.control_port)
+    ports = {t: (a[1] if a else None) for t, a in node.addresses.items()}
+    print(json.dumps({"event": READY, "region": region.id, "address": region.address,
+                      "ports": ports, "control_port": control_port}), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await node.close()
+        control.close()
+    return 0
+
+
+def _side_channel(node: RegionNode, calls: CallRegistry) -> web.Application:
+    async def call(request: web.Request) -> web.Response:
+        call_id = request.match_info["call_id"]
+        if call_id == "last":
+            found = calls.last()
+        elif call_id.startswith("CA") and len(call_id) == 34:
+            found = calls.by_sid(call_id)
+        else:
+            found = calls.get(call_id)
+        if found is None:
+            return web.json_response({"error": "no such call"}, status=404)
+        return web.json_response(call_to_record(found))
+
+    async def fidelity(request: web.Request) -> web.Response:
+        body = await request.json()
+        node.apply_fidelity(build_fidelity(body.get("profile", "seed"), body.get("overrides")))
+        node.digest.issuer.lifetime = node.fidelity.nonce_lifetime
+        return web.json_response(node.fidelity.as_record())
+
+    async def all_calls(request: web.Request) -> web.Response:
+        return web.json_response([call_to_record(c) for c in calls.all()])
+
+    app = web.Application()
+    app.router.add_get("/calls", all_calls)
+    app.router.add_get("/calls/{call_id}", call)
+    app.router.add_post("/fidelity", fidelity)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(serve(parse_arguments(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
