@@ -160,6 +160,14 @@ class ProcessTwin:
             proc.process.send_signal(signal.SIGKILL)
             await asyncio.to_thread(proc.process.wait, 10)
 
+    def impair_region(self, region_id: str, latency_ms: float = 0.0, loss_percent: float = 0.0) -> None:
+        """Latency and loss on the region's UDP traffic, applied inside its process."""
+        _post_json(self.regions[region_id].control_port, "/impair",
+                   {"latency_ms": latency_ms, "loss_percent": loss_percent})
+
+    def blackhole_region(self, region_id: str) -> None:
+        self.impair_region(region_id, loss_percent=100.0)
+
     def set_fidelity(self, fidelity: Fidelity) -> None:
         self.config.fidelity = fidelity
         for proc in self.regions.values():
@@ -167,13 +175,8 @@ class ProcessTwin:
                 self._push_fidelity(proc)
 
     def _push_fidelity(self, proc: RegionProcess) -> None:
-        body = json.dumps({"profile": self.fidelity.profile,
-                           "overrides": dict(self.fidelity.overrides)}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{proc.control_port}/fidelity",
-                                         data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=5) as response:
-            response.read()
+        _post_json(proc.control_port, "/fidelity", {"profile": self.fidelity.profile,
+                                                    "overrides": dict(self.fidelity.overrides)})
 
     async def stop(self) -> None:
         for proc in self.regions.values():
@@ -226,6 +229,14 @@ def _terminate(process: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+def _post_json(port: int, path: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="POST",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
 
 
 def _get_json(url: str) -> Any:

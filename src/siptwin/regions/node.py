@@ -39,7 +39,7 @@ from ..sip.transaction import (
 )
 from ..sip.uri import SipUri
 from ..sip.validate import UasPolicy
-from ..transport.endpoint import EndpointConfig, SipEndpoint, Source
+from ..transport.endpoint import EndpointConfig, Impairment, SipEndpoint, Source
 from .calls import Call, CallRegistry, TraceEntry, new_call_sid
 from .catalogue import Catalogue, Region
 from .pipeline import REALM, DigestState, InviteContext, Verdict, run_pipeline
@@ -169,7 +169,8 @@ class RegionNode:
         self.layer = TransactionLayer(TimerConfig(ack_wait=fidelity.ack_timeout))
         self.endpoint = SipEndpoint(
             EndpointConfig(region.address, region.udp_port, region.tcp_port,
-                           region.tls_port if tls_context else None, tls_context=tls_context),
+                           region.tls_port if tls_context else None, tls_context=tls_context,
+                           impairment=Impairment(region.latency_ms, region.loss_percent)),
             self._on_bytes,
         )
         self._dialogs: dict[str, Dialog] = {}

@@ -128,7 +128,16 @@ def _side_channel(node: RegionNode, calls: CallRegistry) -> web.Application:
     async def all_calls(request: web.Request) -> web.Response:
         return web.json_response([call_to_record(c) for c in calls.all()])
 
+    async def impair(request: web.Request) -> web.Response:
+        body = await request.json()
+        impairment = node.endpoint.config.impairment
+        impairment.latency_ms = float(body.get("latency_ms", 0))
+        impairment.loss_percent = float(body.get("loss_percent", 0))
+        return web.json_response({"latency_ms": impairment.latency_ms,
+                                  "loss_percent": impairment.loss_percent})
+
     app = web.Application()
+    app.router.add_post("/impair", impair)
     app.router.add_get("/calls", all_calls)
     app.router.add_get("/calls/{call_id}", call)
     app.router.add_post("/fidelity", fidelity)

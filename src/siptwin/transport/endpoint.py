@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,32 @@ MessageHandler = Callable[[bytes, Source], None]
 
 
 @dataclass
+class Impairment:
+    """Latency and loss on this endpoint's UDP traffic, both directions.
+
+    The kernel here has no netem, so a region's network profile (a realistic RTT from the
+    caller's location, a lossy path, a blackhole) is applied where the datagrams enter and
+    leave siptwin. Latency is one-way and added to what we send; loss drops datagrams in both
+    directions independently. Streams are not impaired: TCP would hide loss by retransmitting.
+    """
+
+    latency_ms: float = 0.0
+    loss_percent: float = 0.0
+    rng: random.Random = field(default_factory=random.Random)
+    dropped: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.latency_ms > 0 or self.loss_percent > 0
+
+    def drops(self) -> bool:
+        if self.loss_percent > 0 and self.rng.random() * 100 < self.loss_percent:
+            self.dropped += 1
+            return True
+        return False
+
+
+@dataclass
 class EndpointConfig:
     host: str
     udp_port: int | None = 5060
@@ -59,6 +86,7 @@ class EndpointConfig:
     # A stream connection with no traffic for this long is closed; it also bounds how long a
     # peer may leave a message half sent (RFC 4475 clerr over TCP).
     idle_timeout: float = 300.0
+    impairment: Impairment = field(default_factory=Impairment)
 
 
 @dataclass
@@ -80,6 +108,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.endpoint.config.impairment.drops():
+            return
         if data.strip(b"\r\n") == b"":
             return  # keep-alive (RFC 5626 §4.4.1 CRLF ping on UDP is not used; ignore noise)
         self.endpoint._deliver(data, Source("udp", addr[0], addr[1], *self.endpoint.udp_address))
@@ -198,7 +228,7 @@ class SipEndpoint:
         if destination.transport == "udp":
             if self._udp is None or self._udp.transport is None:
                 raise OSError("UDP is not enabled on this endpoint")
-            self._udp.transport.sendto(data, (destination.host, destination.port))
+            self._send_datagram(data, destination)
             return
         conn = self._connections.get((destination.transport, destination.host, destination.port))
         if conn is None or conn.writer.is_closing():
@@ -209,11 +239,23 @@ class SipEndpoint:
     def send_now(self, data: bytes, destination: Destination) -> None:
         """Fire-and-forget variant for callers that are not coroutines (UDP is immediate)."""
         if destination.transport == "udp" and self._udp is not None and self._udp.transport:
-            self._udp.transport.sendto(data, (destination.host, destination.port))
+            self._send_datagram(data, destination)
             return
         task = asyncio.get_running_loop().create_task(self._send_logged(data, destination))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _send_datagram(self, data: bytes, destination: Destination) -> None:
+        impairment = self.config.impairment
+        if impairment.drops():
+            return
+        assert self._udp is not None and self._udp.transport is not None
+        address = (destination.host, destination.port)
+        if impairment.latency_ms > 0:
+            asyncio.get_running_loop().call_later(
+                impairment.latency_ms / 1000, self._udp.transport.sendto, data, address)
+        else:
+            self._udp.transport.sendto(data, address)
 
     async def _send_logged(self, data: bytes, destination: Destination) -> None:
         try:
