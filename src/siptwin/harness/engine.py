@@ -23,6 +23,7 @@ from ..regions.catalogue import Region
 from ..sip.errors import SipParseError
 from ..sip.message import Response, parse_datagram
 from ..sip.transaction import new_branch
+from . import interop
 from .client import DEFAULT_OFFER, Auth, CallResult, Exchange, SipClient
 from .provision import DomainPlan, Provisioned, deprovision, provision, sdk_client
 from .receiver import AppBehaviour, AppSlot, WebhookReceiver
@@ -59,6 +60,7 @@ class ItemResult:
     calls: list[dict[str, Any]] = field(default_factory=list)
     duration: float = 0.0
     fidelity: dict[str, Any] = field(default_factory=dict)
+    peers: list[dict[str, Any]] = field(default_factory=list)  # sipp / pbx runs (interop.py)
 
     def as_record(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class ItemResult:
             "failures": [f.as_record() for f in self.failures], "error": self.error,
             "messages": self.messages, "webhooks": self.webhooks, "calls": self.calls,
             "duration": round(self.duration, 3), "fidelity": self.fidelity,
+            "peers": self.peers,
         }
 
 
@@ -121,7 +124,10 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
             outcome = await _perform(step, params, expect, region, env, context)
             exchanges.extend(outcome.messages)
             call_ids.append(outcome.call_id)
+            if outcome.detail:
+                result.peers.append(outcome.detail)
             result.failures.extend(await _judge(outcome, expect, twin, slot, region))
+            result.failures.extend(interop.judge(outcome, expect, env))
             if result.failures:
                 break
     except ScenarioError as err:
@@ -199,6 +205,7 @@ class StepOutcome:
     messages: list[Exchange]
     call: CallResult | None = None
     http_status: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)  # what a peer run reported
 
 
 async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], region: Region,
@@ -217,6 +224,8 @@ async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], r
         return await _raw(params, node, transport, source, wait)
     if step.action == "rest":
         return await _rest(params, env)
+    if step.action in interop.ACTIONS:  # a real peer places the call (interop.py)
+        return await interop.perform(step.action, params, node, context, env)
     async with SipClient(source, transport) as client:
         if step.action == "invite":
             call = await client.invite(

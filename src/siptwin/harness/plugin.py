@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +26,7 @@ import pytest
 from ..regions.catalogue import Catalogue, default_catalogue_dir
 from ..settings import load_fidelity
 from .engine import Environment, ItemResult, run_item
+from .pcap import SessionCapture, item_file_name
 from .receiver import WebhookReceiver
 from .scenario import Scenario, ScenarioError, load_scenario
 from .twin import EmbeddedTwin, TwinConfig
@@ -42,6 +44,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run scenarios only in these regions (comma-separated)")
     group.addoption("--siptwin-settings", default=None, metavar="FILE",
                     help="fidelity settings (YAML) for the whole run; scenarios override on top")
+    group.addoption("--pcap", default=None, metavar="DIR",
+                    help="capture each item's packets on the node addresses into DIR/<item>.pcap "
+                         "(dumpcap on lo, root; linked from the report)")
     group.addoption("--siptwin-backend", default="embedded", choices=("embedded", "process"),
                     help="run the twin in this process (default) or one process per region")
     group.addoption("--siptwin-profile", default=None, choices=("seed", "observed"),
@@ -118,8 +123,14 @@ class ScenarioItem(pytest.Item):
 
     def runtest(self) -> None:
         runner = _runner(self.config)
+        began = time.time()
         result = runner.run(run_item(self.scenario, self.region, runner.environment))
-        _write_result(self.config, result)
+        extra = {}
+        if runner.capture is not None:  # --pcap: this item's window of the worker's capture
+            pcap = runner.capture.item(item_file_name(result.scenario, result.region), began,
+                                       time.time())
+            extra["pcap"] = str(pcap.resolve())
+        _write_result(self.config, result, extra)
         self.user_properties.append(("outcome", result.outcome))
         if result.outcome != "passed":
             raise ScenarioFailed(result)
@@ -149,11 +160,13 @@ def describe(result: ItemResult) -> str:
     return "\n".join(lines)
 
 
-def _write_result(config: pytest.Config, result: ItemResult) -> None:
+def _write_result(config: pytest.Config, result: ItemResult,
+                  extra: dict[str, Any] | None = None) -> None:
     directory = Path(config.getoption("--results-dir"))
     directory.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{result.scenario}__{result.region}")
-    (directory / f"{name}.json").write_text(json.dumps(result.as_record(), indent=1, default=str))
+    record = {**result.as_record(), **(extra or {})}
+    (directory / f"{name}.json").write_text(json.dumps(record, indent=1, default=str))
 
 
 # ---------------------------------------------------------------------------- the worker's twin
@@ -182,6 +195,11 @@ class TwinRunner:
         else:
             self.twin = EmbeddedTwin(twin_config)
         self.receiver = WebhookReceiver()
+        self.capture: SessionCapture | None = None
+        if config.getoption("--pcap"):
+            self.capture = SessionCapture(Path(config.getoption("--pcap")), worker_network(),
+                                          os.environ.get("PYTEST_XDIST_WORKER", "gw0"))
+            self.capture.start()
         self.run(self._start())
         self.environment = Environment(self.twin, self.receiver)
 
@@ -199,6 +217,8 @@ class TwinRunner:
 
         try:
             self.run(stop())
+            if self.capture is not None:
+                self.capture.stop_and_split()
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)

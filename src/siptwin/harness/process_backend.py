@@ -14,14 +14,15 @@ list calls (they live in the region processes).
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ class RegionProcess:
     region: Region
     process: subprocess.Popen[str]
     addresses: dict[str, tuple[str, int] | None] = field(default_factory=dict)
-    control_port: int = 0
+    control_socket: str = ""
 
     @property
     def alive(self) -> bool:
@@ -64,7 +65,7 @@ class RemoteCalls:
     def all(self) -> list[Call]:
         calls: list[Call] = []
         for proc in self._live():
-            records = _get_json(f"http://127.0.0.1:{proc.control_port}/calls") or []
+            records = _get_json(proc.control_socket, "/calls") or []
             calls.extend(call_from_record(r) for r in records)
         return sorted(calls, key=lambda c: c.created_at)
 
@@ -78,8 +79,7 @@ class RemoteCalls:
     def _fetch(self, ref: str) -> list[Call]:
         found = []
         for proc in self._live():
-            record = _get_json(f"http://127.0.0.1:{proc.control_port}/calls/"
-                               + urllib.request.quote(ref, safe=""))
+            record = _get_json(proc.control_socket, "/calls/" + urllib.parse.quote(ref, safe=""))
             if record is not None:
                 found.append(call_from_record(record))
         return found
@@ -147,7 +147,7 @@ class ProcessTwin:
         process = _spawn(argv, dict(os.environ), log)
         lines = await _read_until(process, log, lambda line: READY in line)
         ready = json.loads(lines[-1])
-        proc = RegionProcess(region, process, control_port=ready["control_port"])
+        proc = RegionProcess(region, process, control_socket=ready["control_socket"])
         proc.addresses = {t: ((region.address, p) if p else None) for t, p in ready["ports"].items()}
         self.regions[region.id] = proc
         if self.fidelity.overrides:
@@ -162,7 +162,7 @@ class ProcessTwin:
 
     def impair_region(self, region_id: str, latency_ms: float = 0.0, loss_percent: float = 0.0) -> None:
         """Latency and loss on the region's UDP traffic, applied inside its process."""
-        _post_json(self.regions[region_id].control_port, "/impair",
+        _post_json(self.regions[region_id].control_socket, "/impair",
                    {"latency_ms": latency_ms, "loss_percent": loss_percent})
 
     def blackhole_region(self, region_id: str) -> None:
@@ -175,7 +175,7 @@ class ProcessTwin:
                 self._push_fidelity(proc)
 
     def _push_fidelity(self, proc: RegionProcess) -> None:
-        _post_json(proc.control_port, "/fidelity", {"profile": self.fidelity.profile,
+        _post_json(proc.control_socket, "/fidelity", {"profile": self.fidelity.profile,
                                                     "overrides": dict(self.fidelity.overrides)})
 
     async def stop(self) -> None:
@@ -231,21 +231,40 @@ def _terminate(process: subprocess.Popen[str]) -> None:
             process.wait(5)
 
 
-def _post_json(port: int, path: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="POST",
-                                     data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=5)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        self.sock.connect(self._path)
 
 
-def _get_json(url: str) -> Any:
+def _request(path: str, method: str, target: str, body: dict[str, Any] | None = None) -> Any:
+    """A JSON request to a region's side channel (a Unix socket); None for 404 or no answer."""
+    connection = _UnixConnection(path)
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        if err.code == 404:
-            return None
-        raise
-    except (urllib.error.URLError, ConnectionError):
+        data = json.dumps(body).encode() if body is not None else None
+        connection.request(method, target, body=data,
+                           headers={"Content-Type": "application/json"} if data else {})
+        response = connection.getresponse()
+        payload = response.read()
+    except OSError:
         return None
+    finally:
+        connection.close()
+    if response.status == 404:
+        return None
+    if response.status >= 400:
+        raise RuntimeError(f"region side channel {method} {target}: HTTP {response.status}")
+    return json.loads(payload)
+
+
+def _post_json(path: str, target: str, body: dict[str, Any]) -> Any:
+    return _request(path, "POST", target, body)
+
+
+def _get_json(path: str, target: str) -> Any:
+    return _request(path, "GET", target)

@@ -78,13 +78,63 @@ _rest = {
         "data": {"type": "object"},
     },
 }
+# ---- interop actions (harness/interop.py): a real peer places the call
+_sipp = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        **_common_action,
+        "scenario": {"type": "string", "description": "SIPp XML: a path, or a name under harness/sipp/"},
+        "host": {"type": "string", "description": "-key domain (default: the item's host)"},
+        "service": {"type": ["string", "integer"]},
+        "auth": _auth,
+        "calls": {"type": "integer", "minimum": 1},
+        "rate": {"type": "number", "exclusiveMinimum": 0},
+        "keys": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},
+        "recv_timeout": {"type": "number", "exclusiveMinimum": 0},
+        "timeout": {"type": "number", "exclusiveMinimum": 0},
+    },
+}
+_pbx = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["device"],
+    "properties": {
+        "device": {"enum": ["kamailio", "baresip"]},
+        "transport": {"enum": ["udp", "tcp"]},
+        "region": {"type": "string"},
+        "host": {"type": "string"},
+        "service": {"type": ["string", "integer"]},
+        "auth": _auth,
+        "header": {"type": "object", "minProperties": 1, "maxProperties": 1,
+                   "additionalProperties": {"type": "string"},
+                   "description": "the X- header the SBC appends"},
+        "seconds": {"type": "number", "minimum": 1},
+        "config": {"type": "string", "description": "kamailio: your own kamailio.cfg (same tokens)"},
+    },
+}
+_peer_run = {"type": "object", "additionalProperties": False,
+             "properties": {"exit": {"type": "integer"}, "successful": {"type": "integer"},
+                            "failed": {"type": "integer"}}}
+_received = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "host": {"type": "string"}, "region": {"type": "string"},
+        "codecs": {"type": "array", "items": {"type": "string"}},
+        "methods": {"type": "array", "items": {"type": "string"}},
+        "headers": _headers, "digest_uri_matches": {"type": "boolean"},
+        "username": {"type": "string"}, "invites": {"type": "integer"},
+    },
+}
+
 _when = {
     "type": "object",
     "minProperties": 1,
     "maxProperties": 1,
     "additionalProperties": False,
     "properties": {"invite": _invite, "options": _request, "register": _request, "raw": _raw,
-                   "rest": _rest},
+                   "rest": _rest, "sipp": _sipp, "pbx": _pbx},
 }
 _then = {
     "type": "object",
@@ -118,6 +168,9 @@ _then = {
         "http_status": {"type": "integer"},
         "call": {"type": "object"},
         "alerts": {"type": "array", "items": {"type": "integer"}},
+        "sipp": _peer_run,
+        "pbx": _peer_run,
+        "received": _received,
     },
 }
 _app = {

@@ -309,6 +309,11 @@ class RegionNode:
             to_tag = twilio_to_tag()  # ignored when the request's To already has a tag
         server = "Twilio Gateway" if status == 100 else "Twilio"
         headers = (*extra, ("Server", server))
+        if request.method == "INVITE" and 100 < status < 300:
+            # RFC 3261 §12.1.1: a dialog-creating response copies the Record-Route set, so an
+            # SBC in front of the caller (Kamailio with record_route()) stays on ACK and BYE.
+            headers = (*(("Record-Route", v) for v in request.headers.get_all("Record-Route")),
+                       *headers)
         if body:
             headers = (*headers, ("Content-Type", "application/sdp"))
         return make_response(request, status, reason, to_tag=to_tag, extra=headers, body=body)
@@ -467,9 +472,15 @@ class RegionNode:
         hop = dialog.hop
         if hop.transport == "udp" and isinstance(target, SipUri):
             hop = Hop("udp", target.host.strip("[]"), target.port or 5060)
+        routes = invite.headers.get_all("Record-Route")  # RFC 3261 §12.1.1: UAS route set, in order
+        if routes and hop.transport == "udp":
+            first = invite.record_routes[0].uri
+            if isinstance(first, SipUri):
+                hop = Hop("udp", first.host.strip("[]"), first.port or 5060)
         local = self.addresses.get(hop.transport) or (self.region.address, 5060)
         bye = make_request("BYE", str(target) if target else invite.uri_text, [
             ("Via", f"SIP/2.0/{hop.transport.upper()} {local[0]}:{local[1]};branch={new_branch()};rport"),
+            *(("Route", route) for route in routes),
             ("Max-Forwards", "70"),
             ("From", f"{invite.headers.get('To')};tag={dialog.to_tag}"),
             ("To", invite.headers.get("From") or ""),

@@ -3,8 +3,9 @@
 Used by the process backend: the control plane runs in its own process and writes the shared
 SQLite state; each region process follows it through :class:`ControlPlaneView` (which sees
 every commit of the other process on its next look-up) and answers SIP on its own address.
-A small HTTP side channel on 127.0.0.1 lets the launcher read call records and change
-fidelity settings of the running node.
+A small HTTP side channel on a Unix socket in the state directory lets the launcher read
+call records and change settings of the running node; a file system path reaches the process
+whatever network namespace it runs in, and exposes nothing on the network.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Any
 
 from aiohttp import web
 
-from ..cloud.server import start_site
 from ..cloud.view import ControlPlaneView
 from ..settings import build_fidelity
 from ..sip.digest import NonceIssuer, make_opaque
@@ -63,7 +63,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--address", help="loopback address (default: the region file's)")
     parser.add_argument("--ephemeral", action="store_true", help="bind ports 0 (tests)")
     parser.add_argument("--profile", default="seed", choices=("seed", "observed"))
-    parser.add_argument("--control-port", type=int, default=0)
+    parser.add_argument("--control-socket", type=Path, help="side channel (default: in --state)")
     return parser.parse_args(argv)
 
 
@@ -88,11 +88,14 @@ async def serve(args: argparse.Namespace) -> int:
         calls, Registrar(), VoiceHandler(), server_context(cert, key),
     )
     await node.start()
-    runner, control_port = await start_site(_side_channel(node, calls), "127.0.0.1",
-                                            args.control_port)
+    socket_path = args.control_socket or args.state / f"region-{region.id}.sock"
+    socket_path.unlink(missing_ok=True)
+    runner = web.AppRunner(_side_channel(node, calls), access_log=None)
+    await runner.setup()
+    await web.UnixSite(runner, str(socket_path)).start()
     ports = {t: (a[1] if a else None) for t, a in node.addresses.items()}
     print(json.dumps({"event": READY, "region": region.id, "address": region.address,
-                      "ports": ports, "control_port": control_port}), flush=True)
+                      "ports": ports, "control_socket": str(socket_path)}), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

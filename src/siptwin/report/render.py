@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,8 @@ def render_report(results_dir: Path, output: Path) -> Path:
     for result in results:
         result["ladder"] = ladder(result.get("messages", []))
         result["cell_id"] = f"{result['scenario']}-{result['region']}".replace("/", "-")
+        if result.get("pcap"):  # --pcap: link relative to the report's folder
+            result["pcap_href"] = os.path.relpath(result["pcap"], output.resolve().parent)
     html = env.get_template("report.html.j2").render(
         summary=summarise(results), results=results, outcomes=OUTCOMES, version=__version__,
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),

@@ -1,0 +1,108 @@
+"""One pcap per scenario item, captured on the worker's node addresses (``--pcap DIR``).
+
+Design: one ``dumpcap`` per test worker for the whole session (starting a capture costs about
+half a second, so not one per item), on ``lo`` with the kernel filter ``net <worker /24>`` - the
+loopback /24 that only this worker's region nodes use. Items on one worker run one after the
+other, so each item's packets are those whose timestamps fall in its window; when the session
+ends the capture is split into ``DIR/<item>.pcap`` (classic pcap, readable by tshark and
+Wireshark). Captures need root (CI runs as root); without ``--pcap`` nothing is captured.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# pcap global header: magic, v2.4, zone 0, sigfigs 0, snaplen 262144, DLT_EN10MB (lo on Linux)
+EMPTY_PCAP = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
+
+
+def item_file_name(scenario: str, region: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{scenario}__{region}") + ".pcap"
+
+
+@dataclass
+class SessionCapture:
+    directory: Path
+    network: str  # "127.0.200.0/24"
+    worker: str = "gw0"
+    windows: list[tuple[str, float, float]] = field(default_factory=list)
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def raw_file(self) -> Path:
+        return self.directory / f".session-{self.worker}.pcap"
+
+    def start(self, timeout: float = 10.0) -> None:
+        dumpcap = shutil.which("dumpcap") or shutil.which("tshark")
+        if dumpcap is None:
+            raise RuntimeError("--pcap needs dumpcap or tshark (Debian tshark; scripts/bootstrap)")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.raw_file.unlink(missing_ok=True)
+        self._proc = subprocess.Popen(
+            [dumpcap, "-q", "-i", "lo", "-f", f"net {self.network}", "-P", "-w", str(self.raw_file)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+                raise RuntimeError(f"dumpcap failed: {err.strip()}")
+            if self.raw_file.exists() and self.raw_file.stat().st_size >= 24:
+                time.sleep(0.1)  # the filter is attached before the header is written
+                return
+            time.sleep(0.05)
+        raise RuntimeError("dumpcap did not start capturing")
+
+    def item(self, name: str, began: float, ended: float) -> Path:
+        """Remember an item's wall-clock window; return the pcap it will get."""
+        self.windows.append((name, began, ended))
+        return self.directory / name
+
+    def _window_of(self, at: float, slack: float = 0.05) -> str | None:
+        """The item whose window holds ``at``; else the nearest within ``slack`` (clock edges)."""
+        best, distance = None, slack
+        for name, began, ended in self.windows:
+            if began <= at <= ended:
+                return name
+            gap = began - at if at < began else at - ended
+            if gap <= distance:
+                best, distance = name, gap
+        return best
+
+    def stop_and_split(self) -> list[Path]:
+        if self._proc is not None:
+            time.sleep(0.2)  # the last packets of the last item
+            self._proc.send_signal(signal.SIGINT)
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+            self._proc = None
+        if not self.raw_file.exists():
+            return []
+        from scapy.utils import PcapReader, PcapWriter  # deferred: a slow import
+
+        written = []
+        writers = {name: PcapWriter(str(self.directory / name), linktype=1, sync=False)
+                   for name, _, _ in self.windows}
+        try:
+            with PcapReader(str(self.raw_file)) as reader:
+                for packet in reader:
+                    name = self._window_of(float(packet.time))
+                    if name is not None:
+                        writers[name].write(packet)
+        finally:
+            for name, writer in writers.items():
+                writer.close()
+                path = self.directory / name
+                if not path.exists() or path.stat().st_size == 0:  # no packets: header only
+                    path.write_bytes(EMPTY_PCAP)
+                written.append(path)
+        self.raw_file.unlink(missing_ok=True)
+        return written
