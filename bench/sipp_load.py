@@ -15,12 +15,6 @@ with 0 failed calls and its p99 setup time; VmRSS of the twin idle (eight region
 provisioning), right after the run, and after --settle seconds (once the 32 s transaction
 timers have let go of the last calls' messages).
 
-The ACK of the 407 in harness/sipp/uac_auth.xml carries a new branch (``[branch]``), so it
-does not match the INVITE server transaction (RFC 3261 §17.1.1.3 wants the INVITE's branch)
-and the node retransmits the 407 until Timer H, 32 s: six extra datagrams per call, each
-hitting SIPp as a stray message. By default the bench runs a copy of that scenario whose
-first ACK uses ``[branch-3]`` (the INVITE's branch); ``--as-is`` runs the file unmodified.
-
 Setup time is SIPp's response time of the 200 (``rtd="true"``): from the scenario's first
 INVITE - through the 407, the ACK and the INVITE with credentials - to the 200, in SIPp's
 millisecond clock.
@@ -164,19 +158,6 @@ def provision_domain(api_url: str, sid: str, token: str, voice_url: str) -> None
               DomainPlan(LABEL, voice_url=voice_url, credentials=[(USER, PASSWORD)]))
 
 
-def rfc_ack_scenario(work: Path) -> Path:
-    """The harness scenario with the 407's ACK on the INVITE's branch (see the docstring)."""
-    text = SCENARIO.read_text()
-    ack = text.index("ACK sip:[service]@[domain] SIP/2.0")
-    via = text.index("branch=[branch];", ack)
-    if via > text.index("</send>", ack):
-        raise RuntimeError(f"unexpected layout of {SCENARIO}")
-    fixed = text[:via] + "branch=[branch-3];" + text[via + len("branch=[branch];"):]
-    path = work / "uac_auth_rfc_ack.xml"
-    path.write_text(fixed)
-    return path
-
-
 def sipp_argv(host: str, port: int, region: str, rate: int, calls: int, limit: int,
               scenario: Path = SCENARIO) -> list[str]:
     domain = f"{LABEL}.sip.{region}.twilio.com"
@@ -249,8 +230,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=35.0,
                         help="seconds after the run before the settled VmRSS (0: skip)")
     parser.add_argument("--voice-url", default=TWIML, help="the domain's voice_url")
-    parser.add_argument("--as-is", action="store_true",
-                        help="run harness/sipp/uac_auth.xml unmodified (its 407 ACK is unmatched)")
     parser.add_argument("--keep-going", action="store_true", help="run rates past a failure")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
@@ -260,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         a for a in (argv if argv is not None else sys.argv[1:]) if a))
     with tempfile.TemporaryDirectory(prefix="siptwin-bench-") as tmp:
         work = Path(tmp)
-        scenario = SCENARIO if args.as_is else rfc_ack_scenario(work)
-        report.scenario = "as-is" if args.as_is else "rfc-ack"
+        scenario = SCENARIO
+        report.scenario = str(SCENARIO.relative_to(ROOT))
         twin = TwinProcess(work / "state", args.regions)
         twin.start()
         try:
@@ -273,8 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             host, port = node_address(twin.banner, args.region)
             print(f"twin pid {twin.pid} ready in {twin.ready_after:.2f} s; idle VmRSS "
                   f"{report.rss_idle_kb / 1024:.1f} MB; SIPp -> {args.region} {host}:{port}")
-            print(f"scenario: {SCENARIO.relative_to(ROOT)}"
-                  + (" as is" if args.as_is else " with the 407's ACK on the INVITE's branch"))
+            print(f"scenario: {SCENARIO.relative_to(ROOT)}")
             print(f"{'rate':>6} {'calls':>6} {'ok':>6} {'failed':>6} {'retrans':>7} "
                   f"{'cps':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'cpu ms/call':>11}")
             for rate in rates:
