@@ -13,12 +13,18 @@ from aiohttp import web
 LOOPBACK_HOST = "127.0.0.1"
 
 
+# The netns backend's bridge: addresses from the RFC 2544 benchmarking block that exist only
+# on interfaces siptwin creates between its own network namespaces.
+TWIN_NETWORK = ipaddress.ip_network("198.18.0.0/15")
+
+
 def ensure_loopback(host: str) -> None:
     """The twin has no TLS and simple tokens: it must never listen beyond this machine."""
     if host == "localhost":
         return
     try:
-        loopback = ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
+        loopback = address.is_loopback or address in TWIN_NETWORK
     except ValueError:
         loopback = False
     if not loopback:

@@ -154,6 +154,22 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
     return result
 
 
+class _LoopbackCallers:
+    """Backends that run on loopback keep scenario addresses as written."""
+
+    @staticmethod
+    def caller_address(source: str) -> str:
+        return source
+
+    @staticmethod
+    def acl_entry(entry: str) -> str:
+        return entry
+
+
+def _backend(twin: Any) -> Any:
+    return twin if hasattr(twin, "caller_address") else _LoopbackCallers
+
+
 def _behaviour(spec: dict[str, Any]) -> AppBehaviour:
     behaviour = AppBehaviour()
     for key in ("twiml", "status", "delay", "body", "content_type"):
@@ -191,7 +207,8 @@ async def _provision(twin: EmbeddedTwin, spec: dict[str, Any], context: dict[str
         voice_fallback_url=context["fallback_url"] if "fallback" in app else None,
         voice_status_callback_url=context["status_url"] if app.get("status_callback", True) else None,
         secure=spec.get("secure", False), sip_registration=spec.get("sip_registration", False),
-        acl=spec.get("acl", []), credentials=[tuple(c) for c in spec.get("credentials", [])],
+        acl=[_backend(twin).acl_entry(e) for e in spec.get("acl", [])],
+        credentials=[tuple(c) for c in spec.get("credentials", [])],
         registration_credentials=[tuple(c) for c in spec.get("registration_credentials", [])],
     )
     return await asyncio.to_thread(provision, env.sdk, plan)
@@ -216,7 +233,8 @@ async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], r
     node = twin.nodes[target_region.id].addresses[transport]
     if node is None:
         raise ScenarioError(f"region {target_region.id} does not listen on {transport}")
-    source = params.get("source", "127.0.0.1")
+    # A backend whose callers do not live on loopback (netns) says where this source is.
+    source = _backend(twin).caller_address(params.get("source", "127.0.0.1"))
     wait = expect.get("no_answer_within") or params.get("wait") or DEFAULT_WAIT
     auth = Auth(**params["auth"]) if "auth" in params else None
     headers = list((params.get("headers") or {}).items())

@@ -47,8 +47,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pcap", default=None, metavar="DIR",
                     help="capture each item's packets on the node addresses into DIR/<item>.pcap "
                          "(dumpcap on lo, root; linked from the report)")
-    group.addoption("--siptwin-backend", default="embedded", choices=("embedded", "process"),
-                    help="run the twin in this process (default) or one process per region")
+    group.addoption("--siptwin-backend", default="embedded",
+                    choices=("embedded", "process", "netns"),
+                    help="the twin in this process (default), one process per region, or one "
+                         "network namespace per region (root)")
     group.addoption("--siptwin-profile", default=None, choices=("seed", "observed"),
                     help="fidelity profile for the whole run (default seed)")
 
@@ -188,13 +190,19 @@ class TwinRunner:
                                  config.getoption("--siptwin-profile"))
         twin_config = TwinConfig(state_dir=self.state, api_port=0, dns_port=0,
                                  fidelity=fidelity, catalogue=catalogue)
-        if config.getoption("--siptwin-backend") == "process":
+        backend = config.getoption("--siptwin-backend")
+        if backend == "process":
             from .process_backend import ProcessTwin
 
             self.twin = ProcessTwin(twin_config)
+        elif backend == "netns":
+            from .netns_backend import NetnsTwin
+
+            self.twin = NetnsTwin(twin_config)
         else:
             self.twin = EmbeddedTwin(twin_config)
-        self.receiver = WebhookReceiver()
+        # Region namespaces reach the app through the bridge, not the root's loopback.
+        self.receiver = WebhookReceiver(getattr(self.twin, "gateway", "127.0.0.1"))
         self.capture: SessionCapture | None = None
         if config.getoption("--pcap"):
             self.capture = SessionCapture(Path(config.getoption("--pcap")), worker_network(),

@@ -143,6 +143,7 @@ class ProcessTwin:
                 "--profile", self.fidelity.profile]
         if region.udp_port == 0:
             argv.append("--ephemeral")
+        argv = self._wrap(region_id, argv)
         log = self.config.state_dir / f"region-{region.id}.log"
         process = _spawn(argv, dict(os.environ), log)
         lines = await _read_until(process, log, lambda line: READY in line)
@@ -152,6 +153,17 @@ class ProcessTwin:
         self.regions[region.id] = proc
         if self.fidelity.overrides:
             self._push_fidelity(proc)
+
+    def _wrap(self, region_id: str, argv: list[str]) -> list[str]:
+        """How a region's command line runs; the netns backend prefixes ``ip netns exec``."""
+        return argv
+
+    def caller_address(self, source: str) -> str:
+        """Where a scenario's (loopback) source address is in this backend: unchanged."""
+        return source
+
+    def acl_entry(self, entry: str) -> str:
+        return entry
 
     async def stop_region(self, region_id: str) -> None:
         """Kill one region's process (SIGKILL: a crash, not a goodbye)."""
