@@ -192,7 +192,7 @@ def _context(region: Region, twin: EmbeddedTwin, env: Environment, slot: AppSlot
         "fallback_url": env.receiver.url(slot, "fallback"),
         "status_url": env.receiver.url(slot, "status"),
         "unique": unique_label,
-        "source": "127.0.0.1",
+        "source": _backend(twin).caller_address("127.0.0.1"),  # the default caller
         "branch": new_branch,
         "new_call_id": lambda: f"{secrets.token_hex(8)}@siptwin",
     }

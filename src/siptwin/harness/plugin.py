@@ -91,7 +91,8 @@ class ScenarioFile(pytest.File):
         except ScenarioError as err:
             raise self.CollectError(str(err)) from None
         catalogue = _catalogue(self.config)
-        unknown = [r for r in scenario.regions or [] if r not in catalogue.regions]
+        every_region = Catalogue.load(default_catalogue_dir()).regions
+        unknown = [r for r in scenario.regions or [] if r not in every_region]
         if unknown:
             raise self.CollectError(f"{self.path}: unknown region(s) {', '.join(unknown)}")
         for region in catalogue:
