@@ -78,3 +78,11 @@ def test_a_representative_subset_passes_on_the_process_backend(tmp_path) -> None
         "scenarios/webhook/parameters.yaml", extra=["--siptwin-backend", "process"])
     assert code == 0, out[-3000:]
     assert records and all(r["outcome"] == "passed" for r in records.values())
+
+
+def test_a_representative_subset_passes_on_the_netns_backend(tmp_path) -> None:
+    code, out, records = run_suite(
+        tmp_path, "scenarios/acl", "scenarios/credentials", "scenarios/webhook",
+        "scenarios/twiml/reject-busy.yaml", extra=["--siptwin-backend", "netns"])
+    assert code == 0, out[-3000:]
+    assert records and all(r["outcome"] == "passed" for r in records.values())
