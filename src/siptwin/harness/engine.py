@@ -24,6 +24,7 @@ from ..sip.errors import SipParseError
 from ..sip.message import Response, parse_datagram
 from ..sip.transaction import new_branch
 from . import interop
+from . import faults
 from .client import DEFAULT_OFFER, Auth, CallResult, Exchange, SipClient
 from .provision import DomainPlan, Provisioned, deprovision, provision, sdk_client
 from .receiver import AppBehaviour, AppSlot, WebhookReceiver
@@ -81,6 +82,7 @@ class Environment:
         self.twin = twin
         self.receiver = receiver
         self._sdk: Any = None
+        self.faults: dict[str, str] = {}  # region -> what to undo when the item ends
 
     @property
     def sdk(self) -> Any:
@@ -137,6 +139,7 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
         result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=6)}"
     finally:
         twin.set_fidelity(saved)
+        await faults.restore_all(twin, env.faults)
         if provisioned is not None:
             await _cleanup(env, provisioned, result)
         if slot is not None:
@@ -242,6 +245,10 @@ async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], r
         return await _raw(params, node, transport, source, wait)
     if step.action == "rest":
         return await _rest(params, env)
+    if step.action == "fault":
+        target = params.get("region", region.id)
+        line = await faults.inject(twin, target, params, env.faults)
+        return StepOutcome("fault", "", [], [Exchange(time.time(), "out", line.encode())])
     if step.action in interop.ACTIONS:  # a real peer places the call (interop.py)
         return await interop.perform(step.action, params, node, context, env)
     async with SipClient(source, transport) as client:

@@ -17,6 +17,8 @@ import jinja2
 import jsonschema
 import yaml
 
+from . import faults
+
 ALL_REGIONS = "all"
 
 _str_or_list = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
@@ -134,7 +136,7 @@ _when = {
     "maxProperties": 1,
     "additionalProperties": False,
     "properties": {"invite": _invite, "options": _request, "register": _request, "raw": _raw,
-                   "rest": _rest, "sipp": _sipp, "pbx": _pbx},
+                   "rest": _rest, "sipp": _sipp, "pbx": _pbx, "fault": faults.SCHEMA},
 }
 _then = {
     "type": "object",
