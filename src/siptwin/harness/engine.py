@@ -23,8 +23,7 @@ from ..regions.catalogue import Region
 from ..sip.errors import SipParseError
 from ..sip.message import Response, parse_datagram
 from ..sip.transaction import new_branch
-from . import interop
-from . import faults
+from . import faults, interop
 from .client import DEFAULT_OFFER, Auth, CallResult, Exchange, SipClient
 from .provision import DomainPlan, Provisioned, deprovision, provision, sdk_client
 from .receiver import AppBehaviour, AppSlot, WebhookReceiver
