@@ -86,3 +86,16 @@ def test_a_representative_subset_passes_on_the_netns_backend(tmp_path) -> None:
         "scenarios/twiml/reject-busy.yaml", extra=["--siptwin-backend", "netns"])
     assert code == 0, out[-3000:]
     assert records and all(r["outcome"] == "passed" for r in records.values())
+
+
+def test_a_representative_subset_passes_on_the_docker_backend(tmp_path) -> None:
+    """Our own dockerd, an image built without a registry, one container per region."""
+    for tool in ("dockerd", "debootstrap"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed: run scripts/bootstrap")
+    code, out, records = run_suite(
+        tmp_path, "scenarios/acl", "scenarios/credentials/good-password.yaml",
+        "scenarios/webhook/parameters.yaml", "scenarios/twiml/reject-busy.yaml",
+        "scenarios/faults/stopped-region.yaml", extra=["--siptwin-backend", "docker"])
+    assert code == 0, out[-3000:]
+    assert records and all(r["outcome"] == "passed" for r in records.values())

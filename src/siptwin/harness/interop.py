@@ -46,7 +46,7 @@ async def perform(action: str, params: dict[str, Any], node: tuple[str, int],
                 username=auth.get("username"), password=auth.get("password"),
                 transport=params.get("transport", "udp"), calls=int(params.get("calls", 1)),
                 rate=params.get("rate"), keys={k: str(v) for k, v in (params.get("keys") or {}).items()},
-                local_ip=params.get("source", "127.0.0.1"),
+                local_ip=_caller(env, params.get("source", "127.0.0.1")),
                 recv_timeout=float(params.get("recv_timeout", 5.0)),
                 timeout=float(params.get("timeout", 20.0)))
             detail = {"sipp": run.as_record()}
@@ -127,3 +127,9 @@ def _compare(name: str, wanted: Any, actual: Any) -> list[Failure]:
     else:
         ok = actual == wanted
     return [] if ok else [Failure("received-mismatch", f"the twin received {name}", wanted, actual)]
+
+
+def _caller(env: Any, source: str) -> str:
+    """Where a scenario's loopback source is for this backend (netns and docker move callers)."""
+    mapper = getattr(env.twin, "caller_address", None)
+    return mapper(source) if mapper is not None else source

@@ -52,7 +52,39 @@ def available() -> str | None:
     return None
 
 
-class NetnsTwin(ProcessTwin):
+class CallerNetwork:
+    """Where loopback-written scenarios put their callers when the regions are elsewhere.
+
+    ``127.0.0.X`` becomes ``<callers_net>.X``, added as a /32 on ``caller_interface`` (the
+    bridge the regions sit behind) the first time it is used; ACL entries move the same way.
+    """
+
+    callers_net: ipaddress.IPv4Network
+    caller_interface: str
+    _sources: set[str]
+
+    def caller_address(self, source: str) -> str:
+        address = ipaddress.ip_address(source)
+        if address not in LOOPBACK_SOURCES:
+            return source
+        offset = int(address) - int(LOOPBACK_SOURCES.network_address)
+        mapped = str(self.callers_net.network_address + offset)
+        if mapped not in self._sources:
+            _ip("addr", "add", f"{mapped}/32", "dev", self.caller_interface, check=False)
+            self._sources.add(mapped)
+        return mapped
+
+    def acl_entry(self, entry: str) -> str:
+        """An ACL entry written for loopback callers, moved to where callers are here."""
+        network = ipaddress.ip_network(entry, strict=False)
+        if not network.subnet_of(LOOPBACK_SOURCES):  # type: ignore[arg-type]
+            return entry
+        offset = int(network.network_address) - int(LOOPBACK_SOURCES.network_address)
+        moved = ipaddress.ip_network(f"{self.callers_net.network_address + offset}/{network.prefixlen}")
+        return str(moved) if network.prefixlen < 32 else str(moved.network_address)
+
+
+class NetnsTwin(CallerNetwork, ProcessTwin):
     def __init__(self, config: TwinConfig) -> None:
         problem = available()
         if problem:
@@ -67,6 +99,7 @@ class NetnsTwin(ProcessTwin):
         placed = [replace(r, address=str(next(hosts))) for r in base]
         super().__init__(replace(config, catalogue=Catalogue(placed)))
         self.namespaces: dict[str, str] = {}
+        self.caller_interface = self.bridge
         self._sources: set[str] = set()
 
     # ------------------------------------------------------------------ network
@@ -99,27 +132,6 @@ class NetnsTwin(ProcessTwin):
         _ip("link", "set", "lo", "up", netns=netns)
         # Callers live in the other /24: reach them through the bridge.
         _ip("route", "add", str(self.callers_net), "via", self.gateway, netns=netns)
-
-    def caller_address(self, source: str) -> str:
-        """Where a scenario's loopback source address lives in this backend."""
-        address = ipaddress.ip_address(source)
-        if address not in LOOPBACK_SOURCES:
-            return source
-        offset = int(address) - int(LOOPBACK_SOURCES.network_address)
-        mapped = str(self.callers_net.network_address + offset)
-        if mapped not in self._sources:
-            _ip("addr", "add", f"{mapped}/32", "dev", self.bridge, check=False)
-            self._sources.add(mapped)
-        return mapped
-
-    def acl_entry(self, entry: str) -> str:
-        """An ACL entry written for loopback callers, moved to where callers are here."""
-        network = ipaddress.ip_network(entry, strict=False)
-        if not network.subnet_of(LOOPBACK_SOURCES):  # type: ignore[arg-type]
-            return entry
-        offset = int(network.network_address) - int(LOOPBACK_SOURCES.network_address)
-        moved = ipaddress.ip_network(f"{self.callers_net.network_address + offset}/{network.prefixlen}")
-        return str(moved) if network.prefixlen < 32 else str(moved.network_address)
 
     # ------------------------------------------------------------------ processes
     def _wrap(self, region_id: str, argv: list[str]) -> list[str]:

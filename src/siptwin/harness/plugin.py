@@ -48,9 +48,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="capture each item's packets on the node addresses into DIR/<item>.pcap "
                          "(dumpcap on lo, root; linked from the report)")
     group.addoption("--siptwin-backend", default="embedded",
-                    choices=("embedded", "process", "netns"),
-                    help="the twin in this process (default), one process per region, or one "
-                         "network namespace per region (root)")
+                    choices=("embedded", "process", "netns", "docker"),
+                    help="the twin in this process (default), one process per region, one "
+                         "network namespace per region, or one container per region (root)")
     group.addoption("--siptwin-profile", default=None, choices=("seed", "observed"),
                     help="fidelity profile for the whole run (default seed)")
 
@@ -184,6 +184,7 @@ class TwinRunner:
                                        name="siptwin-scenarios")
         self.thread.start()
         self.state = Path(tempfile.mkdtemp(prefix="siptwin-scenarios-"))
+        self.engine: Any = None  # the docker backend's own dockerd
         catalogue = _catalogue(config).relocated(worker_network())
         catalogue = Catalogue([replace(r, udp_port=0, tcp_port=0, tls_port=0) for r in catalogue])
         settings = config.getoption("--siptwin-settings")
@@ -200,6 +201,13 @@ class TwinRunner:
             from .netns_backend import NetnsTwin
 
             self.twin = NetnsTwin(twin_config)
+        elif backend == "docker":
+            from .docker_backend import DockerEngine, DockerTwin, build_image, image_cache
+
+            self.engine = DockerEngine(self.state / "docker")
+            self.engine.start()
+            build_image(self.engine, image_cache(), project_root())
+            self.twin = DockerTwin(twin_config, self.engine)
         else:
             self.twin = EmbeddedTwin(twin_config)
         # Region namespaces reach the app through the bridge, not the root's loopback.
@@ -229,9 +237,16 @@ class TwinRunner:
             if self.capture is not None:
                 self.capture.stop_and_split()
         finally:
+            if self.engine is not None:
+                self.engine.stop()
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)
             shutil.rmtree(self.state, ignore_errors=True)
+
+
+def project_root() -> Path:
+    """The checkout the docker image is built from."""
+    return Path(__file__).resolve().parents[3]
 
 
 def worker_network() -> str:
