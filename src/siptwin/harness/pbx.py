@@ -85,14 +85,17 @@ class KamailioSbc:
         self.logfile = self.workdir / "kamailio.log"
         self.pid: int | None = None
 
-    def render(self) -> Path:
-        tokens = {
+    def tokens(self) -> dict[str, str]:
+        return {
             "SBC_ADDR": self.listen, "SBC_PORT": str(self.port),
             "TWIN_ADDR": self.target.node_addr, "TWIN_PORT": str(self.target.node_port),
             "TWIN_HOST": self.target.host, "AUTH_USER": self.target.username or "none",
             "AUTH_PASS": self.target.password or "none", "XHDR_NAME": self.header[0],
             "XHDR_VALUE": self.header[1], "MODULE_PATH": KAMAILIO_MODULES,
         }
+
+    def render(self) -> Path:
+        tokens = self.tokens()
         for value in tokens.values():
             if "!" in value or "\n" in value or '"' in value:
                 raise DeviceError(f"cannot put {value!r} into the Kamailio configuration")
@@ -189,6 +192,20 @@ class KamailioSbc:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class KamailioFailoverSbc(KamailioSbc):
+    """The SBC with a second localized URI: ``kamailio-failover.cfg``."""
+
+    def __init__(self, target: Target, secondary: Target, workdir: Path | None = None,
+                 **options: Any) -> None:
+        options.setdefault("config", harness_dir() / "pbx" / "kamailio" / "kamailio-failover.cfg")
+        super().__init__(target, workdir, **options)
+        self.secondary = secondary
+
+    def tokens(self) -> dict[str, str]:
+        return {**super().tokens(), "TWIN2_ADDR": self.secondary.node_addr,
+                "TWIN2_PORT": str(self.secondary.node_port), "TWIN2_HOST": self.secondary.host}
 
 
 def _alive(pid: int) -> bool:
