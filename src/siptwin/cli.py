@@ -1,4 +1,4 @@
-"""The ``siptwin`` command: up, down, regions, hosts, settings."""
+"""The ``siptwin`` command: up, down, regions, hosts, run, explain, settings."""
 
 from __future__ import annotations
 
@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-k", dest="keyword", help="only scenarios matching this pytest -k expression")
     run.set_defaults(run=cmd_run)
 
+    explain = sub.add_parser("explain", help="explain a call of a running twin: findings and fixes")
+    explain.add_argument("call", nargs="?", help="CallSid (CA...) or SIP Call-ID")
+    explain.add_argument("--last", action="store_true", help="the most recent call or REGISTER")
+    explain.add_argument("--state", type=Path, default=DEFAULT_STATE)
+    explain.add_argument("--api", help="REST API URL (default: the one 'siptwin up' recorded)")
+    explain.add_argument("--json", action="store_true", help="print the findings as JSON")
+    explain.set_defaults(run=cmd_explain)
+
     settings = sub.add_parser("settings", help="list every fidelity setting, both profiles and why")
     settings.set_defaults(run=cmd_settings)
     return parser
@@ -110,6 +118,7 @@ async def _serve(args: argparse.Namespace) -> int:
     _print_banner(twin)
     pid_file = args.state / "siptwin.pid"
     pid_file.write_text(str(os.getpid()))
+    _write_api_file(args.state, twin)
     since_exec = _seconds_since_process_start()
     print(f"{READY_LINE} in {twin.started_in:.3f} s (process start to ready: {since_exec:.2f} s)",
           flush=True)
@@ -273,6 +282,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .harness.progress import run_suite
 
     return run_suite(args)
+
+
+# ---------------------------------------------------------------------------- explain
+
+API_FILE = "api.json"  # written by 'up' next to the pid file: where its REST API listens
+
+
+def _write_api_file(state: Path, twin) -> None:
+    (state / API_FILE).write_text(json.dumps({"api_url": twin.api_url,
+                                              "account_sid": twin.account_sid}))
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .diagnostics.client import explain_remote
+
+    if not args.last and not args.call:
+        print("siptwin: name a call (CallSid or Call-ID) or use --last", file=sys.stderr)
+        return 2
+    return explain_remote(args.state, "last" if args.last else args.call, args.api, args.json)
 
 
 def cmd_settings(args: argparse.Namespace) -> int:

@@ -5,7 +5,12 @@
 - ``GET …/Calls/{CallSid}/Notifications.json`` and ``…/Notifications/{NO…}.json``: one
   Notification per alert of the call (``error_code``, ``log`` "0" error / "1" warning,
   ``message_text``, ``more_info``), Twilio's per-call Notification resource, so the official
-  SDK reads them with ``client.calls(sid).notifications.list()``.
+  SDK reads them with ``client.calls(sid).notifications.list()``. A diagnostic finding with
+  the code of an alert rides on that alert's Notification (extra field ``siptwin_finding``);
+  every other finding follows as a Notification of its own, marked the same way.
+- ``GET /siptwin/v1/Accounts/{AC}/Calls/{CallSid | Call-ID | last}/Findings.json`` and
+  ``GET /siptwin/v1/Accounts/{AC}/Calls.json``: siptwin's own (non-Twilio) endpoints for
+  ``siptwin explain``, covering refused calls and REGISTERs too (docs/diagnostics.md).
 
 Only accepted calls (those with a CA SID) are listed. A call belongs to the processing region
 of the domain that took it: an ie1 domain's calls are listed by the ie1 API. Calls live in the
@@ -185,16 +190,110 @@ async def fetch_call(call: ApiCall) -> web.Response:
 
 async def list_call_notifications(call: ApiCall) -> web.Response:
     record = _record(call)
+    return _page(call, "notifications", _notifications(call, record))
+
+
+def _notifications(call: ApiCall, record: Call) -> list[dict[str, Any]]:
+    """One per alert; a finding with the alert's code rides on it (``siptwin_finding``), the
+    other findings follow as notifications of their own."""
     rows = [notification_json(record, i, alert) for i, alert in enumerate(record.alerts)]
-    return _page(call, "notifications", rows)
+    for finding in _findings(call, record):
+        alert_row = next((r for r in rows if "siptwin_finding" not in r and finding.code
+                          and r["error_code"] == str(finding.code)), None)
+        if alert_row is not None:
+            alert_row["siptwin_finding"] = finding.as_record()
+        else:
+            rows.append(finding_notification_json(record, finding))
+    return rows
 
 
 async def fetch_call_notification(call: ApiCall) -> web.Response:
     record = _record(call)
-    for index, alert in enumerate(record.alerts):
-        if notification_sid(record, index) == call.parts["Sid"]:
-            return json_response(notification_json(record, index, alert))
+    for row in _notifications(call, record):
+        if row["sid"] == call.parts["Sid"]:
+            return json_response(row)
     raise call.missing()
+
+
+# --- diagnostics: findings as notifications, and siptwin's own endpoint -----------------------
+
+
+def _findings(call: ApiCall, record: Call) -> list[Any]:
+    from ..diagnostics import diagnose_call
+
+    return diagnose_call(record, database=call.store.path)
+
+
+def finding_notification_json(record: Call, finding: Any) -> dict[str, Any]:
+    """A diagnostic finding in Twilio's Notification shape, marked by ``siptwin_finding``."""
+    sid = "NO" + hashlib.sha256(f"{record.sid}/finding/{finding.id}".encode()).hexdigest()[:32]
+    at = _date(record.ended_at or record.answered_at or record.created_at)
+    return {
+        "account_sid": record.account_sid,
+        "api_version": shapes.API_VERSION,
+        "call_sid": record.sid,
+        "date_created": at,
+        "date_updated": at,
+        "error_code": str(finding.code) if finding.code else None,
+        "log": "0" if finding.severity == "error" else "1",
+        "message_date": at,
+        "message_text": f"{finding.id}: {finding.sentence} Fix: {finding.fix}",
+        "more_info": finding.more_info or f"siptwin:diagnostics/{finding.id}",
+        "request_method": None,
+        "request_url": None,
+        "request_variables": None,
+        "response_body": None,
+        "response_headers": None,
+        "sid": sid,
+        "uri": f"{shapes.account_base(record.account_sid or '')}/Calls/{record.sid}"
+               f"/Notifications/{sid}.json",
+        "siptwin_finding": finding.as_record(),
+    }
+
+
+SIPTWIN_CALLS = "/siptwin/v1/Accounts/{AccountSid}/Calls"
+
+
+def _any_visible(record: Call, call: ApiCall) -> bool:
+    """Every call the account's domains took, and calls no domain claimed (unknown host)."""
+    return record.account_sid in (None, call.account.sid)
+
+
+def diagnosis_json(record: Call, findings: list[Any]) -> dict[str, Any]:
+    outcome = record.status + (f" ({record.final_status})" if record.final_status else "")
+    return {
+        "call_id": record.call_id, "sid": record.sid, "method": record.method,
+        "region": record.region, "domain_name": record.domain_name,
+        "request_uri": record.request_uri, "from": record.from_uri,
+        "source": f"{record.source_ip}:{record.source_port} ({record.transport})",
+        "status": record.status, "final_status": record.final_status, "outcome": outcome,
+        "alerts": [{"code": a.code, "message": a.message, "detail": a.detail}
+                   for a in record.alerts],
+        "findings": [f.as_record() for f in findings],
+    }
+
+
+async def fetch_call_findings(call: ApiCall) -> web.Response:
+    """``GET /siptwin/v1/Accounts/{AC}/Calls/{CallSid | Call-ID | last}/Findings.json``."""
+    ref = call.parts["CallRef"]
+    records = [r for r in _registry(call).all() if _any_visible(r, call)]
+    if ref == "last":
+        record = records[-1] if records else None
+    else:
+        record = next((r for r in reversed(records) if ref in (r.sid, r.call_id)), None)
+    if record is None:
+        raise call.missing()
+    return json_response(diagnosis_json(record, _findings(call, record)))
+
+
+async def list_recent_calls(call: ApiCall) -> web.Response:
+    """``GET /siptwin/v1/Accounts/{AC}/Calls.json``: recent calls and REGISTERs, newest first,
+    rejected ones included (Twilio's Calls list has accepted calls only)."""
+    records = [r for r in _registry(call).all() if _any_visible(r, call)][-50:]
+    rows = [{"call_id": r.call_id, "sid": r.sid, "method": r.method, "region": r.region,
+             "request_uri": r.request_uri, "status": r.status, "final_status": r.final_status}
+            for r in reversed(records)]
+    return json_response({"calls": rows})
 
 
 CALL_ROUTES: dict[str, dict[str, Handler]] = {
@@ -202,4 +301,6 @@ CALL_ROUTES: dict[str, dict[str, Handler]] = {
     CALLS + "/{CallSid}.json": {"GET": fetch_call},
     CALLS + "/{CallSid}/Notifications.json": {"GET": list_call_notifications},
     CALLS + "/{CallSid}/Notifications/{Sid}.json": {"GET": fetch_call_notification},
+    SIPTWIN_CALLS + ".json": {"GET": list_recent_calls},
+    SIPTWIN_CALLS + "/{CallRef}/Findings.json": {"GET": fetch_call_findings},
 }

@@ -60,6 +60,7 @@ class ItemResult:
     calls: list[dict[str, Any]] = field(default_factory=list)
     duration: float = 0.0
     fidelity: dict[str, Any] = field(default_factory=dict)
+    findings: list[dict[str, Any]] = field(default_factory=list)  # diagnostics, per call
     peers: list[dict[str, Any]] = field(default_factory=list)  # sipp / pbx runs (interop.py)
 
     def as_record(self) -> dict[str, Any]:
@@ -69,7 +70,7 @@ class ItemResult:
             "failure_kind": self.failures[0].kind if self.failures else None,
             "failures": [f.as_record() for f in self.failures], "error": self.error,
             "messages": self.messages, "webhooks": self.webhooks, "calls": self.calls,
-            "duration": round(self.duration, 3), "fidelity": self.fidelity,
+            "findings": self.findings, "duration": round(self.duration, 3), "fidelity": self.fidelity,
             "peers": self.peers,
         }
 
@@ -152,6 +153,7 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
         for e in sorted(exchanges, key=lambda e: e.at)
     ]
     result.calls = [_call_record(twin, cid) for cid in call_ids if twin.calls.get(cid)]
+    result.findings = _findings(twin, call_ids)
     result.duration = time.perf_counter() - began
     return result
 
@@ -374,6 +376,7 @@ async def _judge(outcome: StepOutcome, expect: dict[str, Any], twin: EmbeddedTwi
                                 True, False))
     failures += await _judge_webhooks(expect, twin, slot)
     failures += _judge_call(outcome, expect, twin)
+    failures += _judge_findings(outcome, expect, twin)
     return failures
 
 
@@ -478,3 +481,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return str(value)
+
+
+# ---------------------------------------------------------------------------- diagnostics
+
+
+def _findings(twin: EmbeddedTwin, call_ids: list[str]) -> list[dict[str, Any]]:
+    from ..diagnostics.harness import findings_records
+
+    return findings_records(twin, call_ids)
+
+
+def _judge_findings(outcome: StepOutcome, expect: dict[str, Any],
+                    twin: EmbeddedTwin) -> list[Failure]:
+    """``then: findings: [id, ...]`` must appear; ``no_findings: [id or severity]`` not."""
+    from ..diagnostics.harness import judge_findings
+
+    return [Failure(*f) for f in judge_findings(twin, outcome.call_id, expect)]

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-
 MAX_TRACE_ENTRIES = 64  # a normal call has about a dozen messages
 
 
@@ -76,6 +75,8 @@ class Call:
     # and RTP counters of the answered call.
     processing_region: str | None = None
     media: dict[str, Any] = field(default_factory=dict)
+    # "REGISTER" for a registration exchange the registrar keeps for diagnostics (no SID).
+    method: str = "INVITE"
 
     def record(self, entry: TraceEntry) -> None:
         """Add a message to the trace; a retransmission storm stops being kept past a bound."""

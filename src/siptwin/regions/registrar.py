@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ..sip.errors import SipParseError
 from ..sip.message import Request, Response
 from ..sip.uri import SipUri
+from .calls import Call, TraceEntry
 from .pipeline import InviteContext, TwilioError, check_digest
 
 if TYPE_CHECKING:
@@ -44,6 +45,15 @@ class Registrar:
         return list(current.values())
 
     def handle(self, node: RegionNode, request: Request, source: Source, now: float) -> Response:
+        """Answer a REGISTER; the exchange is kept as a call record (``method="REGISTER"``,
+        never listed by REST: it has no CallSid) so diagnostics can explain it."""
+        record = _register_record(node, request, source)
+        response = self._handle(node, request, source, now)
+        if record is not None:
+            _record_outcome(record, node, response)
+        return response
+
+    def _handle(self, node: RegionNode, request: Request, source: Source, now: float) -> Response:
         fidelity = node.fidelity
         to_uri = request.to.uri
         host = node.catalogue.match_host(to_uri.host) if isinstance(to_uri, SipUri) else None
@@ -58,6 +68,9 @@ class Registrar:
         ctx = InviteContext(request, source.transport, source.host, source.port, node.region,
                             node.catalogue, node.control, fidelity, node.digest, now)
         verdict = check_digest(ctx, "REGISTER", domain.registration_credentials, "registration")
+        record = node.calls.get(request.call_id)
+        if record is not None and record.method == "REGISTER":
+            record.notes.extend(ctx.notes)
         if verdict is not None:
             extra = verdict.headers + (_error(verdict.error) if verdict.error else ())
             return node._response(request, verdict.status or 403, verdict.reason, extra=extra)
@@ -100,6 +113,49 @@ class Registrar:
         listed = tuple(("Contact", f"<{b.contact}>;expires={int(b.expires_at - now)}")
                        for b in current.values())
         return node._response(request, 200, extra=listed)
+
+
+def _register_record(node: RegionNode, request: Request, source: Source) -> Call | None:
+    try:
+        call_id = request.call_id
+        from_uri, to_uri = str(request.from_.uri), str(request.to.uri)
+    except SipParseError:
+        return None
+    record = Call(call_id=call_id, region=node.region.id, source_ip=source.host,
+                  source_port=source.port, transport=source.transport, created_at=time.time(),
+                  request_uri=request.uri_text, from_uri=from_uri, to_uri=to_uri,
+                  fidelity=node.fidelity.as_record(), method="REGISTER")
+    previous = node.calls.get(call_id)
+    if previous is not None:
+        # Refreshes reuse the Call-ID: keep the recent exchanges (this REGISTER is among them,
+        # the node traced it on arrival).
+        record.trace = previous.trace[-40:]
+    else:
+        record.trace.append(TraceEntry(time.time(), "in", source.transport,
+                                       f"{source.host}:{source.port}",
+                                       f"{source.local_host}:{source.local_port}",
+                                       request.to_bytes()))
+    node.calls.put(record)
+    return record
+
+
+def _record_outcome(record: Call, node: RegionNode, response: Response) -> None:
+    record.final_status = response.status
+    record.status = ("registered" if response.status < 300 else
+                     "challenged" if response.status in (401, 407) else "rejected")
+    to_uri = record.to_uri
+    host = to_uri.split("@", 1)[-1].split(";", 1)[0].split(":", 1)[0]
+    match = node.catalogue.match_host(host)
+    domain = node.control.find_domain(match.domain_name) if match else None
+    if domain is not None:
+        record.domain_name, record.domain_sid = domain.domain_name, domain.sid
+        record.account_sid = domain.account_sid
+    error = response.headers.get("X-Twilio-Error")
+    if error:
+        code, _, text = error.partition(" ")
+        if code.isdigit():
+            record.alert(int(code), text, time.time())
+        record.decided_by = "registration"
 
 
 def _error(error: TwilioError) -> tuple[tuple[str, str], ...]:

@@ -1,0 +1,71 @@
+"""Diagnostics: explain every failed or risky call in plain words, with the fix.
+
+Named rules (``rules/``), each a small function over what the twin recorded for one call -
+the SIP messages both ways, transport and source, matched domain and region, mapped lists,
+the digest exchange, the SDP, the webhook exchange - and over the configuration around it
+(ACLs in another region or not mapped, registration disabled). A rule yields
+:class:`Finding` s: an id, a severity (``error``: why this call failed; ``warning``: will
+bite in production), a plain sentence, the evidence, the fix and the Twilio error code.
+
+    findings = explain(twin, call_id)        # an EmbeddedTwin
+    findings = diagnose_call(call, catalogue=..., control=..., database=...)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..cloud.view import ControlPlaneView
+from ..regions.calls import Call, CallRegistry
+from ..regions.catalogue import Catalogue
+from .engine import RULES, diagnose, finding_ids
+from .facts import CallFacts, ConfigLookup
+from .model import ERROR, SEVERITIES, WARNING, Finding
+from .text import format_findings
+
+__all__ = [
+    "ERROR", "RULES", "SEVERITIES", "WARNING", "CallFacts", "Finding", "diagnose",
+    "diagnose_call", "explain", "find_call", "finding_ids", "format_findings",
+]
+
+
+def diagnose_call(call: Call, *, catalogue: Catalogue | None = None,
+                  control: ControlPlaneView | None = None,
+                  database: Path | None = None) -> list[Finding]:
+    """Findings for one recorded call; ``control``/``database`` add the configuration."""
+    if catalogue is None:
+        from ..regions.catalogue import default_catalogue_dir
+
+        catalogue = Catalogue.load(default_catalogue_dir())
+    domain = None
+    if control is not None and call.domain_name:
+        domain = control.find_domain(call.domain_name)
+    elif database is not None and call.domain_name and Path(database).exists():
+        view = ControlPlaneView(database)
+        try:
+            domain = view.find_domain(call.domain_name)
+        finally:
+            view.close()
+    config = ConfigLookup(Path(database)) if database is not None else None
+    return diagnose(CallFacts(call, catalogue, domain, config))
+
+
+def explain(twin: Any, ref: str) -> list[Finding]:
+    """Findings for a call of a running :class:`~siptwin.harness.twin.EmbeddedTwin`."""
+    call = find_call(twin.calls, ref)
+    if call is None:
+        return []
+    database = twin.store.path if twin.store is not None else None
+    return diagnose_call(call, catalogue=twin.catalogue, control=twin.control, database=database)
+
+
+def find_call(registry: CallRegistry, ref: str) -> Call | None:
+    """A call by CallSid (CA…), by SIP Call-ID, or ``last`` / ``--last``."""
+    if ref in ("last", "--last"):
+        return registry.last()
+    if ref.startswith("CA") and len(ref) == 34:
+        found = registry.by_sid(ref)
+        if found is not None:
+            return found
+    return registry.get(ref)

@@ -1,0 +1,149 @@
+"""The SDP offer (rules 8 and 9): private c= addresses, codecs, DTMF, secure media/transport."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ...sip.sdp import SdpError, parse_sdp, summarize_offer
+from ..engine import rule
+from ..facts import CallFacts, Msg, private_address
+from ..model import ERROR, WARNING, Finding
+
+G711 = ("PCMU", "PCMA")
+SUPPORTED_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
+NAT_FIX = ("Advertise the public address in SDP: Asterisk pjsip - external_media_address and "
+           "external_signaling_address on the transport, rtp_symmetric=yes, direct_media=no; "
+           "FreeSWITCH - ext-rtp-ip (and ext-sip-ip) in the profile; Kamailio - rtpengine or "
+           "fix_nated_sdp(); disable the router's SIP ALG.")
+
+
+def _offer(facts: CallFacts) -> tuple[Msg, bytes] | None:
+    """The caller's SDP: in the last INVITE, else (late offer) in its ACK."""
+    last = facts.last_request
+    if last is not None and last.parsed is not None and last.parsed.body:
+        return last, last.parsed.body
+    for ack in facts.incoming("ACK"):
+        if ack.parsed is not None and ack.parsed.body:
+            return ack, ack.parsed.body
+    return None
+
+
+def _lines(body: bytes, *prefixes: str) -> list[str]:
+    text = body.decode("utf-8", "replace")
+    return [line.strip() for line in text.splitlines() if line.strip().startswith(prefixes)]
+
+
+@rule("private-sdp-address", spec=8)
+def private_sdp_address(facts: CallFacts) -> Iterator[Finding]:
+    offer = _offer(facts)
+    if offer is None:
+        return
+    msg, body = offer
+    try:
+        summary = summarize_offer(parse_sdp(body))
+    except SdpError:
+        return
+    address = summary.connection_address
+    if not private_address(address) or address == facts.call.source_ip:
+        return
+    c_lines = [line for line in _lines(body, "c=") if address and address in line]
+    yield Finding(
+        "private-sdp-address", WARNING,
+        f"The SDP asks Twilio to send audio to {address}, a private address, while the "
+        f"packet came from {facts.call.source_ip}: Twilio's media cannot reach it, so the "
+        "caller hears nothing (one-way or no audio), though the call connects.",
+        NAT_FIX,
+        (*(c_lines or [f"c= {address}"]), f"packet source: {facts.source}"), None, 8)
+
+
+@rule("bad-sdp", "no-g711-offered", "no-telephone-event", spec=8)
+def codecs(facts: CallFacts) -> Iterator[Finding]:
+    offer = _offer(facts)
+    if offer is None:
+        return
+    msg, body = offer
+    rejected_here = facts.call.decided_by == "media_offer_acceptable"
+    try:
+        summary = summarize_offer(parse_sdp(body))
+    except SdpError as err:
+        yield Finding(
+            "bad-sdp", ERROR if rejected_here else WARNING,
+            f"Twilio cannot parse the SDP offer ({err}) and answers 488.",
+            "Send an RFC 4566 SDP body: v=, o=, s=, c=, t= then m= lines, CRLF line ends, a "
+            "Content-Length that matches.", (msg.first_line, str(err)), 32102, 8)
+        return
+    media = _lines(body, "m=audio", "a=rtpmap")
+    if not any(c.upper() in G711 for c in summary.audio_codecs):
+        yield Finding(
+            "no-g711-offered", ERROR if rejected_here or facts.failed else WARNING,
+            "The offer has no PCMU or PCMA (offered: "
+            f"{', '.join(summary.audio_codecs) or 'nothing'}); Twilio's SIP interface speaks "
+            "G.711 only and answers 488 Not Acceptable Here.",
+            "Allow ulaw/alaw (PCMU/PCMA) on the trunk towards Twilio, first in the list "
+            "(Asterisk: allow=!all,ulaw,alaw; FreeSWITCH: codec-prefs=PCMU,PCMA).",
+            tuple(media), 32102, 8)
+        return
+    if not summary.telephone_event_offered:
+        yield Finding(
+            "no-telephone-event", WARNING,
+            "The offer has no telephone-event payload: DTMF can only reach Twilio in-band, so "
+            "<Gather> and IVR menus will not hear key presses (Twilio takes RFC 2833/4733 "
+            "events).",
+            "Offer telephone-event/8000 (Asterisk: dtmf_mode=rfc4733; FreeSWITCH: "
+            "dtmf-type=rfc2833; Cisco: dtmf-relay rtp-nte).", tuple(media), None, 8)
+
+
+@rule("secure-media-mismatch", spec=9)
+def secure_media(facts: CallFacts) -> Iterator[Finding]:
+    codes = facts.alert_codes()
+    offer = _offer(facts)
+    body = offer[1] if offer else b""
+    evidence = _lines(body, "m=audio", "a=crypto")
+    secure = facts.domain.secure if facts.domain is not None else None
+    if 32207 in codes:
+        yield Finding(
+            "secure-media-mismatch", ERROR,
+            f"The PBX offered SRTP but {facts.call.domain_name} does not have Secure Media "
+            "enabled, so Twilio refuses the offer (488).",
+            "Either offer plain RTP (RTP/AVP, no a=crypto) or enable Secure Media on the domain "
+            "(Secure=true) and call over TLS.",
+            (*evidence, f"domain secure: {secure}"), 32207, 9)
+        return
+    if 32208 in codes:
+        yield Finding(
+            "secure-media-mismatch", ERROR,
+            f"{facts.call.domain_name} has Secure Media enabled, which makes SRTP mandatory, "
+            "but the PBX offered plain RTP (488).",
+            "Offer SDES-SRTP (RTP/SAVP with a=crypto AES_CM_128_HMAC_SHA1_80 or _32, no MKI) "
+            "over TLS, or disable Secure Media on the domain.",
+            (*evidence, f"domain secure: {secure}"), 32208, 9)
+        return
+    crypto = _lines(body, "a=crypto")
+    bad = [line for line in crypto
+           if not any(s in line for s in SUPPORTED_SUITES) or _has_mki(line)]
+    if secure and crypto and bad:
+        yield Finding(
+            "secure-media-mismatch", WARNING,
+            "Some crypto lines use suites or an MKI Twilio does not support "
+            "(AES_CM_128_HMAC_SHA1_80/32 only, no MKI).",
+            "Offer AES_CM_128_HMAC_SHA1_80 or _32 without an MKI.", tuple(bad), None, 9)
+
+
+def _has_mki(crypto_line: str) -> bool:
+    """``inline:KEY|2^20|1:4``: a ``n:m`` part after the key is an MKI."""
+    key_params = crypto_line.split("inline:", 1)[-1].split(" ", 1)[0]
+    return any(":" in part for part in key_params.split("|")[1:])
+
+
+@rule("secure-transport-mismatch", spec=9)
+def secure_transport(facts: CallFacts) -> Iterator[Finding]:
+    if facts.call.decided_by != "secure_domain_uses_tls" and 32209 not in facts.alert_codes():
+        return
+    yield Finding(
+        "secure-transport-mismatch", ERROR,
+        f"{facts.call.domain_name} has Secure Media enabled, which requires TLS signalling, but "
+        f"the call arrived over {facts.call.transport.upper()}.",
+        "Send to port 5061 over TLS (transport=tls in the trunk / outbound proxy; Asterisk: a "
+        "transport-tls; FreeSWITCH: a TLS profile), with SRTP media; or disable Secure Media.",
+        (f"transport: {facts.call.transport} from {facts.source}",
+         f"Request-URI: {facts.request_uri}"), 32209, 9)
