@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--settings", type=Path, help="YAML file of fidelity settings")
     up.add_argument("--profile", choices=("seed", "observed"), help="fidelity profile")
     up.add_argument("--regions", help="comma-separated subset of regions (default: all)")
+    up.add_argument("--caller-location", help="add each edge's round-trip time as seen from "
+                    "this city (regions/profiles/caller-rtt.yaml), e.g. london")
     up.add_argument("--detach", action="store_true", help="return once ready; stop with 'siptwin down'")
     up.add_argument("-v", "--verbose", action="store_true", help="log SIP traffic")
     up.set_defaults(run=cmd_up)
@@ -115,6 +117,12 @@ async def _serve(args: argparse.Namespace) -> int:
         print("siptwin: is another twin running? 'siptwin down' stops a detached one; "
               "--api-port and --dns-port choose other ports", file=sys.stderr)
         return 1
+    if args.caller_location:
+        from .regions.locations import apply_caller_location
+
+        latencies = apply_caller_location(twin, args.caller_location)
+        print(f"caller location {args.caller_location}: one-way delay per region "
+              + ", ".join(f"{r} {ms:.0f} ms" for r, ms in latencies.items()))
     _print_banner(twin)
     pid_file = args.state / "siptwin.pid"
     pid_file.write_text(str(os.getpid()))
@@ -174,7 +182,7 @@ def _detach(args: argparse.Namespace) -> int:
     argv = [sys.executable, "-m", "siptwin", "up", "--state", str(args.state),
             "--api-port", str(args.api_port), "--dns-port", str(args.dns_port)]
     for flag, value in (("--settings", args.settings), ("--profile", args.profile),
-                        ("--regions", args.regions)):
+                        ("--regions", args.regions), ("--caller-location", args.caller_location)):
         if value:
             argv += [flag, str(value)]
     if args.verbose:

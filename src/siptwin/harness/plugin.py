@@ -51,6 +51,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     choices=("embedded", "process", "netns", "docker"),
                     help="the twin in this process (default), one process per region, one "
                          "network namespace per region, or one container per region (root)")
+    group.addoption("--siptwin-caller-location", default=None, metavar="CITY",
+                    help="each region's round-trip time as seen from CITY (e.g. london)")
     group.addoption("--siptwin-profile", default=None, choices=("seed", "observed"),
                     help="fidelity profile for the whole run (default seed)")
 
@@ -218,6 +220,11 @@ class TwinRunner:
                                           os.environ.get("PYTEST_XDIST_WORKER", "gw0"))
             self.capture.start()
         self.run(self._start())
+        location = config.getoption("--siptwin-caller-location")
+        if location:
+            from ..regions.locations import apply_caller_location
+
+            apply_caller_location(self.twin, location)
         self.environment = Environment(self.twin, self.receiver)
 
     async def _start(self) -> None:

@@ -54,8 +54,9 @@ class Impairment:
 
     The kernel here has no netem, so a region's network profile (a realistic RTT from the
     caller's location, a lossy path, a blackhole) is applied where the datagrams enter and
-    leave siptwin. Latency is one-way and added to what we send; loss drops datagrams in both
-    directions independently. Streams are not impaired: TCP would hide loss by retransmitting.
+    leave siptwin. Latency is one-way and added in each direction (so the round trip grows by
+    twice it); loss drops datagrams in both directions independently. Streams are not
+    impaired: TCP would hide loss by retransmitting.
     """
 
     latency_ms: float = 0.0
@@ -108,11 +109,17 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.endpoint.config.impairment.drops():
+        impairment = self.endpoint.config.impairment
+        if impairment.drops():
             return
         if data.strip(b"\r\n") == b"":
             return  # keep-alive (RFC 5626 §4.4.1 CRLF ping on UDP is not used; ignore noise)
-        self.endpoint._deliver(data, Source("udp", addr[0], addr[1], *self.endpoint.udp_address))
+        source = Source("udp", addr[0], addr[1], *self.endpoint.udp_address)
+        if impairment.latency_ms > 0:
+            asyncio.get_running_loop().call_later(impairment.latency_ms / 1000,
+                                                  self.endpoint._deliver, data, source)
+        else:
+            self.endpoint._deliver(data, source)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("udp error on %s: %s", self.endpoint.config.host, exc)
