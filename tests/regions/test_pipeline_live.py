@@ -41,6 +41,8 @@ async def test_unlisted_address_hears_nothing_in_seed_profile(harness) -> None:
     assert result.timed_out and result.responses == []
     call = harness.twin.calls.get(result.call_id)
     assert call.status == "dropped" and call.decided_by == "source_ip_in_acl"
+    # Nothing is kept for a dropped INVITE (or its retransmissions): a flood cannot grow memory.
+    assert len(harness.twin.nodes["de1"].layer) == 0
 
 
 async def test_unlisted_address_gets_403_32201_in_observed_profile(harness) -> None:

@@ -578,3 +578,18 @@ def test_random_retransmission_interleavings_never_deliver_a_request_twice(ops, 
         assert not of(effects, Timeout)  # nothing can time out before 64*T1
     if not reliable:  # on UDP every transaction outlives the run: at most one delivery each
         assert all(len(v) <= 1 for v in delivered.values()), delivered
+
+
+def test_an_abandoned_server_transaction_is_forgotten_and_a_retransmission_starts_anew() -> None:
+    layer = TransactionLayer()
+    invite = parse_datagram(
+        b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.9;branch=z9hG4bKdrop1\r\n"
+        b"From: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: drop@x\r\nCSeq: 1 INVITE\r\n"
+        b"Content-Length: 0\r\n\r\n")
+    first = layer.receive(invite, ("127.0.0.9", 5060), 0.0)
+    key = next(e.key for e in first if isinstance(e, RequestReceived))
+    assert len(layer) == 1
+    effects = layer.abandon(key)
+    assert len(layer) == 0 and any(isinstance(e, Terminated) for e in effects)
+    again = layer.receive(invite, ("127.0.0.9", 5060), 0.5)
+    assert any(isinstance(e, RequestReceived) for e in again)  # judged again, not absorbed

@@ -362,6 +362,7 @@ class RegionNode:
             call.alert(verdict.error.code, verdict.error.message, time.time())
         if verdict.silent:
             call.status = "dropped"
+            self._apply(self.layer.abandon(key))
             self.calls.notify(call, "dropped")
             return
         call.status = "challenged" if verdict.status in (401, 407) else "rejected"

@@ -771,6 +771,19 @@ class TransactionLayer:
         tx.start(self, now, out)
         return key, out
 
+    def abandon(self, key: TxKey) -> list[Effect]:
+        """Forget a server transaction the TU will never answer (a request dropped in silence).
+
+        Without this a silently dropped INVITE would sit in Proceeding forever - no timer runs
+        before a final response - and a flood of them would grow memory without bound. A
+        retransmission of the request then starts a new transaction, and is judged again.
+        """
+        out: list[Effect] = []
+        tx = self._servers.get(key)
+        if tx is not None:
+            self._terminate(tx, out)
+        return out
+
     def transport_error(self, key: TxKey, now: float) -> list[Effect]:
         """The transport could not deliver a message of transaction ``key`` (§17.1.4, §17.2.4)."""
         out: list[Effect] = []
