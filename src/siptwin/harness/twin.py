@@ -59,38 +59,22 @@ class RegionAddress:
 
 
 class Twin(Protocol):
-    """What every backend offers the CLI and the harness."""
+    """What every backend (embedded, process, netns, docker) offers the CLI and the harness."""
 
     config: TwinConfig
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
-    # ------------------------------------------------------------------ faults
-    def impair_region(self, region_id: str, latency_ms: float = 0.0, loss_percent: float = 0.0) -> None:
-        """Add one-way latency and loss to a region's UDP traffic (0, 0 restores it)."""
-        impairment = self.nodes[region_id].endpoint.config.impairment
-        impairment.latency_ms, impairment.loss_percent = latency_ms, loss_percent
-
-    def blackhole_region(self, region_id: str) -> None:
-        """Everything to and from the region vanishes, as behind a dead route."""
-        self.impair_region(region_id, loss_percent=100.0)
-
-    async def stop_region(self, region_id: str) -> None:
-        """The region's node goes away: its sockets close, calls to it get nothing back."""
-        await self.nodes[region_id].close()
-
-    async def start_region(self, region_id: str) -> None:
-        old = self.nodes[region_id]
-        assert self.control is not None
-        node = RegionNode(old.region, self.catalogue, self.control, self.fidelity, self.digest,
-                          self.calls, self.registrar, self.handler,
-                          self._tls_context() if self.config.tls else None)
-        await node.start()
-        self.nodes[region_id] = node
-
     def region_addresses(self) -> list[RegionAddress]: ...
     @property
     def api_url(self) -> str: ...
+
+    # Faults scenarios inject (harness/faults.py); each is undone by the harness.
+    def impair_region(self, region_id: str, latency_ms: float = 0.0,
+                      loss_percent: float = 0.0) -> None: ...
+    def blackhole_region(self, region_id: str) -> None: ...
+    async def stop_region(self, region_id: str) -> None: ...
+    async def start_region(self, region_id: str) -> None: ...
 
 
 class EmbeddedTwin:
