@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .regions.catalogue import Catalogue, CatalogueError, default_catalogue_dir
+from .runtime import until_terminated
 from .settings import SETTINGS, SettingsError, load_fidelity
 
 _IMPORTED_AT = time.monotonic()
@@ -130,12 +131,8 @@ async def _serve(args: argparse.Namespace) -> int:
     since_exec = _seconds_since_process_start()
     print(f"{READY_LINE} in {twin.started_in:.3f} s (process start to ready: {since_exec:.2f} s)",
           flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     try:
-        await stop.wait()
+        await until_terminated()
     finally:
         print("siptwin stopping", flush=True)
         await twin.stop()

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 from pathlib import Path
 
+from ..runtime import until_terminated
 from .api import make_app
 from .scope import DEFAULT_REGION, PROCESSING_REGIONS
 from .server import LOOPBACK_HOST, ensure_loopback, start_site
@@ -50,12 +50,8 @@ async def serve(arguments: argparse.Namespace) -> None:
     print(f"TWILIO_AUTH_TOKEN={shown}")
     print(f"state: {store.path}", flush=True)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     try:
-        await stop.wait()
+        await until_terminated()
     finally:
         await runner.cleanup()
         store.close()

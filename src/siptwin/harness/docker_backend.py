@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..regions.catalogue import Catalogue, default_catalogue_dir
-from .netns_backend import POOL, CallerNetwork, NetnsError, _free_networks
+from .netns_backend import POOL, CallerNetwork, NetnsError, place_regions
 from .process_backend import ProcessTwin, RegionProcess
 from .twin import TwinConfig
 
@@ -132,15 +131,8 @@ class DockerTwin(CallerNetwork, ProcessTwin):
         self.engine = engine
         self.image = image
         self.tag = os.urandom(2).hex()
-        regions_net, callers_net = _free_networks()
-        self.regions_net, self.callers_net = regions_net, callers_net
-        hosts = regions_net.hosts()
-        self.gateway = str(next(hosts))
-        base = config.catalogue or Catalogue.load(default_catalogue_dir())
-        from dataclasses import replace
-
-        placed = [replace(r, address=str(next(hosts))) for r in base]
-        super().__init__(replace(config, catalogue=Catalogue(placed)))
+        placed, self.regions_net, self.callers_net, self.gateway = place_regions(config)
+        super().__init__(placed)
         self.network_name = f"siptwin-{self.tag}"
         self._network: Any = None
         self._bridge = self.caller_interface = ""

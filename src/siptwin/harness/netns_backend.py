@@ -52,6 +52,17 @@ def available() -> str | None:
     return None
 
 
+def place_regions(config: TwinConfig) -> tuple[TwinConfig, ipaddress.IPv4Network,
+                                               ipaddress.IPv4Network, str]:
+    """Two free /24s of 198.18.0.0/15: the regions (gateway first) and their callers."""
+    regions_net, callers_net = _free_networks()
+    hosts = regions_net.hosts()
+    gateway = str(next(hosts))
+    base = config.catalogue or Catalogue.load(default_catalogue_dir())
+    placed = [replace(r, address=str(next(hosts))) for r in base]
+    return replace(config, catalogue=Catalogue(placed)), regions_net, callers_net, gateway
+
+
 class CallerNetwork:
     """Where loopback-written scenarios put their callers when the regions are elsewhere.
 
@@ -91,13 +102,8 @@ class NetnsTwin(CallerNetwork, ProcessTwin):
             raise NetnsError(problem)
         self.tag = secrets.token_hex(2)  # names: st<tag>..., at most 15 characters
         self.bridge = f"st{self.tag}br"
-        regions_net, callers_net = _free_networks()
-        self.regions_net, self.callers_net = regions_net, callers_net
-        hosts = regions_net.hosts()
-        self.gateway = str(next(hosts))
-        base = config.catalogue or Catalogue.load(default_catalogue_dir())
-        placed = [replace(r, address=str(next(hosts))) for r in base]
-        super().__init__(replace(config, catalogue=Catalogue(placed)))
+        placed, self.regions_net, self.callers_net, self.gateway = place_regions(config)
+        super().__init__(placed)
         self.namespaces: dict[str, str] = {}
         self.caller_interface = self.bridge
         self._sources: set[str] = set()

@@ -16,7 +16,6 @@ import base64
 import dataclasses
 import json
 import secrets
-import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from ..cloud.view import ControlPlaneView
+from ..runtime import until_terminated
 from ..settings import build_fidelity
 from ..sip.digest import NonceIssuer, make_opaque
 from ..transport.tls import ensure_certificate, server_context
@@ -96,12 +96,8 @@ async def serve(args: argparse.Namespace) -> int:
     ports = {t: (a[1] if a else None) for t, a in node.addresses.items()}
     print(json.dumps({"event": READY, "region": region.id, "address": region.address,
                       "ports": ports, "control_socket": str(socket_path)}), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     try:
-        await stop.wait()
+        await until_terminated()
     finally:
         await runner.cleanup()
         await node.close()
