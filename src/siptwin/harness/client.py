@@ -37,6 +37,7 @@ from ..sip.transaction import (
 )
 from ..sip.uri import SipUri, parse_uri
 from ..transport.endpoint import EndpointConfig, SipEndpoint, Source
+from ..transport.timers import LayerTimer
 from ..transport.tls import client_context
 
 DEFAULT_OFFER = object()  # sentinel: offer PCMU/PCMA/telephone-event from the client
@@ -94,7 +95,7 @@ class SipClient:
         self._events: dict[TxKey, asyncio.Queue[Response | None]] = {}
         self._calls: dict[str, CallResult] = {}
         self._ended: dict[str, asyncio.Event] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = LayerTimer(self.layer, self._apply)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
@@ -102,8 +103,7 @@ class SipClient:
         await self.endpoint.start()
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
         await self.endpoint.close()
 
     async def __aenter__(self) -> SipClient:
@@ -150,12 +150,7 @@ class SipClient:
                     self._events[effect.key].put_nowait(None)
             elif isinstance(effect, RequestReceived):
                 self._on_request(effect)
-        deadline = self.layer.next_deadline()
-        if deadline is not None:
-            if self._timer is not None:
-                self._timer.cancel()
-            assert self._loop is not None
-            self._timer = self._loop.call_at(deadline, lambda: self._apply(self.layer.advance(self._now())))
+        self._timer.reschedule()
 
     def _send(self, message: Request | Response, hop: Hop) -> None:
         data = message.to_bytes()

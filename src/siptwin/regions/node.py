@@ -40,6 +40,7 @@ from ..sip.transaction import (
 from ..sip.uri import SipUri
 from ..sip.validate import UasPolicy
 from ..transport.endpoint import EndpointConfig, Impairment, SipEndpoint, Source
+from ..transport.timers import LayerTimer
 from .calls import Call, CallRegistry, TraceEntry, new_call_sid
 from .catalogue import Catalogue, Region
 from .pipeline import REALM, DigestState, InviteContext, Verdict, run_pipeline
@@ -174,8 +175,7 @@ class RegionNode:
             self._on_bytes,
         )
         self._dialogs: dict[str, Dialog] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = LayerTimer(self.layer, self._apply)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -190,8 +190,7 @@ class RegionNode:
         await self.endpoint.start()
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
         for task in list(self._tasks):
             task.cancel()
         await self.endpoint.close()
@@ -240,21 +239,7 @@ class RegionNode:
                 self._on_timeout(effect)
             elif isinstance(effect, ResponseReceived):
                 pass  # answers to our BYEs need no action
-        self._schedule()
-
-    def _schedule(self) -> None:
-        deadline = self.layer.next_deadline()
-        if deadline is None or deadline == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        assert self._loop is not None
-        self._timer_at = deadline
-        self._timer = self._loop.call_at(deadline, self._tick)
-
-    def _tick(self) -> None:
-        self._timer = self._timer_at = None
-        self._apply(self.layer.advance(self._now()))
+        self._timer.reschedule()
 
     # ------------------------------------------------------------------ output
     def _send(self, message: Request | Response, hop: Hop) -> None:
