@@ -93,7 +93,7 @@ class ScenarioFile(pytest.File):
         except ScenarioError as err:
             raise self.CollectError(str(err)) from None
         catalogue = _catalogue(self.config)
-        every_region = Catalogue.load(default_catalogue_dir()).regions
+        every_region = _all_regions(self.config)
         unknown = [r for r in scenario.regions or [] if r not in every_region]
         if unknown:
             raise self.CollectError(f"{self.path}: unknown region(s) {', '.join(unknown)}")
@@ -108,8 +108,16 @@ class ScenarioFile(pytest.File):
                 yield item
 
 
+def _all_regions(config: pytest.Config) -> dict[str, Any]:
+    cached = getattr(config, "_siptwin_catalogue", None)
+    if cached is None:  # read the region files once per session, not once per scenario file
+        cached = config._siptwin_catalogue = Catalogue.load(default_catalogue_dir())  # type: ignore[attr-defined]
+    return cached.regions
+
+
 def _catalogue(config: pytest.Config) -> Catalogue:
-    catalogue = Catalogue.load(default_catalogue_dir())
+    _all_regions(config)
+    catalogue: Catalogue = config._siptwin_catalogue  # type: ignore[attr-defined]
     chosen = config.getoption("--siptwin-regions")
     return catalogue.select(chosen.split(",")) if chosen else catalogue
 

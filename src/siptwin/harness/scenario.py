@@ -256,6 +256,9 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+
 class ScenarioError(ValueError):
     """A scenario file that cannot be used; the message names the file and line."""
 
@@ -296,7 +299,7 @@ def load_scenario(path: Path, root: Path) -> Scenario:
         raise ScenarioError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}:1: a scenario is a mapping with title, pins, when/then")
-    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data),
+    errors = sorted(_VALIDATOR.iter_errors(data),
                     key=lambda e: list(e.absolute_path))
     if errors:
         err = min(errors, key=lambda e: len(list(e.absolute_path)) * -1)
