@@ -83,6 +83,11 @@ class Message:
         self.headers.remove(name)
         self._views.clear()
 
+    def drop_views(self) -> None:
+        """Forget the decoded headers (they decode again on demand): a message kept only for
+        matching and retransmission then costs its raw text, not twice that."""
+        self._views.clear()
+
     def replace_top_via(self, via: Via) -> None:
         self.headers.replace_first_value("Via", str(via))
         vias = self._views.get("via")

@@ -388,6 +388,7 @@ class ServerInvite(Transaction):
         out.append(Send(response, self.peer, self.key))
         if status < 200:
             return
+        self.request.drop_views()  # kept 32 s for matching only: see Message.drop_views
         config = layer.config
         if status < 300:
             self.state = State.ACCEPTED
@@ -443,6 +444,7 @@ class ServerNonInvite(Transaction):
         if response.status < 200:
             self.state = State.PROCEEDING
             return
+        self.request.drop_views()
         self.state = State.COMPLETED
         if self.reliable:
             layer._terminate(self, out)
