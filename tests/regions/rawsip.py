@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from siptwin.harness.client import contact_uri
 from siptwin.sip.errors import SipParseError
 from siptwin.sip.message import Request, Response, make_request, parse_datagram
 from siptwin.sip.sdp import make_offer
@@ -112,7 +113,7 @@ class RawUac:
                   headers: Sequence[tuple[str, str]] = (), body: bytes = b"") -> Request:
         """A request inside the dialog ``ok`` established (To with the node's tag)."""
         return self.request(leg, method, headers=headers, body=body, cseq=cseq,
-                            to_value=dialog_to(ok), uri=_contact(ok) or leg.uri)
+                            to_value=dialog_to(ok), uri=contact_uri(ok) or leg.uri)
 
     # ------------------------------------------------------------------ receiving
     async def wait_for(self, predicate: Callable[[Request | Response], bool],
@@ -172,16 +173,6 @@ def _unique(responses: list[Response]) -> list[Response]:
             seen.add(key)
             out.append(r)
     return out
-
-
-def _contact(response: Response) -> str | None:
-    try:
-        contacts = response.contacts
-    except SipParseError:
-        return None
-    if contacts and contacts[0].address is not None:
-        return str(contacts[0].address.uri)
-    return None
 
 
 def statuses(responses: list[Response]) -> list[int]:

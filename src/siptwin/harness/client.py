@@ -293,7 +293,7 @@ class SipClient:
     async def _confirm(self, invite: Request, ok: Response, hop: Hop, result: CallResult,
                        hold: float, hang_up: bool, cseq: int) -> None:
         result.established = True
-        target = _contact_uri(ok) or invite.uri_text
+        target = contact_uri(ok) or invite.uri_text
         to_value = ok.headers.get("To") or ""
         dialog_hop = hop
         if hop.transport == "udp":
@@ -363,7 +363,8 @@ class SipClient:
         return got
 
 
-def _contact_uri(response: Response) -> str | None:
+def contact_uri(response: Response) -> str | None:
+    """The first Contact URI of a response (where in-dialog requests go), None if unusable."""
     try:
         contacts = response.contacts
     except SipParseError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 from twilio.rest import Client
 
@@ -71,21 +72,24 @@ def provision(client: Client, plan: DomainPlan) -> Provisioned:
         sip.domains(domain.sid).auth.calls.ip_access_control_list_mappings.create(
             ip_access_control_list_sid=acl.sid)
     if plan.credentials:
-        cl = sip.credential_lists.create(friendly_name=f"{plan.label}-users")
-        cl_sid = cl.sid
-        for username, password in plan.credentials:
-            sip.credential_lists(cl.sid).credentials.create(username=username, password=password)
+        cl_sid = _credential_list(sip, f"{plan.label}-users", plan.credentials)
         sip.domains(domain.sid).auth.calls.credential_list_mappings.create(
-            credential_list_sid=cl.sid)
+            credential_list_sid=cl_sid)
     if plan.registration_credentials:
-        rl = sip.credential_lists.create(friendly_name=f"{plan.label}-registrations")
-        registration_sid = rl.sid
-        for username, password in plan.registration_credentials:
-            sip.credential_lists(rl.sid).credentials.create(username=username, password=password)
+        registration_sid = _credential_list(sip, f"{plan.label}-registrations",
+                                            plan.registration_credentials)
         sip.domains(domain.sid).auth.registrations.credential_list_mappings.create(
-            credential_list_sid=rl.sid)
+            credential_list_sid=registration_sid)
     lists = [sid for sid in (cl_sid, registration_sid) if sid]
     return Provisioned(domain.sid, domain.domain_name, acl_sid, cl_sid, entry_sids, lists)
+
+
+def _credential_list(sip: Any, name: str, users: list[tuple[str, str]]) -> str:
+    """A credential list holding ``users``; returns its SID."""
+    created = sip.credential_lists.create(friendly_name=name)
+    for username, password in users:
+        sip.credential_lists(created.sid).credentials.create(username=username, password=password)
+    return str(created.sid)
 
 
 def deprovision(client: Client, provisioned: Provisioned) -> None:
