@@ -27,6 +27,7 @@ import csv
 import json
 import os
 import platform
+import resource
 import shlex
 import socket
 import subprocess
@@ -60,6 +61,7 @@ class RateResult:
     p99_ms: float | None
     max_ms: float | None
     twin_cpu_ms_per_call: float | None = None  # utime+stime of the twin / successful calls
+    sipp_cpu_ms_per_call: float | None = None  # the same for SIPp (it shares the two cores)
 
     @property
     def passed(self) -> bool:
@@ -177,8 +179,12 @@ def run_rate(host: str, port: int, region: str, rate: int, seconds: float, limit
     run_dir.mkdir()
     argv = sipp_argv(host, port, region, rate, calls, limit, scenario)
     began = time.perf_counter()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(argv, cwd=run_dir, capture_output=True, text=True, timeout=300)
     wall = time.perf_counter() - began
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sipp_cpu = (children.ru_utime - children_before.ru_utime
+                + children.ru_stime - children_before.ru_stime)
     successful = failed = retrans = 0
     stat = run_dir / "stat.csv"
     if stat.exists():
@@ -191,7 +197,9 @@ def run_rate(host: str, port: int, region: str, rate: int, seconds: float, limit
     times = sorted(_rtt_values(run_dir))
     return RateResult(rate, calls, successful, failed, retrans, proc.returncode, round(wall, 2),
                       round(successful / wall, 1) if wall else 0.0,
-                      _pct(times, 0.50), _pct(times, 0.99), times[-1] if times else None)
+                      _pct(times, 0.50), _pct(times, 0.99), times[-1] if times else None,
+                      sipp_cpu_ms_per_call=round(sipp_cpu * 1000 / successful, 2)
+                      if successful else None)
 
 
 def _rtt_values(run_dir: Path) -> list[float]:
@@ -232,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voice-url", default=TWIML, help="the domain's voice_url")
     parser.add_argument("--keep-going", action="store_true", help="run rates past a failure")
     parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument("--py-spy", type=Path, metavar="FILE",
+                        help="sample the twin with py-spy during the run (collapsed stacks)")
     args = parser.parse_args(argv)
     rates = [int(r) for r in args.rates.split(",")]
 
@@ -254,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{report.rss_idle_kb / 1024:.1f} MB; SIPp -> {args.region} {host}:{port}")
             print(f"scenario: {SCENARIO.relative_to(ROOT)}")
             print(f"{'rate':>6} {'calls':>6} {'ok':>6} {'failed':>6} {'retrans':>7} "
-                  f"{'cps':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'cpu ms/call':>11}")
+                  f"{'cps':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'cpu ms/call':>11} "
+                  f"{'sipp ms/call':>12}")
+            sampler = start_sampler(twin.pid, args.py_spy) if args.py_spy else None
             for rate in rates:
                 cpu_before = cpu_seconds(twin.pid)
                 result = run_rate(host, port, args.region, rate, args.seconds, args.limit, work,
@@ -266,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{rate:>6} {result.calls:>6} {result.successful:>6} {result.failed:>6} "
                       f"{result.retransmissions:>7} {result.achieved_cps:>7} "
                       f"{_fmt(result.p50_ms)} {_fmt(result.p99_ms)} {_fmt(result.max_ms)} "
-                      f"{_fmt(result.twin_cpu_ms_per_call, 11)}"
+                      f"{_fmt(result.twin_cpu_ms_per_call, 11)} "
+                      f"{_fmt(result.sipp_cpu_ms_per_call, 12)}"
                       f"{'' if result.passed else f'  FAILED (exit {result.exit_code})'}",
                       flush=True)
                 if result.passed:
@@ -274,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
                 elif not args.keep_going:
                     break
                 time.sleep(1.0)  # let the twin drain timers between steps
+            if sampler is not None:
+                stop_sampler(sampler)
+                print(f"py-spy samples: {args.py_spy}\n" + hot_functions(args.py_spy))
             report.rss_after_kb = proc_status(twin.pid, "VmRSS")
             report.rss_peak_kb = proc_status(twin.pid, "VmHWM")
             if args.settle > 0:
@@ -298,6 +314,35 @@ def main(argv: list[str] | None = None) -> int:
                                  "rates": [asdict(r) | {"passed": r.passed} for r in report.rates]}
         args.json.write_text(json.dumps(data, indent=2))
     return 0
+
+
+def start_sampler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "200",
+                             "--format", "raw", "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_sampler(sampler: subprocess.Popen[bytes]) -> None:
+    sampler.send_signal(2)  # SIGINT: py-spy writes its file and exits
+    try:
+        sampler.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        sampler.kill()
+
+
+def hot_functions(collapsed: Path, top: int = 25) -> str:
+    """Self time per function (the leaf frame of each collapsed stack), highest first."""
+    own: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        leaf = stack.rsplit(";", 1)[-1]
+        own[leaf] = own.get(leaf, 0) + int(count)
+        total += int(count)
+    rows = sorted(own.items(), key=lambda kv: -kv[1])[:top]
+    return "\n".join(f"{100 * n / total:5.1f} %  {name}" for name, n in rows)
 
 
 def _fmt(value: float | None, width: int = 7) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .regions.catalogue import Catalogue, CatalogueError, default_catalogue_dir
-from .runtime import until_terminated
+from .runtime import run_event_loop, settle_for_serving, until_terminated
 from .settings import SETTINGS, SettingsError, load_fidelity
 
 _IMPORTED_AT = time.monotonic()
@@ -98,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_up(args: argparse.Namespace) -> int:
     if args.detach:
         return _detach(args)
-    return asyncio.run(_serve(args))
+    return run_event_loop(_serve(args))
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -128,6 +127,7 @@ async def _serve(args: argparse.Namespace) -> int:
     pid_file = args.state / "siptwin.pid"
     pid_file.write_text(str(os.getpid()))
     _write_api_file(args.state, twin)
+    settle_for_serving()
     since_exec = _seconds_since_process_start()
     print(f"{READY_LINE} in {twin.started_in:.3f} s (process start to ready: {since_exec:.2f} s)",
           flush=True)

@@ -3,7 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import signal
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# Young-generation collections every this many net allocations (CPython's default is 700).
+# A node under load allocates a few thousand short-lived objects per call, almost none of
+# them in reference cycles; collecting every 700 allocations costs a tenth of its CPU.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_for_serving() -> None:
+    """Tune the cyclic garbage collector for a server that has finished starting.
+
+    Everything alive now (modules, the catalogue, the control plane, listeners) lives as long
+    as the process: ``gc.freeze`` moves it out of the collector's way, so full collections
+    only walk what calls create. Only for whole processes that serve (``siptwin up``, a
+    region process); an embedding test run keeps the defaults.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 async def until_terminated() -> None:
@@ -13,3 +38,21 @@ async def until_terminated() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
+
+
+def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run a serving process's main coroutine on uvloop when it is installed.
+
+    uvloop (libuv) spends a fraction of asyncio's pure-Python loop per datagram; the SIP
+    stack does not depend on which loop runs it. ``SIPTWIN_EVENT_LOOP=asyncio`` forces the
+    standard loop (to compare, or to rule the loop out while debugging).
+    """
+    choice = os.environ.get("SIPTWIN_EVENT_LOOP", "uvloop")
+    if choice == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)

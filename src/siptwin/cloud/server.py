@@ -39,7 +39,7 @@ async def start_site(app: web.Application, host: str, port: int) -> tuple[web.Ap
     site = web.TCPSite(runner, host, port)
     await site.start()
     server = site._server  # aiohttp exposes the bound port only through the server object
-    assert isinstance(server, asyncio.base_events.Server)
+    assert server is not None and server.sockets  # asyncio or uvloop Server
     bound_port = int(server.sockets[0].getsockname()[1])
     return runner, bound_port
 

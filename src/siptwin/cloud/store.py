@@ -127,6 +127,9 @@ class Store:
         self._connection = connect(self.path)
         migrate(self._connection)
         self._listeners: list[ChangeListener] = []
+        # Commits made through this object; a view in the same process compares it instead
+        # of asking SQLite whether the file changed.
+        self.commits = 0
         self._pending_changes = 0
 
     @classmethod
@@ -172,6 +175,7 @@ class Store:
                 cx.execute("ROLLBACK")
                 raise
             cx.execute("COMMIT")
+            self.commits += 1
             wrote_changes = self._pending_changes
         if wrote_changes:
             version = self.version()

@@ -3,10 +3,12 @@
 A region node asks one question per request — "what is this host name, and who may use
 it?" — so the view answers with an immutable :class:`DomainSnapshot` holding everything the
 inbound pipeline needs (webhooks, flags, IP networks, digest HA1s).  Snapshots are cached
-in memory; the cache is dropped whenever the database changes, detected with SQLite's
-``PRAGMA data_version`` on the view's own connection.  That pragma changes when *any other*
-connection commits — the API in this process or a control plane in another process — so a
-change is visible on the very next lookup, and the check costs one cheap pragma call.
+in memory; the cache is dropped whenever the database changes, so a change is visible on
+the very next lookup. A view opened on a :class:`Store` of the same process (the embedded
+twin: its REST API writes through that store) watches the store's commit counter, which
+costs nothing per lookup. A view opened on a path (a region in another process) asks SQLite
+with ``PRAGMA data_version`` on its own connection, which changes when any other
+connection commits.
 """
 
 from __future__ import annotations
@@ -91,8 +93,10 @@ class ControlPlaneView:
     def __init__(
         self, source: Store | Path | str, *, clock: Callable[[], float] = time.time
     ) -> None:
+        self._store: Store | None = None
         if isinstance(source, Store):
             path = source.path
+            self._store = source
         else:
             path = Path(source)
             if path.is_dir():
@@ -103,6 +107,7 @@ class ControlPlaneView:
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection = connect(path)
         self._seen_data_version: int | None = None
+        self._seen_commits: int | None = None
         self._domains: dict[str, DomainSnapshot | None] = {}
         self._tokens: dict[str, str | None] = {}
         # Routes may be switching over (propagation delay): cached answers expire then.
@@ -145,6 +150,14 @@ class ControlPlaneView:
     # --- internals -------------------------------------------------------------------------
 
     def _drop_cache_if_stale(self) -> None:
+        if self._store is not None:
+            commits = self._store.commits
+            if commits != self._seen_commits or self._clock() >= self._cache_valid_until:
+                self._seen_commits = commits
+                self._domains.clear()
+                self._tokens.clear()
+                self._cache_valid_until = float("inf")
+            return
         data_version = int(self._connection.execute("PRAGMA data_version").fetchone()[0])
         if data_version != self._seen_data_version or self._clock() >= self._cache_valid_until:
             self._seen_data_version = data_version

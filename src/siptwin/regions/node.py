@@ -24,7 +24,7 @@ from ..sip.admission import admit
 from ..sip.errors import SipParseError
 from ..sip.message import Request, Response, make_request, make_response
 from ..sip.routing import Hop, response_hop, stamp_received
-from ..sip.sdp import Answer, answer_offer, make_offer
+from ..sip.sdp import Answer, SessionDescription, answer_offer, make_offer
 from ..sip.transaction import (
     AckReceived,
     RequestReceived,
@@ -84,6 +84,7 @@ class Dialog:
     hop: Hop
     to_tag: str
     local_sdp: bytes | None = None
+    local_description: SessionDescription | None = None  # local_sdp, decoded
     answered: bool = False
     confirmed: bool = False
     local_cseq: int = 0
@@ -120,6 +121,11 @@ class CallSession:
     def media_answer(self) -> bytes | None:
         """Our SDP (answer, or offer for a late-offer INVITE) once the call is answered."""
         return self._dialog.local_sdp
+
+    @property
+    def media_description(self) -> SessionDescription | None:
+        """``media_answer`` already decoded (None for a late offer: ours is only bytes)."""
+        return self._dialog.local_description
 
     @property
     def domain(self) -> DomainSnapshot:
@@ -404,7 +410,9 @@ class RegionNode:
         body = b""
         if request.body:
             answer = answer_offer(request.sdp, self.region.address, port, 1)
-            body = answer.to_bytes() if isinstance(answer, Answer) else b""
+            if isinstance(answer, Answer):
+                dialog.local_description = answer.description
+                body = answer.to_bytes()
         else:
             body = make_offer(self.region.address, port, 1)
         dialog.local_sdp = body

@@ -25,7 +25,7 @@ from ..sip.digest import (
 )
 from ..sip.errors import SipParseError
 from ..sip.message import Request
-from ..sip.sdp import NoCommonCodec, SdpError, answer_offer, summarize_offer
+from ..sip.sdp import SdpError, refuse_offer, summarize_offer
 from ..sip.uri import SipUri
 from .catalogue import Catalogue, HostMatch, Region
 
@@ -95,7 +95,6 @@ class InviteContext:
     domain: DomainSnapshot | None = None
     username: str | None = None
     credentials: Credentials | None = None
-    sdp_answer: bytes | None = None
     offer_summary: object | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -238,9 +237,9 @@ def media_offer_acceptable(ctx: InviteContext) -> Verdict | None:
         return Verdict("media_offer_acceptable", status, "Not Acceptable Here", SRTP_NOT_SECURE)
     if domain.secure and not summary.srtp_offered:
         return Verdict("media_offer_acceptable", status, "Not Acceptable Here", RTP_ON_SECURE)
-    answer = answer_offer(offer, ctx.region.address, 0, 1)
-    if isinstance(answer, NoCommonCodec):
-        ctx.notes.append(answer.reason)
+    refused = refuse_offer(offer)
+    if refused is not None:
+        ctx.notes.append(refused.reason)
         return Verdict("media_offer_acceptable", status, "Not Acceptable Here", NO_COMMON_CODEC)
     return None
 

@@ -11,7 +11,6 @@ whatever network namespace it runs in, and exposes nothing on the network.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import dataclasses
 import json
@@ -24,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from ..cloud.view import ControlPlaneView
-from ..runtime import until_terminated
+from ..runtime import run_event_loop, settle_for_serving, until_terminated
 from ..settings import build_fidelity
 from ..sip.digest import NonceIssuer, make_opaque
 from ..transport.tls import ensure_certificate, server_context
@@ -94,6 +93,7 @@ async def serve(args: argparse.Namespace) -> int:
     await runner.setup()
     await web.UnixSite(runner, str(socket_path)).start()
     ports = {t: (a[1] if a else None) for t, a in node.addresses.items()}
+    settle_for_serving()
     print(json.dumps({"event": READY, "region": region.id, "address": region.address,
                       "ports": ports, "control_socket": str(socket_path)}), flush=True)
     try:
@@ -144,7 +144,7 @@ def _side_channel(node: RegionNode, calls: CallRegistry) -> web.Application:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return asyncio.run(serve(parse_arguments(argv)))
+    return run_event_loop(serve(parse_arguments(argv)))
 
 
 if __name__ == "__main__":

@@ -47,11 +47,28 @@ def _display(name: str) -> str:
     return quote(name)
 
 
+# Decoded values by (text, header): the requests of one call repeat their From, To and
+# Contact, and NameAddr is immutable. Bounded like the URI memo.
+_DECODED: dict[tuple[str, str], NameAddr] = {}
+_DECODED_MAX = 4096
+
+
 def parse_name_addr(text: str, what: str) -> NameAddr:
     """Parse one name-addr or addr-spec with its header parameters.
 
     ``what`` names the header in error messages, e.g. "To".
     """
+    key = (text, what)
+    value = _DECODED.get(key)
+    if value is None:
+        value = _parse_name_addr(text, what)  # errors are raised each time, never remembered
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[key] = value
+    return value
+
+
+def _parse_name_addr(text: str, what: str) -> NameAddr:
     text = text.strip(LWS)
     if not text:
         raise SipParseError(f"Empty {what} header")

@@ -74,8 +74,14 @@ _WHITESPACE = " \t"
 _FOLDING = re.compile(r"\r?\n[ \t]+")
 
 
+_TOKEN_RUN = re.compile("[" + re.escape("".join(sorted(_TOKEN_CHARS))) + "]+")
+_TOKEN_TEXT = re.compile("[" + re.escape("".join(sorted(_TOKEN_CHARS))) + "]+\\Z")
+# What _quote must escape: the quote, the backslash and control characters but HTAB.
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x08\x0a-\x1f\x7f]')
+
+
 def _is_token(text: str) -> bool:
-    return bool(text) and all(char in _TOKEN_CHARS for char in text)
+    return _TOKEN_TEXT.match(text) is not None
 
 
 class _Scanner:
@@ -102,8 +108,9 @@ class _Scanner:
 
     def read_token(self, what: str) -> str:
         start = self.pos
-        while self.peek() and self.peek() in _TOKEN_CHARS:
-            self.pos += 1
+        match = _TOKEN_RUN.match(self.text, start)
+        if match is not None:
+            self.pos = match.end()
         if self.pos == start:
             found = repr(self.peek()) if self.peek() else "end of value"
             raise self.fail(f"expected {what}, found {found}")
@@ -222,7 +229,7 @@ def _split_scheme(value: str) -> tuple[str, str]:
     if not scanner.at_end() and not scanner.skip_whitespace():
         raise scanner.fail(f"expected whitespace after scheme {scheme!r}")
     rest = text[scanner.pos :]
-    if any(char in "\r\n" for char in rest):
+    if "\r" in rest or "\n" in rest:
         raise scanner.fail("line break inside header value")
     return scheme, rest
 
@@ -230,6 +237,8 @@ def _split_scheme(value: str) -> tuple[str, str]:
 def _quote(value: str) -> str:
     if "\r" in value or "\n" in value:
         raise DigestSyntaxError(f"parameter value {value!r} contains a line break")
+    if _NEEDS_ESCAPE.search(value) is None:
+        return f'"{value}"'
     escaped = "".join(
         "\\" + char if char in '"\\' or _is_forbidden_control(char) else char for char in value
     )
@@ -258,7 +267,10 @@ class _AuthHeaderValue:
 
     def get(self, name: str) -> str | None:
         wanted = name.lower()
-        return next((value for key, value in self.params if key == wanted), None)
+        for key, value in self.params:
+            if key == wanted:
+                return value
+        return None
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None

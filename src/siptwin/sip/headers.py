@@ -58,6 +58,7 @@ SINGLE_VALUED = ("Call-ID", "From", "To", "CSeq", "Max-Forwards", "Content-Lengt
 
 
 _KEY_MEMO: dict[str, str] = {}
+_NONE: list[list[str]] = []  # the answer for an absent header; never mutated
 
 
 def canonical_name(name: str) -> str:
@@ -72,11 +73,14 @@ class Headers:
     what was received (modulo folding). Look-ups are case-insensitive and compact-form aware.
     """
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_fields", "_index")
 
     def __init__(self, fields: list[tuple[str, str]] | None = None) -> None:
         # entries: [key (canonical lower-case), name as written, value]
         self._fields: list[list[str]] = []
+        # key -> its entries in order, built on the first look-up: a message is parsed once
+        # and then asked for the same dozen headers many times.
+        self._index: dict[str, list[list[str]]] | None = None
         for name, value in fields or ():
             self.add(name, value)
 
@@ -84,6 +88,7 @@ class Headers:
     def _from_parsed(cls, entries: list[list[str]]) -> Headers:
         h = cls.__new__(cls)
         h._fields = entries
+        h._index = None
         return h
 
     @staticmethod
@@ -97,12 +102,33 @@ class Headers:
                 _KEY_MEMO[name] = key
         return key
 
+    def _entries(self, name: str) -> list[list[str]]:
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            for entry in self._fields:
+                found = index.get(entry[0])
+                if found is None:
+                    index[entry[0]] = [entry]
+                else:
+                    found.append(entry)
+        key = _KEY_MEMO.get(name)
+        return index.get(key if key is not None else self.key(name), _NONE)
+
+    def drop_index(self) -> None:
+        """Forget the look-up index (rebuilt on demand) of a message kept only for matching."""
+        self._index = None
+
     def add(self, name: str, value: str) -> None:
-        self._fields.append([self.key(name), name, value])
+        entry = [self.key(name), name, value]
+        self._fields.append(entry)
+        if self._index is not None:
+            self._index.setdefault(entry[0], []).append(entry)
 
     def set(self, name: str, value: str) -> None:
         """Replace every field called ``name`` by one; keeps the position of the first."""
         key = self.key(name)
+        self._index = None
         for i, entry in enumerate(self._fields):
             if entry[0] == key:
                 self._fields[i] = [key, name, value]
@@ -112,35 +138,30 @@ class Headers:
 
     def remove(self, name: str) -> None:
         key = self.key(name)
+        self._index = None
         self._fields = [e for e in self._fields if e[0] != key]
 
     def replace_first_value(self, name: str, value: str) -> None:
         """Replace the first comma-separated value of the first ``name`` field (a top Via)."""
-        key = self.key(name)
-        for entry in self._fields:
-            if entry[0] == key:
-                values = split_commas(entry[2])
-                values[0] = value
-                entry[2] = ", ".join(values)
-                return
-        raise KeyError(name)
+        entries = self._entries(name)
+        if not entries:
+            raise KeyError(name)
+        entry = entries[0]  # the same list object as in _fields: both see the change
+        values = split_commas(entry[2])
+        values[0] = value
+        entry[2] = ", ".join(values)
 
     def get(self, name: str) -> str | None:
         """Value of the first field called ``name``."""
-        key = self.key(name)
-        for entry in self._fields:
-            if entry[0] == key:
-                return entry[2]
-        return None
+        entries = self._entries(name)
+        return entries[0][2] if entries else None
 
     def get_all(self, name: str) -> list[str]:
         """Values of every field called ``name``, one per header line."""
-        key = self.key(name)
-        return [e[2] for e in self._fields if e[0] == key]
+        return [e[2] for e in self._entries(name)]
 
     def count(self, name: str) -> int:
-        key = self.key(name)
-        return sum(1 for e in self._fields if e[0] == key)
+        return len(self._entries(name))
 
     def values(self, name: str) -> list[str]:
         """List header values split at top-level commas, across every line."""

@@ -87,6 +87,7 @@ class Message:
         """Forget the decoded headers (they decode again on demand): a message kept only for
         matching and retransmission then costs its raw text, not twice that."""
         self._views.clear()
+        self.headers.drop_index()
 
     def replace_top_via(self, via: Via) -> None:
         self.headers.replace_first_value("Via", str(via))
@@ -98,7 +99,7 @@ class Message:
         try:
             return self._views[key]
         except KeyError:
-            value = self._views[key] = decode()
+            value = self._views[key] = decode(self)
             return value
 
     def _single(self, name: str) -> str | None:
@@ -113,10 +114,11 @@ class Message:
             raise SipParseError(f"Missing {name} header")
         return value
 
-    # -- typed views
+    # -- typed views (decoded on first use, then kept in ``_views``; the decoders below are
+    # module functions so that a hit costs one dict look-up and no closure)
     @property
     def vias(self) -> list[Via]:
-        return self._view("via", lambda: parse_vias(self.headers.values("Via")))
+        return self._view("via", _decode_vias)
 
     @property
     def top_via(self) -> Via:
@@ -127,75 +129,59 @@ class Message:
 
     @property
     def from_(self) -> NameAddr:
-        return self._view("from", lambda: parse_name_addr(self._required("From"), "From"))
+        return self._view("from", _decode_from)
 
     @property
     def to(self) -> NameAddr:
-        return self._view("to", lambda: parse_name_addr(self._required("To"), "To"))
+        return self._view("to", _decode_to)
 
     @property
     def call_id(self) -> str:
-        def decode() -> str:
-            value = self._required("Call-ID").strip()
-            if not value or any(c in value for c in " \t"):
-                raise SipParseError("Malformed Call-ID header")
-            return value
-
-        return self._view("call-id", decode)
+        return self._view("call-id", _decode_call_id)
 
     @property
     def cseq(self) -> CSeq:
-        return self._view("cseq", lambda: parse_cseq(self._required("CSeq")))
+        return self._view("cseq", _decode_cseq)
 
     @property
     def max_forwards(self) -> int | None:
-        def decode() -> int | None:
-            value = self._single("Max-Forwards")
-            return None if value is None else parse_small_int(value, "Max-Forwards", 255)
-
-        return self._view("max-forwards", decode)
+        return self._view("max-forwards", _decode_max_forwards)
 
     @property
     def expires(self) -> int | None:
-        def decode() -> int | None:
-            value = self._single("Expires")
-            return None if value is None else parse_small_int(value, "Expires", 2**32 - 1)
-
-        return self._view("expires", decode)
+        return self._view("expires", _decode_expires)
 
     @property
     def contacts(self) -> list[Contact]:
-        return self._view("contact", lambda: parse_contacts(self.headers.values("Contact")))
+        return self._view("contact", _decode_contacts)
 
     @property
     def routes(self) -> list[NameAddr]:
-        return self._view("route", lambda: parse_route_set(self.headers.values("Route"), "Route"))
+        return self._view("route", _decode_routes)
 
     @property
     def record_routes(self) -> list[NameAddr]:
-        return self._view(
-            "record-route",
-            lambda: parse_route_set(self.headers.values("Record-Route"), "Record-Route"),
-        )
+        return self._view("record-route", _decode_record_routes)
 
     @property
     def content_type(self) -> ContentType | None:
-        def decode() -> ContentType | None:
-            value = self._single("Content-Type")
-            return None if value is None else parse_content_type(value)
-
-        return self._view("content-type", decode)
+        return self._view("content-type", _decode_content_type)
 
     @property
     def accept(self) -> list[str] | None:
         """Accepted media types, or None when there is no Accept header."""
         if "Accept" not in self.headers:
             return None
-        return self._view("accept", lambda: parse_accept(self.headers.values("Accept")))
+        return self._view("accept", _decode_accept)
 
     def option_tags(self, name: str) -> list[str]:
         """Values of Require, Proxy-Require, Supported, Unsupported or Allow."""
-        return self._view("tags:" + name.lower(), lambda: parse_tokens(self.headers.values(name), name))
+        key = "tags:" + name.lower()
+        try:
+            return self._views[key]
+        except KeyError:
+            value = self._views[key] = parse_tokens(self.headers.values(name), name)
+            return value
 
     @property
     def require(self) -> list[str]:
@@ -217,21 +203,29 @@ class Message:
     def sdp(self) -> Any:
         """The body parsed as SDP, once per message (the pipeline, the answer and the media
         plan all read the same offer); None without a body. Raises ``SdpError`` if malformed."""
-        from .sdp import parse_sdp
-
-        return self._view("sdp", lambda: parse_sdp(self.body) if self.body else None)
+        return self._view("sdp", _decode_sdp)
 
     def credentials(self, header: str = "Proxy-Authorization") -> list[Any]:
         """Digest (or other scheme) credentials of Authorization or Proxy-Authorization."""
-        from .digest import parse_credentials
+        key = "cred:" + header.lower()
+        try:
+            return self._views[key]
+        except KeyError:
+            from .digest import parse_credentials
 
-        return self._view("cred:" + header.lower(), lambda: [parse_credentials(v) for v in self.headers.get_all(header)])
+            value = self._views[key] = [parse_credentials(v) for v in self.headers.get_all(header)]
+            return value
 
     def challenges(self, header: str = "Proxy-Authenticate") -> list[Any]:
         """Challenges of WWW-Authenticate or Proxy-Authenticate."""
-        from .digest import parse_challenge
+        key = "chal:" + header.lower()
+        try:
+            return self._views[key]
+        except KeyError:
+            from .digest import parse_challenge
 
-        return self._view("chal:" + header.lower(), lambda: [parse_challenge(v) for v in self.headers.get_all(header)])
+            value = self._views[key] = [parse_challenge(v) for v in self.headers.get_all(header)]
+            return value
 
     # -- serialising
     def start_line(self) -> str:
@@ -265,7 +259,7 @@ class Request(Message):
 
     @property
     def uri(self) -> Uri:
-        return self._view("ruri", lambda: parse_uri(self.uri_text))
+        return self._view("ruri", _decode_request_uri)
 
     def start_line(self) -> str:
         return f"{self.method} {self.uri_text} {self.version}"
@@ -294,6 +288,73 @@ class Response(Message):
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"
+
+
+# ---------------------------------------------------------------------------- view decoders
+
+
+def _decode_vias(m: Message) -> list[Via]:
+    return parse_vias(m.headers.values("Via"))
+
+
+def _decode_from(m: Message) -> NameAddr:
+    return parse_name_addr(m._required("From"), "From")
+
+
+def _decode_to(m: Message) -> NameAddr:
+    return parse_name_addr(m._required("To"), "To")
+
+
+def _decode_call_id(m: Message) -> str:
+    value = m._required("Call-ID").strip()
+    if not value or " " in value or "\t" in value:
+        raise SipParseError("Malformed Call-ID header")
+    return value
+
+
+def _decode_cseq(m: Message) -> CSeq:
+    return parse_cseq(m._required("CSeq"))
+
+
+def _decode_max_forwards(m: Message) -> int | None:
+    value = m._single("Max-Forwards")
+    return None if value is None else parse_small_int(value, "Max-Forwards", 255)
+
+
+def _decode_expires(m: Message) -> int | None:
+    value = m._single("Expires")
+    return None if value is None else parse_small_int(value, "Expires", 2**32 - 1)
+
+
+def _decode_contacts(m: Message) -> list[Contact]:
+    return parse_contacts(m.headers.values("Contact"))
+
+
+def _decode_routes(m: Message) -> list[NameAddr]:
+    return parse_route_set(m.headers.values("Route"), "Route")
+
+
+def _decode_record_routes(m: Message) -> list[NameAddr]:
+    return parse_route_set(m.headers.values("Record-Route"), "Record-Route")
+
+
+def _decode_content_type(m: Message) -> ContentType | None:
+    value = m._single("Content-Type")
+    return None if value is None else parse_content_type(value)
+
+
+def _decode_accept(m: Message) -> list[str]:
+    return parse_accept(m.headers.values("Accept"))
+
+
+def _decode_sdp(m: Message) -> Any:
+    from .sdp import parse_sdp
+
+    return parse_sdp(m.body) if m.body else None
+
+
+def _decode_request_uri(m: Request) -> Uri:
+    return parse_uri(m.uri_text)
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -498,15 +559,28 @@ def make_response(
     given and the To has none.
     """
     headers = Headers()
+    tagged = False
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
         for value in request.headers.get_all(name):
             if name == "To" and to_tag and status != 100 and ";tag=" not in value.replace(" ", ""):
                 value = f"{value};tag={to_tag}"
+                tagged = True
             headers.add(name, value)
     for name, value in extra:
         headers.add(name, value)
     headers.add("Content-Length", str(len(body)))
-    return Response(status, reason, headers, body)
+    response = Response(status, reason, headers, body)
+    # The copied headers decode exactly as the request's did: share what is already decoded
+    # (the transaction layer and the trace read the response's To tag, Call-ID and CSeq).
+    decoded = request._views
+    for key in ("via", "from", "call-id", "cseq"):
+        if key in decoded:
+            response._views[key] = decoded[key]
+    to = decoded.get("to")
+    if to is not None:
+        response._views["to"] = NameAddr(to.uri, to.display_name,
+                                         (*to.params, ("tag", to_tag))) if tagged else to
+    return response
 
 
 def make_request(

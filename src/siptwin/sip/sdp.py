@@ -180,6 +180,14 @@ class MediaDescription:
 
     def codecs(self) -> tuple[Codec, ...]:
         """The RTP payload formats in offer order, named by a=rtpmap or the static table."""
+        # Decoded once: the pipeline, the answer and the media plan all ask. The description
+        # is frozen, so the result can live in the instance's dict beside the fields.
+        cached = self.__dict__.get("_codecs")
+        if cached is None:
+            cached = self.__dict__["_codecs"] = self._decode_codecs()
+        return cached
+
+    def _decode_codecs(self) -> tuple[Codec, ...]:
         if not self.is_rtp:
             return ()
         rtpmaps = {
@@ -559,7 +567,24 @@ def answer_offer(
     return Answer(description, codec, event, direction, summary)
 
 
+def refuse_offer(offer: SessionDescription,
+                 preferred: Iterable[str] = ("PCMU", "PCMA")) -> NoCommonCodec | None:
+    """What :func:`answer_offer` would refuse, without building the answer: the pipeline
+    decides on the offer before the voice layer has a media port to answer with."""
+    acceptable = tuple(name.upper() for name in preferred)
+    if any(_pick_codec(media, acceptable) is not None for media in offer.media):
+        return None
+    return NoCommonCodec(summarize_offer(offer), _no_codec_reason(offer, acceptable))
+
+
 def summarize_offer(offer: SessionDescription) -> OfferSummary:
+    cached = offer.__dict__.get("_summary")  # frozen: computed once per parsed offer
+    if cached is None:
+        cached = offer.__dict__["_summary"] = _summarize(offer)
+    return cached
+
+
+def _summarize(offer: SessionDescription) -> OfferSummary:
     audio = [m for m in offer.media if m.media == "audio"]
     primary = next((m for m in audio if m.port != 0), None)
     connection = offer.connection_of(primary) if primary is not None else None

@@ -108,7 +108,24 @@ class OpaqueUri:
 Uri = SipUri | TelUri | OpaqueUri
 
 
+# Decoded URIs by their text. A call repeats the same Request-URI, From and To in each of its
+# requests, and the decoded values are immutable, so they can be shared. Bounded: cleared
+# when full (a flood of distinct URIs only costs the decoding it would have cost anyway).
+_DECODED: dict[str, Uri] = {}
+_DECODED_MAX = 4096
+
+
 def parse_uri(text: str) -> Uri:
+    uri = _DECODED.get(text)
+    if uri is None:
+        uri = _parse_uri(text)  # raises for a malformed URI: errors are not remembered
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[text] = uri
+    return uri
+
+
+def _parse_uri(text: str) -> Uri:
     m = _SCHEME.match(text)
     if m is None:
         raise SipParseError(f"Malformed URI {text[:60]!r}")

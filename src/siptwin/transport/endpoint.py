@@ -16,6 +16,7 @@ import random
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..sip.errors import SipParseError
 from ..sip.message import DEFAULT_MAX_MESSAGE_SIZE, StreamFramer
@@ -130,7 +131,7 @@ class SipEndpoint:
         self.config = config
         self.on_message = on_message
         self._udp: _UdpProtocol | None = None
-        self._servers: list[asyncio.base_events.Server] = []
+        self._servers: list[Any] = []  # asyncio or uvloop Server objects
         self._connections: dict[tuple[str, str, int], _Connection] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.udp_address: tuple[str, int] = (config.host, 0)

@@ -22,7 +22,7 @@ from urllib.parse import urljoin
 from ..harness.client import Auth
 from ..regions.calls import new_call_sid
 from ..regions.node import CallSession
-from . import media
+from . import media, offline
 from .dial import DialOutcome, dial_sip, parse_sip_target
 from .errors import VoiceError
 from .params import CallFacts, plain_uri, sip_header_params, to_from_request_uri
@@ -123,14 +123,17 @@ class CallRun:
     async def answer(self) -> None:
         if self.session.answered or self.ended:
             return
+        try:
+            # Read before answering: once the 200 is sent the transaction keeps the INVITE
+            # only for matching and forgets its decoded parts.
+            offer = self.session.invite.sdp
+        except ValueError:
+            offer = None
         port = await self.media.open()
         await self.session.answer(port)
         if self.session.answered:
-            try:
-                offer = self.session.invite.sdp
-            except ValueError:
-                offer = None
-            self.media.plan = media.plan_media(offer, self.session.media_answer)
+            self.media.plan = media.plan_media(
+                offer, self.session.media_description or self.session.media_answer)
             if self.media.plan is None:
                 self.call.notes.append("no RTP destination in the offer: media not sent")
             self.status.event("answered", "in-progress")
@@ -154,8 +157,10 @@ class CallRun:
     async def _fetch(self, kind: str, url: str, method: str,
                      params: list[tuple[str, str]]) -> TwimlDocument | VoiceError | None:
         """A document from ``url``; None when the caller hung up meanwhile."""
-        sent = await self._until_ended(self.webhooks.send(
-            kind, url, method, params, self.domain.auth_token, self.fidelity))
+        sending = self.webhooks.send(kind, url, method, params, self.domain.auth_token,
+                                     self.fidelity)
+        # A document answered inside the twin never waits, so it needs no race with hang-up.
+        sent = await (sending if offline.handles(url) else self._until_ended(sending))
         if sent is None:
             return None
         exchange, outcome = sent

@@ -20,6 +20,7 @@ import math
 import os
 import secrets
 import shutil
+import socket
 import struct
 import wave
 from array import array
@@ -166,15 +167,15 @@ class MediaPlan:
 
 
 def plan_media(offer_sdp: bytes | SessionDescription | None,
-               answer_sdp: bytes | None) -> MediaPlan | None:
+               answer_sdp: bytes | SessionDescription | None) -> MediaPlan | None:
     """None when there is nothing to send to (late offer, rejected stream, bad SDP).
 
-    The offer may come already parsed (the INVITE's cached ``sdp`` view)."""
+    Either side may come already parsed (the INVITE's cached ``sdp`` view, our answer)."""
     if not offer_sdp or not answer_sdp:
         return None
     try:
         offer = offer_sdp if isinstance(offer_sdp, SessionDescription) else parse_sdp(offer_sdp)
-        answer = parse_sdp(answer_sdp)
+        answer = answer_sdp if isinstance(answer_sdp, SessionDescription) else parse_sdp(answer_sdp)
     except ValueError:
         return None
     for index, media in enumerate(answer.media):
@@ -220,8 +221,16 @@ class MediaStream:
 
     async def open(self) -> int:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Receiver(self), local_addr=(self.local_host, 0))
+        # The region address is numeric: bind directly rather than through the resolver.
+        family = socket.AF_INET6 if ":" in self.local_host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((self.local_host, 0))
+        except OSError:
+            sock.close()
+            raise
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self), sock=sock)
         self._transport = transport
         return transport.get_extra_info("sockname")[1]
 

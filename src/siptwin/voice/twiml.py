@@ -8,6 +8,7 @@ goes on without that part, as Twilio's debugger shows (spec §5.5).
 
 from __future__ import annotations
 
+import functools
 import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
@@ -77,7 +78,13 @@ class TwimlDocument:
     warnings: list[VoiceError] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=256)
 def parse_twiml(body: bytes, url: str) -> TwimlDocument | VoiceError:
+    """The document, or the 12100 error that stops Twilio from reading it.
+
+    Remembered by (body, url): an application answers every call with the same few
+    documents, and the interpreter only reads them (a document is never changed once
+    parsed)."""
     text = body.strip()
     if not text:
         return VoiceError(12100, f"{url} returned an empty document")

@@ -1,0 +1,173 @@
+"""CPU per authenticated call inside one region node, without sockets or SIPp.
+
+Run: python bench/call_path.py [--calls 3000] [--profile out.prof]
+
+The embedded twin starts in this process (all eight regions, the control plane, the voice
+layer) and a domain is provisioned through the twilio SDK with the same static TwiML as
+bench/sipp_load.py. A scripted caller then feeds the us1 node the datagrams of SIPp's
+uac_auth flow - INVITE, ACK of the 407, INVITE with credentials, ACK, BYE - straight into its
+receive entry point, and the node's replies are captured instead of sent. What remains is
+the node's own work per call (parse, validation, transactions, the pipeline, digest, SDP,
+the voice layer, call records), measured as process CPU time, with the caller's share
+measured separately and subtracted.
+
+This is the quick loop for optimising the call path (seconds per run; ``--profile`` writes
+cProfile data). bench/sipp_load.py remains the measure of record: real sockets, a real peer,
+the event loop under load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import hashlib
+import re
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from siptwin.harness.provision import DomainPlan, provision, sdk_client
+from siptwin.harness.twin import EmbeddedTwin, TwinConfig
+from siptwin.regions.node import RegionNode
+from siptwin.runtime import settle_for_serving
+from siptwin.sip.routing import Hop
+from siptwin.transport.endpoint import Source
+
+USER, PASSWORD, LABEL = "alice", "Harbour7Lights", "bench"
+DOMAIN = f"{LABEL}.sip.us1.twilio.com"
+TWIML = 'twiml:<Response><Pause length="60"/></Response>'
+SDP = ("v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+       "t=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+_NONCE = re.compile(rb'nonce="([^"]+)"')
+_OPAQUE = re.compile(rb'opaque="([^"]+)"')
+_TO = re.compile(rb"\r\nTo: ([^\r]+)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Caller:
+    """SIPp's uac_auth.xml as string templates, one call at a time."""
+
+    def __init__(self, node: RegionNode, port: int = 5061) -> None:
+        self.node = node
+        self.source = Source("udp", "127.0.0.1", port, node.region.address, 5060)
+        self.sent: list[bytes] = []
+        node.endpoint.send_now = self._capture  # type: ignore[method-assign]
+        self.caller_cpu = 0.0
+
+    def _capture(self, data: bytes, hop: Hop) -> None:
+        self.sent.append(data)
+
+    def _request(self, method: str, n: int, branch: str, cseq: int, to: str, extra: str = "",
+                 body: str = "") -> bytes:
+        head = (f"{method} sip:1000@{DOMAIN} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-{n}-{branch}\r\n"
+                f"From: sipp <sip:sipp@127.0.0.1:5061>;tag={n}SIPpTag00{n}\r\n"
+                f"To: {to}\r\nCall-ID: {n}-4242@127.0.0.1\r\nCSeq: {cseq} {method}\r\n"
+                f"Contact: sip:sipp@127.0.0.1:5061\r\nMax-Forwards: 70\r\n"
+                f"Subject: Performance Test\r\n{extra}")
+        if body:
+            head += "Content-Type: application/sdp\r\n"
+        return (head + f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+
+    def _reply(self, status: bytes) -> bytes:
+        return next(d for d in reversed(self.sent) if d.startswith(b"SIP/2.0 " + status))
+
+    async def call(self, n: int) -> None:
+        began = time.process_time()
+        to = f"<sip:1000@{DOMAIN}>"
+        invite = self._request("INVITE", n, "1", 1, to, body=SDP)
+        self.caller_cpu += time.process_time() - began
+        self.node._on_bytes(invite, self.source)
+
+        began = time.process_time()
+        challenge = self._reply(b"407")
+        nonce = _NONCE.search(challenge).group(1).decode()  # type: ignore[union-attr]
+        opaque = _OPAQUE.search(challenge).group(1).decode()  # type: ignore[union-attr]
+        to_407 = _TO.search(challenge).group(1).decode()  # type: ignore[union-attr]
+        ack = self._request("ACK", n, "1", 1, to_407)
+        uri = f"sip:1000@{DOMAIN}"
+        ha1 = hashlib.md5(f"{USER}:sip.twilio.com:{PASSWORD}".encode()).hexdigest()
+        ha2 = hashlib.md5(f"INVITE:{uri}".encode()).hexdigest()
+        cnonce = f"{n:08x}"
+        response = hashlib.md5(f"{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}".encode()).hexdigest()
+        auth = (f'Proxy-Authorization: Digest username="{USER}",realm="sip.twilio.com",'
+                f'cnonce="{cnonce}",nc=00000001,qop=auth,uri="{uri}",nonce="{nonce}",'
+                f'response="{response}",algorithm=MD5,opaque="{opaque}"\r\n')
+        invite2 = self._request("INVITE", n, "2", 2, to, auth, SDP)
+        self.caller_cpu += time.process_time() - began
+        self.node._on_bytes(ack, self.source)
+        self.node._on_bytes(invite2, self.source)
+        for _ in range(50):  # the voice layer answers from its own task
+            if self.sent[-1].startswith(b"SIP/2.0 200"):
+                break
+            await asyncio.sleep(0)
+        else:
+            raise RuntimeError(f"call {n} was not answered: {self.sent[-1][:60]!r}")
+
+        began = time.process_time()
+        to_200 = _TO.search(self.sent[-1]).group(1).decode()  # type: ignore[union-attr]
+        ack2 = self._request("ACK", n, "3", 2, to_200)
+        bye = self._request("BYE", n, "4", 3, to_200)
+        self.caller_cpu += time.process_time() - began
+        self.node._on_bytes(ack2, self.source)
+        self.node._on_bytes(bye, self.source)
+        if not self.sent[-1].startswith(b"SIP/2.0 200"):
+            raise RuntimeError(f"BYE of call {n} got {self.sent[-1][:40]!r}")
+        for _ in range(5):
+            await asyncio.sleep(0)  # let the voice layer finish the call
+        self.sent.clear()
+
+
+async def run(calls: int, profile: Path | None) -> None:
+    with tempfile.TemporaryDirectory(prefix="siptwin-callpath-") as tmp:
+        twin = EmbeddedTwin(TwinConfig(state_dir=Path(tmp), api_port=free_port(),
+                                       dns_port=free_port(), tls=False))
+        await twin.start()
+        try:
+            client = sdk_client(twin.api_url, twin.account_sid, twin.auth_token)
+            await asyncio.to_thread(provision, client, DomainPlan(
+                LABEL, voice_url=TWIML, credentials=[(USER, PASSWORD)]))
+            caller = Caller(twin.nodes["us1"])
+            settle_for_serving()  # as `siptwin up` does once ready
+            for n in range(50):  # warm up: caches, first imports
+                await caller.call(n)
+            caller.caller_cpu = 0.0
+            profiler = cProfile.Profile() if profile else None
+            if profiler:
+                profiler.enable()
+            began_cpu, began_wall = time.process_time(), time.perf_counter()
+            for n in range(1000, 1000 + calls):
+                await caller.call(n)
+            cpu = time.process_time() - began_cpu
+            wall = time.perf_counter() - began_wall
+            if profiler:
+                profiler.disable()
+                profiler.dump_stats(profile)
+            node_cpu = cpu - caller.caller_cpu
+            print(f"{calls} calls in {wall:.2f} s; node CPU {node_cpu * 1e3 / calls:.3f} ms per "
+                  f"call (caller {caller.caller_cpu * 1e3 / calls:.3f} ms per call excluded)"
+                  f" -> at most {calls / node_cpu:.0f} calls/s on one core")
+            print(f"transactions alive: "
+                  f"{len(twin.nodes['us1'].layer)}")
+        finally:
+            await twin.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--profile", type=Path, help="write cProfile data of the measured calls")
+    args = parser.parse_args()
+    asyncio.run(run(args.calls, args.profile))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""What the core shares between messages decodes exactly as a fresh parse would.
+
+The region node's hot path avoids decoding the same text twice: decoded URIs and name-addrs
+are remembered by their text, and a response made from a request inherits the request's
+decoded Via, From, To (plus the new tag), Call-ID and CSeq. These tests compare every shared
+value with what parsing the serialised message from scratch gives, over the RFC 4475 corpus.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from siptwin.sip import address, uri
+from siptwin.sip.admission import admit
+from siptwin.sip.errors import SipParseError
+from siptwin.sip.message import Request, make_response, parse_datagram
+from siptwin.sip.validate import UasPolicy
+
+from .torture import load_manifest
+
+POLICY = UasPolicy(allowed_methods=frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS",
+                                              "REGISTER", "MESSAGE"}))
+VIEWS = ("vias", "from_", "to", "call_id", "cseq")
+
+
+def _accepted_requests() -> list[tuple[str, bytes]]:
+    out = []
+    for case in load_manifest():
+        data = case.data
+        outcome = admit(data, POLICY)
+        if isinstance(outcome.message, Request) and outcome.message.method != "ACK":
+            out.append((case.name, data))
+    return out
+
+
+ACCEPTED = _accepted_requests()
+
+
+def test_the_corpus_yields_requests_to_compare() -> None:
+    assert len(ACCEPTED) >= 10
+
+
+@pytest.mark.parametrize(("name", "data"), ACCEPTED, ids=[n for n, _ in ACCEPTED])
+@pytest.mark.parametrize("to_tag", [None, "8xk2"])
+def test_response_views_equal_a_fresh_parse(name: str, data: bytes, to_tag: str | None) -> None:
+    request = admit(data, POLICY).message  # validation decodes every view it checks
+    assert isinstance(request, Request)
+    response = make_response(request, 180, to_tag=to_tag)
+    fresh = parse_datagram(response.to_bytes())
+    for view in VIEWS:
+        assert getattr(response, view) == getattr(fresh, view), view
+    if to_tag is not None and request.to.tag is None:
+        assert response.to.tag == to_tag
+
+
+@pytest.mark.parametrize(("name", "data"), ACCEPTED, ids=[n for n, _ in ACCEPTED])
+def test_remembered_uris_and_addresses_equal_a_fresh_parse(name: str, data: bytes) -> None:
+    first = parse_datagram(data)
+    remembered = (first.uri, first.from_, first.to)
+    uri._DECODED.clear()
+    address._DECODED.clear()
+    again = parse_datagram(data)
+    assert (again.uri, again.from_, again.to) == remembered
+
+
+def test_a_malformed_uri_is_refused_every_time() -> None:
+    for _ in range(2):  # an error is never remembered as a value
+        with pytest.raises(SipParseError):
+            uri.parse_uri("sip:bad host@")
