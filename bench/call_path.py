@@ -26,6 +26,7 @@ import re
 import socket
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
@@ -125,7 +126,14 @@ class Caller:
         self.sent.clear()
 
 
-async def run(calls: int, profile: Path | None) -> None:
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def run(calls: int, profile: Path | None, memory: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="siptwin-callpath-") as tmp:
         twin = EmbeddedTwin(TwinConfig(state_dir=Path(tmp), api_port=free_port(),
                                        dns_port=free_port(), tls=False))
@@ -136,6 +144,9 @@ async def run(calls: int, profile: Path | None) -> None:
                 LABEL, voice_url=TWIML, credentials=[(USER, PASSWORD)]))
             caller = Caller(twin.nodes["us1"])
             settle_for_serving()  # as `siptwin up` does once ready
+            if memory:
+                tracemalloc.start(1)
+            rss_before = rss_mb()
             for n in range(50):  # warm up: caches, first imports
                 await caller.call(n)
             caller.caller_cpu = 0.0
@@ -154,8 +165,17 @@ async def run(calls: int, profile: Path | None) -> None:
             print(f"{calls} calls in {wall:.2f} s; node CPU {node_cpu * 1e3 / calls:.3f} ms per "
                   f"call (caller {caller.caller_cpu * 1e3 / calls:.3f} ms per call excluded)"
                   f" -> at most {calls / node_cpu:.0f} calls/s on one core")
-            print(f"transactions alive: "
-                  f"{len(twin.nodes['us1'].layer)}")
+            print(f"transactions alive: {len(twin.nodes['us1'].layer)}; call records: "
+                  f"{len(twin.calls.all())}; VmRSS {rss_before:.1f} -> {rss_mb():.1f} MB")
+            if memory:
+                snapshot = tracemalloc.take_snapshot()
+                stats = snapshot.statistics("lineno")
+                total = sum(stat.size for stat in stats)
+                print(f"live Python allocations since the start: {total / 2**20:.1f} MB; top:")
+                for stat in stats[:15]:
+                    print(f"  {stat.size / 2**20:6.2f} MB {stat.count:>8} blocks  "
+                          f"{stat.traceback[0].filename.split('/src/')[-1]}:"
+                          f"{stat.traceback[0].lineno}")
         finally:
             await twin.stop()
 
@@ -164,8 +184,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--profile", type=Path, help="write cProfile data of the measured calls")
+    parser.add_argument("--memory", action="store_true",
+                        help="trace allocations (slower) and print where live memory is")
     args = parser.parse_args()
-    asyncio.run(run(args.calls, args.profile))
+    asyncio.run(run(args.calls, args.profile, args.memory))
     return 0
 
 

@@ -112,7 +112,13 @@ class Fidelity:
         ]
 
     def as_record(self) -> dict[str, Any]:
-        return {"profile": self.profile, **{k: _plain(v) for k, v in self.values.items()}}
+        """Every value, JSON-ready, as each call record keeps it. Built once per Fidelity and
+        shared by the records made under it: treat it as read-only."""
+        record = self.__dict__.get("_record")
+        if record is None:
+            record = {"profile": self.profile, **{k: _plain(v) for k, v in self.values.items()}}
+            self.__dict__["_record"] = record
+        return record
 
 
 def _plain(value: Any) -> Any:

@@ -107,13 +107,21 @@ def build_image(engine: DockerEngine, cache: Path, project: Path) -> str:
     wheels = rootfs / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
     # Wheels are built here, where pip reaches the index; the image installs them offline.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels), str(project)],
-                   check=True, capture_output=True)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels),
+                            str(project)], capture_output=True, text=True)
+    if built.returncode != 0:
+        errors = [line for line in built.stderr.splitlines() if not line.startswith("WARNING")]
+        raise DockerError("pip could not build the wheels for the image:\n"
+                          + "\n".join(errors[-20:]))
     shutil.rmtree(rootfs / VENV.lstrip("/"), ignore_errors=True)
     subprocess.run(["chroot", str(rootfs), "python3", "-m", "venv", VENV], check=True,
                    capture_output=True)
-    subprocess.run(["chroot", str(rootfs), f"{VENV}/bin/pip", "install", "-q", "--no-index",
-                    "--find-links", "/wheels", "siptwin"], check=True, capture_output=True)
+    installed = subprocess.run(["chroot", str(rootfs), f"{VENV}/bin/pip", "install", "-q",
+                                "--no-index", "--find-links", "/wheels", "siptwin"],
+                               capture_output=True, text=True)
+    if installed.returncode != 0:
+        raise DockerError("pip could not install siptwin into the image:\n"
+                          + "\n".join(installed.stderr.splitlines()[-20:]))
     shutil.rmtree(wheels)
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "rootfs.tar"

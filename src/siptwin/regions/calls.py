@@ -21,7 +21,7 @@ def new_call_sid() -> str:
     return "CA" + secrets.token_hex(16)
 
 
-@dataclass
+@dataclass(slots=True)
 class TraceEntry:
     at: float  # wall-clock seconds
     direction: str  # "in" or "out"

@@ -181,6 +181,7 @@ class RegionNode:
             self._on_bytes,
         )
         self._dialogs: dict[str, Dialog] = {}
+        self._address_texts: dict[tuple[str, int], str] = {}
         self._timer = LayerTimer(self.layer, self._apply)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -215,8 +216,8 @@ class RegionNode:
         outcome = admit(data, NODE_POLICY, datagram=source.transport == "udp")
         message = outcome.message
         call_id = _raw_call_id(message, data)
-        self._trace(call_id, "in", source.transport, f"{source.host}:{source.port}",
-                    f"{source.local_host}:{source.local_port}", data)
+        self._trace(call_id, "in", source.transport, (source.host, source.port),
+                    (source.local_host, source.local_port), data)
         if outcome.reply is not None:
             self._send(outcome.reply, source.reply_to)
             return
@@ -252,8 +253,8 @@ class RegionNode:
         data = message.to_bytes()
         local = self.endpoint.udp_address if hop.transport == "udp" else (
             self.endpoint.tcp_address if hop.transport == "tcp" else self.endpoint.tls_address)
-        self._trace(message.headers.get("Call-ID"), "out", hop.transport, f"{hop.host}:{hop.port}",
-                    f"{local[0]}:{local[1]}" if local else "", data)
+        self._trace(message.headers.get("Call-ID"), "out", hop.transport, (hop.host, hop.port),
+                    local, data)
         self.endpoint.send_now(data, hop)
 
     def _respond(self, key: TxKey, response: Response) -> None:
@@ -262,13 +263,23 @@ class RegionNode:
         except TransactionError as err:
             log.debug("late response on %s: %s", key, err)
 
-    def _trace(self, call_id: str | None, direction: str, transport: str, peer: str,
-               local: str, data: bytes) -> None:
+    def _trace(self, call_id: str | None, direction: str, transport: str,
+               peer: tuple[str, int], local: tuple[str, int] | None, data: bytes) -> None:
         if call_id is None:
             return
         call = self.calls.get(call_id)
         if call is not None:
-            call.record(TraceEntry(time.time(), direction, transport, peer, local, data))
+            call.record(TraceEntry(time.time(), direction, transport, self._address_text(peer),
+                                   self._address_text(local) if local else "", data))
+
+    def _address_text(self, address: tuple[str, int]) -> str:
+        """"ip:port", one string per address: a call's trace repeats the same two."""
+        text = self._address_texts.get(address)
+        if text is None:
+            if len(self._address_texts) >= 1024:
+                self._address_texts.clear()
+            text = self._address_texts[address] = f"{address[0]}:{address[1]}"
+        return text
 
     # ------------------------------------------------------------------ requests
     def _on_request(self, event: RequestReceived, source: Source) -> None:
@@ -322,9 +333,9 @@ class RegionNode:
         else:
             # This INVITE arrived before its call record existed: trace it now.
             call.record(TraceEntry(time.time(), "in", source.transport,
-                                         f"{source.host}:{source.port}",
-                                         f"{source.local_host}:{source.local_port}",
-                                         request.to_bytes()))
+                                   self._address_text((source.host, source.port)),
+                                   self._address_text((source.local_host, source.local_port)),
+                                   request.to_bytes()))
         self.calls.put(call)
         ctx = InviteContext(
             request=request, transport=source.transport, source_ip=source.host,

@@ -76,8 +76,9 @@ class Headers:
     __slots__ = ("_fields", "_index")
 
     def __init__(self, fields: list[tuple[str, str]] | None = None) -> None:
-        # entries: [key (canonical lower-case), name as written, value]
-        self._fields: list[list[str]] = []
+        # entries: [key (canonical lower-case), name as written, value]; or, once packed
+        # (see pack), the serialised header section as one string.
+        self._fields: list[list[str]] | str = []
         # key -> its entries in order, built on the first look-up: a message is parsed once
         # and then asked for the same dozen headers many times.
         self._index: dict[str, list[list[str]]] | None = None
@@ -102,11 +103,37 @@ class Headers:
                 _KEY_MEMO[name] = key
         return key
 
+    # -- packing: a message a transaction keeps 32 s for matching and retransmission only
+    def pack(self) -> None:
+        """Keep the fields as their serialised text (one string instead of a list per
+        field); any later use unpacks them again, exactly."""
+        fields = self._fields
+        if isinstance(fields, str):
+            return
+        if any("\r" in e[2] or "\n" in e[2] for e in fields):
+            return  # would not split back into the same fields
+        self._fields = "".join(f"{e[1]}: {e[2]}\r\n" for e in fields)
+        self._index = None
+
+    @property
+    def packed(self) -> bool:
+        return isinstance(self._fields, str)
+
+    def _list(self) -> list[list[str]]:
+        fields = self._fields
+        if isinstance(fields, str):
+            unpacked: list[list[str]] = []
+            for line in fields.split("\r\n")[:-1]:
+                name, _, value = line.partition(": ")  # a name never contains ':'
+                unpacked.append([self.key(name), name, value])
+            self._fields = fields = unpacked
+        return fields
+
     def _entries(self, name: str) -> list[list[str]]:
         index = self._index
         if index is None:
             index = self._index = {}
-            for entry in self._fields:
+            for entry in self._list():
                 found = index.get(entry[0])
                 if found is None:
                     index[entry[0]] = [entry]
@@ -121,7 +148,7 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         entry = [self.key(name), name, value]
-        self._fields.append(entry)
+        self._list().append(entry)
         if self._index is not None:
             self._index.setdefault(entry[0], []).append(entry)
 
@@ -129,17 +156,18 @@ class Headers:
         """Replace every field called ``name`` by one; keeps the position of the first."""
         key = self.key(name)
         self._index = None
-        for i, entry in enumerate(self._fields):
+        fields = self._list()
+        for i, entry in enumerate(fields):
             if entry[0] == key:
-                self._fields[i] = [key, name, value]
-                self._fields = [e for j, e in enumerate(self._fields) if j <= i or e[0] != key]
+                fields[i] = [key, name, value]
+                self._fields = [e for j, e in enumerate(fields) if j <= i or e[0] != key]
                 return
-        self._fields.append([key, name, value])
+        fields.append([key, name, value])
 
     def remove(self, name: str) -> None:
         key = self.key(name)
         self._index = None
-        self._fields = [e for e in self._fields if e[0] != key]
+        self._fields = [e for e in self._list() if e[0] != key]
 
     def replace_first_value(self, name: str, value: str) -> None:
         """Replace the first comma-separated value of the first ``name`` field (a top Via)."""
@@ -174,16 +202,19 @@ class Headers:
         return isinstance(name, str) and self.get(name) is not None
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return ((e[1], e[2]) for e in self._fields)
+        return ((e[1], e[2]) for e in self._list())
 
     def __len__(self) -> int:
-        return len(self._fields)
+        return len(self._list())
 
     def copy(self) -> Headers:
-        return Headers._from_parsed([list(e) for e in self._fields])
+        return Headers._from_parsed([list(e) for e in self._list()])
 
     def to_text(self) -> str:
-        return "".join(f"{e[1]}: {e[2]}\r\n" for e in self._fields)
+        fields = self._fields
+        if isinstance(fields, str):
+            return fields  # packed: already the text
+        return "".join(f"{e[1]}: {e[2]}\r\n" for e in fields)
 
 
 # ---------------------------------------------------------------------------- typed views

@@ -84,10 +84,11 @@ class Message:
         self._views.clear()
 
     def drop_views(self) -> None:
-        """Forget the decoded headers (they decode again on demand): a message kept only for
-        matching and retransmission then costs its raw text, not twice that."""
+        """Forget the decoded headers and keep the fields as their text (both come back on
+        demand): a message kept only for matching and retransmission then costs about its
+        size on the wire, not several times that."""
         self._views.clear()
-        self.headers.drop_index()
+        self.headers.pack()
 
     def replace_top_via(self, via: Via) -> None:
         self.headers.replace_first_value("Via", str(via))

@@ -388,7 +388,7 @@ class ServerInvite(Transaction):
         out.append(Send(response, self.peer, self.key))
         if status < 200:
             return
-        self.request.drop_views()  # kept 32 s for matching only: see Message.drop_views
+        layer._compact_later(self.request, response)  # kept 32 s for matching only
         config = layer.config
         if status < 300:
             self.state = State.ACCEPTED
@@ -444,7 +444,7 @@ class ServerNonInvite(Transaction):
         if response.status < 200:
             self.state = State.PROCEEDING
             return
-        self.request.drop_views()
+        layer._compact_later(self.request, response)
         self.state = State.COMPLETED
         if self.reliable:
             layer._terminate(self, out)
@@ -611,6 +611,17 @@ class TransactionLayer:
         self._heap: list[tuple[float, int, _Timer]] = []
         self._seq = itertools.count()
         self._dead = 0  # cancelled timers still in the heap
+        # Messages a finished transaction keeps (the request, its final response) are
+        # compacted at the layer's next call, once the caller has sent and traced them.
+        self._to_compact: list[Request | Response] = []
+
+    def _compact_later(self, *messages: Request | Response) -> None:
+        self._to_compact.extend(messages)
+
+    def _compact_pending(self) -> None:
+        for message in self._to_compact:
+            message.drop_views()
+        self._to_compact.clear()
 
     # -- inspection
     def __len__(self) -> int:
@@ -814,6 +825,8 @@ class TransactionLayer:
         return out
 
     def _fire(self, now: float, out: list[Effect]) -> None:
+        if self._to_compact:  # every entry point passes here first
+            self._compact_pending()
         heap = self._heap
         while heap and heap[0][0] <= now:
             when, _, timer = heapq.heappop(heap)

@@ -7,11 +7,6 @@ import ipaddress
 import ssl
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 
 def ensure_certificate(directory: Path, name: str, hostnames: list[str], addresses: list[str]) -> tuple[Path, Path]:
     """A self-signed certificate for ``hostnames`` and ``addresses``, made once and kept."""
@@ -19,6 +14,13 @@ def ensure_certificate(directory: Path, name: str, hostnames: list[str], address
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path
+    # Imported here: a twin whose state already holds its certificate (every start after
+    # the first) never loads the cryptography package, ~8 MB of resident memory.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0] if hostnames else name)])
     now = dt.datetime.now(dt.UTC)

@@ -68,7 +68,7 @@ class Exchange:
     def as_record(self) -> dict[str, Any]:
         return {
             "kind": self.kind, "method": self.method, "url": self.url,
-            "params": [list(p) for p in self.params], "headers": dict(self.headers),
+            "params": list(self.params), "headers": dict(self.headers),
             "at": self.at, "status": self.status, "error": self.error,
             "elapsed": round(self.elapsed, 4), "attempts": self.attempts,
             "offline": self.offline, **self.extra,
