@@ -8,9 +8,13 @@ value with what parsing the serialised message from scratch gives, over the RFC 
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from siptwin.sip import address, uri
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from siptwin.sip import address, syntax, uri
 from siptwin.sip.admission import admit
 from siptwin.sip.errors import SipParseError
 from siptwin.sip.message import Request, make_response, parse_datagram
@@ -67,3 +71,21 @@ def test_a_malformed_uri_is_refused_every_time() -> None:
     for _ in range(2):  # an error is never remembered as a value
         with pytest.raises(SipParseError):
             uri.parse_uri("sip:bad host@")
+
+
+_TOKEN = "abcXYZ019-.!%*_+`'~"
+_VALUE = _TOKEN + ":[]"
+
+
+@given(st.lists(st.tuples(st.text(_TOKEN, min_size=1, max_size=6),
+                          st.none() | st.text(_VALUE, min_size=1, max_size=6)),
+                min_size=1, max_size=5))
+def test_plain_parameters_parse_the_same_on_the_fast_path(params) -> None:
+    text = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
+    fast = syntax.parse_params(text, "Via")
+    plain, syntax._PLAIN_PARAMS = syntax._PLAIN_PARAMS, re.compile(r"(?!)")
+    try:
+        slow = syntax.parse_params(text, "Via")  # the character loop
+    finally:
+        syntax._PLAIN_PARAMS = plain
+    assert fast == slow == tuple(params)

@@ -574,7 +574,7 @@ class NonceIssuer:
 
     def _mac(self, stamp: bytes, salt: bytes, realm: str, context: bytes) -> bytes:
         message = stamp + salt + _length_prefixed(realm.encode("utf-8")) + context
-        return hmac.new(self._secret, message, hashlib.sha256).digest()[: self._MAC_BYTES]
+        return hmac.digest(self._secret, message, "sha256")[: self._MAC_BYTES]
 
 
 def make_opaque(random_bytes: bytes | None = None) -> str:

@@ -104,10 +104,10 @@ class Message:
             return value
 
     def _single(self, name: str) -> str | None:
-        values = self.headers.get_all(name)
-        if len(values) > 1:
+        entries = self.headers._entries(name)
+        if len(entries) > 1:
             raise SipParseError(f"Multiple {name} headers")
-        return values[0] if values else None
+        return entries[0][2] if entries else None
 
     def _required(self, name: str) -> str:
         value = self._single(name)
