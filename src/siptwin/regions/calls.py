@@ -7,12 +7,14 @@ happened to any call by its Call-ID.
 
 from __future__ import annotations
 
+import pickle
 import secrets
 import threading
+import zlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 MAX_TRACE_ENTRIES = 64  # a normal call has about a dozen messages
 
@@ -33,6 +35,48 @@ class TraceEntry:
     @property
     def first_line(self) -> str:
         return self.data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+
+
+class PackedTrace(Sequence[TraceEntry]):
+    """The trace of an ended call, compressed: the registry keeps up to a couple of thousand
+    calls, and SIP text shrinks about four times. Reads decompress on demand; nothing is
+    lost (``Call.record`` unpacks it if a late message arrives)."""
+
+    __slots__ = ("_blob", "_count")
+
+    def __init__(self, entries: Sequence[TraceEntry]) -> None:
+        rows = [(e.at, e.direction, e.transport, e.peer, e.local, e.data) for e in entries]
+        self._blob = zlib.compress(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        self._count = len(rows)
+
+    def unpack(self) -> list[TraceEntry]:
+        # Only ever our own bytes, written above: unpickling them is safe.
+        return [TraceEntry(*row) for row in pickle.loads(zlib.decompress(self._blob))]
+
+    @property
+    def packed_size(self) -> int:
+        return len(self._blob)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[TraceEntry]:
+        return iter(self.unpack())
+
+    @overload
+    def __getitem__(self, index: int) -> TraceEntry: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[TraceEntry]: ...
+    def __getitem__(self, index: int | slice) -> TraceEntry | list[TraceEntry]:
+        return self.unpack()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"<PackedTrace {self._count} messages, {len(self._blob)} bytes>"
 
 
 @dataclass
@@ -68,7 +112,7 @@ class Call:
     fidelity: dict[str, Any] = field(default_factory=dict)
     alerts: list[Alert] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    trace: list[TraceEntry] = field(default_factory=list)
+    trace: list[TraceEntry] | PackedTrace = field(default_factory=list)
     trace_dropped: int = 0  # messages past MAX_TRACE_ENTRIES
     webhooks: list[dict[str, Any]] = field(default_factory=list)
     # Set by the voice layer: the domain's processing region (whose REST API lists the call)
@@ -80,10 +124,18 @@ class Call:
 
     def record(self, entry: TraceEntry) -> None:
         """Add a message to the trace; a retransmission storm stops being kept past a bound."""
-        if len(self.trace) < MAX_TRACE_ENTRIES:
-            self.trace.append(entry)
+        trace = self.trace
+        if isinstance(trace, PackedTrace):  # a message after the call ended
+            trace = self.trace = trace.unpack()
+        if len(trace) < MAX_TRACE_ENTRIES:
+            trace.append(entry)
         else:
             self.trace_dropped += 1
+
+    def pack_trace(self) -> None:
+        """Compress the trace of a call that has ended (see :class:`PackedTrace`)."""
+        if isinstance(self.trace, list) and self.trace:
+            self.trace = PackedTrace(self.trace)
 
     @property
     def duration(self) -> int:

@@ -50,7 +50,7 @@ def _display(name: str) -> str:
 # Decoded values by (text, header): the requests of one call repeat their From, To and
 # Contact, and NameAddr is immutable. Bounded like the URI memo.
 _DECODED: dict[tuple[str, str], NameAddr] = {}
-_DECODED_MAX = 4096
+_DECODED_MAX = 1024
 
 
 def parse_name_addr(text: str, what: str) -> NameAddr:

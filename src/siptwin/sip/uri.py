@@ -112,7 +112,7 @@ Uri = SipUri | TelUri | OpaqueUri
 # requests, and the decoded values are immutable, so they can be shared. Bounded: cleared
 # when full (a flood of distinct URIs only costs the decoding it would have cost anyway).
 _DECODED: dict[str, Uri] = {}
-_DECODED_MAX = 4096
+_DECODED_MAX = 1024
 
 
 def parse_uri(text: str) -> Uri:
