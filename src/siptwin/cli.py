@@ -127,10 +127,10 @@ async def _serve(args: argparse.Namespace) -> int:
     pid_file = args.state / "siptwin.pid"
     pid_file.write_text(str(os.getpid()))
     _write_api_file(args.state, twin)
-    settle_for_serving()
     since_exec = _seconds_since_process_start()
     print(f"{READY_LINE} in {twin.started_in:.3f} s (process start to ready: {since_exec:.2f} s)",
           flush=True)
+    settle_for_serving()  # after the ready line: a full collection takes tens of milliseconds
     try:
         await until_terminated()
     finally:

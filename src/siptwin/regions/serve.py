@@ -93,9 +93,9 @@ async def serve(args: argparse.Namespace) -> int:
     await runner.setup()
     await web.UnixSite(runner, str(socket_path)).start()
     ports = {t: (a[1] if a else None) for t, a in node.addresses.items()}
-    settle_for_serving()
     print(json.dumps({"event": READY, "region": region.id, "address": region.address,
                       "ports": ports, "control_socket": str(socket_path)}), flush=True)
+    settle_for_serving()
     try:
         await until_terminated()
     finally:
