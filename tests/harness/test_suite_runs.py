@@ -14,12 +14,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_suite(tmp_path: Path, *paths: str, extra: list[str] | None = None) -> tuple[int, str, dict]:
+def run_suite(tmp_path: Path, *paths: str, extra: list[str] | None = None,
+              env_extra: dict[str, str] | None = None) -> tuple[int, str, dict]:
     results = tmp_path / "results"
     argv = [sys.executable, "-m", "pytest", *[str(REPO / p) for p in paths],
             "--siptwin-regions", "us1,ie1", "--results-dir", str(results),
             "-p", "no:cacheprovider", "-q", "--rootdir", str(REPO), *(extra or [])]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update(env_extra or {})
     proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     records = {}
     for path in results.glob("*.json"):
@@ -94,3 +96,25 @@ def test_a_representative_subset_passes_on_each_backend(tmp_path, backend) -> No
                                    extra=["--siptwin-backend", backend])
     assert code == 0, out[-3000:]
     assert records and all(r["outcome"] == "passed" for r in records.values())
+
+
+def test_a_docker_twin_that_cannot_start_leaves_no_engine_behind(tmp_path) -> None:
+    if shutil.which("dockerd") is None:
+        pytest.fail("dockerd is not installed: run scripts/bootstrap")
+    # A cached root file system whose python3 cannot run: the image build fails after our
+    # dockerd has started, offline and in seconds.
+    rootfs = tmp_path / "cache" / "rootfs" / "usr" / "bin"
+    rootfs.mkdir(parents=True)
+    (rootfs / "python3").write_text("not a program")
+    (rootfs / "python3").chmod(0o755)
+    scratch = tmp_path / "tmp"  # the twin's state (and its dockerd's roots) land in here
+    scratch.mkdir()
+    code, out, _ = run_suite(tmp_path, "scenarios/acl/ip-listed.yaml",
+                             extra=["--siptwin-backend", "docker"],
+                             env_extra={"SIPTWIN_DOCKER_CACHE": str(tmp_path / "cache"),
+                                        "TMPDIR": str(scratch)})
+    leftovers = subprocess.run(["pgrep", "-f", str(scratch)], capture_output=True, text=True)
+    subprocess.run(["pkill", "-f", str(scratch)], check=False)  # never leave them running
+    assert leftovers.stdout.strip() == "", "a dockerd or containerd outlived the failed start"
+    assert code == 1, out
+    assert "the twin could not start" in out  # the second item did not try again

@@ -216,18 +216,26 @@ class TwinRunner:
 
             self.engine = DockerEngine(self.state / "docker")
             self.engine.start()
-            build_image(self.engine, image_cache(), project_root())
+            try:
+                build_image(self.engine, image_cache(), project_root())
+            except BaseException:
+                self._abandon()  # our dockerd must not outlive a failed start
+                raise
             self.twin = DockerTwin(twin_config, self.engine)
         else:
             self.twin = EmbeddedTwin(twin_config)
         # Region namespaces reach the app through the bridge, not the root's loopback.
         self.receiver = WebhookReceiver(getattr(self.twin, "gateway", "127.0.0.1"))
         self.capture: SessionCapture | None = None
-        if config.getoption("--pcap"):
-            self.capture = SessionCapture(Path(config.getoption("--pcap")), worker_network(),
-                                          os.environ.get("PYTEST_XDIST_WORKER", "gw0"))
-            self.capture.start()
-        self.run(self._start())
+        try:
+            if config.getoption("--pcap"):
+                self.capture = SessionCapture(Path(config.getoption("--pcap")), worker_network(),
+                                              os.environ.get("PYTEST_XDIST_WORKER", "gw0"))
+                self.capture.start()
+            self.run(self._start())
+        except BaseException:
+            self.close()  # stop whatever did start: regions, receiver, capture, dockerd
+            raise
         location = config.getoption("--siptwin-caller-location")
         if location:
             from ..regions.locations import apply_caller_location
@@ -241,6 +249,13 @@ class TwinRunner:
 
     def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(ITEM_TIMEOUT)
+
+    def _abandon(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        shutil.rmtree(self.state, ignore_errors=True)
 
     def close(self) -> None:
         async def stop() -> None:
@@ -273,7 +288,16 @@ def worker_network() -> str:
 def _runner(config: pytest.Config) -> TwinRunner:
     runner = getattr(config, "_siptwin_runner", None)
     if runner is None:
-        runner = config._siptwin_runner = TwinRunner(config)  # type: ignore[attr-defined]
+        failed = getattr(config, "_siptwin_start_failure", None)
+        if failed is not None:
+            # One attempt per worker: every later item reports the same cause at once
+            # instead of starting (and failing) another twin.
+            raise RuntimeError(f"the twin could not start: {failed}") from failed
+        try:
+            runner = config._siptwin_runner = TwinRunner(config)  # type: ignore[attr-defined]
+        except Exception as err:
+            config._siptwin_start_failure = err  # type: ignore[attr-defined]
+            raise
     return runner
 
 
