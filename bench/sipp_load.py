@@ -317,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def start_sampler(pid: int, out: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "200",
+    native = ["--native"] if os.environ.get("SIPTWIN_PYSPY_NATIVE") else []
+    return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "200", *native,
                              "--format", "raw", "--output", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
