@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
-import secrets
 import ssl
 import time
 import uuid
@@ -58,8 +58,13 @@ ACK_TIMEOUT_ERROR = (32022, "No ACK received within 32 seconds of 200 OK")
 
 
 def twilio_to_tag() -> str:
-    """The shape observed on Twilio's responses: ``<8 digits>_<8 hex>_<uuid>``."""
-    return f"{random.randrange(10**7, 10**8)}_{secrets.token_hex(4)}_{uuid.uuid4()}"
+    """The shape observed on Twilio's responses: ``<8 digits>_<8 hex>_<uuid>``.
+
+    One read of the system's random source for all three parts (RFC 3261 §19.3 asks for
+    cryptographically random tags); the last part is a version 4 UUID."""
+    raw = os.urandom(24)
+    number = 10**7 + int.from_bytes(raw[:4], "big") % (9 * 10**7)
+    return f"{number}_{raw[4:8].hex()}_{uuid.UUID(bytes=raw[8:], version=4)}"
 
 
 class CallHandler(Protocol):

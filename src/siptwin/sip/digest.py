@@ -266,11 +266,15 @@ class _AuthHeaderValue:
         return self.scheme.lower() == "digest"
 
     def get(self, name: str) -> str | None:
-        wanted = name.lower()
-        for key, value in self.params:
-            if key == wanted:
-                return value
-        return None
+        # The first value of each name, looked up by dict: verification asks a dozen times.
+        # Kept beside the (frozen) fields, outside equality.
+        lookup = self.__dict__.get("_lookup")
+        if lookup is None:
+            lookup = {}
+            for key, value in self.params:
+                lookup.setdefault(key, value)
+            self.__dict__["_lookup"] = lookup
+        return lookup.get(name.lower())
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
