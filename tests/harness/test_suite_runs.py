@@ -115,6 +115,11 @@ def test_a_docker_twin_that_cannot_start_leaves_no_engine_behind(tmp_path) -> No
                                         "TMPDIR": str(scratch)})
     leftovers = subprocess.run(["pgrep", "-f", str(scratch)], capture_output=True, text=True)
     subprocess.run(["pkill", "-f", str(scratch)], check=False)  # never leave them running
+    mounts = Path("/proc/self/mountinfo").read_text()
+    for line in mounts.splitlines():  # nor a data-root mount: umount whatever is left
+        if str(scratch) in line:
+            subprocess.run(["umount", "-l", line.split()[4]], check=False)
     assert leftovers.stdout.strip() == "", "a dockerd or containerd outlived the failed start"
+    assert str(scratch) not in mounts, "dockerd's data-root mount outlived the failed start"
     assert code == 1, out
     assert "the twin could not start" in out  # the second item did not try again

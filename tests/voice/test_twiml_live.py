@@ -193,3 +193,37 @@ async def test_cancel_while_the_webhook_is_fetched_abandons_it(harness, app):
     assert [h.values["CallStatus"] for h in hits] == ["initiated", "ringing", "canceled"]
     call = harness.twin.calls.get(result.call_id)
     assert call.status == "canceled" and call.answered_at is None
+
+
+async def test_late_offer_media_goes_where_the_acks_answer_says(harness, app):
+    """An INVITE without SDP: the 200 carries the twin's offer (PCMU, PCMA, telephone-event),
+    the ACK carries our answer, and the twin's RTP follows that answer."""
+    rtp = _rtp_socket()
+    voice = app.twiml("/voice", "<Response><Say>one two three</Say></Response>")
+    await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"]))
+    answer = make_offer("127.0.0.1", rtp.getsockname()[1], 7, codecs=("PCMA",))
+    result = await harness.call("us1", "sip:1@acme.sip.twilio.com", sdp=None, ack_sdp=answer,
+                                hold=10)
+    assert result.statuses == [100, 180, 200] and result.ended_by_remote
+    offer = result.final.body.decode()
+    assert "m=audio" in offer and " 0 8" in offer  # the twin offered G.711
+    packets = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            packets.append(rtp.recv(2048))
+    rtp.close()
+    assert len(packets) >= 20
+    assert {p[1] & 0x7F for p in packets} == {8}  # PCMA: the codec our answer chose
+    call = harness.twin.calls.get(result.call_id)
+    assert call.media["packets_sent"] == len(packets)
+    assert not any("media not sent" in note for note in call.notes)
+
+
+async def test_late_offer_without_an_answer_in_the_ack_sends_no_media(harness, app):
+    voice = app.twiml("/voice", "<Response><Say>one</Say></Response>")
+    await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"]))
+    result = await harness.call("us1", "sip:1@acme.sip.twilio.com", sdp=None, hold=10)
+    assert result.statuses == [100, 180, 200] and result.ended_by_remote
+    call = harness.twin.calls.get(result.call_id)
+    assert call.media["packets_sent"] == 0
+    assert any("late offer: no RTP destination" in note for note in call.notes)

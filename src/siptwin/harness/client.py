@@ -209,8 +209,12 @@ class SipClient:
         wait_final: float = 10.0,
         max_forwards: int = 70,
         cancel_after: float | None = None,
+        ack_sdp: bytes | None = None,
     ) -> CallResult:
         """Place one call and return everything that happened.
+
+        ``ack_sdp`` is the answer our ACK carries to a late-offer call (``sdp=None``: the 200
+        brings the twin's offer).
 
         ``hold`` keeps an answered call up that long before our BYE (unless the far end hangs
         up first); ``hang_up=False`` leaves the BYE to the twin. A call that gets no final
@@ -252,7 +256,7 @@ class SipClient:
                 cseq += 1
                 continue
             if 200 <= final.status < 300:
-                await self._confirm(invite, final, hop, result, hold, hang_up, cseq)
+                await self._confirm(invite, final, hop, result, hold, hang_up, cseq, ack_sdp)
             return result
         return result
 
@@ -291,7 +295,7 @@ class SipClient:
         await self._transact(build_cancel(invite), hop)
 
     async def _confirm(self, invite: Request, ok: Response, hop: Hop, result: CallResult,
-                       hold: float, hang_up: bool, cseq: int) -> None:
+                       hold: float, hang_up: bool, cseq: int, ack_sdp: bytes | None = None) -> None:
         result.established = True
         target = contact_uri(ok) or invite.uri_text
         to_value = ok.headers.get("To") or ""
@@ -307,7 +311,8 @@ class SipClient:
             ("Via", self._via()), ("Max-Forwards", "70"),
             ("From", invite.headers.get("From") or ""), ("To", to_value),
             ("Call-ID", result.call_id), ("CSeq", f"{cseq} ACK"),
-        ])
+            *([("Content-Type", "application/sdp")] if ack_sdp else []),
+        ], ack_sdp or b"")
         self._send(ack, dialog_hop)
         ended = self._ended.setdefault(result.call_id, asyncio.Event())
         if not hang_up:

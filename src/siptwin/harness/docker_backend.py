@@ -71,9 +71,13 @@ class DockerEngine:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise DockerError("dockerd exited:\n" + (self.root / "dockerd.log").read_text()[-2000:])
-            if self.socket.exists() and self.client().ping():
-                return
+            try:
+                if self.socket.exists() and self.client().ping():
+                    return
+            except Exception:  # the socket exists before dockerd answers on it
+                pass
             time.sleep(0.2)
+        self.stop()
         raise DockerError("dockerd did not start in time")
 
     def client(self) -> Any:
@@ -90,6 +94,26 @@ class DockerEngine:
                 self._process.kill()
                 self._process.wait(5)
         self._process = None
+        # dockerd mounts its data root on itself; stopped while still starting up it can
+        # leave that mount behind, and the state directory could then never be removed.
+        for mount_point in sorted(_mounts_under(self.root), reverse=True):
+            subprocess.run(["umount", "-l", mount_point], capture_output=True, check=False)
+
+
+def _mounts_under(root: Path) -> list[str]:
+    prefix = str(root.resolve())
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    points = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 4:
+            point = fields[4].replace("\\040", " ")
+            if point == prefix or point.startswith(prefix + "/"):
+                points.append(point)
+    return points
 
 
 def build_image(engine: DockerEngine, cache: Path, project: Path) -> str:

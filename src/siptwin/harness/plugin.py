@@ -215,8 +215,8 @@ class TwinRunner:
             from .docker_backend import DockerEngine, DockerTwin, build_image, image_cache
 
             self.engine = DockerEngine(self.state / "docker")
-            self.engine.start()
             try:
+                self.engine.start()
                 build_image(self.engine, image_cache(), project_root())
             except BaseException:
                 self._abandon()  # our dockerd must not outlive a failed start

@@ -24,7 +24,7 @@ from ..sip.admission import admit
 from ..sip.errors import SipParseError
 from ..sip.message import Request, Response, make_request, make_response
 from ..sip.routing import Hop, response_hop, stamp_received
-from ..sip.sdp import Answer, SessionDescription, answer_offer, make_offer
+from ..sip.sdp import Answer, SdpError, SessionDescription, answer_offer, make_offer
 from ..sip.transaction import (
     AckReceived,
     RequestReceived,
@@ -90,6 +90,10 @@ class Dialog:
     to_tag: str
     local_sdp: bytes | None = None
     local_description: SessionDescription | None = None  # local_sdp, decoded
+    # A late offer (INVITE without SDP): our 200 carried the offer, the caller's ACK answers.
+    late_offer: bool = False
+    remote_answer: SessionDescription | None = None
+    acked: asyncio.Event = field(default_factory=asyncio.Event)
     answered: bool = False
     confirmed: bool = False
     local_cseq: int = 0
@@ -126,6 +130,18 @@ class CallSession:
     def media_answer(self) -> bytes | None:
         """Our SDP (answer, or offer for a late-offer INVITE) once the call is answered."""
         return self._dialog.local_sdp
+
+    @property
+    def late_offer(self) -> bool:
+        """The INVITE had no SDP: ``media_answer`` is our offer, the ACK brings the answer."""
+        return self._dialog.late_offer
+
+    async def remote_answer(self) -> SessionDescription | None:
+        """For a late offer: the caller's SDP answer, once its ACK has arrived (None when
+        the ACK carried none or an unreadable one). Waits for the ACK; the node ends a call
+        whose ACK never comes (32022)."""
+        await self._dialog.acked.wait()
+        return self._dialog.remote_answer
 
     @property
     def media_description(self) -> SessionDescription | None:
@@ -433,6 +449,7 @@ class RegionNode:
                 body = answer.to_bytes()
         else:
             body = make_offer(self.region.address, port, 1)
+            dialog.late_offer = True
         dialog.local_sdp = body
         dialog.answered = True
         call = dialog.call
@@ -464,6 +481,7 @@ class RegionNode:
         dialog.call.status = status
         dialog.call.ended_at = time.time()
         dialog.ended.set()
+        dialog.acked.set()  # nobody waits for an ACK of a call that is over
         self._dialogs.pop(dialog.call.call_id, None)
         self.calls.notify(dialog.call, "completed" if status == "completed" else status)
 
@@ -505,8 +523,15 @@ class RegionNode:
 
     def _on_ack(self, ack: Request) -> None:
         dialog = self._dialogs.get(_safe_call_id(ack))
-        if dialog is not None and dialog.answered:
-            dialog.confirmed = True
+        if dialog is None or not dialog.answered or dialog.acked.is_set():
+            return
+        dialog.confirmed = True
+        if dialog.late_offer and ack.body:
+            try:
+                dialog.remote_answer = ack.sdp
+            except SdpError as err:
+                dialog.call.notes.append(f"the ACK's SDP answer is unreadable: {err}")
+        dialog.acked.set()
 
     def _on_timeout(self, effect: Timeout) -> None:
         if effect.timer != "2xx-ack":

@@ -132,11 +132,19 @@ class CallRun:
         port = await self.media.open()
         await self.session.answer(port)
         if self.session.answered:
-            self.media.plan = media.plan_media(
-                offer, self.session.media_description or self.session.media_answer)
-            if self.media.plan is None:
-                self.call.notes.append("no RTP destination in the offer: media not sent")
             self.status.event("answered", "in-progress")
+            if self.session.late_offer:
+                # Our 200 carried the offer: media starts once the ACK brings the answer.
+                their_answer = await self._until_ended(self.session.remote_answer())
+                self.media.plan = media.plan_late_offer(their_answer) if their_answer else None
+                if self.media.plan is None and not self.ended:
+                    self.call.notes.append("late offer: no RTP destination in the ACK's SDP "
+                                           "answer, media not sent")
+            else:
+                self.media.plan = media.plan_media(
+                    offer, self.session.media_description or self.session.media_answer)
+                if self.media.plan is None:
+                    self.call.notes.append("no RTP destination in the offer: media not sent")
 
     async def _until_ended(self, work: Awaitable[T]) -> T | None:
         """``work``'s result, or None when the caller hangs up first (the work is abandoned)."""

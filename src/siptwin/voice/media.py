@@ -194,6 +194,23 @@ def plan_media(offer_sdp: bytes | SessionDescription | None,
 
 
 
+def plan_late_offer(answer: SessionDescription) -> MediaPlan | None:
+    """Where to send for a late-offer call: the caller's SDP answer (in its ACK) names the
+    address, the port and, among the codecs we offered, the one to use."""
+    for media_line in answer.media:
+        if media_line.media != "audio" or media_line.port == 0:
+            continue
+        connection = answer.connection_of(media_line)
+        codecs = media_line.codecs()
+        audio = next((c for c in codecs if c.is_("PCMU") or c.is_("PCMA")), None)
+        if connection is None or audio is None:
+            return None
+        event = next((c for c in codecs if c.is_("telephone-event")), None)
+        return MediaPlan(connection.host, media_line.port, PCMA if audio.is_("PCMA") else PCMU,
+                         event.payload_type if event else None)
+    return None
+
+
 class _Receiver(asyncio.DatagramProtocol):
     def __init__(self, stream: MediaStream) -> None:
         self.stream = stream
