@@ -108,7 +108,7 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.regions:
         catalogue = catalogue.select([r.strip() for r in args.regions.split(",") if r.strip()])
     config = TwinConfig(state_dir=args.state, api_port=args.api_port, dns_port=args.dns_port,
-                        fidelity=fidelity, catalogue=catalogue)
+                        fidelity=fidelity, catalogue=catalogue, certificate_in_child=True)
     twin = EmbeddedTwin(config)
     try:
         await twin.start()

@@ -47,6 +47,9 @@ class TwinConfig:
     account_sid: str | None = None  # default: TWILIO_ACCOUNT_SID or generated once
     auth_token: str | None = None
     tls: bool = True
+    # Make a missing TLS certificate in a child process (a long-running `siptwin up` stays
+    # lean); tests that start many twins make it in-process, which is quicker.
+    certificate_in_child: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,8 @@ class EmbeddedTwin:
         for region in self.catalogue:
             names += [f"*.sip.{label}.twilio.com" for label in region.labels]
         cert, key = ensure_certificate(self.config.state_dir / "tls", "siptwin", names,
-                                       [r.address for r in self.catalogue])
+                                       [r.address for r in self.catalogue],
+                                       separate_process=self.config.certificate_in_child)
         return server_context(cert, key)
 
     @property

@@ -4,18 +4,42 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 
-def ensure_certificate(directory: Path, name: str, hostnames: list[str], addresses: list[str]) -> tuple[Path, Path]:
-    """A self-signed certificate for ``hostnames`` and ``addresses``, made once and kept."""
+def ensure_certificate(directory: Path, name: str, hostnames: list[str], addresses: list[str],
+                       *, separate_process: bool = False) -> tuple[Path, Path]:
+    """A self-signed certificate for ``hostnames`` and ``addresses``, made once and kept.
+
+    ``separate_process`` makes a missing one in a short-lived child: a long-running twin then
+    never maps the cryptography package (~8 MB resident) even on its very first start.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path
-    # Imported here: a twin whose state already holds its certificate (every start after
-    # the first) never loads the cryptography package, ~8 MB of resident memory.
+    if separate_process:
+        made = subprocess.run(
+            [sys.executable, "-m", "siptwin.transport.tls",
+             json.dumps([str(directory), name, hostnames, addresses])],
+            capture_output=True, text=True, timeout=60)
+        if made.returncode != 0 or not cert_path.exists():
+            raise RuntimeError(f"could not make the TLS certificate in {directory}: "
+                               f"{made.stderr.strip()[-500:]}")
+        return cert_path, key_path
+    return make_certificate(directory, name, hostnames, addresses)
+
+
+def make_certificate(directory: Path, name: str, hostnames: list[str],
+                     addresses: list[str]) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    # Imported only to make a certificate: a twin whose state already holds one never
+    # loads the cryptography package.
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -68,3 +92,8 @@ def client_context(cafile: Path | None = None) -> ssl.SSLContext:
     else:
         context.load_verify_locations(cafile)
     return context
+
+
+if __name__ == "__main__":  # ensure_certificate(separate_process=True) runs this
+    directory, name, hostnames, addresses = json.loads(sys.argv[1])
+    make_certificate(Path(directory), name, hostnames, addresses)
