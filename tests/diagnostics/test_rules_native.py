@@ -298,3 +298,32 @@ async def test_register_pitfalls(harness) -> None:
         uac.send(register, node)
         await asyncio.sleep(0.3)
     assert "register-private-contact" in by_id(harness.twin, leg.call_id)
+
+
+async def test_tls_sent_to_the_plain_port_is_explained(harness) -> None:
+    """A PBX configured for TLS but pointed at port 5060: its ClientHello reaches the plain
+    TCP listener. No SIP is ever read, yet the twin keeps a record that explains it."""
+    import ssl
+
+    host, port = harness.node_port("us1", "tcp")
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    loop = asyncio.get_running_loop()
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context, server_hostname="acme.sip.twilio.com",
+                                    local_addr=("127.0.0.1", 0)), 5)
+        writer.close()
+    except (ssl.SSLError, ConnectionError, OSError):
+        pass  # expected: the twin closes the connection on the handshake
+    deadline = loop.time() + 5
+    records = []
+    while loop.time() < deadline and not records:
+        records = [c for c in harness.twin.calls.all() if c.method == "TLS"]
+        await asyncio.sleep(0.05)
+    assert len(records) == 1 and records[0].source_ip == "127.0.0.1"
+    findings = by_id(harness.twin, records[0].call_id)
+    assert list(findings) == ["tls-on-plain-port"]
+    finding = findings["tls-on-plain-port"]
+    assert finding.severity == "error" and finding.rule == 9 and "5061" in finding.fix
+    assert f"{port}" in finding.sentence

@@ -19,8 +19,10 @@ def format_findings(findings: Iterable[Finding | Mapping[str, Any]],
                     call: Mapping[str, Any] | None = None) -> str:
     lines: list[str] = []
     if call:
-        sid = call.get("sid") or ("(REGISTER)" if call.get("method") == "REGISTER" else
-                                  "(no CallSid: refused before a call was created)")
+        method = call.get("method")
+        sid = call.get("sid") or ("(REGISTER)" if method == "REGISTER" else
+                                  "(TLS on the plain port: no SIP was read)" if method == "TLS"
+                                  else "(no CallSid: refused before a call was created)")
         lines.append(f"Call-ID {call.get('call_id')}  {sid}")
         lines.append(f"  {call.get('request_uri')}  from {call.get('source')} via "
                      f"{call.get('region')}  -> {call.get('outcome')}")

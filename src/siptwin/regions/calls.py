@@ -119,7 +119,8 @@ class Call:
     # and RTP counters of the answered call.
     processing_region: str | None = None
     media: dict[str, Any] = field(default_factory=dict)
-    # "REGISTER" for a registration exchange the registrar keeps for diagnostics (no SID).
+    # "REGISTER" for a registration exchange the registrar keeps for diagnostics (no SID);
+    # "TLS" for a TLS handshake that reached a plain TCP port (no SIP at all).
     method: str = "INVITE"
 
     def record(self, entry: TraceEntry) -> None:

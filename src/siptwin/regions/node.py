@@ -199,7 +199,7 @@ class RegionNode:
             EndpointConfig(region.address, region.udp_port, region.tcp_port,
                            region.tls_port if tls_context else None, tls_context=tls_context,
                            impairment=Impairment(region.latency_ms, region.loss_percent)),
-            self._on_bytes,
+            self._on_bytes, self._on_transport_event,
         )
         self._dialogs: dict[str, Dialog] = {}
         self._address_texts: dict[tuple[str, int], str] = {}
@@ -253,6 +253,22 @@ class RegionNode:
             self._apply(effects, source)
         else:
             self._apply(self.layer.receive(message, source.reply_to, self._now()), source)
+
+    def _on_transport_event(self, event: str, source: Source) -> None:
+        """Something not SIP on a stream (a TLS handshake on the plain port): no call can
+        come of it, so a record says what happened for ``siptwin explain`` and diagnostics."""
+        if event != "tls-on-plain-port":
+            return
+        record = Call(
+            call_id=f"tls-{source.host}-{source.port}@{source.local_host}:{source.local_port}",
+            region=self.region.id, source_ip=source.host, source_port=source.port,
+            transport=source.transport, created_at=time.time(), status="dropped",
+            fidelity=self.fidelity.as_record(), method="TLS",
+            request_uri=f"tcp:{source.local_host}:{source.local_port}",
+        )
+        record.notes.append(f"a TLS handshake arrived on plain TCP port {source.local_port}; "
+                            "the connection was closed")
+        self.calls.put(record)
 
     def _apply(self, effects: list, source: Source | None = None) -> None:
         for effect in effects:

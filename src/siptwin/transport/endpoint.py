@@ -47,6 +47,11 @@ Destination = Hop
 
 
 MessageHandler = Callable[[bytes, Source], None]
+# Told when something that is not SIP arrives on a stream: ("tls-on-plain-port", source).
+TransportEventHandler = Callable[[str, Source], None]
+
+# A TLS record header: handshake (22), version 3.x. A ClientHello sent to a plain SIP port.
+_TLS_HANDSHAKE = (0x16, 0x03)
 
 
 @dataclass
@@ -127,9 +132,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class SipEndpoint:
-    def __init__(self, config: EndpointConfig, on_message: MessageHandler) -> None:
+    def __init__(self, config: EndpointConfig, on_message: MessageHandler,
+                 on_transport_event: TransportEventHandler | None = None) -> None:
         self.config = config
         self.on_message = on_message
+        self.on_transport_event = on_transport_event
         self._udp: _UdpProtocol | None = None
         self._servers: list[Any] = []  # asyncio or uvloop Server objects
         self._connections: dict[tuple[str, str, int], _Connection] = {}
@@ -211,6 +218,15 @@ class SipEndpoint:
                 except (TimeoutError, ConnectionError, ssl.SSLError):
                     break
                 if not data:
+                    break
+                if (conn.transport == "tcp" and conn.framer.buffered == 0 and len(data) >= 2
+                        and (data[0], data[1]) == _TLS_HANDSHAKE):
+                    # The peer speaks TLS to the plain port: nothing SIP will follow.
+                    log.info("TLS handshake from %s:%s on plain TCP port %s", *conn.remote,
+                             conn.local[1])
+                    if self.on_transport_event is not None:
+                        self.on_transport_event("tls-on-plain-port",
+                                                Source(conn.transport, *conn.remote, *conn.local))
                     break
                 conn.framer.feed(data)
                 try:

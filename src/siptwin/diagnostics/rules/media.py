@@ -147,3 +147,20 @@ def secure_transport(facts: CallFacts) -> Iterator[Finding]:
         "transport-tls; FreeSWITCH: a TLS profile), with SRTP media; or disable Secure Media.",
         (f"transport: {facts.call.transport} from {facts.source}",
          f"Request-URI: {facts.request_uri}"), 32209, 9)
+
+
+@rule("tls-on-plain-port", spec=9, methods=("TLS",))
+def tls_on_plain_port(facts: CallFacts) -> Iterator[Finding]:
+    call = facts.call
+    port = call.request_uri.rsplit(":", 1)[-1]
+    yield Finding(
+        "tls-on-plain-port", ERROR,
+        f"A TLS handshake reached the {call.region} edge on TCP port {port}, the plain SIP "
+        "port: the PBX speaks TLS to a port that expects SIP in clear text, so the connection "
+        "is closed and no INVITE is ever read - the call never reaches Twilio.",
+        "Send TLS to port 5061 (Twilio's TLS port): port 5061 in the trunk or outbound proxy "
+        "with transport=tls (Asterisk: a transport-tls on the endpoint; FreeSWITCH: the TLS "
+        "profile's port; Kamailio: sips: or ;transport=tls with :5061); or keep port 5060 "
+        "and use UDP/TCP.",
+        (f"TCP connection from {facts.source} to {call.request_uri.removeprefix('tcp:')}: the "
+         "first bytes are a TLS handshake record (0x16 0x03)",), None, 9)
