@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--regions", help="comma-separated subset of regions (default: all)")
     up.add_argument("--caller-location", help="add each edge's round-trip time as seen from "
                     "this city (regions/profiles/caller-rtt.yaml), e.g. london")
+    up.add_argument("--workers", type=int, default=1,
+                    help="processes serving the SIP addresses (default 1; more use more cores "
+                         "for load tests)")
     up.add_argument("--detach", action="store_true", help="return once ready; stop with 'siptwin down'")
     up.add_argument("-v", "--verbose", action="store_true", help="log SIP traffic")
     up.set_defaults(run=cmd_up)
@@ -107,15 +110,39 @@ async def _serve(args: argparse.Namespace) -> int:
     catalogue = Catalogue.load(default_catalogue_dir())
     if args.regions:
         catalogue = catalogue.select([r.strip() for r in args.regions.split(",") if r.strip()])
+    if args.workers < 1:
+        print("siptwin: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1 and args.caller_location:
+        print("siptwin: --caller-location applies to one process; use --workers 1",
+              file=sys.stderr)
+        return 2
     config = TwinConfig(state_dir=args.state, api_port=args.api_port, dns_port=args.dns_port,
-                        fidelity=fidelity, catalogue=catalogue, certificate_in_child=True)
+                        fidelity=fidelity, catalogue=catalogue, certificate_in_child=True,
+                        shared_listeners=args.workers > 1)
     twin = EmbeddedTwin(config)
+    workers = None
     try:
+        if args.workers > 1:
+            from .harness.workers import ensure_addresses_free
+
+            ensure_addresses_free(catalogue)
         await twin.start()
+        if args.workers > 1:
+            from .harness.workers import WorkerPool
+
+            workers = WorkerPool(twin, args.workers - 1, args.regions, args.profile,
+                                 args.settings)
+            await workers.start()
     except OSError as err:
         print(f"siptwin: {err}", file=sys.stderr)
         print("siptwin: is another twin running? 'siptwin down' stops a detached one; "
               "--api-port and --dns-port choose other ports", file=sys.stderr)
+        await twin.stop()
+        return 1
+    except RuntimeError as err:  # a worker process did not come up
+        print(f"siptwin: {err}", file=sys.stderr)
+        await twin.stop()
         return 1
     if args.caller_location:
         from .regions.locations import apply_caller_location
@@ -124,6 +151,10 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"caller location {args.caller_location}: one-way delay per region "
               + ", ".join(f"{r} {ms:.0f} ms" for r, ms in latencies.items()))
     _print_banner(twin)
+    if workers is not None:
+        print(f"workers:   {args.workers} processes on the same addresses (pids "
+              f"{', '.join(str(p) for p in [os.getpid(), *workers.pids])}); SO_REUSEPORT "
+              "spreads callers by source address and port", flush=True)
     pid_file = args.state / "siptwin.pid"
     pid_file.write_text(str(os.getpid()))
     _write_api_file(args.state, twin)
@@ -135,6 +166,8 @@ async def _serve(args: argparse.Namespace) -> int:
         await until_terminated()
     finally:
         print("siptwin stopping", flush=True)
+        if workers is not None:
+            await workers.stop()
         await twin.stop()
         pid_file.unlink(missing_ok=True)
     return 0
@@ -179,7 +212,8 @@ def _detach(args: argparse.Namespace) -> int:
     argv = [sys.executable, "-m", "siptwin", "up", "--state", str(args.state),
             "--api-port", str(args.api_port), "--dns-port", str(args.dns_port)]
     for flag, value in (("--settings", args.settings), ("--profile", args.profile),
-                        ("--regions", args.regions), ("--caller-location", args.caller_location)):
+                        ("--regions", args.regions), ("--caller-location", args.caller_location),
+                        ("--workers", args.workers if args.workers != 1 else None)):
         if value:
             argv += [flag, str(value)]
     if args.verbose:

@@ -267,6 +267,7 @@ def diagnosis_json(record: Call, findings: list[Any]) -> dict[str, Any]:
         "request_uri": record.request_uri, "from": record.from_uri,
         "source": f"{record.source_ip}:{record.source_port} ({record.transport})",
         "status": record.status, "final_status": record.final_status, "outcome": outcome,
+        "process": record.process,
         "alerts": [{"code": a.code, "message": a.message, "detail": a.detail}
                    for a in record.alerts],
         "findings": [f.as_record() for f in findings],
@@ -291,7 +292,8 @@ async def list_recent_calls(call: ApiCall) -> web.Response:
     rejected ones included (Twilio's Calls list has accepted calls only)."""
     records = [r for r in _registry(call).all() if _any_visible(r, call)][-50:]
     rows = [{"call_id": r.call_id, "sid": r.sid, "method": r.method, "region": r.region,
-             "request_uri": r.request_uri, "status": r.status, "final_status": r.final_status}
+             "request_uri": r.request_uri, "status": r.status, "final_status": r.final_status,
+             "process": r.process}
             for r in reversed(records)]
     return json_response({"calls": rows})
 

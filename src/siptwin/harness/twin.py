@@ -50,6 +50,9 @@ class TwinConfig:
     # Make a missing TLS certificate in a child process (a long-running `siptwin up` stays
     # lean); tests that start many twins make it in-process, which is quicker.
     certificate_in_child: bool = False
+    # Listen with SO_REUSEPORT and bind nonces to the source port: `siptwin up --workers N`
+    # starts worker processes that serve the same addresses (siptwin.regions.worker).
+    shared_listeners: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ class EmbeddedTwin:
         self.registrar = Registrar()
         self.digest = DigestState(
             NonceIssuer(secrets.token_bytes(32), lifetime=config.fidelity.nonce_lifetime),
-            opaque=make_opaque(),
+            opaque=make_opaque(), bind_source_port=config.shared_listeners,
         )
         self.nodes: dict[str, RegionNode] = {}
         self.store: Store | None = None
@@ -133,7 +136,8 @@ class EmbeddedTwin:
             tls_context = self._tls_context() if cfg.tls else None
             for region in self.catalogue:
                 node = RegionNode(region, self.catalogue, self.control, cfg.fidelity, self.digest,
-                                  self.calls, self.registrar, self.handler, tls_context)
+                                  self.calls, self.registrar, self.handler, tls_context,
+                                  reuse_port=cfg.shared_listeners)
                 await node.start()
                 self.nodes[region.id] = node
             self.dns = DnsServer(self.catalogue, self.control, cfg.dns_host, cfg.dns_port)

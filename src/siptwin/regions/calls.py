@@ -122,6 +122,8 @@ class Call:
     # "REGISTER" for a registration exchange the registrar keeps for diagnostics (no SID);
     # "TLS" for a TLS handshake that reached a plain TCP port (no SIP at all).
     method: str = "INVITE"
+    # Which process of `siptwin up --workers N` answered: 0 the parent, 1.. a worker.
+    process: int = 0
 
     def record(self, entry: TraceEntry) -> None:
         """Add a message to the trace; a retransmission storm stops being kept past a bound."""

@@ -185,6 +185,7 @@ class RegionNode:
         registrar: Registrar,
         handler: CallHandler | None = None,
         tls_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.region = region
         self.catalogue = catalogue
@@ -198,7 +199,8 @@ class RegionNode:
         self.endpoint = SipEndpoint(
             EndpointConfig(region.address, region.udp_port, region.tcp_port,
                            region.tls_port if tls_context else None, tls_context=tls_context,
-                           impairment=Impairment(region.latency_ms, region.loss_percent)),
+                           impairment=Impairment(region.latency_ms, region.loss_percent),
+                           reuse_port=reuse_port),
             self._on_bytes, self._on_transport_event,
         )
         self._dialogs: dict[str, Dialog] = {}

@@ -76,6 +76,10 @@ class DigestState:
     issuer: NonceIssuer
     counts: NonceCountTracker = field(default_factory=NonceCountTracker)
     opaque: str = ""
+    # Worker processes (`siptwin up --workers N`) each track nonce counts on their own; the
+    # kernel sends one source address and port to one worker, so binding nonces to the port
+    # as well keeps a replay from reaching a worker that never saw the nonce.
+    bind_source_port: bool = False
 
 
 @dataclass
@@ -167,7 +171,8 @@ def check_digest(
     stage: str,
 ) -> Verdict | None:
     request = ctx.request
-    context = nonce_context(request.call_id, ctx.source_ip)
+    context = (nonce_context(request.call_id, ctx.source_ip, str(ctx.source_port))
+               if ctx.digest.bind_source_port else nonce_context(request.call_id, ctx.source_ip))
     offered = _credentials_for_realm(request)
     if offered is None:
         return _challenge(ctx, stage, context, stale=False)

@@ -551,6 +551,11 @@ class NonceIssuer:
         self._secret = secret
         self.lifetime = lifetime
 
+    @property
+    def secret(self) -> bytes:
+        """The MAC key: processes that must check each other's nonces share it."""
+        return self._secret
+
     def issue(self, now: float, realm: str, context: bytes = b"", salt: bytes | None = None) -> str:
         """A fresh nonce for ``realm`` bound to ``context``; ``salt`` is for deterministic tests."""
         if now < 0:

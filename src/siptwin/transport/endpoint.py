@@ -94,6 +94,9 @@ class EndpointConfig:
     # peer may leave a message half sent (RFC 4475 clerr over TCP).
     idle_timeout: float = 300.0
     impairment: Impairment = field(default_factory=Impairment)
+    # Several processes on the same address and ports (worker processes): the kernel spreads
+    # datagrams by source address and port, connections by connection.
+    reuse_port: bool = False
 
 
 @dataclass
@@ -152,21 +155,20 @@ class SipEndpoint:
         try:
             if cfg.udp_port is not None:
                 transport, protocol = await loop.create_datagram_endpoint(
-                    lambda: _UdpProtocol(self), local_addr=(cfg.host, cfg.udp_port)
-                )
+                    lambda: _UdpProtocol(self), local_addr=(cfg.host, cfg.udp_port),
+                    reuse_port=cfg.reuse_port or None)
                 self._udp = protocol
                 self.udp_address = transport.get_extra_info("sockname")[:2]
             if cfg.tcp_port is not None:
                 server = await asyncio.start_server(
-                    self._accept("tcp"), cfg.host, cfg.tcp_port, reuse_address=True
-                )
+                    self._accept("tcp"), cfg.host, cfg.tcp_port, reuse_address=True,
+                    reuse_port=cfg.reuse_port or None)
                 self._servers.append(server)
                 self.tcp_address = server.sockets[0].getsockname()[:2]
             if cfg.tls_port is not None and cfg.tls_context is not None:
                 server = await asyncio.start_server(
                     self._accept("tls"), cfg.host, cfg.tls_port, ssl=cfg.tls_context,
-                    reuse_address=True,
-                )
+                    reuse_address=True, reuse_port=cfg.reuse_port or None)
                 self._servers.append(server)
                 self.tls_address = server.sockets[0].getsockname()[:2]
         except OSError as err:

@@ -1,0 +1,155 @@
+"""A worker process of ``siptwin up --workers N``: ``python -m siptwin.regions.worker``.
+
+One CPython process saturates one core; a worker is a second set of the same region nodes,
+on the same addresses and ports (SO_REUSEPORT: the kernel gives each source address and port
+to one process), so a machine's other cores take their share of the calls. What makes that
+correct:
+
+- the control plane stays in the parent; a worker reads the same SQLite state through
+  :class:`ControlPlaneView` (it sees every commit on its next look-up);
+- nonces are checked with the parent's secret and opaque, and bound to the source port, so
+  a nonce and its counts always meet the same process (``DigestState.bind_source_port``);
+- call records go to the parent, which owns the REST API and ``siptwin explain``: a batch of
+  the records that changed, every 0.2 s, over a Unix socket (``RecordSink`` in the parent).
+
+The parent writes ``{"secret": hex, "opaque": str}`` on the worker's standard input and reads
+one ``worker ready`` line from its standard output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ..cloud.view import ControlPlaneView
+from ..runtime import run_event_loop, settle_for_serving, until_terminated
+from ..settings import load_fidelity
+from ..sip.digest import NonceIssuer
+from ..transport.tls import server_context
+from ..voice.interpreter import VoiceHandler
+from .calls import Call, CallRegistry
+from .catalogue import Catalogue, default_catalogue_dir
+from .node import RegionNode
+from .pipeline import DigestState
+from .registrar import Registrar
+from .serve import call_to_record
+
+READY = "worker ready"
+FLUSH_INTERVAL = 0.2  # seconds between batches of call records to the parent
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m siptwin.regions.worker")
+    parser.add_argument("--state", type=Path, required=True)
+    parser.add_argument("--index", type=int, required=True, help="1.. (the parent is 0)")
+    parser.add_argument("--records", type=Path, required=True, help="the parent's record socket")
+    parser.add_argument("--regions", default=None)
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--settings", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+class RecordForwarder:
+    """Sends the call records that changed to the parent, newest state only, in batches."""
+
+    def __init__(self, socket_path: Path, index: int) -> None:
+        self.socket_path = socket_path
+        self.index = index
+        self._changed: dict[str, Call] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def changed(self, call: Call, event: str) -> None:
+        call.process = self.index
+        self._changed[call.call_id] = call
+
+    async def start(self) -> None:
+        _, self._writer = await asyncio.open_unix_connection(str(self.socket_path))
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._changed or self._writer is None:
+            return
+        batch, self._changed = self._changed, {}
+        lines = "".join(json.dumps(call_to_record(call)) + "\n" for call in batch.values())
+        self._writer.write(lines.encode())
+        await self._writer.drain()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self.flush()
+        if self._writer is not None:
+            self._writer.close()
+
+
+class ForwardingRegistry(CallRegistry):
+    """Every record stored or changed here also goes to the parent (``RecordForwarder``)."""
+
+    def __init__(self, forwarder: RecordForwarder) -> None:
+        super().__init__()
+        self.forwarder = forwarder
+        self.add_listener(forwarder.changed)
+
+    def put(self, call: Call) -> None:
+        super().put(call)
+        self.forwarder.changed(call, "stored")
+
+
+async def serve(args: argparse.Namespace) -> int:
+    secrets_in = json.loads(sys.stdin.readline())
+    catalogue = Catalogue.load(default_catalogue_dir())
+    if args.regions:
+        catalogue = catalogue.select([r.strip() for r in args.regions.split(",") if r.strip()])
+    fidelity = load_fidelity(args.settings, args.profile)
+    digest = DigestState(NonceIssuer(bytes.fromhex(secrets_in["secret"]),
+                                     lifetime=fidelity.nonce_lifetime),
+                         opaque=secrets_in["opaque"], bind_source_port=True)
+    control = ControlPlaneView(args.state)
+    forwarder = RecordForwarder(args.records, args.index)
+    calls, registrar, handler = ForwardingRegistry(forwarder), Registrar(), VoiceHandler()
+    tls_dir = args.state / "tls"
+    tls = server_context(tls_dir / "siptwin.crt", tls_dir / "siptwin.key")
+    nodes = [RegionNode(region, catalogue, control, fidelity, digest, calls, registrar, handler,
+                        tls, reuse_port=True) for region in catalogue]
+    for node in nodes:
+        await node.start()
+    await forwarder.start()
+    watch = asyncio.get_running_loop().create_task(_exit_with_parent(os.getppid()))
+    print(json.dumps({"event": READY, "index": args.index, "regions": len(nodes)}), flush=True)
+    settle_for_serving()
+    try:
+        await until_terminated()
+    finally:
+        watch.cancel()
+        for node in nodes:
+            await node.close()
+        await forwarder.close()
+        await handler.close()
+        control.close()
+    return 0
+
+
+async def _exit_with_parent(parent: int) -> None:
+    """A parent killed outright cannot stop its workers: they notice and stop themselves."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_event_loop(serve(parse_arguments(argv)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""``siptwin up`` as users start it: a real process on the catalogue's addresses (us1 only),
+driven through its REST API with the twilio SDK and called by SIPp.
+
+One test function on purpose: it binds 127.0.1.1:5060, which nothing else in the suite uses,
+so its steps must not run in parallel with each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from base64 import b64encode
+from pathlib import Path
+
+import pytest
+
+from siptwin.harness.provision import DomainPlan, provision, sdk_client
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "Harbour7Lights"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _siptwin(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "siptwin", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST")})
+
+
+def _value(output: str, key: str) -> str:
+    return next(line.split("=", 1)[1] for line in output.splitlines() if line.startswith(key + "="))
+
+
+def _recent_calls(api: str, sid: str, token: str) -> list[dict]:
+    request = urllib.request.Request(f"{api}/siptwin/v1/Accounts/{sid}/Calls.json")
+    request.add_header("Authorization", "Basic " + b64encode(f"{sid}:{token}".encode()).decode())
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
+        return json.loads(response.read())["calls"]
+
+
+def _sipp(calls: int, rate: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    domain = "acme.sip.us1.twilio.com"
+    return subprocess.run(
+        ["sipp", "127.0.1.1:5060", "-sf", str(REPO / "harness" / "sipp" / "uac_auth.xml"),
+         "-t", "un", "-max_socket", "1000", "-s", "1000", "-au", "alice", "-ap", PASSWORD,
+         "-key", "domain", domain, "-auth_uri", f"1000@{domain}", "-i", "127.0.0.1", "-p", "0",
+         "-r", str(rate), "-m", str(calls), "-recv_timeout", "5s", "-timeout", "60s",
+         "-nostdin"], capture_output=True, text=True, timeout=90, cwd=tmp_path)
+
+
+def test_up_with_workers_answers_every_call_and_keeps_every_record(tmp_path) -> None:
+    if shutil.which("sipp") is None:
+        pytest.fail("SIPp is not installed: run scripts/bootstrap")
+    state, api_port = tmp_path / "state", _free_port()
+    started = _siptwin("up", "--detach", "--workers", "2", "--regions", "us1", "--state",
+                       str(state), "--api-port", str(api_port), "--dns-port", str(_free_port()))
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        out = started.stdout
+        assert "siptwin ready" in out and "workers:   2 processes" in out
+
+        # A second twin on the same addresses is refused, though it would be allowed to
+        # share the ports the workers share.
+        second = _siptwin("up", "--workers", "2", "--regions", "us1", "--state",
+                          str(tmp_path / "other"), "--api-port", str(_free_port()),
+                          "--dns-port", str(_free_port()), timeout=30)
+        assert second.returncode == 1 and "in use" in second.stderr, second.stderr
+
+        sid, token = _value(out, "TWILIO_ACCOUNT_SID"), _value(out, "TWILIO_AUTH_TOKEN")
+        api = f"http://127.0.0.1:{api_port}"
+        provision(sdk_client(api, sid, token),
+                  DomainPlan("acme", voice_url="twiml:<Response><Pause length=\"5\"/></Response>",
+                             credentials=[("alice", PASSWORD)]))
+        run = _sipp(40, 20, tmp_path)  # a socket (source port) per call: both processes get some
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+
+        deadline = time.monotonic() + 5
+        while True:  # a worker sends its records every 0.2 s
+            answered = [c for c in _recent_calls(api, sid, token) if c["sid"]]
+            if len(answered) == 40 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(answered) == 40
+        assert {c["status"] for c in answered} == {"completed"}
+        assert {c["process"] for c in answered} == {0, 1}
+    finally:
+        stopped = _siptwin("down", "--state", str(state))
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
