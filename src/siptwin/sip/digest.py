@@ -26,8 +26,8 @@ import secrets
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 __all__ = [
     "Challenge",
@@ -250,6 +250,12 @@ def _quote(value: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+_CHALLENGE_QUOTED = frozenset({"realm", "domain", "nonce", "opaque", "qop"})
+_CREDENTIALS_QUOTED = frozenset(
+    {"username", "realm", "nonce", "uri", "response", "cnonce", "opaque"}
+)
+
+
 @dataclass(frozen=True)
 class _AuthHeaderValue:
     """Scheme plus ordered parameters; non-Digest schemes keep their text in ``raw``."""
@@ -257,9 +263,16 @@ class _AuthHeaderValue:
     scheme: str
     params: tuple[tuple[str, str], ...] = ()
     raw: str = ""
+    # mypyc: no instance __dict__ on a native class, so the memo is a declared field
+    _lookup: dict[str, str] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     # Parameters the grammar writes as quoted-string; the rest are bare tokens when they can be.
-    _QUOTED: ClassVar[frozenset[str]] = frozenset()
+    # mypyc: a ClassVar on a dataclass becomes a read-only field (mypyc/mypyc#1122)
+    @property
+    def _QUOTED(self) -> frozenset[str]:
+        return frozenset()
 
     @property
     def is_digest(self) -> bool:
@@ -268,12 +281,13 @@ class _AuthHeaderValue:
     def get(self, name: str) -> str | None:
         # The first value of each name, looked up by dict: verification asks a dozen times.
         # Kept beside the (frozen) fields, outside equality.
-        lookup = self.__dict__.get("_lookup")
+        # getattr: mypyc leaves an init=False field unset despite its default
+        lookup: dict[str, str] | None = getattr(self, "_lookup", None)
         if lookup is None:
             lookup = {}
             for key, value in self.params:
                 lookup.setdefault(key, value)
-            self.__dict__["_lookup"] = lookup
+            object.__setattr__(self, "_lookup", lookup)
         return lookup.get(name.lower())
 
     def __contains__(self, name: object) -> bool:
@@ -314,7 +328,9 @@ class _AuthHeaderValue:
 class Challenge(_AuthHeaderValue):
     """A ``WWW-Authenticate`` / ``Proxy-Authenticate`` value."""
 
-    _QUOTED: ClassVar[frozenset[str]] = frozenset({"realm", "domain", "nonce", "opaque", "qop"})
+    @property
+    def _QUOTED(self) -> frozenset[str]:
+        return _CHALLENGE_QUOTED
 
     @property
     def qop_options(self) -> tuple[str, ...]:
@@ -333,9 +349,9 @@ class Challenge(_AuthHeaderValue):
 class Credentials(_AuthHeaderValue):
     """An ``Authorization`` / ``Proxy-Authorization`` value."""
 
-    _QUOTED: ClassVar[frozenset[str]] = frozenset(
-        {"username", "realm", "nonce", "uri", "response", "cnonce", "opaque"}
-    )
+    @property
+    def _QUOTED(self) -> frozenset[str]:
+        return _CREDENTIALS_QUOTED
 
     @property
     def username(self) -> str | None:

@@ -87,7 +87,7 @@ class Headers:
 
     @classmethod
     def _from_parsed(cls, entries: list[list[str]]) -> Headers:
-        h = cls.__new__(cls)
+        h = cls()  # mypyc: cls.__new__(cls) crashes the compiler (KeyError '__new__')
         h._fields = entries
         h._index = None
         return h

@@ -11,7 +11,6 @@ import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
 
 __all__ = [
     "Answer",
@@ -160,6 +159,10 @@ class MediaDescription:
     connections: tuple[Connection, ...] = ()
     attributes: tuple[Attribute, ...] = ()
     other_fields: tuple[tuple[str, str], ...] = ()  # i=, b=, k= as (letter, value)
+    # mypyc: no instance __dict__ on a native class, so the memo is a declared field
+    _codecs: tuple[Codec, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def is_rtp(self) -> bool:
@@ -181,10 +184,12 @@ class MediaDescription:
     def codecs(self) -> tuple[Codec, ...]:
         """The RTP payload formats in offer order, named by a=rtpmap or the static table."""
         # Decoded once: the pipeline, the answer and the media plan all ask. The description
-        # is frozen, so the result can live in the instance's dict beside the fields.
-        cached = self.__dict__.get("_codecs")
+        # is frozen, so the result is set with object.__setattr__; getattr because a
+        # mypyc-compiled class leaves an init=False field unset despite its default.
+        cached = getattr(self, "_codecs", None)
         if cached is None:
-            cached = self.__dict__["_codecs"] = self._decode_codecs()
+            cached = self._decode_codecs()
+            object.__setattr__(self, "_codecs", cached)
         return cached
 
     def _decode_codecs(self) -> tuple[Codec, ...]:
@@ -231,6 +236,10 @@ class SessionDescription:
     media: tuple[MediaDescription, ...] = ()
     other_fields: tuple[tuple[str, str], ...] = ()  # i=, u=, e=, p=, b=, z=, k=
     version: int = 0
+    # mypyc: no instance __dict__ on a native class, so the memo is a declared field
+    _summary: OfferSummary | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def session_direction(self) -> str | None:
@@ -523,7 +532,11 @@ class NoCommonCodec:
 
     offer: OfferSummary
     reason: str
-    sip_status: ClassVar[int] = 488
+
+    # mypyc: a ClassVar on a dataclass becomes a read-only field (mypyc/mypyc#1122)
+    @property
+    def sip_status(self) -> int:
+        return 488
 
 
 def answer_offer(
@@ -578,9 +591,11 @@ def refuse_offer(offer: SessionDescription,
 
 
 def summarize_offer(offer: SessionDescription) -> OfferSummary:
-    cached = offer.__dict__.get("_summary")  # frozen: computed once per parsed offer
+    # frozen: computed once per parsed offer (getattr: mypyc leaves init=False fields unset)
+    cached: OfferSummary | None = getattr(offer, "_summary", None)
     if cached is None:
-        cached = offer.__dict__["_summary"] = _summarize(offer)
+        cached = _summarize(offer)
+        object.__setattr__(offer, "_summary", cached)
     return cached
 
 

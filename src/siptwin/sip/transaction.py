@@ -56,6 +56,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from mypy_extensions import mypyc_attr
+
 from .errors import SipParseError
 from .headers import MAGIC_COOKIE, Via
 from .message import Request, Response, make_request
@@ -73,6 +75,7 @@ def new_branch() -> str:
     return MAGIC_COOKIE + secrets.token_hex(8)
 
 
+@mypyc_attr(native_class=False)  # mypyc: a native class cannot subclass RuntimeError
 class TransactionError(RuntimeError):
     """The TU asked for something the transaction cannot do (unknown key, wrong state)."""
 
