@@ -3,8 +3,8 @@
 
 The parent keeps everything users talk to - the REST API, DNS, ``siptwin explain`` - and its
 own set of region nodes; the workers only answer SIP on the same addresses. Records arrive
-as JSON lines on a Unix socket in the state directory and replace the parent's copy of the
-call, so the REST Calls list and the diagnostics see every call, whichever process took it
+pickled, in length-prefixed batches, on a Unix socket in the state directory that only the
+twin's user can open, and replace the parent's copy of the call, so the REST Calls list and the diagnostics see every call, whichever process took it
 (a worker's record lags by up to 0.2 s).
 """
 
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pickle
 import socket
 import sys
 from pathlib import Path
 from typing import Any
-
-from ..regions.serve import call_from_record
 
 READY = "worker ready"
 START_TIMEOUT = 30.0
@@ -51,7 +51,8 @@ class WorkerPool:
         self.twin = twin
         self.count = count
         self.regions, self.profile, self.settings = regions, profile, settings
-        self.socket_path = Path(twin.config.state_dir) / "workers.sock"
+        # In a directory only our user can enter: records are pickles, nobody else may connect.
+        self.socket_path = Path(twin.config.state_dir) / "workers" / "records.sock"
         self._server: asyncio.AbstractServer | None = None
         self._processes: list[asyncio.subprocess.Process] = []
         self.records_received = 0
@@ -61,6 +62,8 @@ class WorkerPool:
         return [p.pid for p in self._processes]
 
     async def start(self) -> None:
+        self.socket_path.parent.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.socket_path.parent, 0o700)
         self.socket_path.unlink(missing_ok=True)
         self._server = await asyncio.start_unix_server(self._receive, str(self.socket_path))
         issuer = self.twin.digest.issuer
@@ -114,14 +117,18 @@ class WorkerPool:
 
     async def _receive(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while line := await reader.readline():
-                call = call_from_record(json.loads(line))
-                if call.status in ("completed", "failed", "canceled", "busy", "no-answer"):
-                    call.pack_trace()
-                self.twin.calls.put(call)
-                self.records_received += 1
-        except (ValueError, KeyError, TypeError) as err:  # a broken record ends the stream
-            print(f"siptwin: unreadable record from a worker: {err}", file=sys.stderr)
+            while True:
+                try:
+                    size = int.from_bytes(await reader.readexactly(4), "big")
+                    frame = await reader.readexactly(size)
+                except asyncio.IncompleteReadError:
+                    break  # the worker closed the connection
+                # Our own workers' pickles, on a socket only our user can open.
+                for call in pickle.loads(frame):
+                    self.twin.calls.put(call)
+                    self.records_received += 1
+        except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as err:
+            print(f"siptwin: unreadable records from a worker: {err}", file=sys.stderr)
         finally:
             writer.close()
 
