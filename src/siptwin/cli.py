@@ -108,8 +108,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
     fidelity = load_fidelity(args.settings, args.profile)
     catalogue = Catalogue.load(default_catalogue_dir())
-    if args.regions:
-        catalogue = catalogue.select([r.strip() for r in args.regions.split(",") if r.strip()])
+    catalogue = catalogue.select_listed(args.regions)
     if args.workers < 1:
         print("siptwin: --workers must be at least 1", file=sys.stderr)
         return 2

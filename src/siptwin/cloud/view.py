@@ -106,8 +106,7 @@ class ControlPlaneView:
         self._clock = clock
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection = connect(path)
-        self._seen_data_version: int | None = None
-        self._seen_commits: int | None = None
+        self._seen_version: int | None = None  # the store's commits, or SQLite's data_version
         self._domains: dict[str, DomainSnapshot | None] = {}
         self._tokens: dict[str, str | None] = {}
         # Routes may be switching over (propagation delay): cached answers expire then.
@@ -151,16 +150,11 @@ class ControlPlaneView:
 
     def _drop_cache_if_stale(self) -> None:
         if self._store is not None:
-            commits = self._store.commits
-            if commits != self._seen_commits or self._clock() >= self._cache_valid_until:
-                self._seen_commits = commits
-                self._domains.clear()
-                self._tokens.clear()
-                self._cache_valid_until = float("inf")
-            return
-        data_version = int(self._connection.execute("PRAGMA data_version").fetchone()[0])
-        if data_version != self._seen_data_version or self._clock() >= self._cache_valid_until:
-            self._seen_data_version = data_version
+            version = self._store.commits
+        else:
+            version = int(self._connection.execute("PRAGMA data_version").fetchone()[0])
+        if version != self._seen_version or self._clock() >= self._cache_valid_until:
+            self._seen_version = version
             self._domains.clear()
             self._tokens.clear()
             self._cache_valid_until = float("inf")

@@ -251,6 +251,8 @@ class TwinRunner:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(ITEM_TIMEOUT)
 
     def _abandon(self) -> None:
+        """Stop the engine and the loop thread and remove the state: what must happen even
+        when the twin never started."""
         if self.engine is not None:
             self.engine.stop()
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -267,11 +269,7 @@ class TwinRunner:
             if self.capture is not None:
                 self.capture.stop_and_split()
         finally:
-            if self.engine is not None:
-                self.engine.stop()
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
-            shutil.rmtree(self.state, ignore_errors=True)
+            self._abandon()
 
 
 def project_root() -> Path:

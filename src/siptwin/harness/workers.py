@@ -55,7 +55,6 @@ class WorkerPool:
         self.socket_path = Path(twin.config.state_dir) / "workers" / "records.sock"
         self._server: asyncio.AbstractServer | None = None
         self._processes: list[asyncio.subprocess.Process] = []
-        self.records_received = 0
 
     @property
     def pids(self) -> list[int]:
@@ -126,7 +125,6 @@ class WorkerPool:
                 # Our own workers' pickles, on a socket only our user can open.
                 for call in pickle.loads(frame):
                     self.twin.calls.put(call)
-                    self.records_received += 1
         except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as err:
             print(f"siptwin: unreadable records from a worker: {err}", file=sys.stderr)
         finally:

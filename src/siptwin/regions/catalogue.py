@@ -103,6 +103,10 @@ class Catalogue:
     def __getitem__(self, region_id: str) -> Region:
         return self.regions[region_id]
 
+    def select_listed(self, text: str | None) -> Catalogue:
+        """``select`` from a comma-separated list as typed on a command line ("us1, ie1")."""
+        return self.select([i.strip() for i in (text or "").split(",") if i.strip()])
+
     def select(self, ids: list[str] | None) -> Catalogue:
         if not ids:
             return self

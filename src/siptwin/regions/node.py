@@ -95,7 +95,6 @@ class Dialog:
     remote_answer: SessionDescription | None = None
     acked: asyncio.Event = field(default_factory=asyncio.Event)
     answered: bool = False
-    confirmed: bool = False
     local_cseq: int = 0
     domain: DomainSnapshot | None = None
     session: CallSession | None = None
@@ -308,8 +307,12 @@ class RegionNode:
             return
         call = self.calls.get(call_id)
         if call is not None:
-            call.record(TraceEntry(time.time(), direction, transport, self._address_text(peer),
-                                   self._address_text(local) if local else "", data))
+            call.record(self._trace_entry(direction, transport, peer, local, data))
+
+    def _trace_entry(self, direction: str, transport: str, peer: tuple[str, int],
+                     local: tuple[str, int] | None, data: bytes) -> TraceEntry:
+        return TraceEntry(time.time(), direction, transport, self._address_text(peer),
+                          self._address_text(local) if local else "", data)
 
     def _address_text(self, address: tuple[str, int]) -> str:
         """"ip:port", one string per address: a call's trace repeats the same two."""
@@ -371,10 +374,9 @@ class RegionNode:
             call.trace = previous.trace  # keep the first attempt (the 407 round) in the trace
         else:
             # This INVITE arrived before its call record existed: trace it now.
-            call.record(TraceEntry(time.time(), "in", source.transport,
-                                   self._address_text((source.host, source.port)),
-                                   self._address_text((source.local_host, source.local_port)),
-                                   request.to_bytes()))
+            call.record(self._trace_entry("in", source.transport, (source.host, source.port),
+                                          (source.local_host, source.local_port),
+                                          request.to_bytes()))
         self.calls.put(call)
         ctx = InviteContext(
             request=request, transport=source.transport, source_ip=source.host,
@@ -543,7 +545,6 @@ class RegionNode:
         dialog = self._dialogs.get(_safe_call_id(ack))
         if dialog is None or not dialog.answered or dialog.acked.is_set():
             return
-        dialog.confirmed = True
         if dialog.late_offer and ack.body:
             try:
                 dialog.remote_answer = ack.sdp

@@ -112,9 +112,7 @@ class ForwardingRegistry(CallRegistry):
 
 async def serve(args: argparse.Namespace) -> int:
     secrets_in = json.loads(sys.stdin.readline())
-    catalogue = Catalogue.load(default_catalogue_dir())
-    if args.regions:
-        catalogue = catalogue.select([r.strip() for r in args.regions.split(",") if r.strip()])
+    catalogue = Catalogue.load(default_catalogue_dir()).select_listed(args.regions)
     fidelity = load_fidelity(args.settings, args.profile)
     digest = DigestState(NonceIssuer(bytes.fromhex(secrets_in["secret"]),
                                      lifetime=fidelity.nonce_lifetime),

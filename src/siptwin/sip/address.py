@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .errors import SipParseError
 from .syntax import (
     LWS,
+    DecodeMemo,
     Params,
     is_token,
     param_lookup,
@@ -47,25 +48,12 @@ def _display(name: str) -> str:
     return quote(name)
 
 
-# Decoded values by (text, header): the requests of one call repeat their From, To and
-# Contact, and NameAddr is immutable. Bounded like the URI memo.
-_DECODED: dict[tuple[str, str], NameAddr] = {}
-_DECODED_MAX = 1024
-
-
 def parse_name_addr(text: str, what: str) -> NameAddr:
     """Parse one name-addr or addr-spec with its header parameters.
 
     ``what`` names the header in error messages, e.g. "To".
     """
-    key = (text, what)
-    value = _DECODED.get(key)
-    if value is None:
-        value = _parse_name_addr(text, what)  # errors are raised each time, never remembered
-        if len(_DECODED) >= _DECODED_MAX:
-            _DECODED.clear()
-        _DECODED[key] = value
-    return value
+    return _DECODED[(text, what)]  # see DecodeMemo: decoded once per (text, header)
 
 
 def _parse_name_addr(text: str, what: str) -> NameAddr:
@@ -98,6 +86,9 @@ def _parse_name_addr(text: str, what: str) -> NameAddr:
     if "?" in uri_text or "," in uri_text:
         raise SipParseError(f"URI in {what} contains '?' or ',' and must be inside <>")
     return NameAddr(parse_uri(uri_text), None, parse_params(text[end:], what))
+
+
+_DECODED: DecodeMemo = DecodeMemo(lambda key: _parse_name_addr(*key))
 
 
 def _bracketed(text: str, display: str | None, what: str) -> NameAddr:

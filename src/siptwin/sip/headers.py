@@ -112,12 +112,8 @@ class Headers:
             return
         if any("\r" in e[2] or "\n" in e[2] for e in fields):
             return  # would not split back into the same fields
-        self._fields = "".join(f"{e[1]}: {e[2]}\r\n" for e in fields)
+        self._fields = self.to_text()
         self._index = None
-
-    @property
-    def packed(self) -> bool:
-        return isinstance(self._fields, str)
 
     def _list(self) -> list[list[str]]:
         fields = self._fields
@@ -141,10 +137,6 @@ class Headers:
                     found.append(entry)
         key = _KEY_MEMO.get(name)
         return index.get(key if key is not None else self.key(name), _NONE)
-
-    def drop_index(self) -> None:
-        """Forget the look-up index (rebuilt on demand) of a message kept only for matching."""
-        self._index = None
 
     def add(self, name: str, value: str) -> None:
         entry = [self.key(name), name, value]

@@ -7,6 +7,8 @@ arrive as surrogate escapes, so nothing is lost and serialising gives the same b
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 from .errors import SipParseError
 
@@ -183,3 +185,23 @@ def param_lookup(params: Params, name: str) -> str | None:
 def has_param(params: Params, name: str) -> bool:
     lname = name.lower()
     return any(k.lower() == lname for k, _ in params)
+
+
+class DecodeMemo(dict):  # type: ignore[type-arg]
+    """Decoded values by the key they were decoded from (``memo[text]``), for decoders whose
+    results are immutable and so can be shared: the requests of one call repeat their
+    Request-URI, From and To. A decoder's error propagates and is never stored; the memo is
+    cleared when full, so a flood of distinct values only costs the decoding it would have
+    cost anyway."""
+
+    def __init__(self, decode: Callable[[Any], Any], limit: int = 1024) -> None:
+        super().__init__()
+        self._decode = decode
+        self._limit = limit
+
+    def __missing__(self, key: Any) -> Any:
+        value = self._decode(key)
+        if len(self) >= self._limit:
+            self.clear()
+        self[key] = value
+        return value

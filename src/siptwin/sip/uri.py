@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import SipParseError
-from .syntax import escape, unescape
+from .syntax import DecodeMemo, escape, unescape
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):")
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?\Z|[A-Za-z0-9]\Z")
@@ -108,21 +108,8 @@ class OpaqueUri:
 Uri = SipUri | TelUri | OpaqueUri
 
 
-# Decoded URIs by their text. A call repeats the same Request-URI, From and To in each of its
-# requests, and the decoded values are immutable, so they can be shared. Bounded: cleared
-# when full (a flood of distinct URIs only costs the decoding it would have cost anyway).
-_DECODED: dict[str, Uri] = {}
-_DECODED_MAX = 1024
-
-
 def parse_uri(text: str) -> Uri:
-    uri = _DECODED.get(text)
-    if uri is None:
-        uri = _parse_uri(text)  # raises for a malformed URI: errors are not remembered
-        if len(_DECODED) >= _DECODED_MAX:
-            _DECODED.clear()
-        _DECODED[text] = uri
-    return uri
+    return _DECODED[text]  # see DecodeMemo: decoded once per distinct text
 
 
 def _parse_uri(text: str) -> Uri:
@@ -139,6 +126,9 @@ def _parse_uri(text: str) -> Uri:
         number, _, param_text = rest.partition(";")
         return TelUri(number, _split_uri_params(param_text) if param_text else ())
     return OpaqueUri(scheme, rest)
+
+
+_DECODED: DecodeMemo = DecodeMemo(_parse_uri)
 
 
 def _parse_sip(scheme: str, rest: str) -> SipUri:

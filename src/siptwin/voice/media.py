@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from ..sip.sdp import SessionDescription, parse_sdp
+from ..sip.sdp import MediaDescription, SessionDescription, parse_sdp
 
 log = logging.getLogger("siptwin.voice.media")
 
@@ -181,17 +181,8 @@ def plan_media(offer_sdp: bytes | SessionDescription | None,
     for index, media in enumerate(answer.media):
         if media.port == 0 or index >= len(offer.media):
             continue
-        offered = offer.media[index]
-        connection = offer.connection_of(offered)
-        codecs = media.codecs()
-        audio = next((c for c in codecs if c.is_("PCMU") or c.is_("PCMA")), None)
-        if connection is None or audio is None or offered.port == 0:
-            return None
-        event = next((c for c in codecs if c.is_("telephone-event")), None)
-        return MediaPlan(connection.host, offered.port, PCMA if audio.is_("PCMA") else PCMU,
-                         event.payload_type if event else None)
+        return _plan(offer, offer.media[index], media)
     return None
-
 
 
 def plan_late_offer(answer: SessionDescription) -> MediaPlan | None:
@@ -200,15 +191,22 @@ def plan_late_offer(answer: SessionDescription) -> MediaPlan | None:
     for media_line in answer.media:
         if media_line.media != "audio" or media_line.port == 0:
             continue
-        connection = answer.connection_of(media_line)
-        codecs = media_line.codecs()
-        audio = next((c for c in codecs if c.is_("PCMU") or c.is_("PCMA")), None)
-        if connection is None or audio is None:
-            return None
-        event = next((c for c in codecs if c.is_("telephone-event")), None)
-        return MediaPlan(connection.host, media_line.port, PCMA if audio.is_("PCMA") else PCMU,
-                         event.payload_type if event else None)
+        return _plan(answer, media_line, media_line)
     return None
+
+
+def _plan(remote: SessionDescription, remote_media: MediaDescription,
+          agreed: MediaDescription) -> MediaPlan | None:
+    """Send to ``remote_media``'s address and port in the first G.711 codec of ``agreed``
+    (the answered media line), with its telephone-event payload type if any."""
+    connection = remote.connection_of(remote_media)
+    codecs = agreed.codecs()
+    audio = next((c for c in codecs if c.is_("PCMU") or c.is_("PCMA")), None)
+    if connection is None or audio is None or remote_media.port == 0:
+        return None
+    event = next((c for c in codecs if c.is_("telephone-event")), None)
+    return MediaPlan(connection.host, remote_media.port, PCMA if audio.is_("PCMA") else PCMU,
+                     event.payload_type if event else None)
 
 
 class _Receiver(asyncio.DatagramProtocol):
