@@ -114,19 +114,26 @@ def notification_sid(record: Call, index: int) -> str:
 
 
 def notification_json(record: Call, index: int, alert: Alert) -> dict[str, Any]:
-    sid = notification_sid(record, index)
     text = f"{alert.code} {alert.message}" + (f": {alert.detail}" if alert.detail else "")
+    return _notification(record, notification_sid(record, index), _date(alert.at),
+                         str(alert.code), "1" if alert.code in WARNING_CODES else "0", text,
+                         f"https://www.twilio.com/docs/errors/{alert.code}")
+
+
+def _notification(record: Call, sid: str, at: str | None, error_code: str | None, log: str,
+                  text: str, more_info: str) -> dict[str, Any]:
+    """Twilio's Notification resource for one call; what the call did not have is null."""
     return {
         "account_sid": record.account_sid,
         "api_version": shapes.API_VERSION,
         "call_sid": record.sid,
-        "date_created": _date(alert.at),
-        "date_updated": _date(alert.at),
-        "error_code": str(alert.code),
-        "log": "1" if alert.code in WARNING_CODES else "0",
-        "message_date": _date(alert.at),
+        "date_created": at,
+        "date_updated": at,
+        "error_code": error_code,
+        "log": log,
+        "message_date": at,
         "message_text": text,
-        "more_info": f"https://www.twilio.com/docs/errors/{alert.code}",
+        "more_info": more_info,
         "request_method": None,
         "request_url": None,
         "request_variables": None,
@@ -229,24 +236,10 @@ def finding_notification_json(record: Call, finding: Any) -> dict[str, Any]:
     sid = "NO" + hashlib.sha256(f"{record.sid}/finding/{finding.id}".encode()).hexdigest()[:32]
     at = _date(record.ended_at or record.answered_at or record.created_at)
     return {
-        "account_sid": record.account_sid,
-        "api_version": shapes.API_VERSION,
-        "call_sid": record.sid,
-        "date_created": at,
-        "date_updated": at,
-        "error_code": str(finding.code) if finding.code else None,
-        "log": "0" if finding.severity == "error" else "1",
-        "message_date": at,
-        "message_text": f"{finding.id}: {finding.sentence} Fix: {finding.fix}",
-        "more_info": finding.more_info or f"siptwin:diagnostics/{finding.id}",
-        "request_method": None,
-        "request_url": None,
-        "request_variables": None,
-        "response_body": None,
-        "response_headers": None,
-        "sid": sid,
-        "uri": f"{shapes.account_base(record.account_sid or '')}/Calls/{record.sid}"
-               f"/Notifications/{sid}.json",
+        **_notification(record, sid, at, str(finding.code) if finding.code else None,
+                        "0" if finding.severity == "error" else "1",
+                        f"{finding.id}: {finding.sentence} Fix: {finding.fix}",
+                        finding.more_info or f"siptwin:diagnostics/{finding.id}"),
         "siptwin_finding": finding.as_record(),
     }
 
