@@ -14,7 +14,7 @@ from siptwin import cli
 from siptwin.diagnostics import CallFacts, diagnose
 from siptwin.harness.client import Auth
 from siptwin.harness.provision import DomainPlan
-from siptwin.regions.calls import Call, TraceEntry
+from siptwin.model.calls import Call, TraceEntry
 
 from .conftest import PASSWORD
 

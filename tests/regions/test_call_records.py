@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from siptwin.regions.calls import Call, PackedTrace, TraceEntry
+from siptwin.model.calls import Call, PackedTrace, TraceEntry
 
 
 def _call(messages: int) -> Call:

@@ -21,7 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..regions.calls import CallRegistry
+from ..model.calls import CallRegistry
+from ..model.sids import SidPrefix, is_sid, new_sid
 from . import representations as shapes
 from . import rules
 from .api_region import select_region
@@ -43,7 +44,6 @@ from .params import (
     read_query,
 )
 from .scope import PROCESSING_REGIONS
-from .sids import SidPrefix, is_sid, new_sid
 from .store import MissingResource, Store
 
 log = logging.getLogger(__name__)

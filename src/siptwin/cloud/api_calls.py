@@ -14,20 +14,21 @@
 
 Only accepted calls (those with a CA SID) are listed. A call belongs to the processing region
 of the domain that took it: an ie1 domain's calls are listed by the ie1 API. Calls live in the
-:class:`~siptwin.regions.calls.CallRegistry` of the running twin, not in the store: they are
+:class:`~siptwin.model.calls.CallRegistry` of the running twin, not in the store: they are
 as ephemeral as the twin's SIP state.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
 from aiohttp import web
 
-from ..regions.calls import Alert, Call, CallRegistry
-from ..voice.params import plain_uri
+from ..model.calls import Alert, Call, CallRegistry
+from ..model.codes import WARNING_CODES
+from ..model.presentation import plain_uri
+from ..model.sids import SidPrefix, stable_sid
 from . import representations as shapes
 from .api import Call as ApiCall
 from .api import Handler, json_response
@@ -38,9 +39,6 @@ from .params import PAGING_PARAMETERS, encode_page_token, paging
 CALLS_KEY = web.AppKey("siptwin.cloud.calls", CallRegistry)
 CALL_STATUSES = ("queued", "ringing", "in-progress", "canceled", "completed", "failed", "busy",
                  "no-answer")
-# Warnings (log level 1) among the codes a call can carry; everything else is an error (0).
-WARNING_CODES = frozenset({12200, 13251, 13252, 13253, 15003, 32014, 32015, 32101, 32110,
-                           32111, 32112, 32113, 32114})
 CALLS = "/2010-04-01/Accounts/{AccountSid}/Calls"
 CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 
@@ -110,7 +108,7 @@ def call_json(record: Call) -> dict[str, Any]:
 
 def notification_sid(record: Call, index: int) -> str:
     """Stable per alert, so fetching by SID works while the call is in memory."""
-    return "NO" + hashlib.sha256(f"{record.sid}/{index}".encode()).hexdigest()[:32]
+    return stable_sid(SidPrefix.NOTIFICATION, f"{record.sid}/{index}")
 
 
 def notification_json(record: Call, index: int, alert: Alert) -> dict[str, Any]:
@@ -233,7 +231,7 @@ def _findings(call: ApiCall, record: Call) -> list[Any]:
 
 def finding_notification_json(record: Call, finding: Any) -> dict[str, Any]:
     """A diagnostic finding in Twilio's Notification shape, marked by ``siptwin_finding``."""
-    sid = "NO" + hashlib.sha256(f"{record.sid}/finding/{finding.id}".encode()).hexdigest()[:32]
+    sid = stable_sid(SidPrefix.NOTIFICATION, f"{record.sid}/finding/{finding.id}")
     at = _date(record.ended_at or record.answered_at or record.created_at)
     return {
         **_notification(record, sid, at, str(finding.code) if finding.code else None,

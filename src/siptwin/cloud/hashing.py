@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-TWILIO_DIGEST_REALM = "sip.twilio.com"
+from ..model.codes import REALM
+
+TWILIO_DIGEST_REALM = REALM
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from ..model.sids import SidPrefix, is_sid
 from .errors import ErrorCode, TwilioError, bad_request, not_found
 from .model import AccountStatus, Limits, ListKind
-from .sids import SidPrefix, is_sid
 
 DOMAIN_SUFFIX = ".sip.twilio.com"
 MAX_DOMAIN_NAME_LENGTH = 253  # DNS limit; Twilio's own limit is undocumented (spec 9)

@@ -20,6 +20,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..model.sids import SidPrefix, is_sid, new_auth_token, new_sid
 from . import rules
 from .hashing import ha1_for
 from .migrations import migrate
@@ -40,7 +41,6 @@ from .model import (
     Page,
     PageRequest,
 )
-from .sids import SidPrefix, is_sid, new_auth_token, new_sid
 
 DATABASE_FILE_NAME = "control-plane.sqlite3"
 

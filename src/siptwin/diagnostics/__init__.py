@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from ..cloud.view import ControlPlaneView
-from ..regions.calls import Call, CallRegistry
+from ..model.calls import Call, find_call
+from ..model.findings import ERROR, SEVERITIES, WARNING, Finding
 from ..regions.catalogue import Catalogue
 from .engine import RULES, diagnose, finding_ids
 from .facts import CallFacts, ConfigLookup
-from .model import ERROR, SEVERITIES, WARNING, Finding
 from .text import format_findings
 
 __all__ = [
@@ -60,12 +60,3 @@ def explain(twin: Any, ref: str) -> list[Finding]:
     return diagnose_call(call, catalogue=twin.catalogue, control=twin.control, database=database)
 
 
-def find_call(registry: CallRegistry, ref: str) -> Call | None:
-    """A call by CallSid (CA…), by SIP Call-ID, or ``last`` / ``--last``."""
-    if ref in ("last", "--last"):
-        return registry.last()
-    if ref.startswith("CA") and len(ref) == 34:
-        found = registry.by_sid(ref)
-        if found is not None:
-            return found
-    return registry.get(ref)

@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ..model.findings import ERROR, Finding
 from .facts import CallFacts
-from .model import ERROR, Finding
 
 log = logging.getLogger("siptwin.diagnostics")
 

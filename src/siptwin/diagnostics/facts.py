@@ -1,6 +1,6 @@
 """What the rules read: one call's messages (parsed once) and the configuration around it.
 
-:class:`CallFacts` wraps a :class:`~siptwin.regions.calls.Call` - its trace in both
+:class:`CallFacts` wraps a :class:`~siptwin.model.calls.Call` - its trace in both
 directions, notes, alerts and webhook exchanges - with the domain snapshot the node used and
 a :class:`ConfigLookup` over the control-plane database for questions the snapshot cannot
 answer: which ACL *elsewhere* (another region, not mapped) contains an address, where a
@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ..cloud.view import DomainSnapshot
-from ..regions.calls import Call, TraceEntry
+from ..model.calls import Call, TraceEntry
+from ..model.codes import CallStatus
 from ..regions.catalogue import Catalogue
 from ..sip.digest import Credentials, parse_credentials
 from ..sip.errors import SipParseError
 from ..sip.message import Request, Response, parse_datagram, parse_stream_message
 from ..sip.uri import SipUri, parse_uri
 
-REALM = "sip.twilio.com"
 # Addresses a host on the Internet cannot reach. Loopback is deliberately absent: the twin
 # runs on 127/8, where every peer's own address is loopback and nothing is "private".
 PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
@@ -314,7 +314,8 @@ class CallFacts:
     def failed(self) -> bool:
         """The call (or registration) did not succeed: rejected, dropped or torn down."""
         c = self.call
-        if c.status in ("rejected", "dropped", "challenged", "failed"):
+        if c.status in (CallStatus.REJECTED, CallStatus.DROPPED, CallStatus.CHALLENGED,
+                        CallStatus.FAILED):
             return True
         return c.final_status is not None and c.final_status >= 300
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..model.findings import SEVERITIES
 from . import explain
-from .model import SEVERITIES
 
 
 def findings_records(twin: Any, call_ids: list[str]) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ import textwrap
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .model import Finding
+from ..model.findings import Finding
 
 WIDTH = 100
 

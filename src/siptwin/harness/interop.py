@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..regions.calls import Call
+from ..model.calls import Call
 from .client import Exchange
 from .pbx import DEVICES, Target, received, trigger
 from .sipp import PeerMissing, run_sipp

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..regions.calls import Call
+from ..model.calls import Call
 from ..sip.errors import SipParseError
 from ..sip.message import Request, parse_datagram
 from .sipp import free_udp_port, harness_dir, require_binary, run_sipp

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from ..cloud.view import ControlPlaneView
-from ..regions.calls import Call
+from ..model.calls import Call
+from ..model.wire import call_from_record
 from ..regions.catalogue import Catalogue, Region, default_catalogue_dir
-from ..regions.serve import READY, call_from_record
+from ..regions.serve import READY
 from ..settings import Fidelity
 from .twin import RegionAddress, TwinConfig
 

@@ -21,7 +21,7 @@ from ..cloud.api import make_app
 from ..cloud.server import start_site
 from ..cloud.store import Store
 from ..cloud.view import ControlPlaneView
-from ..regions.calls import CallRegistry
+from ..model.calls import CallRegistry
 from ..regions.catalogue import Catalogue, Region, default_catalogue_dir
 from ..regions.dns import DnsServer
 from ..regions.node import CallHandler, RegionNode

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import pickle
 import socket
 import sys
 from pathlib import Path
 from typing import Any
+
+from ..model.wire import FRAME_HEADER, BatchError, decode_batch, frame_size
 
 READY = "worker ready"
 START_TIMEOUT = 30.0
@@ -118,14 +119,13 @@ class WorkerPool:
         try:
             while True:
                 try:
-                    size = int.from_bytes(await reader.readexactly(4), "big")
+                    size = frame_size(await reader.readexactly(FRAME_HEADER))
                     frame = await reader.readexactly(size)
                 except asyncio.IncompleteReadError:
                     break  # the worker closed the connection
-                # Our own workers' pickles, on a socket only our user can open.
-                for call in pickle.loads(frame):
+                for call in decode_batch(frame):
                     self.twin.calls.put(call)
-        except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as err:
+        except BatchError as err:
             print(f"siptwin: unreadable records from a worker: {err}", file=sys.stderr)
         finally:
             writer.close()

@@ -8,7 +8,6 @@ happened to any call by its Call-ID.
 from __future__ import annotations
 
 import pickle
-import secrets
 import threading
 import zlib
 from collections import OrderedDict
@@ -16,11 +15,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
+from .codes import CallStatus
+from .sids import is_call_sid
+
 MAX_TRACE_ENTRIES = 64  # a normal call has about a dozen messages
-
-
-def new_call_sid() -> str:
-    return "CA" + secrets.token_hex(16)
 
 
 @dataclass(slots=True)
@@ -104,9 +102,9 @@ class Call:
     from_uri: str = ""
     to_uri: str = ""
     username: str | None = None
-    status: str = "received"  # received, rejected, dropped, ringing, in-progress, completed, busy, failed, no-answer, canceled
+    status: str = CallStatus.RECEIVED  # one of CallStatus
     final_status: int | None = None  # the SIP final response to the INVITE (None: silence)
-    decided_by: str | None = None  # the pipeline stage that rejected the call
+    decided_by: str | None = None  # the Stage that rejected the call
     answered_at: float | None = None
     ended_at: float | None = None
     fidelity: dict[str, Any] = field(default_factory=dict)
@@ -193,3 +191,14 @@ class CallRegistry:
     def last(self) -> Call | None:
         with self._lock:
             return next(reversed(self._calls.values()), None) if self._calls else None
+
+
+def find_call(registry: CallRegistry, ref: str) -> Call | None:
+    """A call by CallSid (CA…), by SIP Call-ID, or ``last`` / ``--last``."""
+    if ref in ("last", "--last"):
+        return registry.last()
+    if is_call_sid(ref):
+        found = registry.by_sid(ref)
+        if found is not None:
+            return found
+    return registry.get(ref)

@@ -1,12 +1,82 @@
-"""Twilio's webhook and TwiML error codes (spec §7), with the names its debugger shows.
+"""Twilio's codes and the names the twin's packages share about a call, in one table each.
 
-An alert's ``message`` is Twilio's name for the code; its ``detail`` says what happened on this
-call (which URL, which status, which element) so a user can see why without a packet capture.
+- :data:`REALM`: the digest realm Twilio challenges with, whatever the domain.
+- :class:`CallError`: a call-time error a region node puts in ``X-Twilio-Error`` (spec §7),
+  with every such error the node and the registrar raise, each in one place.
+- :data:`ERROR_NAMES`: webhook and TwiML error codes with the names Twilio's debugger shows;
+  :class:`VoiceError` is one such error on one call. An alert's ``message`` is Twilio's name
+  for the code; its ``detail`` says what happened on this call (which URL, which status, which
+  element) so a user can see why without a packet capture.
+- :data:`WARNING_CODES`: the codes Twilio logs as warnings (every other code is an error).
+- :class:`Stage`: the pipeline stages (spec §4.2) by name, as a rejected call's ``decided_by``
+  records them and diagnostics reads them.
+- :class:`CallStatus`: every value of ``Call.status``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+REALM = "sip.twilio.com"
+
+
+@dataclass(frozen=True)
+class CallError:
+    """A SIP-side Twilio error: the code and text of ``X-Twilio-Error: <code> <text>``."""
+
+    code: int
+    message: str
+
+    def header(self) -> str:
+        return f"{self.code} {self.message}"
+
+
+# Call-time errors of the INVITE pipeline and the registrar (spec §7).
+TOO_MANY_HOPS = CallError(32006, "Too many hops")
+DOMAIN_NOT_FOUND = CallError(32002, "Twilio SIP Domain not found")
+NO_AUTH_MAPPED = CallError(32200, "Insufficient permissions: no authentication is mapped to the domain")
+NOT_TLS = CallError(32209, "Secure domain but non-TLS transport")
+IP_NOT_IN_ACL = CallError(32201, "Authentication failure - source IP Address not in ACL")
+BAD_CREDENTIALS = CallError(32202, "Bad user credentials")
+BAD_SDP = CallError(32102, "Bad SDP")
+SRTP_NOT_SECURE = CallError(32207, "SRTP offered but domain not secure")
+RTP_ON_SECURE = CallError(32208, "Secure domain but RTP offered")
+NO_COMMON_CODEC = CallError(32102, "No PCMU or PCMA in the SDP offer")
+REGISTRATION_DISABLED = CallError(32210, "Registration not enabled on the SIP Domain")
+NO_REGISTRATION_LIST = CallError(32212, "No credential list mapped for registrations")
+TOO_MANY_BINDINGS = CallError(32007, "Too many registrations for this address of record")
+
+
+class Stage(StrEnum):
+    """The stages of the INVITE pipeline, in the spec's order (``pipeline.STAGES`` runs them).
+    The registrar's decisions are recorded as :attr:`REGISTRATION`."""
+
+    MAX_FORWARDS_NOT_EXHAUSTED = "max_forwards_not_exhausted"
+    DOMAIN_EXISTS = "domain_exists"
+    CALL_AUTHENTICATION_MAPPED = "call_authentication_mapped"
+    SECURE_DOMAIN_USES_TLS = "secure_domain_uses_tls"
+    SOURCE_IP_IN_ACL = "source_ip_in_acl"
+    DIGEST_CREDENTIALS_VALID = "digest_credentials_valid"
+    MEDIA_OFFER_ACCEPTABLE = "media_offer_acceptable"
+    REGISTRATION = "registration"
+
+
+class CallStatus(StrEnum):
+    """``Call.status``: what the twin knows of a call (or a REGISTER exchange) so far."""
+
+    RECEIVED = "received"
+    REJECTED = "rejected"
+    DROPPED = "dropped"
+    CHALLENGED = "challenged"  # answered 401/407 and not (yet) retried with credentials
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    FAILED = "failed"
+    NO_ANSWER = "no-answer"
+    CANCELED = "canceled"
+    REGISTERED = "registered"  # a REGISTER exchange the registrar accepted
 
 ERROR_NAMES: dict[int, str] = {
     11200: "HTTP retrieval failure",
@@ -29,7 +99,8 @@ ERROR_NAMES: dict[int, str] = {
 }
 
 # Codes Twilio logs as warnings (log level 1); every other code is an error (level 0).
-WARNING_CODES = frozenset({12200, 13251, 13253, 15003})
+WARNING_CODES = frozenset({12200, 13251, 13252, 13253, 15003, 32014, 32015, 32101, 32110,
+                           32111, 32112, 32113, 32114})
 
 
 @dataclass(frozen=True)

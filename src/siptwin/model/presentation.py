@@ -1,8 +1,10 @@
-"""The parameters Twilio sends about a SIP-domain call (spec §5.2, §4.6).
+"""How Twilio presents a SIP-domain call to the customer's app (spec §5.2, §4.6).
 
-:func:`base_parameters` builds the set every request about the call carries - the voice URL,
-its fallback, ``<Redirect>`` and action URLs, status callbacks - and reports the X- headers it
-had to leave out so the caller can note why.
+:class:`WebhookParams` is the set of parameters every request about the call carries - the
+voice URL, its fallback, ``<Redirect>`` and action URLs, status callbacks. :func:`plain_uri`
+and :func:`sip_header_params` are the rules for From/To and for the X- headers that pass
+(with the ones a cap left out, so the caller can note why); the REST API and diagnostics show
+calls the same way.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def sip_header_params(headers: Iterable[tuple[str, str]], repeated: str = "first
 
 
 @dataclass(frozen=True)
-class CallFacts:
+class WebhookParams:
     """What Twilio says about the call in every request; fixed when the call is accepted."""
 
     account_sid: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from enum import StrEnum
@@ -18,6 +19,8 @@ class SidPrefix(StrEnum):
     PHONE_NUMBER = "PN"
     DOMAIN_ROUTE = "QQ"
     REQUEST = "RQ"
+    CALL = "CA"
+    NOTIFICATION = "NO"
 
 
 _SID_BODY = re.compile(r"[0-9a-fA-F]{32}")
@@ -25,6 +28,15 @@ _SID_BODY = re.compile(r"[0-9a-fA-F]{32}")
 
 def new_sid(prefix: SidPrefix) -> str:
     return f"{prefix.value}{secrets.token_hex(16)}"
+
+
+def new_call_sid() -> str:
+    return new_sid(SidPrefix.CALL)
+
+
+def stable_sid(prefix: SidPrefix, seed: str) -> str:
+    """A SID derived from ``seed``: the same resource gets the same SID on every read."""
+    return prefix.value + hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 
 def new_auth_token() -> str:
@@ -36,3 +48,7 @@ def is_sid(value: str, prefix: SidPrefix) -> bool:
     return (
         len(value) == 34 and value[:2] == prefix.value and _SID_BODY.fullmatch(value[2:]) is not None
     )
+
+
+def is_call_sid(value: str) -> bool:
+    return is_sid(value, SidPrefix.CALL)

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..cloud.view import ControlPlaneView, DomainSnapshot
+from ..model.calls import Call, CallRegistry, TraceEntry
+from ..model.codes import CallStatus
+from ..model.sids import new_call_sid
 from ..settings import Fidelity
 from ..sip.admission import admit
 from ..sip.errors import SipParseError
@@ -41,9 +44,8 @@ from ..sip.uri import SipUri
 from ..sip.validate import UasPolicy
 from ..transport.endpoint import EndpointConfig, Impairment, SipEndpoint, Source
 from ..transport.timers import LayerTimer
-from .calls import Call, CallRegistry, TraceEntry, new_call_sid
 from .catalogue import Catalogue, Region
-from .pipeline import REALM, DigestState, InviteContext, Verdict, run_pipeline
+from .pipeline import DigestState, InviteContext, Verdict, run_pipeline
 from .registrar import Registrar
 
 log = logging.getLogger("siptwin.node")
@@ -404,11 +406,12 @@ class RegionNode:
         if verdict.error is not None:
             call.alert(verdict.error.code, verdict.error.message, time.time())
         if verdict.silent:
-            call.status = "dropped"
+            call.status = CallStatus.DROPPED
             self._apply(self.layer.abandon(key))
             self.calls.notify(call, "dropped")
             return
-        call.status = "challenged" if verdict.status in (401, 407) else "rejected"
+        call.status = (CallStatus.CHALLENGED if verdict.status in (401, 407)
+                       else CallStatus.REJECTED)
         call.final_status = verdict.status
         extra = verdict.headers
         if verdict.error is not None:
@@ -420,7 +423,7 @@ class RegionNode:
     def _accept(self, call: Call, request: Request, key: TxKey, hop: Hop, ctx: InviteContext) -> None:
         call.sid = new_call_sid()
         call.username = ctx.username
-        call.status = "ringing"
+        call.status = CallStatus.RINGING
         dialog = Dialog(call, request, key, hop, twilio_to_tag(), domain=ctx.domain)
         self._dialogs[call.call_id] = dialog
         self._respond(key, self._response(request, 180, to_tag=dialog.to_tag,
@@ -474,7 +477,7 @@ class RegionNode:
         dialog.answered = True
         call = dialog.call
         call.answered_at = time.time()
-        call.status = "in-progress"
+        call.status = CallStatus.IN_PROGRESS
         call.final_status = 200
         self._respond(dialog.invite_key, self._response(
             request, 200, to_tag=dialog.to_tag, body=body,
@@ -649,4 +652,4 @@ def _dtmf_from_info(request: Request) -> str | None:
     return None
 
 
-__all__ = ["REALM", "CallHandler", "CallSession", "RegionNode", "StaticAnswer"]
+__all__ = ["CallHandler", "CallSession", "RegionNode", "StaticAnswer"]

@@ -13,6 +13,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..cloud.view import ControlPlaneView, CredentialSnapshot, DomainSnapshot
+from ..model.codes import (
+    BAD_CREDENTIALS,
+    BAD_SDP,
+    DOMAIN_NOT_FOUND,
+    IP_NOT_IN_ACL,
+    NO_AUTH_MAPPED,
+    NO_COMMON_CODEC,
+    NOT_TLS,
+    REALM,
+    RTP_ON_SECURE,
+    SRTP_NOT_SECURE,
+    TOO_MANY_HOPS,
+    CallError,
+    Stage,
+)
 from ..settings import Fidelity
 from ..sip.digest import (
     Credentials,
@@ -29,39 +44,15 @@ from ..sip.sdp import SdpError, refuse_offer, summarize_offer
 from ..sip.uri import SipUri
 from .catalogue import Catalogue, HostMatch, Region
 
-REALM = "sip.twilio.com"
-
-
-@dataclass(frozen=True)
-class TwilioError:
-    code: int
-    message: str
-
-    def header(self) -> str:
-        return f"{self.code} {self.message}"
-
-
-# Call-time errors a region node reports (spec §7), each in one place.
-TOO_MANY_HOPS = TwilioError(32006, "Too many hops")
-DOMAIN_NOT_FOUND = TwilioError(32002, "Twilio SIP Domain not found")
-NO_AUTH_MAPPED = TwilioError(32200, "Insufficient permissions: no authentication is mapped to the domain")
-NOT_TLS = TwilioError(32209, "Secure domain but non-TLS transport")
-IP_NOT_IN_ACL = TwilioError(32201, "Authentication failure - source IP Address not in ACL")
-BAD_CREDENTIALS = TwilioError(32202, "Bad user credentials")
-BAD_SDP = TwilioError(32102, "Bad SDP")
-SRTP_NOT_SECURE = TwilioError(32207, "SRTP offered but domain not secure")
-RTP_ON_SECURE = TwilioError(32208, "Secure domain but RTP offered")
-NO_COMMON_CODEC = TwilioError(32102, "No PCMU or PCMA in the SDP offer")
-
 
 @dataclass(frozen=True)
 class Verdict:
     """How a stage decided the call: a final response, or ``status=None`` for silence."""
 
-    stage: str
+    stage: Stage
     status: int | None
     reason: str = ""
-    error: TwilioError | None = None
+    error: CallError | None = None
     headers: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -103,12 +94,12 @@ class InviteContext:
     notes: list[str] = field(default_factory=list)
 
 
-Stage = Callable[[InviteContext], Verdict | None]
+StageCheck = Callable[[InviteContext], Verdict | None]
 
 
 def max_forwards_not_exhausted(ctx: InviteContext) -> Verdict | None:
     if ctx.request.max_forwards == 0:
-        return Verdict("max_forwards_not_exhausted", 483, "Too Many Hops", TOO_MANY_HOPS)
+        return Verdict(Stage.MAX_FORWARDS_NOT_EXHAUSTED, 483, "Too Many Hops", TOO_MANY_HOPS)
     return None
 
 
@@ -121,7 +112,7 @@ def domain_exists(ctx: InviteContext) -> Verdict | None:
     domain = ctx.control.find_domain(host.domain_name) if host is not None else None
     if domain is None:
         status = ctx.fidelity.unknown_domain_status
-        return Verdict("domain_exists", status, "Not Found", DOMAIN_NOT_FOUND)
+        return Verdict(Stage.DOMAIN_EXISTS, status, "Not Found", DOMAIN_NOT_FOUND)
     ctx.host, ctx.domain = host, domain
     return None
 
@@ -129,7 +120,7 @@ def domain_exists(ctx: InviteContext) -> Verdict | None:
 def call_authentication_mapped(ctx: InviteContext) -> Verdict | None:
     assert ctx.domain is not None
     if not ctx.domain.has_call_authentication:
-        return Verdict("call_authentication_mapped", ctx.fidelity.no_auth_status, "Forbidden",
+        return Verdict(Stage.CALL_AUTHENTICATION_MAPPED, ctx.fidelity.no_auth_status, "Forbidden",
                        NO_AUTH_MAPPED)
     return None
 
@@ -137,7 +128,7 @@ def call_authentication_mapped(ctx: InviteContext) -> Verdict | None:
 def secure_domain_uses_tls(ctx: InviteContext) -> Verdict | None:
     assert ctx.domain is not None
     if ctx.domain.secure and ctx.transport != "tls":
-        return Verdict("secure_domain_uses_tls", ctx.fidelity.secure_transport_status,
+        return Verdict(Stage.SECURE_DOMAIN_USES_TLS, ctx.fidelity.secure_transport_status,
                        "Forbidden", NOT_TLS)
     return None
 
@@ -154,8 +145,8 @@ def source_ip_in_acl(ctx: InviteContext) -> Verdict | None:
     if address is not None and any(address in net for net in ctx.domain.call_acl_networks):
         return None
     if ctx.fidelity.acl_miss == "drop":
-        return Verdict("source_ip_in_acl", None, "dropped: source IP not in ACL", IP_NOT_IN_ACL)
-    return Verdict("source_ip_in_acl", 403, "Forbidden", IP_NOT_IN_ACL)
+        return Verdict(Stage.SOURCE_IP_IN_ACL, None, "dropped: source IP not in ACL", IP_NOT_IN_ACL)
+    return Verdict(Stage.SOURCE_IP_IN_ACL, 403, "Forbidden", IP_NOT_IN_ACL)
 
 
 def digest_credentials_valid(ctx: InviteContext) -> Verdict | None:
@@ -163,12 +154,12 @@ def digest_credentials_valid(ctx: InviteContext) -> Verdict | None:
     assert domain is not None
     if not domain.call_credential_lists:
         return None
-    return check_digest(ctx, "INVITE", domain.call_credentials, "digest_credentials_valid")
+    return check_digest(ctx, "INVITE", domain.call_credentials, Stage.DIGEST_CREDENTIALS_VALID)
 
 
 def check_digest(
     ctx: InviteContext, method: str, credentials: dict[str, CredentialSnapshot] | object,
-    stage: str,
+    stage: Stage,
 ) -> Verdict | None:
     request = ctx.request
     context = (nonce_context(request.call_id, ctx.source_ip, str(ctx.source_port))
@@ -212,7 +203,7 @@ def _credentials_for_realm(request: Request) -> Credentials | None:
     return digest[0] if digest else None
 
 
-def _challenge(ctx: InviteContext, stage: str, context: bytes, stale: bool) -> Verdict:
+def _challenge(ctx: InviteContext, stage: Stage, context: bytes, stale: bool) -> Verdict:
     nonce = ctx.digest.issuer.issue(ctx.now, REALM, context)
     challenge = make_challenge(REALM, nonce, ctx.digest.opaque, stale=stale)
     # Twilio's edge challenges REGISTER with 407 too, not 401 (spec §4.8, observed).
@@ -220,7 +211,7 @@ def _challenge(ctx: InviteContext, stage: str, context: bytes, stale: bool) -> V
                    (("Proxy-Authenticate", challenge.to_header()),))
 
 
-def _forbidden(ctx: InviteContext, stage: str) -> Verdict:
+def _forbidden(ctx: InviteContext, stage: Stage) -> Verdict:
     return Verdict(stage, ctx.fidelity.bad_credentials_status, "Forbidden", BAD_CREDENTIALS)
 
 
@@ -235,23 +226,23 @@ def media_offer_acceptable(ctx: InviteContext) -> Verdict | None:
         offer = ctx.request.sdp
     except SdpError as err:
         ctx.notes.append(str(err))
-        return Verdict("media_offer_acceptable", status, "Not Acceptable Here", BAD_SDP)
+        return Verdict(Stage.MEDIA_OFFER_ACCEPTABLE, status, "Not Acceptable Here", BAD_SDP)
     summary = summarize_offer(offer)
     ctx.offer_summary = summary
     if summary.srtp_offered and not domain.secure:
-        return Verdict("media_offer_acceptable", status, "Not Acceptable Here", SRTP_NOT_SECURE)
+        return Verdict(Stage.MEDIA_OFFER_ACCEPTABLE, status, "Not Acceptable Here", SRTP_NOT_SECURE)
     if domain.secure and not summary.srtp_offered:
-        return Verdict("media_offer_acceptable", status, "Not Acceptable Here", RTP_ON_SECURE)
+        return Verdict(Stage.MEDIA_OFFER_ACCEPTABLE, status, "Not Acceptable Here", RTP_ON_SECURE)
     refused = refuse_offer(offer)
     if refused is not None:
         ctx.notes.append(refused.reason)
-        return Verdict("media_offer_acceptable", status, "Not Acceptable Here", NO_COMMON_CODEC)
+        return Verdict(Stage.MEDIA_OFFER_ACCEPTABLE, status, "Not Acceptable Here", NO_COMMON_CODEC)
     return None
 
 
 # The order of spec §4.2. 100 Trying goes out before the first stage in the ``observed``
 # profile and right after ``source_ip_in_acl`` in ``seed`` (an unlisted address hears nothing).
-STAGES: tuple[Stage, ...] = (
+STAGES: tuple[StageCheck, ...] = (
     max_forwards_not_exhausted,
     domain_exists,
     call_authentication_mapped,
@@ -260,7 +251,7 @@ STAGES: tuple[Stage, ...] = (
     digest_credentials_valid,
     media_offer_acceptable,
 )
-TRYING_AFTER = "source_ip_in_acl"
+TRYING_AFTER = source_ip_in_acl
 
 
 def run_pipeline(ctx: InviteContext, send_trying: Callable[[], None]) -> Verdict | None:
@@ -271,6 +262,6 @@ def run_pipeline(ctx: InviteContext, send_trying: Callable[[], None]) -> Verdict
         verdict = stage(ctx)
         if verdict is not None:
             return verdict
-        if stage.__name__ == TRYING_AFTER and not ctx.fidelity.trying_before_acl:
+        if stage is TRYING_AFTER and not ctx.fidelity.trying_before_acl:
             send_trying()
     return None

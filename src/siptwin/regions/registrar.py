@@ -10,19 +10,24 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..model.calls import Call, TraceEntry
+from ..model.codes import (
+    DOMAIN_NOT_FOUND,
+    NO_REGISTRATION_LIST,
+    REGISTRATION_DISABLED,
+    TOO_MANY_BINDINGS,
+    CallError,
+    CallStatus,
+    Stage,
+)
 from ..sip.errors import SipParseError
 from ..sip.message import Request, Response
 from ..sip.uri import SipUri
-from .calls import Call, TraceEntry
-from .pipeline import InviteContext, TwilioError, check_digest
+from .pipeline import InviteContext, check_digest
 
 if TYPE_CHECKING:
     from ..transport.endpoint import Source
     from .node import RegionNode
-
-REGISTRATION_DISABLED = TwilioError(32210, "Registration not enabled on the SIP Domain")
-NO_REGISTRATION_LIST = TwilioError(32212, "No credential list mapped for registrations")
-TOO_MANY_BINDINGS = TwilioError(32007, "Too many registrations for this address of record")
 
 
 @dataclass
@@ -60,14 +65,15 @@ class Registrar:
         domain = node.control.find_domain(host.domain_name) if host else None
         if domain is None:
             return node._response(request, fidelity.unknown_domain_status, extra=_error(
-                TwilioError(32002, "Twilio SIP Domain not found")))
+                DOMAIN_NOT_FOUND))
         if not domain.sip_registration:
             return node._response(request, 403, extra=_error(REGISTRATION_DISABLED))
         if not domain.registration_credential_lists:
             return node._response(request, 403, extra=_error(NO_REGISTRATION_LIST))
         ctx = InviteContext(request, source.transport, source.host, source.port, node.region,
                             node.catalogue, node.control, fidelity, node.digest, now)
-        verdict = check_digest(ctx, "REGISTER", domain.registration_credentials, "registration")
+        verdict = check_digest(ctx, "REGISTER", domain.registration_credentials,
+                               Stage.REGISTRATION)
         record = node.calls.get(request.call_id)
         if record is not None and record.method == "REGISTER":
             record.notes.extend(ctx.notes)
@@ -141,8 +147,8 @@ def _register_record(node: RegionNode, request: Request, source: Source) -> Call
 
 def _record_outcome(record: Call, node: RegionNode, response: Response) -> None:
     record.final_status = response.status
-    record.status = ("registered" if response.status < 300 else
-                     "challenged" if response.status in (401, 407) else "rejected")
+    record.status = (CallStatus.REGISTERED if response.status < 300 else
+                     CallStatus.CHALLENGED if response.status in (401, 407) else CallStatus.REJECTED)
     to_uri = record.to_uri
     host = to_uri.split("@", 1)[-1].split(";", 1)[0].split(":", 1)[0]
     match = node.catalogue.match_host(host)
@@ -155,8 +161,8 @@ def _record_outcome(record: Call, node: RegionNode, response: Response) -> None:
         code, _, text = error.partition(" ")
         if code.isdigit():
             record.alert(int(code), text, time.time())
-        record.decided_by = "registration"
+        record.decided_by = Stage.REGISTRATION
 
 
-def _error(error: TwilioError) -> tuple[tuple[str, str], ...]:
+def _error(error: CallError) -> tuple[tuple[str, str], ...]:
     return (("X-Twilio-Error", error.header()),)

@@ -11,48 +11,28 @@ whatever network namespace it runs in, and exposes nothing on the network.
 from __future__ import annotations
 
 import argparse
-import base64
-import dataclasses
 import json
 import secrets
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from ..cloud.view import ControlPlaneView
+from ..model.calls import CallRegistry, find_call
+from ..model.wire import call_to_record
 from ..runtime import run_event_loop, settle_for_serving, until_terminated
 from ..settings import build_fidelity
 from ..sip.digest import NonceIssuer, make_opaque
 from ..transport.tls import ensure_certificate, server_context
 from ..voice.interpreter import VoiceHandler
-from .calls import Alert, Call, CallRegistry, TraceEntry
 from .catalogue import Catalogue, default_catalogue_dir
 from .node import RegionNode
 from .pipeline import DigestState
 from .registrar import Registrar
 
 READY = "region ready"
-
-
-def call_to_record(call: Call) -> dict[str, Any]:
-    record = dataclasses.asdict(call)
-    record["trace"] = [
-        {**dataclasses.asdict(t), "data": base64.b64encode(t.data).decode()} for t in call.trace
-    ]
-    return record
-
-
-def call_from_record(record: dict[str, Any]) -> Call:
-    fields = {f.name for f in dataclasses.fields(Call)}
-    values = {k: v for k, v in record.items() if k in fields}
-    values["trace"] = [
-        TraceEntry(**{**t, "data": base64.b64decode(t["data"])}) for t in record.get("trace", [])
-    ]
-    values["alerts"] = [Alert(**a) for a in record.get("alerts", [])]
-    return Call(**values)
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -107,13 +87,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 def _side_channel(node: RegionNode, calls: CallRegistry) -> web.Application:
     async def call(request: web.Request) -> web.Response:
-        call_id = request.match_info["call_id"]
-        if call_id == "last":
-            found = calls.last()
-        elif call_id.startswith("CA") and len(call_id) == 34:
-            found = calls.by_sid(call_id)
-        else:
-            found = calls.get(call_id)
+        found = find_call(calls, request.match_info["call_id"])
         if found is None:
             return web.json_response({"error": "no such call"}, status=404)
         return web.json_response(call_to_record(found))

@@ -23,18 +23,18 @@ import argparse
 import asyncio
 import json
 import os
-import pickle
 import signal
 import sys
 from pathlib import Path
 
 from ..cloud.view import ControlPlaneView
+from ..model.calls import Call, CallRegistry
+from ..model.wire import encode_batch
 from ..runtime import run_event_loop, settle_for_serving, until_terminated
 from ..settings import load_fidelity
 from ..sip.digest import NonceIssuer
 from ..transport.tls import server_context
 from ..voice.interpreter import VoiceHandler
-from .calls import Call, CallRegistry
 from .catalogue import Catalogue, default_catalogue_dir
 from .node import RegionNode
 from .pipeline import DigestState
@@ -82,11 +82,7 @@ class RecordForwarder:
         if not self._changed or self._writer is None:
             return
         batch, self._changed = self._changed, {}
-        # Pickled, not JSON: an ended call (its trace packed) pickles in a few microseconds,
-        # its JSON form (dataclasses.asdict, base64 of every message) in a third of a
-        # millisecond - a fifth of what the call itself cost this process.
-        frame = pickle.dumps(list(batch.values()), protocol=pickle.HIGHEST_PROTOCOL)
-        self._writer.write(len(frame).to_bytes(4, "big") + frame)
+        self._writer.write(encode_batch(list(batch.values())))  # pickled: see model.wire
         await self._writer.drain()
 
     async def close(self) -> None:

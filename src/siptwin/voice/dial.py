@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from ..harness.client import Auth, CallResult, SipClient
+from ..model.codes import VoiceError
+from ..model.presentation import sip_header_params
 from ..sip.errors import SipParseError
 from ..sip.uri import SipUri, parse_uri
-from .errors import VoiceError
-from .params import sip_header_params
 
 MAX_URI_HEADERS_CHARS = 1024  # 21227 at or past this
 MAX_CUSTOM_HEADERS = 10  # 13251 past this (outbound limits are documented, spec §4.6)

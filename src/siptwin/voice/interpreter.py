@@ -20,12 +20,12 @@ from typing import TypeVar
 from urllib.parse import urljoin
 
 from ..harness.client import Auth
-from ..regions.calls import new_call_sid
+from ..model.codes import VoiceError
+from ..model.presentation import WebhookParams, plain_uri, sip_header_params, to_from_request_uri
+from ..model.sids import new_call_sid
 from ..regions.node import CallSession
 from . import media, offline
 from .dial import DialOutcome, dial_sip, parse_sip_target
-from .errors import VoiceError
-from .params import CallFacts, plain_uri, sip_header_params, to_from_request_uri
 from .status import StatusCallbacks
 from .twiml import NOT_EMULATED, TwimlDocument, Verb, parse_twiml
 from .webhook import Reply, WebhookClient, check_twiml_reply
@@ -39,12 +39,12 @@ APPLICATION_ERROR_PROMPT = "We are sorry, an application error has occurred. Goo
 RECORD_MAX_SECONDS = 3600
 
 
-def call_facts(session: CallSession) -> tuple[CallFacts, list[str]]:
+def call_facts(session: CallSession) -> tuple[WebhookParams, list[str]]:
     """The base parameters of the call and the X- headers the total cap left out."""
     call, domain, fidelity = session.call, session.domain, session.fidelity
     selection = sip_header_params(session.invite.headers, fidelity.repeated_x_header,
                                   int(fidelity.x_header_total_cap or 0))
-    facts = CallFacts(
+    facts = WebhookParams(
         account_sid=domain.account_sid,
         call_sid=call.sid or "",
         from_=plain_uri(call.from_uri),

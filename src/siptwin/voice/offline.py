@@ -11,7 +11,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, unquote, urlsplit
 from xml.sax.saxutils import escape
 
-from .errors import VoiceError
+from ..model.codes import VoiceError
 
 TWIML_SCHEME = "twiml:"
 TWIMLETS_HOST = "twimlets.com"

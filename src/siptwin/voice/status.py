@@ -15,17 +15,17 @@ import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-from ..regions.calls import Call
+from ..model.calls import Call
+from ..model.codes import VoiceError
+from ..model.presentation import WebhookParams
 from ..settings import Fidelity
-from .errors import VoiceError
-from .params import CallFacts
 from .webhook import WebhookClient
 
 CALLBACK_SOURCE = "call-progress-events"
 
 
 class StatusCallbacks:
-    def __init__(self, webhooks: WebhookClient, call: Call, facts: CallFacts, url: str | None,
+    def __init__(self, webhooks: WebhookClient, call: Call, facts: WebhookParams, url: str | None,
                  method: str, auth_token: str, fidelity: Fidelity) -> None:
         self._webhooks = webhooks
         self._call = call

@@ -13,7 +13,7 @@ import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 
-from .errors import VoiceError
+from ..model.codes import VoiceError
 
 _COMMON_CALLBACK = ("statusCallback", "statusCallbackEvent", "statusCallbackMethod")
 VERB_ATTRIBUTES: dict[str, frozenset[str]] = {

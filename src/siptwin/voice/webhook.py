@@ -24,9 +24,9 @@ from urllib.parse import quote, urlencode, urlsplit
 import aiohttp
 from yarl import URL
 
+from ..model.codes import VoiceError
 from ..settings import Fidelity
 from . import offline
-from .errors import VoiceError
 from .overrides import ConnectionPolicy, split_url
 from .signature import compute_signature
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 
+from ...model.codes import Stage
+from ...model.findings import ERROR, Finding
 from ..engine import rule
 from ..facts import CallFacts
-from ..model import ERROR, Finding
 
 
 def _nearest(source: str, networks: list[tuple[str, ipaddress.IPv4Network]]) -> tuple[str, str] | None:
@@ -27,7 +28,7 @@ def _nearest(source: str, networks: list[tuple[str, ipaddress.IPv4Network]]) -> 
 @rule("source-not-in-acl", spec=1)
 def source_not_in_acl(facts: CallFacts) -> Iterator[Finding]:
     call = facts.call
-    if call.decided_by != "source_ip_in_acl":
+    if call.decided_by != Stage.SOURCE_IP_IN_ACL:
         return
     domain = facts.domain
     evidence = [f"packet source: {facts.source}"]
@@ -72,7 +73,7 @@ def source_not_in_acl(facts: CallFacts) -> Iterator[Finding]:
 @rule("no-auth-mapped", spec=1)
 def no_auth_mapped(facts: CallFacts) -> Iterator[Finding]:
     call = facts.call
-    if call.decided_by != "call_authentication_mapped":
+    if call.decided_by != Stage.CALL_AUTHENTICATION_MAPPED:
         return
     evidence = []
     domain = facts.domain

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ...model.codes import REALM, CallStatus
+from ...model.findings import ERROR, WARNING, Finding
 from ...sip.digest import parse_challenge
 from ...sip.errors import SipParseError
 from ...sip.message import Request
 from ...sip.uri import parse_uri
 from ..engine import rule
-from ..facts import REALM, CallFacts, Msg
-from ..model import ERROR, WARNING, Finding
+from ..facts import CallFacts, Msg
 
 BOTH = ("INVITE", "REGISTER")
 REALM_FIX = (
@@ -60,7 +61,7 @@ def realm_mismatch(facts: CallFacts) -> Iterator[Finding]:
                 f'challenges with realm="{REALM}" (never the domain name), so the digest cannot '
                 "match and Twilio answers 403.", REALM_FIX, tuple(evidence), 32202, 2)
             return
-    if call.status != "challenged":
+    if call.status != CallStatus.CHALLENGED:
         return
     responses = facts.outgoing_responses(facts.method)
     last_request = facts.last_request

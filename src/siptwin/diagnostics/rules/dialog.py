@@ -6,12 +6,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from ...model.findings import ERROR, WARNING, Finding
 from ...sip.errors import SipParseError
 from ...sip.message import Request, Response
 from ...sip.uri import SipUri, parse_uri
 from ..engine import rule
 from ..facts import CallFacts, Msg, private_address
-from ..model import ERROR, WARNING, Finding
 
 ACK_FIX = ("Send the ACK (and BYE) to the Contact of Twilio's 200 OK, through its Record-Route "
            "set, exactly as received: do not reuse the INVITE's Request-URI, do not rewrite "

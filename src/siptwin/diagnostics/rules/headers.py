@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ...model.findings import WARNING, Finding
+from ...model.presentation import USER_TO_USER, sip_header_params
 from ...sip.headers import Headers
-from ...voice.params import USER_TO_USER, sip_header_params
 from ..engine import rule
 from ..facts import CallFacts
-from ..model import WARNING, Finding
 
 HEADER_LIMIT = 1024  # documented for <Dial><Sip>; unconfirmed inbound
 _STANDARD_NAMES = """

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ...model.codes import Stage
+from ...model.findings import ERROR, WARNING, Finding
 from ...sip.sdp import SdpError, parse_sdp, summarize_offer
 from ..engine import rule
 from ..facts import CallFacts, Msg, private_address
-from ..model import ERROR, WARNING, Finding
 
 G711 = ("PCMU", "PCMA")
 SUPPORTED_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
@@ -62,7 +63,7 @@ def codecs(facts: CallFacts) -> Iterator[Finding]:
     if offer is None:
         return
     msg, body = offer
-    rejected_here = facts.call.decided_by == "media_offer_acceptable"
+    rejected_here = facts.call.decided_by == Stage.MEDIA_OFFER_ACCEPTABLE
     try:
         summary = summarize_offer(parse_sdp(body))
     except SdpError as err:
@@ -137,7 +138,7 @@ def _has_mki(crypto_line: str) -> bool:
 
 @rule("secure-transport-mismatch", spec=9)
 def secure_transport(facts: CallFacts) -> Iterator[Finding]:
-    if facts.call.decided_by != "secure_domain_uses_tls" and 32209 not in facts.alert_codes():
+    if facts.call.decided_by != Stage.SECURE_DOMAIN_USES_TLS and 32209 not in facts.alert_codes():
         return
     yield Finding(
         "secure-transport-mismatch", ERROR,

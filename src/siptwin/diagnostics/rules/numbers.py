@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from ...model.findings import ERROR, WARNING, Finding
 from ...sip.errors import SipParseError
 from ...sip.uri import SipUri, parse_uri
 from ..engine import rule
 from ..facts import CallFacts
-from ..model import ERROR, WARNING, Finding
 
 _PHONEISH = re.compile(r"\+?[0-9()\-. ]+")
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from ...model.findings import ERROR, WARNING, Finding
 from ...sip.errors import SipParseError
 from ...sip.message import Request
 from ...sip.uri import SipUri
 from ..engine import rule
 from ..facts import CallFacts, private_address
-from ..model import ERROR, WARNING, Finding
 
 REG = ("REGISTER",)
 BINDING_LIMIT = 10

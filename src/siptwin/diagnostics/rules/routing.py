@@ -6,12 +6,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator
 
+from ...model.codes import Stage
+from ...model.findings import ERROR, Finding
 from ...sip.errors import SipParseError
 from ...sip.message import Request
 from ...sip.uri import SipUri
 from ..engine import rule
 from ..facts import CallFacts, is_ip
-from ..model import ERROR, Finding
 
 BOTH = ("INVITE", "REGISTER")
 SIP_SUFFIX = ".sip.twilio.com"
@@ -32,7 +33,7 @@ def _host(facts: CallFacts) -> tuple[str | None, str]:
 
 
 def _not_found(facts: CallFacts) -> bool:
-    if facts.call.decided_by == "domain_exists":
+    if facts.call.decided_by == Stage.DOMAIN_EXISTS:
         return True
     return 32002 in facts.alert_codes()
 

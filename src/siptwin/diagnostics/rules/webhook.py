@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ...model.findings import ERROR, WARNING, Finding
 from ..engine import rule
 from ..facts import CallFacts
-from ..model import ERROR, WARNING, Finding
 
 FAILURE_CODES = {
     11200: "the voice URL could not be fetched (HTTP error status)",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ...model.findings import ERROR, Finding
 from ..engine import rule
 from ..facts import CallFacts
-from ..model import ERROR, Finding
 
 EXPLAINED_ELSEWHERE = frozenset({
     32201, 32200, 32202, 32002, 32207, 32208, 32209, 32102, 32022, 32210, 32212, 32007,
