@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from siptwin.harness.client import Auth
 from siptwin.harness.provision import DomainPlan
 from siptwin.regions.catalogue import CatalogueError
 from siptwin.regions.locations import apply_caller_location, one_way_latencies, rtt_table
+from siptwin.ua.client import Auth
 
 from ..regions.conftest import PASSWORD
 

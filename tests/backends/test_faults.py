@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from siptwin.harness.client import Auth
 from siptwin.harness.provision import DomainPlan
+from siptwin.ua.client import Auth
 
 from ..peers.conftest import REPO, require_tool, run
 from ..peers.test_sipsak_baresip_digest import free_port

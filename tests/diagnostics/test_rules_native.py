@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from siptwin.harness.client import Auth, SipClient
 from siptwin.harness.provision import DomainPlan
 from siptwin.sip.digest import answer_challenge, parse_challenge
+from siptwin.ua.client import Auth, SipClient
 
 from ..regions.rawsip import RawUac
 from .conftest import PASSWORD, by_id

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from siptwin import cli
 from siptwin.diagnostics import CallFacts, diagnose
-from siptwin.harness.client import Auth
 from siptwin.harness.provision import DomainPlan
 from siptwin.model.calls import Call, TraceEntry
+from siptwin.ua.client import Auth
 
 from .conftest import PASSWORD
 

@@ -12,11 +12,11 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from siptwin.harness.client import contact_uri
 from siptwin.sip.errors import SipParseError
 from siptwin.sip.message import Request, Response, make_request, parse_datagram
 from siptwin.sip.sdp import make_offer
 from siptwin.sip.transaction import build_ack, new_branch
+from siptwin.ua.client import contact_uri
 
 
 class _Protocol(asyncio.DatagramProtocol):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from siptwin.harness.client import Auth
 from siptwin.harness.provision import DomainPlan
+from siptwin.ua.client import Auth
 
 from .conftest import PASSWORD
 
@@ -130,7 +130,7 @@ async def test_each_node_answers_only_on_its_own_address(harness) -> None:
 
 
 async def test_options_is_answered_with_allow(harness) -> None:
-    from siptwin.harness.client import SipClient
+    from siptwin.ua.client import SipClient
 
     host, port = harness.node_port("us1")
     async with SipClient() as client:

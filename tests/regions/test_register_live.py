@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from siptwin.harness.client import Auth, SipClient
 from siptwin.harness.provision import DomainPlan
+from siptwin.ua.client import Auth, SipClient
 
 from .conftest import PASSWORD
 

@@ -32,8 +32,8 @@ import socket
 
 import pytest
 
-from siptwin.harness.client import Auth, SipClient
 from siptwin.harness.provision import DomainPlan
+from siptwin.ua.client import Auth, SipClient
 
 from ..sip.torture import EXPECTED, load_manifest
 from .conftest import PASSWORD, worker_network

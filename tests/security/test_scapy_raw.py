@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from siptwin.harness.client import Auth
 from siptwin.harness.provision import DomainPlan
 from siptwin.harness.rawpackets import Listener, invite, send_udp
 from siptwin.harness.security import record_security_result
+from siptwin.ua.client import Auth
 
 from .conftest import PASSWORD
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from siptwin.harness.client import Auth
 from siptwin.harness.provision import DomainPlan
+from siptwin.ua.client import Auth
 
 from .conftest import PASSWORD
 

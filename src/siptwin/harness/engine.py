@@ -23,8 +23,8 @@ from ..regions.catalogue import Region
 from ..sip.errors import SipParseError
 from ..sip.message import Response, parse_datagram
 from ..sip.transaction import new_branch
+from ..ua.client import DEFAULT_OFFER, Auth, CallResult, SipClient, SipExchange
 from . import faults, interop
-from .client import DEFAULT_OFFER, Auth, CallResult, Exchange, SipClient
 from .provision import DomainPlan, Provisioned, deprovision, provision, sdk_client
 from .receiver import AppBehaviour, AppSlot, WebhookReceiver
 from .scenario import Scenario, ScenarioError, Step, render, unique_label
@@ -99,7 +99,7 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
     saved = twin.fidelity
     slot: AppSlot | None = None
     provisioned: Provisioned | None = None
-    exchanges: list[Exchange] = []
+    exchanges: list[SipExchange] = []
     call_ids: list[str] = []
     try:
         region = twin.catalogue[region_id]
@@ -223,7 +223,7 @@ class StepOutcome:
     action: str
     call_id: str
     responses: list[Response]
-    messages: list[Exchange]
+    messages: list[SipExchange]
     call: CallResult | None = None
     http_status: int | None = None
     detail: dict[str, Any] = field(default_factory=dict)  # what a peer run reported
@@ -249,7 +249,7 @@ async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], r
     if step.action == "fault":
         target = params.get("region", region.id)
         line = await faults.inject(twin, target, params, env.faults)
-        return StepOutcome("fault", "", [], [Exchange(time.time(), "out", line.encode())])
+        return StepOutcome("fault", "", [], [SipExchange(time.time(), "out", line.encode())])
     if step.action in interop.ACTIONS:  # a real peer places the call (interop.py)
         return await interop.perform(step.action, params, node, context, env)
     async with SipClient(source, transport) as client:
@@ -284,7 +284,7 @@ async def _raw(params: dict[str, Any], node: tuple[str, int], transport: str, so
                wait: float) -> StepOutcome:
     text = params["message"].replace("\r\n", "\n").replace("\n", "\r\n")
     data = text.encode("utf-8")
-    messages = [Exchange(time.time(), "out", data)]
+    messages = [SipExchange(time.time(), "out", data)]
     responses: list[Response] = []
     loop = asyncio.get_running_loop()
     if transport != "udp":
@@ -300,7 +300,7 @@ async def _raw(params: dict[str, Any], node: tuple[str, int], transport: str, so
                 reply = await asyncio.wait_for(loop.sock_recv(sock, 65535), deadline - loop.time())
             except TimeoutError:
                 break
-            messages.append(Exchange(time.time(), "in", reply))
+            messages.append(SipExchange(time.time(), "in", reply))
             try:
                 message = parse_datagram(reply)
             except SipParseError:
@@ -333,7 +333,7 @@ async def _rest(params: dict[str, Any], env: Environment) -> StepOutcome:
     response = await asyncio.to_thread(client.request, params["method"], url,
                                        data=data or None)
     line = f"{params['method']} {params['path']} -> HTTP {response.status_code}"
-    return StepOutcome("rest", "", [], [Exchange(time.time(), "out", line.encode())],
+    return StepOutcome("rest", "", [], [SipExchange(time.time(), "out", line.encode())],
                        http_status=response.status_code)
 
 

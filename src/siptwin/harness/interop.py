@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..model.calls import Call
-from .client import Exchange
+from ..ua.client import SipExchange
 from .pbx import DEVICES, Target, received, trigger
 from .sipp import PeerMissing, run_sipp
 
@@ -73,7 +73,7 @@ async def perform(action: str, params: dict[str, Any], node: tuple[str, int],
         raise ScenarioError(str(err)) from None  # broken, with the reason, never skipped
     await asyncio.sleep(0.2)  # the twin's last trace entries (BYE's 200)
     calls = calls_of(env, context["domain_name"], began)
-    messages = [Exchange(t.at, "in" if t.direction == "out" else "out", t.data)
+    messages = [SipExchange(t.at, "in" if t.direction == "out" else "out", t.data)
                 for call in calls for t in call.trace]
     detail["calls"] = [c.call_id for c in calls]
     return StepOutcome(action, calls[-1].call_id if calls else "", [], messages, detail=detail)

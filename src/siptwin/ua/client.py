@@ -1,8 +1,11 @@
-"""A native SIP user agent client built on the core, for tests and scenarios.
+"""A native SIP user agent client built on the core: the twin's outbound leg and the suite's caller.
 
 It places calls the way a PBX does - INVITE, answer the 407 with digest credentials, ACK, BYE
 - from any loopback source address, over UDP, TCP or TLS, and records every message with its
 time so scenarios can assert the exact response sequence ("100, 407, 100, 180, 200").
+``<Dial><Sip>`` uses it for the twin's own outbound INVITE: :attr:`SipClient.answered`,
+:meth:`SipClient.established` and :meth:`SipClient.hang_up_all` are the hooks a caller that
+bridges a leg needs.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ DEFAULT_OFFER = object()  # sentinel: offer PCMU/PCMA/telephone-event from the c
 
 
 @dataclass
-class Exchange:
+class SipExchange:
     at: float
     direction: str  # "out" or "in"
     data: bytes
@@ -63,7 +66,7 @@ class CallResult:
     ended_by_remote: bool = False
     bye_status: int | None = None
     timed_out: bool = False
-    messages: list[Exchange] = field(default_factory=list)
+    messages: list[SipExchange] = field(default_factory=list)
 
     @property
     def statuses(self) -> list[int]:
@@ -95,6 +98,8 @@ class SipClient:
         self._events: dict[TxKey, asyncio.Queue[Response | None]] = {}
         self._calls: dict[str, CallResult] = {}
         self._ended: dict[str, asyncio.Event] = {}
+        # Set when a call of this client is first answered (its 2xx confirmed with an ACK).
+        self.answered = asyncio.Event()
         self._timer = LayerTimer(self.layer, self._apply)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -118,6 +123,15 @@ class SipClient:
         """The most recent call or request exchange of this client."""
         return next(reversed(self._calls.values()), None) if self._calls else None
 
+    def established(self) -> bool:
+        """Some call of this client has been answered (and may still be up)."""
+        return any(call.established for call in self._calls.values())
+
+    def hang_up_all(self) -> None:
+        """End every established call now: our BYE follows at once (see ``invite(hold=...)``)."""
+        for call_id in list(self._calls):
+            self._ended.setdefault(call_id, asyncio.Event()).set()
+
     @property
     def local_port(self) -> int:
         return self.endpoint.udp_address[1] if self.transport == "udp" else 5060
@@ -134,7 +148,7 @@ class SipClient:
             return
         call = self._calls.get(message.headers.get("Call-ID") or "")
         if call is not None:
-            call.messages.append(Exchange(time.time(), "in", data))
+            call.messages.append(SipExchange(time.time(), "in", data))
         self._apply(self.layer.receive(message, source.reply_to, self._now(),
                                        reliable=source.transport != "udp"))
 
@@ -156,7 +170,7 @@ class SipClient:
         data = message.to_bytes()
         call = self._calls.get(message.headers.get("Call-ID") or "")
         if call is not None:
-            call.messages.append(Exchange(time.time(), "out", data))
+            call.messages.append(SipExchange(time.time(), "out", data))
         self.endpoint.send_now(data, hop)
 
     def _on_request(self, event: RequestReceived) -> None:
@@ -314,6 +328,7 @@ class SipClient:
             *([("Content-Type", "application/sdp")] if ack_sdp else []),
         ], ack_sdp or b"")
         self._send(ack, dialog_hop)
+        self.answered.set()
         ended = self._ended.setdefault(result.call_id, asyncio.Event())
         if not hang_up:
             return

@@ -16,11 +16,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from ..harness.client import Auth, CallResult, SipClient
 from ..model.codes import VoiceError
 from ..model.presentation import sip_header_params
 from ..sip.errors import SipParseError
 from ..sip.uri import SipUri, parse_uri
+from ..ua.client import Auth, CallResult, SipClient
 
 MAX_URI_HEADERS_CHARS = 1024  # 21227 at or past this
 MAX_CUSTOM_HEADERS = 10  # 13251 past this (outbound limits are documented, spec §4.6)
@@ -85,13 +85,6 @@ class DialOutcome:
         return pairs + self.headers
 
 
-class _DialClient(SipClient):
-    def hang_up_all(self) -> None:
-        """End every established leg now: our BYE follows at once."""
-        for call_id in list(self._calls):
-            self._ended.setdefault(call_id, asyncio.Event()).set()
-
-
 def dial_status(result: CallResult) -> str:
     if result.final is None:
         return "no-answer"
@@ -114,22 +107,24 @@ async def dial_sip(target: SipTarget, *, local_host: str, from_uri: str,
     ``on_answer`` runs when the far end answers (``answerOnBridge``: the caller is answered
     only then).
     """
-    async with _DialClient(local_host, target.transport) as client:
+    async with SipClient(local_host, target.transport) as client:
         invite = asyncio.ensure_future(client.invite(
             target.host, target.port, target.uri, auth=auth, from_uri=from_uri,
             headers=[*extra_headers, *target.headers], hold=time_limit, hang_up=True,
             wait_final=ring_timeout + 2.0, cancel_after=ring_timeout))
         gone = asyncio.ensure_future(caller_gone.wait())
+        answered = asyncio.ensure_future(client.answered.wait())
         answered_at: float | None = None
         try:
             while not invite.done():
-                await asyncio.wait({invite, gone}, return_when=asyncio.FIRST_COMPLETED, timeout=0.05)
-                if answered_at is None and _established(client):
+                waiting = {invite, gone} if answered_at is not None else {invite, gone, answered}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if answered_at is None and answered.done():
                     answered_at = time.monotonic()
                     if on_answer is not None:
                         await on_answer()
                 if gone.done() and not invite.done():
-                    if _established(client):
+                    if client.established():
                         client.hang_up_all()
                         await asyncio.wait({invite}, timeout=5)
                     else:  # still ringing: give up the leg
@@ -139,6 +134,7 @@ async def dial_sip(target: SipTarget, *, local_host: str, from_uri: str,
                     break
         finally:
             gone.cancel()
+            answered.cancel()
         if invite.cancelled() or not invite.done():
             return DialOutcome("canceled", None, None, 0, None)
         result = invite.result()
@@ -151,7 +147,3 @@ async def dial_sip(target: SipTarget, *, local_host: str, from_uri: str,
                    if name.lower().startswith("dialsipheader_x-")]
     return DialOutcome(dial_status(result), final.status if final else None, result.call_id,
                        duration, result, headers)
-
-
-def _established(client: SipClient) -> bool:
-    return any(call.established for call in client._calls.values())

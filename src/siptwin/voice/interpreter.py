@@ -19,11 +19,11 @@ from collections.abc import Awaitable
 from typing import TypeVar
 from urllib.parse import urljoin
 
-from ..harness.client import Auth
 from ..model.codes import VoiceError
 from ..model.presentation import WebhookParams, plain_uri, sip_header_params, to_from_request_uri
 from ..model.sids import new_call_sid
 from ..regions.node import CallSession
+from ..ua.client import Auth
 from . import media, offline
 from .dial import DialOutcome, dial_sip, parse_sip_target
 from .status import StatusCallbacks
