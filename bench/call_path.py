@@ -30,11 +30,12 @@ import tracemalloc
 from pathlib import Path
 
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
-from siptwin.harness.twin import EmbeddedTwin, TwinConfig
 from siptwin.regions.node import RegionNode
 from siptwin.runtime import settle_for_serving
 from siptwin.sip.routing import Hop
 from siptwin.transport.endpoint import Source
+from siptwin.twin.config import TwinConfig
+from siptwin.twin.embedded import EmbeddedTwin
 
 USER, PASSWORD, LABEL = "alice", "Harbour7Lights", "bench"
 DOMAIN = f"{LABEL}.sip.us1.twilio.com"

@@ -11,11 +11,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
+from .model.state_dir import API_FILE, DATABASE_FILE, LOG_FILE, PID_FILE
 from .regions.catalogue import Catalogue, CatalogueError, default_catalogue_dir
 from .runtime import run_event_loop, settle_for_serving, until_terminated
 from .settings import SETTINGS, SettingsError, load_fidelity
+from .twin.launch import BACKENDS
+
+if TYPE_CHECKING:
+    from .twin.config import Twin
 
 _IMPORTED_AT = time.monotonic()
 DEFAULT_STATE = Path(os.environ.get("SIPTWIN_STATE", ".siptwin"))
@@ -51,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--regions", help="comma-separated subset of regions (default: all)")
     up.add_argument("--caller-location", help="add each edge's round-trip time as seen from "
                     "this city (regions/profiles/caller-rtt.yaml), e.g. london")
+    up.add_argument("--backend", choices=BACKENDS, default="embedded",
+                    help="embedded (default: one process), process (control plane and each "
+                         "region in its own process), netns (each region in a network "
+                         "namespace; root), docker (each region a container; root)")
     up.add_argument("--workers", type=int, default=1,
                     help="processes serving the SIP addresses (default 1; more use more cores "
                          "for load tests)")
@@ -104,13 +114,17 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from .harness.twin import EmbeddedTwin, TwinConfig
+    from .twin.config import TwinConfig
+    from .twin.launch import make_twin
 
     fidelity = load_fidelity(args.settings, args.profile)
     catalogue = Catalogue.load(default_catalogue_dir())
     catalogue = catalogue.select_listed(args.regions)
     if args.workers < 1:
         print("siptwin: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1 and args.backend != "embedded":
+        print("siptwin: --workers applies to the embedded backend", file=sys.stderr)
         return 2
     if args.workers > 1 and args.caller_location:
         print("siptwin: --caller-location applies to one process; use --workers 1",
@@ -119,32 +133,45 @@ async def _serve(args: argparse.Namespace) -> int:
     config = TwinConfig(state_dir=args.state, api_port=args.api_port, dns_port=args.dns_port,
                         fidelity=fidelity, catalogue=catalogue, certificate_in_child=True,
                         shared_listeners=args.workers > 1)
-    twin = EmbeddedTwin(config)
+    try:
+        twin, engine = make_twin(args.backend, config)
+    except (OSError, RuntimeError) as err:  # netns or docker: not root, a tool missing
+        print(f"siptwin: the {args.backend} backend cannot start: {err}", file=sys.stderr)
+        return 1
     workers = None
+
+    async def stop() -> None:
+        if workers is not None:
+            await workers.stop()
+        await twin.stop()
+        if engine is not None:
+            engine.stop()
+
     try:
         if args.workers > 1:
-            from .harness.workers import ensure_addresses_free
+            from .twin.embedded import EmbeddedTwin
+            from .twin.workers import WorkerPool, ensure_addresses_free
 
+            assert isinstance(twin, EmbeddedTwin)
             ensure_addresses_free(catalogue)
-        await twin.start()
-        if args.workers > 1:
-            from .harness.workers import WorkerPool
-
+            await twin.start()
             workers = WorkerPool(twin, args.workers - 1, args.regions, args.profile,
                                  args.settings)
             await workers.start()
+        else:
+            await twin.start()
     except OSError as err:
         print(f"siptwin: {err}", file=sys.stderr)
         print("siptwin: is another twin running? 'siptwin down' stops a detached one; "
               "--api-port and --dns-port choose other ports", file=sys.stderr)
-        await twin.stop()
+        await stop()
         return 1
-    except RuntimeError as err:  # a worker process did not come up
+    except RuntimeError as err:  # a worker or region process did not come up
         print(f"siptwin: {err}", file=sys.stderr)
-        await twin.stop()
+        await stop()
         return 1
     if args.caller_location:
-        from .regions.locations import apply_caller_location
+        from .twin.locations import apply_caller_location
 
         latencies = apply_caller_location(twin, args.caller_location)
         print(f"caller location {args.caller_location}: one-way delay per region "
@@ -154,20 +181,19 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"workers:   {args.workers} processes on the same addresses (pids "
               f"{', '.join(str(p) for p in [os.getpid(), *workers.pids])}); SO_REUSEPORT "
               "spreads callers by source address and port", flush=True)
-    pid_file = args.state / "siptwin.pid"
+    pid_file = args.state / PID_FILE
     pid_file.write_text(str(os.getpid()))
     _write_api_file(args.state, twin)
     since_exec = _seconds_since_process_start()
-    print(f"{READY_LINE} in {twin.started_in:.3f} s (process start to ready: {since_exec:.2f} s)",
+    started_in = getattr(twin, "started_in", since_exec)
+    print(f"{READY_LINE} in {started_in:.3f} s (process start to ready: {since_exec:.2f} s)",
           flush=True)
     settle_for_serving()  # after the ready line: a full collection takes tens of milliseconds
     try:
         await until_terminated()
     finally:
         print("siptwin stopping", flush=True)
-        if workers is not None:
-            await workers.stop()
-        await twin.stop()
+        await stop()
         pid_file.unlink(missing_ok=True)
     return 0
 
@@ -183,7 +209,7 @@ def _seconds_since_process_start() -> float:
         return time.monotonic() - _IMPORTED_AT
 
 
-def _print_banner(twin) -> None:
+def _print_banner(twin: Twin) -> None:
     fidelity = twin.fidelity
     print(f"siptwin {__version__} — fidelity profile: {fidelity.profile}")
     overrides = [f"{k}={v}" for k, v, where in fidelity.describe() if where == "override"]
@@ -201,15 +227,17 @@ def _print_banner(twin) -> None:
         print(f"DNS:       {host}:{port}  (dig @{host} -p {port} acme.sip.ie1.twilio.com)")
     print(f"TWILIO_ACCOUNT_SID={twin.account_sid}")
     print(f"TWILIO_AUTH_TOKEN={twin.auth_token}")
-    print(f"TLS certificate: {twin.certificate}")
+    if twin.certificate is not None:
+        print(f"TLS certificate: {twin.certificate}")
     print(f"state: {twin.config.state_dir}", flush=True)
 
 
 def _detach(args: argparse.Namespace) -> int:
     args.state.mkdir(parents=True, exist_ok=True)
-    log_path = args.state / "siptwin.log"
+    log_path = args.state / LOG_FILE
     argv = [sys.executable, "-m", "siptwin", "up", "--state", str(args.state),
-            "--api-port", str(args.api_port), "--dns-port", str(args.dns_port)]
+            "--api-port", str(args.api_port), "--dns-port", str(args.dns_port),
+            "--backend", args.backend]
     for flag, value in (("--settings", args.settings), ("--profile", args.profile),
                         ("--regions", args.regions), ("--caller-location", args.caller_location),
                         ("--workers", args.workers if args.workers != 1 else None)):
@@ -237,7 +265,7 @@ def _detach(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    pid_file = args.state / "siptwin.pid"
+    pid_file = args.state / PID_FILE
     if not pid_file.exists():
         print(f"siptwin: no running twin for state {args.state}", file=sys.stderr)
         return 1
@@ -304,7 +332,7 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 def _existing_labels(state: Path) -> list[str]:
     from .regions.dns import existing_domain_labels
 
-    database = state / "control-plane.sqlite3"
+    database = state / DATABASE_FILE
     if not database.exists():
         return []
     from .cloud.store import Store
@@ -324,10 +352,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- explain
 
-API_FILE = "api.json"  # written by 'up' next to the pid file: where its REST API listens
-
-
-def _write_api_file(state: Path, twin) -> None:
+def _write_api_file(state: Path, twin: Twin) -> None:
     (state / API_FILE).write_text(json.dumps({"api_url": twin.api_url,
                                               "account_sid": twin.account_sid}))
 

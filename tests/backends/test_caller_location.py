@@ -6,7 +6,7 @@ import pytest
 
 from siptwin.harness.provision import DomainPlan
 from siptwin.regions.catalogue import CatalogueError
-from siptwin.regions.locations import apply_caller_location, one_way_latencies, rtt_table
+from siptwin.twin.locations import apply_caller_location, one_way_latencies, rtt_table
 from siptwin.ua.client import Auth
 
 from ..regions.conftest import PASSWORD

@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from siptwin.harness.netns_backend import POOL, NetnsTwin, available
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
-from siptwin.harness.twin import TwinConfig
 from siptwin.regions.catalogue import Catalogue, default_catalogue_dir
+from siptwin.twin.backends.netns import POOL, NetnsTwin, available
+from siptwin.twin.config import TwinConfig
 from siptwin.ua.client import Auth, SipClient
 
 from ..regions.conftest import PASSWORD

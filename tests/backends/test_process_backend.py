@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from siptwin.harness.process_backend import ProcessTwin
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
-from siptwin.harness.twin import TwinConfig
 from siptwin.regions.catalogue import Catalogue, default_catalogue_dir
+from siptwin.twin.backends.process import ProcessTwin
+from siptwin.twin.config import TwinConfig
 from siptwin.ua.client import Auth, SipClient
 
 from ..regions.conftest import PASSWORD, worker_network

@@ -6,9 +6,10 @@ import os
 import pytest
 
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
-from siptwin.harness.twin import EmbeddedTwin, TwinConfig
 from siptwin.regions.catalogue import Catalogue, default_catalogue_dir
 from siptwin.settings import build_fidelity
+from siptwin.twin.config import TwinConfig
+from siptwin.twin.embedded import EmbeddedTwin
 from siptwin.ua.client import Auth, SipClient
 
 PASSWORD = "Harbour7Lights"

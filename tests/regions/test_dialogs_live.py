@@ -13,13 +13,14 @@ import secrets
 import pytest
 
 from siptwin.harness.provision import DomainPlan
-from siptwin.harness.twin import EmbeddedTwin, TwinConfig
 from siptwin.regions.catalogue import Catalogue, default_catalogue_dir
 from siptwin.regions.node import ALLOW, CallSession
 from siptwin.settings import build_fidelity
 from siptwin.sip.message import make_response
 from siptwin.sip.sdp import make_offer
 from siptwin.sip.transaction import build_cancel
+from siptwin.twin.config import TwinConfig
+from siptwin.twin.embedded import EmbeddedTwin
 
 from .conftest import _ephemeral, worker_network
 from .rawsip import RawUac, statuses

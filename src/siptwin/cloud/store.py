@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..model.sids import SidPrefix, is_sid, new_auth_token, new_sid
+from ..model.state_dir import DATABASE_FILE
 from . import rules
 from .hashing import ha1_for
 from .migrations import migrate
@@ -42,7 +43,7 @@ from .model import (
     PageRequest,
 )
 
-DATABASE_FILE_NAME = "control-plane.sqlite3"
+DATABASE_FILE_NAME = DATABASE_FILE
 
 RecordT = TypeVar("RecordT")
 ChangeListener = Callable[[int], None]

@@ -7,22 +7,25 @@ the digest exchange, the SDP, the webhook exchange - and over the configuration 
 :class:`Finding` s: an id, a severity (``error``: why this call failed; ``warning``: will
 bite in production), a plain sentence, the evidence, the fix and the Twilio error code.
 
-    findings = explain(twin, call_id)        # an EmbeddedTwin
+    findings = explain(twin, call_id)        # a running twin (siptwin.twin)
     findings = diagnose_call(call, catalogue=..., control=..., database=...)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from ..cloud.view import ControlPlaneView
-from ..model.calls import Call, find_call
+from ..model.calls import Call, CallLookup, find_call
 from ..model.findings import ERROR, SEVERITIES, WARNING, Finding
 from ..regions.catalogue import Catalogue
 from .engine import RULES, diagnose, finding_ids
 from .facts import CallFacts, ConfigLookup
 from .text import format_findings
+
+if TYPE_CHECKING:
+    from ..cloud.store import Store
 
 __all__ = [
     "ERROR", "RULES", "SEVERITIES", "WARNING", "CallFacts", "Finding", "diagnose",
@@ -51,8 +54,20 @@ def diagnose_call(call: Call, *, catalogue: Catalogue | None = None,
     return diagnose(CallFacts(call, catalogue, domain, config))
 
 
-def explain(twin: Any, ref: str) -> list[Finding]:
-    """Findings for a call of a running :class:`~siptwin.harness.twin.EmbeddedTwin`."""
+class RunningTwin(Protocol):
+    """What :func:`explain` reads of a running twin (``siptwin.twin.config.Twin`` has it)."""
+
+    @property
+    def calls(self) -> CallLookup: ...
+    @property
+    def store(self) -> Store | None: ...
+    @property
+    def control(self) -> ControlPlaneView | None: ...
+    catalogue: Catalogue
+
+
+def explain(twin: RunningTwin, ref: str) -> list[Finding]:
+    """Findings for a call of a running twin, by CallSid, Call-ID or ``last``."""
     call = find_call(twin.calls, ref)
     if call is None:
         return []

@@ -12,12 +12,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ..model.state_dir import API_FILE, DATABASE_FILE, PID_FILE
 from .text import format_findings
 
 
 def _credentials(state: Path) -> tuple[str, str] | None:
     sid, token = os.environ.get("TWILIO_ACCOUNT_SID"), os.environ.get("TWILIO_AUTH_TOKEN")
-    api_file = state / "api.json"
+    api_file = state / API_FILE
     if api_file.exists():
         recorded = json.loads(api_file.read_text())
         if sid and recorded.get("account_sid") != sid:
@@ -25,7 +26,7 @@ def _credentials(state: Path) -> tuple[str, str] | None:
         sid = recorded.get("account_sid") or sid
     if sid and token:
         return sid, token
-    if sid and (state / "control-plane.sqlite3").exists():
+    if sid and (state / DATABASE_FILE).exists():
         from ..cloud.store import Store
 
         store = Store.open(state)
@@ -48,9 +49,9 @@ def fetch_findings(api_url: str, sid: str, token: str, ref: str) -> dict[str, An
 
 
 def explain_remote(state: Path, ref: str, api_url: str | None, as_json: bool) -> int:
-    api_file = state / "api.json"
+    api_file = state / API_FILE
     if api_url is None:
-        if not api_file.exists() or not (state / "siptwin.pid").exists():
+        if not api_file.exists() or not (state / PID_FILE).exists():
             print(f"siptwin: no running twin for state {state} (start one with 'siptwin up')",
                   file=sys.stderr)
             return 1

@@ -23,12 +23,12 @@ from ..regions.catalogue import Region
 from ..sip.errors import SipParseError
 from ..sip.message import Response, parse_datagram
 from ..sip.transaction import new_branch
+from ..twin.config import Twin
 from ..ua.client import DEFAULT_OFFER, Auth, CallResult, SipClient, SipExchange
 from . import faults, interop
 from .provision import DomainPlan, Provisioned, deprovision, provision, sdk_client
 from .receiver import AppBehaviour, AppSlot, WebhookReceiver
 from .scenario import Scenario, ScenarioError, Step, render, unique_label
-from .twin import EmbeddedTwin
 
 DEFAULT_WAIT = 5.0
 
@@ -78,7 +78,7 @@ class ItemResult:
 class Environment:
     """What one test worker shares between items: the twin and the customer's app."""
 
-    def __init__(self, twin: EmbeddedTwin, receiver: WebhookReceiver) -> None:
+    def __init__(self, twin: Twin, receiver: WebhookReceiver) -> None:
         self.twin = twin
         self.receiver = receiver
         self._sdk: Any = None
@@ -182,7 +182,7 @@ def _behaviour(spec: dict[str, Any]) -> AppBehaviour:
     return behaviour
 
 
-def _context(region: Region, twin: EmbeddedTwin, env: Environment, slot: AppSlot,
+def _context(region: Region, twin: Twin, env: Environment, slot: AppSlot,
              given: dict[str, Any]) -> dict[str, Any]:
     domain = given.get("domain") or {}
     label = unique_label(domain.get("label", "acme"))
@@ -202,7 +202,7 @@ def _context(region: Region, twin: EmbeddedTwin, env: Environment, slot: AppSlot
     }
 
 
-async def _provision(twin: EmbeddedTwin, spec: dict[str, Any], context: dict[str, Any],
+async def _provision(twin: Twin, spec: dict[str, Any], context: dict[str, Any],
                      app: dict[str, Any], env: Environment, slot: AppSlot) -> Provisioned:
     spec = render(spec, context)
     voice_url = spec.get("voice_url") or context["app_url"]
@@ -340,7 +340,7 @@ async def _rest(params: dict[str, Any], env: Environment) -> StepOutcome:
 # ---------------------------------------------------------------------------- judging
 
 
-async def _judge(outcome: StepOutcome, expect: dict[str, Any], twin: EmbeddedTwin,
+async def _judge(outcome: StepOutcome, expect: dict[str, Any], twin: Twin,
                  slot: AppSlot, region: Region) -> list[Failure]:
     failures: list[Failure] = []
     if "http_status" in expect and outcome.http_status != expect["http_status"]:
@@ -380,7 +380,7 @@ async def _judge(outcome: StepOutcome, expect: dict[str, Any], twin: EmbeddedTwi
     return failures
 
 
-async def _judge_webhooks(expect: dict[str, Any], twin: EmbeddedTwin, slot: AppSlot) -> list[Failure]:
+async def _judge_webhooks(expect: dict[str, Any], twin: Twin, slot: AppSlot) -> list[Failure]:
     failures: list[Failure] = []
     if "status_callbacks" in expect:
         wanted = expect["status_callbacks"]
@@ -432,7 +432,7 @@ async def _judge_webhooks(expect: dict[str, Any], twin: EmbeddedTwin, slot: AppS
     return failures
 
 
-def _judge_call(outcome: StepOutcome, expect: dict[str, Any], twin: EmbeddedTwin) -> list[Failure]:
+def _judge_call(outcome: StepOutcome, expect: dict[str, Any], twin: Twin) -> list[Failure]:
     failures: list[Failure] = []
     call = twin.calls.get(outcome.call_id)
     if "call" in expect:
@@ -459,7 +459,7 @@ def _header_anywhere(responses: list[Response], name: str) -> str | None:
     return None
 
 
-def _call_record(twin: EmbeddedTwin, call_id: str) -> dict[str, Any]:
+def _call_record(twin: Twin, call_id: str) -> dict[str, Any]:
     call = twin.calls.get(call_id)
     assert call is not None
     return {
@@ -486,14 +486,14 @@ def _plain(value: Any) -> Any:
 # ---------------------------------------------------------------------------- diagnostics
 
 
-def _findings(twin: EmbeddedTwin, call_ids: list[str]) -> list[dict[str, Any]]:
+def _findings(twin: Twin, call_ids: list[str]) -> list[dict[str, Any]]:
     from ..diagnostics.harness import findings_records
 
     return findings_records(twin, call_ids)
 
 
 def _judge_findings(outcome: StepOutcome, expect: dict[str, Any],
-                    twin: EmbeddedTwin) -> list[Failure]:
+                    twin: Twin) -> list[Failure]:
     """``then: findings: [id, ...]`` must appear; ``no_findings: [id or severity]`` not."""
     from ..diagnostics.harness import judge_findings
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..twin.config import Twin
+
 KINDS = ("stop", "start", "blackhole", "impair", "restore")
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -24,7 +26,7 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-async def inject(twin: Any, region_id: str, params: dict[str, Any], active: dict[str, str]) -> str:
+async def inject(twin: Twin, region_id: str, params: dict[str, Any], active: dict[str, str]) -> str:
     """Apply one fault; ``active`` remembers what to undo per region. Returns a trace line."""
     kind = params["kind"]
     if kind == "stop":
@@ -45,13 +47,13 @@ async def inject(twin: Any, region_id: str, params: dict[str, Any], active: dict
     return f"fault: {kind} {region_id}" + (f" ({detail})" if detail else "")
 
 
-async def restore_all(twin: Any, active: dict[str, str]) -> None:
+async def restore_all(twin: Twin, active: dict[str, str]) -> None:
     for region_id, state in list(active.items()):
         await _undo(twin, region_id, state)
     active.clear()
 
 
-async def _undo(twin: Any, region_id: str, state: str) -> None:
+async def _undo(twin: Twin, region_id: str, state: str) -> None:
     if state == "stopped":
         await twin.start_region(region_id)
     elif state == "impaired":

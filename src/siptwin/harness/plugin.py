@@ -25,11 +25,12 @@ import pytest
 
 from ..regions.catalogue import Catalogue, default_catalogue_dir
 from ..settings import load_fidelity
+from ..twin.config import TwinConfig
+from ..twin.launch import make_twin
 from .engine import Environment, ItemResult, run_item
 from .pcap import SessionCapture, item_file_name
 from .receiver import WebhookReceiver
 from .scenario import Scenario, ScenarioError, load_scenario
-from .twin import EmbeddedTwin, TwinConfig
 
 ITEM_TIMEOUT = 120.0
 
@@ -202,28 +203,11 @@ class TwinRunner:
                                  config.getoption("--siptwin-profile"))
         twin_config = TwinConfig(state_dir=self.state, api_port=0, dns_port=0,
                                  fidelity=fidelity, catalogue=catalogue)
-        backend = config.getoption("--siptwin-backend")
-        if backend == "process":
-            from .process_backend import ProcessTwin
-
-            self.twin = ProcessTwin(twin_config)
-        elif backend == "netns":
-            from .netns_backend import NetnsTwin
-
-            self.twin = NetnsTwin(twin_config)
-        elif backend == "docker":
-            from .docker_backend import DockerEngine, DockerTwin, build_image, image_cache
-
-            self.engine = DockerEngine(self.state / "docker")
-            try:
-                self.engine.start()
-                build_image(self.engine, image_cache(), project_root())
-            except BaseException:
-                self._abandon()  # our dockerd must not outlive a failed start
-                raise
-            self.twin = DockerTwin(twin_config, self.engine)
-        else:
-            self.twin = EmbeddedTwin(twin_config)
+        try:
+            self.twin, self.engine = make_twin(config.getoption("--siptwin-backend"), twin_config)
+        except BaseException:
+            self._abandon()
+            raise
         # Region namespaces reach the app through the bridge, not the root's loopback.
         self.receiver = WebhookReceiver(getattr(self.twin, "gateway", "127.0.0.1"))
         self.capture: SessionCapture | None = None
@@ -238,7 +222,7 @@ class TwinRunner:
             raise
         location = config.getoption("--siptwin-caller-location")
         if location:
-            from ..regions.locations import apply_caller_location
+            from ..twin.locations import apply_caller_location
 
             apply_caller_location(self.twin, location)
         self.environment = Environment(self.twin, self.receiver)
@@ -270,11 +254,6 @@ class TwinRunner:
                 self.capture.stop_and_split()
         finally:
             self._abandon()
-
-
-def project_root() -> Path:
-    """The checkout the docker image is built from."""
-    return Path(__file__).resolve().parents[3]
 
 
 def worker_network() -> str:

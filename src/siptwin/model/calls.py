@@ -13,7 +13,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, Protocol, overload
 
 from .codes import CallStatus
 from .sids import is_call_sid
@@ -151,6 +151,16 @@ class Call:
 CallListener = Callable[[Call, str], None]
 
 
+class CallLookup(Protocol):
+    """Read access to a twin's call records: a :class:`CallRegistry` in this process, or the
+    records of other processes read through their side channels."""
+
+    def get(self, call_id: str) -> Call | None: ...
+    def by_sid(self, sid: str) -> Call | None: ...
+    def all(self) -> list[Call]: ...
+    def last(self) -> Call | None: ...
+
+
 class CallRegistry:
     """Calls by Call-ID, most recent last; bounded so a flood cannot exhaust memory."""
 
@@ -193,7 +203,7 @@ class CallRegistry:
             return next(reversed(self._calls.values()), None) if self._calls else None
 
 
-def find_call(registry: CallRegistry, ref: str) -> Call | None:
+def find_call(registry: CallLookup, ref: str) -> Call | None:
     """A call by CallSid (CA…), by SIP Call-ID, or ``last`` / ``--last``."""
     if ref in ("last", "--last"):
         return registry.last()

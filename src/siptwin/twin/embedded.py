@@ -1,8 +1,8 @@
-"""The whole twin on one machine: control plane, one SIP node per region, DNS.
+"""The whole twin in one process: control plane, one SIP node per region, DNS.
 
-:class:`Twin` is the launcher interface every backend implements (start, stop, the addresses
-of each region, and the faults scenarios can inject). :class:`EmbeddedTwin` runs everything in
-the current process and event loop - the default, and what the pytest plugin uses.
+:class:`EmbeddedTwin` runs everything in the current process and event loop - the default of
+``siptwin up`` and of the suite. It implements :class:`~siptwin.twin.config.Twin`, as the
+process, netns and docker backends do.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import ssl
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from aiohttp import web
 
@@ -22,65 +21,19 @@ from ..cloud.server import start_site
 from ..cloud.store import Store
 from ..cloud.view import ControlPlaneView
 from ..model.calls import CallRegistry
-from ..regions.catalogue import Catalogue, Region, default_catalogue_dir
+from ..model.state_dir import TLS_DIR
+from ..regions.catalogue import Catalogue, default_catalogue_dir
 from ..regions.dns import DnsServer
 from ..regions.node import CallHandler, RegionNode
-from ..regions.pipeline import DigestState
 from ..regions.registrar import Registrar
-from ..settings import Fidelity, build_fidelity
-from ..sip.digest import NonceIssuer, make_opaque
+from ..settings import Fidelity
+from ..sip.digest import make_opaque
 from ..transport.tls import ensure_certificate, server_context
 from ..voice.interpreter import VoiceHandler
+from .config import RegionAddress, TwinConfig
+from .nodes import NodeWiring, build_nodes, new_digest_state
 
 log = logging.getLogger("siptwin.twin")
-
-
-@dataclass
-class TwinConfig:
-    state_dir: Path = Path(".siptwin")
-    api_host: str = "127.0.0.1"
-    api_port: int = 8765
-    dns_host: str = "127.0.0.1"
-    dns_port: int = 5300
-    fidelity: Fidelity = field(default_factory=build_fidelity)
-    catalogue: Catalogue | None = None  # default: the regions/ directory
-    account_sid: str | None = None  # default: TWILIO_ACCOUNT_SID or generated once
-    auth_token: str | None = None
-    tls: bool = True
-    # Make a missing TLS certificate in a child process (a long-running `siptwin up` stays
-    # lean); tests that start many twins make it in-process, which is quicker.
-    certificate_in_child: bool = False
-    # Listen with SO_REUSEPORT and bind nonces to the source port: `siptwin up --workers N`
-    # starts worker processes that serve the same addresses (siptwin.regions.worker).
-    shared_listeners: bool = False
-
-
-@dataclass(frozen=True)
-class RegionAddress:
-    region: Region
-    host: str
-    udp: int | None
-    tcp: int | None
-    tls: int | None
-
-
-class Twin(Protocol):
-    """What every backend (embedded, process, netns, docker) offers the CLI and the harness."""
-
-    config: TwinConfig
-
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    def region_addresses(self) -> list[RegionAddress]: ...
-    @property
-    def api_url(self) -> str: ...
-
-    # Faults scenarios inject (harness/faults.py); each is undone by the harness.
-    def impair_region(self, region_id: str, latency_ms: float = 0.0,
-                      loss_percent: float = 0.0) -> None: ...
-    def blackhole_region(self, region_id: str) -> None: ...
-    async def stop_region(self, region_id: str) -> None: ...
-    async def start_region(self, region_id: str) -> None: ...
 
 
 class EmbeddedTwin:
@@ -91,11 +44,10 @@ class EmbeddedTwin:
         self.handler: CallHandler = handler or VoiceHandler()
         self.calls = CallRegistry()
         self.registrar = Registrar()
-        self.digest = DigestState(
-            NonceIssuer(secrets.token_bytes(32), lifetime=config.fidelity.nonce_lifetime),
-            opaque=make_opaque(), bind_source_port=config.shared_listeners,
-        )
+        self.digest = new_digest_state(secrets.token_bytes(32), make_opaque(), config.fidelity,
+                                       bind_source_port=config.shared_listeners)
         self.nodes: dict[str, RegionNode] = {}
+        self._wiring: NodeWiring | None = None
         self.store: Store | None = None
         self.control: ControlPlaneView | None = None
         self.dns: DnsServer | None = None
@@ -113,6 +65,8 @@ class EmbeddedTwin:
         """Change settings of a running twin (scenarios do, per test)."""
         self.config.fidelity = fidelity
         self.digest.issuer.lifetime = fidelity.nonce_lifetime
+        if self._wiring is not None:
+            self._wiring.fidelity = fidelity
         for node in self.nodes.values():
             node.apply_fidelity(fidelity)
 
@@ -133,13 +87,13 @@ class EmbeddedTwin:
             self.control = ControlPlaneView(self.store)
             self._api_runner, self._api_port = await start_site(
                 make_app(self.store, calls=self.calls), cfg.api_host, cfg.api_port)
-            tls_context = self._tls_context() if cfg.tls else None
-            for region in self.catalogue:
-                node = RegionNode(region, self.catalogue, self.control, cfg.fidelity, self.digest,
-                                  self.calls, self.registrar, self.handler, tls_context,
-                                  reuse_port=cfg.shared_listeners)
+            self._wiring = NodeWiring(self.catalogue, self.control, cfg.fidelity, self.digest,
+                                      self.calls, self.registrar, self.handler,
+                                      self._tls_context() if cfg.tls else None,
+                                      reuse_port=cfg.shared_listeners)
+            for node in build_nodes(self._wiring):
                 await node.start()
-                self.nodes[region.id] = node
+                self.nodes[node.region.id] = node
             self.dns = DnsServer(self.catalogue, self.control, cfg.dns_host, cfg.dns_port)
             await self.dns.start()
         except BaseException:
@@ -147,18 +101,18 @@ class EmbeddedTwin:
             raise
         self.started_in = time.perf_counter() - began
 
-    def _tls_context(self):
+    def _tls_context(self) -> ssl.SSLContext:
         names = ["*.sip.twilio.com"]
         for region in self.catalogue:
             names += [f"*.sip.{label}.twilio.com" for label in region.labels]
-        cert, key = ensure_certificate(self.config.state_dir / "tls", "siptwin", names,
+        cert, key = ensure_certificate(self.config.state_dir / TLS_DIR, "siptwin", names,
                                        [r.address for r in self.catalogue],
                                        separate_process=self.config.certificate_in_child)
         return server_context(cert, key)
 
     @property
-    def certificate(self) -> Path:
-        return self.config.state_dir / "tls" / "siptwin.crt"
+    def certificate(self) -> Path | None:
+        return self.config.state_dir / TLS_DIR / "siptwin.crt" if self.config.tls else None
 
     async def stop(self) -> None:
         if self.dns is not None:
@@ -195,11 +149,9 @@ class EmbeddedTwin:
         await self.nodes[region_id].close()
 
     async def start_region(self, region_id: str) -> None:
-        old = self.nodes[region_id]
-        assert self.control is not None
-        node = RegionNode(old.region, self.catalogue, self.control, self.fidelity, self.digest,
-                          self.calls, self.registrar, self.handler,
-                          self._tls_context() if self.config.tls else None)
+        """A region stopped by ``stop_region`` comes back, wired as at start."""
+        assert self._wiring is not None
+        node = self._wiring.node(self.nodes[region_id].region)
         await node.start()
         self.nodes[region_id] = node
 

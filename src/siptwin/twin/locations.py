@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from .catalogue import CatalogueError, default_catalogue_dir
+from ..regions.catalogue import CatalogueError, default_catalogue_dir
+from .config import Twin
 
 
 def rtt_table(catalogue_dir: Path | None = None) -> dict[str, dict[str, float]]:
@@ -24,7 +24,7 @@ def one_way_latencies(location: str, catalogue_dir: Path | None = None) -> dict[
     return {region: rtt / 2 for region, rtt in table[location].items()}
 
 
-def apply_caller_location(twin: Any, location: str) -> dict[str, float]:
+def apply_caller_location(twin: Twin, location: str) -> dict[str, float]:
     """Impair every region of a running twin as seen from ``location``; returns the delays."""
     latencies = one_way_latencies(location)
     for region in twin.catalogue:

@@ -1,4 +1,4 @@
-"""One region node in its own OS process: ``python -m siptwin.regions.serve``.
+"""One region node in its own OS process: ``python -m siptwin.twin.region_process``.
 
 Used by the process backend: the control plane runs in its own process and writes the shared
 SQLite state; each region process follows it through :class:`ControlPlaneView` (which sees
@@ -21,22 +21,23 @@ from aiohttp import web
 
 from ..cloud.view import ControlPlaneView
 from ..model.calls import CallRegistry, find_call
+from ..model.state_dir import TLS_DIR
 from ..model.wire import call_to_record
+from ..regions.catalogue import Catalogue, default_catalogue_dir
+from ..regions.node import RegionNode
+from ..regions.registrar import Registrar
 from ..runtime import run_event_loop, settle_for_serving, until_terminated
 from ..settings import build_fidelity
-from ..sip.digest import NonceIssuer, make_opaque
+from ..sip.digest import make_opaque
 from ..transport.tls import ensure_certificate, server_context
 from ..voice.interpreter import VoiceHandler
-from .catalogue import Catalogue, default_catalogue_dir
-from .node import RegionNode
-from .pipeline import DigestState
-from .registrar import Registrar
+from .nodes import NodeWiring, build_nodes, new_digest_state
 
 READY = "region ready"
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m siptwin.regions.serve")
+    parser = argparse.ArgumentParser(prog="python -m siptwin.twin.region_process")
     parser.add_argument("--state", type=Path, required=True, help="the control plane's state dir")
     parser.add_argument("--region", required=True)
     parser.add_argument("--address", help="loopback address (default: the region file's)")
@@ -57,15 +58,13 @@ async def serve(args: argparse.Namespace) -> int:
     control = ControlPlaneView(args.state)
     fidelity = build_fidelity(args.profile)
     names = [f"*.sip.{label}.twilio.com" for label in region.labels] + ["*.sip.twilio.com"]
-    cert, key = ensure_certificate(args.state / "tls", f"siptwin-{region.id}", names,
+    cert, key = ensure_certificate(args.state / TLS_DIR, f"siptwin-{region.id}", names,
                                    [region.address])
     calls = CallRegistry()
-    node = RegionNode(
-        region, catalogue, control, fidelity,
-        DigestState(NonceIssuer(secrets.token_bytes(32), lifetime=fidelity.nonce_lifetime),
-                    opaque=make_opaque()),
-        calls, Registrar(), VoiceHandler(), server_context(cert, key),
-    )
+    wiring = NodeWiring(catalogue, control, fidelity,
+                        new_digest_state(secrets.token_bytes(32), make_opaque(), fidelity),
+                        calls, Registrar(), VoiceHandler(), server_context(cert, key))
+    [node] = build_nodes(wiring, [region])
     await node.start()
     socket_path = args.control_socket or args.state / f"region-{region.id}.sock"
     socket_path.unlink(missing_ok=True)

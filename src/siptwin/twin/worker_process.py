@@ -1,4 +1,4 @@
-"""A worker process of ``siptwin up --workers N``: ``python -m siptwin.regions.worker``.
+"""A worker process of ``siptwin up --workers N``: ``python -m siptwin.twin.worker_process``.
 
 One CPython process saturates one core; a worker is a second set of the same region nodes,
 on the same addresses and ports (SO_REUSEPORT: the kernel gives each source address and port
@@ -29,23 +29,22 @@ from pathlib import Path
 
 from ..cloud.view import ControlPlaneView
 from ..model.calls import Call, CallRegistry
+from ..model.state_dir import TLS_DIR
 from ..model.wire import encode_batch
+from ..regions.catalogue import Catalogue, default_catalogue_dir
+from ..regions.registrar import Registrar
 from ..runtime import run_event_loop, settle_for_serving, until_terminated
 from ..settings import load_fidelity
-from ..sip.digest import NonceIssuer
 from ..transport.tls import server_context
 from ..voice.interpreter import VoiceHandler
-from .catalogue import Catalogue, default_catalogue_dir
-from .node import RegionNode
-from .pipeline import DigestState
-from .registrar import Registrar
+from .nodes import NodeWiring, build_nodes, new_digest_state
 
 READY = "worker ready"
 FLUSH_INTERVAL = 0.2  # seconds between batches of call records to the parent
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m siptwin.regions.worker")
+    parser = argparse.ArgumentParser(prog="python -m siptwin.twin.worker_process")
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--index", type=int, required=True, help="1.. (the parent is 0)")
     parser.add_argument("--records", type=Path, required=True, help="the parent's record socket")
@@ -110,16 +109,15 @@ async def serve(args: argparse.Namespace) -> int:
     secrets_in = json.loads(sys.stdin.readline())
     catalogue = Catalogue.load(default_catalogue_dir()).select_listed(args.regions)
     fidelity = load_fidelity(args.settings, args.profile)
-    digest = DigestState(NonceIssuer(bytes.fromhex(secrets_in["secret"]),
-                                     lifetime=fidelity.nonce_lifetime),
-                         opaque=secrets_in["opaque"], bind_source_port=True)
+    digest = new_digest_state(bytes.fromhex(secrets_in["secret"]), secrets_in["opaque"], fidelity,
+                              bind_source_port=True)
     control = ControlPlaneView(args.state)
     forwarder = RecordForwarder(args.records, args.index)
     calls, registrar, handler = ForwardingRegistry(forwarder), Registrar(), VoiceHandler()
-    tls_dir = args.state / "tls"
+    tls_dir = args.state / TLS_DIR
     tls = server_context(tls_dir / "siptwin.crt", tls_dir / "siptwin.key")
-    nodes = [RegionNode(region, catalogue, control, fidelity, digest, calls, registrar, handler,
-                        tls, reuse_port=True) for region in catalogue]
+    nodes = build_nodes(NodeWiring(catalogue, control, fidelity, digest, calls, registrar, handler,
+                                   tls, reuse_port=True))
     for node in nodes:
         await node.start()
     await forwarder.start()

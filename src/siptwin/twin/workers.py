@@ -1,5 +1,5 @@
 """The parent's side of ``siptwin up --workers N``: start the worker processes
-(:mod:`siptwin.regions.worker`) and take in the call records they send.
+(:mod:`siptwin.twin.worker_process`) and take in the call records they send.
 
 The parent keeps everything users talk to - the REST API, DNS, ``siptwin explain`` - and its
 own set of region nodes; the workers only answer SIP on the same addresses. Records arrive
@@ -16,15 +16,19 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..model.wire import FRAME_HEADER, BatchError, decode_batch, frame_size
+from ..regions.catalogue import Catalogue
+
+if TYPE_CHECKING:
+    from .embedded import EmbeddedTwin
 
 READY = "worker ready"
 START_TIMEOUT = 30.0
 
 
-def ensure_addresses_free(catalogue: Any) -> None:
+def ensure_addresses_free(catalogue: Catalogue) -> None:
     """Refuse to start when something already listens on a region's SIP ports.
 
     The processes of one twin share their ports through SO_REUSEPORT, and the kernel would
@@ -47,7 +51,7 @@ def ensure_addresses_free(catalogue: Any) -> None:
 
 
 class WorkerPool:
-    def __init__(self, twin: Any, count: int, regions: str | None, profile: str | None,
+    def __init__(self, twin: EmbeddedTwin, count: int, regions: str | None, profile: str | None,
                  settings: Path | None) -> None:
         self.twin = twin
         self.count = count
@@ -77,7 +81,7 @@ class WorkerPool:
             raise
 
     async def _spawn(self, index: int, secrets_line: str) -> None:
-        argv = [sys.executable, "-m", "siptwin.regions.worker",
+        argv = [sys.executable, "-m", "siptwin.twin.worker_process",
                 "--state", str(self.twin.config.state_dir), "--index", str(index),
                 "--records", str(self.socket_path)]
         for flag, value in (("--regions", self.regions), ("--profile", self.profile),

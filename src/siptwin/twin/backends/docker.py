@@ -6,7 +6,7 @@ on this machine), imported with ``docker import``. The engine is the project's o
 ``dockerd`` (:class:`DockerEngine`): data in a temporary folder, no default bridge, no
 iptables rules, addresses only from 198.18.0.0/15.
 
-Each region container runs ``siptwin.regions.serve`` on its fixed address in the network,
+Each region container runs ``siptwin.twin.region_process`` on its fixed address in the network,
 with network aliases for every host name of every region's domains it answers (``*.sip.…``
 names are added as the domains are unknown in advance: the aliases are the region labels).
 The state directory is bind-mounted at the same path, so the control plane (on the host) and
@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .netns_backend import POOL, CallerNetwork, NetnsError, place_regions
-from .process_backend import ProcessTwin, RegionProcess
-from .twin import TwinConfig
+from ..config import TwinConfig
+from .netns import POOL, CallerNetwork, NetnsError, place_regions
+from .process import ProcessTwin, RegionProcess
 
 IMAGE = "siptwin:local"
 VENV = "/opt/siptwin"
@@ -197,7 +197,7 @@ class DockerTwin(CallerNetwork, ProcessTwin):
         aliases = [f"sip.{label}.twilio.com" for label in region.labels]
         container = client.containers.create(
             self.image,
-            [f"{VENV}/bin/python", "-m", "siptwin.regions.serve", "--state", state,
+            [f"{VENV}/bin/python", "-m", "siptwin.twin.region_process", "--state", state,
              "--region", region.id, "--address", region.address,
              "--profile", self.fidelity.profile],
             name=name, detach=True, volumes={state: {"bind": state, "mode": "rw"}},

@@ -22,9 +22,9 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
-from ..regions.catalogue import Catalogue, default_catalogue_dir
-from .process_backend import ProcessTwin
-from .twin import TwinConfig
+from ...regions.catalogue import Catalogue, default_catalogue_dir
+from ..config import TwinConfig
+from .process import ProcessTwin
 
 STATE = Path("/run/siptwin-netns")
 POOL = ipaddress.ip_network("198.18.0.0/15")

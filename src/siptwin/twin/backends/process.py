@@ -2,7 +2,7 @@
 
 Both cores work, and a region can die on its own (``stop_region``) while the others go on -
 what a PBX's failover between localized URIs needs. It offers the harness what
-:class:`~siptwin.harness.twin.EmbeddedTwin` offers (``catalogue``, ``nodes[...].addresses``,
+:class:`~siptwin.twin.embedded.EmbeddedTwin` offers (``catalogue``, ``nodes[...].addresses``,
 ``calls.get``, ``set_fidelity``, the API URL and credentials), reading call records and
 changing settings through each region process's HTTP side channel.
 
@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cloud.view import ControlPlaneView
-from ..model.calls import Call
-from ..model.wire import call_from_record
-from ..regions.catalogue import Catalogue, Region, default_catalogue_dir
-from ..regions.serve import READY
-from ..settings import Fidelity
-from .twin import RegionAddress, TwinConfig
+from ...cloud.view import ControlPlaneView
+from ...model.calls import Call
+from ...model.wire import call_from_record
+from ...regions.catalogue import Catalogue, Region, default_catalogue_dir
+from ...settings import Fidelity
+from ..config import RegionAddress, TwinConfig
+from ..region_process import READY
 
 START_TIMEOUT = 20.0
 
@@ -139,7 +139,7 @@ class ProcessTwin:
     async def start_region(self, region_id: str) -> None:
         """Start (or restart after ``stop_region``) one region's process."""
         region = self.catalogue[region_id]
-        argv = [sys.executable, "-m", "siptwin.regions.serve", "--state", str(self.config.state_dir),
+        argv = [sys.executable, "-m", "siptwin.twin.region_process", "--state", str(self.config.state_dir),
                 "--region", region.id, "--address", region.address,
                 "--profile", self.fidelity.profile]
         if region.udp_port == 0:
@@ -201,6 +201,14 @@ class ProcessTwin:
         if self.control is not None:
             self.control.close()
             self.control = None
+
+    @property
+    def dns_address(self) -> tuple[str, int] | None:
+        return None  # the embedded twin's DNS server has no process of its own yet
+
+    @property
+    def certificate(self) -> Path | None:
+        return None  # each region process makes its own (see twin.region_process)
 
     def region_addresses(self) -> list[RegionAddress]:
         return [

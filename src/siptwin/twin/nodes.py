@@ -1,0 +1,54 @@
+"""The one wiring of region nodes, used by every process that serves SIP.
+
+The embedded twin, a region process (``twin.region_process``) and a worker process
+(``twin.worker_process``) all build their nodes here, so they cannot drift apart: the same
+call handler, registrar, digest state and listener options for every node of one process.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..cloud.view import ControlPlaneView
+from ..model.calls import CallRegistry
+from ..regions.catalogue import Catalogue, Region
+from ..regions.node import CallHandler, RegionNode
+from ..regions.pipeline import DigestState
+from ..regions.registrar import Registrar
+from ..settings import Fidelity
+from ..sip.digest import NonceIssuer
+
+
+def new_digest_state(secret: bytes, opaque: str, fidelity: Fidelity,
+                     bind_source_port: bool = False) -> DigestState:
+    """Nonces of one twin: every process that shares ``secret`` and ``opaque`` accepts them."""
+    return DigestState(NonceIssuer(secret, lifetime=fidelity.nonce_lifetime), opaque=opaque,
+                       bind_source_port=bind_source_port)
+
+
+@dataclass
+class NodeWiring:
+    """What the region nodes of one process share."""
+
+    catalogue: Catalogue
+    control: ControlPlaneView
+    fidelity: Fidelity
+    digest: DigestState
+    calls: CallRegistry
+    registrar: Registrar
+    handler: CallHandler
+    tls: ssl.SSLContext | None
+    # SO_REUSEPORT: other processes (`siptwin up --workers N`) serve the same addresses.
+    reuse_port: bool = False
+
+    def node(self, region: Region) -> RegionNode:
+        return RegionNode(region, self.catalogue, self.control, self.fidelity, self.digest,
+                          self.calls, self.registrar, self.handler, self.tls,
+                          reuse_port=self.reuse_port)
+
+
+def build_nodes(wiring: NodeWiring, regions: Iterable[Region] | None = None) -> list[RegionNode]:
+    """One node per region (default: every region of the catalogue), not yet started."""
+    return [wiring.node(region) for region in (wiring.catalogue if regions is None else regions)]
