@@ -332,16 +332,9 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 def _existing_labels(state: Path) -> list[str]:
     from .regions.dns import existing_domain_labels
 
-    database = state / DATABASE_FILE
-    if not database.exists():
+    if not (state / DATABASE_FILE).exists():
         return []
-    from .cloud.store import Store
-
-    store = Store.open(state)
-    try:
-        return existing_domain_labels(store)
-    finally:
-        store.close()
+    return existing_domain_labels(state)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import sqlite3
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 from siptwin.cloud.view import ControlPlaneView
 
@@ -125,3 +128,25 @@ def test_another_process_follows_the_change_feed(twin: Twin) -> None:
         "domain.created", "ip_access_control_list.created", "ip_address.created",
         "calls_mapping.created",
     ]
+
+
+def test_a_schema_the_view_cannot_read_is_an_error_not_an_empty_answer(tmp_path) -> None:
+    # Diagnostics and DNS ask the view; a table they rely on going missing (a bad migration)
+    # must surface, not read as "no ACL contains this address" or "no domains".
+    from siptwin.cloud.store import Store
+    from siptwin.diagnostics import diagnose_call
+    from siptwin.model.calls import Call
+
+    store = Store.open(tmp_path)
+    store.ensure_master_account(None, None)
+    view = ControlPlaneView(store)
+    assert view.routed_domain_names() == [] and view.acls_containing("192.0.2.1", None) == []
+    with store._connection:  # noqa: SLF001 (simulating a broken schema)
+        store._connection.execute("DROP TABLE domain_routes")
+    with pytest.raises(sqlite3.Error):
+        view.routed_domain_names()
+    call = Call("c1@pbx", "us1", "192.0.2.1", 5060, "udp", 0.0, domain_name="acme.sip.twilio.com")
+    with pytest.raises(sqlite3.Error):
+        diagnose_call(call, control=view)
+    view.close()
+    store.close()

@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -45,6 +45,9 @@ from .params import (
 )
 from .scope import PROCESSING_REGIONS
 from .store import MissingResource, Store
+
+if TYPE_CHECKING:
+    from .api_calls import Diagnose
 
 log = logging.getLogger(__name__)
 
@@ -783,13 +786,15 @@ class Dispatcher:
 
 
 def make_app(store: Store, settings: ApiSettings | None = None,
-             calls: CallRegistry | None = None) -> web.Application:
+             calls: CallRegistry | None = None, diagnose: Diagnose | None = None) -> web.Application:
     """The control-plane REST API over ``store``; embed it or serve it with ``web.AppRunner``.
 
     ``calls`` is the running twin's call registry, read by the Calls endpoints (empty lists
-    without one, as for a control plane serving no SIP nodes).
+    without one, as for a control plane serving no SIP nodes); ``diagnose`` gives a call's
+    findings (``siptwin.diagnostics.diagnose_call``), served as notifications and by
+    ``Findings.json``.
     """
-    from .api_calls import CALLS_KEY
+    from .api_calls import CALLS_KEY, DIAGNOSE_KEY
 
     effective = settings or ApiSettings()
     # aiohttp's own body limit stays above ours so our Twilio-shaped 413 answers first.
@@ -798,6 +803,8 @@ def make_app(store: Store, settings: ApiSettings | None = None,
     app[SETTINGS_KEY] = effective
     if calls is not None:
         app[CALLS_KEY] = calls
+    if diagnose is not None:
+        app[DIAGNOSE_KEY] = diagnose
     dispatcher = Dispatcher(store, effective)
 
     async def handle(request: web.Request) -> web.StreamResponse:

@@ -21,12 +21,15 @@ as ephemeral as the twin's SIP state.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from ..model.calls import Alert, Call, CallRegistry
 from ..model.codes import WARNING_CODES
+from ..model.findings import Finding
 from ..model.presentation import plain_uri
 from ..model.sids import SidPrefix, stable_sid
 from . import representations as shapes
@@ -37,6 +40,10 @@ from .model import Page
 from .params import PAGING_PARAMETERS, encode_page_token, paging
 
 CALLS_KEY = web.AppKey("siptwin.cloud.calls", CallRegistry)
+# Findings for a call record and the control-plane database (the composition root passes
+# siptwin.diagnostics.diagnose_call; without one, calls have no findings).
+Diagnose = Callable[[Call, Path], list[Finding]]
+DIAGNOSE_KEY = web.AppKey("siptwin.cloud.diagnose", Diagnose)
 CALL_STATUSES = ("queued", "ringing", "in-progress", "canceled", "completed", "failed", "busy",
                  "no-answer")
 CALLS = "/2010-04-01/Accounts/{AccountSid}/Calls"
@@ -223,13 +230,12 @@ async def fetch_call_notification(call: ApiCall) -> web.Response:
 # --- diagnostics: findings as notifications, and siptwin's own endpoint -----------------------
 
 
-def _findings(call: ApiCall, record: Call) -> list[Any]:
-    from ..diagnostics import diagnose_call
+def _findings(call: ApiCall, record: Call) -> list[Finding]:
+    diagnose = call.request.app.get(DIAGNOSE_KEY)
+    return diagnose(record, call.store.path) if diagnose is not None else []
 
-    return diagnose_call(record, database=call.store.path)
 
-
-def finding_notification_json(record: Call, finding: Any) -> dict[str, Any]:
+def finding_notification_json(record: Call, finding: Finding) -> dict[str, Any]:
     """A diagnostic finding in Twilio's Notification shape, marked by ``siptwin_finding``."""
     sid = stable_sid(SidPrefix.NOTIFICATION, f"{record.sid}/finding/{finding.id}")
     at = _date(record.ended_at or record.answered_at or record.created_at)
@@ -250,7 +256,7 @@ def _any_visible(record: Call, call: ApiCall) -> bool:
     return record.account_sid in (None, call.account.sid)
 
 
-def diagnosis_json(record: Call, findings: list[Any]) -> dict[str, Any]:
+def diagnosis_json(record: Call, findings: list[Finding]) -> dict[str, Any]:
     outcome = record.status + (f" ({record.final_status})" if record.final_status else "")
     return {
         "call_id": record.call_id, "sid": record.sid, "method": record.method,

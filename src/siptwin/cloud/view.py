@@ -1,4 +1,7 @@
-"""Read-only view of the control plane for SIP region nodes.
+"""Read-only view of the control plane for SIP region nodes, diagnostics and DNS.
+
+Outside :mod:`.store`, this is the only code that knows the database schema: every other
+package asks its questions here.
 
 A region node asks one question per request — "what is this host name, and who may use
 it?" — so the view answers with an immutable :class:`DomainSnapshot` holding everything the
@@ -21,15 +24,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from .model import Change, ListKind, MappingPurpose
 from .rules import network_of
 from .store import DATABASE_FILE_NAME, Store, connect, read_changes
 
 __all__ = [
+    "AclHit",
     "AclSnapshot",
     "Change",
     "ControlPlaneView",
+    "CredentialHit",
     "CredentialSnapshot",
     "DomainSnapshot",
 ]
@@ -85,6 +91,23 @@ class DomainSnapshot:
     def has_call_authentication(self) -> bool:
         """A domain with nothing mapped for calls accepts no traffic (spec 1)."""
         return bool(self.call_acls or self.call_credential_lists)
+
+
+@dataclass(frozen=True)
+class AclHit:
+    sid: str
+    friendly_name: str
+    region: str
+    entry: str  # "127.0.0.0/24"
+    mapped_to: tuple[str, ...]  # "acme.sip.twilio.com (us1, calls)"
+
+
+@dataclass(frozen=True)
+class CredentialHit:
+    list_sid: str
+    friendly_name: str
+    region: str
+    mapped_to: tuple[str, ...]  # "acme.sip.twilio.com (us1, registrations)"
 
 
 class ControlPlaneView:
@@ -145,6 +168,85 @@ class ControlPlaneView:
                 ).fetchone()
                 self._tokens[account_sid] = row["auth_token"] if row else None
             return self._tokens[account_sid]
+
+    # --- the configuration around a call (diagnostics, DNS, `siptwin hosts`) ---------------
+    # Read-only questions beyond the one a node asks; uncached, and a failure is an error
+    # (sqlite3.Error), never an empty answer that would hide a diagnosis.
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._connection.execute(sql, params).fetchall()
+
+    def routed_domain_names(self) -> list[str]:
+        """Every domain name with a copy in some region (the global host-name registry)."""
+        return [r["domain_name"] for r in self._rows("SELECT domain_name FROM domain_routes")]
+
+    def domain_names(self) -> list[str]:
+        return [r["domain_name"] for r in self._rows(
+            "SELECT DISTINCT domain_name FROM domains ORDER BY domain_name")]
+
+    def domain_copies(self, domain_name: str) -> list[tuple[str, str]]:
+        """(region, sid) of every regional copy of ``domain_name``."""
+        return [(r["region"], r["sid"]) for r in self._rows(
+            "SELECT region, sid FROM domains WHERE domain_name = ?", (domain_name,))]
+
+    def route_region(self, domain_name: str) -> str | None:
+        rows = self._rows("SELECT voice_region FROM domain_routes WHERE domain_name = ?",
+                          (domain_name,))
+        return rows[0]["voice_region"] if rows else None
+
+    def acls_containing(self, address: str, account_sid: str | None) -> list[AclHit]:
+        """The IP ACLs (of ``account_sid``, or any) with an entry that contains ``address``."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return []
+        sql = ("SELECT a.sid, a.friendly_name, a.region, e.ip_address, e.cidr_prefix_length"
+               " FROM ip_addresses e JOIN ip_access_control_lists a"
+               " ON a.sid = e.ip_access_control_list_sid")
+        params: tuple[Any, ...] = ()
+        if account_sid:
+            sql += " WHERE a.account_sid = ?"
+            params = (account_sid,)
+        hits: dict[str, AclHit] = {}
+        for row in self._rows(sql + " ORDER BY e.seq", params):
+            try:
+                net = ipaddress.ip_network(f"{row['ip_address']}/{row['cidr_prefix_length']}",
+                                           strict=False)
+            except ValueError:
+                continue
+            if ip in net and row["sid"] not in hits:
+                hits[row["sid"]] = AclHit(row["sid"], row["friendly_name"], row["region"],
+                                          str(net), self._mapped(row["sid"]))
+        return list(hits.values())
+
+    def credential_lists_with(self, username: str, account_sid: str | None) -> list[CredentialHit]:
+        """The credential lists (of ``account_sid``, or any) holding ``username``."""
+        sql = ("SELECT l.sid, l.friendly_name, l.region FROM credentials c"
+               " JOIN credential_lists l ON l.sid = c.credential_list_sid WHERE c.username = ?")
+        params: tuple[Any, ...] = (username,)
+        if account_sid:
+            sql += " AND l.account_sid = ?"
+            params = (username, account_sid)
+        return [CredentialHit(r["sid"], r["friendly_name"], r["region"], self._mapped(r["sid"]))
+                for r in self._rows(sql, params)]
+
+    def unmapped_lists(self, account_sid: str, region: str) -> list[tuple[str, str, str]]:
+        """(kind, sid, friendly name) of lists in ``region`` mapped to no domain for calls."""
+        unmapped = " AND sid NOT IN (SELECT list_sid FROM domain_mappings WHERE purpose = 'calls')"
+        acls = self._rows("SELECT sid, friendly_name FROM ip_access_control_lists"
+                          " WHERE account_sid = ? AND region = ?" + unmapped, (account_sid, region))
+        lists = self._rows("SELECT sid, friendly_name FROM credential_lists"
+                           " WHERE account_sid = ? AND region = ?" + unmapped, (account_sid, region))
+        return ([("IP ACL", r["sid"], r["friendly_name"]) for r in acls]
+                + [("credential list", r["sid"], r["friendly_name"]) for r in lists])
+
+    def _mapped(self, list_sid: str) -> tuple[str, ...]:
+        rows = self._rows(
+            "SELECT d.domain_name, d.region, m.purpose FROM domain_mappings m"
+            " JOIN domains d ON d.sid = m.domain_sid WHERE m.list_sid = ? ORDER BY m.seq",
+            (list_sid,))
+        return tuple(f"{r['domain_name']} ({r['region']}, {r['purpose']})" for r in rows)
 
     # --- internals -------------------------------------------------------------------------
 

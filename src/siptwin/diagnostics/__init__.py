@@ -21,7 +21,7 @@ from ..model.calls import Call, CallLookup, find_call
 from ..model.findings import ERROR, SEVERITIES, WARNING, Finding
 from ..regions.catalogue import Catalogue
 from .engine import RULES, diagnose, finding_ids
-from .facts import CallFacts, ConfigLookup
+from .facts import CallFacts
 from .text import format_findings
 
 if TYPE_CHECKING:
@@ -36,22 +36,21 @@ __all__ = [
 def diagnose_call(call: Call, *, catalogue: Catalogue | None = None,
                   control: ControlPlaneView | None = None,
                   database: Path | None = None) -> list[Finding]:
-    """Findings for one recorded call; ``control``/``database`` add the configuration."""
+    """Findings for one recorded call; ``control`` (or a view opened on ``database``) adds
+    the configuration around it. A database that cannot be read is an error, not silence."""
     if catalogue is None:
         from ..regions.catalogue import default_catalogue_dir
 
         catalogue = Catalogue.load(default_catalogue_dir())
-    domain = None
-    if control is not None and call.domain_name:
-        domain = control.find_domain(call.domain_name)
-    elif database is not None and call.domain_name and Path(database).exists():
-        view = ControlPlaneView(database)
-        try:
-            domain = view.find_domain(call.domain_name)
-        finally:
+    if control is None and database is None:
+        return diagnose(CallFacts(call, catalogue))
+    view = control if control is not None else ControlPlaneView(database)  # type: ignore[arg-type]
+    try:
+        domain = view.find_domain(call.domain_name) if call.domain_name else None
+        return diagnose(CallFacts(call, catalogue, domain, view))
+    finally:
+        if view is not control:
             view.close()
-    config = ConfigLookup(Path(database)) if database is not None else None
-    return diagnose(CallFacts(call, catalogue, domain, config))
 
 
 class RunningTwin(Protocol):

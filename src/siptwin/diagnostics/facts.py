@@ -2,8 +2,7 @@
 
 :class:`CallFacts` wraps a :class:`~siptwin.model.calls.Call` - its trace in both
 directions, notes, alerts and webhook exchanges - with the domain snapshot the node used and
-a :class:`ConfigLookup` over the control-plane database for questions the snapshot cannot
-answer: which ACL *elsewhere* (another region, not mapped) contains an address, where a
+the control plane's read-only view for questions the snapshot cannot answer: which ACL *elsewhere* (another region, not mapped) contains an address, where a
 username does exist, whether a domain lives in another region.
 """
 
@@ -11,13 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import sqlite3
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-from ..cloud.view import DomainSnapshot
+from ..cloud.view import ControlPlaneView, DomainSnapshot
 from ..model.calls import Call, TraceEntry
 from ..model.codes import CallStatus
 from ..regions.catalogue import Catalogue
@@ -125,120 +122,12 @@ def parse_entry(entry: TraceEntry) -> Request | Response | None:
     return None
 
 
-@dataclass(frozen=True)
-class AclHit:
-    sid: str
-    friendly_name: str
-    region: str
-    entry: str  # "127.0.0.0/24"
-    mapped_to: tuple[str, ...]  # "acme.sip.twilio.com (us1, calls)"
-
-
-@dataclass(frozen=True)
-class CredentialHit:
-    list_sid: str
-    friendly_name: str
-    region: str
-    mapped_to: tuple[str, ...]  # "acme.sip.twilio.com (us1, registrations)"
-
-
-class ConfigLookup:
-    """Read-only questions to the control-plane database (its own connection per use)."""
-
-    def __init__(self, database: Path) -> None:
-        self.database = database
-
-    def _connect(self) -> sqlite3.Connection:
-        cx = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=5)
-        cx.row_factory = sqlite3.Row
-        return cx
-
-    def _query(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
-        try:
-            cx = self._connect()
-        except sqlite3.Error:
-            return []
-        try:
-            return cx.execute(sql, params).fetchall()
-        except sqlite3.Error:
-            return []
-        finally:
-            cx.close()
-
-    def _mapped(self, list_sid: str) -> tuple[str, ...]:
-        rows = self._query(
-            "SELECT d.domain_name, d.region, m.purpose FROM domain_mappings m"
-            " JOIN domains d ON d.sid = m.domain_sid WHERE m.list_sid = ? ORDER BY m.seq",
-            (list_sid,))
-        return tuple(f"{r['domain_name']} ({r['region']}, {r['purpose']})" for r in rows)
-
-    def acls_containing(self, address: str, account_sid: str | None) -> list[AclHit]:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return []
-        sql = ("SELECT a.sid, a.friendly_name, a.region, e.ip_address, e.cidr_prefix_length"
-               " FROM ip_addresses e JOIN ip_access_control_lists a"
-               " ON a.sid = e.ip_access_control_list_sid")
-        params: tuple[Any, ...] = ()
-        if account_sid:
-            sql += " WHERE a.account_sid = ?"
-            params = (account_sid,)
-        hits: dict[str, AclHit] = {}
-        for row in self._query(sql + " ORDER BY e.seq", params):
-            try:
-                net = ipaddress.ip_network(f"{row['ip_address']}/{row['cidr_prefix_length']}",
-                                           strict=False)
-            except ValueError:
-                continue
-            if ip in net and row["sid"] not in hits:
-                hits[row["sid"]] = AclHit(row["sid"], row["friendly_name"], row["region"],
-                                          str(net), self._mapped(row["sid"]))
-        return list(hits.values())
-
-    def credential_lists_with(self, username: str, account_sid: str | None) -> list[CredentialHit]:
-        sql = ("SELECT l.sid, l.friendly_name, l.region FROM credentials c"
-               " JOIN credential_lists l ON l.sid = c.credential_list_sid WHERE c.username = ?")
-        params: tuple[Any, ...] = (username,)
-        if account_sid:
-            sql += " AND l.account_sid = ?"
-            params = (username, account_sid)
-        return [CredentialHit(r["sid"], r["friendly_name"], r["region"], self._mapped(r["sid"]))
-                for r in self._query(sql, params)]
-
-    def unmapped_lists(self, account_sid: str, region: str) -> list[tuple[str, str, str]]:
-        """(kind, sid, friendly name) of lists in ``region`` mapped to no domain for calls."""
-        out = []
-        for table, kind in (("ip_access_control_lists", "IP ACL"),
-                            ("credential_lists", "credential list")):
-            for r in self._query(
-                    f"SELECT sid, friendly_name FROM {table} WHERE account_sid = ? AND region = ?"
-                    " AND sid NOT IN (SELECT list_sid FROM domain_mappings WHERE purpose = 'calls')",
-                    (account_sid, region)):
-                out.append((kind, r["sid"], r["friendly_name"]))
-        return out
-
-    def domain_copies(self, domain_name: str) -> list[tuple[str, str]]:
-        """(region, sid) of every regional copy of ``domain_name``."""
-        return [(r["region"], r["sid"]) for r in self._query(
-            "SELECT region, sid FROM domains WHERE domain_name = ?", (domain_name,))]
-
-    def route_region(self, domain_name: str) -> str | None:
-        rows = self._query("SELECT voice_region FROM domain_routes WHERE domain_name = ?",
-                           (domain_name,))
-        return rows[0]["voice_region"] if rows else None
-
-    def domain_names(self) -> list[str]:
-        return [r["domain_name"] for r in self._query(
-            "SELECT DISTINCT domain_name FROM domains ORDER BY domain_name", ())]
-
-
 @dataclass
 class CallFacts:
     call: Call
     catalogue: Catalogue | None = None
     domain: DomainSnapshot | None = None
-    config: ConfigLookup | None = None
+    config: ControlPlaneView | None = None  # the configuration around the call
     fidelity: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,8 @@ from dnslib import (
     DNSRecord,
 )
 
-from ..cloud.store import DATABASE_FILE_NAME, Store, connect
+from ..cloud.store import Store
+from ..cloud.view import ControlPlaneView
 from .catalogue import SIP_SUFFIX, Catalogue, Region
 
 __all__ = [
@@ -418,28 +418,21 @@ def hosts_lines(catalogue: Catalogue, domain_labels: list[str]) -> list[str]:
     ]
 
 
-def existing_domain_labels(source: Store | Path | str) -> list[str]:
+def existing_domain_labels(source: ControlPlaneView | Store | Path | str) -> list[str]:
     """Labels of every existing domain, sorted: the ones whose host names resolve.
 
-    ``source`` is a :class:`Store` or a state directory / database file. Reads the global
-    host-name registry (``domain_routes``: one row while any region holds a copy).
+    ``source`` is the control plane's view, its :class:`Store`, or a state directory or
+    database file (FileNotFoundError when there is none). Reads the global host-name registry
+    (one name while any region holds a copy of the domain).
     """
-    if isinstance(source, Store):
-        path = source.path
+    if isinstance(source, ControlPlaneView):
+        names = source.routed_domain_names()
     else:
-        path = Path(source)
-        if path.is_dir():
-            path = path / DATABASE_FILE_NAME
-        if not path.exists():
-            raise FileNotFoundError(f"no control-plane database at {path}")
-    connection = connect(path)
-    try:
-        names = [row[0] for row in connection.execute("SELECT domain_name FROM domain_routes")]
-    except sqlite3.OperationalError as err:  # an empty file, never migrated
-        log.debug("dns: no domain registry in %s: %s", path, err)
-        names = []
-    finally:
-        connection.close()
+        view = ControlPlaneView(source)
+        try:
+            names = view.routed_domain_names()
+        finally:
+            view.close()
     return sorted(
         name[: -len(SIP_SUFFIX)] for name in names if name.endswith(SIP_SUFFIX)
     )

@@ -20,7 +20,9 @@ from ..cloud.api import make_app
 from ..cloud.server import start_site
 from ..cloud.store import Store
 from ..cloud.view import ControlPlaneView
-from ..model.calls import CallRegistry
+from ..diagnostics import diagnose_call
+from ..model.calls import Call, CallRegistry
+from ..model.findings import Finding
 from ..model.state_dir import TLS_DIR
 from ..regions.catalogue import Catalogue, default_catalogue_dir
 from ..regions.dns import DnsServer
@@ -86,7 +88,8 @@ class EmbeddedTwin:
             self.account_sid, self.auth_token = master.sid, master.auth_token
             self.control = ControlPlaneView(self.store)
             self._api_runner, self._api_port = await start_site(
-                make_app(self.store, calls=self.calls), cfg.api_host, cfg.api_port)
+                make_app(self.store, calls=self.calls, diagnose=_diagnose), cfg.api_host,
+                cfg.api_port)
             self._wiring = NodeWiring(self.catalogue, self.control, cfg.fidelity, self.digest,
                                       self.calls, self.registrar, self.handler,
                                       self._tls_context() if cfg.tls else None,
@@ -173,3 +176,7 @@ class EmbeddedTwin:
     @property
     def dns_address(self) -> tuple[str, int] | None:
         return self.dns.address if self.dns is not None else None
+
+
+def _diagnose(call: Call, database: Path) -> list[Finding]:
+    return diagnose_call(call, database=database)
