@@ -12,19 +12,19 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
 from ..model.calls import CallRegistry
-from ..model.sids import SidPrefix, is_sid, new_sid
+from ..model.sids import SidPrefix, is_sid
 from . import representations as shapes
 from . import rules
+from .api_calls import CALL_ROUTES, CALLS_KEY, DIAGNOSE_KEY, Diagnose
 from .api_region import select_region
 from .errors import (
     ErrorCode,
@@ -33,12 +33,23 @@ from .errors import (
     method_not_allowed,
     not_found,
 )
+from .http import (
+    SETTINGS_KEY,
+    STORE_KEY,
+    ApiRequest,
+    Handler,
+    Route,
+    compile_route,
+    error_response,
+    json_response,
+    new_request_id,
+    no_content,
+)
 from .model import Account, AccountStatus, ListKind, MappingPurpose, Page
 from .params import (
     PAGING_PARAMETERS,
     ApiSettings,
     encode_page_token,
-    only_known,
     paging,
     read_form,
     read_query,
@@ -46,89 +57,9 @@ from .params import (
 from .scope import PROCESSING_REGIONS
 from .store import MissingResource, Store
 
-if TYPE_CHECKING:
-    from .api_calls import Diagnose
-
 log = logging.getLogger(__name__)
 
-STORE_KEY = web.AppKey("siptwin.cloud.store", Store)
-SETTINGS_KEY = web.AppKey("siptwin.cloud.settings", ApiSettings)
 HOME_REGION = "us1"  # every twin account is homed in us1, like a default Twilio account
-
-
-@dataclass
-class Call:
-    """Everything a handler needs about one authenticated, routed request."""
-
-    request: web.Request
-    store: Store
-    settings: ApiSettings
-    caller: Account
-    region: str
-    path: str
-    parts: dict[str, str]
-    account: Account  # the account named in the path, or the caller when none is named
-    query: dict[str, str] = field(default_factory=dict)
-    form: dict[str, str] = field(default_factory=dict)
-
-    def params(self, *allowed: str) -> dict[str, str]:
-        return only_known(self.form, allowed, self.settings)
-
-    def query_params(self, *allowed: str) -> dict[str, str]:
-        return only_known(self.query, allowed, self.settings)
-
-    def sid(self, name: str, prefix: SidPrefix) -> str:
-        """A SID from the path; a malformed one cannot name anything, hence 404."""
-        value = self.parts[name]
-        if not is_sid(value, prefix):
-            raise not_found(self.request.path)
-        return value
-
-    def missing(self) -> TwilioError:
-        return not_found(self.request.path)
-
-
-Handler = Callable[[Call], Awaitable[web.Response]]
-
-
-@dataclass(frozen=True)
-class Route:
-    pattern: re.Pattern[str]
-    methods: dict[str, Handler]
-
-
-def _compile(template: str) -> re.Pattern[str]:
-    regex = re.escape(template)
-    regex = re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>[^/]+?)", regex)
-    return re.compile(f"^{regex}$")
-
-
-# --- responses -----------------------------------------------------------------------------
-
-
-def _request_id() -> str:
-    return new_sid(SidPrefix.REQUEST)
-
-
-def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps(body, separators=(",", ":")).encode(),
-        content_type="application/json",
-        charset="utf-8",
-    )
-
-
-def error_response(error: TwilioError) -> web.Response:
-    response = json_response(error.body(), error.http_status)
-    response.headers["X-Twilio-Error-Code"] = str(error.code)
-    if error.http_status == 401:
-        response.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
-    return response
-
-
-def no_content() -> web.Response:
-    return web.Response(status=204)
 
 
 # --- authentication ---------------------------------------------------------------------------
@@ -172,7 +103,7 @@ def resolve_path_account(call_path: str, caller: Account, store: Store, sid: str
 
 
 def list_response(
-    call: Call,
+    call: ApiRequest,
     array_key: str,
     fetch: Callable[[Any], Page[Any]],
     render: Callable[[Any], dict[str, Any]],
@@ -198,7 +129,7 @@ def list_response(
 # --- accounts ---------------------------------------------------------------------------------
 
 
-async def list_accounts(call: Call) -> web.Response:
+async def list_accounts(call: ApiRequest) -> web.Response:
     filters = call.query_params(*PAGING_PARAMETERS, "FriendlyName", "Status")
     status = rules.account_status(filters["Status"]) if "Status" in filters else None
     return list_response(
@@ -212,17 +143,17 @@ async def list_accounts(call: Call) -> web.Response:
     )
 
 
-async def create_account(call: Call) -> web.Response:
+async def create_account(call: ApiRequest) -> web.Response:
     params = call.params("FriendlyName")
     name = rules.account_friendly_name(params["FriendlyName"]) if params.get("FriendlyName") else None
     return json_response(shapes.account_json(call.store.create_subaccount(call.caller, name)), 201)
 
 
-async def fetch_account(call: Call) -> web.Response:
+async def fetch_account(call: ApiRequest) -> web.Response:
     return json_response(shapes.account_json(call.account))
 
 
-async def update_account(call: Call) -> web.Response:
+async def update_account(call: ApiRequest) -> web.Response:
     params = call.params("FriendlyName", "Status")
     name = rules.account_friendly_name(params["FriendlyName"]) if "FriendlyName" in params else None
     status = rules.account_status(params["Status"]) if "Status" in params else None
@@ -279,7 +210,7 @@ def _snake(pascal: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", pascal).lower()
 
 
-async def list_domains(call: Call) -> web.Response:
+async def list_domains(call: ApiRequest) -> web.Response:
     return list_response(
         call,
         "domains",
@@ -288,7 +219,7 @@ async def list_domains(call: Call) -> web.Response:
     )
 
 
-async def create_domain(call: Call) -> web.Response:
+async def create_domain(call: ApiRequest) -> web.Response:
     params = call.params(*DOMAIN_PARAMETERS)
     rules.required(params.get("DomainName"), "DomainName", ErrorCode.INVALID_DOMAIN)
     settings = domain_settings(params, call.account)
@@ -296,14 +227,14 @@ async def create_domain(call: Call) -> web.Response:
     return json_response(shapes.domain_json(domain), 201)
 
 
-async def fetch_domain(call: Call) -> web.Response:
+async def fetch_domain(call: ApiRequest) -> web.Response:
     domain = call.store.domain(call.account.sid, call.region, call.sid("Sid", SidPrefix.DOMAIN))
     if domain is None:
         raise call.missing()
     return json_response(shapes.domain_json(domain))
 
 
-async def update_domain(call: Call) -> web.Response:
+async def update_domain(call: ApiRequest) -> web.Response:
     sid = call.sid("Sid", SidPrefix.DOMAIN)
     params = call.params(*DOMAIN_PARAMETERS)
     if "DomainName" in params:
@@ -314,7 +245,7 @@ async def update_domain(call: Call) -> web.Response:
     )
 
 
-async def delete_domain(call: Call) -> web.Response:
+async def delete_domain(call: ApiRequest) -> web.Response:
     sid = call.sid("Sid", SidPrefix.DOMAIN)
     if not call.store.delete_domain(call.account.sid, call.region, sid):
         raise call.missing()
@@ -346,21 +277,21 @@ class MappingFamily:
         return SidPrefix.IP_ACCESS_CONTROL_LIST
 
 
-def _collection_path(call: Call) -> str:
+def _collection_path(call: ApiRequest) -> str:
     return call.path if "Sid" not in call.parts else call.path.rsplit("/", 1)[0] + ".json"
 
 
 def mapping_handlers(family: MappingFamily) -> tuple[dict[str, Handler], dict[str, Handler]]:
-    def render(mapping: Any, call: Call) -> dict[str, Any]:
+    def render(mapping: Any, call: ApiRequest) -> dict[str, Any]:
         return family.render(mapping, _collection_path(call))
 
-    def domain_sid(call: Call) -> str:
+    def domain_sid(call: ApiRequest) -> str:
         sid = call.sid("DomainSid", SidPrefix.DOMAIN)
         if call.store.domain(call.account.sid, call.region, sid) is None:
             raise call.missing()
         return sid
 
-    async def list_mappings(call: Call) -> web.Response:
+    async def list_mappings(call: ApiRequest) -> web.Response:
         sid = domain_sid(call)
         return list_response(
             call,
@@ -371,7 +302,7 @@ def mapping_handlers(family: MappingFamily) -> tuple[dict[str, Handler], dict[st
             lambda mapping: render(mapping, call),
         )
 
-    async def create_mapping(call: Call) -> web.Response:
+    async def create_mapping(call: ApiRequest) -> web.Response:
         sid = domain_sid(call)
         params = call.params(family.parameter)
         list_sid = rules.sid_param(
@@ -387,7 +318,7 @@ def mapping_handlers(family: MappingFamily) -> tuple[dict[str, Handler], dict[st
         )
         return json_response(render(mapping, call), 201)
 
-    async def fetch_mapping(call: Call) -> web.Response:
+    async def fetch_mapping(call: ApiRequest) -> web.Response:
         sid = domain_sid(call)
         mapping = call.store.mapping(
             call.account.sid, call.region, sid, family.purpose, family.list_kind,
@@ -397,7 +328,7 @@ def mapping_handlers(family: MappingFamily) -> tuple[dict[str, Handler], dict[st
             raise call.missing()
         return json_response(render(mapping, call))
 
-    async def delete_mapping(call: Call) -> web.Response:
+    async def delete_mapping(call: ApiRequest) -> web.Response:
         sid = domain_sid(call)
         if not call.store.delete_mapping(
             call.account.sid, call.region, sid, family.purpose, family.list_kind,
@@ -415,7 +346,7 @@ def mapping_handlers(family: MappingFamily) -> tuple[dict[str, Handler], dict[st
 # --- IP access control lists and addresses ---------------------------------------------------
 
 
-async def list_ip_acls(call: Call) -> web.Response:
+async def list_ip_acls(call: ApiRequest) -> web.Response:
     return list_response(
         call,
         "ip_access_control_lists",
@@ -424,20 +355,20 @@ async def list_ip_acls(call: Call) -> web.Response:
     )
 
 
-async def create_ip_acl(call: Call) -> web.Response:
+async def create_ip_acl(call: ApiRequest) -> web.Response:
     name = rules.ip_acl_friendly_name(call.params("FriendlyName").get("FriendlyName"))
     acl = call.store.create_ip_acl(call.account.sid, call.region, name)
     return json_response(shapes.ip_acl_json(acl), 201)
 
 
-async def fetch_ip_acl(call: Call) -> web.Response:
+async def fetch_ip_acl(call: ApiRequest) -> web.Response:
     acl = call.store.ip_acl(call.account.sid, call.region, call.sid("Sid", SidPrefix.IP_ACCESS_CONTROL_LIST))
     if acl is None:
         raise call.missing()
     return json_response(shapes.ip_acl_json(acl))
 
 
-async def update_ip_acl(call: Call) -> web.Response:
+async def update_ip_acl(call: ApiRequest) -> web.Response:
     sid = call.sid("Sid", SidPrefix.IP_ACCESS_CONTROL_LIST)
     name = rules.ip_acl_friendly_name(call.params("FriendlyName").get("FriendlyName"))
     return json_response(
@@ -445,14 +376,14 @@ async def update_ip_acl(call: Call) -> web.Response:
     )
 
 
-async def delete_ip_acl(call: Call) -> web.Response:
+async def delete_ip_acl(call: ApiRequest) -> web.Response:
     sid = call.sid("Sid", SidPrefix.IP_ACCESS_CONTROL_LIST)
     if not call.store.delete_ip_acl(call.account.sid, call.region, sid):
         raise call.missing()
     return no_content()
 
 
-def _existing_acl_sid(call: Call) -> str:
+def _existing_acl_sid(call: ApiRequest) -> str:
     sid = call.sid("IpAccessControlListSid", SidPrefix.IP_ACCESS_CONTROL_LIST)
     if call.store.ip_acl(call.account.sid, call.region, sid) is None:
         raise call.missing()
@@ -477,7 +408,7 @@ def ip_address_settings(params: dict[str, str]) -> dict[str, object]:
     return settings
 
 
-async def list_ip_addresses(call: Call) -> web.Response:
+async def list_ip_addresses(call: ApiRequest) -> web.Response:
     acl_sid = _existing_acl_sid(call)
     return list_response(
         call,
@@ -487,7 +418,7 @@ async def list_ip_addresses(call: Call) -> web.Response:
     )
 
 
-async def create_ip_address(call: Call) -> web.Response:
+async def create_ip_address(call: ApiRequest) -> web.Response:
     acl_sid = _existing_acl_sid(call)
     params = call.params(*IP_ADDRESS_PARAMETERS)
     for name in ("FriendlyName", "IpAddress"):
@@ -504,7 +435,7 @@ async def create_ip_address(call: Call) -> web.Response:
     return json_response(shapes.ip_address_json(entry), 201)
 
 
-async def fetch_ip_address(call: Call) -> web.Response:
+async def fetch_ip_address(call: ApiRequest) -> web.Response:
     acl_sid = _existing_acl_sid(call)
     entry = call.store.ip_address(
         call.account.sid, call.region, acl_sid, call.sid("Sid", SidPrefix.IP_ADDRESS)
@@ -514,7 +445,7 @@ async def fetch_ip_address(call: Call) -> web.Response:
     return json_response(shapes.ip_address_json(entry))
 
 
-async def update_ip_address(call: Call) -> web.Response:
+async def update_ip_address(call: ApiRequest) -> web.Response:
     acl_sid = _existing_acl_sid(call)
     sid = call.sid("Sid", SidPrefix.IP_ADDRESS)
     settings = ip_address_settings(call.params(*IP_ADDRESS_PARAMETERS))
@@ -522,7 +453,7 @@ async def update_ip_address(call: Call) -> web.Response:
     return json_response(shapes.ip_address_json(entry))
 
 
-async def delete_ip_address(call: Call) -> web.Response:
+async def delete_ip_address(call: ApiRequest) -> web.Response:
     acl_sid = _existing_acl_sid(call)
     sid = call.sid("Sid", SidPrefix.IP_ADDRESS)
     if not call.store.delete_ip_address(call.account.sid, call.region, acl_sid, sid):
@@ -533,7 +464,7 @@ async def delete_ip_address(call: Call) -> web.Response:
 # --- credential lists and credentials ---------------------------------------------------------
 
 
-async def list_credential_lists(call: Call) -> web.Response:
+async def list_credential_lists(call: ApiRequest) -> web.Response:
     return list_response(
         call,
         "credential_lists",
@@ -542,13 +473,13 @@ async def list_credential_lists(call: Call) -> web.Response:
     )
 
 
-async def create_credential_list(call: Call) -> web.Response:
+async def create_credential_list(call: ApiRequest) -> web.Response:
     name = rules.credential_list_friendly_name(call.params("FriendlyName").get("FriendlyName"))
     created = call.store.create_credential_list(call.account.sid, call.region, name)
     return json_response(shapes.credential_list_json(created), 201)
 
 
-async def fetch_credential_list(call: Call) -> web.Response:
+async def fetch_credential_list(call: ApiRequest) -> web.Response:
     found = call.store.credential_list(
         call.account.sid, call.region, call.sid("Sid", SidPrefix.CREDENTIAL_LIST)
     )
@@ -557,28 +488,28 @@ async def fetch_credential_list(call: Call) -> web.Response:
     return json_response(shapes.credential_list_json(found))
 
 
-async def update_credential_list(call: Call) -> web.Response:
+async def update_credential_list(call: ApiRequest) -> web.Response:
     sid = call.sid("Sid", SidPrefix.CREDENTIAL_LIST)
     name = rules.credential_list_friendly_name(call.params("FriendlyName").get("FriendlyName"))
     updated = call.store.update_credential_list(call.account.sid, call.region, sid, name)
     return json_response(shapes.credential_list_json(updated))
 
 
-async def delete_credential_list(call: Call) -> web.Response:
+async def delete_credential_list(call: ApiRequest) -> web.Response:
     sid = call.sid("Sid", SidPrefix.CREDENTIAL_LIST)
     if not call.store.delete_credential_list(call.account.sid, call.region, sid):
         raise call.missing()
     return no_content()
 
 
-def _existing_credential_list_sid(call: Call) -> str:
+def _existing_credential_list_sid(call: ApiRequest) -> str:
     sid = call.sid("CredentialListSid", SidPrefix.CREDENTIAL_LIST)
     if call.store.credential_list(call.account.sid, call.region, sid) is None:
         raise call.missing()
     return sid
 
 
-async def list_credentials(call: Call) -> web.Response:
+async def list_credentials(call: ApiRequest) -> web.Response:
     list_sid = _existing_credential_list_sid(call)
     return list_response(
         call,
@@ -588,7 +519,7 @@ async def list_credentials(call: Call) -> web.Response:
     )
 
 
-async def create_credential(call: Call) -> web.Response:
+async def create_credential(call: ApiRequest) -> web.Response:
     list_sid = _existing_credential_list_sid(call)
     params = call.params("Username", "Password")
     username = rules.username(params.get("Username"))
@@ -597,7 +528,7 @@ async def create_credential(call: Call) -> web.Response:
     return json_response(shapes.credential_json(created), 201)
 
 
-async def fetch_credential(call: Call) -> web.Response:
+async def fetch_credential(call: ApiRequest) -> web.Response:
     list_sid = _existing_credential_list_sid(call)
     found = call.store.credential(
         call.account.sid, call.region, list_sid, call.sid("Sid", SidPrefix.CREDENTIAL)
@@ -607,7 +538,7 @@ async def fetch_credential(call: Call) -> web.Response:
     return json_response(shapes.credential_json(found))
 
 
-async def update_credential(call: Call) -> web.Response:
+async def update_credential(call: ApiRequest) -> web.Response:
     list_sid = _existing_credential_list_sid(call)
     sid = call.sid("Sid", SidPrefix.CREDENTIAL)
     params = call.params("Password")
@@ -623,7 +554,7 @@ async def update_credential(call: Call) -> web.Response:
     return json_response(shapes.credential_json(updated))
 
 
-async def delete_credential(call: Call) -> web.Response:
+async def delete_credential(call: ApiRequest) -> web.Response:
     list_sid = _existing_credential_list_sid(call)
     sid = call.sid("Sid", SidPrefix.CREDENTIAL)
     if not call.store.delete_credential(call.account.sid, call.region, list_sid, sid):
@@ -634,7 +565,7 @@ async def delete_credential(call: Call) -> web.Response:
 # --- routes API: inbound processing region (global) -----------------------------------------
 
 
-def _owned_route(call: Call) -> Any:
+def _owned_route(call: ApiRequest) -> Any:
     name = call.parts["SipDomain"].lower()
     route = call.store.route(name)
     if route is None:
@@ -646,11 +577,11 @@ def _owned_route(call: Call) -> Any:
     return route
 
 
-async def fetch_route(call: Call) -> web.Response:
+async def fetch_route(call: ApiRequest) -> web.Response:
     return json_response(shapes.route_json(_owned_route(call)))
 
 
-async def update_route(call: Call) -> web.Response:
+async def update_route(call: ApiRequest) -> web.Response:
     route = _owned_route(call)
     params = call.params("VoiceRegion", "FriendlyName")
     region = (
@@ -725,10 +656,8 @@ def build_routes() -> list[Route]:
         collection, instance = mapping_handlers(family)
         table[base + ".json"] = collection
         table[base + "/{Sid}.json"] = instance
-    from .api_calls import CALL_ROUTES  # imported here: api_calls builds on this module
-
     table.update(CALL_ROUTES)
-    return [Route(_compile(template), methods) for template, methods in table.items()]
+    return [Route(compile_route(template), methods) for template, methods in table.items()]
 
 
 # --- dispatch -----------------------------------------------------------------------------------
@@ -750,7 +679,7 @@ class Dispatcher:
         except Exception:  # a bug must still answer in Twilio's shape, and be logged
             log.exception("internal error handling %s %s", request.method, request.path)
             response = error_response(TwilioError(500, ErrorCode.INTERNAL, "Internal Server Error"))
-        response.headers["Twilio-Request-Id"] = _request_id()
+        response.headers["Twilio-Request-Id"] = new_request_id()
         response.headers["X-Home-Region"] = HOME_REGION
         return response
 
@@ -768,7 +697,7 @@ class Dispatcher:
             account = caller
             if "AccountSid" in parts:
                 account = resolve_path_account(request.path, caller, self.store, parts["AccountSid"])
-            call = Call(
+            call = ApiRequest(
                 request=request,
                 store=self.store,
                 settings=self.settings,
@@ -794,8 +723,6 @@ def make_app(store: Store, settings: ApiSettings | None = None,
     findings (``siptwin.diagnostics.diagnose_call``), served as notifications and by
     ``Findings.json``.
     """
-    from .api_calls import CALLS_KEY, DIAGNOSE_KEY
-
     effective = settings or ApiSettings()
     # aiohttp's own body limit stays above ours so our Twilio-shaped 413 answers first.
     app = web.Application(client_max_size=effective.max_body_bytes * 4)

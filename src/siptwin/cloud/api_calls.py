@@ -33,9 +33,8 @@ from ..model.findings import Finding
 from ..model.presentation import plain_uri
 from ..model.sids import SidPrefix, stable_sid
 from . import representations as shapes
-from .api import Call as ApiCall
-from .api import Handler, json_response
 from .errors import ErrorCode, bad_request
+from .http import ApiRequest, Handler, json_response
 from .model import Page
 from .params import PAGING_PARAMETERS, encode_page_token, paging
 
@@ -50,12 +49,12 @@ CALLS = "/2010-04-01/Accounts/{AccountSid}/Calls"
 CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 
 
-def _registry(call: ApiCall) -> CallRegistry:
+def _registry(call: ApiRequest) -> CallRegistry:
     registry = call.request.app.get(CALLS_KEY)
     return registry if registry is not None else CallRegistry()
 
 
-def _visible(record: Call, call: ApiCall) -> bool:
+def _visible(record: Call, call: ApiRequest) -> bool:
     return (record.sid is not None and record.account_sid == call.account.sid
             and (record.processing_region or "us1") == call.region)
 
@@ -150,7 +149,7 @@ def _notification(record: Call, sid: str, at: str | None, error_code: str | None
     }
 
 
-def _page(call: ApiCall, array_key: str, rows: list[dict[str, Any]],
+def _page(call: ApiRequest, array_key: str, rows: list[dict[str, Any]],
           extra_query: tuple[str, ...] = ()) -> web.Response:
     """Paging over an in-memory list: the token names the position of a page's last row."""
     query = call.query_params(*PAGING_PARAMETERS, *extra_query)
@@ -170,7 +169,7 @@ def _page(call: ApiCall, array_key: str, rows: list[dict[str, Any]],
     return json_response(body)
 
 
-def _record(call: ApiCall) -> Call:
+def _record(call: ApiRequest) -> Call:
     sid = call.parts["CallSid"]
     if not CALL_SID.fullmatch(sid):
         raise call.missing()
@@ -180,7 +179,7 @@ def _record(call: ApiCall) -> Call:
     return record
 
 
-async def list_calls(call: ApiCall) -> web.Response:
+async def list_calls(call: ApiRequest) -> web.Response:
     filters = call.query_params(*PAGING_PARAMETERS, "Status", "From", "To")
     status = filters.get("Status")
     if status is not None and status not in CALL_STATUSES:
@@ -196,16 +195,16 @@ async def list_calls(call: ApiCall) -> web.Response:
     return _page(call, "calls", rows, ("Status", "From", "To"))
 
 
-async def fetch_call(call: ApiCall) -> web.Response:
+async def fetch_call(call: ApiRequest) -> web.Response:
     return json_response(call_json(_record(call)))
 
 
-async def list_call_notifications(call: ApiCall) -> web.Response:
+async def list_call_notifications(call: ApiRequest) -> web.Response:
     record = _record(call)
     return _page(call, "notifications", _notifications(call, record))
 
 
-def _notifications(call: ApiCall, record: Call) -> list[dict[str, Any]]:
+def _notifications(call: ApiRequest, record: Call) -> list[dict[str, Any]]:
     """One per alert; a finding with the alert's code rides on it (``siptwin_finding``), the
     other findings follow as notifications of their own."""
     rows = [notification_json(record, i, alert) for i, alert in enumerate(record.alerts)]
@@ -219,7 +218,7 @@ def _notifications(call: ApiCall, record: Call) -> list[dict[str, Any]]:
     return rows
 
 
-async def fetch_call_notification(call: ApiCall) -> web.Response:
+async def fetch_call_notification(call: ApiRequest) -> web.Response:
     record = _record(call)
     for row in _notifications(call, record):
         if row["sid"] == call.parts["Sid"]:
@@ -230,7 +229,7 @@ async def fetch_call_notification(call: ApiCall) -> web.Response:
 # --- diagnostics: findings as notifications, and siptwin's own endpoint -----------------------
 
 
-def _findings(call: ApiCall, record: Call) -> list[Finding]:
+def _findings(call: ApiRequest, record: Call) -> list[Finding]:
     diagnose = call.request.app.get(DIAGNOSE_KEY)
     return diagnose(record, call.store.path) if diagnose is not None else []
 
@@ -251,7 +250,7 @@ def finding_notification_json(record: Call, finding: Finding) -> dict[str, Any]:
 SIPTWIN_CALLS = "/siptwin/v1/Accounts/{AccountSid}/Calls"
 
 
-def _any_visible(record: Call, call: ApiCall) -> bool:
+def _any_visible(record: Call, call: ApiRequest) -> bool:
     """Every call the account's domains took, and calls no domain claimed (unknown host)."""
     return record.account_sid in (None, call.account.sid)
 
@@ -271,7 +270,7 @@ def diagnosis_json(record: Call, findings: list[Finding]) -> dict[str, Any]:
     }
 
 
-async def fetch_call_findings(call: ApiCall) -> web.Response:
+async def fetch_call_findings(call: ApiRequest) -> web.Response:
     """``GET /siptwin/v1/Accounts/{AC}/Calls/{CallSid | Call-ID | last}/Findings.json``."""
     ref = call.parts["CallRef"]
     records = [r for r in _registry(call).all() if _any_visible(r, call)]
@@ -284,7 +283,7 @@ async def fetch_call_findings(call: ApiCall) -> web.Response:
     return json_response(diagnosis_json(record, _findings(call, record)))
 
 
-async def list_recent_calls(call: ApiCall) -> web.Response:
+async def list_recent_calls(call: ApiRequest) -> web.Response:
     """``GET /siptwin/v1/Accounts/{AC}/Calls.json``: recent calls and REGISTERs, newest first,
     rejected ones included (Twilio's Calls list has accepted calls only)."""
     records = [r for r in _registry(call).all() if _any_visible(r, call)][-50:]
