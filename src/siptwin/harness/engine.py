@@ -24,25 +24,15 @@ from ..sip.errors import SipParseError
 from ..sip.message import Response, parse_datagram
 from ..sip.transaction import new_branch
 from ..twin.config import Twin
-from ..ua.client import DEFAULT_OFFER, Auth, CallResult, SipClient, SipExchange
+from ..ua.client import DEFAULT_OFFER, Auth, SipClient, SipExchange
 from . import faults, interop
-from .provision import DomainPlan, Provisioned, deprovision, provision, sdk_client
-from .receiver import AppBehaviour, AppSlot, WebhookReceiver
+from .findings import findings_records, judge_findings
+from .outcome import Environment, Failure, StepOutcome
+from .provision import DomainPlan, Provisioned, deprovision, provision
+from .receiver import AppBehaviour, AppSlot
 from .scenario import Scenario, ScenarioError, Step, render, unique_label
 
 DEFAULT_WAIT = 5.0
-
-
-@dataclass
-class Failure:
-    kind: str  # unexpected-response, no-response, unexpected-answer, header-mismatch, ...
-    message: str
-    expected: Any = None
-    actual: Any = None
-
-    def as_record(self) -> dict[str, Any]:
-        return {"kind": self.kind, "message": self.message, "expected": _plain(self.expected),
-                "actual": _plain(self.actual)}
 
 
 @dataclass
@@ -73,23 +63,6 @@ class ItemResult:
             "findings": self.findings, "duration": round(self.duration, 3), "fidelity": self.fidelity,
             "peers": self.peers,
         }
-
-
-class Environment:
-    """What one test worker shares between items: the twin and the customer's app."""
-
-    def __init__(self, twin: Twin, receiver: WebhookReceiver) -> None:
-        self.twin = twin
-        self.receiver = receiver
-        self._sdk: Any = None
-        self.faults: dict[str, str] = {}  # region -> what to undo when the item ends
-
-    @property
-    def sdk(self) -> Any:
-        """One SDK client (and its HTTP connection pool) for every item of the worker."""
-        if self._sdk is None:
-            self._sdk = sdk_client(self.twin.api_url, self.twin.account_sid, self.twin.auth_token)
-        return self._sdk
 
 
 async def run_item(scenario: Scenario, region_id: str, env: Environment) -> ItemResult:
@@ -216,17 +189,6 @@ async def _provision(twin: Twin, spec: dict[str, Any], context: dict[str, Any],
         registration_credentials=[tuple(c) for c in spec.get("registration_credentials", [])],
     )
     return await asyncio.to_thread(provision, env.sdk, plan)
-
-
-@dataclass
-class StepOutcome:
-    action: str
-    call_id: str
-    responses: list[Response]
-    messages: list[SipExchange]
-    call: CallResult | None = None
-    http_status: int | None = None
-    detail: dict[str, Any] = field(default_factory=dict)  # what a peer run reported
 
 
 async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], region: Region,
@@ -473,28 +435,14 @@ def _call_record(twin: Twin, call_id: str) -> dict[str, Any]:
     }
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return str(value)
-
-
 # ---------------------------------------------------------------------------- diagnostics
 
 
 def _findings(twin: Twin, call_ids: list[str]) -> list[dict[str, Any]]:
-    from ..diagnostics.harness import findings_records
-
     return findings_records(twin, call_ids)
 
 
 def _judge_findings(outcome: StepOutcome, expect: dict[str, Any],
                     twin: Twin) -> list[Failure]:
     """``then: findings: [id, ...]`` must appear; ``no_findings: [id or severity]`` not."""
-    from ..diagnostics.harness import judge_findings
-
     return [Failure(*f) for f in judge_findings(twin, outcome.call_id, expect)]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..diagnostics import explain
 from ..model.findings import SEVERITIES
-from . import explain
+from ..twin.config import Twin
 
 
-def findings_records(twin: Any, call_ids: list[str]) -> list[dict[str, Any]]:
+def findings_records(twin: Twin, call_ids: list[str]) -> list[dict[str, Any]]:
     """One record per finding of every call of the item (``call_id`` added), errors first."""
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -22,7 +23,7 @@ def findings_records(twin: Any, call_ids: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def judge_findings(twin: Any, call_id: str, expect: dict[str, Any]) -> list[tuple[Any, ...]]:
+def judge_findings(twin: Twin, call_id: str, expect: dict[str, Any]) -> list[tuple[Any, ...]]:
     """(kind, message, expected, actual) for each unmet ``findings`` / ``no_findings``."""
     if "findings" not in expect and "no_findings" not in expect:
         return []

@@ -17,22 +17,19 @@ import asyncio
 import fnmatch
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..model.calls import Call
 from ..ua.client import SipExchange
+from .outcome import Environment, Failure, StepOutcome
 from .pbx import DEVICES, Target, received, trigger
 from .sipp import PeerMissing, run_sipp
-
-if TYPE_CHECKING:
-    from .engine import Environment, Failure, StepOutcome
 
 ACTIONS = ("sipp", "pbx")
 
 
 async def perform(action: str, params: dict[str, Any], node: tuple[str, int],
                   context: dict[str, Any], env: Environment) -> StepOutcome:
-    from .engine import StepOutcome
     from .scenario import ScenarioError
 
     host = params.get("host", context["host"])
@@ -87,7 +84,6 @@ def calls_of(env: Environment, domain_name: str, since: float) -> list[Call]:
 
 
 def judge(outcome: StepOutcome, expect: dict[str, Any], env: Environment) -> list[Failure]:
-    from .engine import Failure
 
     failures: list[Failure] = []
     detail = outcome.detail
@@ -114,7 +110,6 @@ def judge(outcome: StepOutcome, expect: dict[str, Any], env: Environment) -> lis
 
 
 def _compare(name: str, wanted: Any, actual: Any) -> list[Failure]:
-    from .engine import Failure
 
     if isinstance(wanted, list):  # codecs, methods: every wanted one present
         missing = [w for w in wanted if w not in (actual or [])]

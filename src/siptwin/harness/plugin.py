@@ -27,7 +27,8 @@ from ..regions.catalogue import Catalogue, default_catalogue_dir
 from ..settings import load_fidelity
 from ..twin.config import TwinConfig
 from ..twin.launch import make_twin
-from .engine import Environment, ItemResult, run_item
+from .engine import ItemResult, run_item
+from .outcome import Environment
 from .pcap import SessionCapture, item_file_name
 from .receiver import WebhookReceiver
 from .scenario import Scenario, ScenarioError, load_scenario

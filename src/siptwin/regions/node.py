@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import ssl
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,7 +23,7 @@ from ..model.sids import new_call_sid
 from ..settings import Fidelity
 from ..sip.admission import admit
 from ..sip.errors import SipParseError
-from ..sip.message import Request, Response, make_request, make_response
+from ..sip.message import Request, Response, make_request
 from ..sip.routing import Hop, response_hop, stamp_received
 from ..sip.sdp import Answer, SdpError, SessionDescription, answer_offer, make_offer
 from ..sip.transaction import (
@@ -47,6 +45,7 @@ from ..transport.timers import LayerTimer
 from .catalogue import Catalogue, Region
 from .pipeline import DigestState, InviteContext, Verdict, run_pipeline
 from .registrar import Registrar
+from .responses import twilio_response, twilio_to_tag
 
 log = logging.getLogger("siptwin.node")
 
@@ -57,16 +56,6 @@ NODE_POLICY = UasPolicy(
     reject_exhausted_max_forwards=False,
 )
 ACK_TIMEOUT_ERROR = (32022, "No ACK received within 32 seconds of 200 OK")
-
-
-def twilio_to_tag() -> str:
-    """The shape observed on Twilio's responses: ``<8 digits>_<8 hex>_<uuid>``.
-
-    One read of the system's random source for all three parts (RFC 3261 §19.3 asks for
-    cryptographically random tags); the last part is a version 4 UUID."""
-    raw = os.urandom(24)
-    number = 10**7 + int.from_bytes(raw[:4], "big") % (9 * 10**7)
-    return f"{number}_{raw[4:8].hex()}_{uuid.UUID(bytes=raw[8:], version=4)}"
 
 
 class CallHandler(Protocol):
@@ -339,30 +328,14 @@ class RegionNode:
         elif method == "CANCEL":
             self._on_cancel(request, key, event.cancels)
         elif method == "OPTIONS":
-            self._respond(key, self._response(request, 200, extra=(
+            self._respond(key, twilio_response(request, 200, extra=(
                 ("Allow", ALLOW), ("Accept", "application/sdp"))))
         elif method == "INFO":
             self._on_info(request, key)
         elif method == "REGISTER":
             self._respond(key, self.registrar.handle(self, request, source, time.time()))
         else:
-            self._respond(key, self._response(request, 405, extra=(("Allow", ALLOW),)))
-
-    def _response(self, request: Request, status: int, reason: str | None = None, *,
-                  to_tag: str | None = None, extra: tuple[tuple[str, str], ...] = (),
-                  body: bytes = b"") -> Response:
-        if to_tag is None and status > 100:
-            to_tag = twilio_to_tag()  # ignored when the request's To already has a tag
-        server = "Twilio Gateway" if status == 100 else "Twilio"
-        headers = (*extra, ("Server", server))
-        if request.method == "INVITE" and 100 < status < 300:
-            # RFC 3261 §12.1.1: a dialog-creating response copies the Record-Route set, so an
-            # SBC in front of the caller (Kamailio with record_route()) stays on ACK and BYE.
-            headers = (*(("Record-Route", v) for v in request.headers.get_all("Record-Route")),
-                       *headers)
-        if body:
-            headers = (*headers, ("Content-Type", "application/sdp"))
-        return make_response(request, status, reason, to_tag=to_tag, extra=headers, body=body)
+            self._respond(key, twilio_response(request, 405, extra=(("Allow", ALLOW),)))
 
     def _on_initial_invite(self, request: Request, key: TxKey, hop: Hop, source: Source) -> None:
         call = Call(
@@ -387,7 +360,7 @@ class RegionNode:
         )
 
         def send_trying() -> None:
-            self._respond(key, self._response(request, 100, self.fidelity.trying_reason))
+            self._respond(key, twilio_response(request, 100, self.fidelity.trying_reason))
 
         verdict = run_pipeline(ctx, send_trying)
         call.notes.extend(ctx.notes)
@@ -416,7 +389,7 @@ class RegionNode:
         extra = verdict.headers
         if verdict.error is not None:
             extra = (*extra, ("X-Twilio-Error", verdict.error.header()))
-        self._respond(key, self._response(request, verdict.status or 500, verdict.reason or None,
+        self._respond(key, twilio_response(request, verdict.status or 500, verdict.reason or None,
                                           to_tag=twilio_to_tag(), extra=extra))
         self.calls.notify(call, call.status)
 
@@ -426,7 +399,7 @@ class RegionNode:
         call.status = CallStatus.RINGING
         dialog = Dialog(call, request, key, hop, twilio_to_tag(), domain=ctx.domain)
         self._dialogs[call.call_id] = dialog
-        self._respond(key, self._response(request, 180, to_tag=dialog.to_tag,
+        self._respond(key, twilio_response(request, 180, to_tag=dialog.to_tag,
                                           extra=(("Contact", self._contact(hop)),)))
         self.calls.notify(call, "ringing")
         session = dialog.session = CallSession(self, dialog)
@@ -479,7 +452,7 @@ class RegionNode:
         call.answered_at = time.time()
         call.status = CallStatus.IN_PROGRESS
         call.final_status = 200
-        self._respond(dialog.invite_key, self._response(
+        self._respond(dialog.invite_key, twilio_response(
             request, 200, to_tag=dialog.to_tag, body=body,
             extra=(("Contact", self._contact(dialog.hop)), ("Allow", ALLOW))))
         self.calls.notify(call, "answered")
@@ -494,7 +467,7 @@ class RegionNode:
             call.alert(error[0], error[1], time.time())
             extra = (("X-Twilio-Error", f"{error[0]} {error[1]}"),)
         call.final_status = status
-        self._respond(dialog.invite_key, self._response(dialog.invite, status, reason,
+        self._respond(dialog.invite_key, twilio_response(dialog.invite, status, reason,
                                                         to_tag=dialog.to_tag, extra=extra))
         self._end(dialog, call_status)
 
@@ -568,24 +541,24 @@ class RegionNode:
     def _on_reinvite(self, request: Request, key: TxKey) -> None:
         dialog = self._dialogs.get(request.call_id)
         if dialog is None or request.to.tag != dialog.to_tag:
-            self._respond(key, self._response(request, 481))
+            self._respond(key, twilio_response(request, 481))
             return
         body = dialog.local_sdp or b""
         if request.body:
             answer = answer_offer(request.sdp, self.region.address, _media_port(), 2)
             if not isinstance(answer, Answer):
-                self._respond(key, self._response(request, 488, to_tag=dialog.to_tag))
+                self._respond(key, twilio_response(request, 488, to_tag=dialog.to_tag))
                 return
             body = answer.to_bytes()
-        self._respond(key, self._response(request, 200, to_tag=dialog.to_tag, body=body,
+        self._respond(key, twilio_response(request, 200, to_tag=dialog.to_tag, body=body,
                                           extra=(("Contact", self._contact(dialog.hop)),)))
 
     def _on_bye(self, request: Request, key: TxKey) -> None:
         dialog = self._dialogs.get(request.call_id)
         if dialog is None:
-            self._respond(key, self._response(request, 481))
+            self._respond(key, twilio_response(request, 481))
             return
-        self._respond(key, self._response(request, 200))
+        self._respond(key, twilio_response(request, 200))
         if not dialog.answered:
             self._reject_accepted(dialog, 487, "Request Terminated", None, "canceled")
         self._end(dialog, "completed")
@@ -593,18 +566,18 @@ class RegionNode:
     def _on_cancel(self, request: Request, key: TxKey, cancels: TxKey | None) -> None:
         dialog = next((d for d in self._dialogs.values() if d.invite_key == cancels), None)
         if cancels is None or dialog is None:
-            self._respond(key, self._response(request, 481))
+            self._respond(key, twilio_response(request, 481))
             return
-        self._respond(key, self._response(request, 200))
+        self._respond(key, twilio_response(request, 200))
         if not dialog.answered:
             self._reject_accepted(dialog, 487, "Request Terminated", None, "canceled")
 
     def _on_info(self, request: Request, key: TxKey) -> None:
         dialog = self._dialogs.get(request.call_id)
         if dialog is None:
-            self._respond(key, self._response(request, 481))
+            self._respond(key, twilio_response(request, 481))
             return
-        self._respond(key, self._response(request, 200))
+        self._respond(key, twilio_response(request, 200))
         digit = _dtmf_from_info(request)
         if digit and dialog.session is not None:
             dialog.session.dtmf.put_nowait(digit)

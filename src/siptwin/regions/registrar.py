@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from ..model.calls import Call, TraceEntry
+from ..cloud.view import ControlPlaneView
+from ..model.calls import Call, CallRegistry, TraceEntry
 from ..model.codes import (
     DOMAIN_NOT_FOUND,
     NO_REGISTRATION_LIST,
@@ -20,14 +21,27 @@ from ..model.codes import (
     CallStatus,
     Stage,
 )
+from ..settings import Fidelity
 from ..sip.errors import SipParseError
 from ..sip.message import Request, Response
 from ..sip.uri import SipUri
-from .pipeline import InviteContext, check_digest
+from .catalogue import Catalogue, Region
+from .pipeline import DigestState, InviteContext, check_digest
+from .responses import twilio_response
 
 if TYPE_CHECKING:
     from ..transport.endpoint import Source
-    from .node import RegionNode
+
+
+class RegistrarHost(Protocol):
+    """What the registrar reads of the node that received a REGISTER (a RegionNode has it)."""
+
+    region: Region
+    catalogue: Catalogue
+    control: ControlPlaneView
+    fidelity: Fidelity
+    digest: DigestState
+    calls: CallRegistry
 
 
 @dataclass
@@ -49,7 +63,7 @@ class Registrar:
             del current[key]
         return list(current.values())
 
-    def handle(self, node: RegionNode, request: Request, source: Source, now: float) -> Response:
+    def handle(self, node: RegistrarHost, request: Request, source: Source, now: float) -> Response:
         """Answer a REGISTER; the exchange is kept as a call record (``method="REGISTER"``,
         never listed by REST: it has no CallSid) so diagnostics can explain it."""
         record = _register_record(node, request, source)
@@ -58,18 +72,18 @@ class Registrar:
             _record_outcome(record, node, response)
         return response
 
-    def _handle(self, node: RegionNode, request: Request, source: Source, now: float) -> Response:
+    def _handle(self, node: RegistrarHost, request: Request, source: Source, now: float) -> Response:
         fidelity = node.fidelity
         to_uri = request.to.uri
         host = node.catalogue.match_host(to_uri.host) if isinstance(to_uri, SipUri) else None
         domain = node.control.find_domain(host.domain_name) if host else None
         if domain is None:
-            return node._response(request, fidelity.unknown_domain_status, extra=_error(
+            return twilio_response(request, fidelity.unknown_domain_status, extra=_error(
                 DOMAIN_NOT_FOUND))
         if not domain.sip_registration:
-            return node._response(request, 403, extra=_error(REGISTRATION_DISABLED))
+            return twilio_response(request, 403, extra=_error(REGISTRATION_DISABLED))
         if not domain.registration_credential_lists:
-            return node._response(request, 403, extra=_error(NO_REGISTRATION_LIST))
+            return twilio_response(request, 403, extra=_error(NO_REGISTRATION_LIST))
         ctx = InviteContext(request, source.transport, source.host, source.port, node.region,
                             node.catalogue, node.control, fidelity, node.digest, now)
         verdict = check_digest(ctx, "REGISTER", domain.registration_credentials,
@@ -79,23 +93,23 @@ class Registrar:
             record.notes.extend(ctx.notes)
         if verdict is not None:
             extra = verdict.headers + (_error(verdict.error) if verdict.error else ())
-            return node._response(request, verdict.status or 403, verdict.reason, extra=extra)
+            return twilio_response(request, verdict.status or 403, verdict.reason, extra=extra)
         assert isinstance(to_uri, SipUri)
         aor = f"sip:{to_uri.user}@{domain.domain_name}"
         return self._update(node, request, source, aor, ctx.username or "", now)
 
-    def _update(self, node: RegionNode, request: Request, source: Source, aor: str,
+    def _update(self, node: RegistrarHost, request: Request, source: Source, aor: str,
                 username: str, now: float) -> Response:
         fidelity = node.fidelity
         try:
             contacts = request.contacts
             default_expires = request.expires
         except SipParseError as err:
-            return node._response(request, 400, err.reason)
+            return twilio_response(request, 400, err.reason)
         current = {b.contact: b for b in self.bindings(aor, now)}
         if contacts and contacts[0].star:
             if default_expires != 0:
-                return node._response(request, 400, "Contact * requires Expires: 0")
+                return twilio_response(request, 400, "Contact * requires Expires: 0")
             current.clear()
         for contact in contacts:
             if contact.address is None:
@@ -108,20 +122,20 @@ class Registrar:
                 current.pop(key, None)
                 continue
             if expires < fidelity.registration_min_expires:
-                return node._response(request, 423, extra=(
+                return twilio_response(request, 423, extra=(
                     ("Min-Expires", str(fidelity.registration_min_expires)),))
             expires = min(expires, fidelity.registration_max_expires)
             current[key] = Binding(key, now + expires, f"{source.transport}:{source.host}:{source.port}",
                                    username)
         if len(current) > fidelity.registration_max_bindings:
-            return node._response(request, 403, extra=_error(TOO_MANY_BINDINGS))
+            return twilio_response(request, 403, extra=_error(TOO_MANY_BINDINGS))
         self._bindings[aor] = current
         listed = tuple(("Contact", f"<{b.contact}>;expires={int(b.expires_at - now)}")
                        for b in current.values())
-        return node._response(request, 200, extra=listed)
+        return twilio_response(request, 200, extra=listed)
 
 
-def _register_record(node: RegionNode, request: Request, source: Source) -> Call | None:
+def _register_record(node: RegistrarHost, request: Request, source: Source) -> Call | None:
     try:
         call_id = request.call_id
         from_uri, to_uri = str(request.from_.uri), str(request.to.uri)
@@ -145,7 +159,7 @@ def _register_record(node: RegionNode, request: Request, source: Source) -> Call
     return record
 
 
-def _record_outcome(record: Call, node: RegionNode, response: Response) -> None:
+def _record_outcome(record: Call, node: RegistrarHost, response: Response) -> None:
     record.final_status = response.status
     record.status = (CallStatus.REGISTERED if response.status < 300 else
                      CallStatus.CHALLENGED if response.status in (401, 407) else CallStatus.REJECTED)

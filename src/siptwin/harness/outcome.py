@@ -1,0 +1,67 @@
+"""What a scenario step produced and how a failure is recorded; shared by the engine and interop.
+
+:class:`Environment` is what one test worker shares between items (the twin and the
+customer's app); :class:`StepOutcome` is one performed step; :class:`Failure` one broken
+expectation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..sip.message import Response
+from ..twin.config import Twin
+from ..ua.client import CallResult, SipExchange
+from .provision import sdk_client
+from .receiver import WebhookReceiver
+
+
+@dataclass
+class Failure:
+    kind: str  # unexpected-response, no-response, unexpected-answer, header-mismatch, ...
+    message: str
+    expected: Any = None
+    actual: Any = None
+
+    def as_record(self) -> dict[str, Any]:
+        return {"kind": self.kind, "message": self.message, "expected": plain(self.expected),
+                "actual": plain(self.actual)}
+
+
+class Environment:
+    """What one test worker shares between items: the twin and the customer's app."""
+
+    def __init__(self, twin: Twin, receiver: WebhookReceiver) -> None:
+        self.twin = twin
+        self.receiver = receiver
+        self._sdk: Any = None
+        self.faults: dict[str, str] = {}  # region -> what to undo when the item ends
+
+    @property
+    def sdk(self) -> Any:
+        """One SDK client (and its HTTP connection pool) for every item of the worker."""
+        if self._sdk is None:
+            self._sdk = sdk_client(self.twin.api_url, self.twin.account_sid, self.twin.auth_token)
+        return self._sdk
+
+
+@dataclass
+class StepOutcome:
+    action: str
+    call_id: str
+    responses: list[Response]
+    messages: list[SipExchange]
+    call: CallResult | None = None
+    http_status: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)  # what a peer run reported
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return str(value)

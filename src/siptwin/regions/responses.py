@@ -1,0 +1,39 @@
+"""The responses a Twilio edge sends: its Server header, its To tags, its Record-Route copy.
+
+Used by the node for INVITE, BYE, OPTIONS ... and by the registrar for REGISTER, so both sound
+like the same edge.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from ..sip.message import Request, Response, make_response
+
+
+def twilio_to_tag() -> str:
+    """The shape observed on Twilio's responses: ``<8 digits>_<8 hex>_<uuid>``.
+
+    One read of the system's random source for all three parts (RFC 3261 §19.3 asks for
+    cryptographically random tags); the last part is a version 4 UUID."""
+    raw = os.urandom(24)
+    number = 10**7 + int.from_bytes(raw[:4], "big") % (9 * 10**7)
+    return f"{number}_{raw[4:8].hex()}_{uuid.UUID(bytes=raw[8:], version=4)}"
+
+
+def twilio_response(request: Request, status: int, reason: str | None = None, *,
+                    to_tag: str | None = None, extra: tuple[tuple[str, str], ...] = (),
+                    body: bytes = b"") -> Response:
+    if to_tag is None and status > 100:
+        to_tag = twilio_to_tag()  # ignored when the request's To already has a tag
+    server = "Twilio Gateway" if status == 100 else "Twilio"
+    headers = (*extra, ("Server", server))
+    if request.method == "INVITE" and 100 < status < 300:
+        # RFC 3261 §12.1.1: a dialog-creating response copies the Record-Route set, so an
+        # SBC in front of the caller (Kamailio with record_route()) stays on ACK and BYE.
+        headers = (*(("Record-Route", v) for v in request.headers.get_all("Record-Route")),
+                   *headers)
+    if body:
+        headers = (*headers, ("Content-Type", "application/sdp"))
+    return make_response(request, status, reason, to_tag=to_tag, extra=headers, body=body)
