@@ -1,0 +1,1 @@
+"""Twins whose regions run in their own processes, network namespaces or containers."""
