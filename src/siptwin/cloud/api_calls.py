@@ -42,7 +42,7 @@ CALLS_KEY = web.AppKey("siptwin.cloud.calls", CallRegistry)
 # Findings for a call record and the control-plane database (the composition root passes
 # siptwin.diagnostics.diagnose_call; without one, calls have no findings).
 Diagnose = Callable[[Call, Path], list[Finding]]
-DIAGNOSE_KEY = web.AppKey("siptwin.cloud.diagnose", Diagnose)
+DIAGNOSE_KEY: web.AppKey[Diagnose] = web.AppKey("siptwin.cloud.diagnose")
 CALL_STATUSES = ("queued", "ringing", "in-progress", "canceled", "completed", "failed", "busy",
                  "no-answer")
 CALLS = "/2010-04-01/Accounts/{AccountSid}/Calls"

@@ -16,6 +16,7 @@ import secrets
 import ssl
 import time
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from ..sip.digest import answer_challenge
 from ..sip.errors import SipParseError
@@ -152,7 +153,7 @@ class SipClient:
         self._apply(self.layer.receive(message, source.reply_to, self._now(),
                                        reliable=source.transport != "udp"))
 
-    def _apply(self, effects: list) -> None:
+    def _apply(self, effects: list[Any]) -> None:
         for effect in effects:
             if isinstance(effect, Send):
                 self._send(effect.message, effect.destination)
@@ -240,7 +241,8 @@ class SipClient:
         self._calls[call_id] = result
         from_uri = from_uri or f"sip:siptwin@{self.local_host}"
         from_value = f"<{from_uri}>;tag={secrets.token_hex(4)}"
-        body = make_offer(self.local_host, 20000, 1) if sdp is DEFAULT_OFFER else (sdp or b"")
+        body = (make_offer(self.local_host, 20000, 1) if sdp is DEFAULT_OFFER
+                else cast(bytes | None, sdp) or b"")
         extra = list(headers or [])
         cseq = 1
         authorization: list[tuple[str, str]] = []

@@ -231,6 +231,7 @@ class DockerTwin(CallerNetwork, ProcessTwin):
 
     async def stop(self) -> None:
         for proc in list(self.regions.values()):
+            assert isinstance(proc.process, _ContainerHandle)
             proc.process.remove()
         self.regions.clear()
         await super().stop()
@@ -257,6 +258,9 @@ class _ContainerHandle:
         self.container.remove(force=True)
 
     def terminate(self) -> None:
+        self.kill()
+
+    def send_signal(self, sig: int) -> None:
         self.kill()
 
     def wait(self, timeout: float | None = None) -> int:

@@ -21,6 +21,7 @@ import secrets
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 from ...regions.catalogue import Catalogue, default_catalogue_dir
 from ..config import TwinConfig
@@ -166,7 +167,7 @@ def _free_networks() -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]:
     start = rng.randrange(0, len(subnets) // 2) * 2
     for index in range(start, len(subnets) - 1, 2):
         if subnets[index] not in taken and subnets[index + 1] not in taken:
-            return subnets[index], subnets[index + 1]
+            return cast(ipaddress.IPv4Network, subnets[index]), cast(ipaddress.IPv4Network, subnets[index + 1])
     raise NetnsError("no free /24 pair left in 198.18.0.0/15")
 
 

@@ -25,7 +25,7 @@ import sys
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ...cloud.view import ControlPlaneView
 from ...model.calls import Call
@@ -38,10 +38,20 @@ from ..region_process import READY
 START_TIMEOUT = 20.0
 
 
+class ProcessHandle(Protocol):
+    """What a backend needs of a region's process (a container stands in for one)."""
+
+    def poll(self) -> int | None: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+    def send_signal(self, sig: int) -> None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
 @dataclass
 class RegionProcess:
     region: Region
-    process: subprocess.Popen[str]
+    process: ProcessHandle
     addresses: dict[str, tuple[str, int] | None] = field(default_factory=dict)
     control_socket: str = ""
 
@@ -242,7 +252,7 @@ async def _read_until(process: subprocess.Popen[str], log: Path, done: Any) -> l
         await asyncio.sleep(0.02)
 
 
-def _terminate(process: subprocess.Popen[str]) -> None:
+def _terminate(process: ProcessHandle) -> None:
     if process.poll() is None:
         process.terminate()
         try:
