@@ -8,10 +8,9 @@ from twilio.rest import Client
 
 from siptwin.cloud.model import Limits
 from siptwin.cloud.view import ControlPlaneView
+from tests.support import PASSWORD
 
 from .conftest import Twin, TwinFactory, expect_error
-
-PASSWORD = "Harbour7Lights"
 
 
 def test_credential_list_create_list_fetch_update_delete(client: Client) -> None:

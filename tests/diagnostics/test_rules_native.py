@@ -7,9 +7,9 @@ import asyncio
 from siptwin.harness.provision import DomainPlan
 from siptwin.sip.digest import answer_challenge, parse_challenge
 from siptwin.ua.client import Auth, SipClient
-
-from ..regions.rawsip import RawUac
-from .conftest import PASSWORD, by_id
+from tests.support import PASSWORD
+from tests.support.rawsip import RawUac
+from tests.support.twin import by_id
 
 HOST = "acme.sip.us1.twilio.com"
 URI = f"sip:1000@{HOST}"
@@ -260,7 +260,7 @@ async def test_max_forwards_exhausted_is_explained_by_its_alert(harness) -> None
 
 
 async def test_webhook_failure_and_slowness(harness, app) -> None:
-    from ..voice.conftest import closed_port
+    from tests.support import closed_port
 
     await harness.provision(DomainPlan("acme", acl=["127.0.0.0/8"],
                                        voice_url=f"http://127.0.0.1:{closed_port()}/voice"))

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from siptwin.harness.provision import DomainPlan
-
-from ..peers.conftest import REPO, require_tool, run
-from ..peers.test_sipsak_baresip_digest import BARESIP_CONFIG, free_port, write_wav
-from .conftest import PASSWORD, by_id
+from tests.support import PASSWORD, REPO, free_port
+from tests.support.peers import BARESIP_CONFIG, require_tool, run, write_wav
+from tests.support.twin import by_id
 
 pytestmark = pytest.mark.peer
 

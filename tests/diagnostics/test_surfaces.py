@@ -15,10 +15,8 @@ from siptwin.diagnostics import CallFacts, diagnose
 from siptwin.harness.provision import DomainPlan
 from siptwin.model.calls import Call, TraceEntry
 from siptwin.ua.client import Auth
+from tests.support import PASSWORD, REPO
 
-from .conftest import PASSWORD
-
-REPO = Path(__file__).resolve().parents[2]
 HOST = "acme.sip.us1.twilio.com"
 
 

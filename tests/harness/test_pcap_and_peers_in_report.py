@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
 
 
 def test_each_item_gets_a_pcap_that_tshark_reads_and_the_report_links(tmp_path) -> None:

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from siptwin.harness.scenario import ScenarioError, discover, load_scenario, render
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
 
 
 def write(tmp_path: Path, relative: str, text: str) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
 
 
 def run_suite(tmp_path: Path, *paths: str, extra: list[str] | None = None,

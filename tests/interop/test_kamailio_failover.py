@@ -8,9 +8,8 @@ import pytest
 
 from siptwin.harness.pbx import KamailioFailoverSbc, Target
 from siptwin.harness.provision import DomainPlan
-
-from .conftest import PASSWORD
-from .test_kamailio_sbc import _need
+from tests.support import PASSWORD
+from tests.support.peers import need_peers as _need
 
 pytestmark = pytest.mark.peer
 

@@ -8,19 +8,10 @@ import pytest
 
 from siptwin.harness.pbx import KamailioSbc, Target, received
 from siptwin.harness.provision import DomainPlan
-from siptwin.harness.sipp import PeerMissing, require_binary
-
-from .conftest import PASSWORD
+from tests.support import PASSWORD
+from tests.support.peers import need_peers as _need
 
 pytestmark = pytest.mark.peer
-
-
-def _need(*names: str) -> None:
-    for name in names:
-        try:
-            require_binary(name)
-        except PeerMissing as err:
-            pytest.fail(str(err))
 
 
 async def _sbc_call(harness, tmp_path, region: str, host: str, password: str = PASSWORD):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import PASSWORD, REPO, require_tool, run
+from tests.support import REPO
+from tests.support.peers import PEER_PASSWORD, require_tool, run
 
 pytestmark = pytest.mark.peer
 
@@ -15,7 +16,7 @@ async def test_sipp_authenticated_call_completes(uas, transport, tmp_path) -> No
     port = uas.udp_port if transport == "u1" else uas.tcp_port
     code, out = await run(
         sipp, f"127.0.0.1:{port}", "-sf", str(REPO / "harness/sipp/uac_auth.xml"),
-        "-t", transport, "-key", "domain", "acme.sip.twilio.com", "-au", "alice", "-ap", PASSWORD, "-s", "1000",
+        "-t", transport, "-key", "domain", "acme.sip.twilio.com", "-au", "alice", "-ap", PEER_PASSWORD, "-s", "1000",
         "-auth_uri", "1000@acme.sip.twilio.com", "-i", "127.0.0.1", "-p", "0", "-m", "3", "-r", "3",
         "-recv_timeout", "5s", "-timeout", "20s", "-nostdin", "-trace_err",
         "-error_file", str(tmp_path / "err.log"), cwd=tmp_path,

@@ -21,9 +21,8 @@ from siptwin.sip.sdp import make_offer
 from siptwin.sip.transaction import build_cancel
 from siptwin.twin.config import TwinConfig
 from siptwin.twin.embedded import EmbeddedTwin
-
-from .conftest import _ephemeral, worker_network
-from .rawsip import RawUac, statuses
+from tests.support.rawsip import RawUac, statuses
+from tests.support.twin import ephemeral, worker_network
 
 pytestmark = pytest.mark.asyncio
 
@@ -58,7 +57,7 @@ def scripted() -> ScriptedAnswer:
 async def twin(tmp_path, scripted):
     """The conftest twin, with the scripted handler as its voice layer."""
     catalogue = Catalogue.load(default_catalogue_dir()).relocated(worker_network(), port_offset=0)
-    catalogue = Catalogue([_ephemeral(r) for r in catalogue])
+    catalogue = Catalogue([ephemeral(r) for r in catalogue])
     config = TwinConfig(state_dir=tmp_path / "state", api_port=0, dns_port=0,
                         fidelity=build_fidelity("seed"), catalogue=catalogue)
     instance = EmbeddedTwin(config, handler=scripted)

@@ -14,9 +14,9 @@ import pytest
 
 from siptwin.harness.provision import DomainPlan
 from siptwin.sip.digest import answer_challenge, parse_challenge
-
-from .conftest import PASSWORD, worker_network
-from .rawsip import RawUac, statuses
+from tests.support import PASSWORD
+from tests.support.rawsip import RawUac, statuses
+from tests.support.twin import worker_network
 
 pytestmark = pytest.mark.asyncio
 

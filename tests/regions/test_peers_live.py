@@ -8,10 +8,8 @@ import pytest
 
 from siptwin.harness.provision import DomainPlan
 from siptwin.regions.catalogue import Catalogue, default_catalogue_dir
-
-from ..peers.conftest import REPO, require_tool, run
-from ..peers.test_sipsak_baresip_digest import BARESIP_CONFIG, free_port, write_wav
-from .conftest import PASSWORD
+from tests.support import PASSWORD, REPO, free_port
+from tests.support.peers import BARESIP_CONFIG, require_tool, run, write_wav
 
 pytestmark = pytest.mark.peer
 

@@ -6,8 +6,7 @@ import pytest
 
 from siptwin.harness.provision import DomainPlan
 from siptwin.ua.client import Auth, SipClient
-
-from .conftest import PASSWORD
+from tests.support import PASSWORD
 
 pytestmark = pytest.mark.asyncio
 

@@ -34,9 +34,9 @@ import pytest
 
 from siptwin.harness.provision import DomainPlan
 from siptwin.ua.client import Auth, SipClient
-
-from ..sip.torture import EXPECTED, load_manifest
-from .conftest import PASSWORD, worker_network
+from tests.sip.torture import EXPECTED, load_manifest
+from tests.support import PASSWORD
+from tests.support.twin import worker_network
 
 pytestmark = pytest.mark.asyncio
 

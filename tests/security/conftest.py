@@ -1,12 +1,8 @@
-"""The twin of tests/regions, and the results directory findings are written to."""
+"""The results directory findings are written to (the twin fixtures are tests/conftest.py's)."""
 
 from __future__ import annotations
 
 import pytest
-
-from ..regions.conftest import harness, twin  # noqa: F401 - fixtures
-
-PASSWORD = "Harbour7Lights"
 
 
 @pytest.fixture

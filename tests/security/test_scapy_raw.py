@@ -15,8 +15,7 @@ from siptwin.harness.provision import DomainPlan
 from siptwin.harness.rawpackets import Listener, invite, send_udp
 from siptwin.harness.security import record_security_result
 from siptwin.ua.client import Auth
-
-from .conftest import PASSWORD
+from tests.support import PASSWORD
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "rfc4475"
 

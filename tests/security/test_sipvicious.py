@@ -17,8 +17,7 @@ from siptwin.harness.provision import DomainPlan
 from siptwin.harness.security import record_security_result
 from siptwin.harness.sipp import PeerMissing, require_binary
 from siptwin.harness.sipvicious import run_tool
-
-from .conftest import PASSWORD
+from tests.support import PASSWORD
 
 pytestmark = pytest.mark.peer
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
 
 
 def test_the_compiled_core_passes_the_core_tests(tmp_path) -> None:

@@ -1,0 +1,39 @@
+"""Helpers siptwin's own tests share (fixtures built on them live in tests/conftest.py).
+
+- here: ``REPO``, the test account ``PASSWORD``, ``free_port()`` and ``closed_port()``;
+- :mod:`.twin`: the embedded twin per test (a loopback /24 per xdist worker) and ``Harness``;
+- :mod:`.webhook_app`: a customer application that checks every signature with the SDK;
+- :mod:`.peers`: finding and running real peers (SIPp, sipsak, baresip);
+- :mod:`.rawsip`: a raw UAC for messages the native client will not send;
+- :mod:`.layers`: the package import graph and the one-way rule (tests/test_layers.py).
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "Harbour7Lights"  # the credential the tests provision for alice
+
+
+def free_port() -> int:
+    """A loopback port free for both UDP and TCP (baresip listens on both at its SIP port)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise OSError("no port free for both UDP and TCP")
+
+
+def closed_port() -> int:
+    """A loopback TCP port nobody listens on (connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

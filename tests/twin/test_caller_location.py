@@ -8,8 +8,7 @@ from siptwin.harness.provision import DomainPlan
 from siptwin.regions.catalogue import CatalogueError
 from siptwin.twin.locations import apply_caller_location, one_way_latencies, rtt_table
 from siptwin.ua.client import Auth
-
-from ..regions.conftest import PASSWORD
+from tests.support import PASSWORD
 
 
 def test_every_location_has_a_figure_for_every_region() -> None:

@@ -13,20 +13,13 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from siptwin.ua.client import SipClient
+from tests.support import REPO, free_port
 
-REPO = Path(__file__).resolve().parents[2]
 REGION = {"embedded": ("de1", "127.0.1.4"), "process": ("sg1", "127.0.1.5")}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _siptwin(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -66,9 +59,9 @@ def _api_answers(port: int) -> bool:
 @pytest.mark.parametrize("backend", sorted(REGION))
 def test_up_and_down_with_each_backend(tmp_path, backend) -> None:
     region, address = REGION[backend]
-    state, api_port = tmp_path / "state", _free_port()
+    state, api_port = tmp_path / "state", free_port()
     started = _siptwin("up", "--detach", "--backend", backend, "--regions", region, "--state",
-                       str(state), "--api-port", str(api_port), "--dns-port", str(_free_port()))
+                       str(state), "--api-port", str(api_port), "--dns-port", str(free_port()))
     assert started.returncode == 0, started.stdout + started.stderr
     stopped = None
     try:

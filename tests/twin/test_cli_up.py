@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,7 @@ from pathlib import Path
 import pytest
 
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
-
-REPO = Path(__file__).resolve().parents[2]
-PASSWORD = "Harbour7Lights"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support import PASSWORD, REPO, free_port
 
 
 def _siptwin(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -62,9 +53,9 @@ def _sipp(calls: int, rate: int, tmp_path: Path) -> subprocess.CompletedProcess[
 def test_up_with_workers_answers_every_call_and_keeps_every_record(tmp_path) -> None:
     if shutil.which("sipp") is None:
         pytest.fail("SIPp is not installed: run scripts/bootstrap")
-    state, api_port = tmp_path / "state", _free_port()
+    state, api_port = tmp_path / "state", free_port()
     started = _siptwin("up", "--detach", "--workers", "2", "--regions", "us1", "--state",
-                       str(state), "--api-port", str(api_port), "--dns-port", str(_free_port()))
+                       str(state), "--api-port", str(api_port), "--dns-port", str(free_port()))
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         out = started.stdout
@@ -73,8 +64,8 @@ def test_up_with_workers_answers_every_call_and_keeps_every_record(tmp_path) -> 
         # A second twin on the same addresses is refused, though it would be allowed to
         # share the ports the workers share.
         second = _siptwin("up", "--workers", "2", "--regions", "us1", "--state",
-                          str(tmp_path / "other"), "--api-port", str(_free_port()),
-                          "--dns-port", str(_free_port()), timeout=30)
+                          str(tmp_path / "other"), "--api-port", str(free_port()),
+                          "--dns-port", str(free_port()), timeout=30)
         assert second.returncode == 1 and "in use" in second.stderr, second.stderr
 
         sid, token = _value(out, "TWILIO_ACCOUNT_SID"), _value(out, "TWILIO_AUTH_TOKEN")

@@ -6,10 +6,8 @@ import pytest
 
 from siptwin.harness.provision import DomainPlan
 from siptwin.ua.client import Auth
-
-from ..peers.conftest import REPO, require_tool, run
-from ..peers.test_sipsak_baresip_digest import free_port
-from ..regions.conftest import PASSWORD
+from tests.support import PASSWORD, REPO, free_port
+from tests.support.peers import require_tool, run
 
 PLAN = DomainPlan("acme", credentials=[("alice", PASSWORD)],
                   voice_url='twiml:<Response><Pause length="1"/></Response>')

@@ -13,8 +13,7 @@ from siptwin.regions.catalogue import Catalogue, default_catalogue_dir
 from siptwin.twin.backends.netns import POOL, NetnsTwin, available
 from siptwin.twin.config import TwinConfig
 from siptwin.ua.client import Auth, SipClient
-
-from ..regions.conftest import PASSWORD
+from tests.support import PASSWORD
 
 
 @pytest.fixture

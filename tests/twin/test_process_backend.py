@@ -13,8 +13,8 @@ from siptwin.regions.catalogue import Catalogue, default_catalogue_dir
 from siptwin.twin.backends.process import ProcessTwin
 from siptwin.twin.config import TwinConfig
 from siptwin.ua.client import Auth, SipClient
-
-from ..regions.conftest import PASSWORD, worker_network
+from tests.support import PASSWORD
+from tests.support.twin import worker_network
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ from array import array
 import pytest
 
 from siptwin.harness.provision import DomainPlan
-
-from .conftest import PASSWORD
+from tests.support import PASSWORD
 
 BARESIP_CONFIG = """\
 poll_method\t\tepoll
@@ -45,8 +44,8 @@ async def test_baresip_call_to_say_is_answered_and_receives_rtp(harness, tmp_pat
     baresip = shutil.which("baresip")
     if baresip is None:
         pytest.fail("baresip is not installed: run scripts/bootstrap")
-    from tests.peers.conftest import run
     from tests.peers.test_sipsak_baresip_digest import free_port
+    from tests.support.peers import run
 
     await harness.provision(DomainPlan(
         "acme", credentials=[("alice", PASSWORD)],

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
 from siptwin.harness.provision import DomainPlan
+from tests.support import free_port
 
 SCENARIO = Path(__file__).parent / "data" / "uas_x_header.xml"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_dial_sip_reaches_sipp_with_headers_and_reports_to_the_action(harness, app, tmp_path):

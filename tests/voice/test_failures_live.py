@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from siptwin.harness.provision import DomainPlan
-
-from .conftest import closed_port
+from tests.support import closed_port
 
 HANGUP = "<Response><Hangup/></Response>"
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from siptwin.harness.provision import DomainPlan
 from siptwin.ua.client import Auth
-
-from .conftest import PASSWORD
+from tests.support import PASSWORD
 
 SAY = "<Response><Say>Hello</Say></Response>"
 BASE_NAMES = {"AccountSid", "ApiVersion", "CallSid", "CallStatus", "Called", "Caller",

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import pytest
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from siptwin.cloud.server import start_site
-from tests.regions.conftest import PASSWORD, Harness, twin  # noqa: F401 - fixtures re-exported
-
-__all__ = ["PASSWORD", "Hit", "WebhookApp"]
+__all__ = ["Hit", "WebhookApp"]
 
 
 @dataclass
@@ -105,25 +100,3 @@ class _Multi(dict):
 
 def _multi(pairs: list[tuple[str, str]]) -> _Multi:
     return _Multi(pairs)
-
-
-@pytest.fixture
-async def app(twin):  # noqa: F811 - the re-exported fixture
-    application = WebhookApp(twin.auth_token)
-    server = web.Application()
-    server.router.add_route("*", "/{tail:.*}", application.handle)
-    runner, application.port = await start_site(server, "127.0.0.1", 0)
-    yield application
-    await runner.cleanup()
-
-
-@pytest.fixture
-def harness(twin) -> Harness:  # noqa: F811
-    return Harness(twin)
-
-
-def closed_port() -> int:
-    """A loopback TCP port nobody listens on (connection refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -1,18 +1,18 @@
+"""The embedded twin the live tests run against: every region on a loopback /24 of its own
+per xdist worker, ephemeral ports, the seed profile; ``Harness`` provisions and calls it."""
+
 from __future__ import annotations
 
 import asyncio
 import os
 
-import pytest
-
+from siptwin.diagnostics import Finding, explain
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
 from siptwin.regions.catalogue import Catalogue, default_catalogue_dir
 from siptwin.settings import build_fidelity
 from siptwin.twin.config import TwinConfig
 from siptwin.twin.embedded import EmbeddedTwin
 from siptwin.ua.client import Auth, SipClient
-
-PASSWORD = "Harbour7Lights"
 
 
 def worker_network() -> str:
@@ -22,19 +22,7 @@ def worker_network() -> str:
     return f"127.0.{100 + index}.0/24"
 
 
-@pytest.fixture
-async def twin(tmp_path):
-    catalogue = Catalogue.load(default_catalogue_dir()).relocated(worker_network(), port_offset=0)
-    catalogue = Catalogue([_ephemeral(r) for r in catalogue])
-    config = TwinConfig(state_dir=tmp_path / "state", api_port=0, dns_port=0,
-                        fidelity=build_fidelity("seed"), catalogue=catalogue)
-    instance = EmbeddedTwin(config)
-    await instance.start()
-    yield instance
-    await instance.stop()
-
-
-def _ephemeral(region):
+def ephemeral(region):
     from dataclasses import replace
 
     return replace(region, udp_port=0, tcp_port=0, tls_port=0)
@@ -62,6 +50,13 @@ class Harness:
             return await client.invite(host, port, uri, auth=auth, **kwargs)
 
 
-@pytest.fixture
-def harness(twin) -> Harness:
-    return Harness(twin)
+def embedded_twin(state_dir) -> EmbeddedTwin:
+    catalogue = Catalogue.load(default_catalogue_dir()).relocated(worker_network(), port_offset=0)
+    catalogue = Catalogue([ephemeral(r) for r in catalogue])
+    return EmbeddedTwin(TwinConfig(state_dir=state_dir, api_port=0, dns_port=0,
+                                   fidelity=build_fidelity("seed"), catalogue=catalogue))
+
+
+def by_id(twin, call_id: str) -> dict[str, Finding]:
+    """The findings of one call, by id."""
+    return {f.id: f for f in explain(twin, call_id)}
