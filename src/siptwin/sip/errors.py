@@ -1,4 +1,9 @@
-"""The one exception type the SIP core raises for bad input."""
+"""SipParseError: what the SIP core raises for a message, header or URI it cannot accept.
+
+It is not the only one: :class:`~siptwin.sip.digest.DigestSyntaxError` and
+:class:`~siptwin.sip.sdp.SdpError` are separate ``ValueError`` subclasses, so a caller that
+parses credentials or SDP as well catches ``(SipParseError, ValueError)``.
+"""
 
 from __future__ import annotations
 
