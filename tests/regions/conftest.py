@@ -12,6 +12,7 @@ from siptwin.regions.catalogue import Catalogue, default_catalogue_dir
 from siptwin.settings import build_fidelity
 
 PASSWORD = "Harbour7Lights"
+NO_APPLICATION = {"no_voice_url": "answer-silent"}
 
 
 def worker_network() -> str:
@@ -25,8 +26,10 @@ def worker_network() -> str:
 async def twin(tmp_path):
     catalogue = Catalogue.load(default_catalogue_dir()).relocated(worker_network(), port_offset=0)
     catalogue = Catalogue([_ephemeral(r) for r in catalogue])
+    # Most tests exercise the edge without an application: a domain without voice_url is
+    # answered and left silent (a twin-only setting; Twilio's default is tested on its own).
     config = TwinConfig(state_dir=tmp_path / "state", api_port=0, dns_port=0,
-                        fidelity=build_fidelity("seed"), catalogue=catalogue)
+                        fidelity=build_fidelity("seed", NO_APPLICATION), catalogue=catalogue)
     instance = EmbeddedTwin(config)
     await instance.start()
     yield instance

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
+from .rates import RateLimit
+
 MAX_TRACE_ENTRIES = 64  # a normal call has about a dozen messages
 
 
@@ -163,6 +165,7 @@ class CallRegistry:
         self._max = max_calls
         self._lock = threading.Lock()
         self._listeners: list[CallListener] = []
+        self.call_rate = RateLimit()  # calls per second per account (32013), every edge
 
     def add_listener(self, listener: CallListener) -> None:
         self._listeners.append(listener)

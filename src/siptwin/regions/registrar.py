@@ -14,7 +14,8 @@ from ..sip.errors import SipParseError
 from ..sip.message import Request, Response
 from ..sip.uri import SipUri
 from .calls import Call, TraceEntry
-from .pipeline import InviteContext, TwilioError, check_digest
+from .pipeline import POSSIBLE_LOOP, InviteContext, TwilioError, check_digest, loopback_contact
+from .rates import RateLimit
 
 if TYPE_CHECKING:
     from ..transport.endpoint import Source
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 REGISTRATION_DISABLED = TwilioError(32210, "Registration not enabled on the SIP Domain")
 NO_REGISTRATION_LIST = TwilioError(32212, "No credential list mapped for registrations")
 TOO_MANY_BINDINGS = TwilioError(32007, "Too many registrations for this address of record")
+REGISTRATION_RATE = TwilioError(32008, "Registrations per second limit exceeded")
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Binding:
 class Registrar:
     def __init__(self) -> None:
         self._bindings: dict[str, dict[str, Binding]] = {}  # AOR -> contact URI -> binding
+        self.rate = RateLimit()  # REGISTERs per second per account (32008)
 
     def bindings(self, aor: str, now: float | None = None) -> list[Binding]:
         now = time.time() if now is None else now
@@ -58,9 +61,14 @@ class Registrar:
         to_uri = request.to.uri
         host = node.catalogue.match_host(to_uri.host) if isinstance(to_uri, SipUri) else None
         domain = node.control.find_domain(host.domain_name) if host else None
-        if domain is None:
-            return node._response(request, fidelity.unknown_domain_status, extra=_error(
-                TwilioError(32002, "Twilio SIP Domain not found")))
+        if domain is None:  # no account to log to, so no code (spec §4.2 step 3)
+            return node._response(request, fidelity.unknown_domain_status)
+        if not self.rate.allow(domain.account_sid, float(fidelity.registration_rate_limit), now):
+            return node._response(request, fidelity.rate_limited_status,
+                                  extra=_error(REGISTRATION_RATE))
+        if loopback_contact(request, source.host, fidelity.loopback_contact) is not None:
+            return node._response(request, fidelity.loopback_contact_status, "Loop Detected",
+                                  extra=_error(POSSIBLE_LOOP))
         if not domain.sip_registration:
             return node._response(request, 403, extra=_error(REGISTRATION_DISABLED))
         if not domain.registration_credential_lists:
