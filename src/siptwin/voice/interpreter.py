@@ -48,7 +48,7 @@ def call_facts(session: CallSession) -> tuple[CallFacts, list[str]]:
         account_sid=domain.account_sid,
         call_sid=call.sid or "",
         from_=plain_uri(call.from_uri),
-        to=to_from_request_uri(session.invite),
+        to=to_from_request_uri(session.invite, fidelity.to_parameter),
         sip_domain=domain.domain_name,
         sip_domain_sid=domain.sid,
         sip_call_id=call.call_id,
@@ -67,7 +67,7 @@ class CallRun:
         self.domain = session.domain
         self.fidelity = session.fidelity  # one call keeps the settings it started with
         self.facts, dropped = call_facts(session)
-        for name in dropped:
+        for name in dropped:  # `siptwin explain` turns these into its x-header-dropped finding
             self.call.notes.append(f"X- header {name} not passed to the webhook: the total "
                                    f"exceeds x_header_total_cap={self.fidelity.x_header_total_cap}")
         self.media = media.MediaStream(session.region.address, on_digit=session.dtmf.put_nowait)
