@@ -17,7 +17,6 @@ from siptwin.harness.twin import EmbeddedTwin, TwinConfig
 from siptwin.regions.catalogue import Catalogue, default_catalogue_dir
 from siptwin.regions.node import CallSession
 from siptwin.settings import build_fidelity
-from siptwin.settings import build_fidelity
 from siptwin.sip.message import make_response
 from siptwin.sip.sdp import make_offer
 from siptwin.sip.transaction import build_cancel
