@@ -71,3 +71,10 @@ def test_siptwin_settings_lists_every_setting_by_area() -> None:
                  "registration_rate_limit", "unknown_parameters", "route_propagation_seconds"):
         assert name in names
 
+
+
+def test_docs_fidelity_names_every_setting() -> None:
+    """docs/fidelity.md is the one table of where the twin may differ from Twilio."""
+    text = (REPO / "docs" / "fidelity.md").read_text()
+    missing = [s.name for s in SETTINGS if f"`{s.name}`" not in text]
+    assert missing == []
