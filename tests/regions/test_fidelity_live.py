@@ -135,7 +135,7 @@ async def test_spec_4_2_loopback_contact_is_32105_when_refused(harness) -> None:
     assert got.statuses[-1] == 482 and _code(got.final) == "32105"
 
 
-def test_loopback_contact_from_an_outside_caller_is_refused_by_default() -> None:
+async def test_loopback_contact_from_an_outside_caller_is_refused_by_default() -> None:
     invite = parse_datagram(
         b"INVITE sip:1@acme.sip.twilio.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5;branch=z9hG4bKx\r\n"
         b"From: <sip:a@10.0.0.5>;tag=1\r\nTo: <sip:1@acme.sip.twilio.com>\r\nCall-ID: c\r\n"
