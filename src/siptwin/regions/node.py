@@ -41,6 +41,7 @@ from ..sip.uri import SipUri
 from ..sip.validate import UasPolicy
 from ..transport.endpoint import EndpointConfig, Impairment, SipEndpoint, Source
 from ..transport.timers import LayerTimer
+from ..transport.tls import allow_tls13_on
 from .calls import Call, CallRegistry, TraceEntry, new_call_sid
 from .catalogue import Catalogue, Region
 from .pipeline import REALM, DigestState, InviteContext, Verdict, run_pipeline
@@ -202,6 +203,9 @@ class RegionNode:
                            reuse_port=reuse_port),
             self._on_bytes, self._on_transport_event,
         )
+        self._tls_context = tls_context
+        if tls_context is not None:
+            allow_tls13_on(tls_context, fidelity.tls13)
         self._dialogs: dict[str, Dialog] = {}
         self._address_texts: dict[tuple[str, int], str] = {}
         self._timer = LayerTimer(self.layer, self._apply)
@@ -212,6 +216,8 @@ class RegionNode:
         """New settings take effect for the next message (scenarios change them per test)."""
         self.fidelity = fidelity
         self.layer.config = TimerConfig(ack_wait=fidelity.ack_timeout)
+        if self._tls_context is not None:
+            allow_tls13_on(self._tls_context, fidelity.tls13)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
