@@ -73,6 +73,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("registration_min_expires", 600, 600, "§4.8", "documented: 423 below 600 s"),
     Setting("registration_max_expires", 3600, 3600, "§4.8", "documented: capped at 3600 s"),
     Setting("registration_max_bindings", 10, 10, "§4.8", "documented: 32007 past 10 per AOR"),
+    Setting("sips_status", 416, 416, "§4.1", "Twilio documents that sips: URIs are not "
+            "supported but not the response; RFC 3261 answers an unsupported scheme with 416 "
+            "(X-Twilio-Error 32110)"),
     Setting("tls13", False, False, "§4.1 / §4.7", "Twilio documents TLS 1.2 with ten TLS 1.2 "
             "suites; whether its edge also completes a TLS 1.3 handshake is not documented, so "
             "a 1.3-only client is refused unless this is on", (False, True)),

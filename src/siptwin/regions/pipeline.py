@@ -52,6 +52,7 @@ BAD_SDP = TwilioError(32102, "Bad SDP")
 SRTP_NOT_SECURE = TwilioError(32207, "SRTP offered but domain not secure")
 RTP_ON_SECURE = TwilioError(32208, "Secure domain but RTP offered")
 NO_COMMON_CODEC = TwilioError(32102, "No PCMU or PCMA in the SDP offer")
+SIPS_NOT_SUPPORTED = TwilioError(32110, "sips: URIs are not supported; use sip: with ;transport=tls")
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,24 @@ Stage = Callable[[InviteContext], Verdict | None]
 def max_forwards_not_exhausted(ctx: InviteContext) -> Verdict | None:
     if ctx.request.max_forwards == 0:
         return Verdict("max_forwards_not_exhausted", 483, "Too Many Hops", TOO_MANY_HOPS)
+    return None
+
+
+def sip_scheme_only(ctx: InviteContext) -> Verdict | None:
+    """Twilio documents that ``sips:`` is not supported (spec §4.1). Refusing a SIPS
+    Request-URI or top Record-Route also keeps the 200 from needing a ``sips:`` Contact,
+    which RFC 3261 §12.1.1 would then require."""
+    request = ctx.request
+    sips = isinstance(request.uri, SipUri) and request.uri.scheme == "sips"
+    try:
+        record_routes = request.record_routes
+    except (SipParseError, ValueError):
+        record_routes = []
+    if record_routes and isinstance(record_routes[0].uri, SipUri):
+        sips = sips or record_routes[0].uri.scheme == "sips"
+    if sips:
+        return Verdict("sip_scheme_only", ctx.fidelity.sips_status, "Unsupported URI Scheme",
+                       SIPS_NOT_SUPPORTED)
     return None
 
 
@@ -253,6 +272,7 @@ def media_offer_acceptable(ctx: InviteContext) -> Verdict | None:
 # profile and right after ``source_ip_in_acl`` in ``seed`` (an unlisted address hears nothing).
 STAGES: tuple[Stage, ...] = (
     max_forwards_not_exhausted,
+    sip_scheme_only,
     domain_exists,
     call_authentication_mapped,
     secure_domain_uses_tls,
