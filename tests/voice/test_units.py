@@ -111,8 +111,8 @@ async def test_rfc4733_events_become_one_digit_each():
     stream.plan = media.MediaPlan("127.0.0.1", 9, media.PCMU, 101)
     for index, digit in enumerate("1*#"):
         for packet in media.telephone_event_packets(digit, 101, index * 10, 160 * index, 7):
-            stream._on_packet(packet)
-    stream._on_packet(struct.pack("!BBHII", 0x80, 0, 1, 2, 3) + b"\xff" * 160)
+            stream._on_packet(packet, ("127.0.0.1", 9))
+    stream._on_packet(struct.pack("!BBHII", 0x80, 0, 1, 2, 3) + b"\xff" * 160, ("127.0.0.1", 9))
     stream.close()
     await asyncio.sleep(0)
     assert got == ["1", "*", "#"] and stream.packets_received == 1 + sum(

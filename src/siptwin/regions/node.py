@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import random
+import secrets
 import ssl
 import time
 import uuid
@@ -24,7 +25,16 @@ from ..sip.admission import admit
 from ..sip.errors import SipParseError
 from ..sip.message import Request, Response, make_request, make_response
 from ..sip.routing import Hop, response_hop, stamp_received
-from ..sip.sdp import Answer, SdpError, SessionDescription, answer_offer, make_offer
+from ..sip.sdp import (
+    SRTP_KEY_BYTES,
+    SRTP_SUITES,
+    Answer,
+    CryptoAttribute,
+    SdpError,
+    SessionDescription,
+    answer_offer,
+    make_offer,
+)
 from ..sip.transaction import (
     AckReceived,
     RequestReceived,
@@ -100,6 +110,10 @@ class Dialog:
     domain: DomainSnapshot | None = None
     session: CallSession | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    # SDES of a secure call: our master key for the whole dialog, and the (theirs, ours)
+    # a=crypto pair of the current answer.
+    srtp_key: bytes | None = None
+    srtp: tuple[CryptoAttribute, CryptoAttribute] | None = None
 
 
 class CallSession:
@@ -147,6 +161,16 @@ class CallSession:
     def media_description(self) -> SessionDescription | None:
         """``media_answer`` already decoded (None for a late offer: ours is only bytes)."""
         return self._dialog.local_description
+
+    @property
+    def srtp(self) -> tuple[CryptoAttribute, CryptoAttribute] | None:
+        """The caller's accepted ``a=crypto`` line and ours, when the media is SRTP."""
+        return self._dialog.srtp
+
+    @property
+    def srtp_key(self) -> bytes | None:
+        """Our SDES master key (key || salt) when the domain is secure."""
+        return self._dialog.srtp_key
 
     @property
     def domain(self) -> DomainSnapshot:
@@ -468,13 +492,21 @@ class RegionNode:
         request = dialog.invite
         port = media_port or _media_port()
         body = b""
+        secure = dialog.domain is not None and dialog.domain.secure
+        dialog.srtp_key = secrets.token_bytes(SRTP_KEY_BYTES) if secure else None
         if request.body:
-            answer = answer_offer(request.sdp, self.region.address, port, 1)
+            answer = answer_offer(request.sdp, self.region.address, port, 1,
+                                  srtp_key=dialog.srtp_key)
             if isinstance(answer, Answer):
                 dialog.local_description = answer.description
+                dialog.srtp = answer.crypto
                 body = answer.to_bytes()
         else:
-            body = make_offer(self.region.address, port, 1)
+            keys = ()
+            if dialog.srtp_key is not None:
+                keys = (CryptoAttribute(1, SRTP_SUITES[0], dialog.srtp_key).to_value(),)
+            body = make_offer(self.region.address, port, 1, crypto=keys,
+                              session_name="Twilio Media Gateway")
             dialog.late_offer = True
         dialog.local_sdp = body
         dialog.answered = True

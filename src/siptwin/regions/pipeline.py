@@ -25,7 +25,7 @@ from ..sip.digest import (
 )
 from ..sip.errors import SipParseError
 from ..sip.message import Request
-from ..sip.sdp import SdpError, refuse_offer, summarize_offer
+from ..sip.sdp import SdpError, refuse_offer, srtp_refusal, summarize_offer
 from ..sip.uri import SipUri
 from .catalogue import Catalogue, HostMatch, Region
 
@@ -52,6 +52,10 @@ BAD_SDP = TwilioError(32102, "Bad SDP")
 SRTP_NOT_SECURE = TwilioError(32207, "SRTP offered but domain not secure")
 RTP_ON_SECURE = TwilioError(32208, "Secure domain but RTP offered")
 NO_COMMON_CODEC = TwilioError(32102, "No PCMU or PCMA in the SDP offer")
+# Twilio names no code of its own for an SRTP offer it cannot key (spec §4.5: the two
+# AES_CM_128 suites, no MKI); to the caller it is the same as offering no SRTP at all.
+SRTP_NOT_KEYABLE = TwilioError(32208, "Secure domain but no acceptable SDES-SRTP key offered "
+                               "(AES_CM_128_HMAC_SHA1_80 or _32, no MKI)")
 SIPS_NOT_SUPPORTED = TwilioError(32110, "sips: URIs are not supported; use sip: with ;transport=tls")
 
 
@@ -261,6 +265,10 @@ def media_offer_acceptable(ctx: InviteContext) -> Verdict | None:
         return Verdict("media_offer_acceptable", status, "Not Acceptable Here", SRTP_NOT_SECURE)
     if domain.secure and not summary.srtp_offered:
         return Verdict("media_offer_acceptable", status, "Not Acceptable Here", RTP_ON_SECURE)
+    unkeyable = srtp_refusal(offer) if domain.secure else None
+    if unkeyable is not None:
+        ctx.notes.append(unkeyable)
+        return Verdict("media_offer_acceptable", status, "Not Acceptable Here", SRTP_NOT_KEYABLE)
     refused = refuse_offer(offer)
     if refused is not None:
         ctx.notes.append(refused.reason)

@@ -104,6 +104,9 @@ class CallRun:
             self.call.media = {"packets_sent": self.media.packets_sent,
                                "packets_received": self.media.packets_received,
                                "digits_received": "".join(self.media.digits_received)}
+            if self.media.srtp is not None:
+                self.call.media["srtp"] = {"suite": self.media.srtp.suite,
+                                           "rejected": self.media.srtp.counters.rejected}
             self.status.event("completed", self.call.status, self.call.duration)
             await self.status.finish(float(self.fidelity.webhook_total_timeout) * 2)
 
@@ -140,11 +143,27 @@ class CallRun:
                 if self.media.plan is None and not self.ended:
                     self.call.notes.append("late offer: no RTP destination in the ACK's SDP "
                                            "answer, media not sent")
+                keys = (media.late_answer_keys(their_answer, self.session.srtp_key)
+                        if their_answer is not None and self.session.srtp_key else None)
             else:
                 self.media.plan = media.plan_media(
                     offer, self.session.media_description or self.session.media_answer)
                 if self.media.plan is None:
                     self.call.notes.append("no RTP destination in the offer: media not sent")
+                keys = self.session.srtp
+            self._key_media(keys)
+
+    def _key_media(self, keys) -> None:
+        """SRTP both ways on a secure domain; a secure call never falls back to plain RTP."""
+        if self.session.srtp_key is None:
+            return
+        if keys is None:
+            self.media.plan = None
+            self.call.notes.append("secure call without an agreed SDES key: media not sent")
+            return
+        from .srtp import SrtpContext  # libsrtp is loaded only for secure calls
+
+        self.media.srtp = SrtpContext(*keys)
 
     async def _until_ended(self, work: Awaitable[T]) -> T | None:
         """``work``'s result, or None when the caller hangs up first (the work is abandoned)."""

@@ -26,9 +26,19 @@ import wave
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from ..sip.sdp import MediaDescription, SessionDescription, parse_sdp
+from ..sip.sdp import (
+    CryptoAttribute,
+    MediaDescription,
+    SessionDescription,
+    choose_crypto,
+    parse_sdp,
+)
+
+if TYPE_CHECKING:
+    from .srtp import SrtpContext
 
 log = logging.getLogger("siptwin.voice.media")
 
@@ -195,6 +205,20 @@ def plan_late_offer(answer: SessionDescription) -> MediaPlan | None:
     return None
 
 
+def late_answer_keys(answer: SessionDescription, our_key: bytes
+                     ) -> tuple[CryptoAttribute, CryptoAttribute] | None:
+    """The SDES pair of a late-offer call: the caller's answer picks the one line we offered
+    (tag 1) and carries its own key."""
+    for media_line in answer.media:
+        if media_line.media != "audio" or media_line.port == 0:
+            continue
+        theirs = choose_crypto(media_line)
+        if isinstance(theirs, str) or theirs.tag != 1:
+            return None
+        return theirs, CryptoAttribute(1, theirs.suite, our_key)
+    return None
+
+
 def _plan(remote: SessionDescription, remote_media: MediaDescription,
           agreed: MediaDescription) -> MediaPlan | None:
     """Send to ``remote_media``'s address and port in the first G.711 codec of ``agreed``
@@ -214,7 +238,7 @@ class _Receiver(asyncio.DatagramProtocol):
         self.stream = stream
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.stream._on_packet(data)
+        self.stream._on_packet(data, addr)
 
 
 class MediaStream:
@@ -224,6 +248,8 @@ class MediaStream:
         self.local_host = local_host
         self.on_digit = on_digit
         self.plan: MediaPlan | None = None
+        # SDES-SRTP keys of a secure call (voice.srtp.SrtpContext); None sends plain RTP.
+        self.srtp: SrtpContext | None = None
         self.ssrc = secrets.randbits(32)
         self.sequence = secrets.randbits(16)
         self.timestamp = secrets.randbits(32)
@@ -285,7 +311,7 @@ class MediaStream:
             marker = 0x80 if frame == 0 else 0
             header = struct.pack("!BBHII", 0x80, marker | self.plan.payload_type,
                                  self.sequence, self.timestamp, self.ssrc)
-            self._transport.sendto(header + chunk, destination)
+            self._send(header + chunk, destination)
             self.sequence = (self.sequence + 1) & 0xFFFF
             self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
             sent += 1
@@ -313,16 +339,28 @@ class MediaStream:
                 for packet in packets:
                     if self._transport is None:
                         return
-                    self._transport.sendto(packet, (plan.remote_host, plan.remote_port))
+                    self._send(packet, (plan.remote_host, plan.remote_port))
                     self.packets_sent += 1
                     await asyncio.sleep(FRAME_SECONDS)
                 self.sequence = (self.sequence + len(packets)) & 0xFFFF
                 self.timestamp = (self.timestamp + 800 + FRAME_SAMPLES) & 0xFFFFFFFF
 
+    def _send(self, packet: bytes, destination: tuple[str, int]) -> None:
+        if self._transport is None:
+            return
+        if self.srtp is not None:
+            packet = self.srtp.protect(packet)
+        self._transport.sendto(packet, destination)
+
     # ------------------------------------------------------------------ receiving
-    def _on_packet(self, data: bytes) -> None:
+    def _on_packet(self, data: bytes, source: tuple[str, int]) -> None:
         if len(data) < 12 or data[0] >> 6 != 2:
             return
+        if self.srtp is not None:
+            clear = self.srtp.unprotect(data)
+            if clear is None:
+                return
+            data = clear
         self.packets_received += 1
         payload_type = data[1] & 0x7F
         if self.plan is None or payload_type != self.plan.event_payload_type:
