@@ -17,6 +17,7 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Protocol
 
 from ..cloud.view import ControlPlaneView, DomainSnapshot
@@ -34,6 +35,7 @@ from ..sip.sdp import (
     SessionDescription,
     answer_offer,
     make_offer,
+    summarize_offer,
 )
 from ..sip.transaction import (
     AckReceived,
@@ -114,6 +116,10 @@ class Dialog:
     # a=crypto pair of the current answer.
     srtp_key: bytes | None = None
     srtp: tuple[CryptoAttribute, CryptoAttribute] | None = None
+    # One RTP port for the whole dialog, and the o= version of our description, which
+    # changes exactly when the description does (RFC 3264 §8, §5.2).
+    media_port: int | None = None
+    sdp_version: int = 1
 
 
 class CallSession:
@@ -123,6 +129,9 @@ class CallSession:
         self._node = node
         self._dialog = dialog
         self.dtmf: asyncio.Queue[str] = asyncio.Queue()
+        # Called with (offer, answer) when a re-INVITE changed the media (hold, resume,
+        # new address or keys); the voice layer re-plans its stream.
+        self.on_media_change: Callable[[SessionDescription, Answer], None] | None = None
 
     @property
     def call(self) -> Call:
@@ -491,6 +500,7 @@ class RegionNode:
             return
         request = dialog.invite
         port = media_port or _media_port()
+        dialog.media_port = port
         body = b""
         secure = dialog.domain is not None and dialog.domain.secure
         dialog.srtp_key = secrets.token_bytes(SRTP_KEY_BYTES) if secure else None
@@ -605,15 +615,48 @@ class RegionNode:
         if dialog is None or request.to.tag != dialog.to_tag:
             self._respond(key, self._response(request, 481))
             return
-        body = dialog.local_sdp or b""
+        body = dialog.local_sdp or b""  # no offer: ours again, version unchanged
+        answer = None
         if request.body:
-            answer = answer_offer(request.sdp, self.region.address, _media_port(), 2)
-            if not isinstance(answer, Answer):
+            answer = self._answer_reoffer(dialog, request)
+            if answer is None:
                 self._respond(key, self._response(request, 488, to_tag=dialog.to_tag))
                 return
-            body = answer.to_bytes()
+            body = dialog.local_sdp or b""
         self._respond(key, self._response(request, 200, to_tag=dialog.to_tag, body=body,
                                           extra=(("Contact", self._contact(dialog.hop)),)))
+        session = dialog.session
+        if answer is not None and session is not None and session.on_media_change is not None:
+            session.on_media_change(request.sdp, answer)
+
+    def _answer_reoffer(self, dialog: Dialog, request: Request) -> Answer | None:
+        """Answer a re-INVITE's offer on the dialog's own RTP port and SRTP key; the o=
+        version grows by one only when the answer differs from our last description."""
+        try:
+            offer = request.sdp
+        except SdpError:
+            return None
+        secure = dialog.srtp_key is not None
+        if summarize_offer(offer).srtp_offered != secure:
+            return None  # a secure call stays SRTP, a plain one stays RTP (spec §4.5)
+        port = dialog.media_port or _media_port()
+        dialog.media_port = port
+
+        def build(version: int) -> Answer | None:
+            answer = answer_offer(offer, self.region.address, port, 1, version=version,
+                                  srtp_key=dialog.srtp_key)
+            return answer if isinstance(answer, Answer) else None
+
+        answer = build(dialog.sdp_version)
+        if answer is None or (secure and answer.crypto is None):
+            return None
+        if answer.to_bytes() != dialog.local_sdp:
+            dialog.sdp_version += 1
+            answer = build(dialog.sdp_version)
+            assert answer is not None
+        dialog.local_sdp, dialog.local_description = answer.to_bytes(), answer.description
+        dialog.srtp = answer.crypto
+        return answer
 
     def _on_bye(self, request: Request, key: TxKey) -> None:
         dialog = self._dialogs.get(request.call_id)

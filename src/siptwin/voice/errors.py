@@ -24,6 +24,7 @@ ERROR_NAMES: dict[int, str] = {
     13243: "Dial: invalid SIP URI",
     13251: "Dial: too many SIP headers",
     13253: "Dial: SIP header too long",
+    32014: "Call ended: no audio received for an extended period",
     15003: "Call progress: warning response to callback URL",
     21227: "Headers part of SIP URI is too long",
 }
