@@ -10,6 +10,7 @@ import socket
 import struct
 
 from siptwin.harness.provision import DomainPlan
+from siptwin.sip.message import make_response
 from siptwin.sip.sdp import make_offer, parse_sdp
 from siptwin.voice.media import telephone_event_packets
 
@@ -175,3 +176,27 @@ async def test_rtp_from_another_address_is_ignored(harness, app):
     intruder.close()
     call = await _finished(harness, leg.call_id)
     assert call.media["packets_ignored"] >= 2 * 7 and call.media["digits_received"] == "4"
+
+
+async def test_bye_waits_for_the_ack_of_an_immediately_ended_call(harness, app):
+    """RFC 3261 §15: a document that ends at once after answering must not BYE before the
+    caller's ACK; the BYE follows the ACK, and the call is completed then."""
+    rtp = _udp()
+    voice = app.twiml("/voice", "<Response><Hangup/></Response>")
+    await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"]))
+    node = harness.node_port("us1")
+    async with RawUac() as uac:
+        leg = uac.leg(URI)
+        invite = uac.request(leg, "INVITE", body=make_offer("127.0.0.1", rtp.getsockname()[1], 7))
+        got = await uac.transact(invite, node)
+        assert statuses(got)[-1] == 200
+        await asyncio.sleep(1.2)  # the 200 is retransmitted meanwhile; no BYE may come
+        assert uac.requests("BYE", leg.call_id) == []
+        assert harness.twin.calls.get(leg.call_id).status == "in-progress"
+        uac.ack_success(leg, invite, got[-1], node)
+        bye = await uac.wait_for(lambda m: getattr(m, "method", "") == "BYE", 3)
+        assert bye is not None
+        uac.send(make_response(bye, 200), node)
+    rtp.close()
+    call = harness.twin.calls.get(leg.call_id)
+    assert call.status == "completed"

@@ -120,6 +120,9 @@ class Dialog:
     # changes exactly when the description does (RFC 3264 §8, §5.2).
     media_port: int | None = None
     sdp_version: int = 1
+    # Twilio hung up before the caller's ACK arrived: the BYE waits for it (RFC 3261 §15),
+    # with the status the call ends with; Timer H (32022) ends it otherwise.
+    bye_after_ack: str | None = None
 
 
 class CallSession:
@@ -203,7 +206,9 @@ class CallSession:
         self._node._reject_accepted(self._dialog, status, reason, error, call_status)
 
     async def hangup(self) -> None:
+        """BYE, once the caller's ACK of our 200 has arrived; returns when the call is over."""
         self._node._hangup(self._dialog, "completed")
+        await self._dialog.ended.wait()
 
 
 class RegionNode:
@@ -560,6 +565,9 @@ class RegionNode:
         if not dialog.answered:
             self._reject_accepted(dialog, 486 if status == "busy" else 404, None, None, status)
             return
+        if not dialog.acked.is_set():
+            dialog.bye_after_ack = status  # RFC 3261 §15: no BYE before the ACK
+            return
         self._send_bye(dialog)
         self._end(dialog, status)
 
@@ -599,6 +607,9 @@ class RegionNode:
             except SdpError as err:
                 dialog.call.notes.append(f"the ACK's SDP answer is unreadable: {err}")
         dialog.acked.set()
+        if dialog.bye_after_ack is not None:
+            self._send_bye(dialog)
+            self._end(dialog, dialog.bye_after_ack)
 
     def _on_timeout(self, effect: Timeout) -> None:
         if effect.timer != "2xx-ack":

@@ -185,7 +185,10 @@ class CallRun:
             return
         from .srtp import SrtpContext  # libsrtp is loaded only for secure calls
 
-        self.media.srtp = SrtpContext(*keys)
+        theirs, ours = keys
+        current = self.media.srtp
+        if current is None or current.keys != (theirs.suite, theirs.key, ours.suite, ours.key):
+            self.media.srtp = SrtpContext(theirs, ours)  # new keys: new replay windows
 
     async def _until_ended(self, work: Awaitable[T]) -> T | None:
         """``work``'s result, or None when the caller hangs up first (the work is abandoned)."""

@@ -29,6 +29,7 @@ class SrtpContext:
 
     def __init__(self, theirs: CryptoAttribute, ours: CryptoAttribute) -> None:
         self.suite = ours.suite
+        self.keys = (theirs.suite, theirs.key, ours.suite, ours.key)
         self._outbound = pylibsrtp.Session(_policy(ours, pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
         self._inbound = pylibsrtp.Session(_policy(theirs, pylibsrtp.Policy.SSRC_ANY_INBOUND))
         self.counters = SrtpCounters()
