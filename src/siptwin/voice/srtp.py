@@ -21,7 +21,9 @@ _PROFILES = {
 
 @dataclass
 class SrtpCounters:
-    rejected: int = 0  # inbound packets that failed authentication or replay checks
+    # inbound packets that failed authentication or replay checks
+    rejected: int = 0  # RTP
+    rejected_rtcp: int = 0  # RTCP (e.g. baresip's plain "PING" APP packet before SRTCP)
 
 
 class SrtpContext:
@@ -51,7 +53,7 @@ class SrtpContext:
         try:
             return self._inbound.unprotect_rtcp(packet)
         except pylibsrtp.Error:
-            self.counters.rejected += 1
+            self.counters.rejected_rtcp += 1
             return None
 
 
