@@ -114,3 +114,31 @@ async def test_unkeyable_srtp_offers_are_refused_488(harness, app, crypto, why):
     assert call.status != "completed" and call.final_status == 488
     assert any(why in note for note in call.notes)
     assert app.of("/voice") == []
+
+
+async def test_secure_hold_and_resume_keep_the_key_and_refuse_plain_rtp(harness, app):
+    voice = app.twiml("/voice", '<Response><Pause length="5"/></Response>')
+    await harness.provision(DomainPlan("vault", voice_url=voice, acl=["127.0.0.1"], secure=True))
+    host, port = harness.node_port("us1", "tls")
+    rtp = _rtp_socket()
+    rtp_port = rtp.getsockname()[1]
+    key = os.urandom(30)
+    lines = [_key_line(1, SUITE_80, key)]
+    offers = [make_offer("127.0.0.1", rtp_port, 1, crypto=lines, direction="sendonly"),
+              make_offer("127.0.0.1", rtp_port, 1),  # plain RTP on a secure call
+              make_offer("127.0.0.1", rtp_port, 1, crypto=lines)]
+    async with SipClient("127.0.0.1", "tls") as client:
+        result = await client.invite(host, port, "sip:1@vault.sip.twilio.com;transport=tls",
+                                     sdp=make_offer("127.0.0.1", rtp_port, 1, crypto=lines),
+                                     reinvites=offers, hold=0.5)
+    rtp.close()
+    first = parse_sdp(result.final.body)
+    held, plain, resumed = result.reinvites
+    assert plain is not None and plain.status == 488
+    held_sdp, resumed_sdp = parse_sdp(held.body), parse_sdp(resumed.body)
+    assert held_sdp.media[0].direction == "recvonly" and resumed_sdp.media[0].direction == "sendrecv"
+    assert [d.origin.session_version for d in (first, held_sdp, resumed_sdp)] == ["1", "2", "3"]
+    assert {d.media[0].port for d in (first, held_sdp, resumed_sdp)} == {first.media[0].port}
+    keys = {parse_crypto(d.media[0].attribute_values("crypto")[0]).key
+            for d in (first, held_sdp, resumed_sdp)}
+    assert len(keys) == 1 and key not in keys

@@ -16,8 +16,8 @@ import secrets
 import ssl
 import time
 import uuid
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..cloud.view import ControlPlaneView, DomainSnapshot
@@ -517,7 +517,7 @@ class RegionNode:
                 dialog.srtp = answer.crypto
                 body = answer.to_bytes()
         else:
-            keys = ()
+            keys: tuple[str, ...] = ()
             if dialog.srtp_key is not None:
                 keys = (CryptoAttribute(1, SRTP_SUITES[0], dialog.srtp_key).to_value(),)
             body = make_offer(self.region.address, port, 1, crypto=keys,
