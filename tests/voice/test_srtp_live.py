@@ -87,7 +87,8 @@ async def test_srtp_call_is_answered_with_our_own_key_and_media_is_srtp_both_way
     (hit,) = await app.wait("/digits")
     assert hit.values["Digits"] == "73"
     call = harness.twin.calls.get(result.call_id)
-    assert call.media["srtp"] == {"suite": SUITE_80, "rejected": 0, "rejected_rtcp": 0}
+    assert call.media["srtp"] == {"suite": SUITE_80, "rejected": 0, "rejected_rtcp": 0,
+                                  "replayed": 0}
 
 
 @pytest.mark.parametrize("crypto, why", [

@@ -114,7 +114,8 @@ class CallRun:
             if self.media.srtp is not None:
                 self.call.media["srtp"] = {"suite": self.media.srtp.suite,
                                            "rejected": self.media.srtp.counters.rejected,
-                                           "rejected_rtcp": self.media.srtp.counters.rejected_rtcp}
+                                           "rejected_rtcp": self.media.srtp.counters.rejected_rtcp,
+                                           "replayed": self.media.srtp.counters.replayed}
             self.status.event("completed", self.call.status, self.call.duration)
             await self.status.finish(float(self.fidelity.webhook_total_timeout) * 2)
 

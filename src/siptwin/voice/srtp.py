@@ -21,9 +21,12 @@ _PROFILES = {
 
 @dataclass
 class SrtpCounters:
-    # inbound packets that failed authentication or replay checks
+    # Inbound packets dropped: failed authentication (wrong key, tampered, plain RTP) ...
     rejected: int = 0  # RTP
     rejected_rtcp: int = 0  # RTCP (e.g. baresip's plain "PING" APP packet before SRTCP)
+    # ... or repeated: libsrtp's replay check (linphone resends the RFC 4733 end packet
+    # with the same sequence number, which SRTP must drop)
+    replayed: int = 0
 
 
 class SrtpContext:
@@ -45,8 +48,11 @@ class SrtpContext:
     def unprotect(self, packet: bytes) -> bytes | None:
         try:
             return self._inbound.unprotect(packet)
-        except pylibsrtp.Error:
-            self.counters.rejected += 1
+        except pylibsrtp.Error as err:
+            if "replay" in str(err):
+                self.counters.replayed += 1
+            else:
+                self.counters.rejected += 1
             return None
 
     def unprotect_rtcp(self, packet: bytes) -> bytes | None:
