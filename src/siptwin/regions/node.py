@@ -30,6 +30,7 @@ from ..sip.transaction import (
     RequestReceived,
     ResponseReceived,
     Send,
+    State,
     Timeout,
     TimerConfig,
     TransactionError,
@@ -55,6 +56,7 @@ NODE_POLICY = UasPolicy(
     reject_exhausted_max_forwards=False,
 )
 ACK_TIMEOUT_ERROR = (32022, "No ACK received within 32 seconds of 200 OK")
+INTERNAL_ERROR = (12400, "Internal failure")
 
 
 def twilio_to_tag() -> str:
@@ -325,6 +327,42 @@ class RegionNode:
 
     # ------------------------------------------------------------------ requests
     def _on_request(self, event: RequestReceived, source: Source) -> None:
+        """Every request ends with an answer and its transaction freed, even when a stage
+        fails: an exception here would otherwise leave the server transaction in the table
+        for good (a flood of them grows memory without bound)."""
+        try:
+            self._dispatch(event, source)
+        except Exception:
+            log.exception("%s failed on %s %s from %s", self.region.id, event.request.method,
+                          _safe_call_id(event.request), source.host)
+            self._fail(event)
+
+    def _fail(self, event: RequestReceived) -> None:
+        """500 (12400) on a request still unanswered, and no dialog left behind for it. A
+        transaction already answered finishes on its own timers."""
+        key, request = event.key, event.request
+        transaction = self.layer.transaction(key)
+        if transaction is None or transaction.state not in (State.TRYING, State.PROCEEDING):
+            return
+        for call_id, dialog in list(self._dialogs.items()):
+            if dialog.invite_key == key:
+                self._dialogs.pop(call_id, None)
+                dialog.ended.set()
+                dialog.acked.set()
+        call = self.calls.get(_safe_call_id(request)) if request.method == "INVITE" else None
+        if call is not None:
+            call.status, call.final_status = "failed", 500
+            call.alert(*INTERNAL_ERROR, time.time())
+        try:
+            self._apply(self.layer.respond(key, make_response(
+                request, 500, "Server Internal Error", to_tag=twilio_to_tag(),
+                extra=(("X-Twilio-Error", f"{INTERNAL_ERROR[0]} {INTERNAL_ERROR[1]}"),
+                       ("Server", "Twilio"))), self._now()))
+        except Exception:
+            log.exception("could not answer 500; forgetting the transaction")
+            self._apply(self.layer.abandon(key))
+
+    def _dispatch(self, event: RequestReceived, source: Source) -> None:
         request, key = event.request, event.key
         method = request.method
         if method == "INVITE":
@@ -440,7 +478,7 @@ class RegionNode:
         except Exception:
             log.exception("voice handler failed for %s", dialog.call.sid)
             if not dialog.answered and not dialog.ended.is_set():
-                self._reject_accepted(dialog, 500, "Server Internal Error", (12400, "Internal failure"), "failed")
+                self._reject_accepted(dialog, 500, "Server Internal Error", INTERNAL_ERROR, "failed")
         else:
             if dialog.answered and not dialog.ended.is_set():
                 self._hangup(dialog, "completed")

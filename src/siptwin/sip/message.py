@@ -421,10 +421,30 @@ def _parse(head: bytes, rest: bytes, datagram: bool) -> Request | Response:
                 keys[name] = key
         entries.append([key, name, line[colon + 1 :].strip(" \t")])
     headers = Headers._from_parsed(entries)
+    if not head.isascii() and (field := _undecodable_field(lines)):
+        # The start line and header fields are UTF-8 (RFC 3261 §7.3.1, TEXT-UTF8); other
+        # octets make a 400 naming the field before any stage reads it. The 400 copies the
+        # fields as received (bytes included), so the sender can still match it.
+        raise _framing_error(f"{field} is not valid UTF-8", start_line, headers)
     body = _frame_body(headers, rest, datagram, start_line)
     if start_line[:4].upper() == "SIP/":
         return _parse_status_line(start_line, headers, body)
     return _parse_request_line(start_line, headers, body)
+
+
+# surrogateescape decodes each octet that is not UTF-8 to U+DC80..U+DCFF.
+_ESCAPED_LOW, _ESCAPED_HIGH = chr(0xDC80), chr(0xDCFF)
+
+
+def _undecodable_field(lines: list[str]) -> str:
+    """The first line (start line or header name) carrying octets that are not UTF-8."""
+    for index, line in enumerate(lines):
+        if any(_ESCAPED_LOW <= ch <= _ESCAPED_HIGH for ch in line):
+            if index == 0:
+                return "Start line"
+            name = line.partition(":")[0].strip()[:40]
+            return f"Header {name.encode('ascii', 'replace').decode('ascii')}"
+    return ""
 
 
 def _frame_body(headers: Headers, rest: bytes, datagram: bool, start_line: str) -> bytes:
