@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from ..limits import Limits
+
 LOOPBACK_HOST = "127.0.0.1"
 
 
@@ -31,10 +33,14 @@ def ensure_loopback(host: str) -> None:
         raise ValueError(f"refusing to listen on {host!r}: the twin binds to loopback only")
 
 
-async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start_site(app: web.Application, host: str, port: int,
+                     limits: Limits | None = None) -> tuple[web.AppRunner, int]:
     """Start serving ``app``; returns the runner and the bound port (useful with port 0)."""
     ensure_loopback(host)
-    runner = web.AppRunner(app, access_log=None)
+    # aiohttp's keep-alive timer runs from the connection's start, so it also closes one that
+    # never sends (or only dribbles) a header section; its default is an hour.
+    runner = web.AppRunner(app, access_log=None,
+                           keepalive_timeout=(limits or Limits()).http_idle_timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -27,7 +27,9 @@ from ..regions.dns import DnsServer
 from ..regions.node import CallHandler, RegionNode
 from ..regions.pipeline import DigestState
 from ..regions.registrar import Registrar
+from ..limits import Limits
 from ..settings import Fidelity, build_fidelity
+from ..transport.endpoint import ConnectionBudget
 from ..sip.digest import NonceIssuer, make_opaque
 from ..transport.tls import ensure_certificate, server_context
 from ..voice.interpreter import VoiceHandler
@@ -53,6 +55,8 @@ class TwinConfig:
     # Listen with SO_REUSEPORT and bind nonces to the source port: `siptwin up --workers N`
     # starts worker processes that serve the same addresses (siptwin.regions.worker).
     shared_listeners: bool = False
+    # Resource limits (siptwin.limits, docs/security.md): not fidelity, protection.
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class EmbeddedTwin:
             opaque=make_opaque(), bind_source_port=config.shared_listeners,
         )
         self.nodes: dict[str, RegionNode] = {}
+        self.connections: ConnectionBudget | None = None  # every node's SIP connections
         self.store: Store | None = None
         self.control: ControlPlaneView | None = None
         self.dns: DnsServer | None = None
@@ -132,12 +137,15 @@ class EmbeddedTwin:
             self.account_sid, self.auth_token = master.sid, master.auth_token
             self.control = ControlPlaneView(self.store)
             self._api_runner, self._api_port = await start_site(
-                make_app(self.store, calls=self.calls), cfg.api_host, cfg.api_port)
+                make_app(self.store, calls=self.calls), cfg.api_host, cfg.api_port,
+                limits=cfg.limits)
+            self.connections = ConnectionBudget(cfg.limits)
             tls_context = self._tls_context() if cfg.tls else None
             for region in self.catalogue:
                 node = RegionNode(region, self.catalogue, self.control, cfg.fidelity, self.digest,
                                   self.calls, self.registrar, self.handler, tls_context,
-                                  reuse_port=cfg.shared_listeners)
+                                  reuse_port=cfg.shared_listeners, limits=cfg.limits,
+                                  budget=self.connections)
                 await node.start()
                 self.nodes[region.id] = node
             self.dns = DnsServer(self.catalogue, self.control, cfg.dns_host, cfg.dns_port)
@@ -199,7 +207,8 @@ class EmbeddedTwin:
         assert self.control is not None
         node = RegionNode(old.region, self.catalogue, self.control, self.fidelity, self.digest,
                           self.calls, self.registrar, self.handler,
-                          self._tls_context() if self.config.tls else None)
+                          self._tls_context() if self.config.tls else None,
+                          limits=self.config.limits, budget=self.connections)
         await node.start()
         self.nodes[region_id] = node
 

@@ -40,7 +40,8 @@ from ..sip.transaction import (
 )
 from ..sip.uri import SipUri
 from ..sip.validate import UasPolicy
-from ..transport.endpoint import EndpointConfig, Impairment, SipEndpoint, Source
+from ..limits import Limits
+from ..transport.endpoint import ConnectionBudget, EndpointConfig, Impairment, SipEndpoint, Source
 from ..transport.timers import LayerTimer
 from .calls import Call, CallRegistry, TraceEntry, new_call_sid
 from .catalogue import Catalogue, Region
@@ -187,6 +188,8 @@ class RegionNode:
         handler: CallHandler | None = None,
         tls_context: ssl.SSLContext | None = None,
         reuse_port: bool = False,
+        limits: Limits | None = None,
+        budget: ConnectionBudget | None = None,
     ) -> None:
         self.region = region
         self.catalogue = catalogue
@@ -201,7 +204,8 @@ class RegionNode:
             EndpointConfig(region.address, region.udp_port, region.tcp_port,
                            region.tls_port if tls_context else None, tls_context=tls_context,
                            impairment=Impairment(region.latency_ms, region.loss_percent),
-                           reuse_port=reuse_port),
+                           reuse_port=reuse_port, limits=limits, budget=budget,
+                           max_message_size=(limits or Limits()).max_message_size),
             self._on_bytes, self._on_transport_event,
         )
         self._dialogs: dict[str, Dialog] = {}

@@ -1,0 +1,82 @@
+"""Findings 2 and 6 of issue 15, SIP side: a TCP peer that never reads, and idle connections.
+
+A connection that pipelined requests and never read the replies grew the twin by ~21 MB/s
+without limit: every reply was queued in the twin. Now the twin stops reading from a peer
+whose replies pile up (above ``stream_write_high_water``) and closes the connection when the
+peer still does not read after ``stream_write_stall`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import pytest
+
+from siptwin.harness.client import Auth
+from siptwin.harness.provision import DomainPlan
+
+from .conftest import PASSWORD
+from .memory import SLACK_BYTES, rss_bytes
+
+pytestmark = pytest.mark.asyncio
+
+HOST = "acme.sip.us1.twilio.com"
+
+
+def _options(index: int, port: int) -> bytes:
+    return (f"OPTIONS sip:{HOST} SIP/2.0\r\n"
+            f"Via: SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bKpipe{index}\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{index}\r\n"
+            f"To: <sip:{HOST}>\r\nCall-ID: pipe-{index}@attacker\r\nCSeq: 1 OPTIONS\r\n"
+            f"Content-Length: 0\r\n\r\n").encode()
+
+
+class NeverReads(threading.Thread):
+    """Pipelines OPTIONS on one TCP connection for ``seconds`` and never reads a reply."""
+
+    def __init__(self, address: tuple[str, int], seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.address, self.seconds = address, seconds
+        self.sent = 0
+        self.closed_by_peer = False
+
+    def run(self) -> None:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(self.address)
+            sock.settimeout(0.5)
+            port = sock.getsockname()[1]
+            batch = b"".join(_options(i, port) for i in range(100))
+            deadline = time.monotonic() + self.seconds
+            while time.monotonic() < deadline:
+                try:
+                    sock.sendall(batch)
+                    self.sent += 100
+                except TimeoutError:
+                    continue  # the twin stopped reading: our own buffers are full
+                except OSError:
+                    self.closed_by_peer = True
+                    return
+
+
+async def test_a_peer_that_never_reads_is_paused_then_closed(limited_twin) -> None:
+    harness = await limited_twin(stream_write_stall=2.0)
+    await harness.provision(DomainPlan("acme", credentials=[("alice", PASSWORD)]))
+    before = rss_bytes()
+    attacker = NeverReads(harness.node_port("us1", "tcp"), seconds=10)
+    attacker.start()
+    peak = before
+    while attacker.is_alive():
+        await asyncio.sleep(0.2)
+        peak = max(peak, rss_bytes())
+    after = rss_bytes()
+    growth_mb = (peak - before) / 2**20
+    assert peak - before < SLACK_BYTES, f"grew {growth_mb:.0f} MB during the attack"
+    assert after - before < SLACK_BYTES
+    assert attacker.closed_by_peer, f"the twin kept the connection ({attacker.sent} requests sent)"
+    call = await harness.call("us1", f"sip:1000@{HOST}", transport="tcp",
+                              auth=Auth("alice", PASSWORD), hang_up=True)
+    assert call.statuses[-1] == 200, call.statuses
