@@ -15,6 +15,8 @@ from pathlib import Path
 from . import __version__
 from .regions.catalogue import Catalogue, CatalogueError, default_catalogue_dir
 from .runtime import run_event_loop, settle_for_serving, until_terminated
+from .limits import DESCRIPTIONS as LIMIT_DESCRIPTIONS
+from .limits import Limits, parse_limit_options
 from .settings import SETTINGS, SettingsError, load_fidelity
 
 _IMPORTED_AT = time.monotonic()
@@ -54,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=int, default=1,
                     help="processes serving the SIP addresses (default 1; more use more cores "
                          "for load tests)")
+    up.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                    help="change a resource limit (repeatable; 'siptwin limits' lists them)")
     up.add_argument("--detach", action="store_true", help="return once ready; stop with 'siptwin down'")
     up.add_argument("-v", "--verbose", action="store_true", help="log SIP traffic")
     up.set_defaults(run=cmd_up)
@@ -91,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     settings = sub.add_parser("settings", help="list every fidelity setting, both profiles and why")
     settings.set_defaults(run=cmd_settings)
+
+    limits = sub.add_parser("limits", help="list every resource limit, its default and meaning")
+    limits.set_defaults(run=cmd_limits)
     return parser
 
 
@@ -116,9 +123,14 @@ async def _serve(args: argparse.Namespace) -> int:
         print("siptwin: --caller-location applies to one process; use --workers 1",
               file=sys.stderr)
         return 2
+    try:
+        limits = parse_limit_options(args.limit)
+    except ValueError as err:
+        print(f"siptwin: {err}", file=sys.stderr)
+        return 2
     config = TwinConfig(state_dir=args.state, api_port=args.api_port, dns_port=args.dns_port,
                         fidelity=fidelity, catalogue=catalogue, certificate_in_child=True,
-                        shared_listeners=args.workers > 1)
+                        shared_listeners=args.workers > 1, limits=limits)
     twin = EmbeddedTwin(config)
     workers = None
     try:
@@ -215,6 +227,8 @@ def _detach(args: argparse.Namespace) -> int:
                         ("--workers", args.workers if args.workers != 1 else None)):
         if value:
             argv += [flag, str(value)]
+    for option in args.limit:
+        argv += ["--limit", option]
     if args.verbose:
         argv.append("-v")
     with log_path.open("w") as log:
@@ -346,6 +360,15 @@ def cmd_settings(args: argparse.Namespace) -> int:
         print(f"{s.name}")
         print(f"    seed: {s.default!r}   observed: {s.observed!r}   ({s.spec})")
         print(f"    {s.why}")
+    return 0
+
+
+def cmd_limits(args: argparse.Namespace) -> int:
+    """Resource limits (not fidelity: they protect the twin; docs/security.md)."""
+    for name, value in Limits().as_record().items():
+        print(name)
+        print(f"    default: {value!r}   (siptwin up --limit {name}=...)")
+        print(f"    {LIMIT_DESCRIPTIONS[name]}")
     return 0
 
 

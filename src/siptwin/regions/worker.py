@@ -30,7 +30,9 @@ from pathlib import Path
 
 from ..cloud.view import ControlPlaneView
 from ..runtime import run_event_loop, settle_for_serving, until_terminated
+from ..limits import parse_limit_options
 from ..settings import load_fidelity
+from ..transport.endpoint import ConnectionBudget
 from ..sip.digest import NonceIssuer
 from ..transport.tls import server_context
 from ..voice.interpreter import VoiceHandler
@@ -52,6 +54,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--regions", default=None)
     parser.add_argument("--profile", default=None)
     parser.add_argument("--settings", type=Path, default=None)
+    parser.add_argument("--limit", action="append", default=[], help="NAME=VALUE (siptwin.limits)")
     return parser.parse_args(argv)
 
 
@@ -122,8 +125,11 @@ async def serve(args: argparse.Namespace) -> int:
     calls, registrar, handler = ForwardingRegistry(forwarder), Registrar(), VoiceHandler()
     tls_dir = args.state / "tls"
     tls = server_context(tls_dir / "siptwin.crt", tls_dir / "siptwin.key")
+    limits = parse_limit_options(args.limit)
+    budget = ConnectionBudget(limits)
     nodes = [RegionNode(region, catalogue, control, fidelity, digest, calls, registrar, handler,
-                        tls, reuse_port=True) for region in catalogue]
+                        tls, reuse_port=True, limits=limits, budget=budget)
+             for region in catalogue]
     for node in nodes:
         await node.start()
     await forwarder.start()
