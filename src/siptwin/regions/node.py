@@ -241,7 +241,8 @@ class RegionNode:
 
     # ------------------------------------------------------------------ input
     def _on_bytes(self, data: bytes, source: Source) -> None:
-        outcome = admit(data, NODE_POLICY, datagram=source.transport == "udp")
+        outcome = admit(data, NODE_POLICY, datagram=source.transport == "udp",
+                        max_size=self.endpoint.limits.max_message_size)
         message = outcome.message
         call_id = _raw_call_id(message, data)
         self._trace(call_id, "in", source.transport, (source.host, source.port),

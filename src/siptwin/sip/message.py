@@ -369,7 +369,7 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
     no Content-Length (RFC 3261 §18.3). Octets after the declared body are discarded.
     """
     if len(data) > max_size:
-        raise SipParseError("Message too large", status=513)
+        raise SipParseError(TOO_LARGE, status=513, partial=_oversized_request(data[:max_size]))
     start = 0
     while data.startswith(b"\r\n", start):
         start += 2
@@ -381,6 +381,25 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
     else:
         head, rest = data[start:end], data[end + 4 :]
     return _parse(head, rest, datagram=True)
+
+
+# RFC 3261 §21.5.14; a UAS answers it when it can still read the header section (§18.1.1).
+TOO_LARGE = "Message Too Large"
+
+
+def _oversized_request(start: bytes) -> Request | None:
+    """The request that is too large, rebuilt from the whole header lines among its first
+    octets so that the 513 can be addressed (Via, From, To, Call-ID and CSeq come first in
+    practice); None when they are unusable, or the message is a response."""
+    end = start.find(b"\r\n\r\n")
+    head = start[:end] if end >= 0 else start[: start.rfind(b"\r\n")]
+    if not head:
+        return None
+    try:
+        message = _parse(head, b"", datagram=True)
+    except SipParseError as err:
+        return err.partial if isinstance(err.partial, Request) else None
+    return message if isinstance(message, Request) else None
 
 
 def parse_stream_message(data: bytes) -> Request | Response:
@@ -533,12 +552,14 @@ class StreamFramer:
         end = buf.find(b"\r\n\r\n")
         if end < 0:
             if len(buf) > self.max_message_size:
-                raise SipParseError("Header section too large", status=513)
+                raise SipParseError(TOO_LARGE, status=513,
+                                    partial=_oversized_request(bytes(buf[:self.max_message_size])))
             return None
         length = _stream_content_length(bytes(buf[:end]))
         total = end + 4 + length
         if total > self.max_message_size:
-            raise SipParseError("Message too large", status=513)
+            raise SipParseError(TOO_LARGE, status=513,
+                                partial=_oversized_request(bytes(buf[:end + 2])))
         if len(buf) < total:
             return None
         message = bytes(buf[:total])

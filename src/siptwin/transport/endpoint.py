@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..limits import Limits
+from ..sip.admission import refusal
 from ..sip.errors import SipParseError
 from ..sip.message import DEFAULT_MAX_MESSAGE_SIZE, StreamFramer
 from ..sip.routing import Hop
@@ -298,7 +299,12 @@ class SipEndpoint:
                         self._deliver(message, Source(conn.transport, *conn.remote, *conn.local))
                 except SipParseError as err:
                     # The stream's framing is lost: nothing after this point can be trusted.
+                    # When the header section was readable (513 Message Too Large), the peer
+                    # is told why before the connection closes.
                     log.info("closing %s connection from %s: %s", conn.transport, conn.remote[0], err.reason)
+                    reply = refusal(err)
+                    if reply is not None:
+                        self._write(conn, reply.to_bytes())
                     break
                 if conn.messages > delivered or not conn.accepted:
                     message_deadline = None  # a message completed: the clock starts afresh
