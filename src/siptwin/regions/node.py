@@ -286,7 +286,7 @@ class RegionNode:
                 assert source is not None
                 self._on_request(effect, source)
             elif isinstance(effect, AckReceived):
-                self._on_ack(effect.request)
+                self._on_ack(effect.request, source)
             elif isinstance(effect, Timeout):
                 self._on_timeout(effect)
             elif isinstance(effect, ResponseReceived):
@@ -374,16 +374,16 @@ class RegionNode:
             if request.to.tag is None:
                 self._on_initial_invite(request, key, event.source, source)
             else:
-                self._on_reinvite(request, key)
+                self._on_reinvite(request, key, source)
         elif method == "BYE":
-            self._on_bye(request, key)
+            self._on_bye(request, key, source)
         elif method == "CANCEL":
             self._on_cancel(request, key, event.cancels)
         elif method == "OPTIONS":
             self._respond(key, self._response(request, 200, extra=(
                 ("Allow", ALLOW), ("Accept", "application/sdp"))))
         elif method == "INFO":
-            self._on_info(request, key)
+            self._on_info(request, key, source)
         elif method == "REGISTER":
             self._respond(key, self.registrar.handle(self, request, source, time.time()))
         else:
@@ -584,8 +584,33 @@ class RegionNode:
         _, effects = self.layer.send_request(bye, hop, self._now(), reliable=hop.transport != "udp")
         self._apply(effects)
 
-    def _on_ack(self, ack: Request) -> None:
-        dialog = self._dialogs.get(_safe_call_id(ack))
+    def _in_dialog(self, request: Request, source: Source | None) -> Dialog | None:
+        """The dialog a request belongs to, or None (answered 481, an ACK ignored).
+
+        RFC 3261 §12.2.2: a dialog is its Call-ID and both tags, not the Call-ID alone. And
+        it is taken only from where the caller is: the address the INVITE came from (an SBC
+        in front of the caller included) or the caller's Contact, on the dialog's transport
+        (the Contact's own when it names one). A stranger who learnt the Call-ID and tags
+        gets 481 and the call goes on."""
+        dialog = self._dialogs.get(_safe_call_id(request))
+        if dialog is None:
+            return None
+        try:
+            tags_match = (request.to.tag == dialog.to_tag
+                          and request.from_.tag == dialog.invite.from_.tag)
+        except SipParseError:
+            return None
+        if not tags_match:
+            return None
+        if source is not None and (source.transport, source.host) not in _dialog_peers(dialog):
+            dialog.call.notes.append(
+                f"a {request.method} for this call from {source.host} over {source.transport}, "
+                "not the caller's address, was refused (481)")
+            return None
+        return dialog
+
+    def _on_ack(self, ack: Request, source: Source | None = None) -> None:
+        dialog = self._in_dialog(ack, source)
         if dialog is None or not dialog.answered or dialog.acked.is_set():
             return
         if dialog.late_offer and ack.body:
@@ -605,9 +630,9 @@ class RegionNode:
         self._send_bye(dialog)
         self._end(dialog, "failed")
 
-    def _on_reinvite(self, request: Request, key: TxKey) -> None:
-        dialog = self._dialogs.get(request.call_id)
-        if dialog is None or request.to.tag != dialog.to_tag:
+    def _on_reinvite(self, request: Request, key: TxKey, source: Source) -> None:
+        dialog = self._in_dialog(request, source)
+        if dialog is None:
             self._respond(key, self._response(request, 481))
             return
         body = dialog.local_sdp or b""
@@ -620,8 +645,8 @@ class RegionNode:
         self._respond(key, self._response(request, 200, to_tag=dialog.to_tag, body=body,
                                           extra=(("Contact", self._contact(dialog.hop)),)))
 
-    def _on_bye(self, request: Request, key: TxKey) -> None:
-        dialog = self._dialogs.get(request.call_id)
+    def _on_bye(self, request: Request, key: TxKey, source: Source) -> None:
+        dialog = self._in_dialog(request, source)
         if dialog is None:
             self._respond(key, self._response(request, 481))
             return
@@ -639,8 +664,8 @@ class RegionNode:
         if not dialog.answered:
             self._reject_accepted(dialog, 487, "Request Terminated", None, "canceled")
 
-    def _on_info(self, request: Request, key: TxKey) -> None:
-        dialog = self._dialogs.get(request.call_id)
+    def _on_info(self, request: Request, key: TxKey, source: Source) -> None:
+        dialog = self._in_dialog(request, source)
         if dialog is None:
             self._respond(key, self._response(request, 481))
             return
@@ -665,6 +690,21 @@ def _safe_call_id(request: Request) -> str:
         return request.call_id
     except SipParseError:
         return ""
+
+
+def _dialog_peers(dialog: Dialog) -> set[tuple[str, str]]:
+    """(transport, host) pairs an in-dialog request may come from: where the INVITE came
+    from, and the caller's Contact."""
+    call = dialog.call
+    peers = {(call.transport, call.source_ip), (dialog.hop.transport, dialog.hop.host)}
+    target = _remote_target(dialog.invite)
+    if target is not None:
+        named = target.param("transport")
+        transport = named.lower() if named else dialog.hop.transport
+        if target.scheme == "sips":
+            transport = "tls"
+        peers.add((transport, target.host.strip("[]")))
+    return peers
 
 
 def _remote_target(invite: Request) -> SipUri | None:
