@@ -98,6 +98,7 @@ class EmbeddedTwin:
         self.digest = DigestState(
             NonceIssuer(secrets.token_bytes(32), lifetime=config.fidelity.nonce_lifetime),
             opaque=make_opaque(), bind_source_port=config.shared_listeners,
+            worker=0 if config.shared_listeners else None,
         )
         self.nodes: dict[str, RegionNode] = {}
         self.connections: ConnectionBudget | None = None  # every node's SIP connections

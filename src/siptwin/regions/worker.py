@@ -119,7 +119,7 @@ async def serve(args: argparse.Namespace) -> int:
     fidelity = load_fidelity(args.settings, args.profile)
     digest = DigestState(NonceIssuer(bytes.fromhex(secrets_in["secret"]),
                                      lifetime=fidelity.nonce_lifetime),
-                         opaque=secrets_in["opaque"], bind_source_port=True)
+                         opaque=secrets_in["opaque"], bind_source_port=True, worker=args.index)
     control = ControlPlaneView(args.state)
     forwarder = RecordForwarder(args.records, args.index)
     calls, registrar, handler = ForwardingRegistry(forwarder), Registrar(), VoiceHandler()
