@@ -167,7 +167,8 @@ async def _serve(args: argparse.Namespace) -> int:
               f"{', '.join(str(p) for p in [os.getpid(), *workers.pids])}); SO_REUSEPORT "
               "spreads callers by source address and port", flush=True)
     pid_file = args.state / "siptwin.pid"
-    pid_file.write_text(str(os.getpid()))
+    # The start time lets 'siptwin down' tell this process from one that reuses its pid later.
+    pid_file.write_text(f"{os.getpid()} {_process_start(os.getpid()) or ''}".strip() + "\n")
     _write_api_file(args.state, twin)
     since_exec = _seconds_since_process_start()
     print(f"{READY_LINE} in {twin.started_in:.3f} s (process start to ready: {since_exec:.2f} s)",
@@ -231,6 +232,7 @@ def _detach(args: argparse.Namespace) -> int:
         argv += ["--limit", option]
     if args.verbose:
         argv.append("-v")
+    _rotate(log_path)  # the previous run's log may be the evidence of a crash
     with log_path.open("w") as log:
         child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, start_new_session=True)
@@ -250,12 +252,61 @@ def _detach(args: argparse.Namespace) -> int:
     return 1
 
 
+LOGS_KEPT = 5
+
+
+def _rotate(log_path: Path) -> None:
+    """siptwin.log -> siptwin.log.1 -> ... -> siptwin.log.5 (the oldest is dropped)."""
+    for index in range(LOGS_KEPT - 1, 0, -1):
+        older = log_path.with_name(f"{log_path.name}.{index}")
+        if older.exists():
+            older.replace(log_path.with_name(f"{log_path.name}.{index + 1}"))
+    if log_path.exists():
+        log_path.replace(log_path.with_name(f"{log_path.name}.1"))
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _not_our_twin(pid: int, recorded_start: str | None) -> str | None:
+    """Why ``pid`` is not the twin that wrote the pid file, or None when it is: the same
+    start time (a pid reused after a crash has a later one) and a 'siptwin ... up' command."""
+    start = _process_start(pid)
+    if start is None:
+        return None  # gone, or no /proc: signalling it finds out
+    if recorded_start is not None and start != recorded_start:
+        return f"pid {pid} now belongs to a process started after the twin"
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if not any(b"siptwin" in arg for arg in argv) or b"up" not in argv:
+        command = b" ".join(argv).decode(errors="replace").strip()[:80]
+        return f"pid {pid} is not a siptwin twin ({command})"
+    return None
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     pid_file = args.state / "siptwin.pid"
     if not pid_file.exists():
         print(f"siptwin: no running twin for state {args.state}", file=sys.stderr)
         return 1
-    pid = int(pid_file.read_text().strip())
+    recorded = pid_file.read_text().split()
+    if not recorded or not recorded[0].isdigit():
+        print(f"siptwin: unreadable pid file {pid_file}", file=sys.stderr)
+        return 1
+    pid = int(recorded[0])
+    stranger = _not_our_twin(pid, recorded[1] if len(recorded) > 1 else None)
+    if stranger is not None:
+        pid_file.unlink(missing_ok=True)
+        print(f"siptwin: stale pid file (the twin is gone; {stranger}): removed it, "
+              "signalled nothing", file=sys.stderr)
+        return 1
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -270,7 +321,8 @@ def cmd_down(args: argparse.Namespace) -> int:
             print("siptwin stopped")
             return 0
         time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
+    if _not_our_twin(pid, recorded[1] if len(recorded) > 1 else None) is None:
+        os.kill(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     print("siptwin killed (did not stop within 10 s)")
     return 0

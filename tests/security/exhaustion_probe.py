@@ -122,7 +122,7 @@ def main() -> int:
         return 1
     figures: dict[str, object] = {}
     try:
-        pid = int((state / "siptwin.pid").read_text())
+        pid = int((state / "siptwin.pid").read_text().split()[0])
         api = "http://127.0.0.1:8765"
         log = (state / "siptwin.log").read_text()
         sid, token = value(log, "TWILIO_ACCOUNT_SID"), value(log, "TWILIO_AUTH_TOKEN")
