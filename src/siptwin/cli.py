@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "for load tests)")
     up.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                     help="change a resource limit (repeatable; 'siptwin limits' lists them)")
+    up.add_argument("--token-file", type=Path, help="also write the auth token to this file "
+                    "(mode 0600); the token is never written to a log")
     up.add_argument("--detach", action="store_true", help="return once ready; stop with 'siptwin down'")
     up.add_argument("-v", "--verbose", action="store_true", help="log SIP traffic")
     up.set_defaults(run=cmd_up)
@@ -113,6 +115,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     from .harness.twin import EmbeddedTwin, TwinConfig
 
+    _secure_state(args.state)
     fidelity = load_fidelity(args.settings, args.profile)
     catalogue = Catalogue.load(default_catalogue_dir())
     catalogue = catalogue.select_listed(args.regions)
@@ -161,7 +164,11 @@ async def _serve(args: argparse.Namespace) -> int:
         latencies = apply_caller_location(twin, args.caller_location)
         print(f"caller location {args.caller_location}: one-way delay per region "
               + ", ".join(f"{r} {ms:.0f} ms" for r, ms in latencies.items()))
-    _print_banner(twin)
+    # The token goes to a terminal only: a detached twin's stdout is its log file (the
+    # detaching command prints the token itself), and a pipe is usually some CI log.
+    _print_banner(twin, show_token=sys.stdout.isatty())
+    if args.token_file is not None:
+        _write_private(args.token_file, twin.auth_token + "\n")
     if workers is not None:
         print(f"workers:   {args.workers} processes on the same addresses (pids "
               f"{', '.join(str(p) for p in [os.getpid(), *workers.pids])}); SO_REUSEPORT "
@@ -196,7 +203,25 @@ def _seconds_since_process_start() -> float:
         return time.monotonic() - _IMPORTED_AT
 
 
-def _print_banner(twin) -> None:
+def _secure_state(state: Path) -> None:
+    """The state directory holds the auth token and HA1 hashes (SQLite), the TLS key and the
+    logs: only our user may enter it, and what the twin creates there is ours alone."""
+    os.umask(0o077)
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(state, 0o700)
+    for path in state.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o600)
+
+
+def _write_private(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
+def _print_banner(twin, show_token: bool = True) -> None:
     fidelity = twin.fidelity
     print(f"siptwin {__version__} — fidelity profile: {fidelity.profile}")
     overrides = [f"{k}={v}" for k, v, where in fidelity.describe() if where == "override"]
@@ -213,13 +238,17 @@ def _print_banner(twin) -> None:
         host, port = twin.dns_address
         print(f"DNS:       {host}:{port}  (dig @{host} -p {port} acme.sip.ie1.twilio.com)")
     print(f"TWILIO_ACCOUNT_SID={twin.account_sid}")
-    print(f"TWILIO_AUTH_TOKEN={twin.auth_token}")
+    if show_token:
+        print(f"TWILIO_AUTH_TOKEN={twin.auth_token}")
+    else:
+        print("TWILIO_AUTH_TOKEN is not written here (not a terminal); "
+              "'siptwin up --detach' prints it, --token-file FILE keeps it")
     print(f"TLS certificate: {twin.certificate}")
     print(f"state: {twin.config.state_dir}", flush=True)
 
 
 def _detach(args: argparse.Namespace) -> int:
-    args.state.mkdir(parents=True, exist_ok=True)
+    _secure_state(args.state)
     log_path = args.state / "siptwin.log"
     argv = [sys.executable, "-m", "siptwin", "up", "--state", str(args.state),
             "--api-port", str(args.api_port), "--dns-port", str(args.dns_port)]
@@ -230,6 +259,8 @@ def _detach(args: argparse.Namespace) -> int:
             argv += [flag, str(value)]
     for option in args.limit:
         argv += ["--limit", option]
+    if args.token_file is not None:
+        argv += ["--token-file", str(args.token_file.resolve())]
     if args.verbose:
         argv.append("-v")
     _rotate(log_path)  # the previous run's log may be the evidence of a crash
@@ -241,6 +272,9 @@ def _detach(args: argparse.Namespace) -> int:
         text = log_path.read_text()
         if READY_LINE in text:
             print(text, end="")
+            credentials = _detached_credentials(args.state)
+            if credentials is not None:
+                print(f"TWILIO_AUTH_TOKEN={credentials[1]}")
             print(f"detached (pid {child.pid}); stop with: siptwin down --state {args.state}")
             return 0
         if child.poll() is not None:
@@ -250,6 +284,12 @@ def _detach(args: argparse.Namespace) -> int:
     child.terminate()
     print(f"siptwin: not ready after 30 s; see {log_path}", file=sys.stderr)
     return 1
+
+
+def _detached_credentials(state: Path) -> tuple[str, str] | None:
+    from .diagnostics.client import _credentials
+
+    return _credentials(state)
 
 
 LOGS_KEPT = 5

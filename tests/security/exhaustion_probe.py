@@ -124,8 +124,8 @@ def main() -> int:
     try:
         pid = int((state / "siptwin.pid").read_text().split()[0])
         api = "http://127.0.0.1:8765"
-        log = (state / "siptwin.log").read_text()
-        sid, token = value(log, "TWILIO_ACCOUNT_SID"), value(log, "TWILIO_AUTH_TOKEN")
+        out = started.stdout  # the token is printed there, never written to the log
+        sid, token = value(out, "TWILIO_ACCOUNT_SID"), value(out, "TWILIO_AUTH_TOKEN")
         provision(sdk_client(api, sid, token), DomainPlan("acme", credentials=[("alice", PASSWORD)]))
         figures["rss_before"] = rss(pid)
         began = time.monotonic()

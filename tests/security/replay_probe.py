@@ -137,8 +137,8 @@ def main() -> int:
         print(json.dumps({"error": started.stdout + started.stderr}))
         return 1
     try:
-        log = (state / "siptwin.log").read_text()
-        sid, token = value(log, "TWILIO_ACCOUNT_SID"), value(log, "TWILIO_AUTH_TOKEN")
+        out = started.stdout  # the token is printed there, never written to the log
+        sid, token = value(out, "TWILIO_ACCOUNT_SID"), value(out, "TWILIO_AUTH_TOKEN")
         provision(sdk_client("http://127.0.0.1:8765", sid, token),
                   DomainPlan("acme", voice_url="twiml:<Response><Pause length=\"1\"/></Response>",
                              credentials=[("alice", PASSWORD)]))
