@@ -74,6 +74,8 @@ async def test_a_peer_that_never_reads_is_paused_then_closed(limited_twin) -> No
         peak = max(peak, rss_bytes())
     after = rss_bytes()
     growth_mb = (peak - before) / 2**20
+    print(f"{attacker.sent} pipelined requests: peak RSS {growth_mb:+.1f} MB, "
+          f"after {(after - before) / 2**20:+.1f} MB")
     assert peak - before < SLACK_BYTES, f"grew {growth_mb:.0f} MB during the attack"
     assert after - before < SLACK_BYTES
     assert attacker.closed_by_peer, f"the twin kept the connection ({attacker.sent} requests sent)"
