@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .limits import DESCRIPTIONS as LIMIT_DESCRIPTIONS
+from .limits import Limits, parse_limit_options
 from .model.state_dir import API_FILE, DATABASE_FILE, LOG_FILE, PID_FILE
 from .regions.catalogue import Catalogue, CatalogueError, default_catalogue_dir
 from .runtime import run_event_loop, settle_for_serving, until_terminated
@@ -64,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=int, default=1,
                     help="processes serving the SIP addresses (default 1; more use more cores "
                          "for load tests)")
+    up.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                    help="change a resource limit (repeatable; 'siptwin limits' lists them)")
+    up.add_argument("--token-file", type=Path, help="also write the auth token to this file "
+                    "(mode 0600); the token is never written to a log")
     up.add_argument("--detach", action="store_true", help="return once ready; stop with 'siptwin down'")
     up.add_argument("-v", "--verbose", action="store_true", help="log SIP traffic")
     up.set_defaults(run=cmd_up)
@@ -101,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     settings = sub.add_parser("settings", help="list every fidelity setting, both profiles and why")
     settings.set_defaults(run=cmd_settings)
+
+    limits = sub.add_parser("limits", help="list every resource limit, its default and meaning")
+    limits.set_defaults(run=cmd_limits)
     return parser
 
 
@@ -117,6 +126,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from .twin.config import TwinConfig
     from .twin.launch import make_twin
 
+    _secure_state(args.state)
     fidelity = load_fidelity(args.settings, args.profile)
     catalogue = Catalogue.load(default_catalogue_dir())
     catalogue = catalogue.select_listed(args.regions)
@@ -130,9 +140,14 @@ async def _serve(args: argparse.Namespace) -> int:
         print("siptwin: --caller-location applies to one process; use --workers 1",
               file=sys.stderr)
         return 2
+    try:
+        limits = parse_limit_options(args.limit)
+    except ValueError as err:
+        print(f"siptwin: {err}", file=sys.stderr)
+        return 2
     config = TwinConfig(state_dir=args.state, api_port=args.api_port, dns_port=args.dns_port,
                         fidelity=fidelity, catalogue=catalogue, certificate_in_child=True,
-                        shared_listeners=args.workers > 1)
+                        shared_listeners=args.workers > 1, limits=limits)
     try:
         twin, engine = make_twin(args.backend, config)
     except (OSError, RuntimeError) as err:  # netns or docker: not root, a tool missing
@@ -176,13 +191,18 @@ async def _serve(args: argparse.Namespace) -> int:
         latencies = apply_caller_location(twin, args.caller_location)
         print(f"caller location {args.caller_location}: one-way delay per region "
               + ", ".join(f"{r} {ms:.0f} ms" for r, ms in latencies.items()))
-    _print_banner(twin)
+    # The token goes to a terminal only: a detached twin's stdout is its log file (the
+    # detaching command prints the token itself), and a pipe is usually some CI log.
+    _print_banner(twin, show_token=sys.stdout.isatty())
+    if args.token_file is not None:
+        _write_private(args.token_file, twin.auth_token + "\n")
     if workers is not None:
         print(f"workers:   {args.workers} processes on the same addresses (pids "
               f"{', '.join(str(p) for p in [os.getpid(), *workers.pids])}); SO_REUSEPORT "
               "spreads callers by source address and port", flush=True)
     pid_file = args.state / PID_FILE
-    pid_file.write_text(str(os.getpid()))
+    # The start time lets 'siptwin down' tell this process from one that reuses its pid later.
+    pid_file.write_text(f"{os.getpid()} {_process_start(os.getpid()) or ''}".strip() + "\n")
     _write_api_file(args.state, twin)
     since_exec = _seconds_since_process_start()
     started_in = getattr(twin, "started_in", since_exec)
@@ -209,7 +229,25 @@ def _seconds_since_process_start() -> float:
         return time.monotonic() - _IMPORTED_AT
 
 
-def _print_banner(twin: Twin) -> None:
+def _secure_state(state: Path) -> None:
+    """The state directory holds the auth token and HA1 hashes (SQLite), the TLS key and the
+    logs: only our user may enter it, and what the twin creates there is ours alone."""
+    os.umask(0o077)
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(state, 0o700)
+    for path in state.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o600)
+
+
+def _write_private(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
+def _print_banner(twin: Twin, show_token: bool = True) -> None:
     fidelity = twin.fidelity
     print(f"siptwin {__version__} — fidelity profile: {fidelity.profile}")
     overrides = [f"{k}={v}" for k, v, where in fidelity.describe() if where == "override"]
@@ -226,14 +264,18 @@ def _print_banner(twin: Twin) -> None:
         host, port = twin.dns_address
         print(f"DNS:       {host}:{port}  (dig @{host} -p {port} acme.sip.ie1.twilio.com)")
     print(f"TWILIO_ACCOUNT_SID={twin.account_sid}")
-    print(f"TWILIO_AUTH_TOKEN={twin.auth_token}")
+    if show_token:
+        print(f"TWILIO_AUTH_TOKEN={twin.auth_token}")
+    else:
+        print("TWILIO_AUTH_TOKEN is not written here (not a terminal); "
+              "'siptwin up --detach' prints it, --token-file FILE keeps it")
     if twin.certificate is not None:
         print(f"TLS certificate: {twin.certificate}")
     print(f"state: {twin.config.state_dir}", flush=True)
 
 
 def _detach(args: argparse.Namespace) -> int:
-    args.state.mkdir(parents=True, exist_ok=True)
+    _secure_state(args.state)
     log_path = args.state / LOG_FILE
     argv = [sys.executable, "-m", "siptwin", "up", "--state", str(args.state),
             "--api-port", str(args.api_port), "--dns-port", str(args.dns_port),
@@ -243,8 +285,13 @@ def _detach(args: argparse.Namespace) -> int:
                         ("--workers", args.workers if args.workers != 1 else None)):
         if value:
             argv += [flag, str(value)]
+    for option in args.limit:
+        argv += ["--limit", option]
+    if args.token_file is not None:
+        argv += ["--token-file", str(args.token_file.resolve())]
     if args.verbose:
         argv.append("-v")
+    _rotate(log_path)  # the previous run's log may be the evidence of a crash
     with log_path.open("w") as log:
         child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, start_new_session=True)
@@ -253,6 +300,9 @@ def _detach(args: argparse.Namespace) -> int:
         text = log_path.read_text()
         if READY_LINE in text:
             print(text, end="")
+            credentials = _detached_credentials(args.state)
+            if credentials is not None:
+                print(f"TWILIO_AUTH_TOKEN={credentials[1]}")
             print(f"detached (pid {child.pid}); stop with: siptwin down --state {args.state}")
             return 0
         if child.poll() is not None:
@@ -264,12 +314,67 @@ def _detach(args: argparse.Namespace) -> int:
     return 1
 
 
+def _detached_credentials(state: Path) -> tuple[str, str] | None:
+    from .diagnostics.client import _credentials
+
+    return _credentials(state)
+
+
+LOGS_KEPT = 5
+
+
+def _rotate(log_path: Path) -> None:
+    """siptwin.log -> siptwin.log.1 -> ... -> siptwin.log.5 (the oldest is dropped)."""
+    for index in range(LOGS_KEPT - 1, 0, -1):
+        older = log_path.with_name(f"{log_path.name}.{index}")
+        if older.exists():
+            older.replace(log_path.with_name(f"{log_path.name}.{index + 1}"))
+    if log_path.exists():
+        log_path.replace(log_path.with_name(f"{log_path.name}.1"))
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _not_our_twin(pid: int, recorded_start: str | None) -> str | None:
+    """Why ``pid`` is not the twin that wrote the pid file, or None when it is: the same
+    start time (a pid reused after a crash has a later one) and a 'siptwin ... up' command."""
+    start = _process_start(pid)
+    if start is None:
+        return None  # gone, or no /proc: signalling it finds out
+    if recorded_start is not None and start != recorded_start:
+        return f"pid {pid} now belongs to a process started after the twin"
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if not any(b"siptwin" in arg for arg in argv) or b"up" not in argv:
+        command = b" ".join(argv).decode(errors="replace").strip()[:80]
+        return f"pid {pid} is not a siptwin twin ({command})"
+    return None
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     pid_file = args.state / PID_FILE
     if not pid_file.exists():
         print(f"siptwin: no running twin for state {args.state}", file=sys.stderr)
         return 1
-    pid = int(pid_file.read_text().strip())
+    recorded = pid_file.read_text().split()
+    if not recorded or not recorded[0].isdigit():
+        print(f"siptwin: unreadable pid file {pid_file}", file=sys.stderr)
+        return 1
+    pid = int(recorded[0])
+    stranger = _not_our_twin(pid, recorded[1] if len(recorded) > 1 else None)
+    if stranger is not None:
+        pid_file.unlink(missing_ok=True)
+        print(f"siptwin: stale pid file (the twin is gone; {stranger}): removed it, "
+              "signalled nothing", file=sys.stderr)
+        return 1
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -284,7 +389,8 @@ def cmd_down(args: argparse.Namespace) -> int:
             print("siptwin stopped")
             return 0
         time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
+    if _not_our_twin(pid, recorded[1] if len(recorded) > 1 else None) is None:
+        os.kill(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     print("siptwin killed (did not stop within 10 s)")
     return 0
@@ -378,6 +484,15 @@ def cmd_settings(args: argparse.Namespace) -> int:
     print("Set them in a YAML file for 'siptwin up --settings FILE' ({profile: ..., settings: "
           "{name: value}}), or per scenario under given.settings. docs/fidelity.md lists where "
           "the twin may differ from Twilio.")
+    return 0
+
+
+def cmd_limits(args: argparse.Namespace) -> int:
+    """Resource limits (not fidelity: they protect the twin; docs/security.md)."""
+    for name, value in Limits().as_record().items():
+        print(name)
+        print(f"    default: {value!r}   (siptwin up --limit {name}=...)")
+        print(f"    {LIMIT_DESCRIPTIONS[name]}")
     return 0
 
 

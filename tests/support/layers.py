@@ -14,7 +14,7 @@ from pathlib import Path
 # Bottom-up. A package may import packages of lower layers only; packages of one layer are
 # siblings and may not import each other. docs/architecture.md draws the same picture.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"sip", "settings", "runtime"}),  # leaves
+    frozenset({"sip", "settings", "runtime", "limits"}),  # leaves
     frozenset({"transport", "model", "report"}),  # report names the settings of a run
     frozenset({"ua", "cloud"}),
     frozenset({"regions"}),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from ..limits import Limits
 from ..model.calls import CallLookup
 from ..regions.catalogue import Catalogue, Region
 from ..settings import Fidelity, build_fidelity
@@ -39,6 +40,8 @@ class TwinConfig:
     # Listen with SO_REUSEPORT and bind nonces to the source port: `siptwin up --workers N`
     # starts worker processes that serve the same addresses (siptwin.twin.worker_process).
     shared_listeners: bool = False
+    # Resource limits (siptwin.limits, docs/security.md): not fidelity, protection.
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,8 @@ class WorkerPool:
                             ("--settings", self.settings)):
             if value:
                 argv += [flag, str(value)]
+        for name, value in self.twin.config.limits.as_record().items():
+            argv += ["--limit", f"{name}={value}"]
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True)
