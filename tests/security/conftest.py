@@ -11,4 +11,4 @@ PASSWORD = "Harbour7Lights"
 
 @pytest.fixture
 def results_dir(pytestconfig) -> str:
-    return pytestconfig.getoption("--results-dir")
+    return pytestconfig.getoption("--siptwin-results-dir")

@@ -33,11 +33,15 @@ def require_binary(name: str) -> str:
 
 
 def harness_dir() -> Path:
-    """The repository's ``harness/`` folder (SIPp XML, PBX configurations)."""
+    """The repository's ``harness/`` folder (SIPp XML, PBX configurations), or the copy an
+    installed wheel carries."""
     for base in (Path.cwd(), default_catalogue_dir().parent):
         for candidate in (base, *base.parents):
             if (candidate / "harness" / "sipp").is_dir():
                 return candidate / "harness"
+    packaged = Path(__file__).resolve().parents[1] / "data" / "harness"
+    if (packaged / "sipp").is_dir():
+        return packaged
     raise FileNotFoundError("no harness/sipp folder above the working directory")
 
 
