@@ -10,9 +10,11 @@ numbers.
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -26,7 +28,9 @@ class PeerMissing(RuntimeError):
 
 
 def require_binary(name: str) -> str:
-    path = shutil.which(name)
+    # Peers installed with pip (sipvicious) sit beside the interpreter, in a venv not on PATH.
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    path = shutil.which(name, path=search)
     if path is None:
         raise PeerMissing(f"{name} is not installed: run scripts/bootstrap (Debian package needed)")
     return path
