@@ -83,6 +83,7 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
         result.fidelity = twin.fidelity.as_record()
         slot = env.receiver.slot()
         context = _context(region, twin, env, slot, given)
+        context["scenario_dir"] = str(scenario.path.parent.resolve())
         app = render(given.get("app") or {}, context)  # documents may name {{ app_url }}
         slot.voice = _behaviour(app)
         slot.fallback = _behaviour(app["fallback"]) if "fallback" in app else None
@@ -94,15 +95,16 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
         for step in scenario.steps:
             if step.pause:
                 await asyncio.sleep(step.pause)
-            params = render(step.params, context)
+            params = interop.render_params(step, context)
             expect = render(step.expect, context)
             outcome = await _perform(step, params, expect, region, env, context)
             exchanges.extend(outcome.messages)
             call_ids.append(outcome.call_id)
             if outcome.detail:
                 result.peers.append(outcome.detail)
-            result.failures.extend(await _judge(outcome, expect, twin, slot, region))
+            # A peer's own failure (its call command failed) is the cause: it comes first.
             result.failures.extend(interop.judge(outcome, expect, env))
+            result.failures.extend(await _judge(outcome, expect, twin, slot, region))
             if result.failures:
                 break
     except ScenarioError as err:

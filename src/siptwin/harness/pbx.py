@@ -41,6 +41,11 @@ class Target:
     username: str | None = None
     password: str | None = None
     transport: str = "udp"
+    region: str = ""
+    tls_port: int | None = None
+    dns_addr: str | None = None
+    dns_port: int | None = None
+    ca_file: str | None = None  # the twin's TLS certificate, for a device to trust
 
 
 @dataclass

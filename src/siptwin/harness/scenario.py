@@ -97,13 +97,14 @@ _sipp = {
         "timeout": {"type": "number", "exclusiveMinimum": 0},
     },
 }
+_shell = {"type": "string", "minLength": 1}
 _pbx = {
     "type": "object",
     "additionalProperties": False,
     "required": ["device"],
     "properties": {
-        "device": {"enum": ["kamailio", "baresip"]},
-        "transport": {"enum": ["udp", "tcp"]},
+        "device": {"enum": ["kamailio", "baresip", "command", "container"]},
+        "transport": {"enum": ["udp", "tcp", "tls"]},
         "region": {"type": "string"},
         "host": {"type": "string"},
         "service": {"type": ["string", "integer"]},
@@ -113,7 +114,28 @@ _pbx = {
                    "description": "the X- header the SBC appends"},
         "seconds": {"type": "number", "minimum": 1},
         "config": {"type": "string", "description": "kamailio: your own kamailio.cfg (same tokens)"},
+        # device: command / container (harness/devices.py)
+        "start": _shell, "call": _shell, "stop": _shell,
+        "ready": {"type": "string", "minLength": 1, "description": "regex on start's output"},
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+        "env": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},
+        "image": {"type": "string", "minLength": 1},
+        "command": _shell,
+        "volumes": {"type": "object", "additionalProperties": {"type": "string"},
+                    "description": "host path -> path in the container"},
     },
+    "allOf": [
+        {"if": {"properties": {"device": {"const": "command"}}},
+         "then": {"required": ["call"]}},
+        {"if": {"properties": {"device": {"const": "container"}}},
+         "then": {"required": ["image", "call"]}},
+        {"if": {"properties": {"device": {"enum": ["kamailio", "baresip"]}}},
+         "then": {"not": {"anyOf": [{"required": [k]} for k in
+                                    ("start", "call", "stop", "ready", "env", "image",
+                                     "command", "volumes")]}}},
+        {"if": {"properties": {"device": {"const": "command"}}},
+         "then": {"not": {"anyOf": [{"required": [k]} for k in ("image", "command", "volumes")]}}},
+    ],
 }
 _peer_run = {"type": "object", "additionalProperties": False,
              "properties": {"exit": {"type": "integer"}, "successful": {"type": "integer"},
@@ -326,6 +348,10 @@ def _step(when: dict[str, Any], then: dict[str, Any], pause: float) -> Step:
 
 
 def _explain(err: jsonschema.ValidationError) -> str:
+    if err.validator == "not" and isinstance(err.instance, dict) and "device" in err.instance:
+        keys = [k for k in ("start", "call", "stop", "ready", "env", "image", "command", "volumes")
+                if k in err.instance]
+        return f"{', '.join(keys)}: not a setting of device {err.instance['device']!r}"
     if err.validator == "additionalProperties":
         return err.message.replace("Additional properties are not allowed", "unknown key(s)")
     if err.validator == "oneOf" and err.context:
