@@ -101,9 +101,10 @@ class CommandDevice:
         while time.monotonic() < deadline:
             if pattern.search(self.output()):
                 return
-            if self._started.poll() is not None:
+            code = self._started.poll()
+            if code is not None:
                 self.stop()
-                raise DeviceError(f"start exited ({self._started.returncode}) before printing "
+                raise DeviceError(f"start exited ({code}) before printing "
                                   f"{pattern.pattern!r}:\n{self.output()[-3000:]}")
             time.sleep(0.05)
         self.stop()
