@@ -77,6 +77,9 @@ _rest = {
     "properties": {
         "method": {"enum": ["GET", "POST", "DELETE"]},
         "path": {"type": "string", "description": "under /2010-04-01/Accounts/{AccountSid}"},
+        "account": {"enum": ["account", "subaccount"],
+                    "description": "whose resources: the main account (default) or the item's "
+                                   "sub-account (given.subaccount)"},
         "data": {"type": "object"},
     },
 }
@@ -190,6 +193,7 @@ _then = {
         },
         "status_callbacks": {"type": "array", "items": {"type": "string"}},
         "http_status": {"type": "integer"},
+        "error_code": {"type": "integer", "description": "Twilio's code in a REST error answer"},
         "call": {"type": "object"},
         "alerts": {"type": "array", "items": {"type": "integer"}},
         "findings": {"type": "array", "items": {"type": "string"},
@@ -228,6 +232,8 @@ _domain = {
     "additionalProperties": False,
     "properties": {
         "label": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"},
+        "owner": {"enum": ["account", "subaccount"],
+                  "description": "subaccount: created in the item's sub-account"},
         "voice_url": {"type": "string"},
         "voice_method": {"enum": ["GET", "POST"]},
         "secure": {"type": "boolean"},
@@ -258,6 +264,10 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "settings": {"type": "object"},
                 "domain": {"oneOf": [_domain, {"const": None}]},
+                # A sub-domain {label}.{domain}.sip.twilio.com of the item's domain.
+                "subdomain": _domain,
+                "subaccount": {"type": "object", "additionalProperties": False,
+                               "properties": {"friendly_name": {"type": "string"}}},
                 "app": _app,
             },
         },
