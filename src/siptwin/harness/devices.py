@@ -27,12 +27,12 @@ from typing import Any
 import jinja2
 
 from .pbx import DeviceError, DeviceRun, Target
-from .sipp import harness_dir
+from .sipp import free_udp_port, harness_dir
 
 # What a command may name; documented in docs/any-pbx.md.
 VARIABLES = ("node_addr", "node_port", "tls_port", "host", "region", "username", "password",
              "transport", "dns_addr", "dns_port", "ca_file", "workdir", "service", "harness",
-             "scenario_dir")
+             "scenario_dir", "device_port")
 DEFAULT_TIMEOUT = 30.0
 OUTPUT_LIMIT = 64 * 1024  # bytes of a command's output kept for the report
 
@@ -48,7 +48,9 @@ def variables(target: Target, workdir: Path, service: str,
             "username": target.username or "", "password": target.password or "",
             "transport": target.transport, "dns_addr": target.dns_addr,
             "dns_port": target.dns_port, "ca_file": target.ca_file or "",
-            "workdir": str(workdir), "service": service, "harness": str(harness_dir())}
+            "workdir": str(workdir), "service": service, "harness": str(harness_dir()),
+            # a free UDP port on 127.0.0.1 for a device that listens (an SBC, a PBX)
+            "device_port": free_udp_port()}
 
 
 def render(text: str, values: dict[str, Any], what: str) -> str:
