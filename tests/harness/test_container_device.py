@@ -18,7 +18,7 @@ import pytest
 from siptwin.twin.backends.docker import DockerEngine
 from tests.support import REPO
 
-SCENARIO = REPO / "harness" / "ci" / "scenarios" / "pbx" / "container-call.yaml"
+SCENARIO = REPO / "harness" / "docker" / "scenarios" / "pbx" / "container-call.yaml"
 IMAGE = "siptwin-hostroot:local"
 
 

@@ -129,7 +129,14 @@ def _docker(env: Environment) -> tuple[Any, str | None]:
         return engine.client(), getattr(twin, "network_name", None)
     import docker
 
-    return docker.from_env(), None
+    from .scenario import ScenarioError
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as err:
+        raise ScenarioError(f"device container needs a docker engine (DOCKER_HOST): {err}") from None
+    return client, None
 
 
 def _responses(call: Call) -> list[Response]:
