@@ -123,13 +123,13 @@ def load_expectations(path: Path) -> list[Expectation]:
         raise VerifyError(f"{path}:1: an expectation file is a mapping with a 'calls' list")
     errors = list(_VALIDATOR.iter_errors(data))
     if errors:
-        err = max(errors, key=lambda e: len(list(e.absolute_path)))
-        where = list(err.absolute_path)
-        location = "/".join(str(p) for p in where) or "(top level)"
-        message = err.message.replace("Additional properties are not allowed", "unknown key(s)")
-        if err.validator == "oneOf" and err.context:
-            message = min(err.context, key=lambda e: len(e.message)).message
-        raise VerifyError(f"{path}:{_line_of(node, where)}: {location}: {message}")
+        worst = max(errors, key=lambda e: len(list(e.absolute_path)))
+        steps = list(worst.absolute_path)
+        location = "/".join(str(p) for p in steps) or "(top level)"
+        message = worst.message.replace("Additional properties are not allowed", "unknown key(s)")
+        if worst.validator == "oneOf" and worst.context:
+            message = min(worst.context, key=lambda e: len(e.message)).message
+        raise VerifyError(f"{path}:{_line_of(node, steps)}: {location}: {message}")
     out = []
     for i, entry in enumerate(data["calls"]):
         count = entry.get("count", {"min": 1})
