@@ -421,11 +421,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if all(r.outcome == "passed" for r in results) else 1
 
 
+SETTING_AREAS = (("sip", "SIP edges"), ("voice", "voice webhooks and TwiML"),
+                 ("rest", "REST API"))
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
-    for s in SETTINGS:
-        print(f"{s.name}")
-        print(f"    seed: {s.default!r}   observed: {s.observed!r}   ({s.spec})")
-        print(f"    {s.why}")
+    """Every setting, grouped by what it governs; one file sets them all (``--settings``)."""
+    for area, title in SETTING_AREAS:
+        print(f"# {title}")
+        for s in SETTINGS:
+            if s.area != area:
+                continue
+            print(f"{s.name}")
+            choices = f"   choices: {', '.join(map(str, s.choices))}" if s.choices else ""
+            print(f"    seed: {s.default!r}   observed: {s.observed!r}   (spec {s.spec}){choices}")
+            print(f"    {s.why}")
+        print()
+    print("Set them in a YAML file for 'siptwin up --settings FILE' ({profile: ..., settings: "
+          "{name: value}}), or per scenario under given.settings. docs/fidelity.md lists where "
+          "the twin may differ from Twilio.")
     return 0
 
 
