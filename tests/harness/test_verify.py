@@ -17,7 +17,7 @@ import pytest
 
 from siptwin.diagnostics.client import credentials
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
-from siptwin.harness.verify import VerifyError, load_expectations
+from siptwin.harness.verify import VerifyError, fetch_records, load_expectations
 from tests.support import REPO, free_port
 
 EXPECT = """\
@@ -106,6 +106,12 @@ def test_verify_passes_for_good_calls_and_fails_for_a_call_without_the_header(tm
 
         unknown = _siptwin("verify", str(expect), "--since", "never", "--state", str(state))
         assert unknown.returncode == 2 and "no mark 'never'" in unknown.stderr
+
+        # The endpoint behind it refuses a Since that is no number, with Twilio's error shape.
+        with pytest.raises(VerifyError, match="answered 400"):
+            fetch_records(f"http://127.0.0.1:{api_port}", sid, token, "yesterday")  # type: ignore[arg-type]
+        with pytest.raises(VerifyError, match="answered 401"):
+            fetch_records(f"http://127.0.0.1:{api_port}", sid, "wrong-token", 0.0)
     finally:
         stopped = _siptwin("down", "--state", str(state))
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr

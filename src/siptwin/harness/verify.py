@@ -156,7 +156,7 @@ def running_api(state: Path, api_url: str | None) -> str:
 
 
 def fetch_records(api_url: str, sid: str, token: str, since: float) -> list[dict[str, Any]]:
-    query = urllib.parse.urlencode({"Since": repr(since)})
+    query = urllib.parse.urlencode({"Since": str(since)})
     request = urllib.request.Request(
         f"{api_url}/siptwin/v1/Accounts/{sid}/CallRecords.json?{query}")
     basic = base64.b64encode(f"{sid}:{token}".encode()).decode()
