@@ -2,13 +2,16 @@
 
 ``sipp`` runs a SIPp XML file (ours under ``harness/sipp/`` or a vendor's own) against the
 item's region node with ``-key domain <host>``; ``pbx`` starts a customer device (Kamailio as
-an SBC, baresip as a desk phone) configured for the node and the domain host and triggers one
-call through it. Both find the twin's call records by domain afterwards, so every existing
-twin-side expectation (``call``, ``webhook``, ``status_callbacks``) works; ``then.sipp`` /
+an SBC, baresip as a desk phone, or any device given as commands or a container:
+devices.py) configured for the node and the domain host and triggers one call through it;
+a command or container device whose call fails is named by what the twin decided
+(:func:`failed_call_kind`). Both find the twin's call records by domain afterwards, so every
+existing twin-side expectation (``call``, ``webhook``, ``status_callbacks``) works; ``then.sipp`` /
 ``then.pbx`` judge the peer's exit and counters, ``then.received`` what the twin saw on the
 wire (host form, region, codecs offered, X- headers, digest uri, ACK/BYE).
 
-Kept apart from engine.py on purpose: the engine calls :func:`perform` and :func:`judge` only.
+Kept apart from engine.py on purpose: the engine calls :func:`render_params`, :func:`perform`
+and :func:`judge` only.
 """
 
 from __future__ import annotations
@@ -226,11 +229,12 @@ def failed_call_kind(call: Call | None) -> tuple[str, str]:
     if call.status == CallStatus.CHALLENGED:
         return "challenge-unanswered", "the twin's 407 was never answered with credentials"
     if call.decided_by:
-        error = next((a for a in call.alerts), None)
-        reason = f"the twin answered {call.final_status}" + (
-            f" ({error.code} {error.message})" if error else "") + f" at {call.decided_by}"
-        return REFUSAL_KINDS.get(Stage(call.decided_by), "call-rejected") \
-            if call.decided_by in set(Stage) else "call-rejected", reason
+        answer = f"answered {call.final_status}" if call.final_status else "stayed silent"
+        error = call.alerts[0] if call.alerts else None
+        code = f" ({error.code} {error.message})" if error else ""
+        stage = next((s for s in Stage if s.value == call.decided_by), None)
+        kind = REFUSAL_KINDS.get(stage, "call-rejected") if stage else "call-rejected"
+        return kind, f"the twin {answer}{code} at {call.decided_by}"
     return "device-call-failed", f"the twin's call ended {call.status}"
 
 
