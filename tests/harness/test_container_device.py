@@ -11,10 +11,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
+from siptwin.harness.devices import ContainerDevice
+from siptwin.harness.pbx import Target
 from siptwin.twin.backends.docker import DockerEngine
 from tests.support import REPO
 
@@ -84,6 +87,22 @@ def test_a_container_device_places_the_call_and_a_failing_call_is_named(tmp_path
         assert code == 1, out[-3000:]
         record = records[("pbx/container-acl", "us1")]
         assert record["failure_kind"] == "source-not-allowed", record["failures"][:1]
+        assert client.containers.list(all=True, filters={"label": "siptwin.device"}) == []
+
+        # A call that hangs is ended at the step's timeout, and the container still removed.
+        device = ContainerDevice(
+            Target("127.0.0.1", 5060, "acme.sip.us1.twilio.com", region="us1"),
+            {"image": IMAGE, "command": "echo up; exec sleep 600", "ready": "up",
+             "call": "echo dialling; sleep 300", "timeout": 2,
+             "volumes": {"/usr": "/usr", "/etc": "/etc"}}, client)
+        device.start()
+        try:
+            began = time.monotonic()
+            run = device.call()
+            assert run.exit == -1 and "killed after 2 s" in run.output
+            assert time.monotonic() - began < 20
+        finally:
+            device.stop()
         assert client.containers.list(all=True, filters={"label": "siptwin.device"}) == []
     finally:
         engine.stop()

@@ -20,6 +20,7 @@ import shlex
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -243,13 +244,24 @@ class ContainerDevice:
     def call(self, service: str = "1000") -> DeviceRun:
         self.values["service"] = service
         command = render(self.spec["call"], self.values, "call")
-        # exec_run has no timeout: the shell's own `timeout` bounds it.
-        wrapped = f"timeout -s KILL {int(self.timeout)} /bin/sh -c {shlex.quote(command)}"
         env = {str(k): render(str(v), self.values, f"env {k}")
                for k, v in (self.spec.get("env") or {}).items()}
-        result = self.container.exec_run(["/bin/sh", "-c", wrapped], environment=env)
-        code = -1 if result.exit_code == 137 else int(result.exit_code)
-        return DeviceRun(self.name, code, _tail(result.output or b""),
+        done: list[Any] = []
+        # exec has no timeout of its own (and the image may have no `timeout`): wait in a
+        # thread, and past the deadline kill the container, which ends the exec.
+        worker = threading.Thread(target=lambda: done.append(self.container.exec_run(
+            ["/bin/sh", "-c", command], environment=env)), daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():
+            with contextlib.suppress(Exception):
+                self.container.kill()
+            worker.join(10)
+            output = (done[0].output or b"") if done else b""
+            return DeviceRun(self.name, -1, _tail(output) + f"\n[siptwin: killed after "
+                             f"{self.timeout:g} s]", {"command": command})
+        result = done[0]
+        return DeviceRun(self.name, int(result.exit_code), _tail(result.output or b""),
                          {"command": command, "start_output": self.output()[-1500:]})
 
     def stop(self) -> None:
