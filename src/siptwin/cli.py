@@ -1,4 +1,4 @@
-"""The ``siptwin`` command: up, down, regions, hosts, run, explain, settings."""
+"""The ``siptwin`` command: up, down, regions, hosts, run, explain, mark, verify, settings."""
 
 from __future__ import annotations
 
@@ -105,6 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--api", help="REST API URL (default: the one 'siptwin up' recorded)")
     explain.add_argument("--json", action="store_true", help="print the findings as JSON")
     explain.set_defaults(run=cmd_explain)
+
+    mark = sub.add_parser("mark", help="remember this moment: 'siptwin verify --since' judges "
+                          "only the calls after it")
+    mark.add_argument("name", nargs="?", help="a name for the mark (default: the time)")
+    mark.add_argument("--state", type=Path, default=DEFAULT_STATE)
+    mark.set_defaults(run=cmd_mark)
+
+    verify = sub.add_parser("verify", help="judge the calls a running twin recorded against "
+                            "an expectation file; exit 1 when one fails")
+    verify.add_argument("expectations", type=Path, help="YAML file: calls: [{match, count, expect}]")
+    verify.add_argument("--since", help="a mark ('siptwin mark') or seconds since the epoch "
+                        "(default: since the twin started)")
+    verify.add_argument("--junit", type=Path, help="write a JUnit XML file")
+    verify.add_argument("--report", type=Path, help="write the HTML report (ladders, messages, "
+                        "findings)")
+    verify.add_argument("--state", type=Path, default=DEFAULT_STATE)
+    verify.add_argument("--api", help="REST API URL (default: the one 'siptwin up' recorded)")
+    verify.set_defaults(run=cmd_verify)
 
     settings = sub.add_parser("settings", help="list every fidelity setting, both profiles and why")
     settings.set_defaults(run=cmd_settings)
@@ -316,9 +334,9 @@ def _detach(args: argparse.Namespace) -> int:
 
 
 def _detached_credentials(state: Path) -> tuple[str, str] | None:
-    from .diagnostics.client import _credentials
+    from .diagnostics.client import credentials
 
-    return _credentials(state)
+    return credentials(state)
 
 
 LOGS_KEPT = 5
@@ -476,6 +494,50 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print("siptwin: name a call (CallSid or Call-ID) or use --last", file=sys.stderr)
         return 2
     return explain_remote(args.state, "last" if args.last else args.call, args.api, args.json)
+
+
+def cmd_mark(args: argparse.Namespace) -> int:
+    from .harness.verify import mark
+
+    print(mark(args.state, args.name))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .diagnostics.client import credentials
+    from .harness.verify import (
+        VerifyError,
+        fetch_records,
+        load_expectations,
+        resolve_mark,
+        running_api,
+        summary_lines,
+        verify,
+        write_junit,
+        write_report,
+    )
+
+    try:
+        expectations = load_expectations(args.expectations)
+        since = resolve_mark(args.state, args.since)
+        api_url = running_api(args.state, args.api)
+        creds = credentials(args.state)
+        if creds is None:
+            raise VerifyError("no account credentials: set TWILIO_ACCOUNT_SID and "
+                              "TWILIO_AUTH_TOKEN")
+        records = fetch_records(api_url, creds[0], creds[1], since)
+    except VerifyError as err:
+        print(f"siptwin: {err}", file=sys.stderr)
+        return 2
+    results = verify(expectations, records)
+    for line in summary_lines(results):
+        print(line)
+    if args.junit:
+        write_junit(results, args.junit, str(args.expectations))
+        print(f"JUnit: {args.junit}")
+    if args.report:
+        print(f"report: {write_report(results, args.report)}")
+    return 0 if all(r.outcome == "passed" for r in results) else 1
 
 
 SETTING_AREAS = (("sip", "SIP edges"), ("voice", "voice webhooks and TwiML"),

@@ -32,6 +32,7 @@ from ..model.codes import WARNING_CODES
 from ..model.findings import Finding
 from ..model.presentation import plain_uri
 from ..model.sids import SidPrefix, stable_sid
+from ..model.wire import call_to_record
 from . import representations as shapes
 from .errors import ErrorCode, bad_request
 from .http import ApiRequest, Handler, json_response
@@ -298,7 +299,30 @@ async def list_recent_calls(call: ApiRequest) -> web.Response:
     return json_response({"calls": rows})
 
 
+RECORDS_LIMIT = 2000  # about what the registry keeps; a reply stays bounded
+
+
+async def list_call_records(call: ApiRequest) -> web.Response:
+    """``GET /siptwin/v1/Accounts/{AC}/CallRecords.json?Since=EPOCH``: every recorded call and
+    REGISTER since a moment (wall-clock seconds), oldest first, each the full record (trace
+    base64, webhooks, alerts) with its findings: what ``siptwin verify`` judges."""
+    since_text = call.query_params("Since").get("Since", "0")
+    try:
+        since = float(since_text)
+    except ValueError:
+        raise bad_request(ErrorCode.INVALID_PARAMETER, "Since must be a number of seconds "
+                          "since the epoch (as 'siptwin mark' records).") from None
+    records = sorted((r for r in _registry(call).all()
+                      if _any_visible(r, call) and r.created_at >= since),
+                     key=lambda r: r.created_at)
+    truncated = len(records) > RECORDS_LIMIT
+    rows = [{**call_to_record(r), "findings": [f.as_record() for f in _findings(call, r)]}
+            for r in records[-RECORDS_LIMIT:]]
+    return json_response({"calls": rows, "truncated": truncated})
+
+
 CALL_ROUTES: dict[str, dict[str, Handler]] = {
+    "/siptwin/v1/Accounts/{AccountSid}/CallRecords.json": {"GET": list_call_records},
     CALLS + ".json": {"GET": list_calls},
     CALLS + "/{CallSid}.json": {"GET": fetch_call},
     CALLS + "/{CallSid}/Notifications.json": {"GET": list_call_notifications},

@@ -16,7 +16,7 @@ from ..model.state_dir import API_FILE, DATABASE_FILE, PID_FILE
 from .text import format_findings
 
 
-def _credentials(state: Path) -> tuple[str, str] | None:
+def credentials(state: Path) -> tuple[str, str] | None:
     sid, token = os.environ.get("TWILIO_ACCOUNT_SID"), os.environ.get("TWILIO_AUTH_TOKEN")
     api_file = state / API_FILE
     if api_file.exists():
@@ -56,7 +56,7 @@ def explain_remote(state: Path, ref: str, api_url: str | None, as_json: bool) ->
                   file=sys.stderr)
             return 1
         api_url = json.loads(api_file.read_text())["api_url"]
-    creds = _credentials(state)
+    creds = credentials(state)
     if creds is None:
         print("siptwin: no account credentials: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
               file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import json
 import secrets
 import socket
 import time
@@ -28,7 +29,15 @@ from ..ua.client import DEFAULT_OFFER, Auth, SipClient, SipExchange
 from . import faults, interop
 from .findings import findings_records, judge_findings
 from .outcome import Environment, Failure, StepOutcome
-from .provision import DomainPlan, Provisioned, deprovision, provision
+from .provision import (
+    DomainPlan,
+    Provisioned,
+    SubAccount,
+    close_subaccount,
+    create_subaccount,
+    deprovision,
+    provision,
+)
 from .receiver import AppBehaviour, AppSlot
 from .scenario import Scenario, ScenarioError, Step, render, unique_label
 
@@ -72,6 +81,8 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
     saved = twin.fidelity
     slot: AppSlot | None = None
     provisioned: Provisioned | None = None
+    sub_provisioned: Provisioned | None = None
+    subaccount: SubAccount | None = None
     exchanges: list[SipExchange] = []
     call_ids: list[str] = []
     try:
@@ -83,26 +94,44 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
         result.fidelity = twin.fidelity.as_record()
         slot = env.receiver.slot()
         context = _context(region, twin, env, slot, given)
+        context["scenario_dir"] = str(scenario.path.parent.resolve())
         app = render(given.get("app") or {}, context)  # documents may name {{ app_url }}
         slot.voice = _behaviour(app)
         slot.fallback = _behaviour(app["fallback"]) if "fallback" in app else None
+        if given.get("subaccount") is not None:
+            spec = render(given["subaccount"], context)
+            subaccount = await asyncio.to_thread(
+                create_subaccount, env.sdk, spec.get("friendly_name") or unique_label("sub"))
+            context.update(subaccount_sid=subaccount.sid)
+            context["signing_tokens"][subaccount.sid] = subaccount.auth_token
         if given.get("domain", {}) is not None:
             provisioned = await _provision(twin, given.get("domain") or {}, context, app, env, slot)
             context.update(domain_sid=provisioned.domain_sid, acl_sid=provisioned.acl_sid,
                            credential_list_sid=provisioned.credential_list_sid,
                            acl_entry_sid=(provisioned.acl_entry_sids or [None])[0])
+        if given.get("subdomain") is not None:
+            if provisioned is None:
+                raise ScenarioError("given.subdomain needs given.domain (its parent)")
+            sub_provisioned = await _provision(twin, given["subdomain"], context, app, env, slot,
+                                               parent=context["domain"])
+            label = sub_provisioned.domain_name.removesuffix(".sip.twilio.com")
+            context.update(subdomain=label, subdomain_name=sub_provisioned.domain_name,
+                           subhost=f"{label}.sip.{region.id}.twilio.com",
+                           subdomain_sid=sub_provisioned.domain_sid)
         for step in scenario.steps:
             if step.pause:
                 await asyncio.sleep(step.pause)
-            params = render(step.params, context)
+            params = interop.render_params(step, context)
             expect = render(step.expect, context)
             outcome = await _perform(step, params, expect, region, env, context)
             exchanges.extend(outcome.messages)
             call_ids.append(outcome.call_id)
             if outcome.detail:
                 result.peers.append(outcome.detail)
-            result.failures.extend(await _judge(outcome, expect, twin, slot, region))
+            # A peer's own failure (its call command failed) is the cause: it comes first.
             result.failures.extend(interop.judge(outcome, expect, env))
+            result.failures.extend(await _judge(outcome, expect, twin, slot, region,
+                                                context["signing_tokens"]))
             if result.failures:
                 break
     except ScenarioError as err:
@@ -113,8 +142,15 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
     finally:
         twin.set_fidelity(saved)
         await faults.restore_all(twin, env.faults)
-        if provisioned is not None:
-            await _cleanup(env, provisioned, result)
+        for created in (sub_provisioned, provisioned):  # a sub-domain before its parent
+            if created is not None:
+                await _cleanup(env, created, result)
+        if subaccount is not None:
+            try:
+                await asyncio.to_thread(close_subaccount, env.sdk, subaccount)
+            except Exception as err:
+                if result.outcome == "passed":
+                    result.outcome, result.error = "broken", f"clean-up failed: {err}"
         if slot is not None:
             result.webhooks = [r.as_record() for r in slot.requests]
             env.receiver.release(slot)
@@ -172,15 +208,25 @@ def _context(region: Region, twin: Twin, env: Environment, slot: AppSlot,
         "source": _backend(twin).caller_address("127.0.0.1"),  # the default caller
         "branch": new_branch,
         "new_call_id": lambda: f"{secrets.token_hex(8)}@siptwin",
+        # Webhooks are signed with the token of the account that owns the called domain.
+        "signing_tokens": {twin.account_sid: twin.auth_token},
     }
 
 
 async def _provision(twin: Twin, spec: dict[str, Any], context: dict[str, Any],
-                     app: dict[str, Any], env: Environment, slot: AppSlot) -> Provisioned:
+                     app: dict[str, Any], env: Environment, slot: AppSlot,
+                     parent: str | None = None) -> Provisioned:
+    """The item's domain, or (``parent`` given) its sub-domain ``{label}.{parent}``."""
     spec = render(spec, context)
     voice_url = spec.get("voice_url") or context["app_url"]
+    owner = None
+    if spec.get("owner") == "subaccount":
+        owner = context.get("subaccount_sid")
+        if owner is None:
+            raise ScenarioError("owner: subaccount needs given.subaccount")
     plan = DomainPlan(
-        label=context["domain"], voice_url=voice_url, voice_method=spec.get("voice_method", "POST"),
+        label=f"{spec.get('label', 'sub')}.{parent}" if parent else context["domain"],
+        account_sid=owner, voice_url=voice_url, voice_method=spec.get("voice_method", "POST"),
         voice_fallback_url=context["fallback_url"] if "fallback" in app else None,
         voice_status_callback_url=context["status_url"] if app.get("status_callback", True) else None,
         secure=spec.get("secure", False), sip_registration=spec.get("sip_registration", False),
@@ -207,7 +253,7 @@ async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], r
     if step.action == "raw":
         return await _raw(params, node, transport, source, wait)
     if step.action == "rest":
-        return await _rest(params, env)
+        return await _rest(params, env, context)
     if step.action == "fault":
         target = params.get("region", region.id)
         line = await faults.inject(twin, target, params, env.faults)
@@ -288,16 +334,30 @@ async def _cleanup(env: Environment, provisioned: Provisioned, result: ItemResul
             result.outcome, result.error = "broken", f"clean-up failed: {err}"
 
 
-async def _rest(params: dict[str, Any], env: Environment) -> StepOutcome:
-    """A change through the REST API, as the user's provisioning code would make it."""
+async def _rest(params: dict[str, Any], env: Environment, context: dict[str, Any]) -> StepOutcome:
+    """A change through the REST API, as the user's provisioning code would make it: in the
+    main account, or (``account: subaccount``) in the item's sub-account, with the main
+    account's credentials as a parent account may."""
     twin, client = env.twin, env.sdk
-    url = f"{twin.api_url}/2010-04-01/Accounts/{twin.account_sid}{params['path']}"
+    account = twin.account_sid
+    if params.get("account") == "subaccount":
+        account = context.get("subaccount_sid", "")
+        if not account:
+            raise ScenarioError("rest account: subaccount needs given.subaccount")
+    url = f"{twin.api_url}/2010-04-01/Accounts/{account}{params['path']}"
     data = {k: str(v) for k, v in (params.get("data") or {}).items()}
     response = await asyncio.to_thread(client.request, params["method"], url,
                                        data=data or None)
-    line = f"{params['method']} {params['path']} -> HTTP {response.status_code}"
+    code = None
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        body = json.loads(response.text)
+        code = body.get("code")
+        if 200 <= response.status_code < 300 and body.get("sid"):
+            context["created_sid"] = body["sid"]  # what a later step may name or delete
+    line = (f"{params['method']} {params['path']} -> HTTP {response.status_code}"
+            + (f" (code {code})" if code else ""))
     return StepOutcome("rest", "", [], [SipExchange(time.time(), "out", line.encode())],
-                       http_status=response.status_code)
+                       http_status=response.status_code, error_code=code)
 
 
 # ---------------------------------------------------------------------------- judging
@@ -314,11 +374,15 @@ def _judge_sdp(what: str, response: Response | None, fragments: list[str] | None
 
 
 async def _judge(outcome: StepOutcome, expect: dict[str, Any], twin: Twin,
-                 slot: AppSlot, region: Region) -> list[Failure]:
+                 slot: AppSlot, region: Region,
+                 tokens: dict[str, str] | None = None) -> list[Failure]:
     failures: list[Failure] = []
     if "http_status" in expect and outcome.http_status != expect["http_status"]:
         failures.append(Failure("rest-status-mismatch", "REST API status", expect["http_status"],
                                 outcome.http_status))
+    if "error_code" in expect and outcome.error_code != expect["error_code"]:
+        failures.append(Failure("error-code-mismatch", "Twilio error code of the REST answer",
+                                expect["error_code"], outcome.error_code))
     statuses = [r.status for r in outcome.responses]
     if "no_answer_within" in expect and statuses:
         failures.append(Failure("unexpected-answer", "expected silence but the twin answered",
@@ -357,13 +421,14 @@ async def _judge(outcome: StepOutcome, expect: dict[str, Any], twin: Twin,
     if expect.get("ended_by_twin") and not (outcome.call and outcome.call.ended_by_remote):
         failures.append(Failure("missing-bye", "the twin should have ended the call with BYE",
                                 True, False))
-    failures += await _judge_webhooks(expect, twin, slot)
+    failures += await _judge_webhooks(expect, twin, slot, tokens or {})
     failures += _judge_call(outcome, expect, twin)
     failures += _judge_findings(outcome, expect, twin)
     return failures
 
 
-async def _judge_webhooks(expect: dict[str, Any], twin: Twin, slot: AppSlot) -> list[Failure]:
+async def _judge_webhooks(expect: dict[str, Any], twin: Twin, slot: AppSlot,
+                          tokens: dict[str, str]) -> list[Failure]:
     failures: list[Failure] = []
     if "status_callbacks" in expect:
         wanted = expect["status_callbacks"]
@@ -402,7 +467,8 @@ async def _judge_webhooks(expect: dict[str, Any], twin: Twin, slot: AppSlot) -> 
             failures.append(Failure("parameter-mismatch", f"webhook parameter {key} must be absent",
                                     None, first.params[key]))
     if spec.get("signature_valid", True):
-        token = twin.auth_token
+        # The owner of the called domain signs: the master, or a sub-account.
+        token = tokens.get(first.params.get("AccountSid", ""), twin.auth_token)
         signature = first.headers.get("X-Twilio-Signature", "")
         params = first.params if first.method == "POST" else {}
         if not RequestValidator(token).validate(first.url, params, signature):

@@ -2,13 +2,16 @@
 
 ``sipp`` runs a SIPp XML file (ours under ``harness/sipp/`` or a vendor's own) against the
 item's region node with ``-key domain <host>``; ``pbx`` starts a customer device (Kamailio as
-an SBC, baresip as a desk phone) configured for the node and the domain host and triggers one
-call through it. Both find the twin's call records by domain afterwards, so every existing
-twin-side expectation (``call``, ``webhook``, ``status_callbacks``) works; ``then.sipp`` /
+an SBC, baresip as a desk phone, or any device given as commands or a container:
+devices.py) configured for the node and the domain host and triggers one call through it;
+a command or container device whose call fails is named by what the twin decided
+(:func:`failed_call_kind`). Both find the twin's call records by domain afterwards, so every
+existing twin-side expectation (``call``, ``webhook``, ``status_callbacks``) works; ``then.sipp`` /
 ``then.pbx`` judge the peer's exit and counters, ``then.received`` what the twin saw on the
 wire (host form, region, codecs offered, X- headers, digest uri, ACK/BYE).
 
-Kept apart from engine.py on purpose: the engine calls :func:`perform` and :func:`judge` only.
+Kept apart from engine.py on purpose: the engine calls :func:`render_params`, :func:`perform`
+and :func:`judge` only.
 """
 
 from __future__ import annotations
@@ -20,12 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from ..model.calls import Call
+from ..model.codes import CallStatus, Stage
+from ..sip.errors import SipParseError
+from ..sip.message import Response, parse_datagram
 from ..ua.client import SipExchange
+from .devices import CommandDevice, ContainerDevice
 from .outcome import Environment, Failure, StepOutcome
-from .pbx import DEVICES, Target, received, trigger
+from .pbx import DEVICES, DeviceError, DeviceRun, Target, received, trigger
 from .sipp import PeerMissing, run_sipp
 
 ACTIONS = ("sipp", "pbx")
+SCRIPTED = ("command", "container")  # devices whose call command must exit 0
 
 
 async def perform(action: str, params: dict[str, Any], node: tuple[str, int],
@@ -48,23 +56,8 @@ async def perform(action: str, params: dict[str, Any], node: tuple[str, int],
                 timeout=float(params.get("timeout", 20.0)))
             detail = {"sipp": run.as_record()}
         else:
-            if params["device"] not in DEVICES:
-                raise ScenarioError(f"unknown pbx device {params['device']!r}; known: {', '.join(DEVICES)}")
-            target = Target(node[0], node[1], host, auth.get("username"), auth.get("password"),
-                            params.get("transport", "udp"))
-            options: dict[str, Any] = {}
-            if params["device"] == "kamailio":
-                device_options: dict[str, Any] = {}
-                if params.get("header"):
-                    (name, value), = params["header"].items()
-                    device_options["header"] = (name, str(value))
-                if params.get("config"):  # the customer's own configuration, same tokens
-                    device_options["config"] = Path(params["config"]).resolve()
-                options["device_options"] = device_options
-            if params["device"] == "baresip":
-                options["seconds"] = float(params.get("seconds", 3))
-            device = await asyncio.to_thread(trigger, params["device"], target,
-                                             str(params.get("service", "1000")), **options)
+            target = _target(env, node, context, params, host, auth)
+            device = await asyncio.to_thread(_run_device, params, target, env)
             detail = {"pbx": device.as_record()}
     except PeerMissing as err:
         raise ScenarioError(str(err)) from None  # broken, with the reason, never skipped
@@ -73,7 +66,110 @@ async def perform(action: str, params: dict[str, Any], node: tuple[str, int],
     messages = [SipExchange(t.at, "in" if t.direction == "out" else "out", t.data)
                 for call in calls for t in call.trace]
     detail["calls"] = [c.call_id for c in calls]
-    return StepOutcome(action, calls[-1].call_id if calls else "", [], messages, detail=detail)
+    responses = _responses(calls[-1]) if calls else []
+    return StepOutcome(action, calls[-1].call_id if calls else "", responses, messages,
+                       detail=detail)
+
+
+def _target(env: Environment, node: tuple[str, int], context: dict[str, Any],
+            params: dict[str, Any], host: str, auth: dict[str, Any]) -> Target:
+    twin = env.twin
+    region = params.get("region", context["region"])
+    tls = twin.nodes[region].addresses.get("tls")
+    dns = twin.dns_address
+    certificate = twin.certificate
+    return Target(node[0], node[1], host, auth.get("username"), auth.get("password"),
+                  params.get("transport", "udp"), region=region,
+                  tls_port=tls[1] if tls else None, dns_addr=dns[0] if dns else None,
+                  dns_port=dns[1] if dns else None,
+                  ca_file=str(certificate.resolve()) if certificate else None)
+
+
+def _run_device(params: dict[str, Any], target: Target, env: Environment) -> DeviceRun:
+    """Start the step's device, place one call through it, always stop it."""
+    from .scenario import ScenarioError
+
+    kind = params["device"]
+    service = str(params.get("service", "1000"))
+    device: Any
+    if kind == "command":
+        device = CommandDevice(target, params, service=service, context=params.get("context"))
+    elif kind == "container":
+        client, network = _docker(env)
+        device = ContainerDevice(target, params, client, network, service=service,
+                                 context=params.get("context"))
+    elif kind in DEVICES:
+        options: dict[str, Any] = {}
+        if kind == "kamailio":
+            device_options: dict[str, Any] = {}
+            if params.get("header"):
+                (name, value), = params["header"].items()
+                device_options["header"] = (name, str(value))
+            if params.get("config"):  # the customer's own configuration, same tokens
+                device_options["config"] = Path(params["config"]).resolve()
+            options["device_options"] = device_options
+        if kind == "baresip":
+            options["seconds"] = float(params.get("seconds", 3))
+        return trigger(kind, target, service, **options)
+    else:
+        raise ScenarioError(f"unknown pbx device {kind!r}; known: command, container, "
+                            f"{', '.join(DEVICES)}")
+    try:
+        device.start()
+    except DeviceError as err:
+        raise ScenarioError(f"the {kind} device did not start: {err}") from None
+    try:
+        return device.call(service)
+    finally:
+        device.stop()
+
+
+def _docker(env: Environment) -> tuple[Any, str | None]:
+    """The docker backend's own engine and network, else the engine DOCKER_HOST names."""
+    twin = env.twin
+    engine = getattr(twin, "engine", None)
+    if engine is not None:
+        return engine.client(), getattr(twin, "network_name", None)
+    import docker
+
+    from .scenario import ScenarioError
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as err:
+        raise ScenarioError(f"device container needs a docker engine (DOCKER_HOST): {err}") from None
+    return client, None
+
+
+def _responses(call: Call) -> list[Response]:
+    """The responses the twin sent to the call's INVITEs, in order (``then.final`` etc.)."""
+    out: list[Response] = []
+    for entry in call.trace:
+        if entry.direction != "out":
+            continue
+        try:
+            message = parse_datagram(entry.data)
+        except SipParseError:
+            continue
+        if isinstance(message, Response) and (message.headers.get("CSeq") or "").endswith("INVITE"):
+            out.append(message)
+    return out
+
+
+# A device's commands are rendered by the device, with its own variables (devices.VARIABLES)
+# on top of the scenario's.
+DEVICE_TEMPLATES = ("start", "call", "stop", "ready", "env", "image", "command", "volumes")
+
+
+def render_params(step: Any, context: dict[str, Any]) -> dict[str, Any]:
+    from .scenario import render
+
+    if step.action != "pbx" or step.params.get("device") not in SCRIPTED:
+        return dict(render(step.params, context))
+    deferred = {k: v for k, v in step.params.items() if k in DEVICE_TEMPLATES}
+    rendered = render({k: v for k, v in step.params.items() if k not in deferred}, context)
+    return {**rendered, **deferred, "context": context}
 
 
 def calls_of(env: Environment, domain_name: str, since: float) -> list[Call]:
@@ -87,6 +183,12 @@ def judge(outcome: StepOutcome, expect: dict[str, Any], env: Environment) -> lis
 
     failures: list[Failure] = []
     detail = outcome.detail
+    ran = detail.get("pbx") or {}
+    if ran.get("device") in SCRIPTED and "exit" not in expect.get("pbx", {}) and ran["exit"] != 0:
+        call = env.twin.calls.get(outcome.call_id) if outcome.call_id else None
+        kind, why = failed_call_kind(call)
+        failures.append(Failure(kind, f"the device's call command failed ({why})", {"exit": 0},
+                                {"exit": ran["exit"], "output": ran.get("output_tail", "")[-600:]}))
     for key in ACTIONS:
         if key not in expect:
             continue
@@ -107,6 +209,33 @@ def judge(outcome: StepOutcome, expect: dict[str, Any], env: Environment) -> lis
         for name, wanted in expect["received"].items():
             failures += _compare(name, wanted, seen.get(name))
     return failures
+
+
+# Why a device's call failed, by what the twin decided about it (the Stage that refused it).
+REFUSAL_KINDS = {
+    Stage.DIGEST_CREDENTIALS_VALID: "authentication-failed",
+    Stage.SOURCE_IP_IN_ACL: "source-not-allowed",
+    Stage.DOMAIN_EXISTS: "unknown-domain",
+    Stage.CALL_AUTHENTICATION_MAPPED: "no-authentication-mapped",
+    Stage.SECURE_DOMAIN_USES_TLS: "secure-domain-needs-tls",
+    Stage.MEDIA_OFFER_ACCEPTABLE: "media-refused",
+}
+
+
+def failed_call_kind(call: Call | None) -> tuple[str, str]:
+    """(failure kind, reason) for a device call that exited non-zero."""
+    if call is None:
+        return "no-call-received", "no INVITE for the domain reached the twin"
+    if call.status == CallStatus.CHALLENGED:
+        return "challenge-unanswered", "the twin's 407 was never answered with credentials"
+    if call.decided_by:
+        answer = f"answered {call.final_status}" if call.final_status else "stayed silent"
+        error = call.alerts[0] if call.alerts else None
+        code = f" ({error.code} {error.message})" if error else ""
+        stage = next((s for s in Stage if s.value == call.decided_by), None)
+        kind = REFUSAL_KINDS.get(stage, "call-rejected") if stage else "call-rejected"
+        return kind, f"the twin {answer}{code} at {call.decided_by}"
+    return "device-call-failed", f"the twin's call ended {call.status}"
 
 
 def _compare(name: str, wanted: Any, actual: Any) -> list[Failure]:

@@ -54,6 +54,7 @@ class StepOutcome:
     messages: list[SipExchange]
     call: CallResult | None = None
     http_status: int | None = None
+    error_code: int | None = None  # the Twilio code in a REST error answer
     detail: dict[str, Any] = field(default_factory=dict)  # what a peer run reported
 
 

@@ -41,6 +41,11 @@ class Target:
     username: str | None = None
     password: str | None = None
     transport: str = "udp"
+    region: str = ""
+    tls_port: int | None = None
+    dns_addr: str | None = None
+    dns_port: int | None = None
+    ca_file: str | None = None  # the twin's TLS certificate, for a device to trust
 
 
 @dataclass
@@ -314,8 +319,7 @@ def received(call: Call) -> dict[str, Any]:
     if invites:
         last = invites[-1]
         body = last.body.decode(errors="replace") if last.body else ""
-        codecs = [line.split(" ", 1)[1].split("/")[0] for line in body.splitlines()
-                  if line.startswith("a=rtpmap:")]
+        codecs = offered_codecs(body)
         headers = {name: value for name, value in last.headers
                    if name.lower().startswith("x-") or name.lower() == "user-to-user"}
         auth = last.headers.get("Proxy-Authorization")
@@ -326,6 +330,25 @@ def received(call: Call) -> dict[str, Any]:
             "region": call.region, "methods": methods, "invites": len(invites), "codecs": codecs,
             "headers": headers, "digest_uri": digest_uri, "digest_uri_matches": digest_uri_ok,
             "username": call.username, "status": call.status, "source": call.source_ip}
+
+
+# RFC 3551 static payload types a device may offer without an rtpmap line.
+STATIC_PAYLOADS = {"0": "PCMU", "3": "GSM", "4": "G723", "8": "PCMA", "9": "G722", "18": "G729"}
+
+
+def offered_codecs(sdp: str) -> list[str]:
+    """Codec names of the audio offer, in the offer's order (static types included)."""
+    names: dict[str, str] = {}
+    formats: list[str] = []
+    for line in sdp.splitlines():
+        if line.startswith("a=rtpmap:"):
+            number, _, rest = line[len("a=rtpmap:"):].partition(" ")
+            names[number] = rest.split("/")[0]
+        elif line.startswith("m=audio ") and not formats:
+            formats = line.split()[3:]
+    if not formats:  # no media line: whatever rtpmap lines say
+        return list(names.values())
+    return [names.get(f) or STATIC_PAYLOADS.get(f, f) for f in formats]
 
 
 def _param(header: str, name: str) -> str | None:

@@ -9,6 +9,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
 
@@ -25,6 +26,7 @@ class DomainPlan:
     credentials: list[tuple[str, str]] = field(default_factory=list)
     registration_credentials: list[tuple[str, str]] = field(default_factory=list)
     region: str = "us1"  # processing region of the control plane
+    account_sid: str | None = None  # a sub-account's SID: created in that account
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Provisioned:
     credential_list_sid: str | None
     acl_entry_sids: list[str] = field(default_factory=list)
     credential_list_sids: list[str] = field(default_factory=list)  # call and registration lists
+    account_sid: str | None = None  # None: the client's own account
 
 
 def sdk_client(api_url: str, account_sid: str, auth_token: str, region: str = "us1") -> Client:
@@ -45,8 +48,14 @@ def sdk_client(api_url: str, account_sid: str, auth_token: str, region: str = "u
     return client
 
 
+def _sip(client: Client, account_sid: str | None) -> Any:
+    """The SIP resources of the client's account, or of one of its sub-accounts."""
+    return (client.api.v2010.accounts(account_sid).sip if account_sid
+            else client.api.v2010.account.sip)
+
+
 def provision(client: Client, plan: DomainPlan) -> Provisioned:
-    sip = client.api.v2010.account.sip
+    sip = _sip(client, plan.account_sid)
     domain = sip.domains.create(
         domain_name=f"{plan.label}.sip.twilio.com",
         voice_url=plan.voice_url,
@@ -81,7 +90,23 @@ def provision(client: Client, plan: DomainPlan) -> Provisioned:
         sip.domains(domain.sid).auth.registrations.credential_list_mappings.create(
             credential_list_sid=registration_sid)
     lists = [sid for sid in (cl_sid, registration_sid) if sid]
-    return Provisioned(domain.sid, domain.domain_name, acl_sid, cl_sid, entry_sids, lists)
+    return Provisioned(domain.sid, domain.domain_name, acl_sid, cl_sid, entry_sids, lists,
+                       plan.account_sid)
+
+
+@dataclass
+class SubAccount:
+    sid: str
+    auth_token: str
+
+
+def create_subaccount(client: Client, friendly_name: str) -> SubAccount:
+    account = client.api.v2010.accounts.create(friendly_name=friendly_name)
+    return SubAccount(account.sid, account.auth_token)
+
+
+def close_subaccount(client: Client, sub: SubAccount) -> None:
+    client.api.v2010.accounts(sub.sid).update(status="closed")
 
 
 def _credential_list(sip: Any, name: str, users: list[tuple[str, str]]) -> str:
@@ -93,9 +118,14 @@ def _credential_list(sip: Any, name: str, users: list[tuple[str, str]]) -> str:
 
 
 def deprovision(client: Client, provisioned: Provisioned) -> None:
-    """Delete what :func:`provision` created (domains count against a per-account limit)."""
-    sip = client.api.v2010.account.sip
-    sip.domains(provisioned.domain_sid).delete()
+    """Delete what :func:`provision` created (domains count against a per-account limit).
+    A domain the scenario deleted itself is already gone: that 404 is fine."""
+    sip = _sip(client, provisioned.account_sid)
+    try:
+        sip.domains(provisioned.domain_sid).delete()
+    except TwilioRestException as err:
+        if err.status != 404:
+            raise
     for list_sid in provisioned.credential_list_sids:
         sip.credential_lists(list_sid).delete()
     if provisioned.acl_sid:

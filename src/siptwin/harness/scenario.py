@@ -79,6 +79,9 @@ _rest = {
     "properties": {
         "method": {"enum": ["GET", "POST", "DELETE"]},
         "path": {"type": "string", "description": "under /2010-04-01/Accounts/{AccountSid}"},
+        "account": {"enum": ["account", "subaccount"],
+                    "description": "whose resources: the main account (default) or the item's "
+                                   "sub-account (given.subaccount)"},
         "data": {"type": "object"},
     },
 }
@@ -99,13 +102,14 @@ _sipp = {
         "timeout": {"type": "number", "exclusiveMinimum": 0},
     },
 }
+_shell = {"type": "string", "minLength": 1}
 _pbx = {
     "type": "object",
     "additionalProperties": False,
     "required": ["device"],
     "properties": {
-        "device": {"enum": ["kamailio", "baresip"]},
-        "transport": {"enum": ["udp", "tcp"]},
+        "device": {"enum": ["kamailio", "baresip", "command", "container"]},
+        "transport": {"enum": ["udp", "tcp", "tls"]},
         "region": {"type": "string"},
         "host": {"type": "string"},
         "service": {"type": ["string", "integer"]},
@@ -115,7 +119,28 @@ _pbx = {
                    "description": "the X- header the SBC appends"},
         "seconds": {"type": "number", "minimum": 1},
         "config": {"type": "string", "description": "kamailio: your own kamailio.cfg (same tokens)"},
+        # device: command / container (harness/devices.py)
+        "start": _shell, "call": _shell, "stop": _shell,
+        "ready": {"type": "string", "minLength": 1, "description": "regex on start's output"},
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+        "env": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},
+        "image": {"type": "string", "minLength": 1},
+        "command": _shell,
+        "volumes": {"type": "object", "additionalProperties": {"type": "string"},
+                    "description": "host path -> path in the container"},
     },
+    "allOf": [
+        {"if": {"properties": {"device": {"const": "command"}}},
+         "then": {"required": ["call"]}},
+        {"if": {"properties": {"device": {"const": "container"}}},
+         "then": {"required": ["image", "call"]}},
+        {"if": {"properties": {"device": {"enum": ["kamailio", "baresip"]}}},
+         "then": {"not": {"anyOf": [{"required": [k]} for k in
+                                    ("start", "call", "stop", "ready", "env", "image",
+                                     "command", "volumes")]}}},
+        {"if": {"properties": {"device": {"const": "command"}}},
+         "then": {"not": {"anyOf": [{"required": [k]} for k in ("image", "command", "volumes")]}}},
+    ],
 }
 _peer_run = {"type": "object", "additionalProperties": False,
              "properties": {"exit": {"type": "integer"}, "successful": {"type": "integer"},
@@ -182,6 +207,7 @@ _then = {
         },
         "status_callbacks": {"type": "array", "items": {"type": "string"}},
         "http_status": {"type": "integer"},
+        "error_code": {"type": "integer", "description": "Twilio's code in a REST error answer"},
         "call": {"type": "object"},
         "alerts": {"type": "array", "items": {"type": "integer"}},
         "findings": {"type": "array", "items": {"type": "string"},
@@ -220,6 +246,8 @@ _domain = {
     "additionalProperties": False,
     "properties": {
         "label": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"},
+        "owner": {"enum": ["account", "subaccount"],
+                  "description": "subaccount: created in the item's sub-account"},
         "voice_url": {"type": "string"},
         "voice_method": {"enum": ["GET", "POST"]},
         "secure": {"type": "boolean"},
@@ -250,6 +278,10 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "settings": {"type": "object"},
                 "domain": {"oneOf": [_domain, {"const": None}]},
+                # A sub-domain {label}.{domain}.sip.twilio.com of the item's domain.
+                "subdomain": _domain,
+                "subaccount": {"type": "object", "additionalProperties": False,
+                               "properties": {"friendly_name": {"type": "string"}}},
                 "app": _app,
             },
         },
@@ -340,6 +372,10 @@ def _step(when: dict[str, Any], then: dict[str, Any], pause: float) -> Step:
 
 
 def _explain(err: jsonschema.ValidationError) -> str:
+    if err.validator == "not" and isinstance(err.instance, dict) and "device" in err.instance:
+        keys = [k for k in ("start", "call", "stop", "ready", "env", "image", "command", "volumes")
+                if k in err.instance]
+        return f"{', '.join(keys)}: not a setting of device {err.instance['device']!r}"
     if err.validator == "additionalProperties":
         return err.message.replace("Additional properties are not allowed", "unknown key(s)")
     if err.validator == "oneOf" and err.context:

@@ -1,0 +1,142 @@
+"""Any PBX in a scenario: ``device: command`` wraps a client the suite does not know."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from siptwin.harness.devices import CommandDevice, run_group
+from siptwin.harness.pbx import DeviceError, Target
+from siptwin.harness.scenario import ScenarioError, load_scenario
+from tests.support import REPO
+
+PJSUA2 = REPO / "scenarios" / "interop" / "pjsua2-scripted-uac.yaml"
+
+
+def run_suite(tmp_path: Path, path: Path, regions: str) -> tuple[int, str, dict]:
+    results = tmp_path / "results"
+    argv = [sys.executable, "-m", "pytest", str(path), "--siptwin-scenarios", str(path.parent.parent),
+            "--siptwin-regions", regions,
+            "--siptwin-results-dir", str(results), "-p", "no:cacheprovider", "-q",
+            "--rootdir", str(REPO)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    records = {}
+    for result in results.glob("*.json"):
+        record = json.loads(result.read_text())
+        records[(record["scenario"], record["region"])] = record
+    return proc.returncode, proc.stdout + proc.stderr, records
+
+
+def test_a_command_device_passes_and_the_same_one_with_a_wrong_password_fails_as_authentication(
+        tmp_path: Path) -> None:
+    code, out, records = run_suite(tmp_path, PJSUA2, "us1,ie1")
+    assert code == 0, out[-3000:]
+    for region in ("us1", "ie1"):
+        record = records[("interop/pjsua2-scripted-uac", region)]
+        assert record["outcome"] == "passed"
+        run = record["peers"][0]["pbx"]
+        assert run["device"] == "command" and run["exit"] == 0
+        assert "sent RFC 4733 digits 123" in run["output_tail"]  # the output is in the report
+
+    wrong = tmp_path / "wrong" / "scenarios" / "interop" / "pjsua2-wrong-password.yaml"
+    wrong.parent.mkdir(parents=True)
+    text = PJSUA2.read_text()
+    assert text.count("password: Harbour7Lights }") == 1
+    wrong.write_text(text.replace("password: Harbour7Lights }", "password: NotTheOne1 }"))
+    code, out, records = run_suite(tmp_path / "wrong", wrong, "us1")
+    assert code == 1, out[-3000:]
+    record = records[("interop/pjsua2-wrong-password", "us1")]
+    assert record["outcome"] == "failed"
+    assert record["failure_kind"] == "authentication-failed"
+    assert "32202" in record["failures"][0]["message"]
+    assert record["failures"][0]["actual"]["exit"] == 1
+
+
+def _target() -> Target:
+    return Target("127.0.0.1", 5060, "acme.sip.ie1.twilio.com", "alice", "it's secret", "udp",
+                  region="ie1", tls_port=5061, dns_addr="127.0.0.1", dns_port=5300,
+                  ca_file="/tmp/ca.pem")
+
+
+def test_commands_see_the_twins_coordinates_and_quote_what_they_must(tmp_path: Path) -> None:
+    device = CommandDevice(_target(), {
+        "call": "echo {{ node_addr }}:{{ node_port }} {{ host }} {{ region }} {{ tls_port }} "
+                "{{ dns_addr }}:{{ dns_port }} {{ ca_file }} {{ password | quote }} $SITE",
+        "env": {"SITE": "{{ region }}-ci"}}, workdir=tmp_path)
+    run = device.call()
+    assert run.exit == 0
+    assert run.output.strip() == ("127.0.0.1:5060 acme.sip.ie1.twilio.com ie1 5061 "
+                                  "127.0.0.1:5300 /tmp/ca.pem it's secret ie1-ci")
+
+
+def test_an_unknown_variable_is_a_clear_error(tmp_path: Path) -> None:
+    device = CommandDevice(_target(), {"call": "echo {{ nodeaddr }}"}, workdir=tmp_path)
+    with pytest.raises(DeviceError, match="'nodeaddr' is undefined.*node_addr"):
+        device.call()
+
+
+def test_start_waits_for_ready_and_stop_ends_its_whole_process_group(tmp_path: Path) -> None:
+    marker = tmp_path / "child.pid"
+    # start leaves a grandchild behind (a daemon would): stop must end it too.
+    device = CommandDevice(_target(), {
+        "start": f"sleep 300 & echo $! > {marker}; sleep 0.3; echo listening on {{{{ node_port }}}}; wait",
+        "ready": r"listening on \d+", "call": "true", "timeout": 10}, workdir=tmp_path)
+    began = time.monotonic()
+    device.start()
+    assert time.monotonic() - began >= 0.25
+    child = int(marker.read_text())
+    assert _alive(child)
+    assert device.call().exit == 0
+    device.stop()
+    assert not _alive(child)
+
+
+def test_a_start_that_never_gets_ready_or_dies_is_reported_with_its_output(tmp_path: Path) -> None:
+    slow = CommandDevice(_target(), {"start": "echo warming up; sleep 300", "ready": "ready",
+                                     "call": "true", "timeout": 0.5}, workdir=tmp_path / "a")
+    with pytest.raises(DeviceError, match="did not print 'ready' within 0.5 s:\nwarming up"):
+        slow.start()
+    dead = CommandDevice(_target(), {"start": "echo bad config; exit 3", "ready": "ready",
+                                     "call": "true"}, workdir=tmp_path / "b")
+    with pytest.raises(DeviceError, match=r"(?s)start exited \(3\).*bad config"):
+        dead.start()
+
+
+def test_a_call_that_hangs_is_killed_at_its_timeout() -> None:
+    began = time.monotonic()
+    code, out = run_group("echo dialling; sleep 300", dict(os.environ), 0.5)
+    assert code == -1 and "dialling" in out and "killed after 0.5 s" in out
+    assert time.monotonic() - began < 10
+
+
+@pytest.mark.parametrize(("when", "message"), [
+    ("pbx: { device: command, start: 'x' }", "'call' is a required property"),
+    ("pbx: { device: container, call: 'x' }", "'image' is a required property"),
+    ("pbx: { device: kamailio, call: 'x' }", "call: not a setting of device 'kamailio'"),
+    ("pbx: { device: command, call: 'x', image: debian }", "image: not a setting of device 'command'"),
+])
+def test_a_device_step_with_a_mistake_names_the_file_and_line(tmp_path: Path, when: str,
+                                                              message: str) -> None:
+    path = tmp_path / "scenarios" / "interop" / "mine.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(f"title: t\npins: [x]\nwhen:\n  {when}\n")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path, tmp_path / "scenarios")
+    assert f"{path}:4: when/pbx" in str(err.value) and message in str(err.value)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    return state != "Z"
+
