@@ -402,7 +402,7 @@ async def _judge_webhooks(expect: dict[str, Any], twin: Twin, slot: AppSlot) -> 
             failures.append(Failure("parameter-mismatch", f"webhook parameter {key} must be absent",
                                     None, first.params[key]))
     if spec.get("signature_valid", True):
-        token = twin.auth_token
+        token = twin.auth_token  # scenarios provision their domains in us1 (env.sdk)
         signature = first.headers.get("X-Twilio-Signature", "")
         params = first.params if first.method == "POST" else {}
         if not RequestValidator(token).validate(first.url, params, signature):

@@ -66,7 +66,8 @@ class Twin(Protocol):
     config: TwinConfig
     catalogue: Catalogue
     account_sid: str
-    auth_token: str
+    auth_token: str  # the home region's (us1)
+    auth_tokens: Mapping[str, str]  # every processing region's token, us1 first
 
     @property
     def calls(self) -> CallLookup: ...
