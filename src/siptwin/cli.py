@@ -10,14 +10,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .cloud.scope import DEFAULT_REGION as HOME_REGION
 from .limits import DESCRIPTIONS as LIMIT_DESCRIPTIONS
 from .limits import Limits, parse_limit_options
-from .cloud.scope import DEFAULT_REGION as HOME_REGION
 from .model.state_dir import API_FILE, DATABASE_FILE, LOG_FILE, PID_FILE
 from .regions.catalogue import Catalogue, CatalogueError, default_catalogue_dir
 from .runtime import run_event_loop, settle_for_serving, until_terminated
@@ -280,10 +280,10 @@ def _print_banner(twin: Twin, show_token: bool = True) -> None:
         print(f"{region.id:<7}{region.edge:<11}{entry.host:<13}{entry.udp or '-':>6}"
               f"{entry.tcp or '-':>6}{entry.tls or '-':>6}  {forms}")
     # One line per processing region: the SDK's base URL for it and the token it takes.
-    for index, region in enumerate(twin.auth_tokens):
-        url = twin.api_url + ("" if region == HOME_REGION else f"/{region}")
-        print(f"{'REST API:' if index == 0 else '':<11}{region}  {url:<28}  with "
-              f"{token_variable(region)}")
+    for index, processing in enumerate(twin.auth_tokens):
+        url = twin.api_url + ("" if processing == HOME_REGION else f"/{processing}")
+        print(f"{'REST API:' if index == 0 else '':<11}{processing}  {url:<28}  with "
+              f"{token_variable(processing)}")
     if twin.dns_address:
         host, port = twin.dns_address
         print(f"DNS:       {host}:{port}  (dig @{host} -p {port} acme.sip.ie1.twilio.com)")

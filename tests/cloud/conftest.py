@@ -19,8 +19,8 @@ from siptwin.cloud.api import make_app
 from siptwin.cloud.api_region import region_from_host
 from siptwin.cloud.model import Account, Limits
 from siptwin.cloud.params import ApiSettings
-from siptwin.cloud.server import BackgroundServer
 from siptwin.cloud.scope import DEFAULT_REGION
+from siptwin.cloud.server import BackgroundServer
 from siptwin.cloud.store import Store
 
 from .openapi_check import check_response

@@ -27,8 +27,8 @@ from .hashing import ha1_for, secret_digest
 from .migrations import migrate
 from .model import (
     Account,
-    ApiKey,
     AccountStatus,
+    ApiKey,
     Change,
     Credential,
     CredentialList,

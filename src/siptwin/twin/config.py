@@ -67,7 +67,9 @@ class Twin(Protocol):
     catalogue: Catalogue
     account_sid: str
     auth_token: str  # the home region's (us1)
-    auth_tokens: Mapping[str, str]  # every processing region's token, us1 first
+
+    @property
+    def auth_tokens(self) -> Mapping[str, str]: ...  # every processing region's, us1 first
 
     @property
     def calls(self) -> CallLookup: ...
