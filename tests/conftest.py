@@ -29,7 +29,7 @@ def harness(twin) -> Harness:
 
 @pytest.fixture
 async def app(twin):
-    application = WebhookApp(twin.auth_token)
+    application = WebhookApp(twin.auth_token, region_tokens=dict(twin.auth_tokens))
     server = web.Application()
     server.router.add_route("*", "/{tail:.*}", application.handle)
     runner, application.port = await start_site(server, "127.0.0.1", 0)

@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .cloud.scope import DEFAULT_REGION as HOME_REGION
 from .limits import DESCRIPTIONS as LIMIT_DESCRIPTIONS
 from .limits import Limits, parse_limit_options
 from .model.state_dir import API_FILE, DATABASE_FILE, LOG_FILE, PID_FILE
@@ -214,7 +216,7 @@ async def _serve(args: argparse.Namespace) -> int:
     # detaching command prints the token itself), and a pipe is usually some CI log.
     _print_banner(twin, show_token=sys.stdout.isatty())
     if args.token_file is not None:
-        _write_private(args.token_file, twin.auth_token + "\n")
+        _write_token_files(args.token_file, twin.auth_tokens)
     if workers is not None:
         print(f"workers:   {args.workers} processes on the same addresses (pids "
               f"{', '.join(str(p) for p in [os.getpid(), *workers.pids])}); SO_REUSEPORT "
@@ -266,6 +268,24 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def token_variable(region: str) -> str:
+    """TWILIO_AUTH_TOKEN for the home region, TWILIO_AUTH_TOKEN_IE1 for ie1, ..."""
+    return "TWILIO_AUTH_TOKEN" + ("" if region == HOME_REGION else f"_{region.upper()}")
+
+
+def token_lines(tokens: Mapping[str, str]) -> str:
+    """One ``NAME=token`` line per processing region (each has its own token, spec 2.1):
+    TWILIO_AUTH_TOKEN for us1, TWILIO_AUTH_TOKEN_IE1 for ie1, ...; a shell can source them."""
+    return "".join(f"{token_variable(region)}={token}\n" for region, token in tokens.items())
+
+
+def _write_token_files(path: Path, tokens: Mapping[str, str]) -> None:
+    """FILE holds the home region's token alone (as before); FILE.ie1, FILE.au1 the others."""
+    for region, token in tokens.items():
+        target = path if region == HOME_REGION else path.with_name(f"{path.name}.{region}")
+        _write_private(target, token + "\n")
+
+
 def _print_banner(twin: Twin, show_token: bool = True) -> None:
     fidelity = twin.fidelity
     print(f"siptwin {__version__} — fidelity profile: {fidelity.profile}")
@@ -278,16 +298,20 @@ def _print_banner(twin: Twin, show_token: bool = True) -> None:
         forms = ", ".join(form.replace("{d}", "{d}") for form in region.host_forms("{d}"))
         print(f"{region.id:<7}{region.edge:<11}{entry.host:<13}{entry.udp or '-':>6}"
               f"{entry.tcp or '-':>6}{entry.tls or '-':>6}  {forms}")
-    print(f"REST API:  {twin.api_url}  (ie1: {twin.api_url}/ie1, au1: {twin.api_url}/au1)")
+    # One line per processing region: the SDK's base URL for it and the token it takes.
+    for index, processing in enumerate(twin.auth_tokens):
+        url = twin.api_url + ("" if processing == HOME_REGION else f"/{processing}")
+        print(f"{'REST API:' if index == 0 else '':<11}{processing}  {url:<28}  with "
+              f"{token_variable(processing)}")
     if twin.dns_address:
         host, port = twin.dns_address
         print(f"DNS:       {host}:{port}  (dig @{host} -p {port} acme.sip.ie1.twilio.com)")
     print(f"TWILIO_ACCOUNT_SID={twin.account_sid}")
     if show_token:
-        print(f"TWILIO_AUTH_TOKEN={twin.auth_token}")
+        print(token_lines(twin.auth_tokens), end="")
     else:
-        print("TWILIO_AUTH_TOKEN is not written here (not a terminal); "
-              "'siptwin up --detach' prints it, --token-file FILE keeps it")
+        print("TWILIO_AUTH_TOKEN (one per processing region) is not written here (not a "
+              "terminal); 'siptwin up --detach' prints them, --token-file FILE keeps them")
     if twin.certificate is not None:
         print(f"TLS certificate: {twin.certificate}")
     print(f"state: {twin.config.state_dir}", flush=True)
@@ -321,7 +345,7 @@ def _detach(args: argparse.Namespace) -> int:
             print(text, end="")
             credentials = _detached_credentials(args.state)
             if credentials is not None:
-                print(f"TWILIO_AUTH_TOKEN={credentials[1]}")
+                print(token_lines(_detached_tokens(args.state, *credentials)), end="")
             print(f"detached (pid {child.pid}); stop with: siptwin down --state {args.state}")
             return 0
         if child.poll() is not None:
@@ -331,6 +355,16 @@ def _detach(args: argparse.Namespace) -> int:
     child.terminate()
     print(f"siptwin: not ready after 30 s; see {log_path}", file=sys.stderr)
     return 1
+
+
+def _detached_tokens(state: Path, sid: str, home_token: str) -> dict[str, str]:
+    from .cloud.store import Store
+
+    store = Store.open(state)
+    try:
+        return store.auth_tokens(sid) or {HOME_REGION: home_token}
+    finally:
+        store.close()
 
 
 def _detached_credentials(state: Path) -> tuple[str, str] | None:

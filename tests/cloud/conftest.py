@@ -16,8 +16,10 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from siptwin.cloud.api import make_app
+from siptwin.cloud.api_region import region_from_host
 from siptwin.cloud.model import Account, Limits
 from siptwin.cloud.params import ApiSettings
+from siptwin.cloud.scope import DEFAULT_REGION
 from siptwin.cloud.server import BackgroundServer
 from siptwin.cloud.store import Store
 
@@ -82,11 +84,13 @@ class Twin:
         ``region`` uses the twin's path prefix; ``host_header`` sends a Twilio API host name.
         """
         who = account or self.master
-        client = Client(who.sid, token or who.auth_token,
-                        http_client=CheckingHttpClient(host_header))
+        addressed = region or region_from_host(host_header) or DEFAULT_REGION
+        # Each processing region has its own token; a region that processes no SIP has none.
+        token = token or self.store.auth_token(who.sid, addressed) or who.auth_token
+        client = Client(who.sid, token, http_client=CheckingHttpClient(host_header))
         suffix = f"/{region}" if region else ""
         client.api.base_url = self.url + suffix
-        client.routes.base_url = self.url
+        client.routes.base_url = self.url + suffix
         self.clients.append(client)
         return client
 

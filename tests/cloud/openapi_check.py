@@ -35,6 +35,13 @@ ACCOUNT_LIST_FIELDS = {
     "previous_page_uri", "start", "uri",
 }
 
+# Keys.json is outside the SIP subset too: Twilio's documented Key resource (the SDK's
+# KeyInstance), plus the secret on creation only (NewKeyInstance).
+KEY_FIELDS = {"date_created", "date_updated", "friendly_name", "sid"}
+NEW_KEY_FIELDS = KEY_FIELDS | {"secret"}
+KEY_LIST_FIELDS = (ACCOUNT_LIST_FIELDS - {"accounts"}) | {"keys"}
+_KEYS_PATH = re.compile(r"^/2010-04-01/Accounts/[^/]+/Keys(?P<one>/[^/]+)?\.json$")
+
 _RFC2822 = re.compile(
     r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
     r" \d{4} \d{2}:\d{2}:\d{2} \+0000$"
@@ -141,6 +148,17 @@ def check_response(method: str, path: str, status: int, text: str) -> None:
         assert set(body) == ACCOUNT_LIST_FIELDS
         for account in body["accounts"]:
             assert set(account) == ACCOUNT_FIELDS
+        return
+    keys = _KEYS_PATH.match(path)
+    if keys and keys["one"] is None and method == "GET":
+        assert set(body) == KEY_LIST_FIELDS, sorted(body)
+        for key in body["keys"]:
+            assert set(key) == KEY_FIELDS, sorted(key)
+        return
+    if keys:
+        created = keys["one"] is None and method == "POST"
+        assert set(body) == (NEW_KEY_FIELDS if created else KEY_FIELDS), sorted(body)
+        assert _RFC2822.match(body["date_created"]) and _RFC2822.match(body["date_updated"])
         return
     if path.startswith("/2010-04-01/Accounts") and "/SIP/" not in path:
         assert set(body) == ACCOUNT_FIELDS, sorted(body)

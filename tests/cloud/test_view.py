@@ -82,6 +82,11 @@ def test_account_auth_tokens_are_readable(twin: Twin) -> None:
     assert view.account_auth_token(twin.master.sid) == twin.master.auth_token
     assert view.account_auth_token(sub_account.sid) == sub_account.auth_token
     assert view.account_auth_token("AC" + "9" * 32) is None
+    for region in ("ie1", "au1"):  # each processing region has its own token (spec 2.1)
+        token = view.account_auth_token(sub_account.sid, region)
+        assert token == twin.store.auth_token(sub_account.sid, region)
+        assert token is not None and token != sub_account.auth_token
+    assert view.account_auth_token(twin.master.sid, "sg1") is None  # processes no SIP
 
 
 FOLLOWER = textwrap.dedent(

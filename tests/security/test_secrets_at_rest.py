@@ -49,7 +49,16 @@ def test_state_is_private_and_the_token_stays_out_of_logs(tmp_path) -> None:
     assert loose == [], loose
     assert token_file.read_text().strip() == token
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    # Every processing region has its own token (spec 2.1): printed, kept 0600, never logged.
+    regional = dict(line.split("=", 1) for line in run.stdout.splitlines()
+                    if line.startswith(("TWILIO_AUTH_TOKEN_IE1=", "TWILIO_AUTH_TOKEN_AU1=")))
+    assert len(regional) == 2 and token not in regional.values(), run.stdout
+    for name, value in regional.items():
+        region_file = token_file.with_name(f"token.{name.rsplit('_', 1)[1].lower()}")
+        assert region_file.read_text().strip() == value
+        assert stat.S_IMODE(region_file.stat().st_mode) == 0o600
     logs = list(state.glob("siptwin.log*"))
     assert len(logs) == 2
     for log in logs:
-        assert token not in log.read_text(), f"the auth token is in {log.name}"
+        for secret in (token, *regional.values()):
+            assert secret not in log.read_text(), f"an auth token is in {log.name}"

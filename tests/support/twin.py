@@ -38,7 +38,8 @@ class Harness:
         self.twin = twin
 
     def client(self, region: str = "us1"):
-        return sdk_client(self.twin.api_url, self.twin.account_sid, self.twin.auth_token, region)
+        return sdk_client(self.twin.api_url, self.twin.account_sid,
+                          self.twin.auth_tokens[region], region)
 
     async def provision(self, plan: DomainPlan):
         return await asyncio.to_thread(provision, self.client(plan.region), plan)

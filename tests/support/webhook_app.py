@@ -19,7 +19,8 @@ class Hit:
     url: str  # as the application sees it: what Twilio's signature covers
     params: list[tuple[str, str]]
     headers: dict[str, str]
-    signature_valid: bool
+    signature_valid: bool  # with the home region's (us1) token
+    signed_by: str | None = None  # the region whose auth token validates the signature
 
     @property
     def values(self) -> dict[str, str]:
@@ -31,8 +32,11 @@ Responder = Callable[[web.Request, Hit], Awaitable[web.StreamResponse]]
 
 @dataclass
 class WebhookApp:
-    auth_token: str
+    auth_token: str  # the home region's (us1)
     port: int = 0
+    # Every processing region's token: Twilio signs with the token of the region that
+    # processed the call, so an application serving several regions tries each.
+    region_tokens: dict[str, str] = field(default_factory=dict)
     hits: list[Hit] = field(default_factory=list)
     routes: dict[str, Responder] = field(default_factory=dict)
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -73,11 +77,13 @@ class WebhookApp:
         if request.method == "POST":
             form = await request.post()
             params = [(k, str(v)) for k, v in form.items()]
-        validator = RequestValidator(self.auth_token)
         signature = request.headers.get("X-Twilio-Signature", "")
-        valid = validator.validate(url, _multi(params), signature)
+        valid = RequestValidator(self.auth_token).validate(url, _multi(params), signature)
+        signed_by = next((region for region, token in self.region_tokens.items()
+                          if RequestValidator(token).validate(url, _multi(params), signature)),
+                         None)
         hit = Hit(request.method, request.path, url,
-                  params or list(request.query.items()), dict(request.headers), valid)
+                  params or list(request.query.items()), dict(request.headers), valid, signed_by)
         self.hits.append(hit)
         async with self._arrived:
             self._arrived.notify_all()

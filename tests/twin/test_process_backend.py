@@ -48,6 +48,14 @@ async def test_each_region_is_its_own_process(process_twin) -> None:
     assert len(pids) == 3 and os.getpid() not in pids
 
 
+async def test_the_process_twin_knows_every_regions_token(process_twin) -> None:
+    tokens = process_twin.auth_tokens
+    assert list(tokens) == ["us1", "ie1", "au1"] and tokens["us1"] == process_twin.auth_token
+    dublin = sdk_client(process_twin.api_url, process_twin.account_sid, tokens["ie1"], "ie1")
+    created = await asyncio.to_thread(dublin.sip.credential_lists.create, friendly_name="eu")
+    assert created.sid.startswith("CL")
+
+
 async def test_an_authenticated_call_is_answered_by_a_region_process(process_twin) -> None:
     await provision_acme(process_twin)
     result = await call(process_twin, "ie1")

@@ -89,3 +89,23 @@ async def test_connection_override_fragment_is_honoured_and_never_sent(harness, 
     assert fallback_hit.values["ErrorUrl"] == slow
     call = harness.twin.calls.get(result.call_id)
     assert call.webhooks[0]["elapsed"] < 1.5
+
+
+async def test_spec_5_3_webhooks_are_signed_with_the_processing_regions_token(harness, app):
+    """Each region has its own auth token (spec 2.1); the webhook is signed with the token of
+    the region that processes the call, whichever edge the INVITE reached (spec 6.3)."""
+    voice = app.twiml("/voice", "<Response><Hangup/></Response>")
+    status = app.url("/status")
+    await harness.provision(DomainPlan("euro", region="ie1", voice_url=voice, acl=["127.0.0.1"],
+                                       voice_status_callback_url=status))
+    await harness.provision(DomainPlan("home", voice_url=voice, acl=["127.0.0.1"]))
+    await harness.call("us1", "sip:1@euro.sip.twilio.com")  # the ashburn edge, ie1 processing
+    dublin = (await app.wait("/voice"))[0]
+    assert dublin.values["SipDomain"] == "euro.sip.twilio.com"
+    assert dublin.signed_by == "ie1" and not dublin.signature_valid
+    callback = (await app.wait("/status"))[0]
+    assert callback.signed_by == "ie1"
+    await harness.call("ie1", "sip:1@home.sip.dublin.twilio.com")  # the dublin edge, us1
+    home = (await app.wait("/voice", 2))[1]
+    assert home.values["SipDomain"] == "home.sip.twilio.com"
+    assert home.signed_by == "us1" and home.signature_valid

@@ -48,6 +48,9 @@ async def serve(arguments: argparse.Namespace) -> None:
     # A token taken from the environment is the user's own; don't echo it to logs.
     shown = "(from TWILIO_AUTH_TOKEN)" if env_sid and env_token else master.auth_token
     print(f"TWILIO_AUTH_TOKEN={shown}")
+    for region, token in store.auth_tokens(master.sid).items():  # each region has its own
+        if region != DEFAULT_REGION:
+            print(f"TWILIO_AUTH_TOKEN_{region.upper()}={token}")
     print(f"state: {store.path}", flush=True)
 
     try:

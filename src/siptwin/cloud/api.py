@@ -15,7 +15,7 @@ import hmac
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +33,7 @@ from .errors import (
     method_not_allowed,
     not_found,
 )
+from .hashing import secret_digest
 from .http import (
     SETTINGS_KEY,
     STORE_KEY,
@@ -65,7 +66,16 @@ HOME_REGION = "us1"  # every twin account is homed in us1, like a default Twilio
 # --- authentication ---------------------------------------------------------------------------
 
 
-def authenticate(request: web.Request, store: Store) -> Account:
+@dataclass(frozen=True)
+class Caller:
+    account: Account
+    api_key_sid: str | None = None  # None: the account's own auth token
+
+
+def authenticate(request: web.Request, store: Store, region: str) -> Caller:
+    """HTTP Basic with ``AccountSid:AuthToken`` or ``ApiKeySid:Secret`` (spec 2.2), each
+    checked against the credentials of the region the request addresses: a token or key of
+    another region is refused like a wrong one (spec 2.1)."""
     header = request.headers.get("Authorization", "")
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic" or not encoded:
@@ -75,16 +85,34 @@ def authenticate(request: web.Request, store: Store) -> Account:
     except (binascii.Error, UnicodeDecodeError):
         raise authentication_failed() from None
     username, _, password = decoded.partition(":")
-    if not is_sid(username, SidPrefix.ACCOUNT):
+    if is_sid(username, SidPrefix.API_KEY):
+        key = store.api_key_by_sid(region, username)
+        expected = key.secret_sha256 if key is not None else ""
+        offered = secret_digest(password)
+        account = store.account(key.account_sid) if key is not None else None
+        api_key_sid: str | None = username
+    elif is_sid(username, SidPrefix.ACCOUNT):
+        account = store.account(username)
+        expected = (store.auth_token(username, region) if account is not None else None) or ""
+        offered = password
+        api_key_sid = None
+    else:
         raise authentication_failed()
-    account = store.account(username)
     if (
         account is None
+        or not expected
         or account.status != AccountStatus.ACTIVE
-        or not hmac.compare_digest(account.auth_token.encode(), password.encode())
+        or not hmac.compare_digest(expected.encode(), offered.encode())
     ):
         raise authentication_failed()
-    return account
+    return Caller(account, api_key_sid)
+
+
+def ensure_account_credentials(caller: Caller) -> None:
+    """A standard API key reaches everything but the Accounts and Keys resources, which
+    take the account's own auth token (spec 2.2)."""
+    if caller.api_key_sid is not None:
+        raise authentication_failed()
 
 
 def resolve_path_account(call_path: str, caller: Account, store: Store, sid: str) -> Account:
@@ -129,6 +157,12 @@ def list_response(
 # --- accounts ---------------------------------------------------------------------------------
 
 
+def _account_json(call: ApiRequest, account: Account) -> dict[str, Any]:
+    """An account as the addressed region shows it: with that region's auth token."""
+    token = call.store.auth_token(account.sid, call.region) or account.auth_token
+    return shapes.account_json(replace(account, auth_token=token))
+
+
 async def list_accounts(call: ApiRequest) -> web.Response:
     filters = call.query_params(*PAGING_PARAMETERS, "FriendlyName", "Status")
     status = rules.account_status(filters["Status"]) if "Status" in filters else None
@@ -138,7 +172,7 @@ async def list_accounts(call: ApiRequest) -> web.Response:
         lambda request: call.store.list_accounts(
             call.caller, request, filters.get("FriendlyName"), status
         ),
-        shapes.account_json,
+        lambda account: _account_json(call, account),
         ("FriendlyName", "Status"),
     )
 
@@ -146,18 +180,60 @@ async def list_accounts(call: ApiRequest) -> web.Response:
 async def create_account(call: ApiRequest) -> web.Response:
     params = call.params("FriendlyName")
     name = rules.account_friendly_name(params["FriendlyName"]) if params.get("FriendlyName") else None
-    return json_response(shapes.account_json(call.store.create_subaccount(call.caller, name)), 201)
+    return json_response(_account_json(call, call.store.create_subaccount(call.caller, name)), 201)
 
 
 async def fetch_account(call: ApiRequest) -> web.Response:
-    return json_response(shapes.account_json(call.account))
+    return json_response(_account_json(call, call.account))
 
 
 async def update_account(call: ApiRequest) -> web.Response:
     params = call.params("FriendlyName", "Status")
     name = rules.account_friendly_name(params["FriendlyName"]) if "FriendlyName" in params else None
     status = rules.account_status(params["Status"]) if "Status" in params else None
-    return json_response(shapes.account_json(call.store.update_account(call.account.sid, name, status)))
+    return json_response(_account_json(call, call.store.update_account(call.account.sid, name, status)))
+
+
+# --- API keys (regional, like every credential: spec 2.1, 6.3) --------------------------------
+
+
+def _key_name(params: dict[str, str]) -> str | None:
+    return rules.api_key_friendly_name(params["FriendlyName"]) if "FriendlyName" in params else None
+
+
+async def list_api_keys(call: ApiRequest) -> web.Response:
+    return list_response(
+        call, "keys",
+        lambda request: call.store.list_api_keys(call.account.sid, call.region, request),
+        shapes.api_key_json,
+    )
+
+
+async def create_api_key(call: ApiRequest) -> web.Response:
+    name = _key_name(call.params("FriendlyName"))
+    key, secret = call.store.create_api_key(call.account.sid, call.region, name)
+    return json_response(shapes.new_api_key_json(key, secret), 201)
+
+
+async def fetch_api_key(call: ApiRequest) -> web.Response:
+    key = call.store.api_key(call.account.sid, call.region, call.sid("Sid", SidPrefix.API_KEY))
+    if key is None:
+        raise call.missing()
+    return json_response(shapes.api_key_json(key))
+
+
+async def update_api_key(call: ApiRequest) -> web.Response:
+    name = _key_name(call.params("FriendlyName"))
+    key = call.store.update_api_key(
+        call.account.sid, call.region, call.sid("Sid", SidPrefix.API_KEY), name)
+    return json_response(shapes.api_key_json(key))
+
+
+async def delete_api_key(call: ApiRequest) -> web.Response:
+    if not call.store.delete_api_key(
+            call.account.sid, call.region, call.sid("Sid", SidPrefix.API_KEY)):
+        raise call.missing()
+    return no_content()
 
 
 # --- SIP domains ---------------------------------------------------------------------------------
@@ -597,6 +673,10 @@ async def update_route(call: ApiRequest) -> web.Response:
 # --- the route table --------------------------------------------------------------------------
 
 SIP = "/2010-04-01/Accounts/{AccountSid}/SIP"
+KEYS = "/2010-04-01/Accounts/{AccountSid}/Keys"
+# What a standard API key may not reach (spec 2.2): these take the account's auth token.
+ACCOUNT_CREDENTIALS_ONLY = ("/2010-04-01/Accounts.json", "/2010-04-01/Accounts/{AccountSid}.json",
+                            KEYS + ".json", KEYS + "/{Sid}.json")
 DOMAIN = SIP + "/Domains/{DomainSid}"
 
 MAPPING_FAMILIES: dict[str, MappingFamily] = {
@@ -625,6 +705,10 @@ def build_routes() -> list[Route]:
     table: dict[str, dict[str, Handler]] = {
         "/2010-04-01/Accounts.json": {"GET": list_accounts, "POST": create_account},
         "/2010-04-01/Accounts/{AccountSid}.json": {"GET": fetch_account, "POST": update_account},
+        KEYS + ".json": {"GET": list_api_keys, "POST": create_api_key},
+        KEYS + "/{Sid}.json": {
+            "GET": fetch_api_key, "POST": update_api_key, "DELETE": delete_api_key,
+        },
         SIP + "/Domains.json": {"GET": list_domains, "POST": create_domain},
         SIP + "/Domains/{Sid}.json": {
             "GET": fetch_domain, "POST": update_domain, "DELETE": delete_domain,
@@ -657,7 +741,8 @@ def build_routes() -> list[Route]:
         table[base + ".json"] = collection
         table[base + "/{Sid}.json"] = instance
     table.update(CALL_ROUTES)
-    return [Route(compile_route(template), methods) for template, methods in table.items()]
+    return [Route(compile_route(template), methods, template in ACCOUNT_CREDENTIALS_ONLY)
+            for template, methods in table.items()]
 
 
 # --- dispatch -----------------------------------------------------------------------------------
@@ -685,7 +770,8 @@ class Dispatcher:
 
     async def _dispatch(self, request: web.Request) -> web.Response:
         selection = select_region(request.headers.get("Host"), request.path)
-        caller = authenticate(request, self.store)
+        authenticated = authenticate(request, self.store, selection.region)
+        caller = authenticated.account
         for route in self.routes:
             match = route.pattern.match(selection.path)
             if match is None:
@@ -693,6 +779,8 @@ class Dispatcher:
             handler = route.methods.get(request.method)
             if handler is None:
                 raise method_not_allowed(request.method, request.path)
+            if route.account_credentials_only:
+                ensure_account_credentials(authenticated)
             parts = match.groupdict()
             account = caller
             if "AccountSid" in parts:

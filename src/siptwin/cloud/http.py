@@ -64,6 +64,7 @@ Handler = Callable[[ApiRequest], Awaitable[web.Response]]
 class Route:
     pattern: re.Pattern[str]
     methods: dict[str, Handler]
+    account_credentials_only: bool = False  # refused to an API key (the Accounts and Keys)
 
 
 def compile_route(template: str) -> re.Pattern[str]:

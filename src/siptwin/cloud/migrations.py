@@ -145,6 +145,35 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        2,
+        "an auth token per processing region, and API keys (secrets kept as SHA-256)",
+        # accounts.auth_token stays the home region's (us1) token; the other processing
+        # regions of every existing account get a fresh random token here.
+        """
+        CREATE TABLE region_auth_tokens (
+            account_sid TEXT NOT NULL REFERENCES accounts(sid),
+            region TEXT NOT NULL,
+            auth_token TEXT NOT NULL,
+            PRIMARY KEY (account_sid, region)
+        );
+        INSERT INTO region_auth_tokens (account_sid, region, auth_token)
+            SELECT sid, 'ie1', lower(hex(randomblob(16))) FROM accounts;
+        INSERT INTO region_auth_tokens (account_sid, region, auth_token)
+            SELECT sid, 'au1', lower(hex(randomblob(16))) FROM accounts;
+        CREATE TABLE api_keys (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            sid TEXT NOT NULL UNIQUE,
+            account_sid TEXT NOT NULL REFERENCES accounts(sid),
+            region TEXT NOT NULL,
+            friendly_name TEXT,
+            secret_sha256 TEXT NOT NULL,
+            date_created INTEGER NOT NULL,
+            date_updated INTEGER NOT NULL
+        );
+        CREATE INDEX api_keys_by_account ON api_keys (account_sid, region, seq);
+        """,
+    ),
 )
 
 

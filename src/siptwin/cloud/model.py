@@ -23,6 +23,7 @@ class Limits:
     credential_lists_per_account: int = 100
     credentials_per_list: int = 1000
     credential_lists_per_domain: int = 100
+    api_keys_per_account: int = 1000  # per region; a twin-only bound (Twilio documents none)
 
 
 class AccountStatus(StrEnum):
@@ -45,6 +46,20 @@ class Account:
     @property
     def is_subaccount(self) -> bool:
         return self.owner_account_sid != self.sid
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A standard API key; Twilio shows the secret once, so only its SHA-256 is kept."""
+
+    seq: int
+    sid: str
+    account_sid: str
+    region: str
+    friendly_name: str | None
+    secret_sha256: str
+    date_created: int
+    date_updated: int
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from .model import (
     Account,
+    ApiKey,
     Credential,
     CredentialList,
     Domain,
@@ -62,6 +63,20 @@ def account_json(account: Account) -> JsonObject:
         "type": "Full",
         "uri": f"{base}.json",
     }
+
+
+def api_key_json(key: ApiKey) -> JsonObject:
+    """Twilio's Key resource: no account SID, no URI, and the secret only on creation."""
+    return {
+        "date_created": rfc2822(key.date_created),
+        "date_updated": rfc2822(key.date_updated),
+        "friendly_name": key.friendly_name,
+        "sid": key.sid,
+    }
+
+
+def new_api_key_json(key: ApiKey, secret: str) -> JsonObject:
+    return {**api_key_json(key), "secret": secret}
 
 
 def domain_json(domain: Domain) -> JsonObject:

@@ -25,6 +25,7 @@ _ACCOUNT_SID_LABEL = re.compile(r"ac[0-9a-f]{32}")
 DOMAIN_FRIENDLY_NAME_MAX = 64
 CREDENTIAL_LIST_FRIENDLY_NAME_MAX = 64
 IP_ACL_FRIENDLY_NAME_MAX = 255
+API_KEY_FRIENDLY_NAME_MAX = 64
 IP_ADDRESS_FRIENDLY_NAME_MAX = 255
 ROUTE_FRIENDLY_NAME_MAX = 64
 ACCOUNT_FRIENDLY_NAME_MAX = 64
@@ -125,6 +126,13 @@ def ensure_may_create_subaccount(caller_is_subaccount: bool) -> None:
     """Only a top-level account creates sub-accounts; nesting is not offered by Twilio."""
     if caller_is_subaccount:
         raise TwilioError(403, ErrorCode.FORBIDDEN, "Sub-accounts cannot create sub-accounts.")
+
+
+# --- API keys (spec 2.2) ----------------------------------------------------------------
+
+
+def api_key_friendly_name(value: str) -> str:
+    return bounded_text(value, "FriendlyName", API_KEY_FRIENDLY_NAME_MAX, ErrorCode.INVALID_PARAMETER)
 
 
 # --- SIP domains (spec 3.1) --------------------------------------------------------------

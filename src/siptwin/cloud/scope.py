@@ -4,8 +4,9 @@ Twilio runs isolated copies of SIP resources in each processing region (spec 6.3
 list or credential created through ``api.dublin.ie1.twilio.com`` does not exist for
 ``api.twilio.com``.  A few things are deliberately *not* regional: the domain-name registry
 (a host name belongs to one account world-wide) and the routing table that says which
-region's copy of a host name is active.  Accounts are global too: the twin has no API keys,
-so AccountSid/AuthToken authenticate against every region.
+region's copy of a host name is active.  An account (its SID, name and status) is global,
+but its credentials are not (spec 2.1, 6.3): each processing region has its own auth token
+for the same account SID, and an API key exists only in the region that created it.
 
 Declaring the scope of every table here keeps that decision in one place; the store and
 tests consult :data:`TABLE_SCOPES` rather than re-deciding it.
@@ -26,8 +27,11 @@ DEFAULT_REGION = "us1"
 PROCESSING_REGIONS: tuple[str, ...] = ("us1", "ie1", "au1")
 
 TABLE_SCOPES: dict[str, StateScope] = {
-    # Identity: an account and its token are the same in every region.
+    # Identity: an account is the same in every region; accounts.auth_token is the token of
+    # the home region (us1), region_auth_tokens holds the other regions' tokens.
     "accounts": StateScope.GLOBAL,
+    "region_auth_tokens": StateScope.PER_ACCOUNT_PER_REGION,
+    "api_keys": StateScope.PER_ACCOUNT_PER_REGION,
     "meta": StateScope.GLOBAL,
     # Host name -> active processing region; also the world-wide name registry, because a
     # row exists exactly while some region holds a domain with that name.

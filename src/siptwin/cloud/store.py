@@ -20,14 +20,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..model.sids import SidPrefix, is_sid, new_auth_token, new_sid
+from ..model.sids import SidPrefix, is_sid, new_api_key_secret, new_auth_token, new_sid
 from ..model.state_dir import DATABASE_FILE
 from . import rules
-from .hashing import ha1_for
+from .hashing import ha1_for, secret_digest
 from .migrations import migrate
 from .model import (
     Account,
     AccountStatus,
+    ApiKey,
     Change,
     Credential,
     CredentialList,
@@ -42,6 +43,7 @@ from .model import (
     Page,
     PageRequest,
 )
+from .scope import DEFAULT_REGION, PROCESSING_REGIONS
 
 DATABASE_FILE_NAME = DATABASE_FILE
 
@@ -266,6 +268,7 @@ class Store:
                     (auth_token, now, account_sid),
                 )
                 self._changed(cx, "account.updated", account_sid, account_sid, None)
+            self._add_region_tokens(cx, account_sid)
             cx.execute(
                 "INSERT INTO meta (key, value) VALUES ('master_account_sid', ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -274,6 +277,35 @@ class Store:
         account = self.account(account_sid)
         assert account is not None
         return account
+
+    @staticmethod
+    def _add_region_tokens(cx: sqlite3.Connection, account_sid: str) -> None:
+        """Each processing region but the home one gets its own token (spec 2.1)."""
+        for region in PROCESSING_REGIONS:
+            if region != DEFAULT_REGION:
+                cx.execute(
+                    "INSERT OR IGNORE INTO region_auth_tokens (account_sid, region, auth_token)"
+                    " VALUES (?, ?, ?)",
+                    (account_sid, region, new_auth_token()),
+                )
+
+    def auth_token(self, account_sid: str, region: str) -> str | None:
+        """The auth token ``account_sid`` has in ``region``; None for an unknown account."""
+        with self._read() as cx:
+            if region == DEFAULT_REGION:
+                row = cx.execute(
+                    "SELECT auth_token FROM accounts WHERE sid = ?", (account_sid,)).fetchone()
+            else:
+                row = cx.execute(
+                    "SELECT auth_token FROM region_auth_tokens WHERE account_sid = ? AND region = ?",
+                    (account_sid, region),
+                ).fetchone()
+        return row["auth_token"] if row else None
+
+    def auth_tokens(self, account_sid: str) -> dict[str, str]:
+        """Every processing region's token for ``account_sid``, home region first."""
+        tokens = {region: self.auth_token(account_sid, region) for region in PROCESSING_REGIONS}
+        return {region: token for region, token in tokens.items() if token is not None}
 
     def account(self, sid: str) -> Account | None:
         with self._read() as cx:
@@ -291,6 +323,7 @@ class Store:
                 " date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (sid, new_auth_token(), name, owner.sid, AccountStatus.ACTIVE.value, now, now),
             )
+            self._add_region_tokens(cx, sid)
             self._changed(cx, "account.created", sid, sid, None, owner.sid)
         account = self.account(sid)
         assert account is not None
@@ -328,6 +361,80 @@ class Store:
         if account is None:
             raise MissingResource(sid)
         return account
+
+    # --- API keys (per account and region, spec 2.2, 6.3) ------------------------------------
+
+    def api_key(self, account_sid: str, region: str, sid: str) -> ApiKey | None:
+        with self._read() as cx:
+            row = cx.execute(
+                "SELECT * FROM api_keys WHERE sid = ? AND account_sid = ? AND region = ?",
+                (sid, account_sid, region),
+            ).fetchone()
+        return _record(ApiKey, row) if row else None
+
+    def api_key_by_sid(self, region: str, sid: str) -> ApiKey | None:
+        """The key ``sid`` of any account, as Basic authentication finds it (region-bound)."""
+        with self._read() as cx:
+            row = cx.execute(
+                "SELECT * FROM api_keys WHERE sid = ? AND region = ?", (sid, region)).fetchone()
+        return _record(ApiKey, row) if row else None
+
+    def list_api_keys(self, account_sid: str, region: str, request: PageRequest) -> Page[ApiKey]:
+        return self._page(
+            ApiKey, "SELECT * FROM api_keys WHERE account_sid = ? AND region = ?",
+            (account_sid, region), request,
+        )
+
+    def create_api_key(
+        self, account_sid: str, region: str, friendly_name: str | None
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret: the secret is returned here once and never stored."""
+        sid = new_sid(SidPrefix.API_KEY)
+        secret = new_api_key_secret()
+        now = self.now()
+        with self._write() as cx:
+            count = cx.execute(
+                "SELECT COUNT(*) FROM api_keys WHERE account_sid = ? AND region = ?",
+                (account_sid, region),
+            ).fetchone()[0]
+            rules.ensure_under_limit(
+                count, self.limits.api_keys_per_account, rules.ErrorCode.INVALID_PARAMETER,
+                "API keys",
+            )
+            cx.execute(
+                "INSERT INTO api_keys (sid, account_sid, region, friendly_name, secret_sha256,"
+                " date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (sid, account_sid, region, friendly_name, secret_digest(secret), now, now),
+            )
+            self._changed(cx, "api_key.created", sid, account_sid, region)
+        created = self.api_key(account_sid, region, sid)
+        assert created is not None
+        return created, secret
+
+    def update_api_key(
+        self, account_sid: str, region: str, sid: str, friendly_name: str | None
+    ) -> ApiKey:
+        with self._write() as cx:
+            if self.api_key(account_sid, region, sid) is None:
+                raise MissingResource(sid)
+            if friendly_name is not None:
+                cx.execute("UPDATE api_keys SET friendly_name = ? WHERE sid = ?",
+                           (friendly_name, sid))
+            cx.execute("UPDATE api_keys SET date_updated = ? WHERE sid = ?", (self.now(), sid))
+            self._changed(cx, "api_key.updated", sid, account_sid, region)
+        updated = self.api_key(account_sid, region, sid)
+        assert updated is not None
+        return updated
+
+    def delete_api_key(self, account_sid: str, region: str, sid: str) -> bool:
+        with self._write() as cx:
+            deleted = cx.execute(
+                "DELETE FROM api_keys WHERE sid = ? AND account_sid = ? AND region = ?",
+                (sid, account_sid, region),
+            ).rowcount
+            if deleted:
+                self._changed(cx, "api_key.deleted", sid, account_sid, region)
+        return bool(deleted)
 
     # --- domains ---------------------------------------------------------------------------
 

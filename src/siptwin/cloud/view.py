@@ -28,6 +28,7 @@ from typing import Any
 
 from .model import Change, ListKind, MappingPurpose
 from .rules import network_of
+from .scope import DEFAULT_REGION
 from .store import DATABASE_FILE_NAME, Store, connect, read_changes
 
 __all__ = [
@@ -131,7 +132,7 @@ class ControlPlaneView:
         self._connection: sqlite3.Connection = connect(path)
         self._seen_version: int | None = None  # the store's commits, or SQLite's data_version
         self._domains: dict[str, DomainSnapshot | None] = {}
-        self._tokens: dict[str, str | None] = {}
+        self._tokens: dict[tuple[str, str], str | None] = {}
         # Routes may be switching over (propagation delay): cached answers expire then.
         self._cache_valid_until = float("inf")
 
@@ -158,16 +159,20 @@ class ControlPlaneView:
         with self._lock:
             return read_changes(self._connection, version, limit)
 
-    def account_auth_token(self, account_sid: str) -> str | None:
+    def account_auth_token(self, account_sid: str, region: str = DEFAULT_REGION) -> str | None:
+        """The token of an active account in ``region`` (each region has its own)."""
         with self._lock:
             self._drop_cache_if_stale()
-            if account_sid not in self._tokens:
+            if (account_sid, region) not in self._tokens:
                 row = self._connection.execute(
-                    "SELECT auth_token FROM accounts WHERE sid = ? AND status = 'active'",
-                    (account_sid,),
+                    "SELECT CASE WHEN ? = ? THEN a.auth_token ELSE t.auth_token END AS auth_token"
+                    " FROM accounts a LEFT JOIN region_auth_tokens t"
+                    " ON t.account_sid = a.sid AND t.region = ?"
+                    " WHERE a.sid = ? AND a.status = 'active'",
+                    (region, DEFAULT_REGION, region, account_sid),
                 ).fetchone()
-                self._tokens[account_sid] = row["auth_token"] if row else None
-            return self._tokens[account_sid]
+                self._tokens[(account_sid, region)] = row["auth_token"] if row else None
+            return self._tokens[(account_sid, region)]
 
     # --- the configuration around a call (diagnostics, DNS, `siptwin hosts`) ---------------
     # Read-only questions beyond the one a node asks; uncached, and a failure is an error
@@ -286,9 +291,12 @@ class ControlPlaneView:
             region = route["previous_region"]
             self._cache_valid_until = min(self._cache_valid_until, route["effective_at"])
         row = cx.execute(
-            "SELECT d.*, a.auth_token FROM domains d JOIN accounts a ON a.sid = d.account_sid"
-            " WHERE d.domain_name = ? AND d.region = ?",
-            (domain_name, region),
+            # Webhooks are signed with the token of the region that processes the call.
+            "SELECT d.*, CASE WHEN d.region = ? THEN a.auth_token ELSE t.auth_token END"
+            " AS auth_token FROM domains d JOIN accounts a ON a.sid = d.account_sid"
+            " LEFT JOIN region_auth_tokens t ON t.account_sid = d.account_sid"
+            " AND t.region = d.region WHERE d.domain_name = ? AND d.region = ?",
+            (DEFAULT_REGION, domain_name, region),
         ).fetchone()
         if row is None:
             return None

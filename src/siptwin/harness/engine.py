@@ -467,7 +467,8 @@ async def _judge_webhooks(expect: dict[str, Any], twin: Twin, slot: AppSlot,
             failures.append(Failure("parameter-mismatch", f"webhook parameter {key} must be absent",
                                     None, first.params[key]))
     if spec.get("signature_valid", True):
-        # The owner of the called domain signs: the master, or a sub-account.
+        # The owner of the called domain signs with its us1 token (scenarios provision their
+        # domains in us1): the master's, or a sub-account's.
         token = tokens.get(first.params.get("AccountSid", ""), twin.auth_token)
         signature = first.headers.get("X-Twilio-Signature", "")
         params = first.params if first.method == "POST" else {}

@@ -41,6 +41,8 @@ class Provisioned:
 
 
 def sdk_client(api_url: str, account_sid: str, auth_token: str, region: str = "us1") -> Client:
+    """An SDK client for ``region``; ``auth_token`` must be that region's (each processing
+    region has its own token, spec 2.1: a twin's ``auth_tokens[region]``)."""
     client = Client(account_sid, auth_token)
     suffix = "" if region == "us1" else f"/{region}"
     client.api.base_url = api_url + suffix

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import string
 from enum import StrEnum
 
 
@@ -21,6 +22,7 @@ class SidPrefix(StrEnum):
     REQUEST = "RQ"
     CALL = "CA"
     NOTIFICATION = "NO"
+    API_KEY = "SK"
 
 
 _SID_BODY = re.compile(r"[0-9a-fA-F]{32}")
@@ -41,6 +43,12 @@ def stable_sid(prefix: SidPrefix, seed: str) -> str:
 
 def new_auth_token() -> str:
     return secrets.token_hex(16)
+
+
+def new_api_key_secret() -> str:
+    """32 letters and digits, the alphabet and length of Twilio's API key secrets."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(32))
 
 
 def is_sid(value: str, prefix: SidPrefix) -> bool:

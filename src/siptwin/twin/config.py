@@ -66,7 +66,10 @@ class Twin(Protocol):
     config: TwinConfig
     catalogue: Catalogue
     account_sid: str
-    auth_token: str
+    auth_token: str  # the home region's (us1)
+
+    @property
+    def auth_tokens(self) -> Mapping[str, str]: ...  # every processing region's, us1 first
 
     @property
     def calls(self) -> CallLookup: ...

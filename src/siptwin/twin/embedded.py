@@ -61,6 +61,7 @@ class EmbeddedTwin:
         self._api_port = config.api_port
         self.account_sid = ""
         self.auth_token = ""
+        self.auth_tokens: dict[str, str] = {}
         self.started_in: float = 0.0
         self.api_settings = ApiSettings()
         self._apply_control_plane_settings(config.fidelity)
@@ -100,6 +101,7 @@ class EmbeddedTwin:
             token = cfg.auth_token or os.environ.get("TWILIO_AUTH_TOKEN") or None
             master = self.store.ensure_master_account(sid, token if sid else None)
             self.account_sid, self.auth_token = master.sid, master.auth_token
+            self.auth_tokens = self.store.auth_tokens(master.sid)
             self.control = ControlPlaneView(self.store)
             self._api_runner, self._api_port = await start_site(
                 make_app(self.store, self.api_settings, calls=self.calls, diagnose=_diagnose),

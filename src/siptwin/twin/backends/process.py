@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ...cloud.scope import DEFAULT_REGION, PROCESSING_REGIONS
 from ...cloud.view import ControlPlaneView
 from ...model.calls import Call
 from ...model.wire import call_from_record
@@ -109,6 +110,7 @@ class ProcessTwin:
         self._api_url = ""
         self.account_sid = ""
         self.auth_token = ""
+        self.auth_tokens: dict[str, str] = {}
 
     @property
     def fidelity(self) -> Fidelity:
@@ -123,6 +125,7 @@ class ProcessTwin:
         try:
             await self._start_control_plane()
             self.control = ControlPlaneView(self.config.state_dir)
+            self.auth_tokens = self._region_tokens(self.control)
             await asyncio.gather(*(self.start_region(r.id) for r in self.catalogue))
         except BaseException:
             await self.stop()
@@ -145,6 +148,12 @@ class ProcessTwin:
             raise RuntimeError(f"the control plane did not start:\n{text}")
         self._api_url, self.account_sid = url.group(1), sid.group(1)
         self.auth_token = cfg.auth_token or token.group(1)
+
+    def _region_tokens(self, control: ControlPlaneView) -> dict[str, str]:
+        tokens = {region: control.account_auth_token(self.account_sid, region)
+                  for region in PROCESSING_REGIONS}
+        tokens[DEFAULT_REGION] = self.auth_token
+        return {region: token for region, token in tokens.items() if token}
 
     async def start_region(self, region_id: str) -> None:
         """Start (or restart after ``stop_region``) one region's process."""
