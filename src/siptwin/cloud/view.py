@@ -26,7 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .model import Change, ListKind, MappingPurpose
+from .model import AccountStatus, Change, ListKind, MappingPurpose
 from .rules import network_of
 from .store import DATABASE_FILE_NAME, Store, connect, read_changes
 
@@ -86,6 +86,11 @@ class DomainSnapshot:
     registration_credential_lists: tuple[CredentialListSnapshot, ...]
     registration_credentials: Mapping[str, CredentialSnapshot]
     auth_token: str
+    account_status: str  # "active", "suspended" or "closed": only an active one takes traffic
+
+    @property
+    def is_account_active(self) -> bool:
+        return self.account_status == AccountStatus.ACTIVE.value
 
     @property
     def has_call_authentication(self) -> bool:
@@ -286,7 +291,7 @@ class ControlPlaneView:
             region = route["previous_region"]
             self._cache_valid_until = min(self._cache_valid_until, route["effective_at"])
         row = cx.execute(
-            "SELECT d.*, a.auth_token FROM domains d JOIN accounts a ON a.sid = d.account_sid"
+            "SELECT d.*, a.auth_token, a.status AS account_status FROM domains d JOIN accounts a ON a.sid = d.account_sid"
             " WHERE d.domain_name = ? AND d.region = ?",
             (domain_name, region),
         ).fetchone()
@@ -320,6 +325,7 @@ class ControlPlaneView:
             registration_credential_lists=registration_lists,
             registration_credentials=registration_credentials,
             auth_token=row["auth_token"],
+            account_status=row["account_status"],
         )
 
     def _call_acls(self, cx: sqlite3.Connection, domain_sid: str) -> tuple[AclSnapshot, ...]:
