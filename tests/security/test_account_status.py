@@ -21,7 +21,6 @@ from tests.support import PASSWORD
 from tests.support.registration import register
 from tests.support.twin import Harness, embedded_twin
 
-
 URI = "sip:1000@tenant.sip.us1.twilio.com"
 ALICE = Auth("alice", PASSWORD)
 PLAN = DomainPlan("tenant", voice_url='twiml:<Response><Pause length="1"/></Response>',
@@ -106,8 +105,8 @@ async def test_master_account_cannot_suspend_or_close_itself_and_a_restart_keeps
         sid, token = first.account_sid, first.auth_token
         for status in ("suspended", "closed"):
             with pytest.raises(TwilioRestException) as refused:
-                await asyncio.to_thread(lambda: master.api.v2010.accounts(sid).update(
-                    status=status, friendly_name="renamed by the refused request"))
+                await asyncio.to_thread(master.api.v2010.accounts(sid).update,
+                                        status=status, friendly_name="renamed by the refused request")
             assert (refused.value.status, refused.value.code) == (400, 21477), refused.value.msg
         fetched = await asyncio.to_thread(lambda: master.api.v2010.accounts(sid).fetch())
         assert (fetched.status, fetched.friendly_name) == ("active", "siptwin master account")

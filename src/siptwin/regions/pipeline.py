@@ -41,10 +41,10 @@ from ..model.rates import FailureWindow, RateLimit
 from ..settings import Fidelity
 from ..sip.digest import (
     Credentials,
-    compute_ha1,
     NonceCountTracker,
     NonceIssuer,
     NonceStatus,
+    compute_ha1,
     make_challenge,
     nonce_context,
     verify,
