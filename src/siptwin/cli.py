@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     hosts.set_defaults(run=cmd_hosts)
 
     run = sub.add_parser("run", help="run the conformance scenarios with a progress bar and a summary")
-    run.add_argument("paths", nargs="*", default=["scenarios"], help="scenario files or folders")
+    run.add_argument("paths", nargs="*",
+                     help="scenario files or folders (default: ./scenarios, else the packaged ones)")
     run.add_argument("-n", "--workers", default="auto", help="parallel workers (default auto)")
     run.add_argument("--report", default="reports/conformance.html", help="HTML report file")
     run.add_argument("--regions", help="only these regions (comma-separated)")
@@ -443,7 +444,19 @@ def _existing_labels(state: Path) -> list[str]:
     return existing_domain_labels(state)
 
 
+SUITE_MODULES = {"pytest": "pytest", "xdist": "pytest-xdist", "twilio": "twilio",
+                 "jsonschema": "jsonschema", "scapy": "scapy", "sipvicious": "sipvicious"}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    missing = [dist for module, dist in SUITE_MODULES.items()
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        print(f"siptwin run: the conformance suite needs {', '.join(missing)}: "
+              "pip install 'siptwin[suite]'", file=sys.stderr)
+        return 2
     from .harness.progress import run_suite
 
     return run_suite(args)

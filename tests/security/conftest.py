@@ -11,7 +11,7 @@ from tests.support.twin import Harness, embedded_twin
 
 @pytest.fixture
 def results_dir(pytestconfig) -> str:
-    return pytestconfig.getoption("--results-dir")
+    return pytestconfig.getoption("--siptwin-results-dir")
 
 
 @pytest.fixture

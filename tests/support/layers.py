@@ -21,14 +21,16 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"voice", "diagnostics"}),
     frozenset({"twin"}),  # what `siptwin up` composes
     frozenset({"harness"}),  # the conformance suite
-    frozenset({"cli"}),  # `siptwin run` drives the suite, hence above harness
+    # `siptwin run` drives the suite, and pytest loads the suite through its plugin entry point
+    # (which imports the suite lazily, inside hooks): both sit above harness.
+    frozenset({"cli", "pytest_plugin"}),
     frozenset({"__main__"}),
 )
 # Stricter than its layer: the shared vocabulary names SIP types and nothing else.
 ONLY_IMPORTS = {"model": frozenset({"sip"})}
 # The suite is not part of the product: nothing the product runs may import it.
 SUITE = "harness"
-ENTRY_POINTS = frozenset({"cli", "__main__"})
+ENTRY_POINTS = frozenset({"cli", "pytest_plugin", "__main__"})
 
 
 def layer_of(package: str) -> int:
