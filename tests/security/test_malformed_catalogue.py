@@ -12,6 +12,7 @@ round.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
@@ -91,10 +92,8 @@ async def _over_stream(node: tuple[str, int], messages: list[bytes],
                 replies.extend(b"SIP/2.0 " + part for part in data.split(b"SIP/2.0 ")[1:])
             finally:
                 writer.close()
-                try:
+                with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError):
                     await asyncio.wait_for(writer.wait_closed(), 2)
-                except (TimeoutError, ConnectionError, ssl.SSLError):
-                    pass
 
     await asyncio.gather(*(one(message) for message in messages))
     return replies
