@@ -114,6 +114,20 @@ SETTINGS: tuple[Setting, ...] = (
             "no limit (each process of 'siptwin up --workers' counts on its own)"),
     Setting("rate_limited_status", 503, 503, "§4.2 / §4.8", "the SIP code for 32013 (calls) and "
             "32008 (REGISTERs) past a rate limit is unconfirmed; 503 as the spec suggests"),
+    Setting("inactive_account_status", 403, 403, "§4.2 step 3", "a call or REGISTER to a "
+            "domain of a suspended or closed account is refused with Twilio's 10001 'Account "
+            "is not active'; the SIP code is not documented: 403 as for the other refusals of "
+            "an account's traffic", (403, 404, 480, 503)),
+    Setting("auth_failure_throttle", 0, 0, "§4.2 step 7", "Twilio's throttling of wrong "
+            "passwords is not published; 0 (off) lets a PBX test see plain 407/403. N > 0: a "
+            "source address with N failed digest answers within auth_failure_window is refused "
+            "(auth_failure_throttle_status) until the window passes; each process of "
+            "'siptwin up --workers' counts on its own"),
+    Setting("auth_failure_window", 60.0, 60.0, "§4.2 step 7", "seconds over which "
+            "auth_failure_throttle counts failures", maximum=86_400),
+    Setting("auth_failure_throttle_status", 503, 503, "§4.2 step 7", "the answer to a throttled "
+            "source: 503 with Retry-After (the seconds left), or 403 with 32202 like a wrong "
+            "password", (403, 503)),
     Setting("registration_rate_limit", 0.0, 0.0, "§4.8", "the REGISTERs per second of an "
             "account past which 32008 refuses one are not published; 0 means no limit"),
     Setting("no_voice_url", "fallback", "fallback", "§3.1 / §5.6", "what Twilio does with a "

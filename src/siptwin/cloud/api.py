@@ -191,6 +191,8 @@ async def update_account(call: ApiRequest) -> web.Response:
     params = call.params("FriendlyName", "Status")
     name = rules.account_friendly_name(params["FriendlyName"]) if "FriendlyName" in params else None
     status = rules.account_status(params["Status"]) if "Status" in params else None
+    if status is not None:
+        rules.ensure_status_may_change(call.account.is_subaccount, call.account.status, status)
     return json_response(_account_json(call, call.store.update_account(call.account.sid, name, status)))
 
 

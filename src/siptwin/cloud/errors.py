@@ -33,6 +33,8 @@ class ErrorCode(IntEnum):
     MAX_CREDENTIALS = 21242
     CREDENTIAL_VALIDATION = 21243
     MAX_IP_ACLS = 21255
+    PARENT_ACCOUNT_STATUS = 21477  # a top-level account cannot change its own status
+    SUBACCOUNT_CLOSED = 21479  # a closed subaccount is not re-opened
 
 
 class TwilioError(Exception):

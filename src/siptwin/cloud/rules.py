@@ -122,6 +122,18 @@ def account_status(value: str) -> str:
         ) from None
 
 
+def ensure_status_may_change(is_subaccount: bool, current: str, new: str) -> None:
+    """Only a subaccount's status changes, and a closed one stays closed (Twilio's 21477 and
+    21479). A twin whose master account suspended itself would refuse its own token."""
+    if not is_subaccount:
+        raise bad_request(ErrorCode.PARENT_ACCOUNT_STATUS,
+                          "Unable to update Status for parent accounts, status updates "
+                          "restricted to subaccounts only")
+    if current == AccountStatus.CLOSED.value and new != current:
+        raise bad_request(ErrorCode.SUBACCOUNT_CLOSED,
+                          "Unable to update Status for subaccount, subaccount has been closed.")
+
+
 def ensure_may_create_subaccount(caller_is_subaccount: bool) -> None:
     """Only a top-level account creates sub-accounts; nesting is not offered by Twilio."""
     if caller_is_subaccount:

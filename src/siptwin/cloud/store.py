@@ -268,6 +268,14 @@ class Store:
                     (auth_token, now, account_sid),
                 )
                 self._changed(cx, "account.updated", account_sid, account_sid, None)
+            if existing is not None and existing["status"] != AccountStatus.ACTIVE.value:
+                # Only a twin from before 21477 let the master suspend or close itself, which
+                # locked its operator out for good; the master is always active.
+                cx.execute(
+                    "UPDATE accounts SET status = ?, date_updated = ? WHERE sid = ?",
+                    (AccountStatus.ACTIVE.value, now, account_sid),
+                )
+                self._changed(cx, "account.updated", account_sid, account_sid, None)
             self._add_region_tokens(cx, account_sid)
             cx.execute(
                 "INSERT INTO meta (key, value) VALUES ('master_account_sid', ?)"

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .model import Change, ListKind, MappingPurpose
+from .model import AccountStatus, Change, ListKind, MappingPurpose
 from .rules import network_of
 from .scope import DEFAULT_REGION
 from .store import DATABASE_FILE_NAME, Store, connect, read_changes
@@ -87,6 +87,11 @@ class DomainSnapshot:
     registration_credential_lists: tuple[CredentialListSnapshot, ...]
     registration_credentials: Mapping[str, CredentialSnapshot]
     auth_token: str
+    account_status: str  # "active", "suspended" or "closed": only an active one takes traffic
+
+    @property
+    def is_account_active(self) -> bool:
+        return self.account_status == AccountStatus.ACTIVE.value
 
     @property
     def has_call_authentication(self) -> bool:
@@ -293,7 +298,7 @@ class ControlPlaneView:
         row = cx.execute(
             # Webhooks are signed with the token of the region that processes the call.
             "SELECT d.*, CASE WHEN d.region = ? THEN a.auth_token ELSE t.auth_token END"
-            " AS auth_token FROM domains d JOIN accounts a ON a.sid = d.account_sid"
+            " AS auth_token, a.status AS account_status FROM domains d JOIN accounts a ON a.sid = d.account_sid"
             " LEFT JOIN region_auth_tokens t ON t.account_sid = d.account_sid"
             " AND t.region = d.region WHERE d.domain_name = ? AND d.region = ?",
             (DEFAULT_REGION, domain_name, region),
@@ -328,6 +333,7 @@ class ControlPlaneView:
             registration_credential_lists=registration_lists,
             registration_credentials=registration_credentials,
             auth_token=row["auth_token"],
+            account_status=row["account_status"],
         )
 
     def _call_acls(self, cx: sqlite3.Connection, domain_sid: str) -> tuple[AclSnapshot, ...]:

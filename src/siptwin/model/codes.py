@@ -58,6 +58,13 @@ AUTHORIZATION_NAME_MISMATCH = CallError(
 POSSIBLE_LOOP = CallError(32105, "Possible loop: Contact is a loopback address")
 CPS_EXCEEDED = CallError(32013, "SIP Interface calls per second limit exceeded")
 EMPTY_BODY = CallError(32103, "Empty body where not allowed")
+# Twilio's code for any request of an account that is suspended or closed (spec §4.2, the
+# SIP response is not documented: setting inactive_account_status).
+ACCOUNT_NOT_ACTIVE = CallError(10001, "Account is not active")
+# The optional failed-authentication throttle (settings auth_failure_*): Twilio publishes none,
+# so the twin answers with the bad-credentials code and says why.
+AUTH_THROTTLED = CallError(32202, "Bad user credentials: too many failed attempts from this "
+                           "address, try again later")
 
 
 class Stage(StrEnum):
@@ -67,6 +74,7 @@ class Stage(StrEnum):
     MAX_FORWARDS_NOT_EXHAUSTED = "max_forwards_not_exhausted"
     SIP_SCHEME_ONLY = "sip_scheme_only"
     DOMAIN_EXISTS = "domain_exists"
+    ACCOUNT_ACTIVE = "account_active"
     CONTACT_NOT_LOOPBACK = "contact_not_loopback"
     CALL_AUTHENTICATION_MAPPED = "call_authentication_mapped"
     SECURE_DOMAIN_USES_TLS = "secure_domain_uses_tls"

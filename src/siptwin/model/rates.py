@@ -5,6 +5,7 @@ limit)."""
 from __future__ import annotations
 
 import threading
+from collections import deque
 
 
 class RateLimit:
@@ -36,3 +37,42 @@ class RateLimit:
         full = [k for k, (t, last) in self._buckets.items() if t + (now - last) * rate >= burst]
         for key in full or list(self._buckets)[: len(self._buckets) // 2]:
             del self._buckets[key]
+
+
+class FailureWindow:
+    """Failed attempts per key (a source address) in a sliding window: a key with ``limit``
+    failures within ``window`` seconds is blocked until the oldest of them is ``window`` old.
+    Each key keeps at most ``limit`` times, and the table at most ``max_keys`` keys (keys with
+    nothing recent go first), so spoofed sources cannot grow it without bound."""
+
+    def __init__(self, max_keys: int = 65_536) -> None:
+        self._failures: dict[str, deque[float]] = {}
+        self._max_keys = max_keys
+        self._lock = threading.Lock()
+
+    def blocked_for(self, key: str, limit: int, window: float, now: float) -> float:
+        """Seconds until ``key`` may try again; 0 when it may now (or ``limit`` is 0: off)."""
+        if limit <= 0:
+            return 0.0
+        with self._lock:
+            times = self._failures.get(key)
+            if times is None or len(times) < limit:
+                return 0.0
+            left = times[0] + window - now
+            return left if left > 0 else 0.0
+
+    def record(self, key: str, limit: int, window: float, now: float) -> None:
+        if limit <= 0:
+            return
+        with self._lock:
+            times = self._failures.get(key)
+            if times is None or times.maxlen != limit:
+                if len(self._failures) >= self._max_keys:
+                    self._forget_old(now, window)
+                times = self._failures[key] = deque(times or (), maxlen=limit)
+            times.append(now)
+
+    def _forget_old(self, now: float, window: float) -> None:
+        old = [k for k, times in self._failures.items() if not times or times[-1] <= now - window]
+        for key in old or list(self._failures)[: len(self._failures) // 2]:
+            del self._failures[key]

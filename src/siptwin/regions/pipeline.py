@@ -9,11 +9,15 @@ visible in one place: :data:`STAGES`.
 from __future__ import annotations
 
 import ipaddress
+import math
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..cloud.view import ControlPlaneView, CredentialSnapshot, DomainSnapshot
 from ..model.codes import (
+    ACCOUNT_NOT_ACTIVE,
+    AUTH_THROTTLED,
     AUTHORIZATION_NAME_MISMATCH,
     BAD_CREDENTIALS,
     BAD_SDP,
@@ -33,13 +37,14 @@ from ..model.codes import (
     CallError,
     Stage,
 )
-from ..model.rates import RateLimit
+from ..model.rates import FailureWindow, RateLimit
 from ..settings import Fidelity
 from ..sip.digest import (
     Credentials,
     NonceCountTracker,
     NonceIssuer,
     NonceStatus,
+    compute_ha1,
     make_challenge,
     nonce_context,
     verify,
@@ -53,6 +58,11 @@ from .catalogue import Catalogue, HostMatch, Region
 # Twilio's challenge names no algorithm, i.e. MD5 (spec §4.3): an answer computed with any
 # other algorithm answers a challenge that was never made.
 CHALLENGED_ALGORITHMS = frozenset({"MD5"})
+
+# An answer naming an unknown username is verified against this HA1 all the same, so it costs
+# what a wrong password for a known username costs (no timing tells which usernames exist).
+# Random per process: no password matches it, and its answer is refused whatever it computes.
+_NO_SUCH_USER_HA1 = compute_ha1("", REALM, secrets.token_hex(16))
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,8 @@ class DigestState:
     # and port the kernel may pick a different worker than over UDP - fails there and gets a
     # fresh challenge; nonce counts need no sharing between processes.
     worker: int | None = None
+    # Failed digest answers per source address (settings auth_failure_*, off by default).
+    failures: FailureWindow = field(default_factory=FailureWindow)
 
 
 @dataclass
@@ -150,6 +162,18 @@ def domain_exists(ctx: InviteContext) -> Verdict | None:
         return Verdict(Stage.DOMAIN_EXISTS, status)
     ctx.host, ctx.domain = host, domain
     return None
+
+
+def account_active(ctx: InviteContext) -> Verdict | None:
+    """A suspended or closed account's domains take no calls (10001)."""
+    assert ctx.domain is not None
+    return inactive_account(ctx.domain, ctx.fidelity, Stage.ACCOUNT_ACTIVE)
+
+
+def inactive_account(domain: DomainSnapshot, fidelity: Fidelity, stage: Stage) -> Verdict | None:
+    if domain.is_account_active:
+        return None
+    return Verdict(stage, fidelity.inactive_account_status, "", ACCOUNT_NOT_ACTIVE)
 
 
 def contact_not_loopback(ctx: InviteContext) -> Verdict | None:
@@ -244,6 +268,9 @@ def check_digest(
     if ctx.digest.worker is not None:
         bound.append(f"worker {ctx.digest.worker}")
     context = nonce_context(*bound)
+    throttled = _throttled(ctx, stage)
+    if throttled is not None:
+        return throttled
     offered = _credentials_for_realm(request)
     if offered is None:
         return _challenge(ctx, stage, context, stale=False)
@@ -254,17 +281,17 @@ def check_digest(
     if offered.algorithm.upper() not in CHALLENGED_ALGORITHMS:
         ctx.notes.append(f"digest answer uses algorithm {offered.algorithm}, but the challenge "
                          f"offered only {', '.join(sorted(CHALLENGED_ALGORITHMS))}")
-        return _forbidden(ctx, stage)
+        return _failed(ctx, stage)
     stored = credentials.get(offered.username or "")  # type: ignore[attr-defined]
-    if stored is None:
-        ctx.notes.append(f"unknown username {offered.username!r}")
-        return _forbidden(ctx, stage)
-    ha1 = stored.ha1_md5
+    ha1 = stored.ha1_md5 if stored is not None else _NO_SUCH_USER_HA1
     expected_uri = request.uri_text if ctx.fidelity.digest_uri_check == "strict" else None
     result = verify(offered, method, ha1, request.body, expected_uri)
+    if stored is None:
+        ctx.notes.append(f"unknown username {offered.username!r}")
+        return _failed(ctx, stage)
     if not result.ok:
         ctx.notes.append(f"digest verification failed: {result.reason} {result.detail}".strip())
-        return _forbidden(ctx, stage)
+        return _failed(ctx, stage)
     if status is NonceStatus.STALE:
         return _challenge(ctx, stage, context, stale=True)
     nc = offered.nc if offered.nc is not None else 0
@@ -311,6 +338,31 @@ def _challenge(ctx: InviteContext, stage: Stage, context: bytes, stale: bool) ->
     # Twilio's edge challenges REGISTER with 407 too, not 401 (spec §4.8, observed).
     return Verdict(stage, 407, "Proxy Authentication Required", None,
                    (("Proxy-Authenticate", challenge.to_header()),))
+
+
+def _throttled(ctx: InviteContext, stage: Stage) -> Verdict | None:
+    """With ``auth_failure_throttle`` on, a source with that many recent failures is refused
+    before its answer is looked at, until its window passes."""
+    fidelity = ctx.fidelity
+    wait = ctx.digest.failures.blocked_for(ctx.source_ip, int(fidelity.auth_failure_throttle),
+                                           float(fidelity.auth_failure_window), ctx.now)
+    if wait <= 0:
+        return None
+    ctx.notes.append(f"{fidelity.auth_failure_throttle} failed digest answers from "
+                     f"{ctx.source_ip} within {fidelity.auth_failure_window:g} s: throttled for "
+                     f"{wait:.0f} s more (auth_failure_throttle)")
+    status = fidelity.auth_failure_throttle_status
+    retry = (("Retry-After", str(math.ceil(wait))),) if status == 503 else ()
+    return Verdict(stage, status, "Service Unavailable" if status == 503 else "Forbidden",
+                   AUTH_THROTTLED, retry)
+
+
+def _failed(ctx: InviteContext, stage: Stage) -> Verdict:
+    """A wrong answer: counted against its source (when the throttle is on), then 32202."""
+    fidelity = ctx.fidelity
+    ctx.digest.failures.record(ctx.source_ip, int(fidelity.auth_failure_throttle),
+                               float(fidelity.auth_failure_window), ctx.now)
+    return _forbidden(ctx, stage)
 
 
 def _forbidden(ctx: InviteContext, stage: Stage) -> Verdict:
@@ -366,6 +418,7 @@ STAGES: tuple[StageCheck, ...] = (
     max_forwards_not_exhausted,
     sip_scheme_only,
     domain_exists,
+    account_active,
     contact_not_loopback,
     call_authentication_mapped,
     secure_domain_uses_tls,

@@ -28,7 +28,13 @@ from ..sip.errors import SipParseError
 from ..sip.message import Request, Response
 from ..sip.uri import SipUri
 from .catalogue import Catalogue, Region
-from .pipeline import DigestState, InviteContext, check_digest, loopback_contact
+from .pipeline import (
+    DigestState,
+    InviteContext,
+    check_digest,
+    inactive_account,
+    loopback_contact,
+)
 from .responses import twilio_response
 
 if TYPE_CHECKING:
@@ -83,6 +89,10 @@ class Registrar:
         domain = node.control.find_domain(host.domain_name) if host else None
         if domain is None:  # no account to log to, so no code (spec §4.2 step 3)
             return twilio_response(request, fidelity.unknown_domain_status)
+        inactive = inactive_account(domain, fidelity, Stage.REGISTRATION)
+        if inactive is not None:
+            assert inactive.status is not None and inactive.error is not None
+            return twilio_response(request, inactive.status, extra=_error(inactive.error))
         if not self.rate.allow(domain.account_sid, float(fidelity.registration_rate_limit), now):
             return twilio_response(request, fidelity.rate_limited_status,
                                    extra=_error(REGISTRATION_RATE))
