@@ -19,7 +19,7 @@ TWIN_NETWORK = ipaddress.ip_network("198.18.0.0/15")
 
 
 def ensure_loopback(host: str) -> None:
-    """The twin has no TLS and simple tokens: it must never listen beyond this machine."""
+    """The API has no TLS and simple tokens: it listens beyond this machine only when asked."""
     if host == "localhost":
         return
     try:
@@ -31,9 +31,15 @@ def ensure_loopback(host: str) -> None:
         raise ValueError(f"refusing to listen on {host!r}: the twin binds to loopback only")
 
 
-async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Start serving ``app``; returns the runner and the bound port (useful with port 0)."""
-    ensure_loopback(host)
+async def start_site(app: web.Application, host: str, port: int, *,
+                     beyond_loopback: bool = False) -> tuple[web.AppRunner, int]:
+    """Start serving ``app``; returns the runner and the bound port (useful with port 0).
+
+    ``beyond_loopback`` only when a user asked for it (``siptwin up --api-host``, which warns
+    that anyone who can reach the address and has the token can provision the twin).
+    """
+    if not beyond_loopback:
+        ensure_loopback(host)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

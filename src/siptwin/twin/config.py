@@ -39,6 +39,8 @@ class TwinConfig:
     # Listen with SO_REUSEPORT and bind nonces to the source port: `siptwin up --workers N`
     # starts worker processes that serve the same addresses (siptwin.twin.worker_process).
     shared_listeners: bool = False
+    # The user chose to serve the REST API beyond loopback (`siptwin up --api-host`).
+    beyond_loopback: bool = False
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from ..model.calls import Call, CallRegistry
 from ..model.findings import Finding
 from ..model.state_dir import TLS_DIR
 from ..regions.catalogue import Catalogue, default_catalogue_dir
-from ..regions.dns import DnsServer
+from ..regions.dns import DnsServer, existing_domain_labels
 from ..regions.node import CallHandler, RegionNode
 from ..regions.registrar import Registrar
 from ..settings import Fidelity
@@ -89,7 +89,7 @@ class EmbeddedTwin:
             self.control = ControlPlaneView(self.store)
             self._api_runner, self._api_port = await start_site(
                 make_app(self.store, calls=self.calls, diagnose=_diagnose), cfg.api_host,
-                cfg.api_port)
+                cfg.api_port, beyond_loopback=cfg.beyond_loopback)
             self._wiring = NodeWiring(self.catalogue, self.control, cfg.fidelity, self.digest,
                                       self.calls, self.registrar, self.handler,
                                       self._tls_context() if cfg.tls else None,
@@ -105,11 +105,11 @@ class EmbeddedTwin:
         self.started_in = time.perf_counter() - began
 
     def _tls_context(self) -> ssl.SSLContext:
-        names = ["*.sip.twilio.com"]
-        for region in self.catalogue:
-            names += [f"*.sip.{label}.twilio.com" for label in region.labels]
-        cert, key = ensure_certificate(self.config.state_dir / TLS_DIR, "siptwin", names,
-                                       [r.address for r in self.catalogue],
+        assert self.control is not None
+        cert, key = ensure_certificate(self.config.state_dir / TLS_DIR, "siptwin",
+                                       certificate_names(self.catalogue,
+                                                         existing_domain_labels(self.control)),
+                                       certificate_addresses(self.catalogue),
                                        separate_process=self.config.certificate_in_child)
         return server_context(cert, key)
 
@@ -160,8 +160,10 @@ class EmbeddedTwin:
 
     def region_addresses(self) -> list[RegionAddress]:
         out = []
+        shared = (self.nodes.get(self.catalogue.default.id)
+                  if self.catalogue.shared_address is not None else None)
         for region in self.catalogue:
-            node = self.nodes.get(region.id)
+            node = shared or self.nodes.get(region.id)
             if node is None:
                 continue
             addr = node.addresses
@@ -176,6 +178,23 @@ class EmbeddedTwin:
     @property
     def dns_address(self) -> tuple[str, int] | None:
         return self.dns.address if self.dns is not None else None
+
+
+def certificate_names(catalogue: Catalogue, domain_labels: list[str]) -> list[str]:
+    """Every host name the TLS listeners answer for: a wildcard per edge label, and each host
+    form of each domain that exists at start (clients such as pjsua2 refuse wildcards,
+    RFC 5922 §7.2). A domain created later is named after the next start."""
+    names = ["*.sip.twilio.com"]
+    for region in catalogue:
+        names += [f"*.sip.{label}.twilio.com" for label in region.labels]
+    for label in domain_labels:
+        for region in catalogue:
+            names += region.host_forms(label)
+    return list(dict.fromkeys(names))
+
+
+def certificate_addresses(catalogue: Catalogue) -> list[str]:
+    return list(dict.fromkeys(r.address for r in catalogue))
 
 
 def _diagnose(call: Call, database: Path) -> list[Finding]:

@@ -31,7 +31,7 @@ from ..cloud.view import ControlPlaneView
 from ..model.calls import Call, CallRegistry
 from ..model.state_dir import TLS_DIR
 from ..model.wire import encode_batch
-from ..regions.catalogue import Catalogue, default_catalogue_dir
+from ..regions.catalogue import Catalogue, default_catalogue_dir, parse_region_addresses
 from ..regions.registrar import Registrar
 from ..runtime import run_event_loop, settle_for_serving, until_terminated
 from ..settings import load_fidelity
@@ -49,6 +49,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--index", type=int, required=True, help="1.. (the parent is 0)")
     parser.add_argument("--records", type=Path, required=True, help="the parent's record socket")
     parser.add_argument("--regions", default=None)
+    parser.add_argument("--listen", default=None)
+    parser.add_argument("--region-address", action="append", default=[])
     parser.add_argument("--profile", default=None)
     parser.add_argument("--settings", type=Path, default=None)
     return parser.parse_args(argv)
@@ -107,7 +109,8 @@ class ForwardingRegistry(CallRegistry):
 
 async def serve(args: argparse.Namespace) -> int:
     secrets_in = json.loads(sys.stdin.readline())
-    catalogue = Catalogue.load(default_catalogue_dir()).select_listed(args.regions)
+    catalogue = Catalogue.load(default_catalogue_dir()).select_listed(args.regions).placed(
+        args.listen, parse_region_addresses(args.region_address))
     fidelity = load_fidelity(args.settings, args.profile)
     digest = new_digest_state(bytes.fromhex(secrets_in["secret"]), secrets_in["opaque"], fidelity,
                               bind_source_port=True)
