@@ -452,11 +452,25 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return explain_remote(args.state, "last" if args.last else args.call, args.api, args.json)
 
 
+SETTING_AREAS = (("sip", "SIP edges"), ("voice", "voice webhooks and TwiML"),
+                 ("rest", "REST API"))
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
-    for s in SETTINGS:
-        print(f"{s.name}")
-        print(f"    seed: {s.default!r}   observed: {s.observed!r}   ({s.spec})")
-        print(f"    {s.why}")
+    """Every setting, grouped by what it governs; one file sets them all (``--settings``)."""
+    for area, title in SETTING_AREAS:
+        print(f"# {title}")
+        for s in SETTINGS:
+            if s.area != area:
+                continue
+            print(f"{s.name}")
+            choices = f"   choices: {', '.join(map(str, s.choices))}" if s.choices else ""
+            print(f"    seed: {s.default!r}   observed: {s.observed!r}   (spec {s.spec}){choices}")
+            print(f"    {s.why}")
+        print()
+    print("Set them in a YAML file for 'siptwin up --settings FILE' ({profile: ..., settings: "
+          "{name: value}}), or per scenario under given.settings. docs/fidelity.md lists where "
+          "the twin may differ from Twilio.")
     return 0
 
 

@@ -32,6 +32,10 @@ class Setting:
     spec: str
     why: str
     choices: tuple[Any, ...] = ()
+    # What the setting governs: "sip" (the edges), "voice" (webhooks, TwiML) or "rest" (the
+    # control-plane API). One table holds all three so one file and one listing set them all.
+    area: str = "sip"
+    maximum: float | None = None  # numbers are never negative; some also have a ceiling
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -43,7 +47,7 @@ SETTINGS: tuple[Setting, ...] = (
             "waits for the ACL check; live traces show 100 before any check", (False, True)),
     Setting("status_callback_events", ("initiated", "ringing", "answered", "completed"),
             ("completed",), "§5.7", "the seed names four events; live SIP-domain calls report "
-            "only completed"),
+            "only completed", area="voice"),
     Setting("unknown_domain_status", 404, 404, "§9", "no account to attribute; 404 like a "
             "rejected call"),
     Setting("no_auth_status", 403, 403, "§4.2 step 4", "docs say 'blocked'; 403 is the edge's "
@@ -60,21 +64,63 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ack_timeout", 32.0, 32.0, "§4.2 step 11", "documented: no ACK within 32 s of the "
             "200 ends the call (32022)"),
     Setting("first_verb_hangup", "answer-then-bye", "answer-then-bye", "§4.4", "docs say "
-            "<Hangup> still answers the call", ("answer-then-bye", "reject")),
+            "<Hangup> still answers the call", ("answer-then-bye", "reject"), area="voice"),
     Setting("webhook_failure", "reject-500", "reject-500", "§4.4 / §9", "the call is not yet "
             "answered when TwiML cannot be fetched; alternative: answer and play an error",
-            ("reject-500", "answer-error")),
+            ("reject-500", "answer-error"), area="voice"),
     Setting("repeated_x_header", "first", "first", "§4.6", "undocumented; pass each X- header "
-            "once", ("first", "last", "join")),
-    Setting("x_header_total_cap", 1024, 1024, "§4.6", "only outbound limits are documented"),
-    Setting("webhook_connect_timeout", 10.0, 10.0, "§5.4", "documented default"),
-    Setting("webhook_total_timeout", 15.0, 15.0, "§5.4", "documented default"),
-    Setting("max_redirects", 10, 10, "§5.5", "a loop of <Redirect> must end; 11215 past this"),
+            "once", ("first", "last", "join"), area="voice"),
+    Setting("x_header_total_cap", 0, 0, "§4.6 / §9", "inbound limits are not documented (only "
+            "outbound ones), so none is enforced (0); a number caps the characters of names "
+            "plus values, and each header left out is noted on the call and by 'explain'",
+            area="voice"),
+    Setting("webhook_connect_timeout", 10.0, 10.0, "§5.4", "documented default", area="voice"),
+    Setting("webhook_total_timeout", 15.0, 15.0, "§5.4", "documented default", area="voice"),
+    Setting("max_redirects", 10, 10, "§5.5", "a loop of <Redirect> must end; 11215 past this", area="voice"),
     Setting("registration_min_expires", 600, 600, "§4.8", "documented: 423 below 600 s"),
     Setting("registration_max_expires", 3600, 3600, "§4.8", "documented: capped at 3600 s"),
     Setting("registration_max_bindings", 10, 10, "§4.8", "documented: 32007 past 10 per AOR"),
     Setting("trying_reason", "trying -- your call is important to us",
             "trying -- your call is important to us", "§4.2", "observed reason phrase"),
+    Setting("allow_methods", ("ACK", "BYE", "CANCEL", "INVITE", "OPTIONS", "REFER", "NOTIFY"),
+            ("ACK", "BYE", "CANCEL", "INVITE", "OPTIONS", "REFER", "NOTIFY"), "§4.8",
+            "the Allow list Twilio is observed to send (on its own INVITEs); what it puts in "
+            "answers to a PBX is unconfirmed. The twin still handles INFO and REGISTER"),
+    Setting("authorization_name_match", "register", "register", "§4.2 step 7",
+            "32106 (authorization name and username differ) is documented without saying which "
+            "username: 'register' compares a REGISTER's AOR user, where the two must be the "
+            "same account; 'always' also compares an INVITE's From user; 'off' never",
+            ("register", "always", "off")),
+    Setting("authorization_name_status", 403, 403, "§4.2 step 7", "the SIP code for 32106 is "
+            "not documented; 403 as for the other digest failures"),
+    Setting("loopback_contact", "outside-callers", "outside-callers", "§4.2 (other gates)",
+            "Twilio refuses a Contact at 127.0.0.1/localhost as a possible loop (32105); the twin "
+            "runs on loopback, where such a Contact is reachable, so by default it refuses one "
+            "only from a caller outside loopback (netns, docker); 'refuse' is Twilio's rule, "
+            "'accept' never checks", ("outside-callers", "refuse", "accept")),
+    Setting("loopback_contact_status", 482, 482, "§4.2 (other gates)", "the SIP code for 32105 "
+            "is not documented; 482 Loop Detected is RFC 3261's code for a loop"),
+    Setting("account_cps_limit", 0.0, 0.0, "§4.2 (other gates)", "the SIP-interface calls per "
+            "second of an account past which 32013 refuses a call are not published; 0 means "
+            "no limit (each process of 'siptwin up --workers' counts on its own)"),
+    Setting("rate_limited_status", 503, 503, "§4.2 / §4.8", "the SIP code for 32013 (calls) and "
+            "32008 (REGISTERs) past a rate limit is unconfirmed; 503 as the spec suggests"),
+    Setting("registration_rate_limit", 0.0, 0.0, "§4.8", "the REGISTERs per second of an "
+            "account past which 32008 refuses one are not published; 0 means no limit"),
+    Setting("no_voice_url", "fallback", "fallback", "§3.1 / §5.6", "what Twilio does with a "
+            "call to a domain without voice_url is undocumented: 'fallback' treats it as a "
+            "failed fetch (fallback URL, then webhook_failure); 'answer-silent' answers and "
+            "waits for the caller to hang up", ("fallback", "answer-silent"), area="voice"),
+    Setting("to_parameter", "request-uri", "request-uri", "§5.2", "To/Called: the Request-URI "
+            "as received without URI parameters (observed values are plain); 'to-header' takes "
+            "the To header's URI instead, 'request-uri-verbatim' keeps the parameters",
+            ("request-uri", "to-header", "request-uri-verbatim"), area="voice"),
+    Setting("unknown_parameters", "ignore", "ignore", "§2.3", "documented: parameters an "
+            "operation does not define are ignored (warning 20001); 'reject' answers 400/20001 "
+            "so a typo in a script surfaces at once", ("ignore", "reject"), area="rest"),
+    Setting("route_propagation_seconds", 0, 0, "§3.9", "an inbound processing region change "
+            "takes effect within up to 5 minutes on Twilio; 0 applies it at once (tests), at "
+            "most 300", area="rest", maximum=300),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -144,8 +190,12 @@ def build_fidelity(profile: str = "seed", overrides: Mapping[str, Any] | None = 
         elif isinstance(setting.default, bool):
             if not isinstance(value, bool):
                 raise SettingsError(f"setting {name} must be true or false")
-        elif isinstance(setting.default, (int, float)) and not isinstance(value, (int, float)):
-            raise SettingsError(f"setting {name} must be a number")
+        elif isinstance(setting.default, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SettingsError(f"setting {name} must be a number")
+            if value < 0 or (setting.maximum is not None and value > setting.maximum):
+                top = f" and at most {setting.maximum:g}" if setting.maximum is not None else ""
+                raise SettingsError(f"setting {name} must be at least 0{top}, not {value!r}")
         values[name] = value
     return Fidelity(profile, dict(overrides or {}), values)
 

@@ -17,6 +17,7 @@ from twilio.rest import Client
 
 from siptwin.cloud.api import make_app
 from siptwin.cloud.model import Account, Limits
+from siptwin.cloud.params import ApiSettings
 from siptwin.cloud.server import BackgroundServer
 from siptwin.cloud.store import Store
 
@@ -103,11 +104,12 @@ TwinFactory = Callable[..., Twin]
 def twin_factory(tmp_path: Any) -> Iterator[TwinFactory]:
     started: list[Twin] = []
 
-    def start(limits: Limits | None = None, route_propagation_seconds: int = 0) -> Twin:
+    def start(limits: Limits | None = None, route_propagation_seconds: int = 0,
+              api_settings: ApiSettings | None = None) -> Twin:
         store = Store.open(tmp_path / f"state{len(started)}", limits=limits,
                            route_propagation_seconds=route_propagation_seconds)
         master = store.ensure_master_account()
-        server = BackgroundServer(lambda: make_app(store))
+        server = BackgroundServer(lambda: make_app(store, api_settings))
         server.start()
         twin = Twin(store, server, master)
         started.append(twin)

@@ -13,8 +13,16 @@ import pytest
 from twilio.rest import Client
 
 from siptwin.cloud.model import PageRequest
+from siptwin.cloud.params import ApiSettings, UnknownParameterPolicy
 
-from .conftest import Twin
+from .conftest import Twin, TwinFactory
+
+
+@pytest.fixture
+def twin(twin_factory: TwinFactory) -> Twin:
+    """Strict mode (``unknown_parameters: reject``), whose refusals these tests pin as well;
+    Twilio's own default, ignoring them, is tested in test_unknown_parameters.py."""
+    return twin_factory(api_settings=ApiSettings(unknown_parameters=UnknownParameterPolicy.REJECT))
 
 
 @pytest.fixture

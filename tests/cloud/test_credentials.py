@@ -105,3 +105,19 @@ def test_mapped_credential_list_cannot_be_deleted_21241(client: Client) -> None:
     expect_error(lambda: client.sip.credential_lists(credential_list.sid).delete(), 400, 21241)
     registrations(credential_list.sid).delete()
     assert client.sip.credential_lists(credential_list.sid).delete() is True
+
+
+def test_spec_3_5_passwords_have_no_maximum_length(twin: Twin, client: Client) -> None:
+    """Spec §3.5 states a minimum (12, digit, upper, lower) and no maximum; the twin used to
+    refuse passwords over an undocumented 128 characters."""
+    long_password = "Harbour7Lights" * 30  # 420 characters
+    credential_list = client.sip.credential_lists.create(friendly_name="long")
+    credentials = client.sip.credential_lists(credential_list.sid).credentials
+    alice = credentials.create(username="alice", password=long_password)
+    assert credentials(alice.sid).update(password=long_password + "x").username == "alice"
+    domain = client.sip.domains.create(domain_name="long.sip.twilio.com")
+    client.sip.domains(domain.sid).auth.calls.credential_list_mappings.create(
+        credential_list_sid=credential_list.sid)
+    stored = ControlPlaneView(twin.store).find_domain("long.sip.twilio.com").call_credentials
+    material = f"alice:sip.twilio.com:{long_password}x".encode()
+    assert stored["alice"].ha1_md5 == hashlib.md5(material).hexdigest()

@@ -187,7 +187,7 @@ async def test_ip_in_request_uri(harness) -> None:
     async with SipClient() as client:
         result = await client.invite(node[0], node[1], f"sip:1000@{node[0]}:{node[1]}")
     finding = by_id(harness.twin, result.call_id)["request-uri-is-ip"]
-    assert finding.code == 32002 and node[0] in finding.sentence and "$du" in finding.fix
+    assert finding.code is None and node[0] in finding.sentence and "$du" in finding.fix
 
 
 async def test_trunk_host(harness) -> None:

@@ -118,7 +118,7 @@ async def test_kamailio_putting_the_ip_in_the_request_uri(harness, tmp_path) -> 
     call = _only_call(harness, out + sbc.log())
     assert call.request_uri == f"sip:1000@{address}:{port}", out[-2000:]
     finding = by_id(harness.twin, call.call_id)["request-uri-is-ip"]
-    assert finding.severity == "error" and finding.code == 32002
+    assert finding.severity == "error" and finding.code is None
     assert f"sip:1000@{HOST}" in finding.fix and "$du" in finding.fix
 
 

@@ -63,6 +63,9 @@ def test_report_opens_in_a_browser_with_the_matrix(tmp_path) -> None:
     dom = subprocess.run([chromium, *flags, "--dump-dom", report.as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
     assert 'id="matrix"' in dom
+    # The profile of the run and where to read what a pass here may not mean on Twilio.
+    assert 'id="fidelity"' in dom and "observed (2 items)" in dom
+    assert 'fidelity.md"' in dom
     for scenario, region in records:
         assert f'href="#{scenario.replace("/", "-")}-{region}"' in dom
     screenshot = tmp_path / "report.png"

@@ -14,7 +14,7 @@ import pytest
 
 from siptwin.harness.provision import DomainPlan
 from siptwin.regions.catalogue import Catalogue, default_catalogue_dir
-from siptwin.regions.node import ALLOW, CallSession
+from siptwin.regions.node import CallSession
 from siptwin.settings import build_fidelity
 from siptwin.sip.message import make_response
 from siptwin.sip.sdp import make_offer
@@ -184,7 +184,7 @@ async def test_unknown_method_is_501_with_allow(node) -> None:
         got = await uac.transact(uac.request(uac.leg(URI), "FROBNICATE"), node)
         assert statuses(got) == [501]
         allow = {m.strip() for m in got[-1].headers.get("Allow").split(",")}
-        assert allow == {m.strip() for m in ALLOW.split(",")}
+        assert allow == set(build_fidelity().allow_methods)
 
 
 async def test_known_but_unsupported_method_is_405_with_allow(node) -> None:

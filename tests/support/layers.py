@@ -14,8 +14,8 @@ from pathlib import Path
 # Bottom-up. A package may import packages of lower layers only; packages of one layer are
 # siblings and may not import each other. docs/architecture.md draws the same picture.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"sip", "settings", "runtime", "report"}),  # leaves
-    frozenset({"transport", "model"}),
+    frozenset({"sip", "settings", "runtime"}),  # leaves
+    frozenset({"transport", "model", "report"}),  # report names the settings of a run
     frozenset({"ua", "cloud"}),
     frozenset({"regions"}),
     frozenset({"voice", "diagnostics"}),

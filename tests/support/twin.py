@@ -14,6 +14,10 @@ from siptwin.twin.config import TwinConfig
 from siptwin.twin.embedded import EmbeddedTwin
 from siptwin.ua.client import Auth, SipClient
 
+# Most live tests exercise the edge without an application: a domain without voice_url is
+# answered and left silent (a twin-only setting; Twilio's default is tested on its own).
+NO_APPLICATION = {"no_voice_url": "answer-silent"}
+
 
 def worker_network() -> str:
     """A /24 of loopback per xdist worker, so parallel twins never share an address."""
@@ -54,7 +58,8 @@ def embedded_twin(state_dir) -> EmbeddedTwin:
     catalogue = Catalogue.load(default_catalogue_dir()).relocated(worker_network(), port_offset=0)
     catalogue = Catalogue([ephemeral(r) for r in catalogue])
     return EmbeddedTwin(TwinConfig(state_dir=state_dir, api_port=0, dns_port=0,
-                                   fidelity=build_fidelity("seed"), catalogue=catalogue))
+                                   fidelity=build_fidelity("seed", NO_APPLICATION),
+                                   catalogue=catalogue))
 
 
 def by_id(twin, call_id: str) -> dict[str, Finding]:

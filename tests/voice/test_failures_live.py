@@ -56,7 +56,8 @@ async def test_unreachable_voice_url_goes_to_fallback(harness, app):
     assert alert.code == 11205 and "cannot connect" in alert.detail
 
 
-async def test_both_failing_is_500_with_11200_and_every_failure_is_an_alert(harness, app):
+async def test_spec_4_4_both_failing_is_500_carrying_the_last_failure_code(harness, app):
+    """The 500 names why no TwiML came: here the fallback's unparseable document (12100)."""
     fast(harness)
     voice = app.twiml("/voice", "oops", status=503)
     fallback = app.twiml("/fallback", "<Response>", content_type="text/xml")
@@ -64,22 +65,31 @@ async def test_both_failing_is_500_with_11200_and_every_failure_is_an_alert(harn
                                        acl=["127.0.0.1"]))
     result = await harness.call("us1", "sip:1@acme.sip.twilio.com")
     assert result.statuses == [100, 180, 500]
-    assert result.header("X-Twilio-Error") == "11200 HTTP retrieval failure"
+    assert result.header("X-Twilio-Error") == "12100 Document parse failure"
     call = harness.twin.calls.get(result.call_id)
     assert call.status == "failed"
     assert [a.code for a in call.alerts] == [11200, 12100]
     assert "HTTP 503" in call.alerts[0].detail and call.alerts[1].detail.startswith("fallback:")
 
 
-async def test_no_fallback_configured_is_500(harness, app):
+async def test_spec_4_4_no_fallback_is_500_carrying_the_parse_failure_12100(harness, app):
     fast(harness)
     voice = app.twiml("/voice", "<Response><Bogus/>", status=200)
     await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"]))
     result = await harness.call("us1", "sip:1@acme.sip.twilio.com")
     assert result.statuses == [100, 180, 500]
+    assert result.header("X-Twilio-Error") == "12100 Document parse failure"
     alerts = harness.twin.calls.get(result.call_id).alerts
-    assert [a.code for a in alerts] == [12100, 11200]
-    assert "refused with 500" in alerts[1].detail
+    assert [a.code for a in alerts] == [12100]  # one failure, one alert
+
+
+async def test_spec_4_4_a_500_from_the_app_is_refused_with_11200(harness, app):
+    fast(harness)
+    voice = app.twiml("/voice", "boom", status=500)
+    await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"]))
+    result = await harness.call("us1", "sip:1@acme.sip.twilio.com")
+    assert result.statuses == [100, 180, 500]
+    assert result.header("X-Twilio-Error") == "11200 HTTP retrieval failure"
 
 
 async def test_answer_error_outcome_answers_then_hangs_up(harness, app):

@@ -28,19 +28,23 @@ _PAGE_TOKEN = re.compile(PAGE_TOKEN_PREFIX + r"([0-9a-f]{32})")
 
 
 class UnknownParameterPolicy(StrEnum):
-    """What to do with a parameter an operation does not define.
+    """What to do with a parameter an operation does not define: the ``unknown_parameters``
+    setting (siptwin.settings).
 
-    ``reject`` (default) answers 400/20001 so typos surface at once; ``ignore`` is Twilio's
-    documented behaviour (spec 2.3: ignored, with warning 20001).
+    ``ignore`` (default) is Twilio's documented behaviour (spec §2.3: ignored, with warning
+    20001); ``reject`` answers 400/20001 so typos surface at once.
     """
 
     REJECT = "reject"
     IGNORE = "ignore"
 
 
-@dataclass(frozen=True)
+@dataclass
 class ApiSettings:
-    unknown_parameters: UnknownParameterPolicy = UnknownParameterPolicy.REJECT
+    """The REST API's settings. Not frozen: a running twin changes ``unknown_parameters`` when
+    a scenario changes its settings, and the API reads it per request."""
+
+    unknown_parameters: UnknownParameterPolicy = UnknownParameterPolicy.IGNORE
     max_body_bytes: int = 64 * 1024
 
 

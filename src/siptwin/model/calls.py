@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, overload
 
 from .codes import CallStatus
+from .rates import RateLimit
 from .sids import is_call_sid
 
 MAX_TRACE_ENTRIES = 64  # a normal call has about a dozen messages
@@ -171,6 +172,7 @@ class CallRegistry:
         self._max = max_calls
         self._lock = threading.Lock()
         self._listeners: list[CallListener] = []
+        self.call_rate = RateLimit()  # calls per second per account (32013), every edge
 
     def add_listener(self, listener: CallListener) -> None:
         self._listeners.append(listener)

@@ -33,8 +33,9 @@ class CallError:
 
 
 # Call-time errors of the INVITE pipeline and the registrar (spec §7).
+# An unknown domain carries no code: no account can be attributed, so Twilio logs nothing
+# (spec §4.2 step 3); 32002 is <Dial>'s code for dialling one.
 TOO_MANY_HOPS = CallError(32006, "Too many hops")
-DOMAIN_NOT_FOUND = CallError(32002, "Twilio SIP Domain not found")
 NO_AUTH_MAPPED = CallError(32200, "Insufficient permissions: no authentication is mapped to the domain")
 NOT_TLS = CallError(32209, "Secure domain but non-TLS transport")
 IP_NOT_IN_ACL = CallError(32201, "Authentication failure - source IP Address not in ACL")
@@ -46,6 +47,12 @@ NO_COMMON_CODEC = CallError(32102, "No PCMU or PCMA in the SDP offer")
 REGISTRATION_DISABLED = CallError(32210, "Registration not enabled on the SIP Domain")
 NO_REGISTRATION_LIST = CallError(32212, "No credential list mapped for registrations")
 TOO_MANY_BINDINGS = CallError(32007, "Too many registrations for this address of record")
+REGISTRATION_RATE = CallError(32008, "Registrations per second limit exceeded")
+AUTHORIZATION_NAME_MISMATCH = CallError(
+    32106, "SIP: Authentication Error - authorization name and username do not match")
+POSSIBLE_LOOP = CallError(32105, "Possible loop: Contact is a loopback address")
+CPS_EXCEEDED = CallError(32013, "SIP Interface calls per second limit exceeded")
+EMPTY_BODY = CallError(32103, "Empty body where not allowed")
 
 
 class Stage(StrEnum):
@@ -54,11 +61,13 @@ class Stage(StrEnum):
 
     MAX_FORWARDS_NOT_EXHAUSTED = "max_forwards_not_exhausted"
     DOMAIN_EXISTS = "domain_exists"
+    CONTACT_NOT_LOOPBACK = "contact_not_loopback"
     CALL_AUTHENTICATION_MAPPED = "call_authentication_mapped"
     SECURE_DOMAIN_USES_TLS = "secure_domain_uses_tls"
     SOURCE_IP_IN_ACL = "source_ip_in_acl"
     DIGEST_CREDENTIALS_VALID = "digest_credentials_valid"
     MEDIA_OFFER_ACCEPTABLE = "media_offer_acceptable"
+    ACCOUNT_WITHIN_CPS = "account_within_cps"
     REGISTRATION = "registration"
 
 

@@ -112,6 +112,15 @@ class WebhookParams:
         return pairs + list(self.sip_headers)
 
 
-def to_from_request_uri(invite: Request) -> str:
-    """``sip:<Request-URI user>@<Request-URI host as received>``, parameters removed (§5.2)."""
+def to_from_request_uri(invite: Request, mode: str = "request-uri") -> str:
+    """``To``/``Called`` under the ``to_parameter`` setting (spec §5.2, unconfirmed): by
+    default ``sip:<Request-URI user>@<Request-URI host as received>``, parameters removed;
+    ``to-header`` takes the To header's URI, ``request-uri-verbatim`` keeps the parameters."""
+    if mode == "request-uri-verbatim":
+        return invite.uri_text
+    if mode == "to-header":
+        try:
+            return plain_uri(str(invite.to.uri))
+        except (SipParseError, ValueError):
+            pass
     return plain_uri(invite.uri_text)

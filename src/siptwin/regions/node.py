@@ -10,6 +10,7 @@ built-in :class:`StaticAnswer` answers every call.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import ssl
@@ -50,7 +51,6 @@ from .responses import twilio_response, twilio_to_tag
 
 log = logging.getLogger("siptwin.node")
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REGISTER"
 NODE_POLICY = UasPolicy(
     allowed_methods=frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "REGISTER"}),
     # Twilio's edge answers 483 (32006) where a plain endpoint would go on (spec §4.2 step 2).
@@ -182,6 +182,8 @@ class RegionNode:
         self.catalogue = catalogue
         self.control = control
         self.fidelity = fidelity
+        self.policy = dataclasses.replace(NODE_POLICY,
+                                          advertised_methods=tuple(fidelity.allow_methods))
         self.digest = digest
         self.calls = calls
         self.registrar = registrar
@@ -209,9 +211,16 @@ class RegionNode:
         match = self.catalogue.match_host(request.uri.host)
         return match.region if match is not None and match.region is not None else self.region
 
+    @property
+    def _allow(self) -> str:
+        """The Allow header the twin advertises (the ``allow_methods`` setting, spec §4.8)."""
+        return self.policy.allow_header
+
     def apply_fidelity(self, fidelity: Fidelity) -> None:
         """New settings take effect for the next message (scenarios change them per test)."""
         self.fidelity = fidelity
+        self.policy = dataclasses.replace(NODE_POLICY,
+                                          advertised_methods=tuple(fidelity.allow_methods))
         self.layer.config = TimerConfig(ack_wait=fidelity.ack_timeout)
 
     # ------------------------------------------------------------------ lifecycle
@@ -236,7 +245,7 @@ class RegionNode:
 
     # ------------------------------------------------------------------ input
     def _on_bytes(self, data: bytes, source: Source) -> None:
-        outcome = admit(data, NODE_POLICY, datagram=source.transport == "udp")
+        outcome = admit(data, self.policy, datagram=source.transport == "udp")
         message = outcome.message
         call_id = _raw_call_id(message, data)
         self._trace(call_id, "in", source.transport, (source.host, source.port),
@@ -339,13 +348,13 @@ class RegionNode:
             self._on_cancel(request, key, event.cancels)
         elif method == "OPTIONS":
             self._respond(key, twilio_response(request, 200, extra=(
-                ("Allow", ALLOW), ("Accept", "application/sdp"))))
+                ("Allow", self._allow), ("Accept", "application/sdp"))))
         elif method == "INFO":
             self._on_info(request, key)
         elif method == "REGISTER":
             self._respond(key, self.registrar.handle(self, request, source, time.time()))
         else:
-            self._respond(key, twilio_response(request, 405, extra=(("Allow", ALLOW),)))
+            self._respond(key, twilio_response(request, 405, extra=(("Allow", self._allow),)))
 
     def _on_initial_invite(self, request: Request, key: TxKey, hop: Hop, source: Source) -> None:
         region = self.region_for(request)
@@ -368,6 +377,7 @@ class RegionNode:
             request=request, transport=source.transport, source_ip=source.host,
             source_port=source.port, region=region, catalogue=self.catalogue,
             control=self.control, fidelity=self.fidelity, digest=self.digest, now=time.time(),
+            call_rate=self.calls.call_rate,
         )
 
         def send_trying() -> None:
@@ -465,7 +475,7 @@ class RegionNode:
         call.final_status = 200
         self._respond(dialog.invite_key, twilio_response(
             request, 200, to_tag=dialog.to_tag, body=body,
-            extra=(("Contact", self._contact(dialog.hop)), ("Allow", ALLOW))))
+            extra=(("Contact", self._contact(dialog.hop)), ("Allow", self._allow))))
         self.calls.notify(call, "answered")
 
     def _reject_accepted(self, dialog: Dialog, status: int, reason: str | None,

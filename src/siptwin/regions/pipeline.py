@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 
 from ..cloud.view import ControlPlaneView, CredentialSnapshot, DomainSnapshot
 from ..model.codes import (
+    AUTHORIZATION_NAME_MISMATCH,
     BAD_CREDENTIALS,
     BAD_SDP,
-    DOMAIN_NOT_FOUND,
+    CPS_EXCEEDED,
+    EMPTY_BODY,
     IP_NOT_IN_ACL,
     NO_AUTH_MAPPED,
     NO_COMMON_CODEC,
     NOT_TLS,
+    POSSIBLE_LOOP,
     REALM,
     RTP_ON_SECURE,
     SRTP_NOT_SECURE,
@@ -28,6 +31,7 @@ from ..model.codes import (
     CallError,
     Stage,
 )
+from ..model.rates import RateLimit
 from ..settings import Fidelity
 from ..sip.digest import (
     Credentials,
@@ -43,6 +47,10 @@ from ..sip.message import Request
 from ..sip.sdp import SdpError, refuse_offer, summarize_offer
 from ..sip.uri import SipUri
 from .catalogue import Catalogue, HostMatch, Region
+
+# Twilio's challenge names no algorithm, i.e. MD5 (spec §4.3): an answer computed with any
+# other algorithm answers a challenge that was never made.
+CHALLENGED_ALGORITHMS = frozenset({"MD5"})
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,8 @@ class InviteContext:
     credentials: Credentials | None = None
     offer_summary: object | None = None
     notes: list[str] = field(default_factory=list)
+    # Shared by the nodes of one twin (the call registry's): 32013 counts calls per account.
+    call_rate: RateLimit | None = None
 
 
 StageCheck = Callable[[InviteContext], Verdict | None]
@@ -112,9 +122,50 @@ def domain_exists(ctx: InviteContext) -> Verdict | None:
     domain = ctx.control.find_domain(host.domain_name) if host is not None else None
     if domain is None:
         status = ctx.fidelity.unknown_domain_status
-        return Verdict(Stage.DOMAIN_EXISTS, status, "Not Found", DOMAIN_NOT_FOUND)
+        return Verdict(Stage.DOMAIN_EXISTS, status)
     ctx.host, ctx.domain = host, domain
     return None
+
+
+def contact_not_loopback(ctx: InviteContext) -> Verdict | None:
+    """32105: a Contact at 127.0.0.1 or localhost would send Twilio's requests back to itself."""
+    host = loopback_contact(ctx.request, ctx.source_ip, ctx.fidelity.loopback_contact)
+    if host is None:
+        return None
+    ctx.notes.append(f"Contact points at {host}, a loopback address of the caller's own host")
+    return Verdict(Stage.CONTACT_NOT_LOOPBACK, ctx.fidelity.loopback_contact_status, "Loop Detected",
+                   POSSIBLE_LOOP)
+
+
+def loopback_contact(request: Request, source_ip: str, mode: str) -> str | None:
+    """The loopback host a Contact names, if the ``loopback_contact`` setting refuses it.
+
+    A twin runs on loopback, where its callers' Contacts are loopback addresses and reachable:
+    under ``outside-callers`` only a caller from another address is refused.
+    """
+    if mode == "accept":
+        return None
+    if mode == "outside-callers" and _is_loopback(source_ip):
+        return None
+    try:
+        contacts = request.contacts
+    except (SipParseError, ValueError):
+        return None
+    for contact in contacts:
+        uri = contact.address.uri if contact.address is not None else None
+        if not isinstance(uri, SipUri):
+            continue
+        host = uri.host.strip("[]").lower()
+        if host == "localhost" or _is_loopback(host):
+            return uri.host
+    return None
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def call_authentication_mapped(ctx: InviteContext) -> Verdict | None:
@@ -171,11 +222,15 @@ def check_digest(
     if status is NonceStatus.INVALID:
         ctx.notes.append("nonce not issued by this twin for this Call-ID and source")
         return _challenge(ctx, stage, context, stale=False)
+    if offered.algorithm.upper() not in CHALLENGED_ALGORITHMS:
+        ctx.notes.append(f"digest answer uses algorithm {offered.algorithm}, but the challenge "
+                         f"offered only {', '.join(sorted(CHALLENGED_ALGORITHMS))}")
+        return _forbidden(ctx, stage)
     stored = credentials.get(offered.username or "")  # type: ignore[attr-defined]
     if stored is None:
         ctx.notes.append(f"unknown username {offered.username!r}")
         return _forbidden(ctx, stage)
-    ha1 = stored.ha1_sha256 if offered.algorithm.upper().startswith("SHA-256") else stored.ha1_md5
+    ha1 = stored.ha1_md5
     expected_uri = request.uri_text if ctx.fidelity.digest_uri_check == "strict" else None
     result = verify(offered, method, ha1, request.body, expected_uri)
     if not result.ok:
@@ -187,8 +242,26 @@ def check_digest(
     if not ctx.digest.counts.accept(offered.nonce or "", nc):
         ctx.notes.append("nonce count replayed")
         return _forbidden(ctx, stage)
+    named = _username_to_match(request, method, ctx.fidelity.authorization_name_match)
+    if named is not None and named != offered.username:
+        ctx.notes.append(f"authorization name {offered.username!r} differs from the username "
+                         f"{named!r} of the {'AOR' if method == 'REGISTER' else 'From URI'}")
+        return Verdict(stage, ctx.fidelity.authorization_name_status, "Forbidden",
+                       AUTHORIZATION_NAME_MISMATCH)
     ctx.username, ctx.credentials = offered.username, offered
     return None
+
+
+def _username_to_match(request: Request, method: str, mode: str) -> str | None:
+    """The username 32106 compares the authorization name with, or None when not checked:
+    a REGISTER's AOR (To) user; an INVITE's From user only under ``always``."""
+    if mode == "off" or (method != "REGISTER" and mode != "always"):
+        return None
+    try:
+        uri = request.to.uri if method == "REGISTER" else request.from_.uri
+    except (SipParseError, ValueError):
+        return ""
+    return (uri.user or "") if isinstance(uri, SipUri) else ""
 
 
 def _credentials_for_realm(request: Request) -> Credentials | None:
@@ -219,9 +292,13 @@ def media_offer_acceptable(ctx: InviteContext) -> Verdict | None:
     domain = ctx.domain
     assert domain is not None
     body = ctx.request.body
-    if not body:
-        return None  # a late offer: the 200 OK will carry ours
     status = ctx.fidelity.media_mismatch_status
+    if not body:
+        if ctx.request.headers.get("Content-Type"):
+            # It declares a session description and sends none (32103); without a
+            # Content-Type it is a late offer, and the 200 OK will carry ours.
+            return Verdict(Stage.MEDIA_OFFER_ACCEPTABLE, status, "Not Acceptable Here", EMPTY_BODY)
+        return None
     try:
         offer = ctx.request.sdp
     except SdpError as err:
@@ -240,16 +317,28 @@ def media_offer_acceptable(ctx: InviteContext) -> Verdict | None:
     return None
 
 
+def account_within_cps(ctx: InviteContext) -> Verdict | None:
+    """32013: the account's SIP-interface calls per second (``account_cps_limit``)."""
+    assert ctx.domain is not None
+    rate = float(ctx.fidelity.account_cps_limit)
+    if ctx.call_rate is None or ctx.call_rate.allow(ctx.domain.account_sid, rate, ctx.now):
+        return None
+    return Verdict(Stage.ACCOUNT_WITHIN_CPS, ctx.fidelity.rate_limited_status, "Service Unavailable",
+                   CPS_EXCEEDED)
+
+
 # The order of spec §4.2. 100 Trying goes out before the first stage in the ``observed``
 # profile and right after ``source_ip_in_acl`` in ``seed`` (an unlisted address hears nothing).
 STAGES: tuple[StageCheck, ...] = (
     max_forwards_not_exhausted,
     domain_exists,
+    contact_not_loopback,
     call_authentication_mapped,
     secure_domain_uses_tls,
     source_ip_in_acl,
     digest_credentials_valid,
     media_offer_acceptable,
+    account_within_cps,
 )
 TRYING_AFTER = source_ip_in_acl
 

@@ -13,24 +13,27 @@ from typing import TYPE_CHECKING, Protocol
 from ..cloud.view import ControlPlaneView
 from ..model.calls import Call, CallRegistry, TraceEntry
 from ..model.codes import (
-    DOMAIN_NOT_FOUND,
     NO_REGISTRATION_LIST,
+    POSSIBLE_LOOP,
     REGISTRATION_DISABLED,
+    REGISTRATION_RATE,
     TOO_MANY_BINDINGS,
     CallError,
     CallStatus,
     Stage,
 )
+from ..model.rates import RateLimit
 from ..settings import Fidelity
 from ..sip.errors import SipParseError
 from ..sip.message import Request, Response
 from ..sip.uri import SipUri
 from .catalogue import Catalogue, Region
-from .pipeline import DigestState, InviteContext, check_digest
+from .pipeline import DigestState, InviteContext, check_digest, loopback_contact
 from .responses import twilio_response
 
 if TYPE_CHECKING:
     from ..transport.endpoint import Source
+
 
 
 class RegistrarHost(Protocol):
@@ -57,6 +60,7 @@ class Binding:
 class Registrar:
     def __init__(self) -> None:
         self._bindings: dict[str, dict[str, Binding]] = {}  # AOR -> contact URI -> binding
+        self.rate = RateLimit()  # REGISTERs per second per account (32008)
 
     def bindings(self, aor: str, now: float | None = None) -> list[Binding]:
         now = time.time() if now is None else now
@@ -79,9 +83,14 @@ class Registrar:
         to_uri = request.to.uri
         host = node.catalogue.match_host(to_uri.host) if isinstance(to_uri, SipUri) else None
         domain = node.control.find_domain(host.domain_name) if host else None
-        if domain is None:
-            return twilio_response(request, fidelity.unknown_domain_status, extra=_error(
-                DOMAIN_NOT_FOUND))
+        if domain is None:  # no account to log to, so no code (spec §4.2 step 3)
+            return twilio_response(request, fidelity.unknown_domain_status)
+        if not self.rate.allow(domain.account_sid, float(fidelity.registration_rate_limit), now):
+            return twilio_response(request, fidelity.rate_limited_status,
+                                   extra=_error(REGISTRATION_RATE))
+        if loopback_contact(request, source.host, fidelity.loopback_contact) is not None:
+            return twilio_response(request, fidelity.loopback_contact_status, "Loop Detected",
+                                   extra=_error(POSSIBLE_LOOP))
         if not domain.sip_registration:
             return twilio_response(request, 403, extra=_error(REGISTRATION_DISABLED))
         if not domain.registration_credential_lists:

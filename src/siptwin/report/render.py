@@ -73,6 +73,29 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+FIDELITY_DOC = Path(__file__).resolve().parents[3] / "docs" / "fidelity.md"
+
+
+def run_settings(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The profiles of a run and every setting some item ran with a non-default value
+    (``{name: {value: items}}``), so the report says what a pass here assumed."""
+    from ..settings import SETTINGS
+
+    profiles = Counter(str(r.get("fidelity", {}).get("profile", "seed")) for r in results)
+    changed: dict[str, Counter[str]] = defaultdict(Counter)
+    for result in results:
+        record = result.get("fidelity") or {}
+        observed = record.get("profile") == "observed"
+        for setting in SETTINGS:
+            if setting.name not in record:
+                continue
+            default = setting.observed if observed else setting.default
+            default = list(default) if isinstance(default, tuple) else default
+            if record[setting.name] != default:
+                changed[setting.name][json.dumps(record[setting.name])] += 1
+    return {"profiles": dict(profiles), "changed": {k: dict(v) for k, v in sorted(changed.items())}}
+
+
 def render_report(results_dir: Path, output: Path) -> Path:
     results = load_results(results_dir)
     env = jinja2.Environment(
@@ -87,6 +110,9 @@ def render_report(results_dir: Path, output: Path) -> Path:
             result["pcap_href"] = os.path.relpath(result["pcap"], output.resolve().parent)
     html = env.get_template("report.html.j2").render(
         summary=summarise(results), results=results, outcomes=OUTCOMES, version=__version__,
+        settings=run_settings(results),
+        fidelity_doc=(os.path.relpath(FIDELITY_DOC, output.resolve().parent)
+                      if FIDELITY_DOC.is_file() else "docs/fidelity.md"),
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
     output.parent.mkdir(parents=True, exist_ok=True)

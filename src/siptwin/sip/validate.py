@@ -36,9 +36,15 @@ class UasPolicy:
     body_types: frozenset[str] = frozenset({"application/sdp"})
     # An endpoint processes Max-Forwards 0 normally; Twilio's edge rejects it (spec §4.2).
     reject_exhausted_max_forwards: bool = False
+    # The Allow header's methods, when it should list something other than what is processed
+    # (Twilio's edge is modelled with the list Twilio advertises, spec §4.8).
+    advertised_methods: tuple[str, ...] = ()
     allow_header: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
+        if self.advertised_methods:
+            object.__setattr__(self, "allow_header", ", ".join(self.advertised_methods))
+            return
         order = ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO"]
         methods = [m for m in order if m in self.allowed_methods]
         methods += sorted(self.allowed_methods - set(order))

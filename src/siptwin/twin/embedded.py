@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..cloud.api import make_app
+from ..cloud.params import ApiSettings, UnknownParameterPolicy
 from ..cloud.server import start_site
 from ..cloud.store import Store
 from ..cloud.view import ControlPlaneView
@@ -58,6 +59,8 @@ class EmbeddedTwin:
         self.account_sid = ""
         self.auth_token = ""
         self.started_in: float = 0.0
+        self.api_settings = ApiSettings()
+        self._apply_control_plane_settings(config.fidelity)
 
     @property
     def fidelity(self) -> Fidelity:
@@ -69,8 +72,15 @@ class EmbeddedTwin:
         self.digest.issuer.lifetime = fidelity.nonce_lifetime
         if self._wiring is not None:
             self._wiring.fidelity = fidelity
+        self._apply_control_plane_settings(fidelity)
         for node in self.nodes.values():
             node.apply_fidelity(fidelity)
+
+    def _apply_control_plane_settings(self, fidelity: Fidelity) -> None:
+        """The REST side of the settings: one file sets the edges and the API alike."""
+        self.api_settings.unknown_parameters = UnknownParameterPolicy(fidelity.unknown_parameters)
+        if self.store is not None:
+            self.store.route_propagation_seconds = int(fidelity.route_propagation_seconds)
 
     @property
     def api_url(self) -> str:
@@ -81,15 +91,16 @@ class EmbeddedTwin:
         cfg = self.config
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.store = Store.open(cfg.state_dir)
+            self.store = Store.open(
+                cfg.state_dir, route_propagation_seconds=int(cfg.fidelity.route_propagation_seconds))
             sid = cfg.account_sid or os.environ.get("TWILIO_ACCOUNT_SID") or None
             token = cfg.auth_token or os.environ.get("TWILIO_AUTH_TOKEN") or None
             master = self.store.ensure_master_account(sid, token if sid else None)
             self.account_sid, self.auth_token = master.sid, master.auth_token
             self.control = ControlPlaneView(self.store)
             self._api_runner, self._api_port = await start_site(
-                make_app(self.store, calls=self.calls, diagnose=_diagnose), cfg.api_host,
-                cfg.api_port, beyond_loopback=cfg.beyond_loopback)
+                make_app(self.store, self.api_settings, calls=self.calls, diagnose=_diagnose),
+                cfg.api_host, cfg.api_port, beyond_loopback=cfg.beyond_loopback)
             self._wiring = NodeWiring(self.catalogue, self.control, cfg.fidelity, self.digest,
                                       self.calls, self.registrar, self.handler,
                                       self._tls_context() if cfg.tls else None,

@@ -225,10 +225,12 @@ class SipClient:
         max_forwards: int = 70,
         cancel_after: float | None = None,
         ack_sdp: bytes | None = None,
+        to_uri: str | None = None,
     ) -> CallResult:
         """Place one call and return everything that happened.
 
-        ``ack_sdp`` is the answer our ACK carries to a late-offer call (``sdp=None``: the 200
+        ``to_uri`` is the To header's URI (default: the Request-URI). ``ack_sdp`` is the
+        answer our ACK carries to a late-offer call (``sdp=None``: the 200
         brings the twin's offer).
 
         ``hold`` keeps an answered call up that long before our BYE (unless the far end hangs
@@ -251,7 +253,7 @@ class SipClient:
                 ("Via", self._via()),
                 ("Max-Forwards", str(max_forwards)),
                 ("From", from_value),
-                ("To", f"<{request_uri}>"),
+                ("To", f"<{to_uri or request_uri}>"),
                 ("Call-ID", call_id),
                 ("CSeq", f"{cseq} INVITE"),
                 ("Contact", f"<sip:siptwin@{self.local_host}:{self.local_port};transport={self.transport}>"),

@@ -48,7 +48,7 @@ def call_facts(session: CallSession) -> tuple[WebhookParams, list[str]]:
         account_sid=domain.account_sid,
         call_sid=call.sid or "",
         from_=plain_uri(call.from_uri),
-        to=to_from_request_uri(session.invite),
+        to=to_from_request_uri(session.invite, fidelity.to_parameter),
         sip_domain=domain.domain_name,
         sip_domain_sid=domain.sid,
         sip_call_id=call.call_id,
@@ -67,7 +67,7 @@ class CallRun:
         self.domain = session.domain
         self.fidelity = session.fidelity  # one call keeps the settings it started with
         self.facts, dropped = call_facts(session)
-        for name in dropped:
+        for name in dropped:  # `siptwin explain` turns these into its x-header-dropped finding
             self.call.notes.append(f"X- header {name} not passed to the webhook: the total "
                                    f"exceeds x_header_total_cap={self.fidelity.x_header_total_cap}")
         self.media = media.MediaStream(session.region.address, on_digit=session.dtmf.put_nowait)
@@ -82,10 +82,10 @@ class CallRun:
         self.status.event("initiated", "initiated")
         self.status.event("ringing", "ringing")
         try:
-            if not self.domain.voice_url:
-                await self._unconfigured()
-                return
-            document = await self._initial_document()
+            if self.domain.voice_url:
+                document = await self._initial_document()
+            else:
+                document = await self._unconfigured()
             while document is not None and not self.ended:
                 document = await self._execute(document)
             if not self.ended:
@@ -195,31 +195,40 @@ class CallRun:
         outcome = await self._fetch("voice", voice_url or "", self.domain.voice_method, params)
         if outcome is None or isinstance(outcome, TwimlDocument):
             return outcome
-        self._alert(outcome)
+        return await self._fallback(outcome, (voice_url or "").split("#", 1)[0], params)
+
+    async def _fallback(self, failure: VoiceError, failed_url: str,
+                        params: list[tuple[str, str]]) -> TwimlDocument | None:
+        """The fallback URL's document after ``failure``, or the caller hears that none came."""
+        self._alert(failure)
         fallback = self.domain.voice_fallback_url
         if fallback:
-            failed_url = (voice_url or "").split("#", 1)[0]
             outcome = await self._fetch(
                 "fallback", fallback, self.domain.voice_fallback_method,
-                [*params, ("ErrorCode", str(outcome.code)), ("ErrorUrl", failed_url)])
+                [*params, ("ErrorCode", str(failure.code)), ("ErrorUrl", failed_url)])
             if outcome is None or isinstance(outcome, TwimlDocument):
                 return outcome
-            self._alert(VoiceError(outcome.code, f"fallback: {outcome.detail}"))
-        await self._application_failed()
+            failure = VoiceError(outcome.code, f"fallback: {outcome.detail}")
+            self._alert(failure)
+        await self._application_failed(failure)
         return None
 
-    async def _unconfigured(self) -> None:
-        """A domain without a voice URL: answered, silent until the caller hangs up.
+    async def _unconfigured(self) -> TwimlDocument | None:
+        """A domain without a voice URL (the ``no_voice_url`` setting; Twilio's behaviour is
+        undocumented): by default a fetch that failed, so the fallback URL and then
+        ``webhook_failure`` decide; ``answer-silent`` answers and waits for the hang-up."""
+        if self.fidelity.no_voice_url == "answer-silent":
+            self.call.notes.append("the SIP domain has no voice_url: answered without TwiML "
+                                   "(no_voice_url=answer-silent)")
+            await self.answer()
+            await self.session.ended.wait()
+            return None
+        return await self._fallback(VoiceError(11200, "the SIP domain has no voice_url"), "",
+                                    self.facts.parameters("ringing"))
 
-        Twilio's behaviour here is undocumented; the twin answers (as before the voice layer
-        existed) so the inbound pipeline can be exercised without any application.
-        """
-        self.call.notes.append("the SIP domain has no voice_url: answered without TwiML")
-        await self.answer()
-        await self.session.ended.wait()
-
-    async def _application_failed(self) -> None:
-        """No usable TwiML at all: the ``webhook_failure`` setting says what the caller gets."""
+    async def _application_failed(self, cause: VoiceError) -> None:
+        """No usable TwiML at all: the ``webhook_failure`` setting says what the caller gets;
+        a refusal carries the code of the failure that left the call without TwiML."""
         if self.ended:
             return
         if self.session.answered or self.fidelity.webhook_failure == "answer-error":
@@ -229,12 +238,12 @@ class CallRun:
             await self.session.hangup()
             return
         before = len(self.call.alerts)
-        await self.session.reject(500, "Server Internal Error",
-                                  error=(11200, "HTTP retrieval failure"), call_status="failed")
-        # The node records the X-Twilio-Error it sends as an alert. An 11200 above already
-        # says what failed; otherwise the node's alert stays and says what the caller got.
+        await self.session.reject(500, "Server Internal Error", error=cause.header(),
+                                  call_status="failed")
+        # The node records the X-Twilio-Error it sends as an alert. The cause's own alert
+        # above already says what failed; otherwise the node's stays and says what the caller got.
         if len(self.call.alerts) > before:
-            if any(a.code == 11200 for a in self.call.alerts[:before]):
+            if any(a.code == cause.code for a in self.call.alerts[:before]):
                 self.call.alerts.pop()
             else:
                 self.call.alerts[-1].detail = ("no usable TwiML from the voice URL or its "
@@ -280,8 +289,9 @@ class CallRun:
         if outcome is None:
             return STOP
         if isinstance(outcome, VoiceError):
-            self._alert(VoiceError(outcome.code, f"{kind}: {outcome.detail}"))
-            await self._application_failed()
+            failure = VoiceError(outcome.code, f"{kind}: {outcome.detail}")
+            self._alert(failure)
+            await self._application_failed(failure)
             return STOP
         return outcome
 
@@ -357,9 +367,10 @@ class CallRun:
     async def _redirect(self, verb: Verb, document: TwimlDocument) -> object:
         self.redirects += 1
         if self.redirects > int(self.fidelity.max_redirects):
-            self._alert(VoiceError(11215, f"more than {self.fidelity.max_redirects} "
-                                          f"<Redirect>s; the last one pointed at {verb.text}"))
-            await self._application_failed()
+            failure = VoiceError(11215, f"more than {self.fidelity.max_redirects} "
+                                        f"<Redirect>s; the last one pointed at {verb.text}")
+            self._alert(failure)
+            await self._application_failed(failure)
             return STOP
         return await self._fetch_next("redirect", self._resolve(document, verb.text),
                                       verb.attr("method", "POST"))

@@ -46,6 +46,7 @@ def x_headers(facts: CallFacts) -> Iterator[Finding]:
     seen: set[str] = set()
     passed: list[str] = []
     dropped: list[str] = []
+    risky: list[str] = []
     illegal = False
     for name, value in headers:
         lowered = name.lower()
@@ -63,27 +64,31 @@ def x_headers(facts: CallFacts) -> Iterator[Finding]:
             illegal = True
             dropped.append(f"{name}: {value[:60]} → dropped silently (32112): illegal "
                            f"character(s) {', '.join(bad)}")
-        elif len(name) + len(value) > HEADER_LIMIT:
-            dropped.append(f"{name} ({len(name) + len(value)} characters) → likely dropped: over "
-                           f"{HEADER_LIMIT} characters")
         elif lowered in seen:
             dropped.append(f"{name}: {value[:60]} → dropped: repeated header, the "
                            f"{repeated} occurrence wins")
         elif param not in passed_by_twin:
-            dropped.append(f"{name} → dropped: the custom headers together exceed {cap} "
-                           "characters")
+            dropped.append(f"{name} → dropped by the twin: the custom headers together exceed "
+                           f"x_header_total_cap={cap} characters")
         else:
             passed.append(f"{name}: {value[:60]} → {param}")
+            if len(name) + len(value) > HEADER_LIMIT:
+                # Twilio documents no inbound limit (spec §9), only 1024 for <Dial><Sip>.
+                risky.append(f"{name} ({len(name) + len(value)} characters) → passed here, but "
+                             f"over the {HEADER_LIMIT} characters Twilio documents for "
+                             "outbound headers: unconfirmed inbound")
         seen.add(lowered)
-    if not dropped:
+    if not dropped and not risky:
         return
     yield Finding(
         "x-header-dropped", WARNING,
-        f"{len(dropped)} header(s) the PBX sent will not reach the voice webhook as "
-        "SipHeader_ parameters; only X- headers (and User-to-User) with plain printable ASCII "
-        "values pass, name case kept.",
+        (f"{len(dropped)} header(s) the PBX sent will not reach the voice webhook as "
+         "SipHeader_ parameters; only X- headers (and User-to-User) with plain printable ASCII "
+         "values pass, name case kept." if dropped else
+         f"{len(risky)} header(s) reach the webhook here but are longer than any limit Twilio "
+         "documents; a pass here may not mean a pass on Twilio."),
         "Prefix custom headers with X- (the parameter is SipHeader_ plus the name exactly as "
         "sent), keep values printable ASCII (percent-encode anything else), keep each header "
         "well under 1024 characters, and send each name once.",
-        tuple(dropped + passed), 32112 if illegal else None, 10,
-        {"passed": passed, "dropped": dropped})
+        tuple(dropped + risky + passed), 32112 if illegal else None, 10,
+        {"passed": passed, "dropped": dropped, "risky": risky})

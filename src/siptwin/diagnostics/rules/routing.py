@@ -35,7 +35,11 @@ def _host(facts: CallFacts) -> tuple[str | None, str]:
 def _not_found(facts: CallFacts) -> bool:
     if facts.call.decided_by == Stage.DOMAIN_EXISTS:
         return True
-    return 32002 in facts.alert_codes()
+    # A REGISTER refused for its domain carries no code (no account to log to): the record
+    # names no domain although the registrar answered it.
+    call = facts.call
+    return (call.method == "REGISTER" and call.final_status is not None
+            and call.final_status >= 400 and not call.domain_sid)
 
 
 def _candidates(facts: CallFacts) -> list[str]:
@@ -88,7 +92,7 @@ def request_uri_host(facts: CallFacts) -> Iterator[Finding]:
             f"The {carrier} host is the IP address {host}, not the SIP Domain name: Twilio "
             "identifies the domain by that host, so it cannot find one and refuses the call. "
             "Typically a proxy resolved the FQDN and rewrote the Request-URI with the address.",
-            route_fix, tuple(evidence), 32002, 6)
+            route_fix, tuple(evidence), None, 6)
         return
     lowered = host.lower().rstrip(".")
     if lowered.endswith(".pstn.twilio.com") or ".pstn." in lowered and lowered.endswith("twilio.com"):
@@ -98,7 +102,7 @@ def request_uri_host(facts: CallFacts) -> Iterator[Finding]:
             "Domain: the SIP Domain service does not know it.",
             f"Send calls meant for the SIP Domain to its own host ({meant}); use the .pstn name "
             "only with a trunk (and its own IP ACL / credentials on the trunk).",
-            (line,), 32002, 6)
+            (line,), None, 6)
         return
     match = facts.catalogue.match_host(host) if facts.catalogue is not None else None
     if (match is not None and match.edge_label is not None and match.region is None) or \
@@ -110,7 +114,7 @@ def request_uri_host(facts: CallFacts) -> Iterator[Finding]:
             "matches.",
             "Use an existing edge label (" + ", ".join(labels[:12]) + ") or the plain "
             f"{match.domain_name if match else 'label.sip.twilio.com'} form.",
-            (line,), 32002, 6)
+            (line,), None, 6)
         return
     evidence = [line]
     fix = "Create the SIP Domain, or correct the host name in the PBX's trunk / dial string."
@@ -135,4 +139,4 @@ def request_uri_host(facts: CallFacts) -> Iterator[Finding]:
     yield Finding(
         "unknown-domain", ERROR,
         f"No SIP Domain is called {match.domain_name if match else host}, so Twilio refuses the "
-        "call.", fix, tuple(evidence), 32002, 6)
+        "call.", fix, tuple(evidence), None, 6)

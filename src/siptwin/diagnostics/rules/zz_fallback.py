@@ -14,6 +14,20 @@ EXPLAINED_ELSEWHERE = frozenset({
 KNOWN = {
     32006: ("Max-Forwards reached 0 before Twilio: a forwarding loop between proxies.",
             "Look for a routing loop (each proxy decrements Max-Forwards); start at 70."),
+    32106: ("The digest credentials are valid, but their username is not the user of the "
+            "address being registered (the authorization name and the username differ).",
+            "Register each AOR with its own credentials: the auth username must equal the user "
+            "part of the To/From URI."),
+    32105: ("The Contact header points at a loopback address (127.0.0.1 or localhost): Twilio "
+            "would send its requests back to itself, so it refuses the request as a loop.",
+            "Put the PBX's reachable address in Contact (check its external/NAT address "
+            "settings)."),
+    32013: ("The account sent more calls per second than its SIP-interface limit allows.",
+            "Slow the call rate down or raise the account's CPS limit."),
+    32008: ("The account sent more REGISTERs per second than Twilio accepts.",
+            "Spread the registrations out (longer Expires, staggered start)."),
+    32103: ("The INVITE declared a session description (Content-Type) but carried no body.",
+            "Send the SDP offer, or leave out Content-Type for a late offer."),
 }
 
 
