@@ -253,6 +253,9 @@ def _print_banner(twin: Twin) -> None:
         forms = ", ".join(form.replace("{d}", "{d}") for form in region.host_forms("{d}"))
         print(f"{region.id:<7}{region.edge:<11}{entry.host:<13}{entry.udp or '-':>6}"
               f"{entry.tcp or '-':>6}{entry.tls or '-':>6}  {forms}")
+    if twin.catalogue.shared_address is not None:
+        print(f"every region listens on {twin.catalogue.shared_address}: the Request-URI host "
+              "selects the region (Twilio selects the edge by the address reached)")
     print(f"REST API:  {twin.api_url}  (ie1: {twin.api_url}/ie1, au1: {twin.api_url}/au1)")
     if twin.dns_address:
         host, port = twin.dns_address
