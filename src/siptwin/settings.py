@@ -80,6 +80,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("registration_min_expires", 600, 600, "§4.8", "documented: 423 below 600 s"),
     Setting("registration_max_expires", 3600, 3600, "§4.8", "documented: capped at 3600 s"),
     Setting("registration_max_bindings", 10, 10, "§4.8", "documented: 32007 past 10 per AOR"),
+    Setting("rtp_inactivity_timeout", 60.0, 60.0, "§7 (32014)", "Twilio ends a call after "
+            "'no audio received for an extended period' without saying how long; seconds of "
+            "no RTP from a caller that should be sending (0: never)"),
+    Setting("sips_status", 416, 416, "§4.1", "Twilio documents that sips: URIs are not "
+            "supported but not the response; RFC 3261 answers an unsupported scheme with 416 "
+            "(X-Twilio-Error 32110)"),
+    Setting("tls13", False, False, "§4.1 / §4.7", "Twilio documents TLS 1.2 with ten TLS 1.2 "
+            "suites; whether its edge also completes a TLS 1.3 handshake is not documented, so "
+            "a 1.3-only client is refused unless this is on", (False, True)),
     Setting("trying_reason", "trying -- your call is important to us",
             "trying -- your call is important to us", "§4.2", "observed reason phrase"),
     Setting("allow_methods", ("ACK", "BYE", "CANCEL", "INVITE", "OPTIONS", "REFER", "NOTIFY"),

@@ -135,3 +135,33 @@ async def test_options_is_answered_with_allow(harness) -> None:
     async with SipClient() as client:
         responses = await client.request("OPTIONS", host, port, f"sip:{host}")
     assert responses[-1].status == 200 and "INVITE" in responses[-1].headers.get("Allow")
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+async def test_sips_request_uri_is_refused_on_every_transport(harness, transport) -> None:
+    """Twilio documents that sips: is not supported (spec §4.1): refused, never answered."""
+    await harness.provision(DomainPlan("acme", acl=["127.0.0.1"]))
+    result = await harness.call("us1", "sips:1000@acme.sip.twilio.com", transport=transport)
+    assert result.statuses == [416] and not result.established
+    assert result.header("X-Twilio-Error").startswith("32110")
+    call = harness.twin.calls.get(result.call_id)
+    assert call.decided_by == "sip_scheme_only" and call.status != "completed"
+
+
+async def test_sips_top_record_route_is_refused(harness) -> None:
+    await harness.provision(DomainPlan("acme", acl=["127.0.0.1"]))
+    result = await harness.call("us1", "sip:1000@acme.sip.twilio.com", transport="tls",
+                                headers=[("Record-Route", "<sips:proxy.example.com;lr>")])
+    assert result.statuses == [416]
+
+
+async def test_tls_answer_contact_is_a_sip_uri_for_tls(harness) -> None:
+    """With a sip: Request-URI the 200's Contact is sip:…;transport=tls (RFC 3261 §12.1.1 only
+    demands sips: for a SIPS request, which is refused before an answer)."""
+    await harness.provision(DomainPlan("acme", acl=["127.0.0.1"]))
+    result = await harness.call("us1", "sip:1000@acme.sip.twilio.com;transport=tls",
+                                transport="tls")
+    assert result.statuses[-1] == 200
+    contact = result.final.headers.get("Contact")
+    assert contact.startswith("<sip:") and contact.endswith(";transport=tls>")
+    assert f":{harness.node_port('us1', 'tls')[1]};" in contact

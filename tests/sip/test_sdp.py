@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from dataclasses import replace
 
@@ -13,6 +14,7 @@ from siptwin.sip.sdp import (
     Answer,
     Attribute,
     Connection,
+    CryptoAttribute,
     MediaDescription,
     NoCommonCodec,
     Origin,
@@ -20,8 +22,11 @@ from siptwin.sip.sdp import (
     SessionDescription,
     Timing,
     answer_offer,
+    choose_crypto,
     make_offer,
     parse_sdp,
+    srtp_refusal,
+    summarize_offer,
 )
 
 ASTERISK_OFFER = (
@@ -305,12 +310,50 @@ def test_summary_reports_srtp_offers() -> None:
         b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n"
         b"a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj\r\n"
     )
-    secure = answer(sdes)
+    secure = answer(sdes, srtp_key=bytes(range(30)))
     assert secure.offer.srtp_offered
     assert secure.offer.crypto_suites == ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
     assert secure.description.media[0].proto == "RTP/SAVP"  # the profile is mirrored
+    # RFC 4568: one line answering the first acceptable offered one, under its tag, our key.
+    (line,) = secure.description.media[0].attribute_values("crypto")
+    assert line == "1 AES_CM_128_HMAC_SHA1_80 inline:" + base64.b64encode(bytes(range(30))).decode()
+    theirs, ours = secure.crypto
+    assert theirs.tag == ours.tag == 1 and ours.key == bytes(range(30)) != theirs.key
+    # Without a key of ours an SRTP stream cannot be answered at all (never a keyless SAVP).
+    refused = answer_offer(parse_sdp(sdes), "168.86.128.10", 18000, 42)
+    assert isinstance(refused, NoCommonCodec) and "SRTP" in refused.reason
     crypto_on_avp = ASTERISK_OFFER + b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:abc\r\n"
-    assert answer(crypto_on_avp).offer.srtp_offered
+    assert summarize_offer(parse_sdp(crypto_on_avp)).srtp_offered
+
+
+@pytest.mark.parametrize("lines, reason", [
+    ([], "without an a=crypto line"),
+    (["1 AES_256_CM_HMAC_SHA1_80 inline:" + base64.b64encode(bytes(46)).decode()],
+     "AES_256_CM_HMAC_SHA1_80 is not supported"),
+    (["1 AES_CM_128_HMAC_SHA1_80 inline:" + base64.b64encode(bytes(30)).decode() + "|2^20|1:4"],
+     "MKI"),
+    (["1 AES_CM_128_HMAC_SHA1_80 inline:" + base64.b64encode(bytes(30)).decode() + ";inline:"
+      + base64.b64encode(bytes(30)).decode()], "several keys"),
+    (["1 AES_CM_128_HMAC_SHA1_80 inline:" + base64.b64encode(bytes(16)).decode()], "16 bytes"),
+    (["x AES_CM_128_HMAC_SHA1_80"], "is not <tag>"),
+])
+def test_unkeyable_crypto_lines_are_refused_with_a_reason(lines, reason) -> None:
+    offer = parse_sdp(make_offer("192.0.2.1", 4000, 1, crypto=lines)
+                      .replace(b"RTP/AVP", b"RTP/SAVP"))
+    refusal = srtp_refusal(offer)
+    assert refusal is not None and reason in refusal
+    assert srtp_refusal(parse_sdp(make_offer("192.0.2.1", 4000, 1))) is None  # plain RTP
+
+
+def test_the_32_bit_tag_suite_is_accepted_in_either_order() -> None:
+    key = base64.b64encode(bytes(range(30))).decode()
+    offer = parse_sdp(make_offer("192.0.2.1", 4000, 1, crypto=[
+        "5 AES_256_CM_HMAC_SHA1_32 inline:" + base64.b64encode(bytes(46)).decode(),
+        "7 AES_CM_128_HMAC_SHA1_32 inline:" + key + "|2^31"]))
+    chosen = choose_crypto(offer.media[0])
+    assert isinstance(chosen, CryptoAttribute)
+    assert (chosen.tag, chosen.suite, chosen.key, chosen.lifetime) == (
+        7, "AES_CM_128_HMAC_SHA1_32", bytes(range(30)), "2^31")
 
 
 def test_make_offer_is_a_valid_g711_offer() -> None:

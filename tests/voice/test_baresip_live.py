@@ -11,33 +11,7 @@ import pytest
 
 from siptwin.harness.provision import DomainPlan
 from tests.support import PASSWORD
-
-BARESIP_CONFIG = """\
-poll_method\t\tepoll
-sip_listen\t\t{address}:{sip_port}
-sip_transports\t\tudp
-net_interface\t\t{address}
-audio_player\t\taubridge,nil
-audio_source\t\taufile,{wav}
-audio_alert\t\taubridge,nil
-rtp_ports\t\t{rtp_low}-{rtp_high}
-snd_path\t\t{dump}
-module_path\t\t/usr/lib/baresip/modules
-module\t\t\tg711.so
-module\t\t\taufile.so
-module\t\t\taubridge.so
-module\t\t\tsndfile.so
-module_app\t\taccount.so
-module_app\t\tmenu.so
-"""
-
-
-def write_silence(path) -> None:
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(8000)
-        wav.writeframes(b"\x00\x00" * 8000 * 8)
+from tests.support.baresip import VOICE_CONFIG, write_silence
 
 
 async def test_baresip_call_to_say_is_answered_and_receives_rtp(harness, tmp_path):
@@ -55,7 +29,7 @@ async def test_baresip_call_to_say_is_answered_and_receives_rtp(harness, tmp_pat
     write_silence(tmp_path / "silence.wav")
     (tmp_path / "dump").mkdir()
     rtp = free_port() & ~1
-    (tmp_path / "config").write_text(BARESIP_CONFIG.format(
+    (tmp_path / "config").write_text(VOICE_CONFIG.format(
         address="127.0.0.1", sip_port=free_port(), wav=tmp_path / "silence.wav",
         rtp_low=rtp, rtp_high=rtp + 10, dump=tmp_path / "dump"))
     (tmp_path / "accounts").write_text(

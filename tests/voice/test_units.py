@@ -100,7 +100,12 @@ def test_media_plan_follows_the_offer_and_answer():
               b"m=audio 5000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"
               b"a=rtpmap:101 telephone-event/8000\r\n")
     plan = media.plan_media(offer, answer)
-    assert plan == media.MediaPlan("10.0.0.1", 4000, media.PCMA, 101)
+    assert plan == media.MediaPlan("10.0.0.1", 4000, media.PCMA, 101, rtcp_port=4001)
+    held = media.plan_media(offer.replace(b"101\r\n", b"101\r\na=sendonly\r\n", 1),
+                            answer + b"a=recvonly\r\n")
+    assert held is not None and not held.sending and held.receiving
+    muxed = media.plan_media(offer + b"a=rtcp-mux\r\n", answer)
+    assert muxed is not None and muxed.rtcp_port == 4000
     assert media.plan_media(b"", answer) is None
 
 
@@ -111,8 +116,8 @@ async def test_rfc4733_events_become_one_digit_each():
     stream.plan = media.MediaPlan("127.0.0.1", 9, media.PCMU, 101)
     for index, digit in enumerate("1*#"):
         for packet in media.telephone_event_packets(digit, 101, index * 10, 160 * index, 7):
-            stream._on_packet(packet)
-    stream._on_packet(struct.pack("!BBHII", 0x80, 0, 1, 2, 3) + b"\xff" * 160)
+            stream._on_packet(packet, ("127.0.0.1", 9))
+    stream._on_packet(struct.pack("!BBHII", 0x80, 0, 1, 2, 3) + b"\xff" * 160, ("127.0.0.1", 9))
     stream.close()
     await asyncio.sleep(0)
     assert got == ["1", "*", "#"] and stream.packets_received == 1 + sum(

@@ -224,6 +224,7 @@ async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], r
                 hold=params.get("hold", 0.0), hang_up=params.get("hang_up", True),
                 wait_final=wait, max_forwards=params.get("max_forwards", 70),
                 cancel_after=params.get("cancel_after"),
+                reinvites=[_crlf(body).encode() for body in params.get("reinvites", [])],
             )
             if expect.get("ended_by_twin") and not call.ended_by_remote:
                 await client.wait_remote_bye(call.call_id, 5.0)
@@ -302,6 +303,16 @@ async def _rest(params: dict[str, Any], env: Environment) -> StepOutcome:
 # ---------------------------------------------------------------------------- judging
 
 
+def _crlf(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\n", "\r\n")
+
+
+def _judge_sdp(what: str, response: Response | None, fragments: list[str] | None) -> list[Failure]:
+    body = response.body.decode("utf-8", "replace") if response is not None else ""
+    return [Failure("sdp-mismatch", f"{what}: SDP must contain {fragment!r}", fragment, body)
+            for fragment in fragments or [] if fragment not in body]
+
+
 async def _judge(outcome: StepOutcome, expect: dict[str, Any], twin: Twin,
                  slot: AppSlot, region: Region) -> list[Failure]:
     failures: list[Failure] = []
@@ -333,6 +344,16 @@ async def _judge(outcome: StepOutcome, expect: dict[str, Any], twin: Twin,
         if established != expect["established"]:
             failures.append(Failure("unexpected-response", "call established", expect["established"],
                                     established))
+    failures += _judge_sdp("final response", final, expect.get("sdp_has"))
+    if "reinvites" in expect:
+        got = outcome.call.reinvites if outcome.call else []
+        for index, wanted in enumerate(expect["reinvites"]):
+            answer = got[index] if index < len(got) else None
+            what = f"re-INVITE {index + 1}"
+            if "final" in wanted and (answer is None or answer.status != wanted["final"]):
+                failures.append(Failure("unexpected-response", f"{what}: final response",
+                                        wanted["final"], answer.status if answer else None))
+            failures += _judge_sdp(what, answer, wanted.get("sdp_has"))
     if expect.get("ended_by_twin") and not (outcome.call and outcome.call.ended_by_remote):
         failures.append(Failure("missing-bye", "the twin should have ended the call with BYE",
                                 True, False))

@@ -49,6 +49,8 @@ _invite = {
         "wait": {"type": "number", "minimum": 0},
         "max_forwards": {"type": "integer", "minimum": 0, "maximum": 255},
         "cancel_after": {"type": "number", "minimum": 0},
+        "reinvites": {"type": "array", "items": {"type": "string"},
+                      "description": "SDP offers sent in the dialog once it is established"},
     },
 }
 _request = {
@@ -149,6 +151,18 @@ _then = {
         "absent_headers": {"type": "array", "items": {"type": "string"}},
         "established": {"type": "boolean"},
         "ended_by_twin": {"type": "boolean"},
+        "sdp_has": {"type": "array", "items": {"type": "string"},
+                    "description": "lines or fragments the final response's SDP must contain"},
+        "reinvites": {
+            "type": "array",
+            "description": "what each of the invite's reinvites got, in order",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"final": {"type": "integer"},
+                               "sdp_has": {"type": "array", "items": {"type": "string"}}},
+            },
+        },
         "webhook": {
             "oneOf": [
                 {"const": "none"},

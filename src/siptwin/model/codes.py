@@ -44,6 +44,11 @@ BAD_SDP = CallError(32102, "Bad SDP")
 SRTP_NOT_SECURE = CallError(32207, "SRTP offered but domain not secure")
 RTP_ON_SECURE = CallError(32208, "Secure domain but RTP offered")
 NO_COMMON_CODEC = CallError(32102, "No PCMU or PCMA in the SDP offer")
+# Twilio names no code of its own for an SRTP offer it cannot key (spec §4.5: the two
+# AES_CM_128 suites, no MKI); to the caller it is the same as offering no SRTP at all.
+SRTP_NOT_KEYABLE = CallError(32208, "Secure domain but no acceptable SDES-SRTP key offered "
+                             "(AES_CM_128_HMAC_SHA1_80 or _32, no MKI)")
+SIPS_NOT_SUPPORTED = CallError(32110, "sips: URIs are not supported; use sip: with ;transport=tls")
 REGISTRATION_DISABLED = CallError(32210, "Registration not enabled on the SIP Domain")
 NO_REGISTRATION_LIST = CallError(32212, "No credential list mapped for registrations")
 TOO_MANY_BINDINGS = CallError(32007, "Too many registrations for this address of record")
@@ -60,6 +65,7 @@ class Stage(StrEnum):
     The registrar's decisions are recorded as :attr:`REGISTRATION`."""
 
     MAX_FORWARDS_NOT_EXHAUSTED = "max_forwards_not_exhausted"
+    SIP_SCHEME_ONLY = "sip_scheme_only"
     DOMAIN_EXISTS = "domain_exists"
     CONTACT_NOT_LOOPBACK = "contact_not_loopback"
     CALL_AUTHENTICATION_MAPPED = "call_authentication_mapped"
@@ -103,6 +109,7 @@ ERROR_NAMES: dict[int, str] = {
     13243: "Dial: invalid SIP URI",
     13251: "Dial: too many SIP headers",
     13253: "Dial: SIP header too long",
+    32014: "Call ended: no audio received for an extended period",
     15003: "Call progress: warning response to callback URL",
     21227: "Headers part of SIP URI is too long",
 }

@@ -13,8 +13,10 @@ import asyncio
 import dataclasses
 import logging
 import random
+import secrets
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,7 +29,17 @@ from ..sip.admission import admit
 from ..sip.errors import SipParseError
 from ..sip.message import Request, Response, make_request
 from ..sip.routing import Hop, response_hop, stamp_received
-from ..sip.sdp import Answer, SdpError, SessionDescription, answer_offer, make_offer
+from ..sip.sdp import (
+    SRTP_KEY_BYTES,
+    SRTP_SUITES,
+    Answer,
+    CryptoAttribute,
+    SdpError,
+    SessionDescription,
+    answer_offer,
+    make_offer,
+    summarize_offer,
+)
 from ..sip.transaction import (
     AckReceived,
     RequestReceived,
@@ -44,6 +56,7 @@ from ..sip.uri import SipUri
 from ..sip.validate import UasPolicy
 from ..transport.endpoint import EndpointConfig, Impairment, SipEndpoint, Source
 from ..transport.timers import LayerTimer
+from ..transport.tls import allow_tls13_on
 from .catalogue import Catalogue, Region
 from .pipeline import DigestState, InviteContext, Verdict, run_pipeline
 from .registrar import Registrar
@@ -91,6 +104,17 @@ class Dialog:
     domain: DomainSnapshot | None = None
     session: CallSession | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    # SDES of a secure call: our master key for the whole dialog, and the (theirs, ours)
+    # a=crypto pair of the current answer.
+    srtp_key: bytes | None = None
+    srtp: tuple[CryptoAttribute, CryptoAttribute] | None = None
+    # One RTP port for the whole dialog, and the o= version of our description, which
+    # changes exactly when the description does (RFC 3264 §8, §5.2).
+    media_port: int | None = None
+    sdp_version: int = 1
+    # Twilio hung up before the caller's ACK arrived: the BYE waits for it (RFC 3261 §15),
+    # with the status the call ends with; Timer H (32022) ends it otherwise.
+    bye_after_ack: str | None = None
 
 
 class CallSession:
@@ -100,6 +124,9 @@ class CallSession:
         self._node = node
         self._dialog = dialog
         self.dtmf: asyncio.Queue[str] = asyncio.Queue()
+        # Called with (offer, answer) when a re-INVITE changed the media (hold, resume,
+        # new address or keys); the voice layer re-plans its stream.
+        self.on_media_change: Callable[[SessionDescription, Answer], None] | None = None
 
     @property
     def call(self) -> Call:
@@ -140,6 +167,16 @@ class CallSession:
         return self._dialog.local_description
 
     @property
+    def srtp(self) -> tuple[CryptoAttribute, CryptoAttribute] | None:
+        """The caller's accepted ``a=crypto`` line and ours, when the media is SRTP."""
+        return self._dialog.srtp
+
+    @property
+    def srtp_key(self) -> bytes | None:
+        """Our SDES master key (key || salt) when the domain is secure."""
+        return self._dialog.srtp_key
+
+    @property
     def domain(self) -> DomainSnapshot:
         assert self._dialog.domain is not None
         return self._dialog.domain
@@ -161,7 +198,9 @@ class CallSession:
         self._node._reject_accepted(self._dialog, status, reason, error, call_status)
 
     async def hangup(self) -> None:
+        """BYE, once the caller's ACK of our 200 has arrived; returns when the call is over."""
         self._node._hangup(self._dialog, "completed")
+        await self._dialog.ended.wait()
 
 
 class RegionNode:
@@ -196,6 +235,9 @@ class RegionNode:
                            reuse_port=reuse_port),
             self._on_bytes, self._on_transport_event,
         )
+        self._tls_context = tls_context
+        if tls_context is not None:
+            allow_tls13_on(tls_context, fidelity.tls13)
         self._dialogs: dict[str, Dialog] = {}
         self._address_texts: dict[tuple[str, int], str] = {}
         self._timer = LayerTimer(self.layer, self._apply)
@@ -222,6 +264,8 @@ class RegionNode:
         self.policy = dataclasses.replace(NODE_POLICY,
                                           advertised_methods=tuple(fidelity.allow_methods))
         self.layer.config = TimerConfig(ack_wait=fidelity.ack_timeout)
+        if self._tls_context is not None:
+            allow_tls13_on(self._tls_context, fidelity.tls13)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -458,14 +502,23 @@ class RegionNode:
             return
         request = dialog.invite
         port = media_port or _media_port()
+        dialog.media_port = port
         body = b""
+        secure = dialog.domain is not None and dialog.domain.secure
+        dialog.srtp_key = secrets.token_bytes(SRTP_KEY_BYTES) if secure else None
         if request.body:
-            answer = answer_offer(request.sdp, self.region.address, port, 1)
+            answer = answer_offer(request.sdp, self.region.address, port, 1,
+                                  srtp_key=dialog.srtp_key)
             if isinstance(answer, Answer):
                 dialog.local_description = answer.description
+                dialog.srtp = answer.crypto
                 body = answer.to_bytes()
         else:
-            body = make_offer(self.region.address, port, 1)
+            keys: tuple[str, ...] = ()
+            if dialog.srtp_key is not None:
+                keys = (CryptoAttribute(1, SRTP_SUITES[0], dialog.srtp_key).to_value(),)
+            body = make_offer(self.region.address, port, 1, crypto=keys,
+                              session_name="Twilio Media Gateway")
             dialog.late_offer = True
         dialog.local_sdp = body
         dialog.answered = True
@@ -509,6 +562,9 @@ class RegionNode:
         if not dialog.answered:
             self._reject_accepted(dialog, 486 if status == "busy" else 404, None, None, status)
             return
+        if not dialog.acked.is_set():
+            dialog.bye_after_ack = status  # RFC 3261 §15: no BYE before the ACK
+            return
         self._send_bye(dialog)
         self._end(dialog, status)
 
@@ -548,6 +604,9 @@ class RegionNode:
             except SdpError as err:
                 dialog.call.notes.append(f"the ACK's SDP answer is unreadable: {err}")
         dialog.acked.set()
+        if dialog.bye_after_ack is not None:
+            self._send_bye(dialog)
+            self._end(dialog, dialog.bye_after_ack)
 
     def _on_timeout(self, effect: Timeout) -> None:
         if effect.timer != "2xx-ack":
@@ -564,15 +623,48 @@ class RegionNode:
         if dialog is None or request.to.tag != dialog.to_tag:
             self._respond(key, twilio_response(request, 481))
             return
-        body = dialog.local_sdp or b""
+        body = dialog.local_sdp or b""  # no offer: ours again, version unchanged
+        answer = None
         if request.body:
-            answer = answer_offer(request.sdp, self.region.address, _media_port(), 2)
-            if not isinstance(answer, Answer):
+            answer = self._answer_reoffer(dialog, request)
+            if answer is None:
                 self._respond(key, twilio_response(request, 488, to_tag=dialog.to_tag))
                 return
-            body = answer.to_bytes()
+            body = dialog.local_sdp or b""
         self._respond(key, twilio_response(request, 200, to_tag=dialog.to_tag, body=body,
                                           extra=(("Contact", self._contact(dialog.hop)),)))
+        session = dialog.session
+        if answer is not None and session is not None and session.on_media_change is not None:
+            session.on_media_change(request.sdp, answer)
+
+    def _answer_reoffer(self, dialog: Dialog, request: Request) -> Answer | None:
+        """Answer a re-INVITE's offer on the dialog's own RTP port and SRTP key; the o=
+        version grows by one only when the answer differs from our last description."""
+        try:
+            offer = request.sdp
+        except SdpError:
+            return None
+        secure = dialog.srtp_key is not None
+        if summarize_offer(offer).srtp_offered != secure:
+            return None  # a secure call stays SRTP, a plain one stays RTP (spec §4.5)
+        port = dialog.media_port or _media_port()
+        dialog.media_port = port
+
+        def build(version: int) -> Answer | None:
+            answer = answer_offer(offer, self.region.address, port, 1, version=version,
+                                  srtp_key=dialog.srtp_key)
+            return answer if isinstance(answer, Answer) else None
+
+        answer = build(dialog.sdp_version)
+        if answer is None or (secure and answer.crypto is None):
+            return None
+        if answer.to_bytes() != dialog.local_sdp:
+            dialog.sdp_version += 1
+            answer = build(dialog.sdp_version)
+            assert answer is not None
+        dialog.local_sdp, dialog.local_description = answer.to_bytes(), answer.description
+        dialog.srtp = answer.crypto
+        return answer
 
     def _on_bye(self, request: Request, key: TxKey) -> None:
         dialog = self._dialogs.get(request.call_id)

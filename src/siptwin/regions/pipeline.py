@@ -26,6 +26,8 @@ from ..model.codes import (
     POSSIBLE_LOOP,
     REALM,
     RTP_ON_SECURE,
+    SIPS_NOT_SUPPORTED,
+    SRTP_NOT_KEYABLE,
     SRTP_NOT_SECURE,
     TOO_MANY_HOPS,
     CallError,
@@ -44,7 +46,7 @@ from ..sip.digest import (
 )
 from ..sip.errors import SipParseError
 from ..sip.message import Request
-from ..sip.sdp import SdpError, refuse_offer, summarize_offer
+from ..sip.sdp import SdpError, refuse_offer, srtp_refusal, summarize_offer
 from ..sip.uri import SipUri
 from .catalogue import Catalogue, HostMatch, Region
 
@@ -110,6 +112,24 @@ StageCheck = Callable[[InviteContext], Verdict | None]
 def max_forwards_not_exhausted(ctx: InviteContext) -> Verdict | None:
     if ctx.request.max_forwards == 0:
         return Verdict(Stage.MAX_FORWARDS_NOT_EXHAUSTED, 483, "Too Many Hops", TOO_MANY_HOPS)
+    return None
+
+
+def sip_scheme_only(ctx: InviteContext) -> Verdict | None:
+    """Twilio documents that ``sips:`` is not supported (spec §4.1). Refusing a SIPS
+    Request-URI or top Record-Route also keeps the 200 from needing a ``sips:`` Contact,
+    which RFC 3261 §12.1.1 would then require."""
+    request = ctx.request
+    sips = isinstance(request.uri, SipUri) and request.uri.scheme == "sips"
+    try:
+        record_routes = request.record_routes
+    except (SipParseError, ValueError):
+        record_routes = []
+    if record_routes and isinstance(record_routes[0].uri, SipUri):
+        sips = sips or record_routes[0].uri.scheme == "sips"
+    if sips:
+        return Verdict(Stage.SIP_SCHEME_ONLY, ctx.fidelity.sips_status, "Unsupported URI Scheme",
+                       SIPS_NOT_SUPPORTED)
     return None
 
 
@@ -310,6 +330,10 @@ def media_offer_acceptable(ctx: InviteContext) -> Verdict | None:
         return Verdict(Stage.MEDIA_OFFER_ACCEPTABLE, status, "Not Acceptable Here", SRTP_NOT_SECURE)
     if domain.secure and not summary.srtp_offered:
         return Verdict(Stage.MEDIA_OFFER_ACCEPTABLE, status, "Not Acceptable Here", RTP_ON_SECURE)
+    unkeyable = srtp_refusal(offer) if domain.secure else None
+    if unkeyable is not None:
+        ctx.notes.append(unkeyable)
+        return Verdict(Stage.MEDIA_OFFER_ACCEPTABLE, status, "Not Acceptable Here", SRTP_NOT_KEYABLE)
     refused = refuse_offer(offer)
     if refused is not None:
         ctx.notes.append(refused.reason)
@@ -331,6 +355,7 @@ def account_within_cps(ctx: InviteContext) -> Verdict | None:
 # profile and right after ``source_ip_in_acl`` in ``seed`` (an unlisted address hears nothing).
 STAGES: tuple[StageCheck, ...] = (
     max_forwards_not_exhausted,
+    sip_scheme_only,
     domain_exists,
     contact_not_loopback,
     call_authentication_mapped,

@@ -1,4 +1,5 @@
-"""SDP (RFC 4566) parsing and offer/answer (RFC 3264) for G.711 audio and telephone-event.
+"""SDP (RFC 4566) parsing and offer/answer (RFC 3264) for G.711 audio and telephone-event,
+with SDES keys (RFC 4568 ``a=crypto``) for secure domains.
 
 Sans-IO: bytes in, frozen dataclasses out. Twilio's SIP interface speaks PCMU and PCMA only,
 with RFC 4733 telephone-event for DTMF (spec §4.5), so the answerer needs no more than that;
@@ -7,6 +8,8 @@ everything else an offer carries is kept so it can be serialised again and diagn
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
@@ -17,6 +20,7 @@ __all__ = [
     "Attribute",
     "Codec",
     "Connection",
+    "CryptoAttribute",
     "MediaDescription",
     "NoCommonCodec",
     "OfferSummary",
@@ -25,6 +29,8 @@ __all__ = [
     "SessionDescription",
     "Timing",
     "answer_offer",
+    "choose_crypto",
+    "parse_crypto",
     "make_offer",
     "parse_sdp",
     "summarize_offer",
@@ -487,6 +493,97 @@ def _check_connections(description: SessionDescription) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# SDES-SRTP keys (RFC 4568)
+# --------------------------------------------------------------------------------------------
+
+# Twilio's secure media takes these two, in either order, and no MKI (spec §4.5).
+SRTP_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
+SRTP_KEY_BYTES = 30  # 128-bit master key and 112-bit master salt
+_CRYPTO = re.compile(r"(?P<tag>[0-9]{1,9}) (?P<suite>[A-Za-z0-9_]+) (?P<keys>\S+)(?: (?P<params>.*))?")
+
+
+@dataclass(frozen=True)
+class CryptoAttribute:
+    """One ``a=crypto`` line: its tag, suite, the one inline key, and what else it asked."""
+
+    tag: int
+    suite: str
+    key: bytes  # master key || master salt, decoded
+    lifetime: str | None = None
+    mki: str | None = None
+    session_params: str = ""
+
+    def to_value(self) -> str:
+        keys = "inline:" + base64.b64encode(self.key).decode("ascii")
+        if self.lifetime:
+            keys += f"|{self.lifetime}"
+        if self.mki:
+            keys += f"|{self.mki}"
+        return " ".join(filter(None, (str(self.tag), self.suite, keys, self.session_params)))
+
+
+def parse_crypto(value: str) -> CryptoAttribute:
+    """Decode one ``a=crypto`` value; several keys (``;``) or a bad key raise SdpError."""
+    match = _CRYPTO.fullmatch(value.strip())
+    if match is None:
+        raise SdpError(f"a=crypto:{value} is not <tag> <suite> <key-params>")
+    keys = match["keys"]
+    if ";" in keys:
+        raise SdpError("a=crypto with several keys (each needs an MKI; MKI is not supported)")
+    if not keys.startswith("inline:"):
+        raise SdpError(f"a=crypto key method {keys.partition(':')[0]!r} is not inline")
+    key_text, *extras = keys[len("inline:"):].split("|")
+    try:
+        key = base64.b64decode(key_text, validate=True)
+    except (binascii.Error, ValueError):
+        raise SdpError("a=crypto inline key is not base64") from None
+    lifetime = mki = None
+    for extra in extras:
+        if ":" in extra:
+            mki = extra
+        else:
+            lifetime = extra
+    return CryptoAttribute(int(match["tag"]), match["suite"].upper(), key, lifetime, mki,
+                           (match["params"] or "").strip())
+
+
+def choose_crypto(media: MediaDescription) -> CryptoAttribute | str:
+    """The first ``a=crypto`` line Twilio would accept, or why none is acceptable."""
+    values = media.attribute_values("crypto")
+    if not values:
+        return "SRTP offered without an a=crypto line (no SDES key)"
+    reasons = []
+    for value in values:
+        try:
+            crypto = parse_crypto(value)
+        except SdpError as err:
+            reasons.append(str(err))
+            continue
+        if crypto.suite not in SRTP_SUITES:
+            reasons.append(f"suite {crypto.suite} is not supported")
+        elif crypto.mki is not None:
+            reasons.append(f"tag {crypto.tag} has an MKI ({crypto.mki}); MKI is not supported")
+        elif len(crypto.key) != SRTP_KEY_BYTES:
+            reasons.append(f"tag {crypto.tag} key is {len(crypto.key)} bytes, not 30")
+        elif crypto.session_params:
+            reasons.append(f"tag {crypto.tag} session parameters {crypto.session_params!r} "
+                           "are not supported")
+        else:
+            return crypto
+    return "no acceptable a=crypto line: " + "; ".join(reasons)
+
+
+def srtp_refusal(offer: SessionDescription) -> str | None:
+    """Why the first active SRTP audio stream of ``offer`` cannot be keyed, or None."""
+    media = next((m for m in offer.media if m.media == "audio" and m.port != 0 and m.is_rtp),
+                 None)
+    if media is None or not media.is_srtp:
+        return None
+    chosen = choose_crypto(media)
+    return chosen if isinstance(chosen, str) else None
+
+
+# --------------------------------------------------------------------------------------------
 # Offer / answer
 # --------------------------------------------------------------------------------------------
 
@@ -521,6 +618,8 @@ class Answer:
     telephone_event: Codec | None
     direction: str
     offer: OfferSummary
+    # SDES: (the caller's accepted line, our line answering it) when the stream is SRTP
+    crypto: tuple[CryptoAttribute, CryptoAttribute] | None = None
 
     def to_bytes(self) -> bytes:
         return self.description.to_bytes()
@@ -547,37 +646,50 @@ def answer_offer(
     preferred: Iterable[str] = ("PCMU", "PCMA"),
     *,
     session_name: str = "Twilio Media Gateway",
+    version: int | None = None,
+    srtp_key: bytes | None = None,
 ) -> Answer | NoCommonCodec:
     """Answer per RFC 3264: accept the first active audio stream that offers an acceptable
     codec, choosing the first acceptable codec in the *offer's* order; every other stream is
     rejected with port 0. ``preferred`` names the acceptable codecs.
 
-    The answer keeps the offer's transport profile (RFC 3264 §6.1); keying an SRTP answer
-    is left to the caller, which decides first whether SRTP is acceptable at all.
+    The answer keeps the offer's transport profile (RFC 3264 §6.1). An SRTP stream is
+    answered with one ``a=crypto`` line carrying ``srtp_key`` (30 bytes, ours) under the tag
+    and suite of the first acceptable offered line; without ``srtp_key``, or with no
+    acceptable line, the SRTP stream is refused. ``version`` is the o= line's session version
+    (RFC 3264 §8: it grows by one each time our description changes).
     """
     acceptable = tuple(name.upper() for name in preferred)
     summary = summarize_offer(offer)
     accepted: tuple[Codec, Codec | None, str] | None = None  # codec, telephone-event, direction
+    keys: tuple[CryptoAttribute, CryptoAttribute] | None = None
     answer_media: list[MediaDescription] = []
     for media in offer.media:
         codec = _pick_codec(media, acceptable) if accepted is None else None
-        if codec is None:
+        theirs = choose_crypto(media) if codec is not None and media.is_srtp else None
+        if codec is None or isinstance(theirs, str) or (theirs is not None and srtp_key is None):
             answer_media.append(_rejected(media))
             continue
         event = _telephone_event(media)
         direction = _MIRRORED_DIRECTION[offer.direction_of(media)]
-        answer_media.append(_accepted(media, local_port, codec, event, direction))
+        line = _accepted(media, local_port, codec, event, direction)
+        if theirs is not None and srtp_key is not None:
+            ours = CryptoAttribute(theirs.tag, theirs.suite, srtp_key)
+            line = replace(line, attributes=(*line.attributes, Attribute("crypto", ours.to_value())))
+            keys = (theirs, ours)
+        answer_media.append(line)
         accepted = (codec, event, direction)
     if accepted is None:
         return NoCommonCodec(summary, _no_codec_reason(offer, acceptable))
     codec, event, direction = accepted
+    version_text = str(session_id if version is None else version)
     description = SessionDescription(
-        origin=Origin("-", str(session_id), str(session_id), "IN", _addr_type(local_ip), local_ip),
+        origin=Origin("-", str(session_id), version_text, "IN", _addr_type(local_ip), local_ip),
         session_name=session_name,
         connection=Connection("IN", _addr_type(local_ip), local_ip),
         media=tuple(answer_media),
     )
-    return Answer(description, codec, event, direction, summary)
+    return Answer(description, codec, event, direction, summary, keys)
 
 
 def refuse_offer(offer: SessionDescription,
@@ -654,6 +766,10 @@ def _no_codec_reason(offer: SessionDescription, acceptable: tuple[str, ...]) -> 
     active = [m for m in audio if m.port != 0 and m.is_rtp]
     if not active:
         return "no active RTP audio stream offered"
+    keyed = [choose_crypto(m) for m in active if m.is_srtp]
+    if keyed:
+        unkeyable = next((k for k in keyed if isinstance(k, str)), None)
+        return f"SRTP offered but not answered: {unkeyable or 'no key of our own to answer with'}"
     offered = [c.name for m in active for c in m.codecs()]
     return (
         f"no {' or '.join(acceptable)} offered (offered: {', '.join(offered) or 'nothing known'})"
@@ -673,8 +789,12 @@ def make_offer(
     *,
     direction: str = "sendrecv",
     session_name: str = "siptwin",
+    crypto: Iterable[str] = (),
+    version: int | None = None,
 ) -> bytes:
-    """An audio offer for siptwin's own test clients, using static payload types."""
+    """An audio offer for siptwin's own test clients, using static payload types.
+
+    ``crypto`` values become ``a=crypto`` lines on an ``RTP/SAVP`` stream."""
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}")
     formats: list[str] = []
@@ -693,14 +813,18 @@ def make_offer(
             Attribute("fmtp", f"{pt} {DEFAULT_EVENTS}"),
         ]
     attributes += [Attribute("ptime", "20"), Attribute(direction)]
+    keys = tuple(crypto)
+    attributes += [Attribute("crypto", value) for value in keys]
     addr_type = _addr_type(local_ip)
+    version_text = str(session_id if version is None else version)
     description = SessionDescription(
-        origin=Origin("-", str(session_id), str(session_id), "IN", addr_type, local_ip),
+        origin=Origin("-", str(session_id), version_text, "IN", addr_type, local_ip),
         session_name=session_name,
         connection=Connection("IN", addr_type, local_ip),
         media=(
             MediaDescription(
-                "audio", port, "RTP/AVP", tuple(formats), attributes=tuple(attributes)
+                "audio", port, "RTP/SAVP" if keys else "RTP/AVP", tuple(formats),
+                attributes=tuple(attributes)
             ),
         ),
     )

@@ -1,4 +1,5 @@
-"""Locally generated TLS material for the SIP listeners (no CA, no internet)."""
+"""Locally generated TLS material for the SIP listeners (no CA, no internet), served the way
+Twilio serves TLS (spec §4.7): an RSA certificate, TLS 1.2 and exactly Twilio's ten suites."""
 
 from __future__ import annotations
 
@@ -10,6 +11,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+# Twilio's published TLS 1.2 suites (spec §4.7), OpenSSL names, in its order. Every one
+# authenticates with RSA, so the certificate must carry an RSA key.
+TWILIO_CIPHERS = (
+    "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-SHA256", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-SHA384", "AES128-GCM-SHA256", "AES128-SHA256", "AES128-SHA",
+    "AES256-GCM-SHA384", "AES256-SHA256", "AES256-SHA",
+)
+RSA_KEY_BITS = 2048
+# Bumped whenever the kind of certificate made changes: a certificate kept in a state
+# directory from before (e.g. the ECDSA one earlier versions made) is then made again.
+CERTIFICATE_KIND = "rsa2048-v1"
+
 
 def ensure_certificate(directory: Path, name: str, hostnames: list[str], addresses: list[str],
                        *, separate_process: bool = False) -> tuple[Path, Path]:
@@ -20,7 +33,7 @@ def ensure_certificate(directory: Path, name: str, hostnames: list[str], address
     """
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-    if cert_path.exists() and key_path.exists():
+    if _is_current(directory, name, hostnames, addresses):
         return cert_path, key_path
     if separate_process:
         made = subprocess.run(
@@ -34,6 +47,21 @@ def ensure_certificate(directory: Path, name: str, hostnames: list[str], address
     return make_certificate(directory, name, hostnames, addresses)
 
 
+def _describe(hostnames: list[str], addresses: list[str]) -> dict:
+    return {"kind": CERTIFICATE_KIND, "hostnames": list(hostnames), "addresses": list(addresses)}
+
+
+def _is_current(directory: Path, name: str, hostnames: list[str], addresses: list[str]) -> bool:
+    """True when the kept certificate is of today's kind and names exactly these hosts."""
+    paths = [directory / f"{name}.{ext}" for ext in ("crt", "key", "json")]
+    if not all(p.exists() for p in paths):
+        return False
+    try:
+        return json.loads(paths[2].read_text()) == _describe(hostnames, addresses)
+    except (OSError, ValueError):
+        return False
+
+
 def make_certificate(directory: Path, name: str, hostnames: list[str],
                      addresses: list[str]) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
@@ -42,10 +70,10 @@ def make_certificate(directory: Path, name: str, hostnames: list[str],
     # loads the cryptography package.
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0] if hostnames else name)])
     now = dt.datetime.now(dt.UTC)
     alt_names: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
@@ -71,15 +99,24 @@ def make_certificate(directory: Path, name: str, hostnames: list[str],
     )
     key_path.chmod(0o600)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / f"{name}.json").write_text(json.dumps(_describe(hostnames, addresses)))
     return cert_path, key_path
 
 
-def server_context(cert: Path, key: Path) -> ssl.SSLContext:
-    # Twilio accepts TLS 1.2 by default (spec §4.1); allow 1.2 and newer.
+def server_context(cert: Path, key: Path, *, allow_tls13: bool = False) -> ssl.SSLContext:
+    """TLS 1.2 with Twilio's ten suites (spec §4.1, §4.7); TLS 1.3 only when allowed."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(":".join(TWILIO_CIPHERS))
     context.load_cert_chain(cert, key)
+    allow_tls13_on(context, allow_tls13)
     return context
+
+
+def allow_tls13_on(context: ssl.SSLContext, allowed: bool) -> None:
+    """OpenSSL copies the version range into each connection at accept time, so changing it
+    on a serving context applies to the next handshake."""
+    context.maximum_version = ssl.TLSVersion.TLSv1_3 if allowed else ssl.TLSVersion.TLSv1_2
 
 
 def client_context(cafile: Path | None = None) -> ssl.SSLContext:

@@ -15,6 +15,7 @@ import contextlib
 import secrets
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -68,6 +69,7 @@ class CallResult:
     bye_status: int | None = None
     timed_out: bool = False
     messages: list[SipExchange] = field(default_factory=list)
+    reinvites: list[Response | None] = field(default_factory=list)  # finals, in order
 
     @property
     def statuses(self) -> list[int]:
@@ -226,12 +228,16 @@ class SipClient:
         cancel_after: float | None = None,
         ack_sdp: bytes | None = None,
         to_uri: str | None = None,
+        reinvites: Sequence[bytes] = (),
     ) -> CallResult:
         """Place one call and return everything that happened.
 
         ``to_uri`` is the To header's URI (default: the Request-URI). ``ack_sdp`` is the
         answer our ACK carries to a late-offer call (``sdp=None``: the 200
         brings the twin's offer).
+
+        ``reinvites`` are SDP offers sent in the dialog, one after the other, once the call
+        is established (hold, resume, ...); their final responses land in ``reinvites``.
 
         ``hold`` keeps an answered call up that long before our BYE (unless the far end hangs
         up first); ``hang_up=False`` leaves the BYE to the twin. A call that gets no final
@@ -274,7 +280,8 @@ class SipClient:
                 cseq += 1
                 continue
             if 200 <= final.status < 300:
-                await self._confirm(invite, final, hop, result, hold, hang_up, cseq, ack_sdp)
+                await self._confirm(invite, final, hop, result, hold, hang_up, cseq, ack_sdp,
+                                    reinvites)
             return result
         return result
 
@@ -313,7 +320,8 @@ class SipClient:
         await self._transact(build_cancel(invite), hop)
 
     async def _confirm(self, invite: Request, ok: Response, hop: Hop, result: CallResult,
-                       hold: float, hang_up: bool, cseq: int, ack_sdp: bytes | None = None) -> None:
+                       hold: float, hang_up: bool, cseq: int, ack_sdp: bytes | None = None,
+                       reinvites: Sequence[bytes] = ()) -> None:
         result.established = True
         target = contact_uri(ok) or invite.uri_text
         to_value = ok.headers.get("To") or ""
@@ -333,6 +341,24 @@ class SipClient:
         ], ack_sdp or b"")
         self._send(ack, dialog_hop)
         self.answered.set()
+        for body in reinvites:
+            cseq += 1
+            reinvite = make_request("INVITE", target, [
+                ("Via", self._via()), ("Max-Forwards", "70"),
+                ("From", invite.headers.get("From") or ""), ("To", to_value),
+                ("Call-ID", result.call_id), ("CSeq", f"{cseq} INVITE"),
+                ("Contact", invite.headers.get("Contact") or ""),
+                ("Content-Type", "application/sdp"),
+            ], body)
+            responses = await self._transact(reinvite, dialog_hop, timeout=10)
+            answer = responses[-1] if responses else None
+            result.reinvites.append(answer)
+            if answer is not None and 200 <= answer.status < 300:
+                self._send(make_request("ACK", target, [
+                    ("Via", self._via()), ("Max-Forwards", "70"),
+                    ("From", invite.headers.get("From") or ""), ("To", to_value),
+                    ("Call-ID", result.call_id), ("CSeq", f"{cseq} ACK"),
+                ]), dialog_hop)
         ended = self._ended.setdefault(result.call_id, asyncio.Event())
         if not hang_up:
             return

@@ -70,7 +70,11 @@ class CallRun:
         for name in dropped:  # `siptwin explain` turns these into its x-header-dropped finding
             self.call.notes.append(f"X- header {name} not passed to the webhook: the total "
                                    f"exceeds x_header_total_cap={self.fidelity.x_header_total_cap}")
-        self.media = media.MediaStream(session.region.address, on_digit=session.dtmf.put_nowait)
+        self.media = media.MediaStream(
+            session.region.address, on_digit=session.dtmf.put_nowait,
+            inactivity_timeout=float(self.fidelity.rtp_inactivity_timeout),
+            on_inactive=self._media_inactive, peer_host=self.call.source_ip)
+        session.on_media_change = self._media_changed
         self.status = StatusCallbacks(
             webhooks, self.call, self.facts, self.domain.voice_status_callback_url,
             self.domain.voice_status_callback_method, self.domain.auth_token, self.fidelity)
@@ -103,7 +107,15 @@ class CallRun:
             self.media.close()
             self.call.media = {"packets_sent": self.media.packets_sent,
                                "packets_received": self.media.packets_received,
-                               "digits_received": "".join(self.media.digits_received)}
+                               "digits_received": "".join(self.media.digits_received),
+                               "packets_ignored": self.media.packets_ignored,
+                               "rtcp_sent": self.media.rtcp_sent,
+                               "rtcp_received": self.media.rtcp_received}
+            if self.media.srtp is not None:
+                self.call.media["srtp"] = {"suite": self.media.srtp.suite,
+                                           "rejected": self.media.srtp.counters.rejected,
+                                           "rejected_rtcp": self.media.srtp.counters.rejected_rtcp,
+                                           "replayed": self.media.srtp.counters.replayed}
             self.status.event("completed", self.call.status, self.call.duration)
             await self.status.finish(float(self.fidelity.webhook_total_timeout) * 2)
 
@@ -140,11 +152,45 @@ class CallRun:
                 if self.media.plan is None and not self.ended:
                     self.call.notes.append("late offer: no RTP destination in the ACK's SDP "
                                            "answer, media not sent")
+                keys = (media.late_answer_keys(their_answer, self.session.srtp_key)
+                        if their_answer is not None and self.session.srtp_key else None)
             else:
                 self.media.plan = media.plan_media(
                     offer, self.session.media_description or self.session.media_answer)
                 if self.media.plan is None:
                     self.call.notes.append("no RTP destination in the offer: media not sent")
+                keys = self.session.srtp
+            self._key_media(keys)
+
+    def _media_changed(self, offer, answer) -> None:
+        """A re-INVITE (hold, resume, new address or keys): the same stream, re-planned."""
+        plan = media.plan_media(offer, answer.description)
+        if self.session.srtp_key is not None:
+            self._key_media(answer.crypto)
+            if answer.crypto is None:
+                return
+        self.media.plan = plan
+
+    def _media_inactive(self) -> None:
+        """No RTP from the caller for rtp_inactivity_timeout seconds: Twilio ends the call
+        with warning 32014."""
+        self._alert(VoiceError(32014, f"no RTP for {self.media.inactivity_timeout:g} s"))
+        asyncio.ensure_future(self.session.hangup())
+
+    def _key_media(self, keys) -> None:
+        """SRTP both ways on a secure domain; a secure call never falls back to plain RTP."""
+        if self.session.srtp_key is None:
+            return
+        if keys is None:
+            self.media.plan = None
+            self.call.notes.append("secure call without an agreed SDES key: media not sent")
+            return
+        from .srtp import SrtpContext  # libsrtp is loaded only for secure calls
+
+        theirs, ours = keys
+        current = self.media.srtp
+        if current is None or current.keys != (theirs.suite, theirs.key, ours.suite, ours.key):
+            self.media.srtp = SrtpContext(theirs, ours)  # new keys: new replay windows
 
     async def _until_ended(self, work: Awaitable[T]) -> T | None:
         """``work``'s result, or None when the caller hangs up first (the work is abandoned)."""

@@ -2,8 +2,20 @@
 
 Bounded and simple on purpose: one G.711 stream per call from the region's address to the
 caller's ``c=``/``m=`` address, 20 ms packets (160 samples) with a random SSRC, consecutive
-sequence numbers and timestamps, the marker bit on the first packet of each prompt. Incoming
-packets are counted; RFC 4733 telephone-events become digits for ``<Gather>``.
+sequence numbers and timestamps, the marker bit on the first packet of each prompt. Like a
+real endpoint the stream never goes quiet: between prompts (``<Pause>``, waiting for digits)
+it sends G.711 silence every 20 ms, and RTCP sender reports every five seconds from the next
+port up (RTP port + 1, even/odd pair). While the caller holds the call (our answer
+``recvonly``/``inactive``) nothing is sent. RFC 4733 telephone-events become digits for
+``<Gather>``.
+
+Symmetric RTP with latching: packets count only when they come from the address the SDP
+names (``c=``); the first such packet fixes the source port too, and RTP (digits included)
+from any other address or port is ignored and counted in ``packets_ignored``. A re-INVITE
+that changes the media re-plans the stream and latches afresh.
+
+The stream is the transport; what it plays (``samples``) is produced elsewhere in this module
+or by the interpreter, so audio production can change without touching the RTP session.
 
 Sound sources: a local WAV file (``file://`` URL or path), speech from ``espeak-ng`` when it is
 installed, otherwise a tone whose length follows the text, and a tone for any URL the twin
@@ -22,13 +34,24 @@ import secrets
 import shutil
 import socket
 import struct
+import time
 import wave
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from ..sip.sdp import MediaDescription, SessionDescription, parse_sdp
+from ..sip.sdp import (
+    CryptoAttribute,
+    MediaDescription,
+    SessionDescription,
+    choose_crypto,
+    parse_sdp,
+)
+
+if TYPE_CHECKING:
+    from .srtp import SrtpContext
 
 log = logging.getLogger("siptwin.voice.media")
 
@@ -38,6 +61,10 @@ FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
 MAX_PROMPT_SECONDS = 60.0  # one Say/Play iteration never streams longer than this
 EVENT_DIGITS = "0123456789*#ABCD"
 PCMU, PCMA = 0, 8
+SILENCE = {PCMU: b"\xff" * FRAME_SAMPLES, PCMA: b"\xd5" * FRAME_SAMPLES}
+RTCP_INTERVAL = 5.0  # RFC 3550 §6.2 minimum
+RTP_PORTS = (10000, 60000)  # Twilio's media range (spec §4.5)
+NTP_EPOCH_OFFSET = 2208988800
 
 
 # --------------------------------------------------------------------------- G.711
@@ -164,6 +191,9 @@ class MediaPlan:
     remote_port: int
     payload_type: int  # PCMU (0) or PCMA (8) as answered
     event_payload_type: int | None
+    sending: bool = True  # False while held: our answer is recvonly or inactive
+    receiving: bool = True  # False when the caller said it sends nothing (recvonly/inactive)
+    rtcp_port: int | None = None  # a=rtcp, else RTP + 1 (RFC 3550 §11); RTP's with rtcp-mux
 
 
 def plan_media(offer_sdp: bytes | SessionDescription | None,
@@ -181,7 +211,7 @@ def plan_media(offer_sdp: bytes | SessionDescription | None,
     for index, media in enumerate(answer.media):
         if media.port == 0 or index >= len(offer.media):
             continue
-        return _plan(offer, offer.media[index], media)
+        return _plan(offer, offer.media[index], media, answer.direction_of(media))
     return None
 
 
@@ -191,22 +221,51 @@ def plan_late_offer(answer: SessionDescription) -> MediaPlan | None:
     for media_line in answer.media:
         if media_line.media != "audio" or media_line.port == 0:
             continue
-        return _plan(answer, media_line, media_line)
+        theirs = answer.direction_of(media_line)
+        return _plan(answer, media_line, media_line, _OUR_DIRECTION.get(theirs, "sendrecv"))
+    return None
+
+
+_OUR_DIRECTION = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly",
+                  "inactive": "inactive"}
+
+
+def late_answer_keys(answer: SessionDescription, our_key: bytes
+                     ) -> tuple[CryptoAttribute, CryptoAttribute] | None:
+    """The SDES pair of a late-offer call: the caller's answer picks the one line we offered
+    (tag 1) and carries its own key."""
+    for media_line in answer.media:
+        if media_line.media != "audio" or media_line.port == 0:
+            continue
+        theirs = choose_crypto(media_line)
+        if isinstance(theirs, str) or theirs.tag != 1:
+            return None
+        return theirs, CryptoAttribute(1, theirs.suite, our_key)
     return None
 
 
 def _plan(remote: SessionDescription, remote_media: MediaDescription,
-          agreed: MediaDescription) -> MediaPlan | None:
+          agreed: MediaDescription, our_direction: str) -> MediaPlan | None:
     """Send to ``remote_media``'s address and port in the first G.711 codec of ``agreed``
-    (the answered media line), with its telephone-event payload type if any."""
+    (the answered media line), with its telephone-event payload type if any; ``our_direction``
+    is ours as answered (RFC 3264 §6.1)."""
     connection = remote.connection_of(remote_media)
     codecs = agreed.codecs()
     audio = next((c for c in codecs if c.is_("PCMU") or c.is_("PCMA")), None)
     if connection is None or audio is None or remote_media.port == 0:
         return None
     event = next((c for c in codecs if c.is_("telephone-event")), None)
+    # c=0.0.0.0 is RFC 2543 hold: nothing is to be sent there.
+    sending = our_direction in ("sendrecv", "sendonly") and connection.host != "0.0.0.0"
+    rtcp_port = remote_media.port + 1
+    rtcp = remote_media.attribute_values("rtcp")
+    if remote_media.attribute_values("rtcp-mux") == ("",):
+        rtcp_port = remote_media.port
+    elif rtcp and rtcp[0].split(" ")[0].isdigit():
+        rtcp_port = int(rtcp[0].split(" ")[0])
     return MediaPlan(connection.host, remote_media.port, PCMA if audio.is_("PCMA") else PCMU,
-                     event.payload_type if event else None)
+                     event.payload_type if event else None, sending,
+                     our_direction in ("sendrecv", "recvonly"), rtcp_port)
 
 
 class _Receiver(asyncio.DatagramProtocol):
@@ -214,16 +273,45 @@ class _Receiver(asyncio.DatagramProtocol):
         self.stream = stream
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.stream._on_packet(data)
+        self.stream._on_packet(data, addr)
+
+
+class _RtcpReceiver(asyncio.DatagramProtocol):
+    def __init__(self, stream: MediaStream) -> None:
+        self.stream = stream
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.stream._on_rtcp(data, addr)
 
 
 class MediaStream:
-    """One call's RTP socket on the region address."""
+    """One call's RTP and RTCP sockets on the region address."""
 
-    def __init__(self, local_host: str, on_digit: Callable[[str], None] | None = None) -> None:
+    def __init__(self, local_host: str, on_digit: Callable[[str], None] | None = None,
+                 *, inactivity_timeout: float = 0.0,
+                 on_inactive: Callable[[], None] | None = None,
+                 peer_host: str | None = None) -> None:
         self.local_host = local_host
+        # The address the call's signalling came from. Media is taken from it as well as from
+        # the SDP's address: a phone whose c= names another interface (or a PBX behind NAT
+        # that advertises a private address) sends from here, and symmetric RTP answers it.
+        self.peer_host = peer_host
         self.on_digit = on_digit
-        self.plan: MediaPlan | None = None
+        # No RTP from the caller for this long (0: never) while it should be sending
+        # calls ``on_inactive`` once (Twilio's 32014).
+        self.inactivity_timeout = inactivity_timeout
+        self.on_inactive = on_inactive
+        self._plan: MediaPlan | None = None
+        self._latched: tuple[str, int] | None = None
+        self.packets_ignored = 0  # from an address (or port) the stream is not latched to
+        self.octets_sent = 0
+        self.rtcp_sent = 0
+        self.rtcp_received = 0
+        self._rtcp: asyncio.DatagramTransport | None = None
+        self._clock: asyncio.Task[None] | None = None
+        self._heard_at = 0.0
+        # SDES-SRTP keys of a secure call (voice.srtp.SrtpContext); None sends plain RTP.
+        self.srtp: SrtpContext | None = None
         self.ssrc = secrets.randbits(32)
         self.sequence = secrets.randbits(16)
         self.timestamp = secrets.randbits(32)
@@ -234,35 +322,79 @@ class MediaStream:
         self._last_event_timestamp: int | None = None
         self._send_lock = asyncio.Lock()
 
+    @property
+    def plan(self) -> MediaPlan | None:
+        return self._plan
+
+    @plan.setter
+    def plan(self, plan: MediaPlan | None) -> None:
+        """A new plan (answer, re-INVITE) latches afresh and restarts the silence clock."""
+        self._plan = plan
+        self._latched = None
+        self._heard_at = asyncio.get_running_loop().time() if self._transport else 0.0
+
     async def open(self) -> int:
+        """Bind an even RTP port and the RTCP port above it; the RTP port is returned."""
         loop = asyncio.get_running_loop()
-        # The region address is numeric: bind directly rather than through the resolver.
-        family = socket.AF_INET6 if ":" in self.local_host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            sock.bind((self.local_host, 0))
-        except OSError:
-            sock.close()
-            raise
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self), sock=sock)
+        rtp_sock, rtcp_sock = _port_pair(self.local_host)
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self), sock=rtp_sock)
         self._transport = transport
+        if rtcp_sock is not None:
+            self._rtcp, _ = await loop.create_datagram_endpoint(lambda: _RtcpReceiver(self),
+                                                                sock=rtcp_sock)
+        self._clock = loop.create_task(self._keep_time())
         return transport.get_extra_info("sockname")[1]
 
     @property
     def port(self) -> int | None:
         return self._transport.get_extra_info("sockname")[1] if self._transport else None
 
+    @property
+    def rtcp_port(self) -> int | None:
+        return self._rtcp.get_extra_info("sockname")[1] if self._rtcp else None
+
     def close(self) -> None:
+        if self._clock is not None:
+            self._clock.cancel()
+            self._clock = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        if self._rtcp is not None:
+            self._rtcp.close()
+            self._rtcp = None
+
+    async def _keep_time(self) -> None:
+        """Every 20 ms: silence when no prompt is playing; every 5 s: a sender report; and
+        the inactivity check."""
+        loop = asyncio.get_running_loop()
+        tick = loop.time()
+        report_at = tick + RTCP_INTERVAL
+        while self._transport is not None:
+            tick += FRAME_SECONDS
+            now = loop.time()
+            if now - tick > 0.2:  # the loop was busy: resume the pace rather than burst
+                tick = now
+            await asyncio.sleep(max(0.0, tick - now))
+            plan = self._plan
+            if plan is None:
+                continue
+            if plan.sending and not self._send_lock.locked():
+                self._send_frame(SILENCE[plan.payload_type], marker=False)
+            now = loop.time()
+            if now >= report_at:
+                report_at = now + RTCP_INTERVAL
+                self._send_report()
+            if (self.inactivity_timeout and plan.receiving and self.on_inactive is not None
+                    and now - self._heard_at > self.inactivity_timeout):
+                callback, self.on_inactive = self.on_inactive, None
+                callback()
 
     # ------------------------------------------------------------------ sending
     async def play(self, samples: array, stop: asyncio.Event | None = None) -> int:
         """Stream ``samples`` in real time; returns the packets sent. Stops early on ``stop``."""
-        if self.plan is None or self._transport is None or not samples:
-            # Nothing to send to: still take the prompt's time, as the caller would hear it.
+        if self.plan is None or self._transport is None or not samples or not self.plan.sending:
+            # Nothing to send to (or held): still take the prompt's time.
             await _sleep_unless(len(samples) / SAMPLE_RATE, stop)
             return 0
         async with self._send_lock:
@@ -272,28 +404,50 @@ class MediaStream:
         assert self.plan is not None
         loop = asyncio.get_running_loop()
         payload = encode_g711(samples, self.plan.payload_type)
-        destination = (self.plan.remote_host, self.plan.remote_port)
         start = loop.time()
         sent = 0
+        fill = SILENCE[self.plan.payload_type][:1]
         for frame, offset in enumerate(range(0, len(payload), FRAME_SAMPLES)):
             if stop is not None and stop.is_set():
                 break
             if self._transport is None:
                 break
-            chunk = payload[offset:offset + FRAME_SAMPLES].ljust(
-                FRAME_SAMPLES, b"\xff" if self.plan.payload_type == PCMU else b"\xd5")
-            marker = 0x80 if frame == 0 else 0
-            header = struct.pack("!BBHII", 0x80, marker | self.plan.payload_type,
-                                 self.sequence, self.timestamp, self.ssrc)
-            self._transport.sendto(header + chunk, destination)
-            self.sequence = (self.sequence + 1) & 0xFFFF
-            self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
-            sent += 1
-            self.packets_sent += 1
+            plan = self._plan
+            if plan is not None and plan.sending:  # a hold mid-prompt silences it at once
+                chunk = payload[offset:offset + FRAME_SAMPLES].ljust(FRAME_SAMPLES, fill)
+                self._send_frame(chunk, marker=frame == 0)
+                sent += 1
+            else:
+                self.sequence = (self.sequence + 1) & 0xFFFF
+                self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
             delay = start + (frame + 1) * FRAME_SECONDS - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
         return sent
+
+    def _send_frame(self, chunk: bytes, *, marker: bool) -> None:
+        plan = self._plan
+        if plan is None:
+            return
+        header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | plan.payload_type,
+                             self.sequence, self.timestamp, self.ssrc)
+        self._send(header + chunk, self._destination(plan))
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
+        self.packets_sent += 1
+        self.octets_sent += len(chunk)
+
+    def _send_report(self) -> None:
+        plan = self._plan
+        if plan is None or self._rtcp is None or plan.rtcp_port is None or not plan.sending:
+            return
+        report = sender_report(self.ssrc, self.timestamp, self.packets_sent, self.octets_sent,
+                               time.time(), cname=f"siptwin@{self.local_host}")
+        if self.srtp is not None:
+            report = self.srtp.protect_rtcp(report)
+        host = self._latched[0] if self._latched is not None else plan.remote_host
+        self._rtcp.sendto(report, (host, plan.rtcp_port))
+        self.rtcp_sent += 1
 
     async def send_digits(self, digits: str, stop: asyncio.Event | None = None) -> None:
         """``<Play digits="…">``: RFC 4733 events, ``w`` waits half a second."""
@@ -304,7 +458,8 @@ class MediaStream:
                 await _sleep_unless(0.5, stop)
                 continue
             plan = self.plan
-            if plan is None or plan.event_payload_type is None or self._transport is None:
+            if (plan is None or plan.event_payload_type is None or self._transport is None
+                    or not plan.sending):
                 await _sleep_unless(0.1, stop)
                 continue
             async with self._send_lock:
@@ -313,17 +468,50 @@ class MediaStream:
                 for packet in packets:
                     if self._transport is None:
                         return
-                    self._transport.sendto(packet, (plan.remote_host, plan.remote_port))
+                    self._send(packet, self._destination(plan))
                     self.packets_sent += 1
                     await asyncio.sleep(FRAME_SECONDS)
                 self.sequence = (self.sequence + len(packets)) & 0xFFFF
                 self.timestamp = (self.timestamp + 800 + FRAME_SAMPLES) & 0xFFFFFFFF
 
+    def _send(self, packet: bytes, destination: tuple[str, int]) -> None:
+        if self._transport is None:
+            return
+        if self.srtp is not None:
+            packet = self.srtp.protect(packet)
+        self._transport.sendto(packet, destination)
+
     # ------------------------------------------------------------------ receiving
-    def _on_packet(self, data: bytes) -> None:
+    def _destination(self, plan: MediaPlan) -> tuple[str, int]:
+        """Symmetric RTP: once latched, answer where the caller's packets come from."""
+        return self._latched or (plan.remote_host, plan.remote_port)
+
+    def _from_caller(self, host: str) -> bool:
+        plan = self._plan
+        return plan is not None and (host == plan.remote_host or host == self.peer_host)
+
+    def _latches(self, source: tuple[str, int]) -> bool:
+        """True for a packet from the latched source: the first packet from the SDP's address
+        or the call's signalling address fixes it; any other source is ignored."""
+        if not self._from_caller(source[0]):
+            return False
+        if self._latched is None:
+            self._latched = (source[0], source[1])
+        return self._latched == (source[0], source[1])
+
+    def _on_packet(self, data: bytes, source: tuple[str, int]) -> None:
         if len(data) < 12 or data[0] >> 6 != 2:
             return
+        if not self._latches(source):
+            self.packets_ignored += 1
+            return
+        if self.srtp is not None:
+            clear = self.srtp.unprotect(data)
+            if clear is None:
+                return
+            data = clear
         self.packets_received += 1
+        self._heard_at = asyncio.get_running_loop().time()
         payload_type = data[1] & 0x7F
         if self.plan is None or payload_type != self.plan.event_payload_type:
             return
@@ -345,6 +533,59 @@ class MediaStream:
             self.digits_received.append(digit)
             if self.on_digit is not None:
                 self.on_digit(digit)
+
+
+    def _on_rtcp(self, data: bytes, source: tuple[str, int]) -> None:
+        plan = self._plan
+        if len(data) < 8 or data[0] >> 6 != 2 or plan is None or not self._from_caller(source[0]):
+            return
+        if self.srtp is not None and self.srtp.unprotect_rtcp(data) is None:
+            return
+        self.rtcp_received += 1
+
+
+def _port_pair(host: str) -> tuple[socket.socket, socket.socket | None]:
+    """An even RTP port with the odd RTCP port above it, in Twilio's media range; any free
+    port (and no RTCP) if the range is exhausted. The region address is numeric: bound
+    directly rather than through the resolver."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(64):
+        port = secrets.randbelow((RTP_PORTS[1] - RTP_PORTS[0]) // 2) * 2 + RTP_PORTS[0]
+        rtp, rtcp = socket.socket(family, socket.SOCK_DGRAM), socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            rtp.bind((host, port))
+            rtcp.bind((host, port + 1))
+        except OSError:
+            rtp.close()
+            rtcp.close()
+            continue
+        rtp.setblocking(False)
+        rtcp.setblocking(False)
+        return rtp, rtcp
+    rtp = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        rtp.setblocking(False)
+        rtp.bind((host, 0))
+    except OSError:
+        rtp.close()
+        raise
+    return rtp, None
+
+
+def sender_report(ssrc: int, rtp_timestamp: int, packets: int, octets: int, now: float,
+                  cname: str) -> bytes:
+    """A compound RTCP packet: a sender report (RFC 3550 §6.4.1) and the SDES CNAME every
+    compound packet carries (§6.1)."""
+    ntp = now + NTP_EPOCH_OFFSET
+    seconds = int(ntp)
+    fraction = int((ntp - seconds) * (1 << 32)) & 0xFFFFFFFF
+    report = struct.pack("!BBHIIIIII", 0x80, 200, 6, ssrc, seconds & 0xFFFFFFFF, fraction,
+                         rtp_timestamp & 0xFFFFFFFF, packets & 0xFFFFFFFF, octets & 0xFFFFFFFF)
+    name = cname.encode()[:255]
+    chunk = struct.pack("!IBB", ssrc, 1, len(name)) + name + b"\0"
+    chunk += b"\0" * (-len(chunk) % 4)
+    sdes = struct.pack("!BBH", 0x81, 202, len(chunk) // 4) + chunk
+    return report + sdes
 
 
 async def _sleep_unless(seconds: float, stop: asyncio.Event | None) -> None:

@@ -1,0 +1,114 @@
+"""Interop: linphonec 5 calls a secure domain over TLS with mandatory SDES-SRTP, puts the call
+on hold and resumes it, then presses a key that <Gather> must take."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+
+import pytest
+
+from siptwin.harness.provision import DomainPlan
+from tests.support import PASSWORD, free_port
+
+LINPHONERC = """\
+[sip]
+sip_port=0
+sip_tcp_port=0
+sip_tls_port={sip_port}
+use_ipv6=0
+bind_address=127.0.0.1
+verify_server_certs=0
+verify_server_cn=0
+media_encryption=srtp
+media_encryption_mandatory=1
+auto_net_state_mon=0
+default_proxy=0
+[net]
+auto_net_state_mon=0
+[rtp]
+audio_rtp_port={rtp_port}
+[sound]
+echocancellation=0
+[auth_info_0]
+username=alice
+passwd={password}
+realm=sip.twilio.com
+domain=vault.sip.twilio.com
+[proxy_0]
+reg_proxy=<sip:{host}:{port};transport=tls>
+reg_route=<sip:{host}:{port};transport=tls;lr>
+reg_identity=sip:alice@vault.sip.twilio.com
+reg_sendregister=0
+publish=0
+"""
+
+
+async def test_linphone_srtp_over_tls_survives_hold_and_resume(harness, app, tmp_path):
+    linphonec = shutil.which("linphonec")
+    if linphonec is None:
+        pytest.fail("linphonec is not installed: run scripts/bootstrap (linphone-cli)")
+
+    app.twiml("/digits", "<Response><Say>thanks</Say><Hangup/></Response>")
+    voice = app.twiml("/voice", '<Response><Say>hello from the twin</Say>'
+                      '<Gather action="/digits" numDigits="1" timeout="20">'
+                      '<Pause length="20"/></Gather></Response>')
+    await harness.provision(DomainPlan("vault", credentials=[("alice", PASSWORD)], secure=True,
+                                       voice_url=voice))
+    host, port = harness.node_port("us1", "tls")
+    (tmp_path / ".local" / "share" / "linphone").mkdir(parents=True)
+    (tmp_path / "linphonerc").write_text(LINPHONERC.format(
+        sip_port=free_port(), rtp_port=free_port() & ~1, password=PASSWORD, host=host,
+        port=port))
+    proc = await asyncio.create_subprocess_exec(
+        linphonec, "-c", str(tmp_path / "linphonerc"), "-d", "1", "-l", str(tmp_path / "log"),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT, env={**os.environ, "HOME": str(tmp_path)})
+    assert proc.stdin is not None and proc.stdout is not None
+    output: list[str] = []
+
+    async def read() -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            output.append(line.decode(errors="replace"))
+
+    reader = asyncio.ensure_future(read())
+
+    async def command(text: str, wait: float) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(text.encode() + b"\n")
+        await proc.stdin.drain()
+        await asyncio.sleep(wait)
+
+    try:
+        await asyncio.sleep(1.5)
+        await command("call sip:1000@vault.sip.twilio.com", 4.0)
+        await command("pause", 2.0)
+        await command("resume", 2.5)
+        await command("5", 3.0)
+        await command("terminate", 1.0)
+        await command("quit", 1.0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        reader.cancel()
+    text = "".join(output)
+    calls = [c for c in harness.twin.calls.all() if c.username == "alice"]
+    assert calls, text[-3000:]
+    call = calls[-1]
+    assert call.final_status == 200 and call.transport == "tls", (call.status, text[-3000:])
+    (hit,) = await app.wait("/digits", timeout=5)
+    assert hit.values["Digits"] == "5", (call.media, text[-3000:])
+    # linphonec has no sound card here, so its RTP is the digit's RFC 4733 packets: every
+    # one authenticated under its key (repeated end packets are dropped by the replay check).
+    assert call.media["srtp"]["rejected"] == 0 and call.media["packets_received"] >= 3
+    assert call.media["srtp"]["suite"] == "AES_CM_128_HMAC_SHA1_80"
+    invites = [e for e in call.trace if e.direction == "in" and e.data.startswith(b"INVITE")]
+    held = [e for e in invites if b"a=sendonly" in e.data]
+    assert held and len(invites) >= 3, [e.data[:200] for e in invites]  # hold, then resume
+    answers = [e.data for e in call.trace
+               if e.direction == "out" and e.data.startswith(b"SIP/2.0 200") and b"m=audio" in e.data]
+    assert any(b"a=recvonly" in a for a in answers) and b"a=sendrecv" in answers[-1]
