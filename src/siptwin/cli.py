@@ -97,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     hosts.add_argument("--state", type=Path, default=DEFAULT_STATE)
     hosts.set_defaults(run=cmd_hosts)
 
-    ca = sub.add_parser("ca", help="print the path of the TLS certificate devices must trust")
+    ca = sub.add_parser("ca", help="print the path of the certificate authority devices must "
+                        "trust for TLS")
     ca.add_argument("--state", type=Path, default=DEFAULT_STATE)
-    ca.add_argument("--pem", action="store_true", help="print the certificate itself (PEM)")
+    ca.add_argument("--pem", action="store_true", help="print the authority's certificate (PEM)")
     ca.set_defaults(run=cmd_ca)
 
     run = sub.add_parser("run", help="run the conformance scenarios with a progress bar and a summary")
@@ -142,9 +143,10 @@ async def _serve(args: argparse.Namespace) -> int:
     catalogue = Catalogue.load(default_catalogue_dir())
     catalogue = catalogue.select_listed(args.regions).placed(
         args.listen, parse_region_addresses(args.region_address))
-    if (args.listen or args.region_address) and args.backend != "embedded":
-        print("siptwin: --listen and --region-address apply to the embedded backend",
-              file=sys.stderr)
+    beyond = not (is_loopback(args.api_host) and is_loopback(args.dns_host))
+    if (args.listen or args.region_address or beyond) and args.backend != "embedded":
+        print("siptwin: --listen, --region-address and --api-host/--dns-host beyond loopback "
+              "apply to the embedded backend", file=sys.stderr)
         return 2
     if args.workers < 1:
         print("siptwin: --workers must be at least 1", file=sys.stderr)
@@ -263,7 +265,10 @@ def _print_banner(twin: Twin) -> None:
     print(f"TWILIO_ACCOUNT_SID={twin.account_sid}")
     print(f"TWILIO_AUTH_TOKEN={twin.auth_token}")
     if twin.certificate is not None:
-        print(f"TLS certificate: {twin.certificate}")
+        from .transport.tls import authority_path
+
+        print(f"TLS certificate: {twin.certificate} (devices trust "
+              f"{authority_path(twin.certificate.parent)}: siptwin ca)")
     print(f"state: {twin.config.state_dir}", flush=True)
 
 
@@ -411,8 +416,9 @@ def _placed_catalogue(state: Path) -> Catalogue:
 
 def cmd_ca(args: argparse.Namespace) -> int:
     from .model.state_dir import TLS_DIR
+    from .transport.tls import authority_path
 
-    certificate = args.state / TLS_DIR / "siptwin.crt"
+    certificate = authority_path(args.state / TLS_DIR)
     if not certificate.exists():
         print(f"siptwin: no certificate in {args.state / TLS_DIR} yet: 'siptwin up --state "
               f"{args.state}' makes it", file=sys.stderr)

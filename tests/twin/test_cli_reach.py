@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from dnslib import DNSRecord
 
@@ -20,6 +24,14 @@ def _siptwin(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
     return subprocess.run([sys.executable, "-m", "siptwin", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=REPO,
                           env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST")})
+
+
+def _served_names(address: str, authority: Path) -> set[str]:
+    """The DNS names of the certificate one TLS connection is shown (verified)."""
+    context = ssl.create_default_context(cafile=str(authority))
+    with socket.create_connection((address, 5061), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="acme.sip.dublin.twilio.com") as tls:
+        return {value for kind, value in tls.getpeercert()["subjectAltName"] if kind == "DNS"}
 
 
 def _value(output: str, key: str) -> str:
@@ -60,13 +72,31 @@ def test_regions_on_chosen_addresses_serve_dns_hosts_lines_and_calls(tmp_path) -
         assert call.returncode == 0, call.stdout[-2000:] + call.stderr[-2000:]
 
         path = _siptwin("ca", "--state", str(state))
-        assert path.returncode == 0 and path.stdout.strip() == str(state.resolve() / "tls"
-                                                                      / "siptwin.crt")
+        authority = state.resolve() / "tls" / "siptwin-ca.crt"
+        assert path.returncode == 0 and path.stdout.strip() == str(authority)
         pem = _siptwin("ca", "--pem", "--state", str(state)).stdout
-        assert pem.startswith("-----BEGIN CERTIFICATE-----") and "PRIVATE" not in pem
-        names = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName"],
+        assert pem == authority.read_text() and "PRIVATE" not in pem
+        shown = subprocess.run(["openssl", "x509", "-noout", "-ext", "basicConstraints"],
                                input=pem, capture_output=True, text=True).stdout
+        assert "CA:TRUE" in shown
+        served = state / "tls" / "siptwin.crt"
+        names = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in",
+                                str(served)], capture_output=True, text=True).stdout
         assert f"IP Address:{ie1}" in names and f"IP Address:{us1}" in names
+        verified = subprocess.run(["openssl", "verify", "-CAfile", str(authority), str(served)],
+                                  capture_output=True, text=True)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+
+        # The domain was created after start: within seconds every process (SO_REUSEPORT
+        # spreads connections over both) presents a certificate naming its host forms.
+        deadline = time.monotonic() + 15
+        while True:
+            seen = [_served_names(ie1, authority) for _ in range(12)]
+            if all("acme.sip.dublin.twilio.com" in names for names in seen) \
+                    or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert all("acme.sip.dublin.twilio.com" in names for names in seen), seen
         assert json.loads((state / "api.json").read_text())["placement"]["region_addresses"] \
             == [f"ie1={ie1}", f"us1={us1}"]
     finally:
@@ -79,6 +109,7 @@ def test_placements_the_twin_cannot_serve_are_refused_before_it_starts(tmp_path)
     for args, message in (
         (["--listen", "0.0.0.0"], "not one host's address"),
         (["--listen", "127.0.0.9", "--backend", "process"], "apply to the embedded backend"),
+        (["--api-host", "198.18.0.1", "--backend", "process"], "apply to the embedded backend"),
         (["--region-address", "ie1"], "expected REGION=ADDRESS"),
         (["--region-address", "xx9=127.0.0.9"], "unknown region"),
         (["--listen", "127.0.0.9", "--region-address", "ie1=127.0.0.10"], "cannot move"),

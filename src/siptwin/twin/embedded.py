@@ -7,6 +7,7 @@ process, netns and docker backends do.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -26,13 +27,14 @@ from ..model.calls import Call, CallRegistry
 from ..model.findings import Finding
 from ..model.state_dir import TLS_DIR
 from ..regions.catalogue import Catalogue, default_catalogue_dir
-from ..regions.dns import DnsServer, existing_domain_labels
+from ..regions.dns import DnsServer
 from ..regions.node import CallHandler, RegionNode
 from ..regions.registrar import Registrar
 from ..settings import Fidelity
 from ..sip.digest import make_opaque
-from ..transport.tls import ensure_certificate, server_context
+from ..transport.tls import server_context
 from ..voice.interpreter import VoiceHandler
+from .certificates import CertificateFollower
 from .config import RegionAddress, TwinConfig
 from .nodes import NodeWiring, build_nodes, new_digest_state
 
@@ -59,6 +61,8 @@ class EmbeddedTwin:
         self.account_sid = ""
         self.auth_token = ""
         self.started_in: float = 0.0
+        self._certificates: CertificateFollower | None = None
+        self._follow: asyncio.Task[None] | None = None
         self.api_settings = ApiSettings()
         self._apply_control_plane_settings(config.fidelity)
 
@@ -110,6 +114,8 @@ class EmbeddedTwin:
                 self.nodes[node.region.id] = node
             self.dns = DnsServer(self.catalogue, self.control, cfg.dns_host, cfg.dns_port)
             await self.dns.start()
+            if self._certificates is not None:
+                self._follow = asyncio.get_running_loop().create_task(self._certificates.run())
         except BaseException:
             await self.stop()
             raise
@@ -117,18 +123,20 @@ class EmbeddedTwin:
 
     def _tls_context(self) -> ssl.SSLContext:
         assert self.control is not None
-        cert, key = ensure_certificate(self.config.state_dir / TLS_DIR, "siptwin",
-                                       certificate_names(self.catalogue,
-                                                         existing_domain_labels(self.control)),
-                                       certificate_addresses(self.catalogue),
-                                       separate_process=self.config.certificate_in_child)
-        return server_context(cert, key)
+        self._certificates = CertificateFollower(self.config.state_dir / TLS_DIR, self.catalogue,
+                                                 self.control,
+                                                 in_child=self.config.certificate_in_child)
+        context = self._certificates.context = server_context(*self._certificates.ensure())
+        return context
 
     @property
     def certificate(self) -> Path | None:
         return self.config.state_dir / TLS_DIR / "siptwin.crt" if self.config.tls else None
 
     async def stop(self) -> None:
+        if self._follow is not None:
+            self._follow.cancel()
+            self._follow = None
         if self.dns is not None:
             await self.dns.close()
             self.dns = None
@@ -189,23 +197,6 @@ class EmbeddedTwin:
     @property
     def dns_address(self) -> tuple[str, int] | None:
         return self.dns.address if self.dns is not None else None
-
-
-def certificate_names(catalogue: Catalogue, domain_labels: list[str]) -> list[str]:
-    """Every host name the TLS listeners answer for: a wildcard per edge label, and each host
-    form of each domain that exists at start (clients such as pjsua2 refuse wildcards,
-    RFC 5922 §7.2). A domain created later is named after the next start."""
-    names = ["*.sip.twilio.com"]
-    for region in catalogue:
-        names += [f"*.sip.{label}.twilio.com" for label in region.labels]
-    for label in domain_labels:
-        for region in catalogue:
-            names += region.host_forms(label)
-    return list(dict.fromkeys(names))
-
-
-def certificate_addresses(catalogue: Catalogue) -> list[str]:
-    return list(dict.fromkeys(r.address for r in catalogue))
 
 
 def _diagnose(call: Call, database: Path) -> list[Finding]:

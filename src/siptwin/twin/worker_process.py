@@ -37,6 +37,7 @@ from ..runtime import run_event_loop, settle_for_serving, until_terminated
 from ..settings import load_fidelity
 from ..transport.tls import server_context
 from ..voice.interpreter import VoiceHandler
+from .certificates import CertificateFollower
 from .nodes import NodeWiring, build_nodes, new_digest_state
 
 READY = "worker ready"
@@ -117,20 +118,23 @@ async def serve(args: argparse.Namespace) -> int:
     control = ControlPlaneView(args.state)
     forwarder = RecordForwarder(args.records, args.index)
     calls, registrar, handler = ForwardingRegistry(forwarder), Registrar(), VoiceHandler()
-    tls_dir = args.state / TLS_DIR
-    tls = server_context(tls_dir / "siptwin.crt", tls_dir / "siptwin.key")
+    # The parent made the certificate and makes the next one when domains change.
+    certificates = CertificateFollower(args.state / TLS_DIR, catalogue, control, make=False)
+    tls = certificates.context = server_context(*certificates.ensure())
     nodes = build_nodes(NodeWiring(catalogue, control, fidelity, digest, calls, registrar, handler,
                                    tls, reuse_port=True))
     for node in nodes:
         await node.start()
     await forwarder.start()
     watch = asyncio.get_running_loop().create_task(_exit_with_parent(os.getppid()))
+    follow = asyncio.get_running_loop().create_task(certificates.run())
     print(json.dumps({"event": READY, "index": args.index, "regions": len(nodes)}), flush=True)
     settle_for_serving()
     try:
         await until_terminated()
     finally:
         watch.cancel()
+        follow.cancel()
         for node in nodes:
             await node.close()
         await forwarder.close()
