@@ -161,6 +161,7 @@ async def _serve(args: argparse.Namespace) -> int:
     config = TwinConfig(state_dir=args.state, api_host=args.api_host, api_port=args.api_port,
                         dns_host=args.dns_host, dns_port=args.dns_port,
                         fidelity=fidelity, catalogue=catalogue, certificate_in_child=True,
+                        certificate_follows_domains=True,
                         shared_listeners=args.workers > 1,
                         beyond_loopback=not is_loopback(args.api_host))
     try:

@@ -114,7 +114,8 @@ def _make_certificate(directory: Path, name: str, hostnames: list[str],
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     authority, authority_key = _ensure_authority(directory)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+    key = _kept_rsa_key(key_path) or rsa.generate_private_key(public_exponent=65537,
+                                                              key_size=RSA_KEY_BITS)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0] if hostnames else name)])
     now = dt.datetime.now(dt.UTC)
     alt_names: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
@@ -139,6 +140,21 @@ def _make_certificate(directory: Path, name: str, hostnames: list[str],
                           + authority.public_bytes(serialization.Encoding.PEM))
     (directory / f"{name}.json").write_text(json.dumps(_describe(directory, hostnames, addresses)))
     return cert_path, key_path
+
+
+def _kept_rsa_key(path: Path) -> Any:
+    """The key a certificate is made again with (new names, same key: signing only), when
+    the one kept is of today's kind; None otherwise."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), None)
+    except (OSError, ValueError, TypeError):
+        return None
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size == RSA_KEY_BITS:
+        return key
+    return None
 
 
 def _write_key(path: Path, key: Any) -> None:

@@ -114,7 +114,7 @@ class EmbeddedTwin:
                 self.nodes[node.region.id] = node
             self.dns = DnsServer(self.catalogue, self.control, cfg.dns_host, cfg.dns_port)
             await self.dns.start()
-            if self._certificates is not None:
+            if self._certificates is not None and cfg.certificate_follows_domains:
                 self._follow = asyncio.get_running_loop().create_task(self._certificates.run())
         except BaseException:
             await self.stop()
