@@ -148,6 +148,10 @@ async def _serve(args: argparse.Namespace) -> int:
         print("siptwin: --listen, --region-address and --api-host/--dns-host beyond loopback "
               "apply to the embedded backend", file=sys.stderr)
         return 2
+    if args.listen and args.caller_location:
+        print("siptwin: --caller-location delays each region's address; with --listen every "
+              "region shares one (use --region-address)", file=sys.stderr)
+        return 2
     if args.workers < 1:
         print("siptwin: --workers must be at least 1", file=sys.stderr)
         return 2

@@ -111,6 +111,7 @@ def test_placements_the_twin_cannot_serve_are_refused_before_it_starts(tmp_path)
         (["--listen", "127.0.0.9", "--backend", "process"], "apply to the embedded backend"),
         (["--api-host", "198.18.0.1", "--backend", "process"], "apply to the embedded backend"),
         (["--region-address", "ie1"], "expected REGION=ADDRESS"),
+        (["--listen", "127.0.0.9", "--caller-location", "london"], "every region shares one"),
         (["--region-address", "xx9=127.0.0.9"], "unknown region"),
         (["--listen", "127.0.0.9", "--region-address", "ie1=127.0.0.10"], "cannot move"),
     ):
