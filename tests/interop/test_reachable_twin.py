@@ -132,7 +132,8 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
         provisioned = lab.on_device(sys.executable, "-c", (
             "import sys; from siptwin.harness.provision import DomainPlan, provision, sdk_client;"
             "provision(sdk_client(*sys.argv[1:4]), DomainPlan('acme', voice_url=sys.argv[4],"
-            " credentials=[('alice', sys.argv[5])]))"),
+            " credentials=[('alice', sys.argv[5])], sip_registration=True,"
+            " registration_credentials=[('alice', sys.argv[5])]))"),
             lab.api, lab.account_sid, lab.auth_token,
             f"http://127.0.0.1:{WEBHOOK_PORT}/voice", PASSWORD)
         assert provisioned.returncode == 0, provisioned.stderr
@@ -193,11 +194,14 @@ def test_a_device_on_another_host_calls_the_twin_by_name(lab, client, transport,
                                                 "/Calls.json")["calls"]}
     uri = f"sip:1000@{host}"
     if client == "pjsua2":
+        register = ["--register"] if transport == "tls" else []  # REGISTER enabled: spec §4.8
         done = lab.on_device(sys.executable, str(SCRIPTS / "pjsua2_call.py"), uri,
                              "--nameserver", TWIN_ADDRESS, "--transport", transport,
-                             "--ca", ca, "--user", "alice", "--password", PASSWORD)
+                             "--ca", ca, "--user", "alice", "--password", PASSWORD, *register)
         assert done.returncode == 0, done.stderr[-3000:]
         result = _result(done)
+        if register:
+            assert result["register_status"] == 200, done.stdout[-6000:]
         assert "CONFIRMED" in result["states"] and result["states"][-1] == "DISCONNECTED", \
             done.stdout[-6000:]
     else:
@@ -217,6 +221,10 @@ def test_a_device_on_another_host_calls_the_twin_by_name(lab, client, transport,
             break
         time.sleep(0.2)
     assert len(new) == 1 and new[0]["status"] == "completed", new
+    if client == "pjsua2" and transport == "tls":
+        registered = [c for c in calls if c["call_id"] not in before
+                      and c["method"] == "REGISTER" and c["final_status"] == 200]
+        assert registered and registered[0]["request_uri"].startswith("sip:acme.sip.twilio.com")
     record = new[0]
     assert record["region"] == region and record["request_uri"].startswith(uri)
     detail = lab.api_get(f"/siptwin/v1/Accounts/{lab.account_sid}/Calls/"

@@ -16,6 +16,15 @@ import time
 import pjsua2 as pj
 
 
+class Account(pj.Account):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_status = 0
+
+    def onRegState(self, prm: pj.OnRegStateParam) -> None:  # noqa: N802 (pjsua2's name)
+        self.register_status = prm.code
+
+
 class Call(pj.Call):
     def __init__(self, account: pj.Account) -> None:
         super().__init__(account)
@@ -41,6 +50,8 @@ def main() -> int:
     args.add_argument("--user", required=True)
     args.add_argument("--password", required=True)
     args.add_argument("--timeout", type=float, default=20)
+    args.add_argument("--register", action="store_true",
+                      help="REGISTER (to the domain's non-localized name) before calling")
     opts = args.parse_args()
 
     endpoint = pj.Endpoint()
@@ -69,8 +80,15 @@ def main() -> int:
     account_config.idUri = f"sip:{opts.user}@{domain}"
     account_config.sipConfig.authCreds.append(
         pj.AuthCredInfo("digest", "sip.twilio.com", opts.user, 0, opts.password))
-    account = pj.Account()
+    if opts.register:
+        label = domain.split(".sip.", 1)[0]
+        account_config.regConfig.registrarUri = f"sip:{label}.sip.twilio.com;transport={opts.transport}"
+        account_config.regConfig.timeoutSec = 600
+    account = Account()
     account.create(account_config)
+    deadline = time.monotonic() + opts.timeout
+    while opts.register and not account.register_status and time.monotonic() < deadline:
+        endpoint.libHandleEvents(20)
     call = Call(account)
     call.makeCall(f"{opts.uri};transport={opts.transport}", pj.CallOpParam(True))
     deadline = time.monotonic() + opts.timeout
@@ -81,7 +99,8 @@ def main() -> int:
         for _ in range(50):
             endpoint.libHandleEvents(20)
     print("RESULT " + json.dumps({"states": call.states, "last_status": call.last_status,
-                      "call_id": call.call_id}), flush=True)
+                                  "call_id": call.call_id,
+                                  "register_status": account.register_status}), flush=True)
     # pjsua2 aborts in libDestroy while calls or accounts are alive: delete them first.
     del call
     account.shutdown()
