@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .limits import DESCRIPTIONS as LIMIT_DESCRIPTIONS
+from .limits import Limits, parse_limit_options
 from .model.state_dir import API_FILE, DATABASE_FILE, LOG_FILE, PID_FILE
 from .regions.catalogue import (
     Catalogue,
@@ -80,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=int, default=1,
                     help="processes serving the SIP addresses (default 1; more use more cores "
                          "for load tests)")
+    up.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                    help="change a resource limit (repeatable; 'siptwin limits' lists them)")
+    up.add_argument("--token-file", type=Path, help="also write the auth token to this file "
+                    "(mode 0600); the token is never written to a log")
     up.add_argument("--detach", action="store_true", help="return once ready; stop with 'siptwin down'")
     up.add_argument("-v", "--verbose", action="store_true", help="log SIP traffic")
     up.set_defaults(run=cmd_up)
@@ -104,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     ca.set_defaults(run=cmd_ca)
 
     run = sub.add_parser("run", help="run the conformance scenarios with a progress bar and a summary")
-    run.add_argument("paths", nargs="*", default=["scenarios"], help="scenario files or folders")
+    run.add_argument("paths", nargs="*",
+                     help="scenario files or folders (default: ./scenarios, else the packaged ones)")
     run.add_argument("-n", "--workers", default="auto", help="parallel workers (default auto)")
     run.add_argument("--report", default="reports/conformance.html", help="HTML report file")
     run.add_argument("--regions", help="only these regions (comma-separated)")
@@ -123,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     settings = sub.add_parser("settings", help="list every fidelity setting, both profiles and why")
     settings.set_defaults(run=cmd_settings)
+
+    limits = sub.add_parser("limits", help="list every resource limit, its default and meaning")
+    limits.set_defaults(run=cmd_limits)
     return parser
 
 
@@ -139,6 +149,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from .twin.config import TwinConfig
     from .twin.launch import make_twin
 
+    _secure_state(args.state)
     fidelity = load_fidelity(args.settings, args.profile)
     catalogue = Catalogue.load(default_catalogue_dir())
     catalogue = catalogue.select_listed(args.regions).placed(
@@ -162,11 +173,16 @@ async def _serve(args: argparse.Namespace) -> int:
         print("siptwin: --caller-location applies to one process; use --workers 1",
               file=sys.stderr)
         return 2
+    try:
+        limits = parse_limit_options(args.limit)
+    except ValueError as err:
+        print(f"siptwin: {err}", file=sys.stderr)
+        return 2
     config = TwinConfig(state_dir=args.state, api_host=args.api_host, api_port=args.api_port,
                         dns_host=args.dns_host, dns_port=args.dns_port,
                         fidelity=fidelity, catalogue=catalogue, certificate_in_child=True,
                         certificate_follows_domains=True,
-                        shared_listeners=args.workers > 1,
+                        shared_listeners=args.workers > 1, limits=limits,
                         beyond_loopback=not is_loopback(args.api_host))
     try:
         twin, engine = make_twin(args.backend, config)
@@ -213,14 +229,19 @@ async def _serve(args: argparse.Namespace) -> int:
         latencies = apply_caller_location(twin, args.caller_location)
         print(f"caller location {args.caller_location}: one-way delay per region "
               + ", ".join(f"{r} {ms:.0f} ms" for r, ms in latencies.items()))
-    _print_banner(twin)
+    # The token goes to a terminal only: a detached twin's stdout is its log file (the
+    # detaching command prints the token itself), and a pipe is usually some CI log.
+    _print_banner(twin, show_token=sys.stdout.isatty())
+    if args.token_file is not None:
+        _write_private(args.token_file, twin.auth_token + "\n")
     _warn_if_reachable(twin)
     if workers is not None:
         print(f"workers:   {args.workers} processes on the same addresses (pids "
               f"{', '.join(str(p) for p in [os.getpid(), *workers.pids])}); SO_REUSEPORT "
               "spreads callers by source address and port", flush=True)
     pid_file = args.state / PID_FILE
-    pid_file.write_text(str(os.getpid()))
+    # The start time lets 'siptwin down' tell this process from one that reuses its pid later.
+    pid_file.write_text(f"{os.getpid()} {_process_start(os.getpid()) or ''}".strip() + "\n")
     _write_api_file(args.state, twin, {"regions": args.regions, "listen": args.listen,
                                        "region_addresses": args.region_address})
     since_exec = _seconds_since_process_start()
@@ -248,7 +269,25 @@ def _seconds_since_process_start() -> float:
         return time.monotonic() - _IMPORTED_AT
 
 
-def _print_banner(twin: Twin) -> None:
+def _secure_state(state: Path) -> None:
+    """The state directory holds the auth token and HA1 hashes (SQLite), the TLS key and the
+    logs: only our user may enter it, and what the twin creates there is ours alone."""
+    os.umask(0o077)
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(state, 0o700)
+    for path in state.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o600)
+
+
+def _write_private(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
+def _print_banner(twin: Twin, show_token: bool = True) -> None:
     fidelity = twin.fidelity
     print(f"siptwin {__version__} — fidelity profile: {fidelity.profile}")
     overrides = [f"{k}={v}" for k, v, where in fidelity.describe() if where == "override"]
@@ -268,7 +307,11 @@ def _print_banner(twin: Twin) -> None:
         host, port = twin.dns_address
         print(f"DNS:       {host}:{port}  (dig @{host} -p {port} acme.sip.ie1.twilio.com)")
     print(f"TWILIO_ACCOUNT_SID={twin.account_sid}")
-    print(f"TWILIO_AUTH_TOKEN={twin.auth_token}")
+    if show_token:
+        print(f"TWILIO_AUTH_TOKEN={twin.auth_token}")
+    else:
+        print("TWILIO_AUTH_TOKEN is not written here (not a terminal); "
+              "'siptwin up --detach' prints it, --token-file FILE keeps it")
     if twin.certificate is not None:
         from .transport.tls import authority_path
 
@@ -290,8 +333,9 @@ def _warn_if_reachable(twin: Twin) -> None:
                      "<Dial><Sip> calls out from it")
     if not is_loopback(api_host):
         lines.append(f"  REST API on {twin.api_url} (plain HTTP): any host that reaches it "
-                     "and has the auth token printed above (also kept in the state "
-                     f"directory {twin.config.state_dir}) can provision the twin - create and "
+                     "and has the auth token (shown on a terminal or by 'up --detach', kept "
+                     f"in the state directory {twin.config.state_dir}) can provision the "
+                     "twin - create and "
                      "delete domains, credentials and IP ACLs, read every call record; "
                      "without the token it can still try passwords")
     if dns is not None and not is_loopback(dns[0]):
@@ -307,7 +351,7 @@ def _warn_if_reachable(twin: Twin) -> None:
 
 
 def _detach(args: argparse.Namespace) -> int:
-    args.state.mkdir(parents=True, exist_ok=True)
+    _secure_state(args.state)
     log_path = args.state / LOG_FILE
     argv = [sys.executable, "-m", "siptwin", "up", "--state", str(args.state),
             "--api-host", args.api_host, "--api-port", str(args.api_port),
@@ -321,8 +365,13 @@ def _detach(args: argparse.Namespace) -> int:
             argv += [flag, str(value)]
     for placement in args.region_address:
         argv += ["--region-address", placement]
+    for option in args.limit:
+        argv += ["--limit", option]
+    if args.token_file is not None:
+        argv += ["--token-file", str(args.token_file.resolve())]
     if args.verbose:
         argv.append("-v")
+    _rotate(log_path)  # the previous run's log may be the evidence of a crash
     with log_path.open("w") as log:
         child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, start_new_session=True)
@@ -331,6 +380,9 @@ def _detach(args: argparse.Namespace) -> int:
         text = log_path.read_text()
         if READY_LINE in text:
             print(text, end="")
+            credentials = _detached_credentials(args.state)
+            if credentials is not None:
+                print(f"TWILIO_AUTH_TOKEN={credentials[1]}")
             print(f"detached (pid {child.pid}); stop with: siptwin down --state {args.state}")
             return 0
         if child.poll() is not None:
@@ -342,12 +394,67 @@ def _detach(args: argparse.Namespace) -> int:
     return 1
 
 
+def _detached_credentials(state: Path) -> tuple[str, str] | None:
+    from .diagnostics.client import _credentials
+
+    return _credentials(state)
+
+
+LOGS_KEPT = 5
+
+
+def _rotate(log_path: Path) -> None:
+    """siptwin.log -> siptwin.log.1 -> ... -> siptwin.log.5 (the oldest is dropped)."""
+    for index in range(LOGS_KEPT - 1, 0, -1):
+        older = log_path.with_name(f"{log_path.name}.{index}")
+        if older.exists():
+            older.replace(log_path.with_name(f"{log_path.name}.{index + 1}"))
+    if log_path.exists():
+        log_path.replace(log_path.with_name(f"{log_path.name}.1"))
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _not_our_twin(pid: int, recorded_start: str | None) -> str | None:
+    """Why ``pid`` is not the twin that wrote the pid file, or None when it is: the same
+    start time (a pid reused after a crash has a later one) and a 'siptwin ... up' command."""
+    start = _process_start(pid)
+    if start is None:
+        return None  # gone, or no /proc: signalling it finds out
+    if recorded_start is not None and start != recorded_start:
+        return f"pid {pid} now belongs to a process started after the twin"
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if not any(b"siptwin" in arg for arg in argv) or b"up" not in argv:
+        command = b" ".join(argv).decode(errors="replace").strip()[:80]
+        return f"pid {pid} is not a siptwin twin ({command})"
+    return None
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     pid_file = args.state / PID_FILE
     if not pid_file.exists():
         print(f"siptwin: no running twin for state {args.state}", file=sys.stderr)
         return 1
-    pid = int(pid_file.read_text().strip())
+    recorded = pid_file.read_text().split()
+    if not recorded or not recorded[0].isdigit():
+        print(f"siptwin: unreadable pid file {pid_file}", file=sys.stderr)
+        return 1
+    pid = int(recorded[0])
+    stranger = _not_our_twin(pid, recorded[1] if len(recorded) > 1 else None)
+    if stranger is not None:
+        pid_file.unlink(missing_ok=True)
+        print(f"siptwin: stale pid file (the twin is gone; {stranger}): removed it, "
+              "signalled nothing", file=sys.stderr)
+        return 1
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -362,7 +469,8 @@ def cmd_down(args: argparse.Namespace) -> int:
             print("siptwin stopped")
             return 0
         time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
+    if _not_our_twin(pid, recorded[1] if len(recorded) > 1 else None) is None:
+        os.kill(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     print("siptwin killed (did not stop within 10 s)")
     return 0
@@ -443,7 +551,19 @@ def _existing_labels(state: Path) -> list[str]:
     return existing_domain_labels(state)
 
 
+SUITE_MODULES = {"pytest": "pytest", "xdist": "pytest-xdist", "twilio": "twilio",
+                 "jsonschema": "jsonschema", "scapy": "scapy", "sipvicious": "sipvicious"}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    missing = [dist for module, dist in SUITE_MODULES.items()
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        print(f"siptwin run: the conformance suite needs {', '.join(missing)}: "
+              "pip install 'siptwin[suite]'", file=sys.stderr)
+        return 2
     from .harness.progress import run_suite
 
     return run_suite(args)
@@ -485,6 +605,15 @@ def cmd_settings(args: argparse.Namespace) -> int:
     print("Set them in a YAML file for 'siptwin up --settings FILE' ({profile: ..., settings: "
           "{name: value}}), or per scenario under given.settings. docs/fidelity.md lists where "
           "the twin may differ from Twilio.")
+    return 0
+
+
+def cmd_limits(args: argparse.Namespace) -> int:
+    """Resource limits (not fidelity: they protect the twin; docs/security.md)."""
+    for name, value in Limits().as_record().items():
+        print(name)
+        print(f"    default: {value!r}   (siptwin up --limit {name}=...)")
+        print(f"    {LIMIT_DESCRIPTIONS[name]}")
     return 0
 
 

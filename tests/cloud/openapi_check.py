@@ -1,7 +1,7 @@
 """Checks every 2xx body the twin returns against Twilio's OpenAPI documents.
 
-The documents are read from ``../shared/spec/openapi`` beside the repository (CI keeps
-``shared`` next to the clone).  Their resource schemas are permissive (every property
+The documents are vendored in ``tests/data/openapi`` (origin, version and licence in its
+README).  Their resource schemas are permissive (every property
 nullable, no ``required``), so besides validating we compare each body's key set with the
 schema's property set: a missing or extra field fails.
 """
@@ -20,7 +20,7 @@ from typing import Any
 from jsonschema import Draft7Validator, FormatChecker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-OPENAPI_DIR = REPO_ROOT.parent / "shared" / "spec" / "openapi"
+OPENAPI_DIR = REPO_ROOT / "tests" / "data" / "openapi"
 SPEC_FILES = ("twilio_api_v2010.sip.json", "twilio_routes_v2.sipdomains.json")
 REGION_PREFIX = re.compile(r"^/(us1|ie1|au1)(?=/)")
 
@@ -91,10 +91,8 @@ def operations() -> tuple[Operation, ...]:
     for name in SPEC_FILES:
         path = OPENAPI_DIR / name
         if not path.is_file():
-            raise FileNotFoundError(
-                f"Twilio OpenAPI document missing: {path}. The tests need ../shared/spec/openapi "
-                "beside the repository checkout."
-            )
+            raise FileNotFoundError(f"Twilio OpenAPI document missing: {path} "
+                                    "(the repository vendors it in tests/data/openapi)")
         spec = _json_schema(json.loads(path.read_text()))
         for template, item in spec["paths"].items():
             for method in ("get", "post", "delete"):

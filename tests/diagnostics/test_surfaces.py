@@ -85,7 +85,7 @@ def test_record_route_ignored_from_a_recorded_trace() -> None:
 def _suite(tmp_path: Path, paths: list[str], *extra: str) -> tuple[int, str, list[dict]]:
     results = tmp_path / "results"
     argv = [sys.executable, "-m", "pytest", *paths, "--siptwin-regions", "us1",
-            "--results-dir", str(results), "-p", "no:cacheprovider", "-q", "--rootdir",
+            "--siptwin-results-dir", str(results), "-p", "no:cacheprovider", "-q", "--rootdir",
             str(REPO), *extra]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600,
@@ -133,7 +133,8 @@ def test_scenarios_can_require_and_forbid_findings(tmp_path) -> None:
         "given:\n  domain: { label: acme, credentials: [[alice, Harbour7Lights]] }\n"
         "when:\n  invite: { auth: { username: alice, password: Nope1234 } }\n"
         "then:\n  findings: [realm-mismatch]\n  no_findings: [error]\n")
-    code, out, records = _suite(tmp_path, [str(scenarios)])
+    code, out, records = _suite(tmp_path, [str(scenarios)], "--siptwin-scenarios",
+                                str(scenarios.parent))
     assert code == 1, out[-3000:]
     (record,) = records
     kinds = [f["kind"] for f in record["failures"]]

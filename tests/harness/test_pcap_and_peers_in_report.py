@@ -1,4 +1,4 @@
-"""--pcap: one capture per scenario item on the node addresses, readable by tshark and linked
+"""--siptwin-pcap: one capture per scenario item on the node addresses, readable by tshark and linked
 from the report; SIPp and device runs appear in the report too."""
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from tests.support import REPO
 def test_each_item_gets_a_pcap_that_tshark_reads_and_the_report_links(tmp_path) -> None:
     tshark = shutil.which("tshark")
     if tshark is None or os.geteuid() != 0:
-        pytest.fail("--pcap needs tshark/dumpcap and root (CI has both): run scripts/bootstrap")
+        pytest.fail("--siptwin-pcap needs tshark/dumpcap and root (CI has both): run scripts/bootstrap")
     report, pcaps, results = tmp_path / "report.html", tmp_path / "pcaps", tmp_path / "results"
     argv = [sys.executable, "-m", "pytest", str(REPO / "scenarios/interop/sipp-plain-acl.yaml"),
             str(REPO / "scenarios/acl/ip-not-listed.yaml"), "--siptwin-regions", "us1,ie1",
-            "--results-dir", str(results), "--pcap", str(pcaps), "--report", str(report),
+            "--siptwin-results-dir", str(results), "--siptwin-pcap", str(pcaps), "--siptwin-report", str(report),
             "-p", "no:cacheprovider", "-q", "--rootdir", str(REPO)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)

@@ -18,7 +18,7 @@ def run_suite(tmp_path: Path, *paths: str, extra: list[str] | None = None,
               env_extra: dict[str, str] | None = None) -> tuple[int, str, dict]:
     results = tmp_path / "results"
     argv = [sys.executable, "-m", "pytest", *[str(REPO / p) for p in paths],
-            "--siptwin-regions", "us1,ie1", "--results-dir", str(results),
+            "--siptwin-regions", "us1,ie1", "--siptwin-results-dir", str(results),
             "-p", "no:cacheprovider", "-q", "--rootdir", str(REPO), *(extra or [])]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.update(env_extra or {})
@@ -54,7 +54,7 @@ def test_report_opens_in_a_browser_with_the_matrix(tmp_path) -> None:
         pytest.fail("chromium is not installed: run scripts/bootstrap")
     report = tmp_path / "conformance.html"
     code, out, records = run_suite(tmp_path, "scenarios/acl", "scenarios/credentials",
-                                   extra=["--report", str(report)])
+                                   extra=["--siptwin-report", str(report)])
     assert code == 0, out
     assert report.exists() and records
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -77,6 +77,6 @@ def test_ci_example_scenario_validates_the_shipped_sbc_config(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", str(repo / "harness/ci/scenarios"), "--siptwin-regions",
-         "us1,ie1", "--results-dir", str(tmp_path / "results"), "-p", "no:cacheprovider", "-q",
+         "us1,ie1", "--siptwin-results-dir", str(tmp_path / "results"), "-p", "no:cacheprovider", "-q",
          "--rootdir", str(repo)], cwd=repo, capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:]

@@ -14,21 +14,23 @@ from pathlib import Path
 # Bottom-up. A package may import packages of lower layers only; packages of one layer are
 # siblings and may not import each other. docs/architecture.md draws the same picture.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"sip", "settings", "runtime"}),  # leaves
+    frozenset({"sip", "settings", "runtime", "limits"}),  # leaves
     frozenset({"transport", "model", "report"}),  # report names the settings of a run
     frozenset({"ua", "cloud"}),
     frozenset({"regions"}),
     frozenset({"voice", "diagnostics"}),
     frozenset({"twin"}),  # what `siptwin up` composes
     frozenset({"harness"}),  # the conformance suite
-    frozenset({"cli"}),  # `siptwin run` drives the suite, hence above harness
+    # `siptwin run` drives the suite, and pytest loads the suite through its plugin entry point
+    # (which imports the suite lazily, inside hooks): both sit above harness.
+    frozenset({"cli", "pytest_plugin"}),
     frozenset({"__main__"}),
 )
 # Stricter than its layer: the shared vocabulary names SIP types and nothing else.
 ONLY_IMPORTS = {"model": frozenset({"sip"})}
 # The suite is not part of the product: nothing the product runs may import it.
 SUITE = "harness"
-ENTRY_POINTS = frozenset({"cli", "__main__"})
+ENTRY_POINTS = frozenset({"cli", "pytest_plugin", "__main__"})
 
 
 def layer_of(package: str) -> int:

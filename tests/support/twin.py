@@ -8,6 +8,7 @@ import os
 
 from siptwin.diagnostics import Finding, explain
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
+from siptwin.limits import Limits
 from siptwin.regions.catalogue import Catalogue, default_catalogue_dir
 from siptwin.settings import build_fidelity
 from siptwin.twin.config import TwinConfig
@@ -54,12 +55,12 @@ class Harness:
             return await client.invite(host, port, uri, auth=auth, **kwargs)
 
 
-def embedded_twin(state_dir) -> EmbeddedTwin:
+def embedded_twin(state_dir, limits: Limits | None = None) -> EmbeddedTwin:
     catalogue = Catalogue.load(default_catalogue_dir()).relocated(worker_network(), port_offset=0)
     catalogue = Catalogue([ephemeral(r) for r in catalogue])
     return EmbeddedTwin(TwinConfig(state_dir=state_dir, api_port=0, dns_port=0,
                                    fidelity=build_fidelity("seed", NO_APPLICATION),
-                                   catalogue=catalogue))
+                                   catalogue=catalogue, limits=limits or Limits()))
 
 
 def by_id(twin, call_id: str) -> dict[str, Finding]:

@@ -9,6 +9,7 @@ import ssl
 
 import pytest
 
+from siptwin.limits import Limits
 from siptwin.sip.message import make_request, parse_datagram, parse_stream_message
 from siptwin.sip.routing import Hop, response_hop, stamp_received
 from siptwin.transport.endpoint import Destination, EndpointConfig, SipEndpoint, Source
@@ -121,7 +122,7 @@ async def test_broken_stream_framing_closes_the_connection(pair) -> None:
 
 async def test_idle_stream_is_closed(tmp_path) -> None:
     rx = Recorder()
-    server = SipEndpoint(EndpointConfig("127.0.0.1", None, 0, None, idle_timeout=0.2), rx)
+    server = SipEndpoint(EndpointConfig("127.0.0.1", None, 0, None, limits=Limits(stream_header_timeout=0.2)), rx)
     await server.start()
     try:
         reader, writer = await asyncio.open_connection(*server.tcp_address)

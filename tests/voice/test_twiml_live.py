@@ -164,11 +164,14 @@ async def test_gather_collects_sip_info_digits(harness, app):
         while (call := harness.twin.calls.last()) is None or call.status != "in-progress":
             await asyncio.sleep(0.02)
         sock = _rtp_socket()
+        # The dialog's own tags (RFC 3261 §12.2.2: the Call-ID alone does not name a dialog).
+        dialog = harness.twin.nodes["us1"]._dialogs[call.call_id]
+        from_tag, to_tag = dialog.invite.from_.tag, dialog.to_tag
         for cseq, key in enumerate("7#", start=10):
             info = make_request("INFO", "sip:1@acme.sip.twilio.com", [
                 ("Via", f"SIP/2.0/UDP 127.0.0.1:{sock.getsockname()[1]};branch=z9hG4bKinfo{cseq}"),
-                ("Max-Forwards", "70"), ("From", "<sip:x@127.0.0.1>;tag=a"),
-                ("To", "<sip:1@acme.sip.twilio.com>;tag=b"), ("Call-ID", call.call_id),
+                ("Max-Forwards", "70"), ("From", f"<sip:x@127.0.0.1>;tag={from_tag}"),
+                ("To", f"<sip:1@acme.sip.twilio.com>;tag={to_tag}"), ("Call-ID", call.call_id),
                 ("CSeq", f"{cseq} INFO"), ("Content-Type", "application/dtmf-relay"),
             ], f"Signal={key}\r\nDuration=160\r\n".encode())
             sock.sendto(info.to_bytes(), (host, port))

@@ -714,6 +714,19 @@ class Dispatcher:
         raise not_found(request.path)
 
 
+@web.middleware
+async def _twilio_shaped_refusals(request: web.Request, handler) -> web.StreamResponse:
+    """What aiohttp's router refuses before the dispatcher runs (a request target that is not
+    a path, such as CONNECT's host:port) in Twilio's JSON shape rather than plain text."""
+    try:
+        return await handler(request)
+    except web.HTTPException as refusal:
+        if refusal.status < 400:
+            raise
+        code = ErrorCode.NOT_FOUND if refusal.status == 404 else ErrorCode.INVALID_PARAMETER
+        return error_response(TwilioError(refusal.status, code, refusal.reason))
+
+
 def make_app(store: Store, settings: ApiSettings | None = None,
              calls: CallRegistry | None = None, diagnose: Diagnose | None = None) -> web.Application:
     """The control-plane REST API over ``store``; embed it or serve it with ``web.AppRunner``.
@@ -725,7 +738,8 @@ def make_app(store: Store, settings: ApiSettings | None = None,
     """
     effective = settings or ApiSettings()
     # aiohttp's own body limit stays above ours so our Twilio-shaped 413 answers first.
-    app = web.Application(client_max_size=effective.max_body_bytes * 4)
+    app = web.Application(client_max_size=effective.max_body_bytes * 4,
+                          middlewares=[_twilio_shaped_refusals])
     app[STORE_KEY] = store
     app[SETTINGS_KEY] = effective
     if calls is not None:

@@ -251,8 +251,12 @@ SIPTWIN_CALLS = "/siptwin/v1/Accounts/{AccountSid}/Calls"
 
 
 def _any_visible(record: Call, call: ApiRequest) -> bool:
-    """Every call the account's domains took, and calls no domain claimed (unknown host)."""
-    return record.account_sid in (None, call.account.sid)
+    """Every call the account's domains took. Calls no domain claimed (an unknown host) may
+    name anyone's mistyped domain and caller: only a top-level account (the twin's operator,
+    whom ``siptwin explain`` speaks for) sees them, never a subaccount."""
+    if record.account_sid is None:
+        return not call.account.is_subaccount
+    return record.account_sid == call.account.sid
 
 
 def diagnosis_json(record: Call, findings: list[Finding]) -> dict[str, Any]:

@@ -137,6 +137,7 @@ def encode_page_token(last_seq: int) -> str:
 
 def decode_page_token(token: str) -> int:
     match = _PAGE_TOKEN.fullmatch(token)
-    if match is None:
+    # A position beyond SQLite's 64-bit integers was never issued (and would overflow a query).
+    if match is None or int(match.group(1), 16) >= 2**63:
         raise bad_request(ErrorCode.INVALID_PARAMETER, "Invalid PageToken.")
     return int(match.group(1), 16)

@@ -1,6 +1,6 @@
 """JSON shapes exactly as Twilio returns them (field names, URIs, dates, list envelopes).
 
-Field sets follow ../shared/spec/openapi/twilio_api_v2010.sip.json and the routes spec; the
+Field sets follow Twilio's OpenAPI documents (vendored in tests/data/openapi); the
 tests compare every body's keys with the schema's property set.
 """
 

@@ -2,7 +2,7 @@
 
 Rules that depend on stored state take the relevant facts as arguments (who owns a name,
 how many lists exist...) so that every code, message and threshold is decided here and the
-store only gathers facts.  Section numbers refer to ../shared/spec/twilio-sip-domain.md.
+store only gathers facts.  Section numbers (spec §N) refer to docs/twilio-behaviour.md.
 """
 
 from __future__ import annotations

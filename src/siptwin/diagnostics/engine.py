@@ -19,7 +19,7 @@ RuleFunction = Callable[[CallFacts], Iterable[Finding]]
 class Rule:
     name: str  # the function name, for the documentation
     ids: tuple[str, ...]  # the finding ids it can produce
-    spec_rule: int | None  # pbx-pitfalls.md, "Diagnostic rules"
+    spec_rule: int | None  # docs/pbx-pitfalls.md, "Diagnostic rules"
     methods: tuple[str, ...]  # INVITE, REGISTER
     function: RuleFunction
 

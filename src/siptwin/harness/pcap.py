@@ -1,11 +1,11 @@
-"""One pcap per scenario item, captured on the worker's node addresses (``--pcap DIR``).
+"""One pcap per scenario item, captured on the worker's node addresses (``--siptwin-pcap DIR``).
 
 Design: one ``dumpcap`` per test worker for the whole session (starting a capture costs about
 half a second, so not one per item), on ``lo`` with the kernel filter ``net <worker /24>`` - the
 loopback /24 that only this worker's region nodes use. Items on one worker run one after the
 other, so each item's packets are those whose timestamps fall in its window; when the session
 ends the capture is split into ``DIR/<item>.pcap`` (classic pcap, readable by tshark and
-Wireshark). Captures need root (CI runs as root); without ``--pcap`` nothing is captured.
+Wireshark). Captures need root (CI runs as root); without ``--siptwin-pcap`` nothing is captured.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class SessionCapture:
     def start(self, timeout: float = 10.0) -> None:
         dumpcap = shutil.which("dumpcap") or shutil.which("tshark")
         if dumpcap is None:
-            raise RuntimeError("--pcap needs dumpcap or tshark (Debian tshark; scripts/bootstrap)")
+            raise RuntimeError("--siptwin-pcap needs dumpcap or tshark (Debian tshark; scripts/bootstrap)")
         self.directory.mkdir(parents=True, exist_ok=True)
         self.raw_file.unlink(missing_ok=True)
         self._proc = subprocess.Popen(

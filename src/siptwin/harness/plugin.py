@@ -1,9 +1,9 @@
-"""pytest plugin: YAML scenarios under ``scenarios/`` become items, one per scenario × region.
+"""The scenario machinery: YAML scenarios become items, one per scenario × region.
 
-Registered through the ``pytest11`` entry point, so ``pytest scenarios -n auto`` just works.
-Each test worker runs one embedded twin (on its own loopback /24 and ephemeral ports, so xdist
+``siptwin.pytest_plugin`` (the ``pytest11`` entry point, light and inert) imports this module
+when it collects the first file under an opted-in scenario root.  Each test worker runs one embedded twin (on its own loopback /24 and ephemeral ports, so xdist
 workers never collide) and one webhook receiver in a background event loop; every item writes
-one JSON result; ``--report FILE`` renders them into one HTML page when the session ends.
+one JSON result; ``--siptwin-report FILE`` renders them into one HTML page when the session ends.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ..settings import load_fidelity
 from ..twin.config import TwinConfig
 from ..twin.launch import make_twin
 from .engine import ItemResult, run_item
+from .optin import scenario_root
 from .outcome import Environment
 from .pcap import SessionCapture, item_file_name
 from .receiver import WebhookReceiver
@@ -36,60 +37,11 @@ from .scenario import Scenario, ScenarioError, load_scenario
 ITEM_TIMEOUT = 120.0
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("siptwin", "siptwin conformance scenarios")
-    group.addoption("--report", default=None, metavar="FILE",
-                    help="write the HTML conformance report to FILE (e.g. reports/conformance.html)")
-    group.addoption("--results-dir", default="reports/results", metavar="DIR",
-                    help="one JSON result per scenario item (default reports/results)")
-    group.addoption("--siptwin-regions", default=None, metavar="IDS",
-                    help="run scenarios only in these regions (comma-separated)")
-    group.addoption("--siptwin-settings", default=None, metavar="FILE",
-                    help="fidelity settings (YAML) for the whole run; scenarios override on top")
-    group.addoption("--pcap", default=None, metavar="DIR",
-                    help="capture each item's packets on the node addresses into DIR/<item>.pcap "
-                         "(dumpcap on lo, root; linked from the report)")
-    group.addoption("--siptwin-backend", default="embedded",
-                    choices=("embedded", "process", "netns", "docker"),
-                    help="the twin in this process (default), one process per region, one "
-                         "network namespace per region, or one container per region (root)")
-    group.addoption("--siptwin-caller-location", default=None, metavar="CITY",
-                    help="each region's round-trip time as seen from CITY (e.g. london)")
-    group.addoption("--siptwin-profile", default=None, choices=("seed", "observed"),
-                    help="fidelity profile for the whole run (default seed)")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "scenario: a YAML conformance scenario item")
-    config._siptwin_features = set()  # type: ignore[attr-defined]
-    if not hasattr(config, "workerinput"):
-        results = Path(config.getoption("--results-dir"))
-        if results.exists() and _scenarios_requested(config):
-            shutil.rmtree(results)
-
-
-def _scenarios_requested(config: pytest.Config) -> bool:
-    return any("scenarios" in Path(str(a)).parts for a in config.args) or config.getoption("--report")
-
-
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix == ".yaml" and _scenario_root(file_path) is not None and \
-            not file_path.name.startswith("_"):
-        return ScenarioFile.from_parent(parent, path=file_path)
-    return None
-
-
-def _scenario_root(path: Path) -> Path | None:
-    for ancestor in path.parents:
-        if ancestor.name == "scenarios":
-            return ancestor
-    return None
-
-
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
-        root = _scenario_root(self.path)
+        root = scenario_root(self.config, self.path)
         assert root is not None
+        self.config.addinivalue_line("markers", "scenario: a YAML conformance scenario item")
         try:
             scenario = load_scenario(self.path, root)
         except ScenarioError as err:
@@ -137,11 +89,11 @@ class ScenarioItem(pytest.Item):
         self.region = region
 
     def runtest(self) -> None:
-        runner = _runner(self.config)
+        runner = worker_runner(self.config)
         began = time.time()
         result = runner.run(run_item(self.scenario, self.region, runner.environment))
         extra = {}
-        if runner.capture is not None:  # --pcap: this item's window of the worker's capture
+        if runner.capture is not None:  # --siptwin-pcap: this item's window of the worker's capture
             pcap = runner.capture.item(item_file_name(result.scenario, result.region), began,
                                        time.time())
             extra["pcap"] = str(pcap.resolve())
@@ -177,7 +129,7 @@ def describe(result: ItemResult) -> str:
 
 def _write_result(config: pytest.Config, result: ItemResult,
                   extra: dict[str, Any] | None = None) -> None:
-    directory = Path(config.getoption("--results-dir"))
+    directory = Path(config.getoption("--siptwin-results-dir"))
     directory.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{result.scenario}__{result.region}")
     record = {**result.as_record(), **(extra or {})}
@@ -213,8 +165,8 @@ class TwinRunner:
         self.receiver = WebhookReceiver(getattr(self.twin, "gateway", "127.0.0.1"))
         self.capture: SessionCapture | None = None
         try:
-            if config.getoption("--pcap"):
-                self.capture = SessionCapture(Path(config.getoption("--pcap")), worker_network(),
+            if config.getoption("--siptwin-pcap"):
+                self.capture = SessionCapture(Path(config.getoption("--siptwin-pcap")), worker_network(),
                                               os.environ.get("PYTEST_XDIST_WORKER", "gw0"))
                 self.capture.start()
             self.run(self._start())
@@ -263,7 +215,7 @@ def worker_network() -> str:
     return f"127.0.{200 + index % 50}.0/24"
 
 
-def _runner(config: pytest.Config) -> TwinRunner:
+def worker_runner(config: pytest.Config) -> TwinRunner:
     runner = getattr(config, "_siptwin_runner", None)
     if runner is None:
         failed = getattr(config, "_siptwin_start_failure", None)
@@ -279,25 +231,9 @@ def _runner(config: pytest.Config) -> TwinRunner:
     return runner
 
 
-@pytest.fixture(scope="session")
-def siptwin(pytestconfig: pytest.Config) -> TwinRunner:
-    """The worker's running twin for Python-written scenarios: ``siptwin.run(coroutine)``."""
-    return _runner(pytestconfig)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    runner = getattr(session.config, "_siptwin_runner", None)
-    if runner is not None:
-        runner.close()
-        session.config._siptwin_runner = None  # type: ignore[attr-defined]
-    config = session.config
-    if hasattr(config, "workerinput"):
-        return
-    report = config.getoption("--report")
-    if report:
-        from ..report.render import render_report
-
-        path = render_report(Path(config.getoption("--results-dir")), Path(report))
-        terminal = config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None:
-            terminal.write_line(f"siptwin conformance report: {path}")
+def stop_runner(config: pytest.Config) -> None:
+    """Stop this worker's twin at the end of the session, if it started one."""
+    started = getattr(config, "_siptwin_runner", None)
+    if started is not None:
+        started.close()
+        config._siptwin_runner = None  # type: ignore[attr-defined]

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from .optin import MARKER
+
 
 class ProgressBar:
     """Draws ``[#####.....] 120/528  ✗ 2`` on stderr as items finish (xdist included)."""
@@ -49,8 +51,13 @@ class ProgressBar:
 def run_suite(args: argparse.Namespace) -> int:
     results = Path("reports/results")
     # The progress bar replaces pytest's own terminal output; results come from the JSON files.
-    argv = [*args.paths, "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:benchmark",
-            "--results-dir", str(results), "--report", args.report]
+    paths = args.paths or [str(default_scenarios())]
+    argv = [*paths, "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:benchmark",
+            "--siptwin-results-dir", str(results), "--siptwin-report", args.report]
+    for path in paths:  # a folder named here opts in even without a marker file
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        if not any((f / MARKER).is_file() for f in (folder.resolve(), *folder.resolve().parents)):
+            argv += ["--siptwin-scenarios", str(folder)]
     if args.workers not in ("0", "1"):
         argv += ["-n", str(args.workers)]
     for flag, value in (("--siptwin-regions", args.regions), ("--siptwin-profile", args.profile),
@@ -69,6 +76,14 @@ def run_suite(args: argparse.Namespace) -> int:
         return code
     print_summary(results, args.report)
     return code
+
+
+def default_scenarios() -> Path:
+    """``scenarios/`` of the working directory when it is a suite, else the packaged copy."""
+    local = Path("scenarios")
+    if (local / MARKER).is_file():
+        return local
+    return Path(__file__).resolve().parents[1] / "data" / "scenarios"
 
 
 def print_summary(results_dir: Path, report: str) -> None:

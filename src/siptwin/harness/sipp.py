@@ -10,9 +10,11 @@ numbers.
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -26,18 +28,24 @@ class PeerMissing(RuntimeError):
 
 
 def require_binary(name: str) -> str:
-    path = shutil.which(name)
+    # Peers installed with pip (sipvicious) sit beside the interpreter, in a venv not on PATH.
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    path = shutil.which(name, path=search)
     if path is None:
         raise PeerMissing(f"{name} is not installed: run scripts/bootstrap (Debian package needed)")
     return path
 
 
 def harness_dir() -> Path:
-    """The repository's ``harness/`` folder (SIPp XML, PBX configurations)."""
+    """The repository's ``harness/`` folder (SIPp XML, PBX configurations), or the copy an
+    installed wheel carries."""
     for base in (Path.cwd(), default_catalogue_dir().parent):
         for candidate in (base, *base.parents):
             if (candidate / "harness" / "sipp").is_dir():
                 return candidate / "harness"
+    packaged = Path(__file__).resolve().parents[1] / "data" / "harness"
+    if (packaged / "sipp").is_dir():
+        return packaged
     raise FileNotFoundError("no harness/sipp folder above the working directory")
 
 

@@ -26,7 +26,7 @@ class Finding:
     fix: str
     evidence: tuple[str, ...] = ()
     code: int | None = None
-    rule: int | None = None  # the diagnostic rule of spec/pbx-pitfalls.md it implements
+    rule: int | None = None  # the diagnostic rule of docs/pbx-pitfalls.md it implements
     details: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

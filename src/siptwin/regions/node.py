@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..cloud.view import ControlPlaneView, DomainSnapshot
+from ..limits import Limits
 from ..model.calls import Call, CallRegistry, TraceEntry
 from ..model.codes import CallStatus
 from ..model.sids import new_call_sid
@@ -45,6 +46,7 @@ from ..sip.transaction import (
     RequestReceived,
     ResponseReceived,
     Send,
+    State,
     Timeout,
     TimerConfig,
     TransactionError,
@@ -54,7 +56,7 @@ from ..sip.transaction import (
 )
 from ..sip.uri import SipUri
 from ..sip.validate import UasPolicy
-from ..transport.endpoint import EndpointConfig, Impairment, SipEndpoint, Source
+from ..transport.endpoint import ConnectionBudget, EndpointConfig, Impairment, SipEndpoint, Source
 from ..transport.timers import LayerTimer
 from ..transport.tls import allow_tls13_on
 from .catalogue import Catalogue, Region
@@ -70,6 +72,7 @@ NODE_POLICY = UasPolicy(
     reject_exhausted_max_forwards=False,
 )
 ACK_TIMEOUT_ERROR = (32022, "No ACK received within 32 seconds of 200 OK")
+INTERNAL_ERROR = (12400, "Internal failure")
 
 
 class CallHandler(Protocol):
@@ -216,6 +219,8 @@ class RegionNode:
         handler: CallHandler | None = None,
         tls_context: ssl.SSLContext | None = None,
         reuse_port: bool = False,
+        limits: Limits | None = None,
+        budget: ConnectionBudget | None = None,
     ) -> None:
         self.region = region
         self.catalogue = catalogue
@@ -232,7 +237,8 @@ class RegionNode:
             EndpointConfig(region.address, region.udp_port, region.tcp_port,
                            region.tls_port if tls_context else None, tls_context=tls_context,
                            impairment=Impairment(region.latency_ms, region.loss_percent),
-                           reuse_port=reuse_port),
+                           reuse_port=reuse_port, limits=limits, budget=budget,
+                           max_message_size=(limits or Limits()).max_message_size),
             self._on_bytes, self._on_transport_event,
         )
         self._tls_context = tls_context
@@ -289,7 +295,8 @@ class RegionNode:
 
     # ------------------------------------------------------------------ input
     def _on_bytes(self, data: bytes, source: Source) -> None:
-        outcome = admit(data, self.policy, datagram=source.transport == "udp")
+        outcome = admit(data, self.policy, datagram=source.transport == "udp",
+                        max_size=self.endpoint.limits.max_message_size)
         message = outcome.message
         call_id = _raw_call_id(message, data)
         self._trace(call_id, "in", source.transport, (source.host, source.port),
@@ -333,7 +340,7 @@ class RegionNode:
                 assert source is not None
                 self._on_request(effect, source)
             elif isinstance(effect, AckReceived):
-                self._on_ack(effect.request)
+                self._on_ack(effect.request, source)
             elif isinstance(effect, Timeout):
                 self._on_timeout(effect)
             elif isinstance(effect, ResponseReceived):
@@ -379,22 +386,58 @@ class RegionNode:
 
     # ------------------------------------------------------------------ requests
     def _on_request(self, event: RequestReceived, source: Source) -> None:
+        """Every request ends with an answer and its transaction freed, even when a stage
+        fails: an exception here would otherwise leave the server transaction in the table
+        for good (a flood of them grows memory without bound)."""
+        try:
+            self._dispatch(event, source)
+        except Exception:
+            log.exception("%s failed on %s %s from %s", self.region.id, event.request.method,
+                          _safe_call_id(event.request), source.host)
+            self._fail(event)
+
+    def _fail(self, event: RequestReceived) -> None:
+        """500 (12400) on a request still unanswered, and no dialog left behind for it. A
+        transaction already answered finishes on its own timers."""
+        key, request = event.key, event.request
+        transaction = self.layer.transaction(key)
+        if transaction is None or transaction.state not in (State.TRYING, State.PROCEEDING):
+            return
+        for call_id, dialog in list(self._dialogs.items()):
+            if dialog.invite_key == key:
+                self._dialogs.pop(call_id, None)
+                dialog.ended.set()
+                dialog.acked.set()
+        call = self.calls.get(_safe_call_id(request)) if request.method == "INVITE" else None
+        if call is not None:
+            call.status, call.final_status = CallStatus.FAILED, 500
+            call.alert(*INTERNAL_ERROR, time.time())
+        try:
+            self._apply(self.layer.respond(key, twilio_response(
+                request, 500, "Server Internal Error",
+                extra=(("X-Twilio-Error", f"{INTERNAL_ERROR[0]} {INTERNAL_ERROR[1]}"),)),
+                self._now()))
+        except Exception:
+            log.exception("could not answer 500; forgetting the transaction")
+            self._apply(self.layer.abandon(key))
+
+    def _dispatch(self, event: RequestReceived, source: Source) -> None:
         request, key = event.request, event.key
         method = request.method
         if method == "INVITE":
             if request.to.tag is None:
                 self._on_initial_invite(request, key, event.source, source)
             else:
-                self._on_reinvite(request, key)
+                self._on_reinvite(request, key, source)
         elif method == "BYE":
-            self._on_bye(request, key)
+            self._on_bye(request, key, source)
         elif method == "CANCEL":
             self._on_cancel(request, key, event.cancels)
         elif method == "OPTIONS":
             self._respond(key, twilio_response(request, 200, extra=(
                 ("Allow", self._allow), ("Accept", "application/sdp"))))
         elif method == "INFO":
-            self._on_info(request, key)
+            self._on_info(request, key, source)
         elif method == "REGISTER":
             self._respond(key, self.registrar.handle(self, request, source, time.time()))
         else:
@@ -481,7 +524,7 @@ class RegionNode:
         except Exception:
             log.exception("voice handler failed for %s", dialog.call.sid)
             if not dialog.answered and not dialog.ended.is_set():
-                self._reject_accepted(dialog, 500, "Server Internal Error", (12400, "Internal failure"), "failed")
+                self._reject_accepted(dialog, 500, "Server Internal Error", INTERNAL_ERROR, "failed")
         else:
             if dialog.answered and not dialog.ended.is_set():
                 self._hangup(dialog, "completed")
@@ -594,8 +637,33 @@ class RegionNode:
         _, effects = self.layer.send_request(bye, hop, self._now(), reliable=hop.transport != "udp")
         self._apply(effects)
 
-    def _on_ack(self, ack: Request) -> None:
-        dialog = self._dialogs.get(_safe_call_id(ack))
+    def _in_dialog(self, request: Request, source: Source | None) -> Dialog | None:
+        """The dialog a request belongs to, or None (answered 481, an ACK ignored).
+
+        RFC 3261 §12.2.2: a dialog is its Call-ID and both tags, not the Call-ID alone. And
+        it is taken only from where the caller is: the address the INVITE came from (an SBC
+        in front of the caller included) or the caller's Contact, on the dialog's transport
+        (the Contact's own when it names one). A stranger who learnt the Call-ID and tags
+        gets 481 and the call goes on."""
+        dialog = self._dialogs.get(_safe_call_id(request))
+        if dialog is None:
+            return None
+        try:
+            tags_match = (request.to.tag == dialog.to_tag
+                          and request.from_.tag == dialog.invite.from_.tag)
+        except SipParseError:
+            return None
+        if not tags_match:
+            return None
+        if source is not None and (source.transport, source.host) not in _dialog_peers(dialog):
+            dialog.call.notes.append(
+                f"a {request.method} for this call from {source.host} over {source.transport}, "
+                "not the caller's address, was refused (481)")
+            return None
+        return dialog
+
+    def _on_ack(self, ack: Request, source: Source | None = None) -> None:
+        dialog = self._in_dialog(ack, source)
         if dialog is None or not dialog.answered or dialog.acked.is_set():
             return
         if dialog.late_offer and ack.body:
@@ -618,9 +686,9 @@ class RegionNode:
         self._send_bye(dialog)
         self._end(dialog, "failed")
 
-    def _on_reinvite(self, request: Request, key: TxKey) -> None:
-        dialog = self._dialogs.get(request.call_id)
-        if dialog is None or request.to.tag != dialog.to_tag:
+    def _on_reinvite(self, request: Request, key: TxKey, source: Source) -> None:
+        dialog = self._in_dialog(request, source)
+        if dialog is None:
             self._respond(key, twilio_response(request, 481))
             return
         body = dialog.local_sdp or b""  # no offer: ours again, version unchanged
@@ -666,8 +734,8 @@ class RegionNode:
         dialog.srtp = answer.crypto
         return answer
 
-    def _on_bye(self, request: Request, key: TxKey) -> None:
-        dialog = self._dialogs.get(request.call_id)
+    def _on_bye(self, request: Request, key: TxKey, source: Source) -> None:
+        dialog = self._in_dialog(request, source)
         if dialog is None:
             self._respond(key, twilio_response(request, 481))
             return
@@ -685,8 +753,8 @@ class RegionNode:
         if not dialog.answered:
             self._reject_accepted(dialog, 487, "Request Terminated", None, "canceled")
 
-    def _on_info(self, request: Request, key: TxKey) -> None:
-        dialog = self._dialogs.get(request.call_id)
+    def _on_info(self, request: Request, key: TxKey, source: Source) -> None:
+        dialog = self._in_dialog(request, source)
         if dialog is None:
             self._respond(key, twilio_response(request, 481))
             return
@@ -711,6 +779,21 @@ def _safe_call_id(request: Request) -> str:
         return request.call_id
     except SipParseError:
         return ""
+
+
+def _dialog_peers(dialog: Dialog) -> set[tuple[str, str]]:
+    """(transport, host) pairs an in-dialog request may come from: where the INVITE came
+    from, and the caller's Contact."""
+    call = dialog.call
+    peers = {(call.transport, call.source_ip), (dialog.hop.transport, dialog.hop.host)}
+    target = _remote_target(dialog.invite)
+    if target is not None:
+        named = target.param("transport")
+        transport = named.lower() if named else dialog.hop.transport
+        if target.scheme == "sips":
+            transport = "tls"
+        peers.add((transport, target.host.strip("[]")))
+    return peers
 
 
 def _remote_target(invite: Request) -> SipUri | None:

@@ -81,6 +81,11 @@ class DigestState:
     # kernel sends one source address and port to one worker, so binding nonces to the port
     # as well keeps a replay from reaching a worker that never saw the nonce.
     bind_source_port: bool = False
+    # The process issuing nonces, with workers (the parent is 0): part of every nonce, so a
+    # nonce answered on one process and replayed to another - over TCP from the same address
+    # and port the kernel may pick a different worker than over UDP - fails there and gets a
+    # fresh challenge; nonce counts need no sharing between processes.
+    worker: int | None = None
 
 
 @dataclass
@@ -233,8 +238,12 @@ def check_digest(
     stage: Stage,
 ) -> Verdict | None:
     request = ctx.request
-    context = (nonce_context(request.call_id, ctx.source_ip, str(ctx.source_port))
-               if ctx.digest.bind_source_port else nonce_context(request.call_id, ctx.source_ip))
+    bound = [request.call_id, ctx.source_ip]
+    if ctx.digest.bind_source_port:
+        bound.append(str(ctx.source_port))
+    if ctx.digest.worker is not None:
+        bound.append(f"worker {ctx.digest.worker}")
+    context = nonce_context(*bound)
     offered = _credentials_for_realm(request)
     if offered is None:
         return _challenge(ctx, stage, context, stale=False)

@@ -106,7 +106,7 @@ def render_report(results_dir: Path, output: Path) -> Path:
     for result in results:
         result["ladder"] = ladder(result.get("messages", []))
         result["cell_id"] = f"{result['scenario']}-{result['region']}".replace("/", "-")
-        if result.get("pcap"):  # --pcap: link relative to the report's folder
+        if result.get("pcap"):  # --siptwin-pcap: link relative to the report's folder
             result["pcap_href"] = os.path.relpath(result["pcap"], output.resolve().parent)
     html = env.get_template("report.html.j2").render(
         summary=summarise(results), results=results, outcomes=OUTCOMES, version=__version__,

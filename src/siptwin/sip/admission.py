@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import SipParseError
-from .message import Request, Response, make_response, parse_datagram, parse_stream_message
+from .message import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    Request,
+    Response,
+    make_response,
+    parse_datagram,
+    parse_stream_message,
+)
 from .validate import UasPolicy, check_request, check_response
 
 
@@ -22,13 +29,14 @@ class Admission:
     dropped: str | None = None
 
 
-def admit(data: bytes, policy: UasPolicy, *, datagram: bool = True) -> Admission:
+def admit(data: bytes, policy: UasPolicy, *, datagram: bool = True,
+          max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Admission:
     try:
-        message = parse_datagram(data) if datagram else parse_stream_message(data)
+        message = parse_datagram(data, max_size) if datagram else parse_stream_message(data)
     except SipParseError as err:
-        partial = err.partial
-        if isinstance(partial, Request) and partial.method != "ACK" and partial.headers.get("Via"):
-            return Admission(reply=make_response(partial, err.status, err.reason))
+        reply = refusal(err)
+        if reply is not None:
+            return Admission(reply=reply)
         return Admission(dropped=f"unparsable message: {err.reason}")
     if isinstance(message, Response):
         why = check_response(message)
@@ -41,3 +49,12 @@ def admit(data: bytes, policy: UasPolicy, *, datagram: bool = True) -> Admission
         return Admission(dropped=f"malformed ACK: {rejection.reason}")
     return Admission(reply=rejection.response_to(message))
 
+
+
+def refusal(err: SipParseError) -> Response | None:
+    """The answer to a message that could not be parsed, when enough of it was readable to
+    address one (never to an ACK, RFC 3261 §17.2.1)."""
+    partial = err.partial
+    if isinstance(partial, Request) and partial.method != "ACK" and partial.headers.get("Via"):
+        return make_response(partial, err.status, err.reason)
+    return None

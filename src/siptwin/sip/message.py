@@ -369,7 +369,7 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
     no Content-Length (RFC 3261 §18.3). Octets after the declared body are discarded.
     """
     if len(data) > max_size:
-        raise SipParseError("Message too large", status=513)
+        raise SipParseError(TOO_LARGE, status=513, partial=_oversized_request(data[:max_size]))
     start = 0
     while data.startswith(b"\r\n", start):
         start += 2
@@ -381,6 +381,25 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
     else:
         head, rest = data[start:end], data[end + 4 :]
     return _parse(head, rest, datagram=True)
+
+
+# RFC 3261 §21.5.14; a UAS answers it when it can still read the header section (§18.1.1).
+TOO_LARGE = "Message Too Large"
+
+
+def _oversized_request(start: bytes) -> Request | None:
+    """The request that is too large, rebuilt from the whole header lines among its first
+    octets so that the 513 can be addressed (Via, From, To, Call-ID and CSeq come first in
+    practice); None when they are unusable, or the message is a response."""
+    end = start.find(b"\r\n\r\n")
+    head = start[:end] if end >= 0 else start[: start.rfind(b"\r\n")]
+    if not head:
+        return None
+    try:
+        message = _parse(head, b"", datagram=True)
+    except SipParseError as err:
+        return err.partial if isinstance(err.partial, Request) else None
+    return message if isinstance(message, Request) else None
 
 
 def parse_stream_message(data: bytes) -> Request | Response:
@@ -421,10 +440,30 @@ def _parse(head: bytes, rest: bytes, datagram: bool) -> Request | Response:
                 keys[name] = key
         entries.append([key, name, line[colon + 1 :].strip(" \t")])
     headers = Headers._from_parsed(entries)
+    if not head.isascii() and (field := _undecodable_field(lines)):
+        # The start line and header fields are UTF-8 (RFC 3261 §7.3.1, TEXT-UTF8); other
+        # octets make a 400 naming the field before any stage reads it. The 400 copies the
+        # fields as received (bytes included), so the sender can still match it.
+        raise _framing_error(f"{field} is not valid UTF-8", start_line, headers)
     body = _frame_body(headers, rest, datagram, start_line)
     if start_line[:4].upper() == "SIP/":
         return _parse_status_line(start_line, headers, body)
     return _parse_request_line(start_line, headers, body)
+
+
+# surrogateescape decodes each octet that is not UTF-8 to U+DC80..U+DCFF.
+_ESCAPED_LOW, _ESCAPED_HIGH = chr(0xDC80), chr(0xDCFF)
+
+
+def _undecodable_field(lines: list[str]) -> str:
+    """The first line (start line or header name) carrying octets that are not UTF-8."""
+    for index, line in enumerate(lines):
+        if any(_ESCAPED_LOW <= ch <= _ESCAPED_HIGH for ch in line):
+            if index == 0:
+                return "Start line"
+            name = line.partition(":")[0].strip()[:40]
+            return f"Header {name.encode('ascii', 'replace').decode('ascii')}"
+    return ""
 
 
 def _frame_body(headers: Headers, rest: bytes, datagram: bool, start_line: str) -> bytes:
@@ -513,12 +552,14 @@ class StreamFramer:
         end = buf.find(b"\r\n\r\n")
         if end < 0:
             if len(buf) > self.max_message_size:
-                raise SipParseError("Header section too large", status=513)
+                raise SipParseError(TOO_LARGE, status=513,
+                                    partial=_oversized_request(bytes(buf[:self.max_message_size])))
             return None
         length = _stream_content_length(bytes(buf[:end]))
         total = end + 4 + length
         if total > self.max_message_size:
-            raise SipParseError("Message too large", status=513)
+            raise SipParseError(TOO_LARGE, status=513,
+                                partial=_oversized_request(bytes(buf[:end + 2])))
         if len(buf) < total:
             return None
         message = bytes(buf[:total])

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..limits import Limits
+from ..sip.admission import refusal
 from ..sip.errors import SipParseError
 from ..sip.message import DEFAULT_MAX_MESSAGE_SIZE, StreamFramer
 from ..sip.routing import Hop
@@ -81,6 +83,37 @@ class Impairment:
         return False
 
 
+class ConnectionBudget:
+    """Open SIP connections of one process, in total and per source address.
+
+    Shared by every endpoint of the process, so a flood on one region's address cannot take
+    the descriptors the others (and the REST API) need."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.cap = self.limits.connection_cap()
+        self.total = 0
+        self.by_source: dict[str, int] = {}
+        self.refused = 0
+
+    def take(self, host: str) -> bool:
+        held = self.by_source.get(host, 0)
+        if self.total >= self.cap or held >= self.limits.max_connections_per_source:
+            self.refused += 1
+            return False
+        self.total += 1
+        self.by_source[host] = held + 1
+        return True
+
+    def give_back(self, host: str) -> None:
+        self.total -= 1
+        held = self.by_source.get(host, 0) - 1
+        if held > 0:
+            self.by_source[host] = held
+        else:
+            self.by_source.pop(host, None)
+
+
 @dataclass
 class EndpointConfig:
     host: str
@@ -90,9 +123,10 @@ class EndpointConfig:
     tls_context: ssl.SSLContext | None = None  # server side; None disables TLS
     tls_client_context: ssl.SSLContext | None = None  # for outbound TLS connections
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    # A stream connection with no traffic for this long is closed; it also bounds how long a
-    # peer may leave a message half sent (RFC 4475 clerr over TCP).
-    idle_timeout: float = 300.0
+    # Timeouts and bounds of stream connections (docs/security.md); None: Limits() defaults.
+    limits: Limits | None = None
+    # Shared by the endpoints of one process; None: one of this endpoint's own.
+    budget: ConnectionBudget | None = None
     impairment: Impairment = field(default_factory=Impairment)
     # Several processes on the same address and ports (worker processes): the kernel spreads
     # datagrams by source address and port, connections by connection.
@@ -107,6 +141,8 @@ class _Connection:
     remote: tuple[str, int]
     local: tuple[str, int]
     framer: StreamFramer = field(default_factory=StreamFramer)
+    accepted: bool = False  # the peer connected to us (its first message is awaited)
+    messages: int = 0
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -138,6 +174,8 @@ class SipEndpoint:
     def __init__(self, config: EndpointConfig, on_message: MessageHandler,
                  on_transport_event: TransportEventHandler | None = None) -> None:
         self.config = config
+        self.limits = config.limits or Limits(max_message_size=config.max_message_size)
+        self.budget = config.budget or ConnectionBudget(self.limits)
         self.on_message = on_message
         self.on_transport_event = on_transport_event
         self._udp: _UdpProtocol | None = None
@@ -168,6 +206,7 @@ class SipEndpoint:
             if cfg.tls_port is not None and cfg.tls_context is not None:
                 server = await asyncio.start_server(
                     self._accept("tls"), cfg.host, cfg.tls_port, ssl=cfg.tls_context,
+                    ssl_handshake_timeout=self.limits.tls_handshake_timeout,
                     reuse_address=True, reuse_port=cfg.reuse_port or None)
                 self._servers.append(server)
                 self.tls_address = server.sockets[0].getsockname()[:2]
@@ -201,9 +240,17 @@ class SipEndpoint:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             remote = writer.get_extra_info("peername")[:2]
             local = writer.get_extra_info("sockname")[:2]
-            conn = _Connection(transport, reader, writer, remote, local,
-                               StreamFramer(self.config.max_message_size))
-            await self._serve(conn)
+            if not self.budget.take(remote[0]):
+                log.info("refusing a %s connection from %s: connection limit reached",
+                         transport, remote[0])
+                writer.transport.abort()
+                return
+            try:
+                conn = _Connection(transport, reader, writer, remote, local,
+                                   StreamFramer(self.limits.max_message_size), accepted=True)
+                await self._serve(conn)
+            finally:
+                self.budget.give_back(remote[0])
 
         return handle
 
@@ -213,11 +260,25 @@ class SipEndpoint:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+        limits = self.limits
+        loop = asyncio.get_running_loop()
+        # A peer must finish a message it has begun (and an accepted connection its first
+        # message) within the header timeout; between messages only the idle timeout runs.
+        message_deadline = loop.time() + limits.stream_header_timeout if conn.accepted else None
+        transport = conn.writer.transport
+        transport.set_write_buffer_limits(high=limits.stream_write_high_water)
         try:
             while True:
+                timeout = limits.stream_idle_timeout
+                if message_deadline is not None:
+                    timeout = min(timeout, message_deadline - loop.time())
                 try:
-                    data = await asyncio.wait_for(conn.reader.read(65536), self.config.idle_timeout)
-                except (TimeoutError, ConnectionError, ssl.SSLError):
+                    data = await asyncio.wait_for(conn.reader.read(65536), max(timeout, 0))
+                except TimeoutError:
+                    log.info("closing %s connection from %s: %s", conn.transport, conn.remote[0],
+                             "idle" if message_deadline is None else "no whole message in time")
+                    break
+                except (ConnectionError, ssl.SSLError):
                     break
                 if not data:
                     break
@@ -231,16 +292,39 @@ class SipEndpoint:
                                                 Source(conn.transport, *conn.remote, *conn.local))
                     break
                 conn.framer.feed(data)
+                delivered = conn.messages
                 try:
                     while (message := conn.framer.next_message()) is not None:
+                        conn.messages += 1
                         self._deliver(message, Source(conn.transport, *conn.remote, *conn.local))
                 except SipParseError as err:
                     # The stream's framing is lost: nothing after this point can be trusted.
+                    # When the header section was readable (513 Message Too Large), the peer
+                    # is told why before the connection closes.
                     log.info("closing %s connection from %s: %s", conn.transport, conn.remote[0], err.reason)
+                    reply = refusal(err)
+                    if reply is not None:
+                        self._write(conn, reply.to_bytes())
                     break
+                if conn.messages > delivered or not conn.accepted:
+                    message_deadline = None  # a message completed: the clock starts afresh
+                if conn.framer.buffered and message_deadline is None:
+                    message_deadline = loop.time() + limits.stream_header_timeout
                 if conn.framer.keepalives:
                     conn.framer.keepalives = 0
-                    conn.writer.write(b"\r\n")  # RFC 5626 §4.4.1 pong
+                    self._write(conn, b"\r\n")  # RFC 5626 §4.4.1 pong
+                if transport.is_closing():
+                    break
+                if transport.get_write_buffer_size() > limits.stream_write_high_water:
+                    # The peer is not reading our replies: read nothing more from it until it
+                    # does, so what it sends waits in its own socket buffers, not in ours.
+                    try:
+                        await asyncio.wait_for(conn.writer.drain(), limits.stream_write_stall)
+                    except (TimeoutError, ConnectionError):
+                        log.info("closing %s connection from %s: it does not read its replies",
+                                 conn.transport, conn.remote[0])
+                        transport.abort()
+                        break
         finally:
             if self._connections.get(key) is conn:
                 del self._connections[key]
@@ -259,17 +343,32 @@ class SipEndpoint:
         conn = self._connections.get((destination.transport, destination.host, destination.port))
         if conn is None or conn.writer.is_closing():
             conn = await self._connect(destination)
-        conn.writer.write(data)
-        await conn.writer.drain()
+        self._write(conn, data)
 
     def send_now(self, data: bytes, destination: Destination) -> None:
         """Fire-and-forget variant for callers that are not coroutines (UDP is immediate)."""
         if destination.transport == "udp" and self._udp is not None and self._udp.transport:
             self._send_datagram(data, destination)
             return
+        conn = self._connections.get((destination.transport, destination.host, destination.port))
+        if conn is not None and not conn.writer.is_closing():
+            self._write(conn, data)
+            return
         task = asyncio.get_running_loop().create_task(self._send_logged(data, destination))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _write(self, conn: _Connection, data: bytes) -> None:
+        """Queue octets on a connection; one whose queue outgrows the write limit is closed
+        (its peer has stopped reading, and the queue would otherwise grow without bound)."""
+        transport = conn.writer.transport
+        if transport.is_closing():
+            return
+        conn.writer.write(data)
+        if transport.get_write_buffer_size() > self.limits.stream_write_limit:
+            log.info("closing %s connection to %s: %d bytes unread", conn.transport,
+                     conn.remote[0], transport.get_write_buffer_size())
+            transport.abort()
 
     def _send_datagram(self, data: bytes, destination: Destination) -> None:
         impairment = self.config.impairment
@@ -301,7 +400,7 @@ class SipEndpoint:
         conn = _Connection(destination.transport, reader, writer,
                            writer.get_extra_info("peername")[:2],
                            writer.get_extra_info("sockname")[:2],
-                           StreamFramer(self.config.max_message_size))
+                           StreamFramer(self.limits.max_message_size))
         task = asyncio.get_running_loop().create_task(self._serve(conn))
         self._tasks.add(task)
         await asyncio.sleep(0)  # let _serve register the connection before we write

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from ..limits import Limits
 from ..model.calls import CallLookup
 from ..regions.catalogue import Catalogue, Region
 from ..settings import Fidelity, build_fidelity
@@ -45,6 +46,8 @@ class TwinConfig:
     shared_listeners: bool = False
     # The user chose to serve the REST API beyond loopback (`siptwin up --api-host`).
     beyond_loopback: bool = False
+    # Resource limits (siptwin.limits, docs/security.md): not fidelity, protection.
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from ..regions.node import CallHandler, RegionNode
 from ..regions.registrar import Registrar
 from ..settings import Fidelity
 from ..sip.digest import make_opaque
+from ..transport.endpoint import ConnectionBudget
 from ..transport.tls import server_context
 from ..voice.interpreter import VoiceHandler
 from .certificates import CertificateFollower
@@ -50,9 +51,11 @@ class EmbeddedTwin:
         self.calls = CallRegistry()
         self.registrar = Registrar()
         self.digest = new_digest_state(secrets.token_bytes(32), make_opaque(), config.fidelity,
-                                       bind_source_port=config.shared_listeners)
+                                       bind_source_port=config.shared_listeners,
+                                       worker=0 if config.shared_listeners else None)
         self.nodes: dict[str, RegionNode] = {}
         self._wiring: NodeWiring | None = None
+        self.connections: ConnectionBudget | None = None  # every node's SIP connections
         self.store: Store | None = None
         self.control: ControlPlaneView | None = None
         self.dns: DnsServer | None = None
@@ -104,11 +107,14 @@ class EmbeddedTwin:
             self.control = ControlPlaneView(self.store)
             self._api_runner, self._api_port = await start_site(
                 make_app(self.store, self.api_settings, calls=self.calls, diagnose=_diagnose),
-                cfg.api_host, cfg.api_port, beyond_loopback=cfg.beyond_loopback)
+                cfg.api_host, cfg.api_port, limits=cfg.limits,
+                beyond_loopback=cfg.beyond_loopback)
+            self.connections = ConnectionBudget(cfg.limits)
             self._wiring = NodeWiring(self.catalogue, self.control, cfg.fidelity, self.digest,
                                       self.calls, self.registrar, self.handler,
                                       self._tls_context() if cfg.tls else None,
-                                      reuse_port=cfg.shared_listeners)
+                                      reuse_port=cfg.shared_listeners, limits=cfg.limits,
+                                      budget=self.connections)
             for node in build_nodes(self._wiring):
                 await node.start()
                 self.nodes[node.region.id] = node

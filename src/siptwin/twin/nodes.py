@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..cloud.view import ControlPlaneView
+from ..limits import Limits
 from ..model.calls import CallRegistry
 from ..regions.catalogue import Catalogue, Region
 from ..regions.node import CallHandler, RegionNode
@@ -19,13 +20,16 @@ from ..regions.pipeline import DigestState
 from ..regions.registrar import Registrar
 from ..settings import Fidelity
 from ..sip.digest import NonceIssuer
+from ..transport.endpoint import ConnectionBudget
 
 
 def new_digest_state(secret: bytes, opaque: str, fidelity: Fidelity,
-                     bind_source_port: bool = False) -> DigestState:
-    """Nonces of one twin: every process that shares ``secret`` and ``opaque`` accepts them."""
+                     bind_source_port: bool = False, worker: int | None = None) -> DigestState:
+    """Nonces of one twin: every process that shares ``secret`` and ``opaque`` can read them;
+    with ``worker`` set (``--workers N``), each process accepts only the nonces it issued, so a
+    replayed Authorization cannot slip past another process's nonce-count record."""
     return DigestState(NonceIssuer(secret, lifetime=fidelity.nonce_lifetime), opaque=opaque,
-                       bind_source_port=bind_source_port)
+                       bind_source_port=bind_source_port, worker=worker)
 
 
 @dataclass
@@ -42,11 +46,14 @@ class NodeWiring:
     tls: ssl.SSLContext | None
     # SO_REUSEPORT: other processes (`siptwin up --workers N`) serve the same addresses.
     reuse_port: bool = False
+    # Resource limits (siptwin.limits) and the one connection budget of this process.
+    limits: Limits | None = None
+    budget: ConnectionBudget | None = None
 
     def node(self, region: Region) -> RegionNode:
         return RegionNode(region, self.catalogue, self.control, self.fidelity, self.digest,
                           self.calls, self.registrar, self.handler, self.tls,
-                          reuse_port=self.reuse_port)
+                          reuse_port=self.reuse_port, limits=self.limits, budget=self.budget)
 
 
 def build_nodes(wiring: NodeWiring, regions: Iterable[Region] | None = None) -> list[RegionNode]:

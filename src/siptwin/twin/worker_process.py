@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from ..cloud.view import ControlPlaneView
+from ..limits import parse_limit_options
 from ..model.calls import Call, CallRegistry
 from ..model.state_dir import TLS_DIR
 from ..model.wire import encode_batch
@@ -35,6 +36,7 @@ from ..regions.catalogue import Catalogue, default_catalogue_dir, parse_region_a
 from ..regions.registrar import Registrar
 from ..runtime import run_event_loop, settle_for_serving, until_terminated
 from ..settings import load_fidelity
+from ..transport.endpoint import ConnectionBudget
 from ..transport.tls import server_context
 from ..voice.interpreter import VoiceHandler
 from .certificates import CertificateFollower
@@ -54,6 +56,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--region-address", action="append", default=[])
     parser.add_argument("--profile", default=None)
     parser.add_argument("--settings", type=Path, default=None)
+    parser.add_argument("--limit", action="append", default=[], help="NAME=VALUE (siptwin.limits)")
     return parser.parse_args(argv)
 
 
@@ -114,15 +117,17 @@ async def serve(args: argparse.Namespace) -> int:
         args.listen, parse_region_addresses(args.region_address))
     fidelity = load_fidelity(args.settings, args.profile)
     digest = new_digest_state(bytes.fromhex(secrets_in["secret"]), secrets_in["opaque"], fidelity,
-                              bind_source_port=True)
+                              bind_source_port=True, worker=args.index)
     control = ControlPlaneView(args.state)
     forwarder = RecordForwarder(args.records, args.index)
     calls, registrar, handler = ForwardingRegistry(forwarder), Registrar(), VoiceHandler()
     # The parent made the certificate and makes the next one when domains change.
     certificates = CertificateFollower(args.state / TLS_DIR, catalogue, control, make=False)
     tls = certificates.context = server_context(*certificates.ensure())
+    limits = parse_limit_options(args.limit)
     nodes = build_nodes(NodeWiring(catalogue, control, fidelity, digest, calls, registrar, handler,
-                                   tls, reuse_port=True))
+                                   tls, reuse_port=True, limits=limits,
+                                   budget=ConnectionBudget(limits)))
     for node in nodes:
         await node.start()
     await forwarder.start()

@@ -93,6 +93,8 @@ class WorkerPool:
                 argv += [flag, str(value)]
         for placement in self.region_addresses:
             argv += ["--region-address", placement]
+        for name, value in self.twin.config.limits.as_record().items():
+            argv += ["--limit", f"{name}={value}"]
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True)

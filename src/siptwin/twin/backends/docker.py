@@ -131,8 +131,12 @@ def build_image(engine: DockerEngine, cache: Path, project: Path) -> str:
     wheels = rootfs / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
     # Wheels are built here, where pip reaches the index; the image installs them offline.
+    # scripts/bootstrap's wheelhouse holds every dependency: no index needed (nor reachable
+    # from a network namespace).
+    wheelhouse = Path(os.environ.get("SIPTWIN_WHEELS") or Path.home() / ".cache/siptwin/wheels")
+    offline = ["--no-index", "--find-links", str(wheelhouse)] if wheelhouse.is_dir() else []
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels),
-                            str(project)], capture_output=True, text=True)
+                            *offline, str(project)], capture_output=True, text=True)
     if built.returncode != 0:
         errors = [line for line in built.stderr.splitlines() if not line.startswith("WARNING")]
         raise DockerError("pip could not build the wheels for the image:\n"

@@ -1,0 +1,40 @@
+"""Finding 4 of issue 15: a captured Authorization replayed across worker processes.
+
+With ``--workers N`` each process keeps its own nonce counts; an INVITE answered over UDP and
+replayed over TCP from the same address and port could land on the other process, which had
+never seen the nonce count, and be accepted (6 of 12 here before the fix). Nonces now name the
+process that issued them: on another process the replay gets a fresh 407, on the same one
+the replayed count is refused (403). The probe runs ``siptwin up --workers 2`` in a network
+namespace of its own (root, as CI has).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_replay_on_another_worker_is_challenged_never_accepted() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the probe needs a network namespace of its own (root; CI runs as root)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")])
+    run = subprocess.run(
+        ["unshare", "-n", "sh", "-c",
+         f"ip link set lo up && exec {sys.executable} -m tests.security.replay_probe"],
+        capture_output=True, text=True, timeout=240, cwd=REPO, env=env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    outcomes = Counter(json.loads(run.stdout.strip().splitlines()[-1])["outcomes"])
+    print(dict(outcomes))
+    assert outcomes["accepted"] == 0, outcomes
+    assert set(outcomes) <= {"challenged", "refused"}, outcomes
+    # Both processes were reached, or the test proved nothing about crossing them.
+    assert outcomes["challenged"] > 0 and outcomes["refused"] > 0, outcomes
