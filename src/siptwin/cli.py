@@ -1,4 +1,4 @@
-"""The ``siptwin`` command: up, down, regions, hosts, run, explain, mark, verify, settings."""
+"""The ``siptwin`` command: up, down, regions, hosts, ca, run, explain, mark, verify, settings."""
 
 from __future__ import annotations
 
@@ -19,7 +19,13 @@ from .cloud.scope import DEFAULT_REGION as HOME_REGION
 from .limits import DESCRIPTIONS as LIMIT_DESCRIPTIONS
 from .limits import Limits, parse_limit_options
 from .model.state_dir import API_FILE, DATABASE_FILE, LOG_FILE, PID_FILE
-from .regions.catalogue import Catalogue, CatalogueError, default_catalogue_dir
+from .regions.catalogue import (
+    Catalogue,
+    CatalogueError,
+    default_catalogue_dir,
+    is_loopback,
+    parse_region_addresses,
+)
 from .runtime import run_event_loop, settle_for_serving, until_terminated
 from .settings import SETTINGS, SettingsError, load_fidelity
 from .twin.launch import BACKENDS
@@ -54,8 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="start the control plane, every region node and DNS")
     up.add_argument("--state", type=Path, default=DEFAULT_STATE, help="state directory (default .siptwin)")
-    up.add_argument("--api-port", type=int, default=8765, help="REST API port on 127.0.0.1")
-    up.add_argument("--dns-port", type=int, default=5300, help="DNS port on 127.0.0.1")
+    up.add_argument("--listen", metavar="ADDR",
+                    help="serve every region on this one address (UDP/TCP 5060, TLS 5061); "
+                         "the Request-URI host selects the region (Twilio selects it by the "
+                         "address reached: this is a convenience)")
+    up.add_argument("--region-address", metavar="REGION=ADDR", action="append", default=[],
+                    help="bind one region to ADDR, any local address (repeatable), "
+                         "e.g. ie1=192.0.2.3")
+    up.add_argument("--api-host", default="127.0.0.1", help="REST API address (default 127.0.0.1)")
+    up.add_argument("--api-port", type=int, default=8765, help="REST API port (default 8765)")
+    up.add_argument("--dns-host", default="127.0.0.1", help="DNS address (default 127.0.0.1)")
+    up.add_argument("--dns-port", type=int, default=5300,
+                    help="DNS port (default 5300; 53 lets devices use it as their resolver)")
     up.add_argument("--settings", type=Path, help="YAML file of fidelity settings")
     up.add_argument("--profile", choices=("seed", "observed"), help="fidelity profile")
     up.add_argument("--regions", help="comma-separated subset of regions (default: all)")
@@ -88,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     hosts.add_argument("domain", nargs="?", help="domain label or name (default: every domain)")
     hosts.add_argument("--state", type=Path, default=DEFAULT_STATE)
     hosts.set_defaults(run=cmd_hosts)
+
+    ca = sub.add_parser("ca", help="print the path of the certificate authority devices must "
+                        "trust for TLS")
+    ca.add_argument("--state", type=Path, default=DEFAULT_STATE)
+    ca.add_argument("--pem", action="store_true", help="print the authority's certificate (PEM)")
+    ca.set_defaults(run=cmd_ca)
 
     run = sub.add_parser("run", help="run the conformance scenarios with a progress bar and a summary")
     run.add_argument("paths", nargs="*",
@@ -150,7 +172,17 @@ async def _serve(args: argparse.Namespace) -> int:
     _secure_state(args.state)
     fidelity = load_fidelity(args.settings, args.profile)
     catalogue = Catalogue.load(default_catalogue_dir())
-    catalogue = catalogue.select_listed(args.regions)
+    catalogue = catalogue.select_listed(args.regions).placed(
+        args.listen, parse_region_addresses(args.region_address))
+    beyond = not (is_loopback(args.api_host) and is_loopback(args.dns_host))
+    if (args.listen or args.region_address or beyond) and args.backend != "embedded":
+        print("siptwin: --listen, --region-address and --api-host/--dns-host beyond loopback "
+              "apply to the embedded backend", file=sys.stderr)
+        return 2
+    if args.listen and args.caller_location:
+        print("siptwin: --caller-location delays each region's address; with --listen every "
+              "region shares one (use --region-address)", file=sys.stderr)
+        return 2
     if args.workers < 1:
         print("siptwin: --workers must be at least 1", file=sys.stderr)
         return 2
@@ -166,9 +198,12 @@ async def _serve(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"siptwin: {err}", file=sys.stderr)
         return 2
-    config = TwinConfig(state_dir=args.state, api_port=args.api_port, dns_port=args.dns_port,
+    config = TwinConfig(state_dir=args.state, api_host=args.api_host, api_port=args.api_port,
+                        dns_host=args.dns_host, dns_port=args.dns_port,
                         fidelity=fidelity, catalogue=catalogue, certificate_in_child=True,
-                        shared_listeners=args.workers > 1, limits=limits)
+                        certificate_follows_domains=True,
+                        shared_listeners=args.workers > 1, limits=limits,
+                        beyond_loopback=not is_loopback(args.api_host))
     try:
         twin, engine = make_twin(args.backend, config)
     except (OSError, RuntimeError) as err:  # netns or docker: not root, a tool missing
@@ -192,14 +227,16 @@ async def _serve(args: argparse.Namespace) -> int:
             ensure_addresses_free(catalogue)
             await twin.start()
             workers = WorkerPool(twin, args.workers - 1, args.regions, args.profile,
-                                 args.settings)
+                                 args.settings, args.listen, args.region_address)
             await workers.start()
         else:
             await twin.start()
     except OSError as err:
         print(f"siptwin: {err}", file=sys.stderr)
         print("siptwin: is another twin running? 'siptwin down' stops a detached one; "
-              "--api-port and --dns-port choose other ports", file=sys.stderr)
+              "--api-port and --dns-port choose other ports; --listen and --region-address "
+              "need an address of this machine ('ip addr add ADDR/24 dev IFACE'); port 53 "
+              "needs root or CAP_NET_BIND_SERVICE", file=sys.stderr)
         await stop()
         return 1
     except RuntimeError as err:  # a worker or region process did not come up
@@ -217,6 +254,7 @@ async def _serve(args: argparse.Namespace) -> int:
     _print_banner(twin, show_token=sys.stdout.isatty())
     if args.token_file is not None:
         _write_token_files(args.token_file, twin.auth_tokens)
+    _warn_if_reachable(twin)
     if workers is not None:
         print(f"workers:   {args.workers} processes on the same addresses (pids "
               f"{', '.join(str(p) for p in [os.getpid(), *workers.pids])}); SO_REUSEPORT "
@@ -224,7 +262,8 @@ async def _serve(args: argparse.Namespace) -> int:
     pid_file = args.state / PID_FILE
     # The start time lets 'siptwin down' tell this process from one that reuses its pid later.
     pid_file.write_text(f"{os.getpid()} {_process_start(os.getpid()) or ''}".strip() + "\n")
-    _write_api_file(args.state, twin)
+    _write_api_file(args.state, twin, {"regions": args.regions, "listen": args.listen,
+                                       "region_addresses": args.region_address})
     since_exec = _seconds_since_process_start()
     started_in = getattr(twin, "started_in", since_exec)
     print(f"{READY_LINE} in {started_in:.3f} s (process start to ready: {since_exec:.2f} s)",
@@ -298,6 +337,9 @@ def _print_banner(twin: Twin, show_token: bool = True) -> None:
         forms = ", ".join(form.replace("{d}", "{d}") for form in region.host_forms("{d}"))
         print(f"{region.id:<7}{region.edge:<11}{entry.host:<13}{entry.udp or '-':>6}"
               f"{entry.tcp or '-':>6}{entry.tls or '-':>6}  {forms}")
+    if twin.catalogue.shared_address is not None:
+        print(f"every region listens on {twin.catalogue.shared_address}: the Request-URI host "
+              "selects the region (Twilio selects the edge by the address reached)")
     # One line per processing region: the SDK's base URL for it and the token it takes.
     for index, processing in enumerate(twin.auth_tokens):
         url = twin.api_url + ("" if processing == HOME_REGION else f"/{processing}")
@@ -313,21 +355,58 @@ def _print_banner(twin: Twin, show_token: bool = True) -> None:
         print("TWILIO_AUTH_TOKEN (one per processing region) is not written here (not a "
               "terminal); 'siptwin up --detach' prints them, --token-file FILE keeps them")
     if twin.certificate is not None:
-        print(f"TLS certificate: {twin.certificate}")
+        from .transport.tls import authority_path
+
+        print(f"TLS certificate: {twin.certificate} (devices trust "
+              f"{authority_path(twin.certificate.parent)}: siptwin ca)")
     print(f"state: {twin.config.state_dir}", flush=True)
+
+
+def _warn_if_reachable(twin: Twin) -> None:
+    """Say who can reach a twin bound beyond loopback, and what they can do there."""
+    sip = sorted({e.host for e in twin.region_addresses() if not is_loopback(e.host)})
+    api_host = twin.config.api_host
+    dns = twin.dns_address
+    lines = []
+    if sip:
+        lines.append(f"  SIP on {', '.join(sip)}: any host that reaches these addresses can "
+                     "call and REGISTER to your domains as their IP ACLs and credentials allow, "
+                     "make the twin send webhooks to your voice URLs, and cause "
+                     "<Dial><Sip> calls out from it")
+    if not is_loopback(api_host):
+        lines.append(f"  REST API on {twin.api_url} (plain HTTP): any host that reaches it "
+                     "and has the auth token (shown on a terminal or by 'up --detach', kept "
+                     f"in the state directory {twin.config.state_dir}) can provision the "
+                     "twin - create and "
+                     "delete domains, credentials and IP ACLs, read every call record; "
+                     "without the token it can still try passwords")
+    if dns is not None and not is_loopback(dns[0]):
+        lines.append(f"  DNS on {dns[0]}:{dns[1]}: any host that reaches it learns your "
+                     "domain names and edge addresses")
+    if not lines:
+        return
+    print("WARNING: this twin is reachable beyond this machine:", file=sys.stderr)
+    for line in lines:
+        print(line, file=sys.stderr)
+    print("  It is a test tool, not a hardened service: keep these addresses on a lab network "
+          "or bridge you control (firewall them otherwise).", file=sys.stderr, flush=True)
 
 
 def _detach(args: argparse.Namespace) -> int:
     _secure_state(args.state)
     log_path = args.state / LOG_FILE
     argv = [sys.executable, "-m", "siptwin", "up", "--state", str(args.state),
-            "--api-port", str(args.api_port), "--dns-port", str(args.dns_port),
+            "--api-host", args.api_host, "--api-port", str(args.api_port),
+            "--dns-host", args.dns_host, "--dns-port", str(args.dns_port),
             "--backend", args.backend]
     for flag, value in (("--settings", args.settings), ("--profile", args.profile),
                         ("--regions", args.regions), ("--caller-location", args.caller_location),
-                        ("--workers", args.workers if args.workers != 1 else None)):
+                        ("--workers", args.workers if args.workers != 1 else None),
+                        ("--listen", args.listen)):
         if value:
             argv += [flag, str(value)]
+    for placement in args.region_address:
+        argv += ["--region-address", placement]
     for option in args.limit:
         argv += ["--limit", option]
     if args.token_file is not None:
@@ -474,7 +553,7 @@ def cmd_regions(args: argparse.Namespace) -> int:
 def cmd_hosts(args: argparse.Namespace) -> int:
     from .regions.dns import hosts_lines
 
-    catalogue = Catalogue.load(default_catalogue_dir())
+    catalogue = _placed_catalogue(args.state)
     if args.domain:
         labels = [args.domain.lower().removesuffix(".sip.twilio.com")]
     else:
@@ -485,6 +564,34 @@ def cmd_hosts(args: argparse.Namespace) -> int:
             return 1
     for line in hosts_lines(catalogue, labels):
         print(line)
+    return 0
+
+
+def _placed_catalogue(state: Path) -> Catalogue:
+    """The catalogue on the addresses the twin of ``state`` was started with (--listen,
+    --region-address), as recorded in its state directory; the shipped one otherwise."""
+    catalogue = Catalogue.load(default_catalogue_dir())
+    try:
+        placement = json.loads((state / API_FILE).read_text()).get("placement") or {}
+    except (OSError, ValueError):
+        return catalogue
+    return catalogue.select_listed(placement.get("regions")).placed(
+        placement.get("listen"), parse_region_addresses(placement.get("region_addresses")))
+
+
+def cmd_ca(args: argparse.Namespace) -> int:
+    from .model.state_dir import TLS_DIR
+    from .transport.tls import authority_path
+
+    certificate = authority_path(args.state / TLS_DIR)
+    if not certificate.exists():
+        print(f"siptwin: no certificate in {args.state / TLS_DIR} yet: 'siptwin up --state "
+              f"{args.state}' makes it", file=sys.stderr)
+        return 1
+    if args.pem:
+        print(certificate.read_text(), end="")
+    else:
+        print(certificate.resolve())
     return 0
 
 
@@ -516,9 +623,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- explain
 
-def _write_api_file(state: Path, twin: Twin) -> None:
+def _write_api_file(state: Path, twin: Twin, placement: dict[str, object] | None = None) -> None:
     (state / API_FILE).write_text(json.dumps({"api_url": twin.api_url,
-                                              "account_sid": twin.account_sid}))
+                                              "account_sid": twin.account_sid,
+                                              "placement": placement or {}}))
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

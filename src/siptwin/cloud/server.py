@@ -23,7 +23,7 @@ TWIN_NETWORK = ipaddress.ip_network("198.18.0.0/15")
 
 
 def ensure_loopback(host: str) -> None:
-    """The twin has no TLS and simple tokens: it must never listen beyond this machine."""
+    """The API has no TLS and simple tokens: it listens beyond this machine only when asked."""
     if host == "localhost":
         return
     try:
@@ -56,12 +56,16 @@ class TwilioShapedErrors(web.RequestHandler):
 
 
 async def start_site(app: web.Application, host: str, port: int,
-                     limits: Limits | None = None) -> tuple[web.AppRunner, int]:
+                     limits: Limits | None = None, *,
+                     beyond_loopback: bool = False) -> tuple[web.AppRunner, int]:
     """Start serving ``app``; returns the runner and the bound port (useful with port 0).
 
     The listener is made here rather than by ``web.TCPSite`` so that every connection is
-    served by :class:`TwilioShapedErrors`; ``runner.cleanup()`` closes it (on_shutdown)."""
-    ensure_loopback(host)
+    served by :class:`TwilioShapedErrors`; ``runner.cleanup()`` closes it (on_shutdown).
+    ``beyond_loopback`` only when a user asked for it (``siptwin up --api-host``, which warns
+    that anyone who can reach the address and has the token can provision the twin)."""
+    if not beyond_loopback:
+        ensure_loopback(host)
     # aiohttp's keep-alive timer runs from the connection's start, so it also closes one that
     # never sends (or only dribbles) a header section; its default is an hour.
     keepalive = (limits or Limits()).http_idle_timeout

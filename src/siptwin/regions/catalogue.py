@@ -1,13 +1,16 @@
 """The region catalogue: one YAML file per Twilio edge under ``regions/``.
 
-Adding a region is adding a file. Each region has its own loopback address; the catalogue also
-answers "which domain and which edge does this host name mean?" for the SIP nodes and DNS.
+Adding a region is adding a file. Each region has its own address (the shipped files use
+loopback ones; ``siptwin up --region-address`` and ``--listen`` place regions elsewhere, see
+:meth:`Catalogue.placed`); the catalogue also answers "which domain and which edge does this
+host name mean?" for the SIP nodes and DNS.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,7 +30,7 @@ class Region:
     id: str  # legacy id: us1, ie1, ...
     edge: str  # edge location: ashburn, dublin, ...
     location: str
-    address: str  # loopback address the node binds to
+    address: str  # the address the node binds to and DNS answers with
     interconnect: tuple[str, ...] = ()
     udp_port: int = 5060
     tcp_port: int = 5060
@@ -63,7 +66,7 @@ class HostMatch:
 
 
 class Catalogue:
-    def __init__(self, regions: list[Region]) -> None:
+    def __init__(self, regions: list[Region], shared_address: str | None = None) -> None:
         if not regions:
             raise CatalogueError("the region catalogue is empty")
         self.regions: dict[str, Region] = {}
@@ -80,8 +83,15 @@ class Catalogue:
         if len(defaults) > 1:
             raise CatalogueError("more than one region is marked default")
         self.default = defaults[0] if defaults else regions[0]
+        # Twilio selects the edge by the address a packet reaches (spec §6.1), so regions
+        # have an address each - unless every region is served on one address
+        # (`siptwin up --listen`), where the Request-URI host selects the region instead.
+        self.shared_address = shared_address
         addresses = [r.address for r in regions]
-        if len(set(addresses)) != len(addresses):
+        if shared_address is not None:
+            if set(addresses) != {shared_address}:
+                raise CatalogueError(f"every region must be on {shared_address} when shared")
+        elif len(set(addresses)) != len(addresses):
             raise CatalogueError("two regions share an address")
 
     @classmethod
@@ -116,7 +126,7 @@ class Catalogue:
         chosen = [self.regions[i] for i in ids]
         if not any(r.default for r in chosen):
             chosen[0] = replace(chosen[0], default=True)
-        return Catalogue(chosen)
+        return Catalogue(chosen, shared_address=self.shared_address)
 
     def relocated(self, network: str | None = None, port_offset: int = 0) -> Catalogue:
         """The same regions on other loopback addresses and/or ports.
@@ -135,6 +145,37 @@ class Catalogue:
             ))
         return Catalogue(out)
 
+    def placed(self, listen: str | None = None,
+               region_addresses: Mapping[str, str] | None = None) -> Catalogue:
+        """The regions on the addresses a user chose (``siptwin up --listen`` and
+        ``--region-address REGION=ADDR``), loopback or not.
+
+        ``listen`` puts every region on one address with the default region's ports: one node
+        serves them all and routes each request by its Request-URI host.
+        ``region_addresses`` moves single regions (not together with ``listen``).
+        """
+        moves = dict(region_addresses or {})
+        if listen is not None and moves:
+            raise CatalogueError("--listen serves every region on one address; "
+                                 "--region-address cannot move one of them")
+        unknown = [i for i in moves if i not in self.regions]
+        if unknown:
+            raise CatalogueError(f"unknown region(s) {', '.join(unknown)}; "
+                                 f"known: {', '.join(self.regions)}")
+        if listen is not None:
+            address = check_bind_address(listen, "--listen")
+            ports = self.default
+            return Catalogue([replace(r, address=address, udp_port=ports.udp_port,
+                                      tcp_port=ports.tcp_port, tls_port=ports.tls_port)
+                              for r in self.regions.values()], shared_address=address)
+        if not moves:
+            return self
+        return Catalogue([
+            replace(r, address=check_bind_address(moves[r.id], f"--region-address {r.id}"))
+            if r.id in moves else r
+            for r in self.regions.values()
+        ])
+
     def match_host(self, host: str) -> HostMatch | None:
         """Interpret a Request-URI host; None when it is no SIP-domain host name at all."""
         host = host.lower().rstrip(".")
@@ -148,6 +189,39 @@ class Catalogue:
 
     def by_address(self, address: str) -> Region | None:
         return next((r for r in self.regions.values() if r.address == address), None)
+
+
+def check_bind_address(text: str, what: str) -> str:
+    """An address a node can bind to and name in Contact and SDP: one host, not a wildcard."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError as err:
+        raise CatalogueError(f"{what}: {err}") from None
+    if address.is_unspecified or address.is_multicast:
+        raise CatalogueError(f"{what}: {address} is not one host's address; name the address "
+                             "devices reach (it goes into Contact headers, SDP and DNS answers)")
+    return str(address)
+
+
+def parse_region_addresses(items: list[str] | None) -> dict[str, str]:
+    """``["ie1=192.0.2.3", ...]`` as typed after ``--region-address`` -> ``{"ie1": "192.0.2.3"}``."""
+    out: dict[str, str] = {}
+    for item in items or ():
+        region, sep, address = item.partition("=")
+        if not sep or not region.strip() or not address.strip():
+            raise CatalogueError(f"--region-address {item!r}: expected REGION=ADDRESS, "
+                                 "e.g. ie1=192.0.2.3")
+        if region.strip() in out:
+            raise CatalogueError(f"--region-address: {region.strip()} is given twice")
+        out[region.strip()] = address.strip()
+    return out
+
+
+def is_loopback(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return text == "localhost"
 
 
 def _offset(port: int, offset: int) -> int:
@@ -166,19 +240,14 @@ def _region_from_file(path: Path) -> Region:
         raise CatalogueError(f"{path}: missing {', '.join(missing)}")
     if data["id"] != path.stem:
         raise CatalogueError(f"{path}: id {data['id']!r} does not match the file name")
-    try:
-        address = ipaddress.ip_address(str(data["address"]))
-    except ValueError as err:
-        raise CatalogueError(f"{path}: bad address: {err}") from err
-    if not address.is_loopback:
-        raise CatalogueError(f"{path}: address {address} is not a loopback address")
+    address = check_bind_address(str(data["address"]), f"{path}: address")
     ports = data.get("ports") or {}
     impairment = data.get("impairment") or {}
     return Region(
         id=str(data["id"]),
         edge=str(data["edge"]),
         location=str(data["location"]),
-        address=str(address),
+        address=address,
         interconnect=tuple(str(x) for x in data.get("interconnect") or ()),
         udp_port=int(ports.get("udp", 5060)),
         tcp_port=int(ports.get("tcp", 5060)),

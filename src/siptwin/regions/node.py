@@ -1,4 +1,5 @@
-"""A region node: one Twilio edge on its own loopback address.
+"""A region node: one Twilio edge on its own address (or, with ``siptwin up --listen``, every
+edge on one address, each request going to the region its Request-URI host names).
 
 Thin glue between the transport (octets), the SIP core (admission, transactions) and the
 Twilio rules (the inbound pipeline). Accepted calls are handed to a :class:`CallHandler` - the
@@ -185,7 +186,7 @@ class CallSession:
 
     @property
     def region(self) -> Region:
-        return self._node.region
+        return self._node.catalogue.regions.get(self.call.region, self._node.region)
 
     @property
     def fidelity(self) -> Fidelity:
@@ -248,6 +249,15 @@ class RegionNode:
         self._timer = LayerTimer(self.layer, self._apply)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def region_for(self, request: Request) -> Region:
+        """The region a request is processed in: the node's own, or - when every region is
+        served on one address - the one its Request-URI host names (unlocalized, unknown
+        edge labels and foreign hosts: the node's own, the default region)."""
+        if self.catalogue.shared_address is None or not isinstance(request.uri, SipUri):
+            return self.region
+        match = self.catalogue.match_host(request.uri.host)
+        return match.region if match is not None and match.region is not None else self.region
 
     @property
     def _allow(self) -> str:
@@ -434,8 +444,9 @@ class RegionNode:
             self._respond(key, twilio_response(request, 405, extra=(("Allow", self._allow),)))
 
     def _on_initial_invite(self, request: Request, key: TxKey, hop: Hop, source: Source) -> None:
+        region = self.region_for(request)
         call = Call(
-            call_id=request.call_id, region=self.region.id, source_ip=source.host,
+            call_id=request.call_id, region=region.id, source_ip=source.host,
             source_port=source.port, transport=source.transport, created_at=time.time(),
             request_uri=request.uri_text, from_uri=str(request.from_.uri), to_uri=str(request.to.uri),
             fidelity=self.fidelity.as_record(),
@@ -451,7 +462,7 @@ class RegionNode:
         self.calls.put(call)
         ctx = InviteContext(
             request=request, transport=source.transport, source_ip=source.host,
-            source_port=source.port, region=self.region, catalogue=self.catalogue,
+            source_port=source.port, region=region, catalogue=self.catalogue,
             control=self.control, fidelity=self.fidelity, digest=self.digest, now=time.time(),
             call_rate=self.calls.call_rate,
         )

@@ -52,6 +52,8 @@ class RegistrarHost(Protocol):
     digest: DigestState
     calls: CallRegistry
 
+    def region_for(self, request: Request) -> Region: ...
+
 
 @dataclass
 class Binding:
@@ -103,7 +105,8 @@ class Registrar:
             return twilio_response(request, 403, extra=_error(REGISTRATION_DISABLED))
         if not domain.registration_credential_lists:
             return twilio_response(request, 403, extra=_error(NO_REGISTRATION_LIST))
-        ctx = InviteContext(request, source.transport, source.host, source.port, node.region,
+        ctx = InviteContext(request, source.transport, source.host, source.port,
+                            node.region_for(request),
                             node.catalogue, node.control, fidelity, node.digest, now)
         verdict = check_digest(ctx, "REGISTER", domain.registration_credentials,
                                Stage.REGISTRATION)
@@ -160,7 +163,7 @@ def _register_record(node: RegistrarHost, request: Request, source: Source) -> C
         from_uri, to_uri = str(request.from_.uri), str(request.to.uri)
     except SipParseError:
         return None
-    record = Call(call_id=call_id, region=node.region.id, source_ip=source.host,
+    record = Call(call_id=call_id, region=node.region_for(request).id, source_ip=source.host,
                   source_port=source.port, transport=source.transport, created_at=time.time(),
                   request_uri=request.uri_text, from_uri=from_uri, to_uri=to_uri,
                   fidelity=node.fidelity.as_record(), method="REGISTER")

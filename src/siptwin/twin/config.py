@@ -37,9 +37,15 @@ class TwinConfig:
     # Make a missing TLS certificate in a child process (a long-running `siptwin up` stays
     # lean); tests that start many twins make it in-process, which is quicker.
     certificate_in_child: bool = False
+    # Make a new certificate when domains are created or deleted, so that it names their host
+    # forms (`siptwin up`: devices may refuse wildcards). The suite's twins, whose domains
+    # change per test, keep the one made at start.
+    certificate_follows_domains: bool = False
     # Listen with SO_REUSEPORT and bind nonces to the source port: `siptwin up --workers N`
     # starts worker processes that serve the same addresses (siptwin.twin.worker_process).
     shared_listeners: bool = False
+    # The user chose to serve the REST API beyond loopback (`siptwin up --api-host`).
+    beyond_loopback: bool = False
     # Resource limits (siptwin.limits, docs/security.md): not fidelity, protection.
     limits: Limits = field(default_factory=Limits)
 

@@ -7,6 +7,7 @@ process, netns and docker backends do.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -32,8 +33,9 @@ from ..regions.registrar import Registrar
 from ..settings import Fidelity
 from ..sip.digest import make_opaque
 from ..transport.endpoint import ConnectionBudget
-from ..transport.tls import ensure_certificate, server_context
+from ..transport.tls import server_context
 from ..voice.interpreter import VoiceHandler
+from .certificates import CertificateFollower
 from .config import RegionAddress, TwinConfig
 from .nodes import NodeWiring, build_nodes, new_digest_state
 
@@ -63,6 +65,8 @@ class EmbeddedTwin:
         self.auth_token = ""
         self.auth_tokens: dict[str, str] = {}
         self.started_in: float = 0.0
+        self._certificates: CertificateFollower | None = None
+        self._follow: asyncio.Task[None] | None = None
         self.api_settings = ApiSettings()
         self._apply_control_plane_settings(config.fidelity)
 
@@ -105,7 +109,8 @@ class EmbeddedTwin:
             self.control = ControlPlaneView(self.store)
             self._api_runner, self._api_port = await start_site(
                 make_app(self.store, self.api_settings, calls=self.calls, diagnose=_diagnose),
-                cfg.api_host, cfg.api_port, limits=cfg.limits)
+                cfg.api_host, cfg.api_port, limits=cfg.limits,
+                beyond_loopback=cfg.beyond_loopback)
             self.connections = ConnectionBudget(cfg.limits)
             self._wiring = NodeWiring(self.catalogue, self.control, cfg.fidelity, self.digest,
                                       self.calls, self.registrar, self.handler,
@@ -117,25 +122,29 @@ class EmbeddedTwin:
                 self.nodes[node.region.id] = node
             self.dns = DnsServer(self.catalogue, self.control, cfg.dns_host, cfg.dns_port)
             await self.dns.start()
+            if self._certificates is not None and cfg.certificate_follows_domains:
+                self._follow = asyncio.get_running_loop().create_task(self._certificates.run())
         except BaseException:
             await self.stop()
             raise
         self.started_in = time.perf_counter() - began
 
     def _tls_context(self) -> ssl.SSLContext:
-        names = ["*.sip.twilio.com"]
-        for region in self.catalogue:
-            names += [f"*.sip.{label}.twilio.com" for label in region.labels]
-        cert, key = ensure_certificate(self.config.state_dir / TLS_DIR, "siptwin", names,
-                                       [r.address for r in self.catalogue],
-                                       separate_process=self.config.certificate_in_child)
-        return server_context(cert, key)
+        assert self.control is not None
+        self._certificates = CertificateFollower(self.config.state_dir / TLS_DIR, self.catalogue,
+                                                 self.control,
+                                                 in_child=self.config.certificate_in_child)
+        context = self._certificates.context = server_context(*self._certificates.ensure())
+        return context
 
     @property
     def certificate(self) -> Path | None:
         return self.config.state_dir / TLS_DIR / "siptwin.crt" if self.config.tls else None
 
     async def stop(self) -> None:
+        if self._follow is not None:
+            self._follow.cancel()
+            self._follow = None
         if self.dns is not None:
             await self.dns.close()
             self.dns = None
@@ -178,8 +187,10 @@ class EmbeddedTwin:
 
     def region_addresses(self) -> list[RegionAddress]:
         out = []
+        shared = (self.nodes.get(self.catalogue.default.id)
+                  if self.catalogue.shared_address is not None else None)
         for region in self.catalogue:
-            node = self.nodes.get(region.id)
+            node = shared or self.nodes.get(region.id)
             if node is None:
                 continue
             addr = node.addresses

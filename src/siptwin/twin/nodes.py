@@ -57,5 +57,11 @@ class NodeWiring:
 
 
 def build_nodes(wiring: NodeWiring, regions: Iterable[Region] | None = None) -> list[RegionNode]:
-    """One node per region (default: every region of the catalogue), not yet started."""
+    """One node per region (default: every region of the catalogue), not yet started.
+
+    When every region shares one address (``siptwin up --listen``) one node, the default
+    region's, serves them all and routes each request by its Request-URI host.
+    """
+    if wiring.catalogue.shared_address is not None:
+        return [wiring.node(wiring.catalogue.default)]
     return [wiring.node(region) for region in (wiring.catalogue if regions is None else regions)]

@@ -32,13 +32,14 @@ from ..limits import parse_limit_options
 from ..model.calls import Call, CallRegistry
 from ..model.state_dir import TLS_DIR
 from ..model.wire import encode_batch
-from ..regions.catalogue import Catalogue, default_catalogue_dir
+from ..regions.catalogue import Catalogue, default_catalogue_dir, parse_region_addresses
 from ..regions.registrar import Registrar
 from ..runtime import run_event_loop, settle_for_serving, until_terminated
 from ..settings import load_fidelity
 from ..transport.endpoint import ConnectionBudget
 from ..transport.tls import server_context
 from ..voice.interpreter import VoiceHandler
+from .certificates import CertificateFollower
 from .nodes import NodeWiring, build_nodes, new_digest_state
 
 READY = "worker ready"
@@ -51,6 +52,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--index", type=int, required=True, help="1.. (the parent is 0)")
     parser.add_argument("--records", type=Path, required=True, help="the parent's record socket")
     parser.add_argument("--regions", default=None)
+    parser.add_argument("--listen", default=None)
+    parser.add_argument("--region-address", action="append", default=[])
     parser.add_argument("--profile", default=None)
     parser.add_argument("--settings", type=Path, default=None)
     parser.add_argument("--limit", action="append", default=[], help="NAME=VALUE (siptwin.limits)")
@@ -110,15 +113,17 @@ class ForwardingRegistry(CallRegistry):
 
 async def serve(args: argparse.Namespace) -> int:
     secrets_in = json.loads(sys.stdin.readline())
-    catalogue = Catalogue.load(default_catalogue_dir()).select_listed(args.regions)
+    catalogue = Catalogue.load(default_catalogue_dir()).select_listed(args.regions).placed(
+        args.listen, parse_region_addresses(args.region_address))
     fidelity = load_fidelity(args.settings, args.profile)
     digest = new_digest_state(bytes.fromhex(secrets_in["secret"]), secrets_in["opaque"], fidelity,
                               bind_source_port=True, worker=args.index)
     control = ControlPlaneView(args.state)
     forwarder = RecordForwarder(args.records, args.index)
     calls, registrar, handler = ForwardingRegistry(forwarder), Registrar(), VoiceHandler()
-    tls_dir = args.state / TLS_DIR
-    tls = server_context(tls_dir / "siptwin.crt", tls_dir / "siptwin.key")
+    # The parent made the certificate and makes the next one when domains change.
+    certificates = CertificateFollower(args.state / TLS_DIR, catalogue, control, make=False)
+    tls = certificates.context = server_context(*certificates.ensure())
     limits = parse_limit_options(args.limit)
     nodes = build_nodes(NodeWiring(catalogue, control, fidelity, digest, calls, registrar, handler,
                                    tls, reuse_port=True, limits=limits,
@@ -127,12 +132,14 @@ async def serve(args: argparse.Namespace) -> int:
         await node.start()
     await forwarder.start()
     watch = asyncio.get_running_loop().create_task(_exit_with_parent(os.getppid()))
+    follow = asyncio.get_running_loop().create_task(certificates.run())
     print(json.dumps({"event": READY, "index": args.index, "regions": len(nodes)}), flush=True)
     settle_for_serving()
     try:
         await until_terminated()
     finally:
         watch.cancel()
+        follow.cancel()
         for node in nodes:
             await node.close()
         await forwarder.close()

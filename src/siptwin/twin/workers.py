@@ -35,7 +35,8 @@ def ensure_addresses_free(catalogue: Catalogue) -> None:
     let a second twin started the same way share them too - each getting part of the other's
     calls. A plain bind (no SO_REUSEPORT) fails on any existing listener, so try one first.
     """
-    for region in catalogue:
+    regions = [catalogue.default] if catalogue.shared_address is not None else list(catalogue)
+    for region in regions:
         for kind, port in ((socket.SOCK_DGRAM, region.udp_port), (socket.SOCK_STREAM,
                                                                   region.tcp_port),
                            (socket.SOCK_STREAM, region.tls_port)):
@@ -52,10 +53,12 @@ def ensure_addresses_free(catalogue: Catalogue) -> None:
 
 class WorkerPool:
     def __init__(self, twin: EmbeddedTwin, count: int, regions: str | None, profile: str | None,
-                 settings: Path | None) -> None:
+                 settings: Path | None, listen: str | None = None,
+                 region_addresses: list[str] | None = None) -> None:
         self.twin = twin
         self.count = count
         self.regions, self.profile, self.settings = regions, profile, settings
+        self.listen, self.region_addresses = listen, list(region_addresses or ())
         # In a directory only our user can enter: records are pickles, nobody else may connect.
         self.socket_path = Path(twin.config.state_dir) / "workers" / "records.sock"
         self._server: asyncio.AbstractServer | None = None
@@ -85,9 +88,11 @@ class WorkerPool:
                 "--state", str(self.twin.config.state_dir), "--index", str(index),
                 "--records", str(self.socket_path)]
         for flag, value in (("--regions", self.regions), ("--profile", self.profile),
-                            ("--settings", self.settings)):
+                            ("--settings", self.settings), ("--listen", self.listen)):
             if value:
                 argv += [flag, str(value)]
+        for placement in self.region_addresses:
+            argv += ["--region-address", placement]
         for name, value in self.twin.config.limits.as_record().items():
             argv += ["--limit", f"{name}={value}"]
         process = await asyncio.create_subprocess_exec(
