@@ -327,3 +327,62 @@ async def test_tls_sent_to_the_plain_port_is_explained(harness) -> None:
     finding = findings["tls-on-plain-port"]
     assert finding.severity == "error" and finding.rule == 9 and "5061" in finding.fix
     assert f"{port}" in finding.sentence
+
+
+async def test_a_tls_handshake_the_client_rejects_is_explained(harness) -> None:
+    """A PBX that does not trust the edge's certificate aborts the handshake: no SIP is read,
+    yet explain names the reason (it used to vanish without a trace)."""
+    import ssl
+
+    import socket
+
+    host, port = harness.node_port("us1", "tls")
+    context = ssl.create_default_context()  # the system roots: the twin's CA is not among them
+
+    def handshake() -> None:  # a blocking socket sends its alert before it raises
+        with socket.create_connection((host, port), timeout=5,
+                                      source_address=("127.0.0.1", 0)) as raw:
+            with context.wrap_socket(raw, server_hostname="acme.sip.twilio.com"):
+                raise AssertionError("the handshake should have failed")
+
+    try:
+        await asyncio.to_thread(handshake)
+    except ssl.SSLCertVerificationError:
+        pass
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    records = []
+    while loop.time() < deadline and not records:
+        records = [c for c in harness.twin.calls.all() if c.method == "TLS"]
+        await asyncio.sleep(0.05)
+    assert len(records) == 1 and records[0].source_ip == "127.0.0.1"
+    findings = by_id(harness.twin, records[0].call_id)
+    assert list(findings) == ["tls-handshake-failed"]
+    finding = findings["tls-handshake-failed"]
+    assert finding.severity == "error" and finding.rule == 9
+    assert "refused the edge's certificate" in finding.sentence, finding.sentence
+
+
+async def test_a_bye_that_gets_no_answer_is_explained(harness, app) -> None:
+    """The twin hangs up (its <Say> ends) but the caller's socket is gone: Timer F ends the
+    BYE transaction and explain says the far side may still think the call is up."""
+    from siptwin.sip.transaction import TimerConfig
+
+    voice = app.twiml("/voice", "<Response><Pause length=\"1\"/></Response>")
+    await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"]))
+    node = harness.twin.nodes["us1"]
+    node.layer.config = TimerConfig(t1=0.05, ack_wait=node.fidelity.ack_timeout)  # F = 3.2 s
+    host, port = harness.node_port("us1")
+    async with SipClient("127.0.0.1", "udp") as caller:
+        result = await caller.invite(host, port, "sip:1@acme.sip.us1.twilio.com", hold=0.1,
+                                     hang_up=False)
+    assert result.established  # the caller is gone (its socket closed) before the BYE
+    record = harness.twin.calls.get(result.call_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while loop.time() < deadline and "bye-not-delivered" not in by_id(harness.twin,
+                                                                       result.call_id):
+        await asyncio.sleep(0.2)
+    finding = by_id(harness.twin, result.call_id)["bye-not-delivered"]
+    assert finding.severity == "warning" and finding.rule == 11
+    assert any(note.startswith("BYE not delivered to udp:127.0.0.1:") for note in record.notes)

@@ -86,6 +86,11 @@ class Alert:
     detail: str = ""
 
 
+# Notes the node writes and diagnostics reads (a rule matches the prefix).
+BYE_UNDELIVERED_NOTE = "BYE not delivered to"
+TLS_FAILED_NOTE = "TLS handshake failed:"
+
+
 @dataclass
 class Call:
     call_id: str  # the SIP Call-ID

@@ -23,7 +23,13 @@ from dnslib import QTYPE, DNSRecord
 
 from ..cloud.view import ControlPlaneView, DomainSnapshot
 from ..limits import Limits
-from ..model.calls import Call, CallRegistry, TraceEntry
+from ..model.calls import (
+    BYE_UNDELIVERED_NOTE,
+    TLS_FAILED_NOTE,
+    Call,
+    CallRegistry,
+    TraceEntry,
+)
 from ..model.codes import CallStatus
 from ..model.sids import new_call_sid
 from ..settings import Fidelity
@@ -52,6 +58,7 @@ from ..sip.transaction import (
     TimerConfig,
     TransactionError,
     TransactionLayer,
+    TransportError,
     TxKey,
     new_branch,
 )
@@ -300,6 +307,7 @@ class RegionNode:
         self._dialogs: dict[str, Dialog] = {}
         # Call-ID -> the outbound leg (ua client) whose messages arrive on this node's socket
         self._outbound: dict[str, Callable[[bytes, Source], None]] = {}
+        self._byes: dict[TxKey, tuple[Call, str]] = {}  # our BYEs awaiting an answer
         self._dns: DnsResolver | None = None  # the twin's zone, for <Dial> to twilio.com names
         self._address_texts: dict[tuple[str, int], str] = {}
         self._timer = LayerTimer(self.layer, self._apply)
@@ -368,9 +376,21 @@ class RegionNode:
         else:
             self._apply(self.layer.receive(message, source.reply_to, self._now()), source)
 
-    def _on_transport_event(self, event: str, source: Source) -> None:
-        """Something not SIP on a stream (a TLS handshake on the plain port): no call can
-        come of it, so a record says what happened for ``siptwin explain`` and diagnostics."""
+    def _on_transport_event(self, event: str, source: Source, detail: str = "") -> None:
+        """Something not SIP on a stream (a TLS handshake on the plain port, a TLS handshake
+        the client did not complete): no call can come of it, so a record says what happened
+        for ``siptwin explain`` and diagnostics."""
+        if event == "tls-handshake-failed":
+            record = Call(
+                call_id=f"tls-{source.host}-{source.port}@{source.local_host}:{source.local_port}",
+                region=self.region.id, source_ip=source.host, source_port=source.port,
+                transport="tls", created_at=time.time(), status="dropped",
+                fidelity=self.fidelity.as_record(), method="TLS",
+                request_uri=f"tls:{source.local_host}:{source.local_port}",
+            )
+            record.notes.append(f"{TLS_FAILED_NOTE} {detail}")
+            self.calls.put(record)
+            return
         if event != "tls-on-plain-port":
             return
         record = Call(
@@ -395,8 +415,11 @@ class RegionNode:
                 self._on_ack(effect.request, source)
             elif isinstance(effect, Timeout):
                 self._on_timeout(effect)
+            elif isinstance(effect, TransportError):
+                self._bye_undelivered(effect.key, "the connection to it failed")
             elif isinstance(effect, ResponseReceived):
-                pass  # answers to our BYEs need no action
+                if effect.key is not None and effect.response.status >= 200:
+                    self._byes.pop(effect.key, None)  # answered: delivered
         self._timer.reschedule()
 
     # ------------------------------------------------------------------ output
@@ -701,7 +724,10 @@ class RegionNode:
             ("CSeq", f"{dialog.local_cseq} BYE"),
             ("User-Agent", "Twilio Gateway"),
         ])
-        _, effects = self.layer.send_request(bye, hop, self._now(), reliable=hop.transport != "udp")
+        key, effects = self.layer.send_request(bye, hop, self._now(),
+                                               reliable=hop.transport != "udp")
+        # Until its answer arrives: a BYE that never gets one is noted on the call (explain).
+        self._byes[key] = (dialog.call, f"{hop.transport}:{hop.host}:{hop.port}")
         self._apply(effects)
 
     def _in_dialog(self, request: Request, source: Source | None) -> Dialog | None:
@@ -743,7 +769,20 @@ class RegionNode:
             self._send_bye(dialog)
             self._end(dialog, dialog.bye_after_ack)
 
+    def _bye_undelivered(self, key: TxKey, why: str) -> None:
+        pending = self._byes.pop(key, None)
+        if pending is None:
+            return
+        call, where = pending
+        call.notes.append(f"{BYE_UNDELIVERED_NOTE} {where}: {why}")
+        log.info("%s: BYE for %s not delivered to %s (%s)", self.region.id, call.call_id,
+                 where, why)
+
     def _on_timeout(self, effect: Timeout) -> None:
+        if effect.timer == "F":
+            self._bye_undelivered(effect.key, "no response to it or its retransmissions "
+                                              "(Timer F, 64*T1)")
+            return
         if effect.timer != "2xx-ack":
             return
         dialog = next((d for d in self._dialogs.values() if d.invite_key == effect.key), None)
