@@ -26,7 +26,6 @@ from siptwin.ua.client import SipClient
 from siptwin.voice.media import PCMU, encode_g711, tone
 from tests.support import PASSWORD
 
-
 PHONE = Path(__file__).parent / "pjsua2_phone.py"
 DOMAIN = "acme.sip.twilio.com"
 

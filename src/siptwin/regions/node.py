@@ -417,9 +417,9 @@ class RegionNode:
                 self._on_timeout(effect)
             elif isinstance(effect, TransportError):
                 self._bye_undelivered(effect.key, "the connection to it failed")
-            elif isinstance(effect, ResponseReceived):
-                if effect.key is not None and effect.response.status >= 200:
-                    self._byes.pop(effect.key, None)  # answered: delivered
+            elif (isinstance(effect, ResponseReceived) and effect.key is not None
+                  and effect.response.status >= 200):
+                self._byes.pop(effect.key, None)  # our BYE was answered: delivered
         self._timer.reschedule()
 
     # ------------------------------------------------------------------ output

@@ -453,7 +453,7 @@ class SipClient:
                     await self._cancel(invite, hop)
                 if response.status >= 200:
                     result.final = response
-                    return response
+                    return cast(Response, response)
         finally:
             del self._events[key]
             self._pending.pop(key, None)

@@ -14,6 +14,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dnslib import QTYPE, DNSRecord
 
@@ -25,7 +26,7 @@ MAX_TARGETS = 8  # addresses tried for one URI, at most
 QUERY_TIMEOUT = 1.5
 
 # (name, record type) -> answer records as dnslib RRs
-Lookup = Callable[[str, str], Awaitable[list]]
+Lookup = Callable[[str, str], Awaitable[list[Any]]]
 
 
 class ResolveError(Exception):
@@ -125,7 +126,7 @@ def parse_server(text: str) -> tuple[str, int] | None:
 
 
 async def query_server(server: tuple[str, int], name: str, qtype: str,
-                       timeout: float = QUERY_TIMEOUT) -> list:
+                       timeout: float = QUERY_TIMEOUT) -> list[Any]:
     """One question over UDP to ``server``; the answer records (empty on NXDOMAIN).
 
     Raises ResolveError when the server does not answer or answers garbage."""

@@ -27,8 +27,8 @@ from urllib.parse import parse_qsl
 from ..model.codes import VoiceError
 from ..model.presentation import sip_header_params
 from ..sip.errors import SipParseError
-from ..sip.uri import SipUri, parse_uri
 from ..sip.sdp import make_offer
+from ..sip.uri import SipUri, parse_uri
 from ..ua.client import Auth, CallResult, SharedTransport, SipClient
 from ..ua.resolve import (
     Lookup,
@@ -178,7 +178,7 @@ async def _system_addresses(name: str, qtype: str) -> list[Any]:
                                                              type=socket.SOCK_DGRAM)
     except OSError:
         return []
-    return [_Address(info[4][0]) for info in found]
+    return [_Address(str(info[4][0])) for info in found]
 
 
 @dataclass
