@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
+from ..model.calls import DIAL_ALERT_PREFIX
 from ..model.codes import VoiceError
 from ..model.presentation import sip_header_params
 from ..sip.errors import SipParseError
@@ -197,20 +198,20 @@ async def branches_for(target: SipTarget, session: DialSession, account_sid: str
         try:
             servers = await locate(target.host, target.port, target.transport, lookup)
         except ResolveError as err:
-            return VoiceError(11210, f"{target.host}: {err}")
+            return VoiceError(11210, f"{DIAL_ALERT_PREFIX} {target.host}: {err}")
         if not servers:
-            return VoiceError(11210, f"{target.host}: no SIP server found")
+            return VoiceError(11210, f"{DIAL_ALERT_PREFIX} {target.host}: no SIP server found")
         return [Branch(target.uri, target.uri, servers[0])]
     domain = session.control.find_domain(match.domain_name)
     if domain is None:
-        return VoiceError(32002, f"no SIP domain {match.domain_name}")
+        return VoiceError(32002, f"{DIAL_ALERT_PREFIX} no SIP domain {match.domain_name}")
     if domain.account_sid != account_sid:
-        return VoiceError(32214, f"{match.domain_name} belongs to another account")
+        return VoiceError(32214, f"{DIAL_ALERT_PREFIX} {match.domain_name} belongs to another account")
     if match.edge_label not in LEGACY_EDGES:
-        return VoiceError(32220, f"{target.host} names the edge {match.edge_label}; registered "
-                                 f"devices are dialled as user@{match.domain_name}")
+        return VoiceError(32220, f"{DIAL_ALERT_PREFIX} {target.host} names the edge "
+                                 f"{match.edge_label}; registered devices are dialled as user@{match.domain_name}")
     if not target.user:
-        return VoiceError(32223, f"{target.uri} has no user part")
+        return VoiceError(32223, f"{DIAL_ALERT_PREFIX} {target.uri} has no user part")
     aor = f"sip:{target.user}@{match.domain_name}"
     branches: list[Branch] = []
     for contact in session.registered_contacts(aor)[:MAX_BRANCHES]:
@@ -227,7 +228,7 @@ async def branches_for(target: SipTarget, session: DialSession, account_sid: str
         if servers:
             branches.append(Branch(contact, aor, servers[0]))
     if not branches:
-        return VoiceError(32009, f"{aor} has no registered device")
+        return VoiceError(32009, f"{DIAL_ALERT_PREFIX} {aor} has no registered device")
     return branches
 
 
