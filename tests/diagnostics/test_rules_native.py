@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from siptwin.harness.provision import DomainPlan
 from siptwin.sip.digest import answer_challenge, parse_challenge
 from siptwin.ua.client import Auth, SipClient
@@ -329,37 +327,6 @@ async def test_tls_sent_to_the_plain_port_is_explained(harness) -> None:
     finding = findings["tls-on-plain-port"]
     assert finding.severity == "error" and finding.rule == 9 and "5061" in finding.fix
     assert f"{port}" in finding.sentence
-
-
-async def test_a_tls_handshake_the_client_rejects_is_explained(harness) -> None:
-    """A PBX that does not trust the edge's certificate aborts the handshake: no SIP is read,
-    yet explain names the reason (it used to vanish without a trace)."""
-    import socket
-    import ssl
-
-    host, port = harness.node_port("us1", "tls")
-    context = ssl.create_default_context()  # the system roots: the twin's CA is not among them
-
-    def handshake() -> None:  # a blocking socket sends its alert before it raises
-        with socket.create_connection((host, port), timeout=5,
-                                      source_address=("127.0.0.1", 0)) as raw, \
-                context.wrap_socket(raw, server_hostname="acme.sip.twilio.com"):
-            pass
-
-    with pytest.raises(ssl.SSLCertVerificationError):
-        await asyncio.to_thread(handshake)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5
-    records = []
-    while loop.time() < deadline and not records:
-        records = [c for c in harness.twin.calls.all() if c.method == "TLS"]
-        await asyncio.sleep(0.05)
-    assert len(records) == 1 and records[0].source_ip == "127.0.0.1"
-    findings = by_id(harness.twin, records[0].call_id)
-    assert list(findings) == ["tls-handshake-failed"]
-    finding = findings["tls-handshake-failed"]
-    assert finding.severity == "error" and finding.rule == 9
-    assert "refused the edge's certificate" in finding.sentence, finding.sentence
 
 
 async def test_a_bye_that_gets_no_answer_is_explained(harness, app) -> None:

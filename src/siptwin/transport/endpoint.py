@@ -49,9 +49,8 @@ Destination = Hop
 
 
 MessageHandler = Callable[[bytes, Source], None]
-# Told when something that is not SIP arrives on a stream, with a detail:
-# ("tls-on-plain-port", source, ""), ("tls-handshake-failed", source, "the SSL error").
-TransportEventHandler = Callable[[str, Source, str], None]
+# Told when something that is not SIP arrives on a stream: ("tls-on-plain-port", source).
+TransportEventHandler = Callable[[str, Source], None]
 
 # A TLS record header: handshake (22), version 3.x. A ClientHello sent to a plain SIP port.
 _TLS_HANDSHAKE = (0x16, 0x03)
@@ -205,10 +204,9 @@ class SipEndpoint:
                 self._servers.append(server)
                 self.tcp_address = server.sockets[0].getsockname()[:2]
             if cfg.tls_port is not None and cfg.tls_context is not None:
-                # TLS starts inside the handler (not start_server's ssl=): a handshake that
-                # fails is then seen here, and reported, rather than dropped by asyncio.
                 server = await asyncio.start_server(
-                    self._accept("tls"), cfg.host, cfg.tls_port,
+                    self._accept("tls"), cfg.host, cfg.tls_port, ssl=cfg.tls_context,
+                    ssl_handshake_timeout=self.limits.tls_handshake_timeout,
                     reuse_address=True, reuse_port=cfg.reuse_port or None)
                 self._servers.append(server)
                 self.tls_address = server.sockets[0].getsockname()[:2]
@@ -248,8 +246,6 @@ class SipEndpoint:
                 writer.transport.abort()
                 return
             try:
-                if transport == "tls" and not await self._handshake(writer, remote, local):
-                    return
                 conn = _Connection(transport, reader, writer, remote, local,
                                    StreamFramer(self.limits.max_message_size), accepted=True)
                 await self._serve(conn)
@@ -257,25 +253,6 @@ class SipEndpoint:
                 self.budget.give_back(remote[0])
 
         return handle
-
-    async def _handshake(self, writer: asyncio.StreamWriter, remote: tuple[str, int],
-                         local: tuple[str, int]) -> bool:
-        """The server side of TLS on an accepted connection; False (connection closed, the
-        event reported) when the client does not complete it."""
-        assert self.config.tls_context is not None
-        try:
-            await writer.start_tls(self.config.tls_context,
-                                   ssl_handshake_timeout=self.limits.tls_handshake_timeout)
-        except (ssl.SSLError, ConnectionError, TimeoutError, OSError) as err:
-            reason = (getattr(err, "reason", None) or type(err).__name__ if
-                      isinstance(err, ssl.SSLError) else str(err) or type(err).__name__)
-            log.info("TLS handshake from %s:%s failed: %s", *remote, reason)
-            writer.transport.abort()
-            if self.on_transport_event is not None:
-                self.on_transport_event("tls-handshake-failed",
-                                        Source("tls", *remote, *local), str(reason))
-            return False
-        return True
 
     async def _serve(self, conn: _Connection) -> None:
         key = (conn.transport, conn.remote[0], conn.remote[1])
@@ -312,8 +289,7 @@ class SipEndpoint:
                              conn.local[1])
                     if self.on_transport_event is not None:
                         self.on_transport_event("tls-on-plain-port",
-                                                Source(conn.transport, *conn.remote, *conn.local),
-                                                "")
+                                                Source(conn.transport, *conn.remote, *conn.local))
                     break
                 conn.framer.feed(data)
                 delivered = conn.messages

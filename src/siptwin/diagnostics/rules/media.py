@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ...model.calls import TLS_FAILED_NOTE
 from ...model.codes import Stage
 from ...model.findings import ERROR, WARNING, Finding
 from ...sip.sdp import SdpError, parse_sdp, summarize_offer
@@ -154,8 +153,6 @@ def secure_transport(facts: CallFacts) -> Iterator[Finding]:
 @rule("tls-on-plain-port", spec=9, methods=("TLS",))
 def tls_on_plain_port(facts: CallFacts) -> Iterator[Finding]:
     call = facts.call
-    if not call.request_uri.startswith("tcp:"):
-        return
     port = call.request_uri.rsplit(":", 1)[-1]
     yield Finding(
         "tls-on-plain-port", ERROR,
@@ -169,27 +166,3 @@ def tls_on_plain_port(facts: CallFacts) -> Iterator[Finding]:
         (f"TCP connection from {facts.source} to {call.request_uri.removeprefix('tcp:')}: the "
          "first bytes are a TLS handshake record (0x16 0x03)",), None, 9)
 
-
-@rule("tls-handshake-failed", spec=9, methods=("TLS",))
-def tls_handshake_failed(facts: CallFacts) -> Iterator[Finding]:
-    note = facts.note(TLS_FAILED_NOTE)
-    if note is None:
-        return
-    call = facts.call
-    reason = note.removeprefix(TLS_FAILED_NOTE).strip() or "unknown"
-    rejected_certificate = any(word in reason.lower() for word in
-                               ("certificate", "unknown_ca", "unknown ca", "bad_certificate"))
-    why = ("the client refused the edge's certificate" if rejected_certificate else
-           "client and edge found no protocol version or cipher suite in common" if any(
-               word in reason.lower() for word in ("version", "cipher", "handshake_failure"))
-           else "the handshake did not complete")
-    yield Finding(
-        "tls-handshake-failed", ERROR,
-        f"A TLS connection to the {call.region} edge ({call.request_uri.removeprefix('tls:')}) "
-        f"failed during its handshake ({reason}): {why}, so no INVITE was ever read and the "
-        "call never reached Twilio.",
-        "Trust the certificate chain Twilio's edge presents (Twilio: DigiCert roots; the twin: "
-        "its own CA, `siptwin up` prints where) and connect by the domain's host name, which "
-        "the certificate names; offer TLS 1.2 with one of the edge's ten suites "
-        "(ECDHE-RSA-AES128-GCM-SHA256 and others; spec §4.7).",
-        (f"TLS from {facts.source}: {reason}",), None, 9)
