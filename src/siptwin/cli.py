@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+    verbosity = int(getattr(args, "verbose", 0) or 0)
+    logging.basicConfig(level=(logging.DEBUG if verbosity >= 2 else
+                               logging.INFO if verbosity == 1 else logging.WARNING),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return args.run(args)
@@ -89,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--token-file", type=Path, help="also write the auth token to this file "
                     "(mode 0600); the token is never written to a log")
     up.add_argument("--detach", action="store_true", help="return once ready; stop with 'siptwin down'")
-    up.add_argument("-v", "--verbose", action="store_true", help="log SIP traffic")
+    up.add_argument("-v", "--verbose", action="count", default=0,
+                    help="log every SIP message in and out: one line each (-v), full text (-vv)")
     up.set_defaults(run=cmd_up)
 
     down = sub.add_parser("down", help="stop a twin started with 'up --detach'")
@@ -412,7 +415,7 @@ def _detach(args: argparse.Namespace) -> int:
     if args.token_file is not None:
         argv += ["--token-file", str(args.token_file.resolve())]
     if args.verbose:
-        argv.append("-v")
+        argv.append("-" + "v" * args.verbose)
     _rotate(log_path)  # the previous run's log may be the evidence of a crash
     with log_path.open("w") as log:
         child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,

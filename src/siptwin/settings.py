@@ -141,6 +141,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("unknown_parameters", "ignore", "ignore", "§2.3", "documented: parameters an "
             "operation does not define are ignored (warning 20001); 'reject' answers 400/20001 "
             "so a typo in a script surfaces at once", ("ignore", "reject"), area="rest"),
+    Setting("dial_dns_server", "", "", "§4.9", "<Dial><Sip> finds a host name's SIP server "
+            "by RFC 3263 (NAPTR, SRV, A); names under twilio.com come from the twin's own zone, "
+            "others from this resolver ('host' or 'host:port'); empty: the system resolver "
+            "(/etc/resolv.conf)", area="voice"),
+    Setting("dial_from_host", "domain", "domain", "§4.9", "the host of the From URI on "
+            "Twilio's outbound INVITE is not documented; 'domain' names the calling SIP "
+            "domain (acme.sip.twilio.com), 'edge-address' the edge's IP address as the twin "
+            "once did", ("domain", "edge-address"), area="voice"),
     Setting("route_propagation_seconds", 0, 0, "§3.9", "an inbound processing region change "
             "takes effect within up to 5 minutes on Twilio; 0 applies it at once (tests), at "
             "most 300", area="rest", maximum=300),

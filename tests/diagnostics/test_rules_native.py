@@ -327,3 +327,28 @@ async def test_tls_sent_to_the_plain_port_is_explained(harness) -> None:
     finding = findings["tls-on-plain-port"]
     assert finding.severity == "error" and finding.rule == 9 and "5061" in finding.fix
     assert f"{port}" in finding.sentence
+
+
+async def test_a_bye_that_gets_no_answer_is_explained(harness, app) -> None:
+    """The twin hangs up (its <Say> ends) but the caller's socket is gone: Timer F ends the
+    BYE transaction and explain says the far side may still think the call is up."""
+    from siptwin.sip.transaction import TimerConfig
+
+    voice = app.twiml("/voice", "<Response><Pause length=\"1\"/></Response>")
+    await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"]))
+    node = harness.twin.nodes["us1"]
+    node.layer.config = TimerConfig(t1=0.05, ack_wait=node.fidelity.ack_timeout)  # F = 3.2 s
+    host, port = harness.node_port("us1")
+    async with SipClient("127.0.0.1", "udp") as caller:
+        result = await caller.invite(host, port, "sip:1@acme.sip.us1.twilio.com", hold=0.1,
+                                     hang_up=False)
+    assert result.established  # the caller is gone (its socket closed) before the BYE
+    record = harness.twin.calls.get(result.call_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while loop.time() < deadline and "bye-not-delivered" not in by_id(harness.twin,
+                                                                       result.call_id):
+        await asyncio.sleep(0.2)
+    finding = by_id(harness.twin, result.call_id)["bye-not-delivered"]
+    assert finding.severity == "warning" and finding.rule == 11
+    assert any(note.startswith("BYE not delivered to udp:127.0.0.1:") for note in record.notes)

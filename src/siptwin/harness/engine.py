@@ -23,6 +23,7 @@ from twilio.request_validator import RequestValidator
 from ..regions.catalogue import Region
 from ..sip.errors import SipParseError
 from ..sip.message import Response, parse_datagram
+from ..sip.sdp import make_offer
 from ..sip.transaction import new_branch
 from ..twin.config import Twin
 from ..ua.client import DEFAULT_OFFER, Auth, SipClient, SipExchange
@@ -85,6 +86,7 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
     subaccount: SubAccount | None = None
     exchanges: list[SipExchange] = []
     call_ids: list[str] = []
+    context: dict[str, Any] | None = None
     try:
         region = twin.catalogue[region_id]
         given = scenario.given
@@ -124,6 +126,9 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
             params = interop.render_params(step, context)
             expect = render(step.expect, context)
             outcome = await _perform(step, params, expect, region, env, context)
+            if step.action == "phone":  # documents may now name {{ phone_port }}
+                app = render(given.get("app") or {}, context)
+                slot.voice = _behaviour(app)
             exchanges.extend(outcome.messages)
             call_ids.append(outcome.call_id)
             if outcome.detail:
@@ -132,6 +137,7 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
             result.failures.extend(interop.judge(outcome, expect, env))
             result.failures.extend(await _judge(outcome, expect, twin, slot, region,
                                                 context["signing_tokens"]))
+            result.failures.extend(_judge_phones(expect.get("phones"), context["phones"]))
             if result.failures:
                 break
     except ScenarioError as err:
@@ -140,6 +146,8 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
         result.outcome = "broken"
         result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=6)}"
     finally:
+        for phone in (context.get("phones", []) if context is not None else []):
+            await phone.close()
         twin.set_fidelity(saved)
         await faults.restore_all(twin, env.faults)
         for created in (sub_provisioned, provisioned):  # a sub-domain before its parent
@@ -210,6 +218,8 @@ def _context(region: Region, twin: Twin, env: Environment, slot: AppSlot,
         "new_call_id": lambda: f"{secrets.token_hex(8)}@siptwin",
         # Webhooks are signed with the token of the account that owns the called domain.
         "signing_tokens": {twin.account_sid: twin.auth_token},
+        "phones": [],  # the item's phones (the phone action), closed with the item
+        "phone_port": 0,  # the SIP port of the latest phone
     }
 
 
@@ -258,6 +268,8 @@ async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], r
         target = params.get("region", region.id)
         line = await faults.inject(twin, target, params, env.faults)
         return StepOutcome("fault", "", [], [SipExchange(time.time(), "out", line.encode())])
+    if step.action == "phone":
+        return await _phone(params, node, transport, source, context)
     if step.action in interop.ACTIONS:  # a real peer places the call (interop.py)
         return await interop.perform(step.action, params, node, context, env)
     async with SipClient(source, transport) as client:
@@ -287,6 +299,47 @@ async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], r
         last = client.last
         assert last is not None
         return StepOutcome(step.action, last.call_id, responses, last.messages)
+
+
+async def _phone(params: dict[str, Any], node: tuple[str, int], transport: str, source: str,
+                 context: dict[str, Any]) -> StepOutcome:
+    """Start a phone that stays up for the rest of the item (and REGISTER it as ``user`` on
+    the item's domain unless ``register: false``)."""
+    phone = SipClient(source, transport)
+    await phone.start()
+    context["phones"].append(phone)
+    context["phone_port"] = phone.local_port
+    # The SDP names a port nothing reads: the phone's audio is not checked by scenarios.
+    phone.answer_calls(make_offer(source, 40000 + len(context["phones"]) * 2, 1),
+                       status=params.get("answer", 200), after=float(params.get("after", 0.0)))
+    if not params.get("register", True):
+        return StepOutcome("phone", "", [], [])
+    user = params["user"]
+    auth = Auth(**params["auth"]) if "auth" in params else None
+    responses = await phone.request(
+        "REGISTER", node[0], node[1], f"sip:{context['host']}", auth=auth,
+        to_uri=f"sip:{user}@{context['host']}",
+        headers=[("Contact", f"<sip:{user}@{source}:{phone.local_port}>"), ("Expires", "600")])
+    last = phone.last
+    assert last is not None
+    return StepOutcome("phone", last.call_id, responses, last.messages)
+
+
+def _judge_phones(expect: dict[str, Any] | None, phones: list[SipClient]) -> list[Failure]:
+    if not expect:
+        return []
+    calls = [call for phone in phones for call in phone.incoming]
+    seen = {"rang": len(calls), "answered": sum(c.answered for c in calls),
+            "cancelled": sum(c.cancelled for c in calls)}
+    failures = [Failure("phone-mismatch", f"phones: {key}", expect[key], seen[key])
+                for key in ("rang", "answered", "cancelled") if key in expect
+                and expect[key] != seen[key]]
+    for name, pattern in (expect.get("headers") or {}).items():
+        values = [c.invite.headers.get(name) or "" for c in calls]
+        if not any(fnmatch.fnmatchcase(value, pattern) for value in values):
+            failures.append(Failure("phone-mismatch", f"phones: INVITE header {name}",
+                                    pattern, values))
+    return failures
 
 
 async def _raw(params: dict[str, Any], node: tuple[str, int], transport: str, source: str,
@@ -421,6 +474,10 @@ async def _judge(outcome: StepOutcome, expect: dict[str, Any], twin: Twin,
     if expect.get("ended_by_twin") and not (outcome.call and outcome.call.ended_by_remote):
         failures.append(Failure("missing-bye", "the twin should have ended the call with BYE",
                                 True, False))
+    if (expect.get("ended_by_twin") is False and outcome.call is not None
+            and outcome.call.ended_by_remote):
+        failures.append(Failure("unexpected-bye", "the twin ended the call; the caller should "
+                                "have", False, True))
     failures += await _judge_webhooks(expect, twin, slot, tokens or {})
     failures += _judge_call(outcome, expect, twin)
     failures += _judge_findings(outcome, expect, twin)

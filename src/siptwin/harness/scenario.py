@@ -157,13 +157,40 @@ _received = {
     },
 }
 
+# A phone that registers on the item's domain and stays up for the rest of the item,
+# answering (or ringing at) every INVITE the twin sends it: the target of <Dial> scenarios.
+_phone = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["user"],
+    "properties": {
+        **_common_action,
+        "user": {"type": "string"},
+        "auth": _auth,
+        "answer": {"type": ["integer", "null"], "minimum": 200, "maximum": 699,
+                   "description": "the final response (null: ring until CANCELled)"},
+        "after": {"type": "number", "minimum": 0, "description": "seconds of ringing first"},
+        "register": {"type": "boolean", "description": "false: only listen (for Dial by name)"},
+    },
+}
+_phones = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "what the item's phones got, all together",
+    "properties": {
+        "rang": {"type": "integer"}, "answered": {"type": "integer"},
+        "cancelled": {"type": "integer"}, "headers": _headers,
+    },
+}
+
 _when = {
     "type": "object",
     "minProperties": 1,
     "maxProperties": 1,
     "additionalProperties": False,
     "properties": {"invite": _invite, "options": _request, "register": _request, "raw": _raw,
-                   "rest": _rest, "sipp": _sipp, "pbx": _pbx, "fault": faults.SCHEMA},
+                   "rest": _rest, "sipp": _sipp, "pbx": _pbx, "fault": faults.SCHEMA,
+                   "phone": _phone},
 }
 _then = {
     "type": "object",
@@ -217,6 +244,7 @@ _then = {
         "sipp": _peer_run,
         "pbx": _peer_run,
         "received": _received,
+        "phones": _phones,
     },
 }
 _app = {

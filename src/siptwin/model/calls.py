@@ -86,6 +86,12 @@ class Alert:
     detail: str = ""
 
 
+# Notes the node writes and diagnostics reads (a rule matches the prefix).
+BYE_UNDELIVERED_NOTE = "BYE not delivered to"
+# The detail of an alert raised by <Dial> (not by the voice webhook) starts with this.
+DIAL_ALERT_PREFIX = "<Dial>"
+
+
 @dataclass
 class Call:
     call_id: str  # the SIP Call-ID

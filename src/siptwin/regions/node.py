@@ -20,9 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from dnslib import QTYPE, DNSRecord
+
 from ..cloud.view import ControlPlaneView, DomainSnapshot
 from ..limits import Limits
-from ..model.calls import Call, CallRegistry, TraceEntry
+from ..model.calls import (
+    BYE_UNDELIVERED_NOTE,
+    Call,
+    CallRegistry,
+    TraceEntry,
+)
 from ..model.codes import CallStatus
 from ..model.sids import new_call_sid
 from ..settings import Fidelity
@@ -51,6 +58,7 @@ from ..sip.transaction import (
     TimerConfig,
     TransactionError,
     TransactionLayer,
+    TransportError,
     TxKey,
     new_branch,
 )
@@ -60,11 +68,15 @@ from ..transport.endpoint import ConnectionBudget, EndpointConfig, Impairment, S
 from ..transport.timers import LayerTimer
 from ..transport.tls import allow_tls13_on
 from .catalogue import Catalogue, Region
+from .dns import DnsResolver
 from .pipeline import DigestState, InviteContext, Verdict, run_pipeline
 from .registrar import Registrar
 from .responses import twilio_response, twilio_to_tag
 
 log = logging.getLogger("siptwin.node")
+# Every SIP message in and out: a one-line summary at INFO (`up -v`), the full text at DEBUG
+# (`up -vv`).
+sip_log = logging.getLogger("siptwin.sip")
 
 NODE_POLICY = UasPolicy(
     allowed_methods=frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "REGISTER"}),
@@ -192,6 +204,32 @@ class CallSession:
     def fidelity(self) -> Fidelity:
         return self._node.fidelity
 
+    @property
+    def outbound(self) -> OutboundPort:
+        """The region's own SIP socket, for the twin's outbound legs (``<Dial><Sip>``)."""
+        return OutboundPort(self._node)
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self._node.catalogue
+
+    @property
+    def control(self) -> ControlPlaneView:
+        return self._node.control
+
+    async def twin_dns(self, name: str, qtype: str) -> list:
+        """Answer records for ``name`` from the twin's own zone (what regions.dns serves)."""
+        node = self._node
+        if node._dns is None:
+            node._dns = DnsResolver(node.catalogue, node.control)
+        reply = node._dns.resolve(DNSRecord.question(name, qtype))
+        wanted = getattr(QTYPE, qtype)
+        return [rr for rr in reply.rr if rr.rtype == wanted]
+
+    def registered_contacts(self, aor: str) -> list[str]:
+        """The contact URIs registered for ``aor`` (``sip:alice@acme.sip.twilio.com``)."""
+        return [binding.contact for binding in self._node.registrar.bindings(aor)]
+
     async def answer(self, media_port: int | None = None) -> None:
         """200 OK with SDP; ``media_port`` is where the voice layer receives RTP."""
         self._node._answer(self._dialog, media_port)
@@ -204,6 +242,28 @@ class CallSession:
         """BYE, once the caller's ACK of our 200 has arrived; returns when the call is over."""
         self._node._hangup(self._dialog, "completed")
         await self._dialog.ended.wait()
+
+
+class OutboundPort:
+    """A region node's SIP socket lent to an outbound leg (``ua.client.SharedTransport``):
+    Twilio's INVITEs leave from the edge's own port 5060, and the answers come back to it."""
+
+    def __init__(self, node: RegionNode) -> None:
+        self._node = node
+
+    def send_now(self, data: bytes, hop: Hop) -> None:
+        node = self._node
+        node._log_sip("out", hop.transport, (hop.host, hop.port), data)
+        node.endpoint.send_now(data, hop)
+
+    def local_address(self, transport: str) -> tuple[str, int]:
+        return self._node.addresses.get(transport) or (self._node.region.address, 5060)
+
+    def attach(self, call_id: str, on_bytes: Callable[[bytes, Source], None]) -> None:
+        self._node._outbound[call_id] = on_bytes
+
+    def detach(self, call_id: str) -> None:
+        self._node._outbound.pop(call_id, None)
 
 
 class RegionNode:
@@ -245,6 +305,10 @@ class RegionNode:
         if tls_context is not None:
             allow_tls13_on(tls_context, fidelity.tls13)
         self._dialogs: dict[str, Dialog] = {}
+        # Call-ID -> the outbound leg (ua client) whose messages arrive on this node's socket
+        self._outbound: dict[str, Callable[[bytes, Source], None]] = {}
+        self._byes: dict[TxKey, tuple[Call, str]] = {}  # our BYEs awaiting an answer
+        self._dns: DnsResolver | None = None  # the twin's zone, for <Dial> to twilio.com names
         self._address_texts: dict[tuple[str, int], str] = {}
         self._timer = LayerTimer(self.layer, self._apply)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -299,6 +363,11 @@ class RegionNode:
                         max_size=self.endpoint.limits.max_message_size)
         message = outcome.message
         call_id = _raw_call_id(message, data)
+        self._log_sip("in", source.transport, (source.host, source.port), data)
+        outbound = self._outbound.get(call_id) if call_id is not None else None
+        if outbound is not None and message is not None:
+            outbound(data, source)
+            return
         self._trace(call_id, "in", source.transport, (source.host, source.port),
                     (source.local_host, source.local_port), data)
         if outcome.reply is not None:
@@ -343,8 +412,11 @@ class RegionNode:
                 self._on_ack(effect.request, source)
             elif isinstance(effect, Timeout):
                 self._on_timeout(effect)
-            elif isinstance(effect, ResponseReceived):
-                pass  # answers to our BYEs need no action
+            elif isinstance(effect, TransportError):
+                self._bye_undelivered(effect.key, "the connection to it failed")
+            elif (isinstance(effect, ResponseReceived) and effect.key is not None
+                  and effect.response.status >= 200):
+                self._byes.pop(effect.key, None)  # our BYE was answered: delivered
         self._timer.reschedule()
 
     # ------------------------------------------------------------------ output
@@ -354,7 +426,23 @@ class RegionNode:
             self.endpoint.tcp_address if hop.transport == "tcp" else self.endpoint.tls_address)
         self._trace(message.headers.get("Call-ID"), "out", hop.transport, (hop.host, hop.port),
                     local, data)
+        self._log_sip("out", hop.transport, (hop.host, hop.port), data)
         self.endpoint.send_now(data, hop)
+
+    def _log_sip(self, direction: str, transport: str, peer: tuple[str, int],
+                 data: bytes) -> None:
+        if not sip_log.isEnabledFor(logging.INFO):
+            return
+        arrow = "<-" if direction == "in" else "->"
+        first = data.split(b"\r\n", 1)[0][:200].decode("utf-8", "replace")
+        where = f"{self.region.id} {arrow} {transport}:{peer[0]}:{peer[1]}"
+        if sip_log.isEnabledFor(logging.DEBUG):
+            sip_log.debug("%s %d bytes\n%s", where, len(data),
+                          data[:8192].decode("utf-8", "replace"))
+        else:
+            call_id = _header_value(data, b"call-id") or b"?"
+            sip_log.info("%s %s (Call-ID %s)", where, first,
+                         call_id[:80].decode("utf-8", "replace"))
 
     def _respond(self, key: TxKey, response: Response) -> None:
         try:
@@ -634,7 +722,10 @@ class RegionNode:
             ("CSeq", f"{dialog.local_cseq} BYE"),
             ("User-Agent", "Twilio Gateway"),
         ])
-        _, effects = self.layer.send_request(bye, hop, self._now(), reliable=hop.transport != "udp")
+        key, effects = self.layer.send_request(bye, hop, self._now(),
+                                               reliable=hop.transport != "udp")
+        # Until its answer arrives: a BYE that never gets one is noted on the call (explain).
+        self._byes[key] = (dialog.call, f"{hop.transport}:{hop.host}:{hop.port}")
         self._apply(effects)
 
     def _in_dialog(self, request: Request, source: Source | None) -> Dialog | None:
@@ -676,7 +767,20 @@ class RegionNode:
             self._send_bye(dialog)
             self._end(dialog, dialog.bye_after_ack)
 
+    def _bye_undelivered(self, key: TxKey, why: str) -> None:
+        pending = self._byes.pop(key, None)
+        if pending is None:
+            return
+        call, where = pending
+        call.notes.append(f"{BYE_UNDELIVERED_NOTE} {where}: {why}")
+        log.info("%s: BYE for %s not delivered to %s (%s)", self.region.id, call.call_id,
+                 where, why)
+
     def _on_timeout(self, effect: Timeout) -> None:
+        if effect.timer == "F":
+            self._bye_undelivered(effect.key, "no response to it or its retransmissions "
+                                              "(Timer F, 64*T1)")
+            return
         if effect.timer != "2xx-ack":
             return
         dialog = next((d for d in self._dialogs.values() if d.invite_key == effect.key), None)
@@ -771,6 +875,16 @@ def _media_port() -> int:
 def _raw_call_id(message: Request | Response | None, data: bytes) -> str | None:
     if message is not None:
         return message.headers.get("Call-ID")
+    return None
+
+
+def _header_value(data: bytes, name: bytes) -> bytes | None:
+    """A header's value read from raw octets (for a log line; no parse needed)."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n")[1:64]:
+        key, sep, value = line.partition(b":")
+        if sep and key.strip().lower() in (name, b"i" if name == b"call-id" else name):
+            return value.strip()
     return None
 
 

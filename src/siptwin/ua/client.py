@@ -17,7 +17,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from ..sip.digest import answer_challenge
 from ..sip.errors import SipParseError
@@ -46,6 +46,20 @@ from ..transport.timers import LayerTimer
 from ..transport.tls import client_context
 
 DEFAULT_OFFER = object()  # sentinel: offer PCMU/PCMA/telephone-event from the client
+_CANCEL = object()  # queued to a ringing INVITE's waiter: send CANCEL now
+
+
+class SharedTransport(Protocol):
+    """Someone else's SIP socket the client borrows (a region node's port 5060): the client
+    sends through it, and it hands back every message of the calls the client attached."""
+
+    def send_now(self, data: bytes, hop: Hop) -> None: ...
+
+    def local_address(self, transport: str) -> tuple[str, int]: ...
+
+    def attach(self, call_id: str, on_bytes: Any) -> None: ...
+
+    def detach(self, call_id: str) -> None: ...
 
 
 @dataclass
@@ -80,6 +94,17 @@ class CallResult:
 
 
 @dataclass
+class IncomingCall:
+    """An INVITE this client received as a phone (see :meth:`SipClient.answer_calls`)."""
+
+    invite: Request
+    to_tag: str
+    answered: bool = False
+    cancelled: bool = False
+    ended: bool = False
+
+
+@dataclass
 class Auth:
     username: str
     password: str
@@ -87,14 +112,21 @@ class Auth:
 
 class SipClient:
     def __init__(self, local_host: str = "127.0.0.1", transport: str = "udp",
-                 tls_context: ssl.SSLContext | None = None, t1: float = 0.5) -> None:
+                 tls_context: ssl.SSLContext | None = None, t1: float = 0.5, *,
+                 shared: SharedTransport | None = None, user_agent: str = "siptwin-client",
+                 call_id_host: str | None = None) -> None:
         self.local_host = local_host
         self.transport = transport
-        self.endpoint = SipEndpoint(
+        self.user_agent = user_agent
+        self.call_id_host = call_id_host or local_host
+        # With ``shared`` the client owns no socket: it speaks from the borrowed one.
+        self.shared = shared
+        self.endpoint = None if shared is not None else SipEndpoint(
             EndpointConfig(local_host, 0 if transport == "udp" else None, None, None,
                            tls_client_context=tls_context or client_context()),
             self._on_bytes,
         )
+        self._pending: dict[TxKey, asyncio.Queue[Any]] = {}  # INVITEs not yet answered
         from ..sip.transaction import TimerConfig
 
         self.layer = TransactionLayer(TimerConfig(t1=t1), retransmit_2xx=False)
@@ -105,14 +137,27 @@ class SipClient:
         self.answered = asyncio.Event()
         self._timer = LayerTimer(self.layer, self._apply)
         self._loop: asyncio.AbstractEventLoop | None = None
+        # As a phone: INVITEs get 180, then ``_answer_status`` after ``_answer_after`` seconds
+        # (None: they ring until CANCELled). Nothing is answered unless answer_calls() was called.
+        self.incoming: list[IncomingCall] = []
+        self._answer_sdp: bytes | None = None
+        self._answer_status: int | None = None
+        self._answer_after = 0.0
+        self._ringing: dict[TxKey, IncomingCall] = {}
+        self.incoming_event = asyncio.Event()  # set at every change of ``incoming``
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await self.endpoint.start()
+        if self.endpoint is not None:
+            await self.endpoint.start()
 
     async def close(self) -> None:
         self._timer.cancel()
-        await self.endpoint.close()
+        if self.shared is not None:
+            for call_id in self._calls:
+                self.shared.detach(call_id)
+        if self.endpoint is not None:
+            await self.endpoint.close()
 
     async def __aenter__(self) -> SipClient:
         await self.start()
@@ -135,9 +180,26 @@ class SipClient:
         for call_id in list(self._calls):
             self._ended.setdefault(call_id, asyncio.Event()).set()
 
+    def cancel_pending(self) -> None:
+        """CANCEL every INVITE still ringing (a fork another branch answered, a caller gone);
+        their 487s end them as usual."""
+        for queue in self._pending.values():
+            queue.put_nowait(_CANCEL)
+
     @property
     def local_port(self) -> int:
+        if self.shared is not None:
+            return self.shared.local_address(self.transport)[1]
+        assert self.endpoint is not None
         return self.endpoint.udp_address[1] if self.transport == "udp" else 5060
+
+    def _new_call(self) -> CallResult:
+        call_id = f"{secrets.token_hex(16)}@{self.call_id_host}"
+        result = CallResult(call_id)
+        self._calls[call_id] = result
+        if self.shared is not None:
+            self.shared.attach(call_id, self._on_bytes)
+        return result
 
     # ------------------------------------------------------------------ plumbing
     def _now(self) -> float:
@@ -174,18 +236,87 @@ class SipClient:
         call = self._calls.get(message.headers.get("Call-ID") or "")
         if call is not None:
             call.messages.append(SipExchange(time.time(), "out", data))
-        self.endpoint.send_now(data, hop)
+        if self.shared is not None:
+            self.shared.send_now(data, hop)
+        else:
+            assert self.endpoint is not None
+            self.endpoint.send_now(data, hop)
+
+    def answer_calls(self, sdp: bytes | None, *, status: int | None = 200,
+                     after: float = 0.0) -> None:
+        """Act as a phone: ring at every INVITE, then answer ``status`` (with ``sdp`` on a
+        2xx) ``after`` seconds later; ``status=None`` rings until CANCELled."""
+        self._answer_sdp, self._answer_status, self._answer_after = sdp, status, after
 
     def _on_request(self, event: RequestReceived) -> None:
         request = event.request
+        if request.method == "INVITE" and self._answer_sdp is not None:
+            self._on_invite(event)
+            return
+        if request.method == "CANCEL":
+            self._on_cancel(event)
+            return
         call = self._calls.get(request.headers.get("Call-ID") or "")
         if request.method == "BYE" and call is not None:
             call.ended_by_remote = True
             self._ended.setdefault(call.call_id, asyncio.Event()).set()
+        if request.method == "BYE":
+            for incoming in self.incoming:
+                if incoming.invite.headers.get("Call-ID") == request.headers.get("Call-ID"):
+                    incoming.ended = True
+                    self.incoming_event.set()
         self._apply(self.layer.respond(event.key, make_response(request, 200), self._now()))
 
+    def _on_invite(self, event: RequestReceived) -> None:
+        request = event.request
+        if request.to.tag:  # a re-INVITE: same answer again
+            self._apply(self.layer.respond(event.key, self._answer(request, 200, None),
+                                           self._now()))
+            return
+        incoming = IncomingCall(request, secrets.token_hex(4))
+        self.incoming.append(incoming)
+        self.incoming_event.set()
+        self._ringing[event.key] = incoming
+        self._apply(self.layer.respond(event.key, self._answer(request, 180, incoming),
+                                       self._now()))
+        if self._answer_status is not None:
+            assert self._loop is not None
+            self._loop.call_later(self._answer_after, self._final, event.key)
+
+    def _final(self, key: TxKey) -> None:
+        incoming = self._ringing.pop(key, None)
+        if incoming is None or self._answer_status is None:
+            return
+        incoming.answered = 200 <= self._answer_status < 300
+        self.incoming_event.set()
+        self._apply(self.layer.respond(key, self._answer(incoming.invite, self._answer_status,
+                                                         incoming), self._now()))
+
+    def _answer(self, request: Request, status: int, incoming: IncomingCall | None) -> Response:
+        extra: list[tuple[str, str]] = []
+        body = b""
+        if 200 <= status < 300:
+            extra.append(("Contact", f"<sip:phone@{self.local_host}:{self.local_port}>"))
+            if self._answer_sdp:
+                extra.append(("Content-Type", "application/sdp"))
+                body = self._answer_sdp
+        return make_response(request, status, to_tag=incoming.to_tag if incoming else None,
+                             extra=extra, body=body)
+
+    def _on_cancel(self, event: RequestReceived) -> None:
+        request = event.request
+        incoming = self._ringing.pop(event.cancels, None) if event.cancels is not None else None
+        self._apply(self.layer.respond(event.key, make_response(request, 200 if incoming else 481),
+                                       self._now()))
+        if incoming is not None and event.cancels is not None:
+            incoming.cancelled = True
+            self.incoming_event.set()
+            self._apply(self.layer.respond(event.cancels,
+                                           self._answer(incoming.invite, 487, incoming),
+                                           self._now()))
+
     def _via(self) -> str:
-        port = self.local_port if self.transport == "udp" else 9
+        port = self.local_port if self.transport == "udp" or self.shared is not None else 9
         return f"SIP/2.0/{self.transport.upper()} {self.local_host}:{port};branch={new_branch()};rport"
 
     async def _transact(self, request: Request, hop: Hop, until_final: bool = True,
@@ -244,9 +375,8 @@ class SipClient:
         response within ``wait_final`` seconds is reported with ``timed_out``.
         """
         hop = Hop(self.transport, host, port)
-        call_id = f"{secrets.token_hex(8)}@{self.local_host}"
-        result = CallResult(call_id)
-        self._calls[call_id] = result
+        result = self._new_call()
+        call_id = result.call_id
         from_uri = from_uri or f"sip:siptwin@{self.local_host}"
         from_value = f"<{from_uri}>;tag={secrets.token_hex(4)}"
         body = (make_offer(self.local_host, 20000, 1) if sdp is DEFAULT_OFFER
@@ -263,7 +393,7 @@ class SipClient:
                 ("Call-ID", call_id),
                 ("CSeq", f"{cseq} INVITE"),
                 ("Contact", f"<sip:siptwin@{self.local_host}:{self.local_port};transport={self.transport}>"),
-                ("User-Agent", "siptwin-client"),
+                ("User-Agent", self.user_agent),
                 *authorization,
                 *extra,
                 *([("Content-Type", "application/sdp")] if body else []),
@@ -289,11 +419,13 @@ class SipClient:
                                   wait_final: float, cancel_after: float | None) -> Response | None:
         key, effects = self.layer.send_request(invite, hop, self._now(),
                                                reliable=hop.transport != "udp")
-        queue: asyncio.Queue[Response | None] = asyncio.Queue()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
         self._events[key] = queue
+        self._pending[key] = queue
         self._apply(effects)
         deadline = self._now() + wait_final
         cancel_at = self._now() + cancel_after if cancel_after is not None else None
+        cancelled = cancel_wanted = False
         try:
             while True:
                 limit = deadline if cancel_at is None else min(deadline, cancel_at)
@@ -305,14 +437,26 @@ class SipClient:
                         await self._cancel(invite, hop)
                         continue
                     return None
+                if response is _CANCEL:
+                    cancel_at = None
+                    if result.responses and not cancelled:  # RFC 3261 §9.1: after a 1xx
+                        cancelled = True
+                        await self._cancel(invite, hop)
+                    else:
+                        cancel_wanted = True
+                    continue
                 if response is None:
                     return None
                 result.responses.append(response)
+                if cancel_wanted and not cancelled and response.status < 200:
+                    cancelled = True
+                    await self._cancel(invite, hop)
                 if response.status >= 200:
                     result.final = response
-                    return response
+                    return cast(Response, response)
         finally:
             del self._events[key]
+            self._pending.pop(key, None)
 
     async def _cancel(self, invite: Request, hop: Hop) -> None:
         from ..sip.transaction import build_cancel
@@ -387,9 +531,8 @@ class SipClient:
                       auth: Auth | None = None, to_uri: str | None = None) -> list[Response]:
         """A non-INVITE request outside a dialog (OPTIONS, REGISTER, ...); returns responses."""
         hop = Hop(self.transport, host, port)
-        call_id = f"{secrets.token_hex(8)}@{self.local_host}"
-        result = CallResult(call_id)
-        self._calls[call_id] = result
+        result = self._new_call()
+        call_id = result.call_id
         tag = secrets.token_hex(4)
         authorization: list[tuple[str, str]] = []
         got: list[Response] = []

@@ -25,7 +25,7 @@ from ..model.sids import new_call_sid
 from ..regions.node import CallSession
 from ..ua.client import Auth
 from . import media, offline
-from .dial import DialOutcome, dial_sip, parse_sip_target
+from .dial import DialLeg, DialOutcome, branches_for, dial_sip, make_lookup, parse_sip_target
 from .status import StatusCallbacks
 from .twiml import NOT_EMULATED, TwimlDocument, Verb, parse_twiml
 from .webhook import Reply, WebhookClient, check_twiml_reply
@@ -519,19 +519,54 @@ class CallRun:
             return DialOutcome("failed", None, None, 0, None)
         for warning in target.warnings:
             self._alert(warning)
-        caller_id = verb.attr("callerId")
+        lookup = make_lookup(self.session, str(self.fidelity.dial_dns_server))
+        branches = await self._until_ended(
+            branches_for(target, self.session, self.facts.account_sid, lookup))
+        if branches is None:
+            return DialOutcome("canceled", None, None, 0, None)
+        if isinstance(branches, VoiceError):
+            self._alert(branches)
+            return DialOutcome("failed", None, None, 0, None)
+        leg = DialLeg(self.session.region.address, self.session.outbound,
+                      self._dial_from_uri(verb.attr("callerId")),
+                      [("X-Twilio-CallSid", child_sid),
+                       ("X-Twilio-AccountSid", self.facts.account_sid)],
+                      Auth(noun.attr("username"), noun.attr("password"))
+                      if noun.attr("username") else None,
+                      ring_timeout, time_limit, self.session.ended,
+                      on_answer=lambda: self._bridge_caller(on_bridge),
+                      codecs=self._caller_codecs())
+        outcome = await dial_sip(branches, leg, target.headers)
+        self.call.notes.extend(leg.notes)
+        return outcome
+
+    def _dial_from_uri(self, caller_id: str) -> str:
         if caller_id.startswith(("sip:", "sips:")):
-            from_uri = caller_id
+            return caller_id
+        user = caller_id or self.facts.from_.split(":", 1)[-1].split("@", 1)[0] or "twilio"
+        host = (self.session.region.address if self.fidelity.dial_from_host == "edge-address"
+                else self.domain.domain_name)
+        return f"sip:{user}@{host}"
+
+    async def _bridge_caller(self, answer_first: bool) -> media.MediaStream | None:
+        if answer_first:
+            await self.answer()
+        return self.media if self.session.answered and not self.ended else None
+
+    def _caller_codecs(self) -> tuple[str, ...]:
+        """The caller's G.711 law first, so the relay needs no transcoding."""
+        plan = self.media.plan
+        if plan is not None:
+            first = "PCMA" if plan.payload_type == media.PCMA else "PCMU"
         else:
-            user = caller_id or self.facts.from_.split(":", 1)[-1].split("@", 1)[0] or "twilio"
-            from_uri = f"sip:{user}@{self.session.region.address}"
-        headers = [("X-Twilio-CallSid", child_sid), ("X-Twilio-AccountSid", self.facts.account_sid)]
-        auth = Auth(noun.attr("username"), noun.attr("password")) if noun.attr("username") else None
-        on_answer = self.answer if on_bridge else None
-        return await dial_sip(target, local_host=self.session.region.address, from_uri=from_uri,
-                              extra_headers=headers, auth=auth, ring_timeout=ring_timeout,
-                              time_limit=time_limit, caller_gone=self.session.ended,
-                              on_answer=on_answer)
+            try:
+                offer = self.session.invite.sdp
+            except ValueError:
+                offer = None
+            names = [c.name.upper() for m in (offer.media if offer else ())
+                     for c in m.codecs()]
+            first = next((n for n in names if n in ("PCMU", "PCMA")), "PCMU")
+        return (first, "PCMA" if first == "PCMU" else "PCMU")
 
     # ------------------------------------------------------------------ Record
     async def _record(self, verb: Verb, document: TwimlDocument) -> object:

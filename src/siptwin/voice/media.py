@@ -321,6 +321,9 @@ class MediaStream:
         self._transport: asyncio.DatagramTransport | None = None
         self._last_event_timestamp: int | None = None
         self._send_lock = asyncio.Lock()
+        # A bridged call (<Dial>): the caller's RTP (decrypted) goes to ``relay`` instead of
+        # being heard here, and the stream sends only what ``forward`` gives it.
+        self.relay: Callable[[bytes], None] | None = None
 
     @property
     def plan(self) -> MediaPlan | None:
@@ -379,7 +382,7 @@ class MediaStream:
             plan = self._plan
             if plan is None:
                 continue
-            if plan.sending and not self._send_lock.locked():
+            if plan.sending and not self._send_lock.locked() and self.relay is None:
                 self._send_frame(SILENCE[plan.payload_type], marker=False)
             now = loop.time()
             if now >= report_at:
@@ -474,6 +477,15 @@ class MediaStream:
                 self.sequence = (self.sequence + len(packets)) & 0xFFFF
                 self.timestamp = (self.timestamp + 800 + FRAME_SAMPLES) & 0xFFFFFFFF
 
+    def forward(self, packet: bytes) -> None:
+        """Send one RTP packet of the bridged leg to the caller (protected if the call is SRTP)."""
+        plan = self._plan
+        if plan is None or not plan.sending or len(packet) < 12:
+            return
+        self._send(packet, self._destination(plan))
+        self.packets_sent += 1
+        self.octets_sent += len(packet) - 12
+
     def _send(self, packet: bytes, destination: tuple[str, int]) -> None:
         if self._transport is None:
             return
@@ -512,6 +524,9 @@ class MediaStream:
             data = clear
         self.packets_received += 1
         self._heard_at = asyncio.get_running_loop().time()
+        if self.relay is not None:
+            self.relay(data)
+            return
         payload_type = data[1] & 0x7F
         if self.plan is None or payload_type != self.plan.event_payload_type:
             return

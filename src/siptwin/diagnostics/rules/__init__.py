@@ -3,6 +3,7 @@
 from . import (  # noqa: F401
     access,
     authentication,
+    dial,
     dialog,
     headers,
     media,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from ...model.calls import BYE_UNDELIVERED_NOTE
 from ...model.findings import ERROR, WARNING, Finding
 from ...sip.errors import SipParseError
 from ...sip.message import Request, Response
@@ -120,3 +121,20 @@ def private_contact(facts: CallFacts) -> Iterator[Finding]:
                 "fix_nated_contact()), or keep a NAT binding with rport.",
                 (msg.header_line("Contact") or contact, f"packet source: {facts.source}"),
                 None, 11)
+
+
+@rule("bye-not-delivered", spec=11)
+def bye_not_delivered(facts: CallFacts) -> Iterator[Finding]:
+    note = facts.note(BYE_UNDELIVERED_NOTE)
+    if note is None:
+        return
+    yield Finding(
+        "bye-not-delivered", WARNING,
+        "Twilio hung up, but its BYE got no answer: the PBX or phone never received it (or "
+        "never answered it), so on that side the call may still be up - a hung channel that "
+        "holds a line or licence until its own timers end it.",
+        "Keep the address in your Contact (and Record-Route) reachable for the whole call: "
+        "keep NAT and firewall pinholes open with keep-alives (OPTIONS or CRLF), do not close "
+        "the TCP/TLS connection the call came on, and disable SIP ALGs that rewrite Contact; "
+        "set a session timer or RTP timeout on the PBX as a safety net.",
+        (note,), None, 11)

@@ -165,3 +165,4 @@ def tls_on_plain_port(facts: CallFacts) -> Iterator[Finding]:
         "and use UDP/TCP.",
         (f"TCP connection from {facts.source} to {call.request_uri.removeprefix('tcp:')}: the "
          "first bytes are a TLS handshake record (0x16 0x03)",), None, 9)
+

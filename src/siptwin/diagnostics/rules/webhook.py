@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ...model.calls import DIAL_ALERT_PREFIX
 from ...model.findings import ERROR, WARNING, Finding
 from ..engine import rule
 from ..facts import CallFacts
@@ -31,7 +32,8 @@ def _voice(facts: CallFacts) -> list[dict]:
 @rule("webhook-failed", "webhook-slow", spec=13)
 def webhook(facts: CallFacts) -> Iterator[Finding]:
     call = facts.call
-    failures = [a for a in call.alerts if a.code in FAILURE_CODES]
+    failures = [a for a in call.alerts if a.code in FAILURE_CODES
+                and not a.detail.startswith(DIAL_ALERT_PREFIX)]
     records = _voice(facts)
     if failures:
         first = failures[0]
