@@ -1,10 +1,12 @@
 """SIPp drives the authenticated call flow against one region node of a twin in a subprocess.
 
 Run: python bench/sipp_load.py [--rates 100,200,300,400,600,800,1000,1200] [--seconds 5]
+                              [--app pause,say]
 
 The twin is ``python -m siptwin up`` with all eight regions (so the memory figure is the
 embedded twin as users start it), in its own process; this script provisions it through the
-official twilio SDK (a domain with a credential list and static TwiML as its voice_url), runs
+official twilio SDK (a domain with a credential list and, as its voice_url, the app: ``pause``
+static TwiML, ``say`` the seed's twimlets message URL; each app in a fresh twin), runs
 SIPp (harness/sipp/uac_auth.xml over UDP: INVITE, 407, ACK, INVITE with credentials, 100,
 180, 200, ACK, BYE, 200) against us1 only, at each rate for a fixed number of seconds. A rate
 passes when SIPp exits 0 with 0 failed calls, every call it was asked for succeeded, and it
@@ -48,6 +50,11 @@ LABEL = "bench"
 # Static TwiML answered inside the twin (no webhook server): the first <Pause> answers the call
 # and holds it until SIPp's BYE.
 TWIML = 'twiml:<Response><Pause length="60"/></Response>'
+# The seed's own example application: Twilio's "message" twimlet saying one sentence (answered
+# inside the twin, offline), so every call streams <Say> audio until SIPp's BYE.
+SEED_SAY = ("http://twimlets.com/message?Message%5B0%5D=Hello%2C%20you%20have%20reached%20"
+            "the%20SIP%20domain.%20Please%20hold%20while%20we%20connect%20your%20call.")
+APPS = {"pause": TWIML, "say": SEED_SAY}
 
 
 @dataclass
@@ -86,6 +93,11 @@ class Report:
     best_rate: int | None = None
     best_p99_ms: float | None = None
     command: str = ""
+    app: str = ""
+    machine: dict[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, object]:
+        return asdict(self) | {"rates": [asdict(r) | {"passed": r.passed} for r in self.rates]}
 
 
 def free_port() -> int:
@@ -257,7 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=2.0, help="seconds idle before VmRSS")
     parser.add_argument("--settle", type=float, default=35.0,
                         help="seconds after the run before the settled VmRSS (0: skip)")
-    parser.add_argument("--voice-url", default=TWIML, help="the domain's voice_url")
+    parser.add_argument("--app", default="pause",
+                        help="comma-separated apps, each in a fresh twin: pause (<Pause "
+                             "length=60>), say (the seed's twimlets message, a <Say>)")
+    parser.add_argument("--voice-url", default=None,
+                        help="the domain's voice_url (overrides --app)")
     parser.add_argument("--workers", type=int, default=1,
                         help="siptwin up --workers (SIPp then uses a socket per call)")
     parser.add_argument("--keep-going", action="store_true", help="run rates past a failure")
@@ -265,10 +281,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--py-spy", type=Path, metavar="FILE",
                         help="sample the twin with py-spy during the run (collapsed stacks)")
     args = parser.parse_args(argv)
-    rates = [int(r) for r in args.rates.split(",")]
+    command = "python bench/sipp_load.py " + shlex.join(
+        a for a in (argv if argv is not None else sys.argv[1:]) if a)
+    apps = ({"custom": args.voice_url} if args.voice_url
+            else {name: APPS[name] for name in args.app.split(",")})
+    reports = {name: run_app(name, url, args, command) for name, url in apps.items()}
+    if len(reports) > 1:
+        print("\nCPU per call by app (twin utime+stime / successful calls):")
+        for name, report in reports.items():
+            cpu = [r.twin_cpu_ms_per_call for r in report.rates if r.twin_cpu_ms_per_call]
+            print(f"  {name:>6}: {', '.join(f'{c:.2f}' for c in cpu)} ms; highest clean rate "
+                  f"{report.best_rate} calls/s")
+    if args.json:
+        args.json.write_text(json.dumps({name: report.as_json() for name, report in
+                                         reports.items()}, indent=2))
+    return 0
 
-    report = Report(command="python bench/sipp_load.py " + shlex.join(
-        a for a in (argv if argv is not None else sys.argv[1:]) if a))
+
+def run_app(app: str, voice_url: str, args: argparse.Namespace, command: str) -> Report:
+    rates = [int(r) for r in args.rates.split(",")]
+    print(f"== app {app}: voice_url {voice_url}")
+
+    report = Report(command=command, app=app)
     with tempfile.TemporaryDirectory(prefix="siptwin-bench-") as tmp:
         work = Path(tmp)
         scenario = SCENARIO
@@ -280,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(args.idle)
             report.rss_idle_kb = sum(proc_status(pid, "VmRSS") for pid in twin.pids)
             provision_domain(api_url, twin.value("TWILIO_ACCOUNT_SID"),
-                             twin.value("TWILIO_AUTH_TOKEN"), args.voice_url)
+                             twin.value("TWILIO_AUTH_TOKEN"), voice_url)
             host, port = node_address(twin.banner, args.region)
             print(f"twin pid {twin.pid} ready in {twin.ready_after:.2f} s; idle VmRSS "
                   f"{report.rss_idle_kb / 1024:.1f} MB; SIPp -> {args.region} {host}:{port}")
@@ -332,11 +366,8 @@ def main(argv: list[str] | None = None) -> int:
           + (f"; {report.settle_s:.0f} s later: {report.rss_settled_kb / 1024:.1f} MB"
              if report.settle_s else ""))
     print(f"reproduce: {report.command}")
-    if args.json:
-        data = asdict(report) | {"machine": info,
-                                 "rates": [asdict(r) | {"passed": r.passed} for r in report.rates]}
-        args.json.write_text(json.dumps(data, indent=2))
-    return 0
+    report.machine = info
+    return report
 
 
 def start_sampler(pid: int, out: Path) -> subprocess.Popen[bytes]:
