@@ -292,7 +292,7 @@ def speech_seconds(text: str) -> float:
 
 async def speak(text: str, language: str = "en", voice: str = "") -> Prompt:
     """``<Say>``'s audio, made once per (text, voice, language) while it stays in ``PROMPTS``."""
-    engine = shutil.which("espeak-ng") if text else None
+    engine = _speech_engine() if text else None
     key = ("say", text, voice, language, engine is not None)
     prompt = PROMPTS.get(key)
     if prompt is not None:
@@ -302,6 +302,20 @@ async def speak(text: str, language: str = "en", voice: str = "") -> Prompt:
         if samples is not None:
             return PROMPTS.put(key, SampledPrompt(samples))
     return PROMPTS.put(key, TonePrompt(440.0, speech_seconds(text)))
+
+
+_ENGINE_CHECK_SECONDS = 10.0
+_engine: tuple[float, str | None] = (-_ENGINE_CHECK_SECONDS, None)
+
+
+def _speech_engine() -> str | None:
+    """espeak-ng's path, looked up at most every ten seconds (a PATH walk per <Say> costs as
+    much as the rest of the verb)."""
+    global _engine
+    now = time.monotonic()
+    if now - _engine[0] >= _ENGINE_CHECK_SECONDS:
+        _engine = (now, shutil.which("espeak-ng"))
+    return _engine[1]
 
 
 async def _espeak(engine: str, text: str, language: str) -> array | None:
