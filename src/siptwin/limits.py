@@ -30,6 +30,10 @@ class Limits:
     max_message_size: int = 65535
     # The REST API
     http_idle_timeout: float = 15.0
+    # Overload (per region node): new calls are shed while both hold
+    overload_lag: float = 0.1
+    overload_message_rate: float = 2500.0
+    overload_retry_after: int = 1
 
     def with_overrides(self, overrides: dict[str, Any]) -> Limits:
         """A copy with ``{"name": value}`` applied; values may be text (from the CLI)."""
@@ -79,6 +83,11 @@ DESCRIPTIONS: dict[str, str] = {
     "http_idle_timeout": "seconds an API connection may take to send a request's header "
                          "section, or stay idle before and between requests (aiohttp's "
                          "keep-alive timer bounds all three)",
+    "overload_lag": "seconds the event loop may run late before a node that is also receiving "
+                    "overload_message_rate sheds new calls (the overload_action setting)",
+    "overload_message_rate": "SIP messages per second a node must be receiving before a late "
+                             "event loop counts as overload (below it, lateness is the machine)",
+    "overload_retry_after": "seconds in the Retry-After of a 503 for a call shed under overload",
 }
 
 
