@@ -124,8 +124,11 @@ class TwinProcess:
 
     def __init__(self, state: Path, regions: str | None, workers: int = 1) -> None:
         self.api_port, self.dns_port = free_port(), free_port()
+        # The auth token reaches a terminal only; a pipe gets it through --token-file.
+        self.token_file = state.parent / "auth-token"
         self.argv = [sys.executable, "-m", "siptwin", "up", "--state", str(state),
-                     "--api-port", str(self.api_port), "--dns-port", str(self.dns_port)]
+                     "--api-port", str(self.api_port), "--dns-port", str(self.dns_port),
+                     "--token-file", str(self.token_file)]
         if regions:
             self.argv += ["--regions", regions]
         if workers > 1:
@@ -147,6 +150,8 @@ class TwinProcess:
         raise RuntimeError("siptwin up exited before ready:\n" + "\n".join(self.banner))
 
     def value(self, prefix: str) -> str:
+        if prefix == "TWILIO_AUTH_TOKEN":
+            return self.token_file.read_text().strip()
         return next(line.split("=", 1)[1] for line in self.banner if line.startswith(prefix))
 
     @property
@@ -190,14 +195,16 @@ def provision_domain(api_url: str, sid: str, token: str, voice_url: str) -> None
 
 
 def sipp_argv(host: str, port: int, region: str, rate: int, calls: int, limit: int,
-              scenario: Path = SCENARIO, socket_per_call: bool = False) -> list[str]:
-    domain = f"{LABEL}.sip.{region}.twilio.com"
+              scenario: Path = SCENARIO, socket_per_call: bool = False,
+              account: tuple[str, str, str] | None = None) -> list[str]:
+    """``account``: (domain, user, password) of another server (bench/versus_kamailio.py)."""
+    domain, user, password = account or (f"{LABEL}.sip.{region}.twilio.com", USER, PASSWORD)
     # -t un: a socket (source port) per call, so that SO_REUSEPORT spreads the calls over
     # the twin's worker processes; -t u1 sends everything from one port (one process).
     transport = ["-t", "un", "-max_socket", "10000"] if socket_per_call else ["-t", "u1"]
     return ["sipp", f"{host}:{port}", "-sf", str(scenario), *transport,
             "-key", "domain", domain, "-s", "1000",
-            "-au", USER, "-ap", PASSWORD, "-auth_uri", f"1000@{domain}",
+            "-au", user, "-ap", password, "-auth_uri", f"1000@{domain}",
             "-i", "127.0.0.1", "-p", "0", "-r", str(rate), "-m", str(calls), "-l", str(limit),
             "-recv_timeout", "5s", "-timeout", "120s", "-nostdin",
             "-trace_stat", "-stf", "stat.csv", "-fd", "1",
@@ -205,11 +212,12 @@ def sipp_argv(host: str, port: int, region: str, rate: int, calls: int, limit: i
 
 
 def run_rate(host: str, port: int, region: str, rate: int, seconds: float, limit: int,
-             work: Path, scenario: Path, socket_per_call: bool = False) -> RateResult:
+             work: Path, scenario: Path, socket_per_call: bool = False,
+             account: tuple[str, str, str] | None = None) -> RateResult:
     calls = int(rate * seconds)
     run_dir = work / f"rate-{rate}"
     run_dir.mkdir()
-    argv = sipp_argv(host, port, region, rate, calls, limit, scenario, socket_per_call)
+    argv = sipp_argv(host, port, region, rate, calls, limit, scenario, socket_per_call, account)
     began = time.perf_counter()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(argv, cwd=run_dir, capture_output=True, text=True, timeout=300)
