@@ -161,9 +161,10 @@ def _answers_options(host: str, port: int) -> bool:
             return False
 
 
-def step(system: System, rate: int, seconds: float, limit: int, work: Path) -> RateResult:
+def step(system: System, rate: int, seconds: float, limit: int, work: Path,
+         name: str = "") -> RateResult:
     before = system.cpu()
-    run_dir = work / system.name
+    run_dir = work / (name or system.name)
     run_dir.mkdir(parents=True, exist_ok=True)
     result = run_rate(system.host, system.port, "us1", rate, seconds, limit, run_dir, SCENARIO,
                       account=(system.domain, system.user, system.password))
@@ -230,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.overload and twin_system.best is not None:
                 time.sleep(2.0)
                 offered = 2 * twin_system.best.rate
-                overload = step(twin_system, offered, args.seconds, args.limit, work)
+                overload = step(twin_system, offered, args.seconds, args.limit, work,
+                                "twin-overload")
                 overload_memory = memory_kb(twin_system.pids)
         finally:
             kamailio.stop()
