@@ -257,6 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ntwin / Kamailio: CPU per call {tw.twin_cpu_ms_per_call / kam.twin_cpu_ms_per_call:.1f}x"
               f" (target <= 4x); highest clean rate {tw.rate / kam.rate:.2f}x"
               f"{' (Kamailio clean at the highest rate offered)' if kam.rate == rates[-1] else ''}")
+    if kam and tw:
+        same = next((r for r in systems[0].steps if r.rate == tw.rate and r.twin_cpu_ms_per_call),
+                    None)
+        if same is not None and tw.twin_cpu_ms_per_call:
+            print(f"at the same rate ({tw.rate} calls/s): twin {tw.twin_cpu_ms_per_call} ms, "
+                  f"Kamailio {same.twin_cpu_ms_per_call} ms per call: "
+                  f"{tw.twin_cpu_ms_per_call / same.twin_cpu_ms_per_call:.1f}x")
     if overload is not None:
         share = overload.achieved_cps / tw.rate if tw else 0.0
         print(f"\noverload: twin offered {overload.rate} calls/s (2x {tw.rate}): completed "
