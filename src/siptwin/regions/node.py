@@ -254,6 +254,7 @@ class RegionNode:
         self.overload = OverloadGuard(limits.overload_lag, limits.overload_message_rate)
         self._retry_after = (("Retry-After", str(limits.overload_retry_after)),)
         self._overload_timer: asyncio.TimerHandle | None = None
+        self._overload_logged_at = float("-inf")
 
     @property
     def _allow(self) -> str:
@@ -302,12 +303,13 @@ class RegionNode:
     def _overload_tick(self, previous: float, due: float) -> None:
         now = self._now()
         change = self.overload.tick(now - due, now - previous)
-        if change is True:
-            log.warning("%s overloaded (event loop %.0f ms late): shedding new calls (%s)",
-                        self.region.id, (now - due) * 1000, self.fidelity.overload_action)
-        elif change is False:
-            log.warning("%s no longer overloaded; %d new calls shed so far", self.region.id,
-                        self.overload.shed)
+        # Episodes may come and go many times a second: one line per 10 s at most.
+        if change is True and now - self._overload_logged_at >= 10.0:
+            self._overload_logged_at = now
+            log.warning("%s overloaded (event loop %.0f ms late): shedding new calls (%s); "
+                        "%d shed so far in %d episodes", self.region.id, (now - due) * 1000,
+                        self.fidelity.overload_action, self.overload.shed,
+                        self.overload.episodes)
         self._schedule_overload_tick(now)
 
     def _sheds(self, request: Request) -> bool:
