@@ -122,7 +122,8 @@ def proc_status(pid: int, key: str) -> int:
 class TwinProcess:
     """``siptwin up`` in a subprocess; its banner gives the account credentials."""
 
-    def __init__(self, state: Path, regions: str | None, workers: int = 1) -> None:
+    def __init__(self, state: Path, regions: str | None, workers: int = 1,
+                 extra: list[str] | None = None) -> None:
         self.api_port, self.dns_port = free_port(), free_port()
         # The auth token reaches a terminal only; a pipe gets it through --token-file.
         self.token_file = state.parent / "auth-token"
@@ -133,6 +134,7 @@ class TwinProcess:
             self.argv += ["--regions", regions]
         if workers > 1:
             self.argv += ["--workers", str(workers)]
+        self.argv += extra or []
         self.proc: subprocess.Popen[str] | None = None
         self.banner: list[str] = []
         self.ready_after = 0.0

@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app", default="pause", choices=sorted(APPS))
     parser.add_argument("--overload", action="store_true",
                         help="then offer the twin twice its highest clean rate")
+    parser.add_argument("--limit-twin", action="append", default=[], metavar="NAME=VALUE",
+                        help="siptwin up --limit for the twin (repeatable)")
+    parser.add_argument("--settings", type=Path, help="siptwin up --settings for the twin")
     args = parser.parse_args(argv)
     rates = [int(r) for r in args.rates.split(",")]
     command = "python bench/versus_kamailio.py " + shlex.join(
@@ -210,7 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="siptwin-versus-") as tmp:
         work = Path(tmp)
         kamailio = Kamailio(work)
-        twin = TwinProcess(work / "state", None)
+        extra = [arg for limit in args.limit_twin for arg in ("--limit", limit)]
+        if args.settings:
+            extra += ["--settings", str(args.settings.resolve())]
+        twin = TwinProcess(work / "state", None, extra=extra)
         twin.start()
         kamailio.start()
         try:
