@@ -32,7 +32,7 @@ class Limits:
     http_idle_timeout: float = 15.0
     # Overload (per region node): new calls are shed while both hold
     overload_lag: float = 0.1
-    overload_message_rate: float = 2500.0
+    overload_message_rate: float = 1000.0
     overload_retry_after: int = 1
 
     def with_overrides(self, overrides: dict[str, Any]) -> Limits:
