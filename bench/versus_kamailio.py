@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app", default="pause", choices=sorted(APPS))
     parser.add_argument("--overload", action="store_true",
                         help="then offer the twin twice its highest clean rate")
+    parser.add_argument("--overload-rate", type=int, default=0,
+                        help="with --overload: offer this rate instead of twice the clean one "
+                             "(to compare settings back to back on a busy machine)")
     parser.add_argument("--limit-twin", action="append", default=[], metavar="NAME=VALUE",
                         help="siptwin up --limit for the twin (repeatable)")
     parser.add_argument("--settings", type=Path, help="siptwin up --settings for the twin")
@@ -234,9 +237,9 @@ def main(argv: list[str] | None = None) -> int:
                 climb(system, rates, args.seconds, args.limit, work)
             overload: RateResult | None = None
             twin_system = systems[1]
-            if args.overload and twin_system.best is not None:
+            if args.overload and (twin_system.best is not None or args.overload_rate):
                 time.sleep(2.0)
-                offered = 2 * twin_system.best.rate
+                offered = args.overload_rate or 2 * twin_system.best.rate
                 overload = step(twin_system, offered, args.seconds, args.limit, work,
                                 "twin-overload")
                 overload_memory = memory_kb(twin_system.pids)
@@ -271,10 +274,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"Kamailio {same.twin_cpu_ms_per_call} ms per call: "
                   f"{tw.twin_cpu_ms_per_call / same.twin_cpu_ms_per_call:.1f}x")
     if overload is not None:
-        share = overload.achieved_cps / tw.rate if tw else 0.0
-        print(f"\noverload: twin offered {overload.rate} calls/s (2x {tw.rate}): completed "
-              f"{overload.successful}/{overload.calls} ({overload.achieved_cps}/s = "
-              f"{share:.0%} of its clean rate; target >= 90 %), {overload.failed} refused or "
+        share = f"{overload.achieved_cps / tw.rate:.0%}" if tw else "-"
+        print(f"\noverload: twin offered {overload.rate} calls/s (clean rate "
+              f"{tw.rate if tw else 'none'}): completed {overload.successful}/{overload.calls} "
+              f"({overload.achieved_cps}/s = {share} of its clean rate; target >= 90 % at 2x), "
+              f"{overload.failed} refused or "
               f"failed, CPU {overload.twin_cpu_ms_per_call} ms per completed call, PSS after "
               f"{overload_memory[0] / 1024:.1f} MB")
     print(f"reproduce: {command}")
