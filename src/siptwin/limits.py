@@ -31,7 +31,7 @@ class Limits:
     # The REST API
     http_idle_timeout: float = 15.0
     # Overload (per region node): new calls are shed while both hold
-    overload_lag: float = 0.1
+    overload_lag: float = 0.25
     overload_message_rate: float = 1000.0
     overload_retry_after: int = 1
 
