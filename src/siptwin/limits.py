@@ -33,6 +33,7 @@ class Limits:
     # Overload (per region node): new calls are shed while both hold
     overload_lag: float = 0.25
     overload_message_rate: float = 1000.0
+    overload_retransmissions: float = 0.2
     overload_retry_after: int = 1
 
     def with_overrides(self, overrides: dict[str, Any]) -> Limits:
@@ -87,6 +88,9 @@ DESCRIPTIONS: dict[str, str] = {
                     "overload_message_rate sheds new calls (the overload_action setting)",
     "overload_message_rate": "SIP messages per second a node must be receiving before a late "
                              "event loop counts as overload (below it, lateness is the machine)",
+    "overload_retransmissions": "share of a node's incoming requests that are retransmissions "
+                                "above which it counts as overloaded (callers waited 500 ms "
+                                "unanswered), when it also receives overload_message_rate",
     "overload_retry_after": "seconds in the Retry-After of a 503 for a call shed under overload",
 }
 

@@ -166,3 +166,19 @@ def test_overload_needs_a_late_loop_and_a_busy_node():
     guard.messages = 2000
     assert guard.tick(lateness=0.01, elapsed=0.06) is False and not guard.shedding
     assert guard.episodes == 1
+
+
+def test_overload_shows_in_the_callers_retransmissions_too():
+    """Under UDP overload the backlog waits in the socket buffer: the loop keeps time, but the
+    callers retransmit what waited unanswered."""
+    guard = OverloadGuard(lag_limit=0.1, message_rate=1000.0, retransmission_share=0.2)
+    guard.messages, guard.retransmissions = 100, 60
+    assert guard.tick(lateness=0.0, elapsed=0.5) is None  # 200 a second: not busy
+    guard.messages, guard.retransmissions = 400, 40
+    assert guard.tick(lateness=0.0, elapsed=0.05) is None  # busy, 10 % retransmitted
+    guard.messages, guard.retransmissions = 400, 120
+    assert guard.tick(lateness=0.0, elapsed=0.05) is True  # busy, 30 % retransmitted
+    guard.messages, guard.retransmissions = 400, 40
+    assert guard.tick(lateness=0.0, elapsed=0.05) is None  # 10 %: not yet clear of it
+    guard.messages, guard.retransmissions = 400, 8
+    assert guard.tick(lateness=0.0, elapsed=0.05) is False

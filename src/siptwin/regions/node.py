@@ -251,7 +251,8 @@ class RegionNode:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         limits = limits or Limits()
-        self.overload = OverloadGuard(limits.overload_lag, limits.overload_message_rate)
+        self.overload = OverloadGuard(limits.overload_lag, limits.overload_message_rate,
+                                      limits.overload_retransmissions)
         self._retry_after = (("Retry-After", str(limits.overload_retry_after)),)
         self._overload_timer: asyncio.TimerHandle | None = None
         self._overload_logged_at = float("-inf")
@@ -341,6 +342,8 @@ class RegionNode:
         if isinstance(message, Request):
             stamp_received(message, source.host, source.port)
             hop = response_hop(message, source.transport, source.host, source.port)
+            if message.method != "ACK" and server_key(message) in self.layer:
+                overload.retransmissions += 1
             if overload.shedding and self._sheds(message):
                 overload.shed += 1
                 if self.fidelity.overload_action == "reject":
