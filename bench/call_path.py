@@ -1,10 +1,12 @@
 """CPU per authenticated call inside one region node, without sockets or SIPp.
 
-Run: python bench/call_path.py [--calls 3000] [--profile out.prof]
+Run: python bench/call_path.py [--calls 3000] [--app pause,say] [--profile out.prof]
 
 The embedded twin starts in this process (all eight regions, the control plane, the voice
-layer) and a domain is provisioned through the twilio SDK with the same static TwiML as
-bench/sipp_load.py. A scripted caller then feeds the us1 node the datagrams of SIPp's
+layer) and a domain is provisioned through the twilio SDK with the app of bench/sipp_load.py
+(``--app pause``: static ``<Pause>`` TwiML; ``say``: the seed's twimlets message, so each call
+also starts streaming ``<Say>`` audio before its BYE; several apps run one after the other,
+each in a fresh twin). A scripted caller then feeds the us1 node the datagrams of SIPp's
 uac_auth flow - INVITE, ACK of the 407, INVITE with credentials, ACK, BYE - straight into its
 receive entry point, and the node's replies are captured instead of sent. What remains is
 the node's own work per call (parse, validation, transactions, the pipeline, digest, SDP,
@@ -24,6 +26,7 @@ import cProfile
 import hashlib
 import re
 import socket
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -39,7 +42,9 @@ from siptwin.twin.embedded import EmbeddedTwin
 
 USER, PASSWORD, LABEL = "alice", "Harbour7Lights", "bench"
 DOMAIN = f"{LABEL}.sip.us1.twilio.com"
-TWIML = 'twiml:<Response><Pause length="60"/></Response>'
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sipp_load import APPS  # noqa: E402
+
 SDP = ("v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
        "t=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
 _NONCE = re.compile(rb'nonce="([^"]+)"')
@@ -134,7 +139,7 @@ def rss_mb() -> float:
     return 0.0
 
 
-async def run(calls: int, profile: Path | None, memory: bool) -> None:
+async def run(calls: int, profile: Path | None, memory: bool, voice_url: str) -> float:
     with tempfile.TemporaryDirectory(prefix="siptwin-callpath-") as tmp:
         twin = EmbeddedTwin(TwinConfig(state_dir=Path(tmp), api_port=free_port(),
                                        dns_port=free_port(), tls=False))
@@ -142,7 +147,7 @@ async def run(calls: int, profile: Path | None, memory: bool) -> None:
         try:
             client = sdk_client(twin.api_url, twin.account_sid, twin.auth_token)
             await asyncio.to_thread(provision, client, DomainPlan(
-                LABEL, voice_url=TWIML, credentials=[(USER, PASSWORD)]))
+                LABEL, voice_url=voice_url, credentials=[(USER, PASSWORD)]))
             caller = Caller(twin.nodes["us1"])
             settle_for_serving()  # as `siptwin up` does once ready
             if memory:
@@ -177,6 +182,7 @@ async def run(calls: int, profile: Path | None, memory: bool) -> None:
                     print(f"  {stat.size / 2**20:6.2f} MB {stat.count:>8} blocks  "
                           f"{stat.traceback[0].filename.split('/src/')[-1]}:"
                           f"{stat.traceback[0].lineno}")
+            return node_cpu * 1e3 / calls
         finally:
             await twin.stop()
 
@@ -187,8 +193,16 @@ def main() -> int:
     parser.add_argument("--profile", type=Path, help="write cProfile data of the measured calls")
     parser.add_argument("--memory", action="store_true",
                         help="trace allocations (slower) and print where live memory is")
+    parser.add_argument("--app", default="pause", help="comma-separated: " + ", ".join(APPS))
     args = parser.parse_args()
-    asyncio.run(run(args.calls, args.profile, args.memory))
+    results = {}
+    for app in args.app.split(","):
+        print(f"== app {app}: {APPS[app]}")
+        profile = args.profile.with_suffix(f".{app}.prof") if args.profile and "," in args.app \
+            else args.profile
+        results[app] = asyncio.run(run(args.calls, profile, args.memory, APPS[app]))
+    if len(results) > 1:
+        print("node CPU per call: " + "; ".join(f"{app} {ms:.3f} ms" for app, ms in results.items()))
     return 0
 
 

@@ -1,10 +1,12 @@
 """SIPp drives the authenticated call flow against one region node of a twin in a subprocess.
 
 Run: python bench/sipp_load.py [--rates 100,200,300,400,600,800,1000,1200] [--seconds 5]
+                              [--app pause,say]
 
 The twin is ``python -m siptwin up`` with all eight regions (so the memory figure is the
 embedded twin as users start it), in its own process; this script provisions it through the
-official twilio SDK (a domain with a credential list and static TwiML as its voice_url), runs
+official twilio SDK (a domain with a credential list and, as its voice_url, the app: ``pause``
+static TwiML, ``say`` the seed's twimlets message URL; each app in a fresh twin), runs
 SIPp (harness/sipp/uac_auth.xml over UDP: INVITE, 407, ACK, INVITE with credentials, 100,
 180, 200, ACK, BYE, 200) against us1 only, at each rate for a fixed number of seconds. A rate
 passes when SIPp exits 0 with 0 failed calls, every call it was asked for succeeded, and it
@@ -48,6 +50,11 @@ LABEL = "bench"
 # Static TwiML answered inside the twin (no webhook server): the first <Pause> answers the call
 # and holds it until SIPp's BYE.
 TWIML = 'twiml:<Response><Pause length="60"/></Response>'
+# The seed's own example application: Twilio's "message" twimlet saying one sentence (answered
+# inside the twin, offline), so every call streams <Say> audio until SIPp's BYE.
+SEED_SAY = ("http://twimlets.com/message?Message%5B0%5D=Hello%2C%20you%20have%20reached%20"
+            "the%20SIP%20domain.%20Please%20hold%20while%20we%20connect%20your%20call.")
+APPS = {"pause": TWIML, "say": SEED_SAY}
 
 
 @dataclass
@@ -86,6 +93,11 @@ class Report:
     best_rate: int | None = None
     best_p99_ms: float | None = None
     command: str = ""
+    app: str = ""
+    machine: dict[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, object]:
+        return asdict(self) | {"rates": [asdict(r) | {"passed": r.passed} for r in self.rates]}
 
 
 def free_port() -> int:
@@ -110,14 +122,19 @@ def proc_status(pid: int, key: str) -> int:
 class TwinProcess:
     """``siptwin up`` in a subprocess; its banner gives the account credentials."""
 
-    def __init__(self, state: Path, regions: str | None, workers: int = 1) -> None:
+    def __init__(self, state: Path, regions: str | None, workers: int = 1,
+                 extra: list[str] | None = None) -> None:
         self.api_port, self.dns_port = free_port(), free_port()
+        # The auth token reaches a terminal only; a pipe gets it through --token-file.
+        self.token_file = state.parent / "auth-token"
         self.argv = [sys.executable, "-m", "siptwin", "up", "--state", str(state),
-                     "--api-port", str(self.api_port), "--dns-port", str(self.dns_port)]
+                     "--api-port", str(self.api_port), "--dns-port", str(self.dns_port),
+                     "--token-file", str(self.token_file)]
         if regions:
             self.argv += ["--regions", regions]
         if workers > 1:
             self.argv += ["--workers", str(workers)]
+        self.argv += extra or []
         self.proc: subprocess.Popen[str] | None = None
         self.banner: list[str] = []
         self.ready_after = 0.0
@@ -135,6 +152,8 @@ class TwinProcess:
         raise RuntimeError("siptwin up exited before ready:\n" + "\n".join(self.banner))
 
     def value(self, prefix: str) -> str:
+        if prefix == "TWILIO_AUTH_TOKEN":
+            return self.token_file.read_text().strip()
         return next(line.split("=", 1)[1] for line in self.banner if line.startswith(prefix))
 
     @property
@@ -178,14 +197,16 @@ def provision_domain(api_url: str, sid: str, token: str, voice_url: str) -> None
 
 
 def sipp_argv(host: str, port: int, region: str, rate: int, calls: int, limit: int,
-              scenario: Path = SCENARIO, socket_per_call: bool = False) -> list[str]:
-    domain = f"{LABEL}.sip.{region}.twilio.com"
+              scenario: Path = SCENARIO, socket_per_call: bool = False,
+              account: tuple[str, str, str] | None = None) -> list[str]:
+    """``account``: (domain, user, password) of another server (bench/versus_kamailio.py)."""
+    domain, user, password = account or (f"{LABEL}.sip.{region}.twilio.com", USER, PASSWORD)
     # -t un: a socket (source port) per call, so that SO_REUSEPORT spreads the calls over
     # the twin's worker processes; -t u1 sends everything from one port (one process).
     transport = ["-t", "un", "-max_socket", "10000"] if socket_per_call else ["-t", "u1"]
     return ["sipp", f"{host}:{port}", "-sf", str(scenario), *transport,
             "-key", "domain", domain, "-s", "1000",
-            "-au", USER, "-ap", PASSWORD, "-auth_uri", f"1000@{domain}",
+            "-au", user, "-ap", password, "-auth_uri", f"1000@{domain}",
             "-i", "127.0.0.1", "-p", "0", "-r", str(rate), "-m", str(calls), "-l", str(limit),
             "-recv_timeout", "5s", "-timeout", "120s", "-nostdin",
             "-trace_stat", "-stf", "stat.csv", "-fd", "1",
@@ -193,11 +214,12 @@ def sipp_argv(host: str, port: int, region: str, rate: int, calls: int, limit: i
 
 
 def run_rate(host: str, port: int, region: str, rate: int, seconds: float, limit: int,
-             work: Path, scenario: Path, socket_per_call: bool = False) -> RateResult:
+             work: Path, scenario: Path, socket_per_call: bool = False,
+             account: tuple[str, str, str] | None = None) -> RateResult:
     calls = int(rate * seconds)
     run_dir = work / f"rate-{rate}"
     run_dir.mkdir()
-    argv = sipp_argv(host, port, region, rate, calls, limit, scenario, socket_per_call)
+    argv = sipp_argv(host, port, region, rate, calls, limit, scenario, socket_per_call, account)
     began = time.perf_counter()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(argv, cwd=run_dir, capture_output=True, text=True, timeout=300)
@@ -257,7 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=2.0, help="seconds idle before VmRSS")
     parser.add_argument("--settle", type=float, default=35.0,
                         help="seconds after the run before the settled VmRSS (0: skip)")
-    parser.add_argument("--voice-url", default=TWIML, help="the domain's voice_url")
+    parser.add_argument("--app", default="pause",
+                        help="comma-separated apps, each in a fresh twin: pause (<Pause "
+                             "length=60>), say (the seed's twimlets message, a <Say>)")
+    parser.add_argument("--voice-url", default=None,
+                        help="the domain's voice_url (overrides --app)")
     parser.add_argument("--workers", type=int, default=1,
                         help="siptwin up --workers (SIPp then uses a socket per call)")
     parser.add_argument("--keep-going", action="store_true", help="run rates past a failure")
@@ -265,10 +291,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--py-spy", type=Path, metavar="FILE",
                         help="sample the twin with py-spy during the run (collapsed stacks)")
     args = parser.parse_args(argv)
-    rates = [int(r) for r in args.rates.split(",")]
+    command = "python bench/sipp_load.py " + shlex.join(
+        a for a in (argv if argv is not None else sys.argv[1:]) if a)
+    apps = ({"custom": args.voice_url} if args.voice_url
+            else {name: APPS[name] for name in args.app.split(",")})
+    reports = {name: run_app(name, url, args, command) for name, url in apps.items()}
+    if len(reports) > 1:
+        print("\nCPU per call by app (twin utime+stime / successful calls):")
+        for name, report in reports.items():
+            cpu = [r.twin_cpu_ms_per_call for r in report.rates if r.twin_cpu_ms_per_call]
+            print(f"  {name:>6}: {', '.join(f'{c:.2f}' for c in cpu)} ms; highest clean rate "
+                  f"{report.best_rate} calls/s")
+    if args.json:
+        args.json.write_text(json.dumps({name: report.as_json() for name, report in
+                                         reports.items()}, indent=2))
+    return 0
 
-    report = Report(command="python bench/sipp_load.py " + shlex.join(
-        a for a in (argv if argv is not None else sys.argv[1:]) if a))
+
+def run_app(app: str, voice_url: str, args: argparse.Namespace, command: str) -> Report:
+    rates = [int(r) for r in args.rates.split(",")]
+    print(f"== app {app}: voice_url {voice_url}")
+
+    report = Report(command=command, app=app)
     with tempfile.TemporaryDirectory(prefix="siptwin-bench-") as tmp:
         work = Path(tmp)
         scenario = SCENARIO
@@ -280,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(args.idle)
             report.rss_idle_kb = sum(proc_status(pid, "VmRSS") for pid in twin.pids)
             provision_domain(api_url, twin.value("TWILIO_ACCOUNT_SID"),
-                             twin.value("TWILIO_AUTH_TOKEN"), args.voice_url)
+                             twin.value("TWILIO_AUTH_TOKEN"), voice_url)
             host, port = node_address(twin.banner, args.region)
             print(f"twin pid {twin.pid} ready in {twin.ready_after:.2f} s; idle VmRSS "
                   f"{report.rss_idle_kb / 1024:.1f} MB; SIPp -> {args.region} {host}:{port}")
@@ -332,11 +376,8 @@ def main(argv: list[str] | None = None) -> int:
           + (f"; {report.settle_s:.0f} s later: {report.rss_settled_kb / 1024:.1f} MB"
              if report.settle_s else ""))
     print(f"reproduce: {report.command}")
-    if args.json:
-        data = asdict(report) | {"machine": info,
-                                 "rates": [asdict(r) | {"passed": r.passed} for r in report.rates]}
-        args.json.write_text(json.dumps(data, indent=2))
-    return 0
+    report.machine = info
+    return report
 
 
 def start_sampler(pid: int, out: Path) -> subprocess.Popen[bytes]:

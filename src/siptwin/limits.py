@@ -30,6 +30,11 @@ class Limits:
     max_message_size: int = 65535
     # The REST API
     http_idle_timeout: float = 15.0
+    # Overload (per region node): new calls are shed while both hold
+    overload_lag: float = 0.25
+    overload_message_rate: float = 1000.0
+    overload_retransmissions: float = 0.2
+    overload_retry_after: int = 1
 
     def with_overrides(self, overrides: dict[str, Any]) -> Limits:
         """A copy with ``{"name": value}`` applied; values may be text (from the CLI)."""
@@ -79,6 +84,14 @@ DESCRIPTIONS: dict[str, str] = {
     "http_idle_timeout": "seconds an API connection may take to send a request's header "
                          "section, or stay idle before and between requests (aiohttp's "
                          "keep-alive timer bounds all three)",
+    "overload_lag": "seconds the event loop may run late before a node that is also receiving "
+                    "overload_message_rate sheds new calls (the overload_action setting)",
+    "overload_message_rate": "SIP messages per second a node must be receiving before a late "
+                             "event loop counts as overload (below it, lateness is the machine)",
+    "overload_retransmissions": "share of a node's incoming requests that are retransmissions "
+                                "above which it counts as overloaded (callers waited 500 ms "
+                                "unanswered), when it also receives overload_message_rate",
+    "overload_retry_after": "seconds in the Retry-After of a 503 for a call shed under overload",
 }
 
 

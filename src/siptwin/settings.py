@@ -128,6 +128,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth_failure_throttle_status", 503, 503, "§4.2 step 7", "the answer to a throttled "
             "source: 503 with Retry-After (the seconds left), or 403 with 32202 like a wrong "
             "password", (403, 503)),
+    Setting("overload_action", "reject", "reject", "§4.2 (other gates)", "Twilio documents no "
+            "behaviour for an overloaded edge; its nearest documented gate, 32013 (calls per "
+            "second exceeded), has an unconfirmed SIP code, plausibly 503. 'reject' answers a "
+            "new call shed under overload 503 with Retry-After (RFC 3261 §21.5.4: the PBX backs "
+            "off or tries another edge); 'drop' stays silent (cheaper, but a UDP caller "
+            "retransmits)", ("reject", "drop")),
     Setting("registration_rate_limit", 0.0, 0.0, "§4.8", "the REGISTERs per second of an "
             "account past which 32008 refuses one are not published; 0 means no limit"),
     Setting("no_voice_url", "fallback", "fallback", "§3.1 / §5.6", "what Twilio does with a "

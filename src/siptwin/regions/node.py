@@ -61,6 +61,7 @@ from ..sip.transaction import (
     TransportError,
     TxKey,
     new_branch,
+    server_key,
 )
 from ..sip.uri import SipUri
 from ..sip.validate import UasPolicy
@@ -69,6 +70,7 @@ from ..transport.timers import LayerTimer
 from ..transport.tls import allow_tls13_on
 from .catalogue import Catalogue, Region
 from .dns import DnsResolver
+from .overload import TICK_SECONDS, OverloadGuard
 from .pipeline import DigestState, InviteContext, Verdict, run_pipeline
 from .registrar import Registrar
 from .responses import twilio_response, twilio_to_tag
@@ -313,6 +315,12 @@ class RegionNode:
         self._timer = LayerTimer(self.layer, self._apply)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        limits = limits or Limits()
+        self.overload = OverloadGuard(limits.overload_lag, limits.overload_message_rate,
+                                      limits.overload_retransmissions)
+        self._retry_after = (("Retry-After", str(limits.overload_retry_after)),)
+        self._overload_timer: asyncio.TimerHandle | None = None
+        self._overload_logged_at = float("-inf")
 
     def region_for(self, request: Request) -> Region:
         """The region a request is processed in: the node's own, or - when every region is
@@ -341,9 +349,13 @@ class RegionNode:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self.endpoint.start()
+        self._schedule_overload_tick(self._loop.time())
 
     async def close(self) -> None:
         self._timer.cancel()
+        if self._overload_timer is not None:
+            self._overload_timer.cancel()
+            self._overload_timer = None
         for task in list(self._tasks):
             task.cancel()
         await self.endpoint.close()
@@ -356,6 +368,34 @@ class RegionNode:
     def _now(self) -> float:
         assert self._loop is not None
         return self._loop.time()
+
+    # ------------------------------------------------------------------ overload
+    def _schedule_overload_tick(self, previous: float) -> None:
+        assert self._loop is not None
+        due = self._loop.time() + TICK_SECONDS
+        self._overload_timer = self._loop.call_at(due, self._overload_tick, previous, due)
+
+    def _overload_tick(self, previous: float, due: float) -> None:
+        now = self._now()
+        change = self.overload.tick(now - due, now - previous)
+        # Episodes may come and go many times a second: one line per 10 s at most.
+        if change is True and now - self._overload_logged_at >= 10.0:
+            self._overload_logged_at = now
+            log.warning("%s overloaded (event loop %.0f ms late): shedding new calls (%s); "
+                        "%d shed so far in %d episodes", self.region.id, (now - due) * 1000,
+                        self.fidelity.overload_action, self.overload.shed,
+                        self.overload.episodes)
+        self._schedule_overload_tick(now)
+
+    def _sheds(self, request: Request) -> bool:
+        """A new call while overloaded: an INVITE outside any dialog, without credentials (a
+        call that has had its 407 goes on) and not a retransmission of one already taken."""
+        if request.method != "INVITE" or request.to.tag is not None:
+            return False
+        headers = request.headers
+        if headers.get("Proxy-Authorization") is not None or headers.get("Authorization") is not None:
+            return False
+        return server_key(request) not in self.layer
 
     # ------------------------------------------------------------------ input
     def _on_bytes(self, data: bytes, source: Source) -> None:
@@ -376,9 +416,21 @@ class RegionNode:
         if message is None:
             log.debug("%s dropped a message from %s: %s", self.region.id, source.host, outcome.dropped)
             return
+        overload = self.overload
+        overload.messages += 1
         if isinstance(message, Request):
             stamp_received(message, source.host, source.port)
             hop = response_hop(message, source.transport, source.host, source.port)
+            if message.method != "ACK" and server_key(message) in self.layer:
+                overload.retransmissions += 1
+            if overload.shedding and self._sheds(message):
+                overload.shed += 1
+                if self.fidelity.overload_action == "reject":
+                    # Stateless: no transaction, no call record; a retransmission is
+                    # answered the same way, and the ACK matches nothing and is absorbed.
+                    self._send(twilio_response(message, 503, "Service Unavailable",
+                                               extra=self._retry_after), hop)
+                return
             effects = self.layer.receive(message, hop, self._now(),
                                          reliable=source.transport != "udp")
             self._apply(effects, source)

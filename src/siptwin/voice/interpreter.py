@@ -341,11 +341,11 @@ class CallRun:
             return STOP
         return outcome
 
-    async def _play_samples(self, samples, loop: int, stop: asyncio.Event) -> None:  # noqa: ANN001
+    async def _play_prompt(self, prompt: media.Prompt, loop: int, stop: asyncio.Event) -> None:
         for _ in range(loop):
             if stop.is_set() or self.ended:
                 return
-            await self.media.play(samples, stop)
+            await self.media.play(prompt, stop)
 
     @staticmethod
     def _loop(verb: Verb) -> int:
@@ -366,8 +366,8 @@ class CallRun:
     async def _say(self, verb: Verb, document: TwimlDocument,
                    stop: asyncio.Event | None = None) -> object:
         await self.answer()
-        samples = await media.speak(verb.text, verb.attr("language", "en-US"))
-        await self._play_samples(samples, self._loop(verb), stop or self._stop_event())
+        prompt = await media.speak(verb.text, verb.attr("language", "en-US"), verb.attr("voice"))
+        await self._play_prompt(prompt, self._loop(verb), stop or self._stop_event())
         return None
 
     async def _play(self, verb: Verb, document: TwimlDocument,
@@ -378,7 +378,7 @@ class CallRun:
             await self.media.send_digits(verb.attr("digits"), stop)
             return None
         url = self._resolve(document, verb.text)
-        await self._play_samples(media.audio_for_url(url), self._loop(verb), stop)
+        await self._play_prompt(media.audio_for_url(url), self._loop(verb), stop)
         return None
 
     async def _pause(self, verb: Verb, document: TwimlDocument,

@@ -14,8 +14,10 @@ names (``c=``); the first such packet fixes the source port too, and RTP (digits
 from any other address or port is ignored and counted in ``packets_ignored``. A re-INVITE
 that changes the media re-plans the stream and latches afresh.
 
-The stream is the transport; what it plays (``samples``) is produced elsewhere in this module
-or by the interpreter, so audio production can change without touching the RTP session.
+The stream is the transport; what it plays is a ``Prompt``: 20 ms frames produced on demand
+and kept (``PROMPTS`` holds at most 256 prompts and 16 MB of audio, least recently used out), so
+a prompt is synthesised and encoded once for every call that hears it, and only the frames
+actually sent are ever computed. Tones share one cycle of frames per frequency and law.
 
 Sound sources: a local WAV file (``file://`` URL or path), speech from ``espeak-ng`` when it is
 installed, otherwise a tone whose length follows the text, and a tone for any URL the twin
@@ -37,8 +39,10 @@ import struct
 import time
 import wave
 from array import array
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
@@ -119,11 +123,145 @@ def encode_g711(samples: array, payload_type: int) -> bytes:
     return bytes(table[s + 32768] for s in samples)
 
 
+# --------------------------------------------------------------------------- prompts
+class Prompt:
+    """Audio ready to stream: a number of 20 ms frames, each encoded the first time it is sent
+    and kept, so a prompt said to many callers is synthesised and encoded once, and a caller
+    who hangs up after 100 ms costs five frames, not the whole prompt."""
+
+    frame_count: int = 0
+
+    @property
+    def seconds(self) -> float:
+        return self.frame_count * FRAME_SECONDS
+
+    def frame(self, index: int, payload_type: int) -> bytes:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.frame_count
+
+    def cost(self) -> int:
+        """Bytes this prompt may hold once every frame was sent in both laws."""
+        return 0
+
+
+def _pad(chunk: bytes, payload_type: int) -> bytes:
+    return chunk + SILENCE[payload_type][: FRAME_SAMPLES - len(chunk)]
+
+
+class SampledPrompt(Prompt):
+    """Linear samples (a WAV file, synthesised speech) encoded frame by frame on demand."""
+
+    def __init__(self, samples: array) -> None:
+        self.samples = samples
+        self.frame_count = -(-len(samples) // FRAME_SAMPLES)
+        self._frames: dict[int, list[bytes | None]] = {}
+
+    def frame(self, index: int, payload_type: int) -> bytes:
+        frames = self._frames.get(payload_type)
+        if frames is None:
+            frames = self._frames[payload_type] = [None] * self.frame_count
+        chunk = frames[index]
+        if chunk is None:
+            table = _table(payload_type)
+            start = index * FRAME_SAMPLES
+            chunk = bytes([table[s + 32768] for s in self.samples[start:start + FRAME_SAMPLES]])
+            if len(chunk) < FRAME_SAMPLES:
+                chunk = _pad(chunk, payload_type)
+            frames[index] = chunk
+        return chunk
+
+    def cost(self) -> int:
+        return len(self.samples) * 4
+
+
+# A tone repeats every lcm(period, 160) samples: those frames are computed once per
+# (frequency, amplitude, law) and shared by every prompt of that tone, whatever its length.
+_TONE_CYCLES: dict[tuple[float, int, int], list[bytes | None]] = {}
+MAX_TONE_CYCLE_FRAMES = 50
+
+
+class TonePrompt(Prompt):
+    def __init__(self, frequency: float, seconds: float, amplitude: int = 8000) -> None:
+        self.frequency, self.amplitude = frequency, amplitude
+        self.samples = int(max(0.0, min(seconds, MAX_PROMPT_SECONDS)) * SAMPLE_RATE)
+        self.frame_count = -(-self.samples // FRAME_SAMPLES)
+        period = (Fraction(frequency) / SAMPLE_RATE).denominator
+        cycle = period * FRAME_SAMPLES // math.gcd(period, FRAME_SAMPLES) // FRAME_SAMPLES
+        self._cycle = cycle if cycle <= MAX_TONE_CYCLE_FRAMES else 0
+
+    def _compute(self, index: int, payload_type: int, count: int) -> bytes:
+        table = _table(payload_type)
+        step = 2 * math.pi * self.frequency / SAMPLE_RATE
+        amplitude = self.amplitude
+        first = index * FRAME_SAMPLES
+        return bytes([table[int(amplitude * math.sin(step * i)) + 32768]
+                      for i in range(first, first + count)])
+
+    def frame(self, index: int, payload_type: int) -> bytes:
+        remaining = self.samples - index * FRAME_SAMPLES
+        if remaining < FRAME_SAMPLES:  # the last, partial frame: not shared
+            return _pad(self._compute(index, payload_type, max(0, remaining)), payload_type)
+        if not self._cycle:
+            return self._compute(index, payload_type, FRAME_SAMPLES)
+        key = (self.frequency, self.amplitude, payload_type)
+        frames = _TONE_CYCLES.get(key)
+        if frames is None:
+            frames = _TONE_CYCLES[key] = [None] * self._cycle
+        slot = index % self._cycle
+        chunk = frames[slot]
+        if chunk is None:
+            chunk = frames[slot] = self._compute(slot, payload_type, FRAME_SAMPLES)
+        return chunk
+
+
+class PromptCache:
+    """Prompts by what produced them ((text, voice, language) or a URL), least recently used
+    first out; bounded in entries and in the audio bytes they may hold."""
+
+    def __init__(self, max_entries: int = 256, max_bytes: int = 16 << 20) -> None:
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._prompts: OrderedDict[tuple[object, ...], Prompt] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple[object, ...]) -> Prompt | None:
+        prompt = self._prompts.get(key)
+        if prompt is not None:
+            self._prompts.move_to_end(key)
+        return prompt
+
+    def put(self, key: tuple[object, ...], prompt: Prompt) -> Prompt:
+        if prompt.cost() > self.max_bytes:
+            return prompt  # too large to keep: served, not cached
+        old = self._prompts.pop(key, None)
+        if old is not None:
+            self._bytes -= old.cost()
+        self._prompts[key] = prompt
+        self._bytes += prompt.cost()
+        while len(self._prompts) > self.max_entries or self._bytes > self.max_bytes:
+            _, evicted = self._prompts.popitem(last=False)
+            self._bytes -= evicted.cost()
+        return prompt
+
+    def __len__(self) -> int:
+        return len(self._prompts)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def clear(self) -> None:
+        self._prompts.clear()
+        self._bytes = 0
+
+
+PROMPTS = PromptCache()
+
+
 # --------------------------------------------------------------------------- sources
-def tone(frequency: float, seconds: float, amplitude: int = 8000) -> array:
-    count = int(max(0.0, min(seconds, MAX_PROMPT_SECONDS)) * SAMPLE_RATE)
-    step = 2 * math.pi * frequency / SAMPLE_RATE
-    return array("h", (int(amplitude * math.sin(step * i)) for i in range(count)))
+def tone(frequency: float, seconds: float, amplitude: int = 8000) -> TonePrompt:
+    return TonePrompt(frequency, seconds, amplitude)
 
 
 def read_wav(data: bytes) -> array:
@@ -152,31 +290,63 @@ def speech_seconds(text: str) -> float:
     return min(max(0.5, len(text) / 15.0), MAX_PROMPT_SECONDS)
 
 
-async def speak(text: str, language: str = "en") -> array:
-    engine = shutil.which("espeak-ng")
-    if engine is not None and text:
-        voice = (language or "en").split("-")[0].lower()
-        proc = await asyncio.create_subprocess_exec(
-            engine, "-v", voice, "--stdout", text, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL)
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), 10)
-            if proc.returncode == 0 and out:
-                return read_wav(out)
-        except (TimeoutError, wave.Error, EOFError):
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-    return tone(440.0, speech_seconds(text))
+async def speak(text: str, language: str = "en", voice: str = "") -> Prompt:
+    """``<Say>``'s audio, made once per (text, voice, language) while it stays in ``PROMPTS``."""
+    engine = _speech_engine() if text else None
+    key = ("say", text, voice, language, engine is not None)
+    prompt = PROMPTS.get(key)
+    if prompt is not None:
+        return prompt
+    if engine is not None:
+        samples = await _espeak(engine, text, language)
+        if samples is not None:
+            return PROMPTS.put(key, SampledPrompt(samples))
+    return PROMPTS.put(key, TonePrompt(440.0, speech_seconds(text)))
 
 
-def audio_for_url(url: str) -> array:
-    """A local WAV when the URL names one, otherwise a two-second 1 kHz tone."""
+_ENGINE_CHECK_SECONDS = 10.0
+_engine: tuple[float, str | None] = (-_ENGINE_CHECK_SECONDS, None)
+
+
+def _speech_engine() -> str | None:
+    """espeak-ng's path, looked up at most every ten seconds (a PATH walk per <Say> costs as
+    much as the rest of the verb)."""
+    global _engine
+    now = time.monotonic()
+    if now - _engine[0] >= _ENGINE_CHECK_SECONDS:
+        _engine = (now, shutil.which("espeak-ng"))
+    return _engine[1]
+
+
+async def _espeak(engine: str, text: str, language: str) -> array | None:
+    espeak_voice = (language or "en").split("-")[0].lower()
+    proc = await asyncio.create_subprocess_exec(
+        engine, "-v", espeak_voice, "--stdout", text, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 10)
+        if proc.returncode == 0 and out:
+            return read_wav(out)
+    except (TimeoutError, wave.Error, EOFError):
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    return None
+
+
+def audio_for_url(url: str) -> Prompt:
+    """A local WAV when the URL names one, otherwise a two-second 1 kHz tone. A file is read
+    again when its size or modification time changes."""
     parts = urlsplit(url)
     path = unquote(parts.path) if parts.scheme == "file" else (url if not parts.scheme else "")
     if path and os.path.isfile(path):
         try:
+            stat = os.stat(path)
+            key: tuple[object, ...] = ("play", path, stat.st_mtime_ns, stat.st_size)
+            prompt = PROMPTS.get(key)
+            if prompt is not None:
+                return prompt
             with open(path, "rb") as handle:
-                return read_wav(handle.read())
+                return PROMPTS.put(key, SampledPrompt(read_wav(handle.read())))
         except (OSError, wave.Error, EOFError) as err:
             log.info("cannot play %s (%s); playing a tone", path, err)
     return tone(1000.0, 2.0)
@@ -268,20 +438,56 @@ def _plan(remote: SessionDescription, remote_media: MediaDescription,
                      our_direction in ("sendrecv", "recvonly"), rtcp_port)
 
 
-class _Receiver(asyncio.DatagramProtocol):
-    def __init__(self, stream: MediaStream) -> None:
-        self.stream = stream
+class _DatagramSocket:
+    """A UDP socket read straight from the event loop's selector, with the three calls a
+    stream makes of it (``sendto``, ``port``, ``close``). An asyncio
+    transport and protocol per socket cost each call about as much CPU as its SIP answer; the
+    media path needs none of their buffering (a packet that does not fit the socket buffer is
+    lost, as on the network)."""
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.stream._on_packet(data, addr)
+    __slots__ = ("_deliver", "_loop", "_name", "_sock")
+    RECEIVE_BATCH = 64  # datagrams read per wake-up at most, so one stream cannot hog the loop
 
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                 deliver: Callable[[bytes, tuple[str, int]], None]) -> None:
+        self._loop, self._deliver = loop, deliver
+        self._sock: socket.socket | None = sock
+        self._name = sock.getsockname()
+        loop.add_reader(sock.fileno(), self._readable)
 
-class _RtcpReceiver(asyncio.DatagramProtocol):
-    def __init__(self, stream: MediaStream) -> None:
-        self.stream = stream
+    def _readable(self) -> None:
+        for _ in range(self.RECEIVE_BATCH):
+            sock = self._sock
+            if sock is None:
+                return
+            try:
+                data, source = sock.recvfrom(8192)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # e.g. an ICMP error queued on the socket
+                log.debug("media socket %s: %s", self._name, err)
+                return
+            self._deliver(data, source)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.stream._on_rtcp(data, addr)
+    def sendto(self, data: bytes, destination: tuple[str, int]) -> None:
+        if self._sock is None:
+            return
+        try:
+            self._sock.sendto(data, destination)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as err:
+            log.debug("media socket %s: %s", self._name, err)
+
+    @property
+    def port(self) -> int:
+        return int(self._name[1])
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
 
 
 class MediaStream:
@@ -307,7 +513,7 @@ class MediaStream:
         self.octets_sent = 0
         self.rtcp_sent = 0
         self.rtcp_received = 0
-        self._rtcp: asyncio.DatagramTransport | None = None
+        self._rtcp: _DatagramSocket | None = None
         self._clock: asyncio.Task[None] | None = None
         self._heard_at = 0.0
         # SDES-SRTP keys of a secure call (voice.srtp.SrtpContext); None sends plain RTP.
@@ -318,7 +524,7 @@ class MediaStream:
         self.packets_sent = 0
         self.packets_received = 0
         self.digits_received: list[str] = []
-        self._transport: asyncio.DatagramTransport | None = None
+        self._transport: _DatagramSocket | None = None
         self._last_event_timestamp: int | None = None
         self._send_lock = asyncio.Lock()
         # A bridged call (<Dial>): the caller's RTP (decrypted) goes to ``relay`` instead of
@@ -340,21 +546,19 @@ class MediaStream:
         """Bind an even RTP port and the RTCP port above it; the RTP port is returned."""
         loop = asyncio.get_running_loop()
         rtp_sock, rtcp_sock = _port_pair(self.local_host)
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self), sock=rtp_sock)
-        self._transport = transport
+        self._transport = _DatagramSocket(loop, rtp_sock, self._on_packet)
         if rtcp_sock is not None:
-            self._rtcp, _ = await loop.create_datagram_endpoint(lambda: _RtcpReceiver(self),
-                                                                sock=rtcp_sock)
+            self._rtcp = _DatagramSocket(loop, rtcp_sock, self._on_rtcp)
         self._clock = loop.create_task(self._keep_time())
-        return transport.get_extra_info("sockname")[1]
+        return rtp_sock.getsockname()[1]
 
     @property
     def port(self) -> int | None:
-        return self._transport.get_extra_info("sockname")[1] if self._transport else None
+        return self._transport.port if self._transport else None
 
     @property
     def rtcp_port(self) -> int | None:
-        return self._rtcp.get_extra_info("sockname")[1] if self._rtcp else None
+        return self._rtcp.port if self._rtcp else None
 
     def close(self) -> None:
         if self._clock is not None:
@@ -394,31 +598,29 @@ class MediaStream:
                 callback()
 
     # ------------------------------------------------------------------ sending
-    async def play(self, samples: array, stop: asyncio.Event | None = None) -> int:
-        """Stream ``samples`` in real time; returns the packets sent. Stops early on ``stop``."""
-        if self.plan is None or self._transport is None or not samples or not self.plan.sending:
+    async def play(self, prompt: Prompt, stop: asyncio.Event | None = None) -> int:
+        """Stream ``prompt`` in real time; returns the packets sent. Stops early on ``stop``."""
+        if self.plan is None or self._transport is None or not prompt or not self.plan.sending:
             # Nothing to send to (or held): still take the prompt's time.
-            await _sleep_unless(len(samples) / SAMPLE_RATE, stop)
+            await _sleep_unless(prompt.seconds, stop)
             return 0
         async with self._send_lock:
-            return await self._stream(samples, stop)
+            return await self._stream(prompt, stop)
 
-    async def _stream(self, samples: array, stop: asyncio.Event | None) -> int:
+    async def _stream(self, prompt: Prompt, stop: asyncio.Event | None) -> int:
         assert self.plan is not None
         loop = asyncio.get_running_loop()
-        payload = encode_g711(samples, self.plan.payload_type)
+        payload_type = self.plan.payload_type
         start = loop.time()
         sent = 0
-        fill = SILENCE[self.plan.payload_type][:1]
-        for frame, offset in enumerate(range(0, len(payload), FRAME_SAMPLES)):
+        for frame in range(prompt.frame_count):
             if stop is not None and stop.is_set():
                 break
             if self._transport is None:
                 break
             plan = self._plan
             if plan is not None and plan.sending:  # a hold mid-prompt silences it at once
-                chunk = payload[offset:offset + FRAME_SAMPLES].ljust(FRAME_SAMPLES, fill)
-                self._send_frame(chunk, marker=frame == 0)
+                self._send_frame(prompt.frame(frame, payload_type), marker=frame == 0)
                 sent += 1
             else:
                 self.sequence = (self.sequence + 1) & 0xFFFF

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import parse_qsl, unquote, urlsplit
 from xml.sax.saxutils import escape
 
@@ -30,6 +31,22 @@ def display_url(url: str) -> str:
 
 
 def answer(url: str) -> bytes | VoiceError:
+    """The document an offline URL answers (a new error each time: the caller may annotate it)."""
+    document = _document(url)
+    if isinstance(document, str):
+        return VoiceError(11200, document)
+    return document
+
+
+@lru_cache(maxsize=256)
+def _document(url: str) -> bytes | str:
+    """Every call of a domain asks for the same URL: its document is made once (a str is the
+    detail of a 11200 error)."""
+    outcome = _answer(url)
+    return outcome.detail if isinstance(outcome, VoiceError) else outcome
+
+
+def _answer(url: str) -> bytes | VoiceError:
     if url.startswith(TWIML_SCHEME):
         document = url[len(TWIML_SCHEME):]
         if not document.lstrip().startswith("<"):
