@@ -23,7 +23,7 @@ import pytest
 from siptwin.harness.provision import DomainPlan
 from siptwin.sip.sdp import make_offer, parse_sdp
 from siptwin.ua.client import SipClient
-from siptwin.voice.media import PCMU, encode_g711, tone
+from siptwin.voice.media import PCMU, tone
 from tests.support import PASSWORD
 
 PHONE = Path(__file__).parent / "pjsua2_phone.py"
@@ -90,7 +90,8 @@ async def test_pjsua2_phone_registered_as_alice_answers_dial_and_audio_flows(har
             await asyncio.wait_for(caller.answered.wait(), 10)
             answer = parse_sdp(caller.last.final.body)
             twin = (answer.connection_of(answer.media[0]).host, answer.media[0].port)
-            payload = encode_g711(tone(440.0, 3.0), PCMU)
+            prompt = tone(440.0, 3.0)  # the caller's voice: 3 s of 440 Hz
+            payload = b"".join(prompt.frame(i, PCMU) for i in range(prompt.frame_count))
 
             async def listen() -> None:
                 while not call.done():

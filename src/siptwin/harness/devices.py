@@ -19,6 +19,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -33,7 +34,7 @@ from .sipp import free_udp_port, harness_dir
 # What a command may name; documented in docs/any-pbx.md.
 VARIABLES = ("node_addr", "node_port", "tls_port", "host", "region", "username", "password",
              "transport", "dns_addr", "dns_port", "ca_file", "workdir", "service", "harness",
-             "scenario_dir", "device_port")
+             "scenario_dir", "device_port", "python")
 DEFAULT_TIMEOUT = 30.0
 OUTPUT_LIMIT = 64 * 1024  # bytes of a command's output kept for the report
 
@@ -51,7 +52,10 @@ def variables(target: Target, workdir: Path, service: str,
             "dns_port": target.dns_port, "ca_file": target.ca_file or "",
             "workdir": str(workdir), "service": service, "harness": str(harness_dir()),
             # a free UDP port on 127.0.0.1 for a device that listens (an SBC, a PBX)
-            "device_port": free_udp_port()}
+            "device_port": free_udp_port(),
+            # the interpreter running the suite, with its packages (pjsua2 in a .venv that is
+            # not on PATH): `{{ python }} script.py` instead of `python3 script.py`
+            "python": sys.executable}
 
 
 def render(text: str, values: dict[str, Any], what: str) -> str:
