@@ -114,6 +114,7 @@ async def test_rfc4733_events_become_one_digit_each():
     stream = media.MediaStream("127.0.0.1", on_digit=got.append)
     await stream.open()
     stream.plan = media.MediaPlan("127.0.0.1", 9, media.PCMU, 101)
+    stream.release_early()
     for index, digit in enumerate("1*#"):
         for packet in media.telephone_event_packets(digit, 101, index * 10, 160 * index, 7):
             stream._on_packet(packet, ("127.0.0.1", 9))
@@ -122,3 +123,20 @@ async def test_rfc4733_events_become_one_digit_each():
     await asyncio.sleep(0)
     assert got == ["1", "*", "#"] and stream.packets_received == 1 + sum(
         len(media.telephone_event_packets(d, 101, 0, 0, 7)) for d in "1*#")
+
+
+async def test_digits_sent_right_after_the_200_are_kept_until_the_plan_is_set():
+    # A phone may send RFC 4733 at once; the stream holds what arrives before its plan and
+    # keys are in place (bounded), then handles it in order.
+    got: list[str] = []
+    stream = media.MediaStream("127.0.0.1", on_digit=got.append)
+    await stream.open()
+    for packet in media.telephone_event_packets("5", 101, 0, 0, 7):
+        stream._on_packet(packet, ("127.0.0.1", 9))
+    for _ in range(media.EARLY_PACKETS * 2):  # a flood before the plan is dropped past the bound
+        stream._on_packet(struct.pack("!BBHII", 0x80, 0, 1, 2, 3) + b"\xff" * 160, ("127.0.0.1", 9))
+    assert got == []
+    stream.plan = media.MediaPlan("127.0.0.1", 9, media.PCMU, 101)
+    stream.release_early()
+    stream.close()
+    assert got == ["5"] and stream.packets_received == media.EARLY_PACKETS

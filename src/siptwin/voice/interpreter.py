@@ -161,6 +161,7 @@ class CallRun:
                     self.call.notes.append("no RTP destination in the offer: media not sent")
                 keys = self.session.srtp
             self._key_media(keys)
+        self.media.release_early()
 
     def _media_changed(self, offer, answer) -> None:
         """A re-INVITE (hold, resume, new address or keys): the same stream, re-planned."""

@@ -62,6 +62,7 @@ log = logging.getLogger("siptwin.voice.media")
 SAMPLE_RATE = 8000
 FRAME_SAMPLES = 160  # 20 ms
 FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
+EARLY_PACKETS = 64  # about a second of one caller's RTP, held until the plan is set
 MAX_PROMPT_SECONDS = 60.0  # one Say/Play iteration never streams longer than this
 EVENT_DIGITS = "0123456789*#ABCD"
 PCMU, PCMA = 0, 8
@@ -509,6 +510,9 @@ class MediaStream:
         self.on_inactive = on_inactive
         self._plan: MediaPlan | None = None
         self._latched: tuple[str, int] | None = None
+        # Packets that arrive between our 200 (the port is in it) and the media plan and keys
+        # being in place: a phone may send digits at once. Kept, bounded, until release_early().
+        self._early: list[tuple[bytes, tuple[str, int]]] | None = []
         self.packets_ignored = 0  # from an address (or port) the stream is not latched to
         self.octets_sent = 0
         self.rtcp_sent = 0
@@ -713,8 +717,18 @@ class MediaStream:
             self._latched = (source[0], source[1])
         return self._latched == (source[0], source[1])
 
+    def release_early(self) -> None:
+        """The plan and keys are in place: handle what arrived before, then packets as they come."""
+        early, self._early = self._early, None
+        for data, source in early or ():
+            self._on_packet(data, source)
+
     def _on_packet(self, data: bytes, source: tuple[str, int]) -> None:
         if len(data) < 12 or data[0] >> 6 != 2:
+            return
+        if self._early is not None:
+            if len(self._early) < EARLY_PACKETS:
+                self._early.append((data, source))
             return
         if not self._latches(source):
             self.packets_ignored += 1
