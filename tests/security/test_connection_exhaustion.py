@@ -9,30 +9,13 @@ us1 address, 127.0.1.1:5060, and the default API port), so it needs root, as CI 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
+from tests.support.probes import run_namespaced_probe
 
 from .memory import SLACK_BYTES
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def test_idle_connection_flood_leaves_api_and_udp_working() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("the probe needs a network namespace of its own (root; CI runs as root)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")])
-    run = subprocess.run(
-        ["unshare", "-n", "sh", "-c",
-         f"ip link set lo up && exec {sys.executable} -m tests.security.exhaustion_probe"],
-        capture_output=True, text=True, timeout=240, cwd=REPO, env=env)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    figures = json.loads(run.stdout.strip().splitlines()[-1])
+    figures = run_namespaced_probe("tests.security.exhaustion_probe")
     print(figures)
     assert figures["connected"] == 2000
     assert figures["api_during"] is True

@@ -10,29 +10,13 @@ namespace of its own (root, as CI has).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
-import pytest
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.probes import run_namespaced_probe
 
 
 def test_a_replay_on_another_worker_is_challenged_never_accepted() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("the probe needs a network namespace of its own (root; CI runs as root)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")])
-    run = subprocess.run(
-        ["unshare", "-n", "sh", "-c",
-         f"ip link set lo up && exec {sys.executable} -m tests.security.replay_probe"],
-        capture_output=True, text=True, timeout=240, cwd=REPO, env=env)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    outcomes = Counter(json.loads(run.stdout.strip().splitlines()[-1])["outcomes"])
+    outcomes = Counter(run_namespaced_probe("tests.security.replay_probe")["outcomes"])
     print(dict(outcomes))
     assert outcomes["accepted"] == 0, outcomes
     assert set(outcomes) <= {"challenged", "refused"}, outcomes
