@@ -22,6 +22,7 @@ class Limits:
     stream_write_high_water: int = 256 * 1024
     stream_write_limit: int = 4 * 1024 * 1024
     stream_write_stall: float = 10.0
+    stream_send_buffer: int = 128 * 1024
     # SIP connections (per process)
     max_connections: int = 4096
     max_connections_per_source: int = 128
@@ -75,6 +76,9 @@ DESCRIPTIONS: dict[str, str] = {
     "stream_write_limit": "bytes of replies queued for a peer above which the connection is closed",
     "stream_write_stall": "seconds reading may stay stopped for a peer that does not read "
                           "before its connection is closed",
+    "stream_send_buffer": "bytes the kernel may hold unsent for one SIP connection (SO_SNDBUF; "
+                          "Linux's autotuning would let a peer that never reads park up to "
+                          "4 MB there, unseen by the write limits above)",
     "max_connections": "open SIP TCP/TLS connections per process",
     "max_connections_per_source": "open SIP TCP/TLS connections from one source address",
     "reserved_descriptors": "file descriptors kept free of SIP connections (REST API, UDP, "

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -257,6 +258,10 @@ class SipEndpoint:
     async def _serve(self, conn: _Connection) -> None:
         key = (conn.transport, conn.remote[0], conn.remote[1])
         self._connections[key] = conn
+        sock = conn.writer.get_extra_info("socket")
+        if sock is not None:
+            # Replies a peer does not read must queue where the write limits see them.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.stream_send_buffer)
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
