@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,31 @@ def _tail(data: bytes) -> str:
     return data[-OUTPUT_LIMIT:].decode("utf-8", "replace")
 
 
+def wait_until_ready(device: CommandDevice | ContainerDevice, what: str,
+                     exited: Callable[[], str | None], interval: float) -> None:
+    """Wait for the device's ``ready`` pattern in its output; stop it and raise when ``what``
+    (its start command, its container) ends or stays silent past the device's timeout."""
+    ready = device.spec.get("ready")
+    if not ready:
+        return
+    pattern = re.compile(render(ready, device.values, "ready"))
+    deadline = time.monotonic() + device.timeout
+    while time.monotonic() < deadline:
+        if pattern.search(device.output()):
+            return
+        ended = exited()
+        if ended is not None:
+            log = device.output()
+            device.stop()
+            raise DeviceError(f"{what} {ended} before printing {pattern.pattern!r}:\n"
+                              f"{log[-3000:]}")
+        time.sleep(interval)
+    log = device.output()
+    device.stop()
+    raise DeviceError(f"{what} did not print {pattern.pattern!r} within {device.timeout:g} s:\n"
+                      f"{log[-3000:]}")
+
+
 class CommandDevice:
     """A device as three shell commands: ``start`` (background), ``call``, ``stop``."""
 
@@ -100,23 +126,13 @@ class CommandDevice:
                 ["/bin/sh", "-c", command], env=self.env,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
-        ready = self.spec.get("ready")
-        if not ready:
-            return
-        pattern = re.compile(render(ready, self.values, "ready"))
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if pattern.search(self.output()):
-                return
-            code = self._started.poll()
-            if code is not None:
-                self.stop()
-                raise DeviceError(f"start exited ({code}) before printing "
-                                  f"{pattern.pattern!r}:\n{self.output()[-3000:]}")
-            time.sleep(0.05)
-        self.stop()
-        raise DeviceError(f"start did not print {pattern.pattern!r} within {self.timeout:g} s:\n"
-                          f"{self.output()[-3000:]}")
+        started = self._started
+
+        def exited() -> str | None:
+            code = started.poll()
+            return None if code is None else f"exited ({code})"
+
+        wait_until_ready(self, "start", exited, interval=0.05)
 
     def output(self) -> str:
         try:
@@ -220,25 +236,13 @@ class ContainerDevice:
             render(spec["image"], self.values, "image"),
             ["/bin/sh", "-c", command] if command else None, detach=True, volumes=volumes,
             environment=env, labels={"siptwin.device": "1"}, **options)
-        ready = spec.get("ready")
-        if not ready:
-            return
-        pattern = re.compile(render(ready, self.values, "ready"))
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if pattern.search(self.output()):
-                return
-            self.container.reload()
-            if self.container.status == "exited":
-                log = self.output()
-                self.stop()
-                raise DeviceError(f"the container exited before printing {pattern.pattern!r}:\n"
-                                  f"{log[-3000:]}")
-            time.sleep(0.1)
-        log = self.output()
-        self.stop()
-        raise DeviceError(f"the container did not print {pattern.pattern!r} within "
-                          f"{self.timeout:g} s:\n{log[-3000:]}")
+        container = self.container
+
+        def exited() -> str | None:
+            container.reload()
+            return "exited" if container.status == "exited" else None
+
+        wait_until_ready(self, "the container", exited, interval=0.1)
 
     def output(self) -> str:
         if self.container is None:
