@@ -362,15 +362,21 @@ class Scenario:
         return self.regions is None or region in self.regions
 
 
-def load_scenario(path: Path, root: Path) -> Scenario:
-    text = path.read_text(encoding="utf-8")
+def parse_yaml(path: Path, text: str,
+               error: type[Exception]) -> tuple[yaml.Node | None, Any]:
+    """The document and its node tree (for ``_line_of``); bad YAML raises ``error`` naming
+    ``path:line``."""
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        return yaml.compose(text), yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ScenarioError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
+        raise error(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
+
+
+def load_scenario(path: Path, root: Path) -> Scenario:
+    text = path.read_text(encoding="utf-8")
+    node, data = parse_yaml(path, text, ScenarioError)
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}:1: a scenario is a mapping with title, pins, when/then")
     errors = sorted(_VALIDATOR.iter_errors(data),

@@ -31,14 +31,13 @@ from typing import Any
 from xml.etree import ElementTree
 
 import jsonschema
-import yaml
 
 from ..model.state_dir import API_FILE, PID_FILE
 from ..model.wire import call_from_record
 from .engine import ItemResult
 from .outcome import Failure
 from .pbx import received
-from .scenario import _line_of
+from .scenario import _line_of, parse_yaml
 
 MARKS_FILE = "marks.json"
 MARKS_LIMIT = 100
@@ -112,13 +111,7 @@ def load_expectations(path: Path) -> list[Expectation]:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise VerifyError(f"{path}: {err.strerror}") from None
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise VerifyError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
+    node, data = parse_yaml(path, text, VerifyError)
     if not isinstance(data, dict):
         raise VerifyError(f"{path}:1: an expectation file is a mapping with a 'calls' list")
     errors = list(_VALIDATOR.iter_errors(data))
