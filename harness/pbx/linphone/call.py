@@ -31,6 +31,8 @@ import wave
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from phone_args import call_parser  # noqa: E402 (harness/pbx, next to this folder)
 
 
 def render(args: argparse.Namespace, workdir: Path) -> Path:
@@ -53,18 +55,8 @@ def render(args: argparse.Namespace, workdir: Path) -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--proxy", required=True, help="ADDR:PORT the packets go to")
-    parser.add_argument("--host", required=True, help="the SIP Domain host of the Request-URI")
-    parser.add_argument("--service", default="1000")
-    parser.add_argument("--user", default="")
-    parser.add_argument("--password", default="")
-    parser.add_argument("--transport", choices=("udp", "tcp", "tls"), default="udp")
-    parser.add_argument("--bind", default="127.0.0.1")
-    parser.add_argument("--ca", help="CA file to trust (TLS)")
+    parser = call_parser(__doc__.split("\n\n")[0], talk_seconds=2.0)
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--timeout", type=float, default=20.0)
     args = parser.parse_args()
     binary = shutil.which("linphonec")
     if binary is None:

@@ -16,11 +16,14 @@ threads (``threadCnt=0``, events polled), and calls/accounts deleted before ``li
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from pathlib import Path
 
 import pjsua2 as pj
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from phone_args import call_parser  # noqa: E402 (harness/pbx, next to this folder)
 
 TRANSPORTS = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP,
               "tls": pj.PJSIP_TRANSPORT_TLS}
@@ -50,20 +53,10 @@ class Call(pj.Call):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--proxy", required=True, help="ADDR:PORT the packets go to")
-    parser.add_argument("--host", required=True, help="the SIP Domain host of the Request-URI")
-    parser.add_argument("--service", default="1000")
-    parser.add_argument("--user", default="")
-    parser.add_argument("--password", default="")
-    parser.add_argument("--transport", choices=sorted(TRANSPORTS), default="udp")
-    parser.add_argument("--bind", default="127.0.0.1", help="local address")
-    parser.add_argument("--ca", help="CA file to trust (TLS)")
+    parser = call_parser(__doc__.split("\n\n")[0], talk_seconds=3.0)
     parser.add_argument("--header", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--uui", help="User-to-User header value")
     parser.add_argument("--dtmf", default="", help="RFC 4733 digits sent once answered")
-    parser.add_argument("--seconds", type=float, default=3.0, help="talk time before BYE")
-    parser.add_argument("--timeout", type=float, default=20.0)
     args = parser.parse_args()
 
     ep = pj.Endpoint()
