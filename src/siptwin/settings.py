@@ -147,6 +147,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("unknown_parameters", "ignore", "ignore", "§2.3", "documented: parameters an "
             "operation does not define are ignored (warning 20001); 'reject' answers 400/20001 "
             "so a typo in a script surfaces at once", ("ignore", "reject"), area="rest"),
+    Setting("emergency_caller_check", "exists", "exists", "§3.1", "whether Twilio checks "
+            "that a domain's EmergencyCallerSid names a phone number of the account, and with "
+            "which code, is undocumented; 'exists' refuses an unknown PN SID with 400/21231 "
+            "(the domain-parameter code), 'format' checks only that it looks like one",
+            ("exists", "format"), area="rest"),
+    Setting("referenced_delete", "refuse", "refuse", "§3.1", "deleting a BYOC trunk or "
+            "phone number that a domain names (byoc_trunk_sid, emergency_caller_sid) is "
+            "undocumented; 'refuse' answers 400/20001 naming the domain, 'clear' deletes it "
+            "and clears the domain's field", ("refuse", "clear"), area="rest"),
     Setting("dial_dns_server", "", "", "§4.9", "<Dial><Sip> finds a host name's SIP server "
             "by RFC 3263 (NAPTR, SRV, A); names under twilio.com come from the twin's own zone, "
             "others from this resolver ('host' or 'host:port'); empty: the system resolver "

@@ -91,6 +91,7 @@ class Twin:
         suffix = f"/{region}" if region else ""
         client.api.base_url = self.url + suffix
         client.routes.base_url = self.url + suffix
+        client.voice.base_url = self.url + suffix  # BYOC trunks (voice.twilio.com/v1)
         self.clients.append(client)
         return client
 

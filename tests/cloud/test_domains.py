@@ -33,13 +33,15 @@ def test_domain_create_fetch_update_delete_round_trip(client: Client) -> None:
     fetched = client.sip.domains(created.sid).fetch()
     assert fetched.friendly_name == "ACME HQ"
 
+    trunk = client.voice.v1.byoc_trunks.create(friendly_name="carrier")
+    number = client.incoming_phone_numbers.create(phone_number="+14155550100")
     updated = client.sip.domains(created.sid).update(
         secure=True, sip_registration=True, voice_status_callback_url="https://cb.example.net/s",
-        byoc_trunk_sid="BY" + "a" * 32, emergency_caller_sid="PN" + "b" * 32,
+        byoc_trunk_sid=trunk.sid, emergency_caller_sid=number.sid,
     )
     assert (updated.secure, updated.sip_registration) == (True, True)
     assert updated.friendly_name == "ACME HQ"  # untouched fields stay
-    assert updated.byoc_trunk_sid == "BY" + "a" * 32
+    assert (updated.byoc_trunk_sid, updated.emergency_caller_sid) == (trunk.sid, number.sid)
 
     renamed = client.sip.domains(created.sid).update(domain_name="acme-new.sip.twilio.com")
     assert renamed.domain_name == "acme-new.sip.twilio.com"
@@ -147,7 +149,6 @@ def test_bad_domain_parameters_are_21231_and_write_nothing(client: Client) -> No
         {"voice_url": "not a url"},
         {"voice_method": "PUT"},
         {"friendly_name": "f" * 65},
-        {"byoc_trunk_sid": "BY123"},
         {"emergency_caller_sid": "XX" + "0" * 32},
     ):
         expect_error(lambda bad=bad: client.sip.domains(domain.sid).update(**bad), 400, 21231)

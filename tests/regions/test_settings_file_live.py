@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 
@@ -22,7 +23,8 @@ from tests.support.twin import Harness, ephemeral, worker_network
 async def strict_twin(tmp_path):
     settings = tmp_path / "settings.yaml"
     settings.write_text("profile: seed\nsettings:\n  unknown_parameters: reject\n"
-                        "  route_propagation_seconds: 120\n  to_parameter: to-header\n")
+                        "  route_propagation_seconds: 120\n  to_parameter: to-header\n"
+                        "  emergency_caller_check: format\n")
     catalogue = Catalogue.load(REPO / "regions").relocated(worker_network(), port_offset=0)
     config = TwinConfig(state_dir=tmp_path / "state", api_port=0, dns_port=0,
                         fidelity=load_fidelity(settings), tls=False,
@@ -48,6 +50,30 @@ async def test_a_settings_file_reaches_the_rest_api_and_the_routes(strict_twin) 
     response = await asyncio.to_thread(client.request, "POST", url, data=form)
     assert response.status_code == 201, response.text
     assert strict_twin.store.route_propagation_seconds == 0
+
+
+@pytest.mark.asyncio
+async def test_settings_reach_the_checks_of_what_a_domain_names(strict_twin) -> None:
+    client = Harness(strict_twin).client()
+    base = f"{strict_twin.api_url}/2010-04-01/Accounts/{strict_twin.account_sid}"
+    unknown_number = "PN" + "0" * 32
+    response = await asyncio.to_thread(client.request, "POST", f"{base}/SIP/Domains.json", data={
+        "DomainName": "e.sip.twilio.com", "EmergencyCallerSid": unknown_number})
+    assert response.status_code == 201, response.text  # emergency_caller_check: format
+    strict_twin.set_fidelity(strict_twin.fidelity.with_overrides({
+        "emergency_caller_check": "exists", "referenced_delete": "clear"}))
+    response = await asyncio.to_thread(client.request, "POST", f"{base}/SIP/Domains.json", data={
+        "DomainName": "f.sip.twilio.com", "EmergencyCallerSid": unknown_number})
+    assert response.status_code == 400 and "21231" in response.text
+    number = await asyncio.to_thread(client.request, "POST", f"{base}/IncomingPhoneNumbers.json",
+                                     data={"PhoneNumber": "+14155550111"})
+    pn = json.loads(number.text)["sid"]
+    domain = await asyncio.to_thread(client.request, "POST", f"{base}/SIP/Domains.json", data={
+        "DomainName": "g.sip.twilio.com", "EmergencyCallerSid": pn})
+    assert domain.status_code == 201, domain.text
+    gone = await asyncio.to_thread(client.request, "DELETE",
+                                   f"{base}/IncomingPhoneNumbers/{pn}.json")
+    assert gone.status_code == 204  # referenced_delete: clear
 
 
 def test_a_propagation_delay_above_five_minutes_is_refused(tmp_path) -> None:

@@ -274,9 +274,7 @@ def domain_settings(params: dict[str, str], account: Account) -> dict[str, objec
             case "SipRegistration" | "EmergencyCallingEnabled" | "Secure":
                 settings[_snake(name)] = rules.boolean(value, name, code)
             case "ByocTrunkSid":
-                settings["byoc_trunk_sid"] = rules.optional_sid_param(
-                    value, name, SidPrefix.BYOC_TRUNK, code
-                )
+                settings["byoc_trunk_sid"] = rules.byoc_trunk_sid(value)
             case "EmergencyCallerSid":
                 settings["emergency_caller_sid"] = rules.optional_sid_param(
                     value, name, SidPrefix.PHONE_NUMBER, code
@@ -301,7 +299,8 @@ async def create_domain(call: ApiRequest) -> web.Response:
     params = call.params(*DOMAIN_PARAMETERS)
     rules.required(params.get("DomainName"), "DomainName", ErrorCode.INVALID_DOMAIN)
     settings = domain_settings(params, call.account)
-    domain = call.store.create_domain(call.account, call.region, settings)
+    domain = call.store.create_domain(call.account, call.region, settings,
+                                      _check_emergency_caller(call))
     return json_response(shapes.domain_json(domain), 201)
 
 
@@ -319,13 +318,163 @@ async def update_domain(call: ApiRequest) -> web.Response:
         rules.required(params["DomainName"], "DomainName", ErrorCode.INVALID_DOMAIN)
     settings = domain_settings(params, call.account)
     return json_response(
-        shapes.domain_json(call.store.update_domain(call.account, call.region, sid, settings))
+        shapes.domain_json(call.store.update_domain(call.account, call.region, sid, settings,
+                                                    _check_emergency_caller(call)))
     )
+
+
+def _check_emergency_caller(call: ApiRequest) -> bool:
+    return call.settings.emergency_caller_check == "exists"
+
+
+def _clear_references(call: ApiRequest) -> bool:
+    return call.settings.referenced_delete == "clear"
 
 
 async def delete_domain(call: ApiRequest) -> web.Response:
     sid = call.sid("Sid", SidPrefix.DOMAIN)
     if not call.store.delete_domain(call.account.sid, call.region, sid):
+        raise call.missing()
+    return no_content()
+
+
+# --- what a domain names: BYOC trunks (Voice v1) and incoming phone numbers ----------------
+
+BYOC_TRUNK_PARAMETERS = (
+    "FriendlyName", "VoiceUrl", "VoiceMethod", "VoiceFallbackUrl", "VoiceFallbackMethod",
+    "StatusCallbackUrl", "StatusCallbackMethod", "CnamLookupEnabled", "ConnectionPolicySid",
+    "FromDomainSid",
+)
+PHONE_NUMBER_PARAMETERS = (
+    "FriendlyName", "VoiceUrl", "VoiceMethod", "VoiceFallbackUrl", "VoiceFallbackMethod",
+    "StatusCallback", "StatusCallbackMethod", "EmergencyStatus", "EmergencyAddressSid",
+)
+
+
+def voice_settings(params: dict[str, str]) -> dict[str, object]:
+    """The parameters BYOC trunks and phone numbers share with each other (20001 when bad)."""
+    code = ErrorCode.INVALID_PARAMETER
+    settings: dict[str, object] = {}
+    for name, value in params.items():
+        match name:
+            case "VoiceUrl" | "VoiceFallbackUrl" | "StatusCallbackUrl" | "StatusCallback":
+                settings[_snake(name)] = rules.url(value, name, code)
+            case "VoiceMethod" | "VoiceFallbackMethod" | "StatusCallbackMethod":
+                settings[_snake(name)] = rules.http_method(value, name, code)
+            case "CnamLookupEnabled":
+                settings["cnam_lookup_enabled"] = rules.boolean(value, name, code)
+            case "ConnectionPolicySid":
+                settings["connection_policy_sid"] = rules.optional_sid_param(
+                    value, name, SidPrefix.CONNECTION_POLICY, code)
+            case "FromDomainSid":
+                settings["from_domain_sid"] = rules.optional_sid_param(
+                    value, name, SidPrefix.DOMAIN, code)
+            case "EmergencyStatus":
+                settings["emergency_status"] = rules.emergency_status(value)
+            case "EmergencyAddressSid":
+                settings["emergency_address_sid"] = rules.optional_sid_param(
+                    value, name, SidPrefix.ADDRESS, code)
+    return settings
+
+
+def _trunk_settings(call: ApiRequest) -> dict[str, object]:
+    params = call.params(*BYOC_TRUNK_PARAMETERS)
+    settings = voice_settings(params)
+    if "FriendlyName" in params:
+        settings["friendly_name"] = rules.byoc_trunk_friendly_name(params["FriendlyName"])
+    return settings
+
+
+def _request_base(call: ApiRequest) -> str:
+    """Where this request went, without its path: the twin's own address (with any region
+    prefix), so the v1 paging URLs lead back here."""
+    prefix = call.request.path[: len(call.request.path) - len(call.path)]
+    return f"{call.request.scheme}://{call.request.host}{prefix}"
+
+
+async def list_byoc_trunks(call: ApiRequest) -> web.Response:
+    page_spec = paging(call.query_params(*PAGING_PARAMETERS))
+    page = call.store.list_byoc_trunks(call.account.sid, call.region, page_spec.request)
+    token = encode_page_token(page.records[-1].seq) if page.records else None
+    return json_response(shapes.meta_envelope(
+        _request_base(call) + call.path, "byoc_trunks", page, shapes.byoc_trunk_json,
+        page_spec.page_size, page_spec.page_number, token))
+
+
+async def create_byoc_trunk(call: ApiRequest) -> web.Response:
+    trunk = call.store.create_byoc_trunk(call.account.sid, call.region, _trunk_settings(call))
+    return json_response(shapes.byoc_trunk_json(trunk), 201)
+
+
+async def fetch_byoc_trunk(call: ApiRequest) -> web.Response:
+    trunk = call.store.byoc_trunk(call.account.sid, call.region, call.sid("Sid", SidPrefix.BYOC_TRUNK))
+    if trunk is None:
+        raise call.missing()
+    return json_response(shapes.byoc_trunk_json(trunk))
+
+
+async def update_byoc_trunk(call: ApiRequest) -> web.Response:
+    sid = call.sid("Sid", SidPrefix.BYOC_TRUNK)
+    trunk = call.store.update_byoc_trunk(call.account.sid, call.region, sid, _trunk_settings(call))
+    return json_response(shapes.byoc_trunk_json(trunk))
+
+
+async def delete_byoc_trunk(call: ApiRequest) -> web.Response:
+    sid = call.sid("Sid", SidPrefix.BYOC_TRUNK)
+    if not call.store.delete_byoc_trunk(call.account.sid, call.region, sid, _clear_references(call)):
+        raise call.missing()
+    return no_content()
+
+
+def _number_settings(call: ApiRequest) -> dict[str, object]:
+    params = call.params("PhoneNumber", *PHONE_NUMBER_PARAMETERS)
+    settings = voice_settings(params)
+    if "FriendlyName" in params:
+        settings["friendly_name"] = rules.phone_number_friendly_name(params["FriendlyName"])
+    if "PhoneNumber" in params:
+        settings["phone_number"] = rules.phone_number(params["PhoneNumber"])
+    return settings
+
+
+async def list_phone_numbers(call: ApiRequest) -> web.Response:
+    wanted = call.query_params(*PAGING_PARAMETERS, "PhoneNumber").get("PhoneNumber")
+    return list_response(
+        call, "incoming_phone_numbers",
+        lambda request: call.store.list_phone_numbers(call.account.sid, call.region, request,
+                                                      wanted),
+        shapes.phone_number_json,
+        ("PhoneNumber",),
+    )
+
+
+async def create_phone_number(call: ApiRequest) -> web.Response:
+    settings = _number_settings(call)
+    if "phone_number" not in settings:  # AreaCode searches an inventory the twin has not
+        rules.phone_number(None)
+    number = call.store.create_phone_number(call.account.sid, call.region, settings)
+    return json_response(shapes.phone_number_json(number), 201)
+
+
+async def fetch_phone_number(call: ApiRequest) -> web.Response:
+    number = call.store.phone_number(call.account.sid, call.region,
+                                     call.sid("Sid", SidPrefix.PHONE_NUMBER))
+    if number is None:
+        raise call.missing()
+    return json_response(shapes.phone_number_json(number))
+
+
+async def update_phone_number(call: ApiRequest) -> web.Response:
+    sid = call.sid("Sid", SidPrefix.PHONE_NUMBER)
+    settings = _number_settings(call)
+    settings.pop("phone_number", None)  # a number is what it is; Twilio does not update it
+    number = call.store.update_phone_number(call.account.sid, call.region, sid, settings)
+    return json_response(shapes.phone_number_json(number))
+
+
+async def delete_phone_number(call: ApiRequest) -> web.Response:
+    sid = call.sid("Sid", SidPrefix.PHONE_NUMBER)
+    if not call.store.delete_phone_number(call.account.sid, call.region, sid,
+                                          _clear_references(call)):
         raise call.missing()
     return no_content()
 
@@ -676,6 +825,7 @@ async def update_route(call: ApiRequest) -> web.Response:
 
 SIP = "/2010-04-01/Accounts/{AccountSid}/SIP"
 KEYS = "/2010-04-01/Accounts/{AccountSid}/Keys"
+NUMBERS = "/2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers"
 # What a standard API key may not reach (spec 2.2): these take the account's auth token.
 ACCOUNT_CREDENTIALS_ONLY = ("/2010-04-01/Accounts.json", "/2010-04-01/Accounts/{AccountSid}.json",
                             KEYS + ".json", KEYS + "/{Sid}.json")
@@ -737,6 +887,14 @@ def build_routes() -> list[Route]:
             "GET": fetch_credential, "POST": update_credential, "DELETE": delete_credential,
         },
         "/v2/SipDomains/{SipDomain}": {"GET": fetch_route, "POST": update_route},
+        "/v1/ByocTrunks": {"GET": list_byoc_trunks, "POST": create_byoc_trunk},
+        "/v1/ByocTrunks/{Sid}": {
+            "GET": fetch_byoc_trunk, "POST": update_byoc_trunk, "DELETE": delete_byoc_trunk,
+        },
+        NUMBERS + ".json": {"GET": list_phone_numbers, "POST": create_phone_number},
+        NUMBERS + "/{Sid}.json": {
+            "GET": fetch_phone_number, "POST": update_phone_number, "DELETE": delete_phone_number,
+        },
     }
     for base, family in MAPPING_FAMILIES.items():
         collection, instance = mapping_handlers(family)

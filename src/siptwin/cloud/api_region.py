@@ -1,6 +1,7 @@
 """Which processing region a REST request addresses.
 
-Twilio selects the region by host: ``api.twilio.com`` is us1, ``api.{edge}.{region}.twilio.com``
+Twilio selects the region by host: ``api.twilio.com`` (and ``voice.twilio.com``, where the
+SDK sends BYOC trunk requests) is us1, ``api.{edge}.{region}.twilio.com``
 (``api.dublin.ie1.twilio.com``) or the older ``api.{region}.twilio.com`` address another
 region (spec 2.1).  The twin honours those Host headers, so a proxy or an /etc/hosts entry
 pointing Twilio host names at the twin just works.
@@ -20,7 +21,7 @@ from .errors import ErrorCode, TwilioError, bad_request
 from .scope import DEFAULT_REGION, PROCESSING_REGIONS
 
 TWILIO_HOST_SUFFIX = ".twilio.com"
-_PRODUCTS_WITH_REGIONS = ("api", "routes")
+_PRODUCTS_WITH_REGIONS = ("api", "routes", "voice")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,9 @@ class ErrorCode(IntEnum):
     MAX_CREDENTIALS = 21242
     CREDENTIAL_VALIDATION = 21243
     MAX_IP_ACLS = 21255
+    INVALID_BYOC_TRUNK = 21300  # a BYOC trunk SID malformed, unknown or another account's
+    INVALID_PHONE_NUMBER = 21421  # PhoneNumber missing or not E.164
+    PHONE_NUMBER_UNAVAILABLE = 21422  # the number belongs to an account already
     PARENT_ACCOUNT_STATUS = 21477  # a top-level account cannot change its own status
     SUBACCOUNT_CLOSED = 21479  # a closed subaccount is not re-opened
 

@@ -174,6 +174,53 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX api_keys_by_account ON api_keys (account_sid, region, seq);
         """,
     ),
+    Migration(
+        3,
+        "BYOC trunks and incoming phone numbers, which domains name (byoc_trunk_sid, "
+        "emergency_caller_sid)",
+        """
+        CREATE TABLE byoc_trunks (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            sid TEXT NOT NULL UNIQUE,
+            account_sid TEXT NOT NULL REFERENCES accounts(sid),
+            region TEXT NOT NULL,
+            friendly_name TEXT,
+            voice_url TEXT,
+            voice_method TEXT NOT NULL,
+            voice_fallback_url TEXT,
+            voice_fallback_method TEXT NOT NULL,
+            status_callback_url TEXT,
+            status_callback_method TEXT NOT NULL,
+            cnam_lookup_enabled INTEGER NOT NULL,
+            connection_policy_sid TEXT,
+            from_domain_sid TEXT,
+            date_created INTEGER NOT NULL,
+            date_updated INTEGER NOT NULL
+        );
+        CREATE INDEX byoc_trunks_by_account ON byoc_trunks (account_sid, region, seq);
+        CREATE TABLE incoming_phone_numbers (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            sid TEXT NOT NULL UNIQUE,
+            account_sid TEXT NOT NULL REFERENCES accounts(sid),
+            region TEXT NOT NULL,
+            phone_number TEXT NOT NULL,
+            friendly_name TEXT NOT NULL,
+            voice_url TEXT,
+            voice_method TEXT NOT NULL,
+            voice_fallback_url TEXT,
+            voice_fallback_method TEXT NOT NULL,
+            status_callback TEXT,
+            status_callback_method TEXT NOT NULL,
+            emergency_status TEXT NOT NULL,
+            emergency_address_sid TEXT,
+            date_created INTEGER NOT NULL,
+            date_updated INTEGER NOT NULL,
+            UNIQUE (region, phone_number)
+        );
+        CREATE INDEX incoming_phone_numbers_by_account
+            ON incoming_phone_numbers (account_sid, region, seq);
+        """,
+    ),
 )
 
 

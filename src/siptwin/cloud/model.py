@@ -24,6 +24,8 @@ class Limits:
     credentials_per_list: int = 1000
     credential_lists_per_domain: int = 100
     api_keys_per_account: int = 1000  # per region; a twin-only bound (Twilio documents none)
+    byoc_trunks_per_account: int = 1000  # per region; twin-only bounds, like the API keys'
+    phone_numbers_per_account: int = 1000
 
 
 class AccountStatus(StrEnum):
@@ -58,6 +60,53 @@ class ApiKey:
     region: str
     friendly_name: str | None
     secret_sha256: str
+    date_created: int
+    date_updated: int
+
+
+@dataclass(frozen=True)
+class ByocTrunk:
+    """A Voice v1 BYOC trunk: what a domain's ``byoc_trunk_sid`` names. Stored and served;
+    the twin places no call over it."""
+
+    seq: int
+    sid: str
+    account_sid: str
+    region: str
+    friendly_name: str | None
+    voice_url: str | None
+    voice_method: str
+    voice_fallback_url: str | None
+    voice_fallback_method: str
+    status_callback_url: str | None
+    status_callback_method: str
+    cnam_lookup_enabled: bool
+    connection_policy_sid: str | None
+    from_domain_sid: str | None
+    date_created: int
+    date_updated: int
+
+
+@dataclass(frozen=True)
+class PhoneNumber:
+    """An incoming phone number: what a domain's ``emergency_caller_sid`` names. The twin
+    provisions the number asked for (there is no inventory to buy from) and routes no call
+    to it."""
+
+    seq: int
+    sid: str
+    account_sid: str
+    region: str
+    phone_number: str
+    friendly_name: str
+    voice_url: str | None
+    voice_method: str
+    voice_fallback_url: str | None
+    voice_fallback_method: str
+    status_callback: str | None
+    status_callback_method: str
+    emergency_status: str
+    emergency_address_sid: str | None
     date_created: int
     date_updated: int
 

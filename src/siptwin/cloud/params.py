@@ -46,6 +46,12 @@ class ApiSettings:
 
     unknown_parameters: UnknownParameterPolicy = UnknownParameterPolicy.IGNORE
     max_body_bytes: int = 64 * 1024
+    # A domain's EmergencyCallerSid must name a phone number of the account ("exists") or
+    # only look like a PN SID ("format"): the emergency_caller_check setting.
+    emergency_caller_check: str = "exists"
+    # Deleting a BYOC trunk or phone number a domain names: "refuse" or "clear" the
+    # domain's reference (the referenced_delete setting).
+    referenced_delete: str = "refuse"
 
 
 def _decode_pairs(text: str, where: str) -> dict[str, str]:

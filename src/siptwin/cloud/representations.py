@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from .model import (
     Account,
     ApiKey,
+    ByocTrunk,
     Credential,
     CredentialList,
     Domain,
@@ -23,11 +24,13 @@ from .model import (
     IpAccessControlList,
     IpAddress,
     Page,
+    PhoneNumber,
     RecordT,
 )
 
 API_VERSION = "2010-04-01"
 ROUTES_BASE_URL = "https://routes.twilio.com"
+VOICE_BASE_URL = "https://voice.twilio.com"
 JsonObject = dict[str, Any]
 
 
@@ -206,6 +209,108 @@ def route_json(route: DomainRoute) -> JsonObject:
     }
 
 
+def byoc_trunk_json(trunk: ByocTrunk) -> JsonObject:
+    return {
+        "account_sid": trunk.account_sid,
+        "sid": trunk.sid,
+        "friendly_name": trunk.friendly_name,
+        "voice_url": trunk.voice_url,
+        "voice_method": trunk.voice_method,
+        "voice_fallback_url": trunk.voice_fallback_url,
+        "voice_fallback_method": trunk.voice_fallback_method,
+        "status_callback_url": trunk.status_callback_url,
+        "status_callback_method": trunk.status_callback_method,
+        "cnam_lookup_enabled": trunk.cnam_lookup_enabled,
+        "connection_policy_sid": trunk.connection_policy_sid,
+        "from_domain_sid": trunk.from_domain_sid,
+        "date_created": iso8601(trunk.date_created),
+        "date_updated": iso8601(trunk.date_updated),
+        "url": f"{VOICE_BASE_URL}/v1/ByocTrunks/{trunk.sid}",
+    }
+
+
+def phone_number_json(number: PhoneNumber) -> JsonObject:
+    """Every field of Twilio's resource; what the twin does not model has Twilio's value for
+    a plain voice number (no SMS application, no address requirement, no trunk)."""
+    return {
+        "account_sid": number.account_sid,
+        "address_sid": None,
+        "address_requirements": "none",
+        "api_version": API_VERSION,
+        "beta": False,
+        "capabilities": {"voice": True, "sms": False, "mms": False, "fax": False},
+        "date_created": rfc2822(number.date_created),
+        "date_updated": rfc2822(number.date_updated),
+        "friendly_name": number.friendly_name,
+        "identity_sid": None,
+        "phone_number": number.phone_number,
+        "origin": "twilio",
+        "sid": number.sid,
+        "sms_application_sid": None,
+        "sms_fallback_method": "POST",
+        "sms_fallback_url": None,
+        "sms_method": "POST",
+        "sms_url": None,
+        "status_callback": number.status_callback,
+        "status_callback_method": number.status_callback_method,
+        "trunk_sid": None,
+        "uri": f"{account_base(number.account_sid)}/IncomingPhoneNumbers/{number.sid}.json",
+        "voice_receive_mode": "voice",
+        "voice_application_sid": None,
+        "voice_caller_id_lookup": False,
+        "voice_fallback_method": number.voice_fallback_method,
+        "voice_fallback_url": number.voice_fallback_url,
+        "voice_method": number.voice_method,
+        "voice_url": number.voice_url,
+        "emergency_status": number.emergency_status,
+        "emergency_address_sid": number.emergency_address_sid,
+        "emergency_address_status": (
+            "registered" if number.emergency_address_sid else "unregistered"),
+        "bundle_sid": None,
+        "status": "in-use",
+        "type": "local",
+    }
+
+
+def page_address(collection: str, extra_query: Sequence[tuple[str, str]], page_size: int,
+                 number: int, token: str | None) -> str:
+    """One page of a collection: its filters, then ``PageSize``, ``Page`` and ``PageToken``."""
+    query = [*extra_query, ("PageSize", str(page_size)), ("Page", str(number))]
+    if token is not None:
+        query.append(("PageToken", token))
+    return f"{collection}?{urlencode(query)}"
+
+
+def meta_envelope(
+    collection_url: str,
+    key: str,
+    page: Page[RecordT],
+    render: Callable[[RecordT], JsonObject],
+    page_size: int,
+    page_number: int,
+    next_page_token: str | None,
+) -> JsonObject:
+    """The paging envelope of the newer (v1) APIs: absolute URLs under ``meta``. The SDK
+    follows ``next_page_url`` as it is, so ``collection_url`` is the address the request
+    reached (the twin's own, region prefix included)."""
+
+    def page_url(number: int, token: str | None = None) -> str:
+        return page_address(collection_url, (), page_size, number, token)
+
+    return {
+        key: [render(record) for record in page.records],
+        "meta": {
+            "page": page_number,
+            "page_size": page_size,
+            "first_page_url": page_url(0),
+            "previous_page_url": page_url(page_number - 1) if page_number > 0 else None,
+            "url": page_url(page_number),
+            "next_page_url": page_url(page_number + 1, next_page_token) if page.has_more else None,
+            "key": key,
+        },
+    }
+
+
 def list_envelope(
     collection_path: str,
     array_key: str,
@@ -219,10 +324,7 @@ def list_envelope(
     """The 2010-style paging envelope: URIs relative to the host, PageSize and Page in each."""
 
     def page_uri(number: int, token: str | None = None) -> str:
-        query = [*extra_query, ("PageSize", str(page_size)), ("Page", str(number))]
-        if token is not None:
-            query.append(("PageToken", token))
-        return f"{collection_path}?{urlencode(query)}"
+        return page_address(collection_path, extra_query, page_size, number, token)
 
     start = page_number * page_size
     end = start + len(page.records) - 1 if page.records else start

@@ -26,6 +26,8 @@ DOMAIN_FRIENDLY_NAME_MAX = 64
 CREDENTIAL_LIST_FRIENDLY_NAME_MAX = 64
 IP_ACL_FRIENDLY_NAME_MAX = 255
 API_KEY_FRIENDLY_NAME_MAX = 64
+BYOC_TRUNK_FRIENDLY_NAME_MAX = 255
+PHONE_NUMBER_FRIENDLY_NAME_MAX = 64
 IP_ADDRESS_FRIENDLY_NAME_MAX = 255
 ROUTE_FRIENDLY_NAME_MAX = 64
 ACCOUNT_FRIENDLY_NAME_MAX = 64
@@ -228,6 +230,76 @@ def auth_type(call_list_kinds: Sequence[ListKind]) -> str:
         ListKind.IP_ACCESS_CONTROL_LIST: "IP_ACL",
     }
     return ",".join(sorted({names[kind] for kind in call_list_kinds}))
+
+
+def byoc_trunk_sid(value: str) -> str | None:
+    """A domain's ``ByocTrunkSid``: ``""`` clears it; a malformed SID is 21300, the code
+    Twilio documents for a BYOC trunk SID that is malformed or names no trunk of the
+    account (spec 3.1)."""
+    if value == "":
+        return None
+    if not is_sid(value, SidPrefix.BYOC_TRUNK):
+        raise invalid_byoc_trunk(value)
+    return value
+
+
+def invalid_byoc_trunk(sid: str) -> TwilioError:
+    return bad_request(ErrorCode.INVALID_BYOC_TRUNK,
+                       f"ByocTrunkSid {sid!r} names no BYOC trunk of this account.")
+
+
+def unknown_emergency_caller(sid: str) -> TwilioError:
+    return bad_request(ErrorCode.DOMAIN_VALIDATION,
+                       f"EmergencyCallerSid {sid!r} names no phone number of this account.")
+
+
+def still_referenced(what: str, sid: str, field: str, domain_sids: Sequence[str]) -> TwilioError:
+    """Deleting what a domain names, under ``referenced_delete: refuse`` (spec 3.1)."""
+    named = ", ".join(domain_sids)
+    return bad_request(ErrorCode.INVALID_PARAMETER,
+                       f"{what} {sid} is the {field} of SIP domain {named}; clear it there first.")
+
+
+# --- BYOC trunks and incoming phone numbers (spec 3.1) --------------------------------------
+
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+
+
+def byoc_trunk_friendly_name(value: str) -> str | None:
+    return bounded_text(value, "FriendlyName", BYOC_TRUNK_FRIENDLY_NAME_MAX,
+                        ErrorCode.INVALID_PARAMETER) or None
+
+
+def phone_number(value: str | None) -> str:
+    """An E.164 number; the twin has no inventory, so the number asked for is the number."""
+    if not value:
+        raise bad_request(ErrorCode.INVALID_PHONE_NUMBER, "Required parameter PhoneNumber missing.")
+    if not _E164.fullmatch(value):
+        raise bad_request(ErrorCode.INVALID_PHONE_NUMBER,
+                          f"PhoneNumber {value[:40]!r} is not an E.164 number (+ and up to 15 digits).")
+    return value
+
+
+def phone_number_unavailable(number: str) -> TwilioError:
+    return bad_request(ErrorCode.PHONE_NUMBER_UNAVAILABLE, f"PhoneNumber {number} is not available.")
+
+
+def phone_number_display_name(number: str) -> str:
+    """Twilio's default FriendlyName: ``(415) 555-0100`` for a North American number."""
+    if len(number) == 12 and number.startswith("+1"):
+        return f"({number[2:5]}) {number[5:8]}-{number[8:]}"
+    return number
+
+
+def phone_number_friendly_name(value: str) -> str:
+    return bounded_text(value, "FriendlyName", PHONE_NUMBER_FRIENDLY_NAME_MAX,
+                        ErrorCode.INVALID_PARAMETER)
+
+
+def emergency_status(value: str) -> str:
+    if value not in ("Active", "Inactive"):
+        raise bad_request(ErrorCode.INVALID_PARAMETER, "EmergencyStatus must be Active or Inactive.")
+    return value
 
 
 # --- mappings (spec 3.6, 3.7) -------------------------------------------------------------

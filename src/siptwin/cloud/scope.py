@@ -45,6 +45,10 @@ TABLE_SCOPES: dict[str, StateScope] = {
     "credential_lists": StateScope.PER_ACCOUNT_PER_REGION,
     "credentials": StateScope.PER_ACCOUNT_PER_REGION,
     "domain_mappings": StateScope.PER_ACCOUNT_PER_REGION,
+    # What a domain names (byoc_trunk_sid, emergency_caller_sid): regions run in isolation,
+    # and a phone number's configuration is region-specific too.
+    "byoc_trunks": StateScope.PER_ACCOUNT_PER_REGION,
+    "incoming_phone_numbers": StateScope.PER_ACCOUNT_PER_REGION,
 }
 
 

@@ -29,6 +29,7 @@ from .model import (
     Account,
     AccountStatus,
     ApiKey,
+    ByocTrunk,
     Change,
     Credential,
     CredentialList,
@@ -42,6 +43,7 @@ from .model import (
     MappingPurpose,
     Page,
     PageRequest,
+    PhoneNumber,
 )
 from .scope import DEFAULT_REGION, PROCESSING_REGIONS
 
@@ -80,6 +82,35 @@ DOMAIN_DEFAULTS: dict[str, object] = {
     "byoc_trunk_sid": None,
     "emergency_caller_sid": None,
 }
+
+
+BYOC_TRUNK_DEFAULTS: dict[str, object] = {
+    "friendly_name": None,
+    "voice_url": None,
+    "voice_method": "POST",
+    "voice_fallback_url": None,
+    "voice_fallback_method": "POST",
+    "status_callback_url": None,
+    "status_callback_method": "POST",
+    "cnam_lookup_enabled": False,
+    "connection_policy_sid": None,
+    "from_domain_sid": None,
+}
+PHONE_NUMBER_DEFAULTS: dict[str, object] = {
+    "voice_url": None,
+    "voice_method": "POST",
+    "voice_fallback_url": None,
+    "voice_fallback_method": "POST",
+    "status_callback": None,
+    "status_callback_method": "POST",
+    "emergency_status": "Inactive",
+    "emergency_address_sid": None,
+}
+# What a domain names, and where: (domain column, table it names, what it is).
+DOMAIN_REFERENCES = (
+    ("byoc_trunk_sid", "byoc_trunks", "BYOC trunk"),
+    ("emergency_caller_sid", "incoming_phone_numbers", "Phone number"),
+)
 
 
 class MissingResource(LookupError):
@@ -534,7 +565,8 @@ class Store:
             cx.execute("DELETE FROM domain_routes WHERE domain_name = ?", (name,))
             self._changed(cx, "route.deleted", row["sid"], row["account_sid"], None)
 
-    def create_domain(self, account: Account, region: str, settings: Mapping[str, object]) -> Domain:
+    def create_domain(self, account: Account, region: str, settings: Mapping[str, object],
+                      check_emergency_caller: bool = True) -> Domain:
         values = {**DOMAIN_DEFAULTS, **settings}
         name = str(values["domain_name"])
         sid = new_sid(SidPrefix.DOMAIN)
@@ -548,6 +580,8 @@ class Store:
                 count, self.limits.domains_per_account, rules.ErrorCode.MAX_DOMAINS, "SIP domains"
             )
             self._check_domain_name(cx, account, region, name, None)
+            self._check_domain_references(cx, account.sid, region, settings,
+                                          check_emergency_caller)
             columns = ["sid", "account_sid", "region", *DOMAIN_SETTABLE_COLUMNS,
                        "date_created", "date_updated"]
             row_values = [sid, account.sid, region,
@@ -563,7 +597,8 @@ class Store:
         return domain
 
     def update_domain(
-        self, account: Account, region: str, sid: str, changes: Mapping[str, object]
+        self, account: Account, region: str, sid: str, changes: Mapping[str, object],
+        check_emergency_caller: bool = True,
     ) -> Domain:
         unknown = set(changes) - set(DOMAIN_SETTABLE_COLUMNS)
         if unknown:
@@ -575,6 +610,8 @@ class Store:
             ).fetchone()
             if row is None:
                 raise MissingResource(sid)
+            self._check_domain_references(cx, account.sid, region, changes,
+                                          check_emergency_caller)
             old_name = row["domain_name"]
             new_name = changes.get("domain_name", old_name)
             if new_name != old_name:
@@ -610,6 +647,177 @@ class Store:
             cx.execute("DELETE FROM domains WHERE sid = ?", (sid,))
             self._release_route_if_unused(cx, row["domain_name"])
             self._changed(cx, "domain.deleted", sid, account_sid, region)
+        return True
+
+    def _check_domain_references(
+        self, cx: sqlite3.Connection, account_sid: str, region: str,
+        settings: Mapping[str, object], check_emergency_caller: bool,
+    ) -> None:
+        """A BYOC trunk or emergency caller a domain names exists in its account and region
+        (spec 3.1); checked inside the write, so a delete cannot slip in between."""
+        trunk = settings.get("byoc_trunk_sid")
+        if trunk is not None and not self._exists(cx, "byoc_trunks", account_sid, region, trunk):
+            raise rules.invalid_byoc_trunk(str(trunk))
+        caller = settings.get("emergency_caller_sid")
+        if (caller is not None and check_emergency_caller
+                and not self._exists(cx, "incoming_phone_numbers", account_sid, region, caller)):
+            raise rules.unknown_emergency_caller(str(caller))
+
+    @staticmethod
+    def _exists(cx: sqlite3.Connection, table: str, account_sid: str, region: str,
+                sid: object) -> bool:
+        return cx.execute(
+            f"SELECT 1 FROM {table} WHERE sid = ? AND account_sid = ? AND region = ?",
+            (sid, account_sid, region),
+        ).fetchone() is not None
+
+    def _release_references(
+        self, cx: sqlite3.Connection, table: str, account_sid: str, region: str, sid: str,
+        clear_references: bool,
+    ) -> None:
+        """Before ``sid`` (a trunk or a number) goes: the domains naming it either stop
+        the delete or lose the reference, as ``referenced_delete`` says (spec 3.1)."""
+        for column, named_table, what in DOMAIN_REFERENCES:
+            if named_table != table:
+                continue
+            domains = [row["sid"] for row in cx.execute(
+                f"SELECT sid FROM domains WHERE {column} = ? AND account_sid = ? AND region = ?",
+                (sid, account_sid, region))]
+            if domains and not clear_references:
+                raise rules.still_referenced(what, sid, column, domains)
+            now = self.now()
+            for domain_sid in domains:
+                cx.execute(f"UPDATE domains SET {column} = NULL, date_updated = ? WHERE sid = ?",
+                           (now, domain_sid))
+                self._changed(cx, "domain.updated", domain_sid, account_sid, region)
+
+    # --- BYOC trunks and incoming phone numbers (per account and region) ------------------
+
+    def byoc_trunk(self, account_sid: str, region: str, sid: str) -> ByocTrunk | None:
+        with self._read() as cx:
+            row = cx.execute(
+                "SELECT * FROM byoc_trunks WHERE sid = ? AND account_sid = ? AND region = ?",
+                (sid, account_sid, region),
+            ).fetchone()
+        return _record(ByocTrunk, row, cnam_lookup_enabled=bool(row["cnam_lookup_enabled"])) \
+            if row else None
+
+    def list_byoc_trunks(self, account_sid: str, region: str,
+                         request: PageRequest) -> Page[ByocTrunk]:
+        return self._page(
+            ByocTrunk, "SELECT * FROM byoc_trunks WHERE account_sid = ? AND region = ?",
+            (account_sid, region), request,
+            lambda cx, row: _record(ByocTrunk, row,
+                                    cnam_lookup_enabled=bool(row["cnam_lookup_enabled"])),
+        )
+
+    def create_byoc_trunk(self, account_sid: str, region: str,
+                          settings: Mapping[str, object]) -> ByocTrunk:
+        sid = new_sid(SidPrefix.BYOC_TRUNK)
+        with self._write() as cx:
+            self._insert_owned(cx, "byoc_trunks", sid, account_sid, region,
+                               {**BYOC_TRUNK_DEFAULTS, **settings},
+                               self.limits.byoc_trunks_per_account, "BYOC trunks")
+            self._changed(cx, "byoc_trunk.created", sid, account_sid, region)
+        created = self.byoc_trunk(account_sid, region, sid)
+        assert created is not None
+        return created
+
+    def update_byoc_trunk(self, account_sid: str, region: str, sid: str,
+                          changes: Mapping[str, object]) -> ByocTrunk:
+        self._update_owned("byoc_trunks", "byoc_trunk", sid, account_sid, region, changes)
+        updated = self.byoc_trunk(account_sid, region, sid)
+        assert updated is not None
+        return updated
+
+    def delete_byoc_trunk(self, account_sid: str, region: str, sid: str,
+                          clear_references: bool = False) -> bool:
+        return self._delete_referable("byoc_trunks", "byoc_trunk", account_sid, region, sid,
+                                      clear_references)
+
+    def phone_number(self, account_sid: str, region: str, sid: str) -> PhoneNumber | None:
+        with self._read() as cx:
+            row = cx.execute(
+                "SELECT * FROM incoming_phone_numbers WHERE sid = ? AND account_sid = ?"
+                " AND region = ?", (sid, account_sid, region),
+            ).fetchone()
+        return _record(PhoneNumber, row) if row else None
+
+    def list_phone_numbers(self, account_sid: str, region: str, request: PageRequest,
+                           phone_number: str | None = None) -> Page[PhoneNumber]:
+        sql = "SELECT * FROM incoming_phone_numbers WHERE account_sid = ? AND region = ?"
+        params: tuple[Any, ...] = (account_sid, region)
+        if phone_number is not None:
+            sql += " AND phone_number = ?"
+            params += (phone_number,)
+        return self._page(PhoneNumber, sql, params, request)
+
+    def create_phone_number(self, account_sid: str, region: str,
+                            settings: Mapping[str, object]) -> PhoneNumber:
+        """A number of the account; a number another account (or this one) holds in this
+        region already is 21422, as an unavailable number is on Twilio."""
+        sid = new_sid(SidPrefix.PHONE_NUMBER)
+        number = str(settings["phone_number"])
+        values = {**PHONE_NUMBER_DEFAULTS,
+                  "friendly_name": rules.phone_number_display_name(number), **settings}
+        with self._write() as cx:
+            taken = cx.execute(
+                "SELECT 1 FROM incoming_phone_numbers WHERE region = ? AND phone_number = ?",
+                (region, number)).fetchone()
+            if taken:
+                raise rules.phone_number_unavailable(number)
+            self._insert_owned(cx, "incoming_phone_numbers", sid, account_sid, region, values,
+                               self.limits.phone_numbers_per_account, "phone numbers")
+            self._changed(cx, "phone_number.created", sid, account_sid, region)
+        created = self.phone_number(account_sid, region, sid)
+        assert created is not None
+        return created
+
+    def update_phone_number(self, account_sid: str, region: str, sid: str,
+                            changes: Mapping[str, object]) -> PhoneNumber:
+        self._update_owned("incoming_phone_numbers", "phone_number", sid, account_sid, region,
+                           changes)
+        updated = self.phone_number(account_sid, region, sid)
+        assert updated is not None
+        return updated
+
+    def delete_phone_number(self, account_sid: str, region: str, sid: str,
+                            clear_references: bool = False) -> bool:
+        return self._delete_referable("incoming_phone_numbers", "phone_number", account_sid,
+                                      region, sid, clear_references)
+
+    def _insert_owned(self, cx: sqlite3.Connection, table: str, sid: str, account_sid: str,
+                      region: str, values: Mapping[str, object], limit: int, what: str) -> None:
+        count = cx.execute(
+            f"SELECT COUNT(*) FROM {table} WHERE account_sid = ? AND region = ?",
+            (account_sid, region),
+        ).fetchone()[0]
+        rules.ensure_under_limit(count, limit, rules.ErrorCode.INVALID_PARAMETER, what)
+        now = self.now()
+        row = {"sid": sid, "account_sid": account_sid, "region": region, **values,
+               "date_created": now, "date_updated": now}
+        cx.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                   tuple(row.values()))
+
+    def _update_owned(self, table: str, kind: str, sid: str, account_sid: str, region: str,
+                      changes: Mapping[str, object]) -> None:
+        with self._write() as cx:
+            if not self._exists(cx, table, account_sid, region, sid):
+                raise MissingResource(sid)
+            assignments = "".join(f"{column} = ?, " for column in changes)
+            cx.execute(f"UPDATE {table} SET {assignments}date_updated = ? WHERE sid = ?",
+                       (*changes.values(), self.now(), sid))
+            self._changed(cx, f"{kind}.updated", sid, account_sid, region)
+
+    def _delete_referable(self, table: str, kind: str, account_sid: str, region: str, sid: str,
+                          clear_references: bool) -> bool:
+        """Delete a trunk or number; the domains naming it decide first (``referenced_delete``)."""
+        with self._write() as cx:
+            if not self._exists(cx, table, account_sid, region, sid):
+                return False
+            self._release_references(cx, table, account_sid, region, sid, clear_references)
+            cx.execute(f"DELETE FROM {table} WHERE sid = ?", (sid,))
+            self._changed(cx, f"{kind}.deleted", sid, account_sid, region)
         return True
 
     # --- routes (global) -------------------------------------------------------------------

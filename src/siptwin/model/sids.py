@@ -23,6 +23,8 @@ class SidPrefix(StrEnum):
     CALL = "CA"
     NOTIFICATION = "NO"
     API_KEY = "SK"
+    CONNECTION_POLICY = "NY"  # a BYOC trunk's connection_policy_sid (not modelled)
+    ADDRESS = "AD"  # a phone number's emergency_address_sid (not modelled)
 
 
 _SID_BODY = re.compile(r"[0-9a-fA-F]{32}")

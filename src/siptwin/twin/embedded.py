@@ -87,6 +87,8 @@ class EmbeddedTwin:
     def _apply_control_plane_settings(self, fidelity: Fidelity) -> None:
         """The REST side of the settings: one file sets the edges and the API alike."""
         self.api_settings.unknown_parameters = UnknownParameterPolicy(fidelity.unknown_parameters)
+        self.api_settings.emergency_caller_check = str(fidelity.emergency_caller_check)
+        self.api_settings.referenced_delete = str(fidelity.referenced_delete)
         if self.store is not None:
             self.store.route_propagation_seconds = int(fidelity.route_propagation_seconds)
 
