@@ -12,7 +12,8 @@ import pytest
 
 from siptwin.harness.provision import DomainPlan
 from tests.support import PASSWORD, REPO, free_port
-from tests.support.peers import BARESIP_CONFIG, require_tool, run, write_wav
+from tests.support.baresip import baresip_config, write_silence
+from tests.support.peers import require_tool, run
 from tests.support.twin import by_id
 
 pytestmark = pytest.mark.peer
@@ -126,11 +127,10 @@ async def test_baresip_with_a_wrong_password(harness, tmp_path) -> None:
     baresip = require_tool("baresip")
     await harness.provision(DomainPlan("acme", credentials=[("alice", PASSWORD)]))
     address, port = harness.node_port("us1")
-    write_wav(tmp_path / "tone.wav")
+    write_silence(tmp_path / "tone.wav")
     rtp = free_port() & ~1
-    (tmp_path / "config").write_text(BARESIP_CONFIG.format(
-        sip_port=free_port(), transport="udp", wav=tmp_path / "tone.wav",
-        rtp_low=rtp, rtp_high=rtp + 10))
+    (tmp_path / "config").write_text(baresip_config(
+        sip_port=free_port(), wav=tmp_path / "tone.wav", rtp_low=rtp))
     (tmp_path / "accounts").write_text(
         f"<sip:alice@{HOST};transport=udp>;auth_user=alice;auth_pass=Wr0ngPassword9;regint=0;"
         f"outbound=\"sip:{address}:{port};transport=udp\"\n")

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from tests.support import REPO, free_port
-from tests.support.peers import BARESIP_CONFIG, PEER_PASSWORD, require_tool, run, write_wav
+from tests.support.baresip import baresip_config, write_silence
+from tests.support.peers import PEER_PASSWORD, require_tool, run
 
 pytestmark = pytest.mark.peer
 
@@ -44,12 +45,10 @@ async def test_sipsak_wrong_password_gets_403(uas) -> None:
 async def test_baresip_call_completes_challenge(uas, transport, tmp_path) -> None:
     baresip = require_tool("baresip")
     port = uas.udp_port if transport == "udp" else uas.tcp_port
-    write_wav(tmp_path / "tone.wav")
+    write_silence(tmp_path / "tone.wav")
     rtp = free_port() & ~1
-    (tmp_path / "config").write_text(BARESIP_CONFIG.format(
-        sip_port=free_port(), transport=transport, wav=tmp_path / "tone.wav",
-        rtp_low=rtp, rtp_high=rtp + 10,
-    ))
+    (tmp_path / "config").write_text(baresip_config(
+        sip_port=free_port(), transport=transport, wav=tmp_path / "tone.wav", rtp_low=rtp))
     (tmp_path / "accounts").write_text(
         f"<sip:alice@acme.sip.twilio.com;transport={transport}>;auth_user=alice;"
         f"auth_pass={PEER_PASSWORD};regint=0;outbound=\"sip:127.0.0.1:{port};transport={transport}\"\n"

@@ -9,7 +9,8 @@ import pytest
 from siptwin.harness.provision import DomainPlan
 from siptwin.regions.catalogue import Catalogue, default_catalogue_dir
 from tests.support import PASSWORD, REPO, free_port
-from tests.support.peers import BARESIP_CONFIG, require_tool, run, write_wav
+from tests.support.baresip import baresip_config, write_silence
+from tests.support.peers import require_tool, run
 
 pytestmark = pytest.mark.peer
 
@@ -60,11 +61,10 @@ async def test_baresip_authenticated_call_is_answered(harness, transport, tmp_pa
     baresip = require_tool("baresip")
     await harness.provision(DomainPlan("acme", credentials=[("alice", PASSWORD)]))
     address, port = harness.node_port("de1", transport)
-    write_wav(tmp_path / "tone.wav")
+    write_silence(tmp_path / "tone.wav")
     rtp = free_port() & ~1
-    (tmp_path / "config").write_text(BARESIP_CONFIG.format(
-        sip_port=free_port(), transport=transport, wav=tmp_path / "tone.wav",
-        rtp_low=rtp, rtp_high=rtp + 10))
+    (tmp_path / "config").write_text(baresip_config(
+        sip_port=free_port(), transport=transport, wav=tmp_path / "tone.wav", rtp_low=rtp))
     (tmp_path / "accounts").write_text(
         f"<sip:alice@acme.sip.de1.twilio.com;transport={transport}>;auth_user=alice;"
         f"auth_pass={PASSWORD};regint=0;outbound=\"sip:{address}:{port};transport={transport}\"\n")

@@ -1,4 +1,5 @@
-"""Real peers for the tests: find a tool, run it with a timeout, configure baresip."""
+"""Real peers for the tests: find a tool, run it with a timeout (baresip's configuration:
+tests.support.baresip)."""
 
 from __future__ import annotations
 
@@ -42,32 +43,3 @@ async def run(*argv: str, timeout: float = 30.0, cwd: Path | None = None, env=No
         out, _ = await proc.communicate()
         return -1, out.decode(errors="replace")
     return proc.returncode or 0, out.decode(errors="replace")
-
-
-BARESIP_CONFIG = """\
-poll_method\t\tepoll
-sip_listen\t\t127.0.0.1:{sip_port}
-sip_transports\t\t{transport}
-net_interface\t\t127.0.0.1
-audio_player\t\taubridge,nil
-audio_source\t\taufile,{wav}
-audio_alert\t\taubridge,nil
-rtp_ports\t\t{rtp_low}-{rtp_high}
-module_path\t\t/usr/lib/baresip/modules
-module\t\t\tg711.so
-module\t\t\taufile.so
-module\t\t\taubridge.so
-module_app\t\taccount.so
-module_app\t\tmenu.so
-"""
-
-
-def write_wav(path) -> None:
-    """One second of 8 kHz 16-bit silence: baresip's aufile source needs an 8 kHz WAV."""
-    import wave
-
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(8000)
-        wav.writeframes(b"\x00\x00" * 8000)

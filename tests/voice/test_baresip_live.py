@@ -11,7 +11,7 @@ import pytest
 
 from siptwin.harness.provision import DomainPlan
 from tests.support import PASSWORD
-from tests.support.baresip import VOICE_CONFIG, write_silence
+from tests.support.baresip import baresip_config, write_silence
 
 
 async def test_baresip_call_to_say_is_answered_and_receives_rtp(harness, tmp_path):
@@ -26,12 +26,12 @@ async def test_baresip_call_to_say_is_answered_and_receives_rtp(harness, tmp_pat
         voice_url="twiml:<Response><Say>This is the twin speaking to baresip.</Say>"
                   "<Pause length=\"1\"/></Response>"))
     host, port = harness.node_port("us1")
-    write_silence(tmp_path / "silence.wav")
+    write_silence(tmp_path / "silence.wav", seconds=8)
     (tmp_path / "dump").mkdir()
     rtp = free_port() & ~1
-    (tmp_path / "config").write_text(VOICE_CONFIG.format(
-        address="127.0.0.1", sip_port=free_port(), wav=tmp_path / "silence.wav",
-        rtp_low=rtp, rtp_high=rtp + 10, dump=tmp_path / "dump"))
+    (tmp_path / "config").write_text(baresip_config(
+        sip_port=free_port(), wav=tmp_path / "silence.wav", rtp_low=rtp,
+        dump=tmp_path / "dump"))
     (tmp_path / "accounts").write_text(
         f"<sip:alice@acme.sip.twilio.com>;auth_user=alice;auth_pass={PASSWORD};regint=0;"
         f"outbound=\"sip:{host}:{port}\"\n")

@@ -12,13 +12,8 @@ import pytest
 
 from siptwin.harness.provision import DomainPlan
 from tests.support import PASSWORD, free_port
-from tests.support.baresip import VOICE_CONFIG, write_silence
+from tests.support.baresip import baresip_config, write_silence
 from tests.support.peers import run
-
-SRTP_CONFIG = VOICE_CONFIG.replace("sip_transports\t\tudp\n", "sip_transports\t\ttls\n") + (
-    "sip_cafile\t\t{cafile}\n"
-    "module\t\t\tsrtp.so\n"
-)
 
 
 async def test_baresip_calls_a_secure_domain_over_tls_with_srtp(harness, tmp_path):
@@ -31,13 +26,12 @@ async def test_baresip_calls_a_secure_domain_over_tls_with_srtp(harness, tmp_pat
         voice_url="twiml:<Response><Say>This is the twin speaking over SRTP.</Say>"
                   "<Pause length=\"1\"/></Response>"))
     host, port = harness.node_port("us1", "tls")
-    write_silence(tmp_path / "silence.wav")
+    write_silence(tmp_path / "silence.wav", seconds=8)
     (tmp_path / "dump").mkdir()
     rtp = free_port() & ~1
-    (tmp_path / "config").write_text(SRTP_CONFIG.format(
-        address="127.0.0.1", sip_port=free_port(), wav=tmp_path / "silence.wav",
-        rtp_low=rtp, rtp_high=rtp + 10, dump=tmp_path / "dump",
-        cafile=harness.twin.certificate))
+    (tmp_path / "config").write_text(baresip_config(
+        sip_port=free_port(), transport="tls", wav=tmp_path / "silence.wav", rtp_low=rtp,
+        dump=tmp_path / "dump", cafile=harness.twin.certificate))
     (tmp_path / "accounts").write_text(
         f"<sip:alice@vault.sip.twilio.com;transport=tls>;auth_user=alice;auth_pass={PASSWORD};"
         f"regint=0;mediaenc=srtp-mand;outbound=\"sip:{host}:{port};transport=tls\"\n")
