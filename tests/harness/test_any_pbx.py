@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,28 +12,17 @@ from siptwin.harness.devices import CommandDevice, run_group
 from siptwin.harness.pbx import DeviceError, Target
 from siptwin.harness.scenario import ScenarioError, load_scenario
 from tests.support import REPO
+from tests.support.suite import run_suite
 
 PJSUA2 = REPO / "scenarios" / "interop" / "pjsua2-scripted-uac.yaml"
 
 
-def run_suite(tmp_path: Path, path: Path, regions: str) -> tuple[int, str, dict]:
-    results = tmp_path / "results"
-    argv = [sys.executable, "-m", "pytest", str(path), "--siptwin-scenarios", str(path.parent.parent),
-            "--siptwin-regions", regions,
-            "--siptwin-results-dir", str(results), "-p", "no:cacheprovider", "-q",
-            "--rootdir", str(REPO)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
-    records = {}
-    for result in results.glob("*.json"):
-        record = json.loads(result.read_text())
-        records[(record["scenario"], record["region"])] = record
-    return proc.returncode, proc.stdout + proc.stderr, records
+
 
 
 def test_a_command_device_passes_and_the_same_one_with_a_wrong_password_fails_as_authentication(
         tmp_path: Path) -> None:
-    code, out, records = run_suite(tmp_path, PJSUA2, "us1,ie1")
+    code, out, records = run_suite(tmp_path, PJSUA2, scenarios_dir=PJSUA2.parent.parent)
     assert code == 0, out[-3000:]
     for region in ("us1", "ie1"):
         record = records[("interop/pjsua2-scripted-uac", region)]
@@ -50,7 +36,8 @@ def test_a_command_device_passes_and_the_same_one_with_a_wrong_password_fails_as
     text = PJSUA2.read_text()
     assert text.count("password: Harbour7Lights }") == 1
     wrong.write_text(text.replace("password: Harbour7Lights }", "password: NotTheOne1 }"))
-    code, out, records = run_suite(tmp_path / "wrong", wrong, "us1")
+    code, out, records = run_suite(tmp_path / "wrong", wrong, regions="us1",
+                                     scenarios_dir=wrong.parent.parent)
     assert code == 1, out[-3000:]
     record = records[("interop/pjsua2-wrong-password", "us1")]
     assert record["outcome"] == "failed"

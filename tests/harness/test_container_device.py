@@ -4,11 +4,7 @@ here without a registry, a container on the host network placing the scenario's 
 from __future__ import annotations
 
 import io
-import json
-import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -20,6 +16,7 @@ from siptwin.harness.devices import ContainerDevice
 from siptwin.harness.pbx import Target
 from siptwin.twin.backends.docker import DockerEngine
 from tests.support import REPO
+from tests.support.suite import run_suite
 
 SCENARIO = REPO / "harness" / "docker" / "scenarios" / "pbx" / "container-call.yaml"
 IMAGE = "siptwin-hostroot:local"
@@ -41,20 +38,7 @@ def _host_root_image(client) -> None:
     client.api.import_image_from_data(data.getvalue(), repository=repository, tag=tag)
 
 
-def _run(tmp_path: Path, scenario: Path, docker_host: str) -> tuple[int, str, dict]:
-    results = tmp_path / "results"
-    argv = [sys.executable, "-m", "pytest", str(scenario), "--siptwin-scenarios", str(scenario.parent.parent),
-            "--siptwin-regions", "us1,ie1",
-            "--siptwin-results-dir", str(results), "-p", "no:cacheprovider", "-q", "--rootdir", str(REPO)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["DOCKER_HOST"] = docker_host
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
-    records = {}
-    for path in results.glob("*.json"):
-        record = json.loads(path.read_text())
-        records[(record["scenario"], record["region"])] = record
-    return proc.returncode, proc.stdout + proc.stderr, records
+
 
 
 def test_a_container_device_places_the_call_and_a_failing_call_is_named(tmp_path) -> None:
@@ -67,7 +51,9 @@ def test_a_container_device_places_the_call_and_a_failing_call_is_named(tmp_path
     try:
         client = engine.client()
         _host_root_image(client)
-        code, out, records = _run(tmp_path / "good", SCENARIO, engine.url)
+        code, out, records = run_suite(
+            tmp_path / "good", SCENARIO, scenarios_dir=SCENARIO.parent.parent,
+            env_extra={"DOCKER_HOST": engine.url})
         assert code == 0, out[-3000:]
         for region in ("us1", "ie1"):
             record = records[("pbx/container-call", region)]
@@ -84,7 +70,9 @@ def test_a_container_device_places_the_call_and_a_failing_call_is_named(tmp_path
         bad.parent.mkdir(parents=True)
         bad.write_text(SCENARIO.read_text().replace('acl: ["127.0.0.1"]', 'acl: ["127.0.0.99"]')
                        .replace("-recv_timeout 10s", "-recv_timeout 2s"))
-        code, out, records = _run(tmp_path / "bad", bad, engine.url)
+        code, out, records = run_suite(
+            tmp_path / "bad", bad, scenarios_dir=bad.parent.parent,
+            env_extra={"DOCKER_HOST": engine.url})
         assert code == 1, out[-3000:]
         record = records[("pbx/container-acl", "us1")]
         assert record["failure_kind"] == "source-not-allowed", record["failures"][:1]

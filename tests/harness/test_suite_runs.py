@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support import REPO
-
-
-def run_suite(tmp_path: Path, *paths: str, extra: list[str] | None = None,
-              env_extra: dict[str, str] | None = None) -> tuple[int, str, dict]:
-    results = tmp_path / "results"
-    argv = [sys.executable, "-m", "pytest", *[str(REPO / p) for p in paths],
-            "--siptwin-regions", "us1,ie1", "--siptwin-results-dir", str(results),
-            "-p", "no:cacheprovider", "-q", "--rootdir", str(REPO), *(extra or [])]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env.update(env_extra or {})
-    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
-    records = {}
-    for path in results.glob("*.json"):
-        record = json.loads(path.read_text())
-        records[(record["scenario"], record["region"])] = record
-    return proc.returncode, proc.stdout + proc.stderr, records
+from tests.support.suite import run_suite
 
 
 def test_a_wrong_twin_setting_makes_the_right_scenarios_fail(tmp_path) -> None:

@@ -4,6 +4,8 @@
 - :mod:`.twin`: the embedded twin per test (a loopback /24 per xdist worker) and ``Harness``;
 - :mod:`.webhook_app`: a customer application that checks every signature with the SDK;
 - :mod:`.peers`: finding and running real peers (SIPp, sipsak, baresip);
+- :mod:`.baresip`: baresip's configuration and its silent microphone;
+- :mod:`.suite`: the conformance suite run in a pytest subprocess, its results read back;
 - :mod:`.rawsip`: a raw UAC for messages the native client will not send;
 - :mod:`.layers`: the package import graph and the one-way rule (tests/test_layers.py).
 """
