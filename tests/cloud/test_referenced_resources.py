@@ -16,7 +16,7 @@ UNKNOWN_TRUNK = "BY" + "a" * 32
 UNKNOWN_NUMBER = "PN" + "b" * 32
 
 
-def test_a_domain_naming_a_byoc_trunk_that_does_not_exist_is_refused_21300(client: Client) -> None:
+def test_spec_3_1_a_domain_naming_a_byoc_trunk_that_does_not_exist_is_refused_21300(client: Client) -> None:
     expect_error(lambda: client.sip.domains.create(
         domain_name="trunked.sip.twilio.com", byoc_trunk_sid=UNKNOWN_TRUNK), 400, 21300)
     domain = client.sip.domains.create(domain_name="plain.sip.twilio.com")
@@ -28,7 +28,7 @@ def test_a_domain_naming_a_byoc_trunk_that_does_not_exist_is_refused_21300(clien
     assert [d.domain_name for d in client.sip.domains.list()] == ["plain.sip.twilio.com"]
 
 
-def test_a_domain_naming_a_phone_number_that_does_not_exist_is_refused_21231(
+def test_spec_3_1_a_domain_naming_a_phone_number_that_does_not_exist_is_refused_21231(
         client: Client) -> None:
     expect_error(lambda: client.sip.domains.create(
         domain_name="sos.sip.twilio.com", emergency_caller_sid=UNKNOWN_NUMBER), 400, 21231)
@@ -118,7 +118,7 @@ def test_trunks_and_numbers_belong_to_one_account_and_one_region(twin: Twin) -> 
     assert [t.friendly_name for t in dublin.voice.v1.byoc_trunks.list()] == ["ie1 trunk"]
 
 
-def test_deleting_a_trunk_or_number_a_domain_names_is_refused_by_default(client: Client) -> None:
+def test_spec_3_1_deleting_a_trunk_or_number_a_domain_names_is_refused_by_default(client: Client) -> None:
     trunk = client.voice.v1.byoc_trunks.create()
     number = client.incoming_phone_numbers.create(phone_number="+14155550123")
     domain = client.sip.domains.create(domain_name="held.sip.twilio.com",

@@ -74,6 +74,11 @@ async def test_settings_reach_the_checks_of_what_a_domain_names(strict_twin) -> 
     gone = await asyncio.to_thread(client.request, "DELETE",
                                    f"{base}/IncomingPhoneNumbers/{pn}.json")
     assert gone.status_code == 204  # referenced_delete: clear
+    # the harness's SDK client reaches the BYOC trunks too (voice.twilio.com in the SDK)
+    trunk = await asyncio.to_thread(client.voice.v1.byoc_trunks.create, friendly_name="carrier")
+    domain = await asyncio.to_thread(client.sip.domains.create, domain_name="h.sip.twilio.com",
+                                     byoc_trunk_sid=trunk.sid)
+    assert domain.byoc_trunk_sid == trunk.sid
 
 
 def test_a_propagation_delay_above_five_minutes_is_refused(tmp_path) -> None:

@@ -47,6 +47,7 @@ def sdk_client(api_url: str, account_sid: str, auth_token: str, region: str = "u
     suffix = "" if region == "us1" else f"/{region}"
     client.api.base_url = api_url + suffix
     client.routes.base_url = api_url + suffix
+    client.voice.base_url = api_url + suffix  # BYOC trunks (voice.twilio.com/v1)
     return client
 
 
