@@ -382,10 +382,7 @@ def load_scenario(path: Path, root: Path) -> Scenario:
     errors = sorted(_VALIDATOR.iter_errors(data),
                     key=lambda e: list(e.absolute_path))
     if errors:
-        err = min(errors, key=lambda e: len(list(e.absolute_path)) * -1)
-        line = _line_of(node, list(err.absolute_path))
-        location = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise ScenarioError(f"{path}:{line}: {location}: {_explain(err)}")
+        raise ScenarioError(schema_error(path, node, errors))
     relative = path.relative_to(root).with_suffix("")
     feature = relative.parts[0] if len(relative.parts) > 1 else "general"
     if "steps" in data:
@@ -403,6 +400,15 @@ def load_scenario(path: Path, root: Path) -> Scenario:
 def _step(when: dict[str, Any], then: dict[str, Any], pause: float) -> Step:
     (action, params), = when.items()
     return Step(action, params or {}, then or {}, pause)
+
+
+def schema_error(path: Path, node: yaml.Node | None,
+                 errors: list[jsonschema.ValidationError]) -> str:
+    """``file:line: location: message`` for the deepest of ``errors`` (the first of equals)."""
+    worst = max(errors, key=lambda e: len(list(e.absolute_path)))
+    steps = list(worst.absolute_path)
+    location = "/".join(str(p) for p in steps) or "(top level)"
+    return f"{path}:{_line_of(node, steps)}: {location}: {_explain(worst)}"
 
 
 def _explain(err: jsonschema.ValidationError) -> str:

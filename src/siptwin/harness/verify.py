@@ -37,7 +37,7 @@ from ..model.wire import call_from_record
 from .engine import ItemResult
 from .outcome import Failure
 from .pbx import received
-from .scenario import _line_of, parse_yaml
+from .scenario import _line_of, parse_yaml, schema_error
 
 MARKS_FILE = "marks.json"
 MARKS_LIMIT = 100
@@ -116,13 +116,7 @@ def load_expectations(path: Path) -> list[Expectation]:
         raise VerifyError(f"{path}:1: an expectation file is a mapping with a 'calls' list")
     errors = list(_VALIDATOR.iter_errors(data))
     if errors:
-        worst = max(errors, key=lambda e: len(list(e.absolute_path)))
-        steps = list(worst.absolute_path)
-        location = "/".join(str(p) for p in steps) or "(top level)"
-        message = worst.message.replace("Additional properties are not allowed", "unknown key(s)")
-        if worst.validator == "oneOf" and worst.context:
-            message = min(worst.context, key=lambda e: len(e.message)).message
-        raise VerifyError(f"{path}:{_line_of(node, steps)}: {location}: {message}")
+        raise VerifyError(schema_error(path, node, errors))
     out = []
     for i, entry in enumerate(data["calls"]):
         count = entry.get("count", {"min": 1})
