@@ -25,9 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import re
 import sys
+import tempfile
 import time
+import wave
+from array import array
 
 import pjsua2 as pj
 
@@ -150,6 +155,9 @@ def main() -> int:
     parser.add_argument("--tone", type=float, default=0.0, metavar="HZ",
                         help="send this tone for the whole call")
     parser.add_argument("--record", metavar="WAV", help="record what the call hears")
+    parser.add_argument("--expect-tone", type=float, metavar="HZ",
+                        help="fail unless the call heard this tone (for --expect-seconds)")
+    parser.add_argument("--expect-seconds", type=float, default=1.0)
     parser.add_argument("--hold-at", type=float, metavar="SECONDS",
                         help="put the call on hold (re-INVITE a=sendonly) this long after "
                              "the answer; digits wait for the resume")
@@ -163,6 +171,8 @@ def main() -> int:
     parser.add_argument("--report", action="store_true",
                         help="print 'report {json}' last: states, SRTP suite, RTP counters")
     args = parser.parse_args()
+    if args.expect_tone and not args.record:
+        args.record = os.path.join(tempfile.mkdtemp(prefix="uac-"), "heard.wav")
 
     ep = pj.Endpoint()
     ep.libCreate()
@@ -256,7 +266,40 @@ def main() -> int:
         account.shutdown()
         del account
         ep.libDestroy()
+    if args.expect_tone and not failure:
+        heard = _seconds_of_tone(args.record, args.expect_tone)
+        print(f"heard {heard:.1f} s of {args.expect_tone:g} Hz", flush=True)
+        if heard < args.expect_seconds:
+            failure = f"heard {heard:.1f} s of {args.expect_tone:g} Hz, not {args.expect_seconds:g}"
+            print(failure, flush=True)
     return 1 if failure else 0
+
+
+def _seconds_of_tone(path: str, frequency: float) -> float:
+    """How much of a recording is ``frequency``: 100 ms windows, loud, with at least half
+    their energy at that frequency (Goertzel against Parseval's total)."""
+    try:
+        with wave.open(path) as recorded:
+            rate = recorded.getframerate()
+            samples = array("h", recorded.readframes(recorded.getnframes()))
+    except (OSError, EOFError, wave.Error):
+        return 0.0
+    size = rate // 10
+    coefficient = 2 * math.cos(2 * math.pi * frequency / rate)
+    windows = 0
+    for start in range(0, len(samples) - size + 1, size):
+        window = samples[start:start + size]
+        energy = sum(s * s for s in window)
+        if max(abs(s) for s in window) < 1000 or not energy:
+            continue
+        previous = before = 0.0
+        for sample in window:
+            previous, before = sample + coefficient * previous - before, previous
+        power = previous * previous + before * before - coefficient * previous * before
+        # a pure tone gives power = size * energy / 2
+        if power >= 0.25 * size * energy:
+            windows += 1
+    return windows / 10
 
 
 def _hold_and_resume(ep: pj.Endpoint, call: Call, hold_at: float, hold_for: float) -> str:
@@ -274,7 +317,7 @@ def _hold_and_resume(ep: pj.Endpoint, call: Call, hold_at: float, hold_for: floa
             resume.opt.flag = pj.PJSUA_CALL_UNHOLD
             call.reinvite(resume)
         print(what, flush=True)
-        if not _pump(ep, call, 5.0, lambda: len(call.reinvites) > step):
+        if not _pump(ep, call, 5.0, lambda step=step: len(call.reinvites) > step):
             return f"the {what} re-INVITE was not answered"
         if call.reinvites[step] != 200:
             return f"the {what} re-INVITE was answered {call.reinvites[step]}"
