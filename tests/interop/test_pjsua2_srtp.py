@@ -17,15 +17,11 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import math
 import os
 import socket
 import struct
 import sys
 import threading
-import wave
-from array import array
-from pathlib import Path
 
 import pytest
 
@@ -33,31 +29,13 @@ from siptwin.harness.provision import DomainPlan
 from siptwin.sip.sdp import CryptoAttribute, parse_crypto, parse_sdp
 from siptwin.voice.srtp import SrtpContext
 from tests.support import PASSWORD, REPO
+from tests.support.audio import power, read_wav, tones_heard, write_tone
 
 UAC = REPO / "harness" / "pbx" / "pjsua2" / "uac.py"
 SUITE_80, SUITE_32 = "AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"
 PHONE_HZ, FIRST_HZ, SECOND_HZ = 440.0, 700.0, 1500.0
 ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4
-
-
-def _write_tone(path: Path, frequency: float, seconds: float) -> None:
-    samples = array("h", (int(12000 * math.sin(2 * math.pi * frequency * i / 8000))
-                          for i in range(int(8000 * seconds))))
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(samples.tobytes())
-
-
-def _power(samples, frequency: float, rate: int) -> float:
-    """Goertzel: the power of one frequency in the samples."""
-    coefficient = 2 * math.cos(2 * math.pi * frequency / rate)
-    previous = before = 0.0
-    for sample in samples:
-        previous, before = sample + coefficient * previous - before, previous
-    return previous * previous + before * before - coefficient * previous * before
 
 
 def _ulaw(byte: int) -> int:
@@ -77,7 +55,7 @@ DECODE = {0: [_ulaw(b) for b in range(256)], 8: [_alaw(b) for b in range(256)]}
 
 
 def _loudest(samples, rate: int, candidates) -> float:
-    return max(candidates, key=lambda f: _power(samples, f, rate))
+    return max(candidates, key=lambda f: power(samples, f, rate))
 
 
 class LoopbackCapture:
@@ -189,8 +167,8 @@ async def test_pjsua2_srtp_over_tls_hears_and_is_heard_and_survives_hold_and_res
     if os.geteuid() != 0:
         pytest.skip("capturing the SRTP packets on lo needs root (CI runs as root)")
     first, second = tmp_path / "first.wav", tmp_path / "second.wav"
-    _write_tone(first, FIRST_HZ, 2.0)
-    _write_tone(second, SECOND_HZ, 1.5)
+    write_tone(first, FIRST_HZ, 2.0)
+    write_tone(second, SECOND_HZ, 1.5)
     app.twiml("/digits", f"<Response><Play>{second.as_uri()}</Play><Hangup/></Response>")
     voice = app.twiml("/voice", f"<Response><Play>{first.as_uri()}</Play>"
                       '<Gather action="/digits" numDigits="3" timeout="15">'
@@ -261,13 +239,9 @@ async def test_pjsua2_srtp_over_tls_hears_and_is_heard_and_survives_hold_and_res
     ((phone_media, twin_media),) = addresses
 
     # pjsua2 heard (decrypted) both of the twin's tones, in order: not silence, not its own.
-    with wave.open(str(heard)) as recorded:
-        rate = recorded.getframerate()
-        samples = array("h", recorded.readframes(recorded.getnframes()))
+    samples, rate = read_wav(heard)
     assert len(samples) > 6 * rate
-    windows = [samples[i:i + rate // 2] for i in range(0, len(samples) - rate // 2, rate // 2)]
-    loud = [w for w in windows if max(abs(s) for s in w) > 2000]
-    tones = [_loudest(w, rate, (PHONE_HZ, FIRST_HZ, SECOND_HZ)) for w in loud]
+    tones = tones_heard(samples, rate, (PHONE_HZ, FIRST_HZ, SECOND_HZ))
     assert tones.count(FIRST_HZ) >= 3 and tones.count(SECOND_HZ) >= 2, tones
     assert PHONE_HZ not in tones and tones.index(SECOND_HZ) > tones.index(FIRST_HZ), tones
 
@@ -283,7 +257,7 @@ async def test_pjsua2_srtp_over_tls_hears_and_is_heard_and_survives_hold_and_res
     assert all(len(p) == 12 + 160 + tag for p in from_twin), {len(p) for p in from_twin}
     raw = _audio_samples([p[:-tag] for p in from_phone])
     decrypted = _audio_samples(phone_clear)
-    assert _power(decrypted, PHONE_HZ, 8000) > 100 * _power(raw, PHONE_HZ, 8000)
+    assert power(decrypted, PHONE_HZ, 8000) > 100 * power(raw, PHONE_HZ, 8000)
     # pjsua2's 440 Hz reached the twin encrypted; the twin accepted every such packet under
     # pjsua2's key (none rejected), so it decrypted this same audio.
     assert _loudest(decrypted[-8000:], 8000, (PHONE_HZ, FIRST_HZ, SECOND_HZ)) == PHONE_HZ
@@ -291,4 +265,4 @@ async def test_pjsua2_srtp_over_tls_hears_and_is_heard_and_survives_hold_and_res
     assert call.media["packets_received"] >= audio_from_phone >= 150, (call.media,
                                                                        audio_from_phone)
     twin_samples = _audio_samples(twin_clear)
-    assert _power(twin_samples, FIRST_HZ, 8000) > 100 * _power(twin_samples, PHONE_HZ, 8000)
+    assert power(twin_samples, FIRST_HZ, 8000) > 100 * power(twin_samples, PHONE_HZ, 8000)
