@@ -74,3 +74,17 @@ def test_templates_render_nested_values_and_fail_on_unknown_names() -> None:
         "to": ["sip:1@acme-1.sip.ie1.twilio.com"]}
     with pytest.raises(ScenarioError, match="undefined"):
         render("{{ nope }}", context)
+
+
+def test_call_expectations_match_nested_records_key_by_key() -> None:
+    from siptwin.harness.engine import _mismatches
+
+    media = {"digits_received": "123", "packets_received": 400,
+             "srtp": {"suite": "AES_CM_128_HMAC_SHA1_80", "rejected": 0, "replayed": 2}}
+    assert _mismatches("media", {"srtp": {"suite": "AES_CM_128_*", "rejected": 0},
+                                 "digits_received": "123"}, media) == []
+    assert _mismatches("media", {"srtp": {"rejected": 1}, "digits_received": "12"}, media) == [
+        ("media.srtp.rejected", 1, 0), ("media.digits_received", "12", "123")]
+    assert _mismatches("media", {"srtp": {"suite": "x"}}, {}) == [("media.srtp", {"suite": "x"},
+                                                                    None)]
+    assert _mismatches("status", "completed", "completed") == []

@@ -1,5 +1,7 @@
 """Interop: linphonec 5 calls a secure domain over TLS with mandatory SDES-SRTP, puts the call
-on hold and resumes it, then presses a key that <Gather> must take."""
+on hold and resumes it, then presses a key that <Gather> must take. Its audio is files
+(``soundcard use files``): it sends a 440 Hz file and records what it hears, which must be
+the twin's two ``<Play>`` tones."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ import pytest
 
 from siptwin.harness.provision import DomainPlan
 from tests.support import PASSWORD, free_port
+from tests.support.audio import read_wav, tones_heard, write_tone
+
+PHONE_HZ, FIRST_HZ, SECOND_HZ = 440.0, 700.0, 1500.0
 
 LINPHONERC = """\
 [sip]
@@ -51,8 +56,13 @@ async def test_linphone_srtp_over_tls_survives_hold_and_resume(harness, app, tmp
     if linphonec is None:
         pytest.fail("linphonec is not installed: run scripts/bootstrap (linphone-cli)")
 
-    app.twiml("/digits", "<Response><Say>thanks</Say><Hangup/></Response>")
-    voice = app.twiml("/voice", '<Response><Say>hello from the twin</Say>'
+    first, second, mine = tmp_path / "first.wav", tmp_path / "second.wav", tmp_path / "mine.wav"
+    write_tone(first, FIRST_HZ, 2.0)
+    write_tone(second, SECOND_HZ, 1.5)
+    write_tone(mine, PHONE_HZ, 20.0)
+    heard = tmp_path / "heard.wav"
+    app.twiml("/digits", f"<Response><Play>{second.as_uri()}</Play><Hangup/></Response>")
+    voice = app.twiml("/voice", f'<Response><Play>{first.as_uri()}</Play>'
                       '<Gather action="/digits" numDigits="1" timeout="20">'
                       '<Pause length="20"/></Gather></Response>')
     await harness.provision(DomainPlan("vault", credentials=[("alice", PASSWORD)], secure=True,
@@ -84,6 +94,9 @@ async def test_linphone_srtp_over_tls_survives_hold_and_resume(harness, app, tmp
 
     try:
         await asyncio.sleep(1.5)
+        await command("soundcard use files", 0.2)
+        await command(f"play {mine}", 0.2)
+        await command(f"record {heard}", 0.2)
         await command("call sip:1000@vault.sip.twilio.com", 4.0)
         await command("pause", 2.0)
         await command("resume", 2.5)
@@ -102,9 +115,9 @@ async def test_linphone_srtp_over_tls_survives_hold_and_resume(harness, app, tmp
     assert call.final_status == 200 and call.transport == "tls", (call.status, text[-3000:])
     (hit,) = await app.wait("/digits", timeout=5)
     assert hit.values["Digits"] == "5", (call.media, text[-3000:])
-    # linphonec has no sound card here, so its RTP is the digit's RFC 4733 packets: every
-    # one authenticated under its key (repeated end packets are dropped by the replay check).
-    assert call.media["srtp"]["rejected"] == 0 and call.media["packets_received"] >= 3
+    # Every RTP packet authenticated under linphonec's key (its repeated RFC 4733 end packets
+    # are dropped by the replay check, not counted as rejected).
+    assert call.media["srtp"]["rejected"] == 0
     assert call.media["srtp"]["suite"] == "AES_CM_128_HMAC_SHA1_80"
     invites = [e for e in call.trace if e.direction == "in" and e.data.startswith(b"INVITE")]
     held = [e for e in invites if b"a=sendonly" in e.data]
@@ -112,3 +125,10 @@ async def test_linphone_srtp_over_tls_survives_hold_and_resume(harness, app, tmp
     answers = [e.data for e in call.trace
                if e.direction == "out" and e.data.startswith(b"SIP/2.0 200") and b"m=audio" in e.data]
     assert any(b"a=recvonly" in a for a in answers) and b"a=sendrecv" in answers[-1]
+    # linphonec decrypted the twin's two tones (before the hold, after the digits), in order,
+    # into its recording; the twin authenticated (decrypted) its 440 Hz file, some 20 s of it.
+    samples, rate = read_wav(heard)
+    tones = tones_heard(samples, rate, (PHONE_HZ, FIRST_HZ, SECOND_HZ))
+    assert tones.count(FIRST_HZ) >= 3 and tones.count(SECOND_HZ) >= 2, tones
+    assert PHONE_HZ not in tones and tones.index(SECOND_HZ) > tones.index(FIRST_HZ), tones
+    assert call.media["packets_received"] >= 300, call.media

@@ -515,6 +515,16 @@ async def _judge_webhooks(expect: dict[str, Any], twin: Twin, slot: AppSlot,
         value = first.params.get(key)
         if value is None or not fnmatch.fnmatchcase(value, pattern):
             failures.append(Failure("parameter-mismatch", f"webhook parameter {key}", pattern, value))
+    for index, params in enumerate(spec.get("requests") or []):
+        # the n-th request of the call to the app: the voice URL's, then <Gather>/<Record>
+        # actions and redirects, in the order they arrived
+        request = voice[index] if index < len(voice) else None
+        for key, pattern in params.items():
+            value = request.params.get(key) if request is not None else None
+            if value is None or not fnmatch.fnmatchcase(value, str(pattern)):
+                failures.append(Failure("parameter-mismatch",
+                                        f"webhook request {index + 1}: parameter {key}",
+                                        str(pattern), value))
     if spec.get("exact"):
         extra = sorted(set(first.params) - set(wanted))
         if extra:
@@ -546,16 +556,28 @@ def _judge_call(outcome: StepOutcome, expect: dict[str, Any], twin: Twin) -> lis
         if call is None:
             return [Failure("call-record-mismatch", "no call record", expect["call"], None)]
         for key, wanted in expect["call"].items():
-            actual = getattr(call, key, None)
-            if str(actual) != str(wanted) and not (isinstance(actual, str) and
-                                                   fnmatch.fnmatchcase(actual, str(wanted))):
-                failures.append(Failure("call-record-mismatch", f"call {key}", wanted, actual))
+            for name, want, actual in _mismatches(key, wanted, getattr(call, key, None)):
+                failures.append(Failure("call-record-mismatch", f"call {name}", want, actual))
     if "alerts" in expect:
         codes = [a.code for a in call.alerts] if call else []
         missing = [c for c in expect["alerts"] if c not in codes]
         if missing:
             failures.append(Failure("alert-missing", "alerts on the call", expect["alerts"], codes))
     return failures
+
+
+def _mismatches(name: str, wanted: Any, actual: Any) -> list[tuple[str, Any, Any]]:
+    """Equal as text, or matching ``wanted`` as a glob; a mapping names only the keys it
+    checks, at any depth (``call: {media: {srtp: {rejected: 0}}}``)."""
+    if isinstance(wanted, dict):
+        if not isinstance(actual, dict):
+            return [(name, wanted, actual)]
+        return [m for key, value in wanted.items()
+                for m in _mismatches(f"{name}.{key}", value, actual.get(key))]
+    if str(actual) == str(wanted) or (isinstance(actual, str)
+                                      and fnmatch.fnmatchcase(actual, str(wanted))):
+        return []
+    return [(name, wanted, actual)]
 
 
 def _header_anywhere(responses: list[Response], name: str) -> str | None:

@@ -227,6 +227,12 @@ _then = {
                         "absent": {"type": "array", "items": {"type": "string"}},
                         "signature_valid": {"type": "boolean"},
                         "count": {"type": "integer"},
+                        "requests": {
+                            "type": "array",
+                            "items": {"type": "object",
+                                      "additionalProperties": {"type": ["string", "number"]}},
+                            "description": "parameters (globs) of the app's requests in "
+                                           "order: the voice URL's, then actions, redirects"},
                         "fallback": {"type": "boolean"},
                     },
                 },
