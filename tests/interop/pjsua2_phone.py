@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 import time
 
@@ -115,6 +116,11 @@ def main(argv: list[str]) -> int:
     account_config.sipConfig.proxies.append(f"sip:{edge_host}:{edge_port};lr")
     account_config.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", user, 0, password))
     account_config.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+    # pjsua2 starts every process at RTP port 4000: two phones running side by side (xdist)
+    # then share 4000-4003 one after the other, and pjmedia follows RTP arriving from a new
+    # address (NAT latching), so one phone can end up sending its digits to the other's twin.
+    account_config.mediaConfig.transportConfig.port = random.randrange(20000, 60000, 2)
+    account_config.mediaConfig.transportConfig.portRange = 100
     phone = Phone(endpoint, wav_out)
     phone.create(account_config)
     deadline = time.monotonic() + float(seconds)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import re
 import sys
 import tempfile
@@ -188,6 +189,11 @@ def main() -> int:
     account_config.idUri = f"sip:{args.user or 'pjsua'}@{args.host}"
     account_config.sipConfig.proxies.append(f"sip:{args.proxy};lr;transport={args.transport}")
     account_config.mediaConfig.transportConfig.boundAddress = args.bind
+    # pjsua2 starts every process at RTP port 4000: two phones running side by side (xdist)
+    # then share 4000-4003 one after the other, and pjmedia follows RTP arriving from a new
+    # address (NAT latching), so one phone can end up sending its digits to the other's twin.
+    account_config.mediaConfig.transportConfig.port = random.randrange(20000, 60000, 2)
+    account_config.mediaConfig.transportConfig.portRange = 100
     account_config.mediaConfig.srtpUse = SRTP[args.srtp]
     # 1: SRTP only over a secure (TLS) hop, as RFC 4568 keys must not travel in clear text.
     account_config.mediaConfig.srtpSecureSignaling = 1 if args.srtp != "off" else 0
