@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from siptwin.harness.provision import DomainPlan
 from siptwin.sip.digest import answer_challenge, parse_challenge
 from siptwin.ua.client import Auth, SipClient
@@ -327,6 +329,84 @@ async def test_tls_sent_to_the_plain_port_is_explained(harness) -> None:
     finding = findings["tls-on-plain-port"]
     assert finding.severity == "error" and finding.rule == 9 and "5061" in finding.fix
     assert f"{port}" in finding.sentence
+
+
+async def test_a_tls_handshake_the_client_rejects_is_explained(harness) -> None:
+    """A PBX that does not trust the edge's certificate aborts the handshake: no SIP is read,
+    yet explain names the reason (it used to vanish without a trace)."""
+    import socket
+    import ssl
+
+    host, port = harness.node_port("us1", "tls")
+    context = ssl.create_default_context()  # the system roots: the twin's CA is not among them
+
+    def handshake() -> None:  # a blocking socket sends its alert before it raises
+        with socket.create_connection((host, port), timeout=5,
+                                      source_address=("127.0.0.1", 0)) as raw, \
+                context.wrap_socket(raw, server_hostname="acme.sip.twilio.com"):
+            pass
+
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await asyncio.to_thread(handshake)
+    records = await _tls_records(harness, 1)
+    assert len(records) == 1 and records[0].source_ip == "127.0.0.1"
+    findings = by_id(harness.twin, records[0].call_id)
+    assert list(findings) == ["tls-handshake-failed"]
+    finding = findings["tls-handshake-failed"]
+    assert finding.severity == "error" and finding.rule == 9
+    assert "refused the edge's certificate" in finding.sentence, finding.sentence
+
+
+async def _tls_records(harness, count: int) -> list:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    records: list = []
+    while loop.time() < deadline and len(records) < count:
+        records = [c for c in harness.twin.calls.all() if c.method == "TLS"]
+        await asyncio.sleep(0.05)
+    return records
+
+
+async def _s_client(host: str, port: int, *options: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        "openssl", "s_client", "-connect", f"{host}:{port}", "-servername",
+        "acme.sip.twilio.com", "-brief", *options, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(process.communicate(), 20)
+    return process.returncode or 0, output.decode(errors="replace")
+
+
+@pytest.mark.parametrize("options, reason, cause", [
+    # the system's roots, not the twin's CA: openssl sends an unknown-CA alert
+    (("-verify_return_error", "-CAfile", "/etc/ssl/certs/ca-certificates.crt"),
+     "UNKNOWN_CA", "refused the edge's certificate"),
+    (("-tls1_3",), "UNSUPPORTED_PROTOCOL", "no TLS version the edge serves"),
+    (("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"), "NO_SHARED_CIPHER",
+     "none of the edge's cipher suites"),
+], ids=["untrusted-certificate", "tls1.3-only", "ecdsa-suites-only"])
+async def test_openssl_handshakes_the_edge_refuses_are_explained(harness, options, reason,
+                                                                 cause) -> None:
+    """A real TLS client that gives up on (or is refused by) the edge leaves a record whose
+    finding names the TLS error and what to change on the client."""
+    host, port = harness.node_port("us1", "tls")
+    returncode, output = await _s_client(host, port, *options)
+    assert returncode != 0, output
+    records = await _tls_records(harness, 1)
+    assert len(records) == 1, output
+    findings = by_id(harness.twin, records[0].call_id)
+    assert list(findings) == ["tls-handshake-failed"]
+    finding = findings["tls-handshake-failed"]
+    assert reason in finding.sentence and cause in finding.sentence, finding.sentence
+
+
+async def test_a_tls_client_the_edge_accepts_leaves_no_record(harness) -> None:
+    """The control: TLS 1.2 with one of the edge's suites completes; nothing is recorded."""
+    host, port = harness.node_port("us1", "tls")
+    returncode, output = await _s_client(host, port, "-tls1_2", "-cipher",
+                                         "ECDHE-RSA-AES128-GCM-SHA256")
+    assert returncode == 0 and "ECDHE-RSA-AES128-GCM-SHA256" in output, output
+    await asyncio.sleep(0.3)
+    assert [c for c in harness.twin.calls.all() if c.method == "TLS"] == []
 
 
 async def test_a_bye_that_gets_no_answer_is_explained(harness, app) -> None:

@@ -26,6 +26,7 @@ from ..cloud.view import ControlPlaneView, DomainSnapshot
 from ..limits import Limits
 from ..model.calls import (
     BYE_UNDELIVERED_NOTE,
+    TLS_FAILED_NOTE,
     Call,
     CallRegistry,
     TraceEntry,
@@ -437,9 +438,21 @@ class RegionNode:
         else:
             self._apply(self.layer.receive(message, source.reply_to, self._now()), source)
 
-    def _on_transport_event(self, event: str, source: Source) -> None:
-        """Something not SIP on a stream (a TLS handshake on the plain port): no call can
-        come of it, so a record says what happened for ``siptwin explain`` and diagnostics."""
+    def _on_transport_event(self, event: str, source: Source, detail: str = "") -> None:
+        """Something not SIP on a stream (a TLS handshake on the plain port, a TLS handshake
+        the client did not complete): no call can come of it, so a record says what happened
+        for ``siptwin explain`` and diagnostics."""
+        if event == "tls-handshake-failed":
+            record = Call(
+                call_id=f"tls-{source.host}-{source.port}@{source.local_host}:{source.local_port}",
+                region=self.region.id, source_ip=source.host, source_port=source.port,
+                transport="tls", created_at=time.time(), status="dropped",
+                fidelity=self.fidelity.as_record(), method="TLS",
+                request_uri=f"tls:{source.local_host}:{source.local_port}",
+            )
+            record.notes.append(f"{TLS_FAILED_NOTE} {detail}")
+            self.calls.put(record)
+            return
         if event != "tls-on-plain-port":
             return
         record = Call(
