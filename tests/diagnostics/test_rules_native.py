@@ -432,3 +432,24 @@ async def test_a_bye_that_gets_no_answer_is_explained(harness, app) -> None:
     finding = by_id(harness.twin, result.call_id)["bye-not-delivered"]
     assert finding.severity == "warning" and finding.rule == 11
     assert any(note.startswith("BYE not delivered to udp:127.0.0.1:") for note in record.notes)
+
+
+async def test_a_bye_to_a_caller_whose_tcp_connection_died_is_explained_at_once(harness, app):
+    """A TCP caller's connection is gone when the twin hangs up: the BYE cannot be sent at
+    all, and that is noted at once (not 32 s later at Timer F)."""
+    voice = app.twiml("/voice", "<Response><Pause length=\"1\"/></Response>")
+    await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"]))
+    host, port = harness.node_port("us1", "tcp")
+    async with SipClient("127.0.0.1", "tcp") as caller:
+        result = await caller.invite(host, port, "sip:1@acme.sip.us1.twilio.com", hold=0.1,
+                                     hang_up=False)
+    assert result.established  # the connection closed with the client, before the BYE
+    record = harness.twin.calls.get(result.call_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 8  # the <Pause> is 1 s; Timer F would take 32 s
+    while loop.time() < deadline and "bye-not-delivered" not in by_id(harness.twin,
+                                                                       result.call_id):
+        await asyncio.sleep(0.1)
+    assert "bye-not-delivered" in by_id(harness.twin, result.call_id), record.notes
+    note = next(n for n in record.notes if n.startswith("BYE not delivered to tcp:127.0.0.1:"))
+    assert "the connection to it failed" in note, note

@@ -180,6 +180,8 @@ class SipEndpoint:
         self.budget = config.budget or ConnectionBudget(self.limits)
         self.on_message = on_message
         self.on_transport_event = on_transport_event
+        # Told when octets could not be sent (no connection could be opened to the peer).
+        self.on_send_error: Callable[[Destination, OSError], None] | None = None
         self._udp: _UdpProtocol | None = None
         self._servers: list[Any] = []  # asyncio or uvloop Server objects
         self._tls_listener: socket.socket | None = None
@@ -472,6 +474,8 @@ class SipEndpoint:
         except OSError as err:
             log.info("send to %s:%s over %s failed: %s", destination.host, destination.port,
                      destination.transport, err)
+            if self.on_send_error is not None:
+                self.on_send_error(destination, err)
 
     async def _connect(self, destination: Destination) -> _Connection:
         ssl_context = None

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
-from ..model.calls import DIAL_ALERT_PREFIX
+from ..model.calls import BYE_UNDELIVERED_NOTE, DIAL_ALERT_PREFIX
 from ..model.codes import VoiceError
 from ..model.presentation import sip_header_params
 from ..sip.errors import SipParseError
 from ..sip.sdp import make_offer
 from ..sip.uri import SipUri, parse_uri
-from ..ua.client import Auth, CallResult, SharedTransport, SipClient
+from ..ua.client import BYE_WAIT, Auth, CallResult, SharedTransport, SipClient
 from ..ua.resolve import (
     Lookup,
     ResolveError,
@@ -262,6 +262,7 @@ async def dial_sip(branches: list[Branch], leg: DialLeg,
                        session_name="Twilio Media Gateway")
     clients: list[SipClient] = []
     invites: dict[asyncio.Future[CallResult], SipClient] = {}
+    branch_of: dict[SipClient, Branch] = {}
     answers: dict[asyncio.Future[Any], SipClient] = {}
     gone = asyncio.ensure_future(leg.caller_gone.wait())
     winner: SipClient | None = None
@@ -272,6 +273,7 @@ async def dial_sip(branches: list[Branch], leg: DialLeg,
                                user_agent=USER_AGENT, call_id_host="0.0.0.0")
             await client.start()
             clients.append(client)
+            branch_of[client] = branch
             invites[asyncio.ensure_future(client.invite(
                 branch.server.host, branch.server.port, branch.request_uri, auth=leg.auth,
                 from_uri=leg.from_uri, to_uri=branch.to_uri,
@@ -303,7 +305,8 @@ async def dial_sip(branches: list[Branch], leg: DialLeg,
                 for client in clients:
                     client.cancel_pending()
                     client.hang_up_all()
-                await asyncio.wait(list(invites), timeout=8.0)
+                # Long enough for the answered leg's BYE to be answered or given up on.
+                await asyncio.wait(list(invites), timeout=BYE_WAIT + 2.0)
                 break
     finally:
         for task in [*invites, *answers, gone]:
@@ -321,6 +324,8 @@ async def dial_sip(branches: list[Branch], leg: DialLeg,
     results = [t.result() for t in invites if t.done() and not t.cancelled()
                and t.exception() is None]
     chosen = _chosen(results, winner, invites)
+    if winner is not None and chosen is not None and chosen.established:
+        leg.notes.extend(_bye_notes(chosen, branch_of[winner]))
     if chosen is None:
         return DialOutcome("canceled" if gone.done() else "failed", None, None, 0, None)
     duration = (int(round(time.monotonic() - answered_at))
@@ -336,6 +341,19 @@ async def dial_sip(branches: list[Branch], leg: DialLeg,
         status = "canceled"
     return DialOutcome(status, final.status if final else None, chosen.call_id,
                        duration, chosen, headers)
+
+
+def _bye_notes(result: CallResult, branch: Branch) -> list[str]:
+    """What became of the BYE that ended the answered leg, for the caller's record."""
+    if result.ended_by_remote:
+        return [f"<Dial> the dialled party {branch.request_uri} hung up (BYE received)"]
+    server = branch.server
+    where = f"the dialled party {branch.request_uri} ({server.transport}:{server.host}:{server.port})"
+    if result.bye_failure is not None:
+        return [f"{BYE_UNDELIVERED_NOTE} {where}: {result.bye_failure}"]
+    if result.bye_status is not None:
+        return [f"<Dial> BYE to {where} answered {result.bye_status}"]
+    return []
 
 
 def _chosen(results: list[CallResult], winner: SipClient | None,
