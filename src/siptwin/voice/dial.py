@@ -28,7 +28,7 @@ from ..model.calls import BYE_UNDELIVERED_NOTE, DIAL_ALERT_PREFIX
 from ..model.codes import VoiceError
 from ..model.presentation import sip_header_params
 from ..sip.errors import SipParseError
-from ..sip.sdp import make_offer
+from ..sip.sdp import SRTP_KEY_BYTES, SRTP_SUITES, CryptoAttribute, make_offer
 from ..sip.uri import SipUri, parse_uri
 from ..ua.client import BYE_WAIT, Auth, CallResult, SharedTransport, SipClient
 from ..ua.resolve import (
@@ -129,6 +129,7 @@ class Branch:
     request_uri: str
     to_uri: str
     server: ServerTarget
+    secure: bool = False  # a device of a secure domain: the leg's media is SRTP
 
 
 class DialSession(Protocol):
@@ -226,7 +227,7 @@ async def branches_for(target: SipTarget, session: DialSession, account_sid: str
         except ResolveError:
             continue
         if servers:
-            branches.append(Branch(contact, aor, servers[0]))
+            branches.append(Branch(contact, aor, servers[0], secure=bool(domain.secure)))
     if not branches:
         return VoiceError(32009, f"{DIAL_ALERT_PREFIX} {aor} has no registered device")
     return branches
@@ -258,8 +259,12 @@ async def dial_sip(branches: list[Branch], leg: DialLeg,
     crossed our CANCEL)."""
     relay = LegMedia(leg.local_host)
     port = await relay.open()
+    # Devices of a secure domain get an SDES-SRTP offer keyed with a key of this leg's own.
+    ours = (CryptoAttribute(1, SRTP_SUITES[0], secrets.token_bytes(SRTP_KEY_BYTES))
+            if any(branch.secure for branch in branches) else None)
     offer = make_offer(leg.local_host, port, secrets.randbelow(1 << 31), codecs=leg.codecs,
-                       session_name="Twilio Media Gateway")
+                       session_name="Twilio Media Gateway",
+                       crypto=(ours.to_value(),) if ours is not None else ())
     clients: list[SipClient] = []
     invites: dict[asyncio.Future[CallResult], SipClient] = {}
     branch_of: dict[SipClient, Branch] = {}
@@ -295,7 +300,7 @@ async def dial_sip(branches: list[Branch], leg: DialLeg,
                             other.cancel_pending()
                             other.hang_up_all()
                     final = winner.last.final if winner.last is not None else None
-                    relay.answered(final.body if final is not None else b"")
+                    relay.answered(final.body if final is not None else b"", ours)
                     stream = await leg.on_answer()
                     if stream is not None:
                         relay.bridge(stream)
@@ -316,9 +321,15 @@ async def dial_sip(branches: list[Branch], leg: DialLeg,
                     await task
         relay.close()
         if relay.to_leg or relay.from_leg:
-            leg.notes.append(f"<Dial> media relayed: {relay.to_leg} RTP packets "
+            kind = "SRTP" if relay.srtp is not None else "RTP"
+            leg.notes.append(f"<Dial> media relayed: {relay.to_leg} {kind} packets "
                              f"({relay.bytes_to_leg} bytes) to the dialled party, "
                              f"{relay.from_leg} ({relay.bytes_from_leg} bytes) back")
+        if relay.srtp is not None and (relay.srtp.counters.rejected
+                                       or relay.srtp.counters.replayed):
+            leg.notes.append(f"<Dial> SRTP from the dialled party: "
+                             f"{relay.srtp.counters.rejected} packets failed authentication, "
+                             f"{relay.srtp.counters.replayed} replayed (dropped)")
         for client in clients:
             await client.close()
     results = [t.result() for t in invites if t.done() and not t.cancelled()
