@@ -178,3 +178,25 @@ async def test_an_srtp_caller_dials_a_plain_device(harness, app):
           f"{len(heard_by_caller)}/25 (SRTP)")
     assert len(heard_by_device) >= 20 and len(heard_by_caller) >= 20
     assert result.established
+
+
+async def test_the_setting_rtp_offers_plain_rtp_to_a_secure_domains_device(harness, app):
+    for node in harness.twin.nodes.values():
+        node.apply_fidelity(node.fidelity.with_overrides({"dial_secure_media": "rtp"}))
+    voice = app.twiml("/voice", '<Response><Dial timeout="8">'
+                                "<Sip>sip:alice@vault.sip.twilio.com</Sip></Dial></Response>")
+    await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"]))
+    await harness.provision(DomainPlan("vault", voice_url=voice, secure=True,
+                                       credentials=[("alice", PASSWORD)],
+                                       sip_registration=True,
+                                       registration_credentials=[("alice", PASSWORD)]))
+    device_rtp = _udp()
+    device = await _device(harness, "vault.sip.twilio.com", device_rtp, None)
+    try:
+        result = await harness.call("us1", "sip:1@acme.sip.us1.twilio.com", hold=1.0)
+    finally:
+        await device.close()
+        device_rtp.close()
+    assert result.established and device.incoming
+    (audio,) = parse_sdp(device.incoming[0].invite.body).media
+    assert audio.proto == "RTP/AVP" and not audio.attribute_values("crypto")

@@ -250,6 +250,7 @@ class DialLeg:
     on_answer: Callable[[], Awaitable[MediaStream | None]]
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
     notes: list[str] = field(default_factory=list)
+    srtp_to_secure_devices: bool = True  # setting dial_secure_media
 
 
 async def dial_sip(branches: list[Branch], leg: DialLeg,
@@ -261,7 +262,8 @@ async def dial_sip(branches: list[Branch], leg: DialLeg,
     port = await relay.open()
     # Devices of a secure domain get an SDES-SRTP offer keyed with a key of this leg's own.
     ours = (CryptoAttribute(1, SRTP_SUITES[0], secrets.token_bytes(SRTP_KEY_BYTES))
-            if any(branch.secure for branch in branches) else None)
+            if leg.srtp_to_secure_devices and any(branch.secure for branch in branches)
+            else None)
     offer = make_offer(leg.local_host, port, secrets.randbelow(1 << 31), codecs=leg.codecs,
                        session_name="Twilio Media Gateway",
                        crypto=(ours.to_value(),) if ours is not None else ())
