@@ -453,3 +453,23 @@ async def test_a_bye_to_a_caller_whose_tcp_connection_died_is_explained_at_once(
     assert "bye-not-delivered" in by_id(harness.twin, result.call_id), record.notes
     note = next(n for n in record.notes if n.startswith("BYE not delivered to tcp:127.0.0.1:"))
     assert "the connection to it failed" in note, note
+
+
+async def test_sipsak_over_tls_is_answered_and_leaves_no_tls_record(harness) -> None:
+    """A real SIP client through the TLS listener (sockets accepted by the twin and wrapped
+    by connect_accepted_socket): its OPTIONS is answered and no handshake failure is
+    recorded. (sipsak does not check the server's certificate, even with --tls-ca-cert, so
+    it cannot play the client that refuses the edge.)"""
+    import shutil
+
+    if shutil.which("sipsak") is None:
+        pytest.fail("sipsak is not installed: run scripts/bootstrap")
+    host, port = harness.node_port("us1", "tls")
+    sipsak = await asyncio.create_subprocess_exec(
+        "sipsak", "-s", f"sip:1@{host}:{port}", "--transport=tls", "-p", f"{host}:{port}",
+        "-v", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(sipsak.communicate(), 20)
+    assert sipsak.returncode == 0 and b"SIP/2.0 200 OK" in output, output
+    assert b"Via: SIP/2.0/TLS" in output
+    await asyncio.sleep(0.3)
+    assert [c for c in harness.twin.calls.all() if c.method == "TLS"] == []
