@@ -18,9 +18,9 @@ def _binding(contact: str, expires_at: float) -> Binding:
 
 
 def _register(store, aor: str, contact: str, expires_at: float, now: float) -> None:
-    with store.updating(aor, now) as (current, save):
-        current[contact] = _binding(contact, expires_at)
-        save.append(True)
+    with store.updating(aor, now) as change:
+        change.bindings[contact] = _binding(contact, expires_at)
+        change.keep = True
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -33,10 +33,10 @@ def store(request, tmp_path):
     shared.close()
 
 
-def test_a_change_is_kept_only_when_saved_and_bindings_expire(store) -> None:
+def test_a_change_is_kept_only_when_asked_and_bindings_expire(store) -> None:
     _register(store, AOR, "sip:alice@127.0.0.1:5062", 100.0, now=0.0)
-    with store.updating(AOR, 1.0) as (current, _save):  # a refused REGISTER: nothing saved
-        current.clear()
+    with store.updating(AOR, 1.0) as change:  # a refused REGISTER: nothing is kept
+        change.bindings.clear()
     assert list(store.current(AOR, 50.0)) == ["sip:alice@127.0.0.1:5062"]
     assert store.current(AOR, 100.0) == {}
 

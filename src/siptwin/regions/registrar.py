@@ -70,13 +70,22 @@ class Binding:
     username: str
 
 
+@dataclass
+class BindingChange:
+    """An AOR's unexpired bindings (contact URI -> binding), changed in place; the store
+    writes them back when the change ends with ``keep`` set."""
+
+    bindings: dict[str, Binding]
+    keep: bool = False
+
+
 class BindingStore(Protocol):
     """Where the bindings live: the unexpired ones of an AOR, and an atomic change of them."""
 
     def current(self, aor: str, now: float) -> dict[str, Binding]: ...
 
-    def updating(self, aor: str, now: float) -> contextlib.AbstractContextManager[
-        tuple[dict[str, Binding], list[bool]]]: ...
+    def updating(self, aor: str,
+                 now: float) -> contextlib.AbstractContextManager[BindingChange]: ...
 
 
 class MemoryBindings:
@@ -97,15 +106,12 @@ class MemoryBindings:
         return dict(current)
 
     @contextlib.contextmanager
-    def updating(self, aor: str,
-                 now: float) -> Iterator[tuple[dict[str, Binding], list[bool]]]:
-        """The AOR's bindings to change in place; kept when the caller appends True to
-        ``save``."""
-        current, save = self.current(aor, now), []
-        yield current, save
-        if any(save):
-            if current:
-                self._bindings[aor] = current
+    def updating(self, aor: str, now: float) -> Iterator[BindingChange]:
+        change = BindingChange(self.current(aor, now))
+        yield change
+        if change.keep:
+            if change.bindings:
+                self._bindings[aor] = change.bindings
             else:
                 self._bindings.pop(aor, None)
 
@@ -139,19 +145,18 @@ class SqliteBindings:
         return {row[0]: Binding(*row) for row in rows}
 
     @contextlib.contextmanager
-    def updating(self, aor: str,
-                 now: float) -> Iterator[tuple[dict[str, Binding], list[bool]]]:
+    def updating(self, aor: str, now: float) -> Iterator[BindingChange]:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("DELETE FROM bindings WHERE expires_at <= ?", (now,))
-            current, save = self.current(aor, now), []
-            yield current, save
-            if any(save):
+            change = BindingChange(self.current(aor, now))
+            yield change
+            if change.keep:
                 db.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
                 db.executemany("INSERT INTO bindings VALUES (?, ?, ?, ?, ?)",
                                [(aor, b.contact, b.expires_at, b.source, b.username)
-                                for b in current.values()])
+                                for b in change.bindings.values()])
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -223,11 +228,10 @@ class Registrar:
             default_expires = request.expires
         except SipParseError as err:
             return twilio_response(request, 400, err.reason)
-        with self.store.updating(aor, now) as (current, save):
-            response = self._change(request, source, current, contacts, default_expires,
-                                    username, fidelity, now)
-            if response.status == 200:
-                save.append(True)
+        with self.store.updating(aor, now) as change:
+            response = self._change(request, source, change.bindings, contacts,
+                                    default_expires, username, fidelity, now)
+            change.keep = response.status == 200
         return response
 
     def _change(self, request: Request, source: Source, current: dict[str, Binding],

@@ -224,6 +224,8 @@ class SipEndpoint:
             server.close()
         if self._tls_accepting is not None:
             self._tls_accepting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tls_accepting  # it stops watching the socket before it closes
             self._tls_accepting = None
         if self._tls_listener is not None:
             self._tls_listener.close()
@@ -275,8 +277,6 @@ class SipEndpoint:
         while True:
             try:
                 sock, _ = await loop.sock_accept(listener)
-            except asyncio.CancelledError:
-                raise
             except OSError as err:  # out of descriptors: let some connections end first
                 log.warning("TLS accept on %s failed: %s", self.config.host, err)
                 await asyncio.sleep(0.1)

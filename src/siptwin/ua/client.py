@@ -230,7 +230,7 @@ class SipClient:
             return
         effects = self.layer.transport_failed_to(hop, self._now())
         for effect in effects:
-            if isinstance(effect, TransportError):
+            if isinstance(effect, TransportError) and effect.key in self._events:
                 self._send_errors[effect.key] = str(error) or type(error).__name__
         self._apply(effects)
 
