@@ -298,6 +298,7 @@ class SipEndpoint:
             return
         try:
             loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.limits.tls_handshake_timeout  # from accept to done
             if not await _has_bytes(sock, self.limits.tls_handshake_timeout):
                 sock.close()  # a probe or a client that never began: nothing to explain
                 return
@@ -306,7 +307,7 @@ class SipEndpoint:
                 transport, protocol = await loop.connect_accepted_socket(
                     lambda: asyncio.StreamReaderProtocol(reader, loop=loop), sock,
                     ssl=self.config.tls_context,
-                    ssl_handshake_timeout=self.limits.tls_handshake_timeout)
+                    ssl_handshake_timeout=max(deadline - loop.time(), 0.1))
             except ssl.SSLError as err:
                 sock.close()
                 reason = err.reason or type(err).__name__
