@@ -164,6 +164,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Twilio's outbound INVITE is not documented; 'domain' names the calling SIP "
             "domain (acme.sip.twilio.com), 'edge-address' the edge's IP address as the twin "
             "once did", ("domain", "edge-address"), area="voice"),
+    Setting("dial_secure_media", "srtp", "srtp", "§4.5", "Twilio documents SRTP for calls to "
+            "and from a secure domain but not the offer it sends to a device registered there; "
+            "'srtp' offers SDES-SRTP (AES_CM_128_HMAC_SHA1_80, a key of the leg's own), 'rtp' "
+            "plain RTP as to any other target", ("srtp", "rtp"), area="voice"),
     Setting("route_propagation_seconds", 0, 0, "§3.9", "an inbound processing region change "
             "takes effect within up to 5 minutes on Twilio; 0 applies it at once (tests), at "
             "most 300", area="rest", maximum=300),

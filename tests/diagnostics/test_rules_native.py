@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from siptwin.harness.provision import DomainPlan
 from siptwin.sip.digest import answer_challenge, parse_challenge
 from siptwin.ua.client import Auth, SipClient
@@ -329,6 +331,84 @@ async def test_tls_sent_to_the_plain_port_is_explained(harness) -> None:
     assert f"{port}" in finding.sentence
 
 
+async def test_a_tls_handshake_the_client_rejects_is_explained(harness) -> None:
+    """A PBX that does not trust the edge's certificate aborts the handshake: no SIP is read,
+    yet explain names the reason (it used to vanish without a trace)."""
+    import socket
+    import ssl
+
+    host, port = harness.node_port("us1", "tls")
+    context = ssl.create_default_context()  # the system roots: the twin's CA is not among them
+
+    def handshake() -> None:  # a blocking socket sends its alert before it raises
+        with socket.create_connection((host, port), timeout=5,
+                                      source_address=("127.0.0.1", 0)) as raw, \
+                context.wrap_socket(raw, server_hostname="acme.sip.twilio.com"):
+            pass
+
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await asyncio.to_thread(handshake)
+    records = await _tls_records(harness, 1)
+    assert len(records) == 1 and records[0].source_ip == "127.0.0.1"
+    findings = by_id(harness.twin, records[0].call_id)
+    assert list(findings) == ["tls-handshake-failed"]
+    finding = findings["tls-handshake-failed"]
+    assert finding.severity == "error" and finding.rule == 9
+    assert "refused the edge's certificate" in finding.sentence, finding.sentence
+
+
+async def _tls_records(harness, count: int) -> list:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    records: list = []
+    while loop.time() < deadline and len(records) < count:
+        records = [c for c in harness.twin.calls.all() if c.method == "TLS"]
+        await asyncio.sleep(0.05)
+    return records
+
+
+async def _s_client(host: str, port: int, *options: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        "openssl", "s_client", "-connect", f"{host}:{port}", "-servername",
+        "acme.sip.twilio.com", "-brief", *options, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(process.communicate(), 20)
+    return process.returncode or 0, output.decode(errors="replace")
+
+
+@pytest.mark.parametrize("options, reason, cause", [
+    # the system's roots, not the twin's CA: openssl sends an unknown-CA alert
+    (("-verify_return_error", "-CAfile", "/etc/ssl/certs/ca-certificates.crt"),
+     "UNKNOWN_CA", "refused the edge's certificate"),
+    (("-tls1_3",), "UNSUPPORTED_PROTOCOL", "no TLS version the edge serves"),
+    (("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"), "NO_SHARED_CIPHER",
+     "none of the edge's cipher suites"),
+], ids=["untrusted-certificate", "tls1.3-only", "ecdsa-suites-only"])
+async def test_openssl_handshakes_the_edge_refuses_are_explained(harness, options, reason,
+                                                                 cause) -> None:
+    """A real TLS client that gives up on (or is refused by) the edge leaves a record whose
+    finding names the TLS error and what to change on the client."""
+    host, port = harness.node_port("us1", "tls")
+    returncode, output = await _s_client(host, port, *options)
+    assert returncode != 0, output
+    records = await _tls_records(harness, 1)
+    assert len(records) == 1, output
+    findings = by_id(harness.twin, records[0].call_id)
+    assert list(findings) == ["tls-handshake-failed"]
+    finding = findings["tls-handshake-failed"]
+    assert reason in finding.sentence and cause in finding.sentence, finding.sentence
+
+
+async def test_a_tls_client_the_edge_accepts_leaves_no_record(harness) -> None:
+    """The control: TLS 1.2 with one of the edge's suites completes; nothing is recorded."""
+    host, port = harness.node_port("us1", "tls")
+    returncode, output = await _s_client(host, port, "-tls1_2", "-cipher",
+                                         "ECDHE-RSA-AES128-GCM-SHA256")
+    assert returncode == 0 and "ECDHE-RSA-AES128-GCM-SHA256" in output, output
+    await asyncio.sleep(0.3)
+    assert [c for c in harness.twin.calls.all() if c.method == "TLS"] == []
+
+
 async def test_a_bye_that_gets_no_answer_is_explained(harness, app) -> None:
     """The twin hangs up (its <Say> ends) but the caller's socket is gone: Timer F ends the
     BYE transaction and explain says the far side may still think the call is up."""
@@ -352,3 +432,44 @@ async def test_a_bye_that_gets_no_answer_is_explained(harness, app) -> None:
     finding = by_id(harness.twin, result.call_id)["bye-not-delivered"]
     assert finding.severity == "warning" and finding.rule == 11
     assert any(note.startswith("BYE not delivered to udp:127.0.0.1:") for note in record.notes)
+
+
+async def test_a_bye_to_a_caller_whose_tcp_connection_died_is_explained_at_once(harness, app):
+    """A TCP caller's connection is gone when the twin hangs up: the BYE cannot be sent at
+    all, and that is noted at once (not 32 s later at Timer F)."""
+    voice = app.twiml("/voice", "<Response><Pause length=\"1\"/></Response>")
+    await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"]))
+    host, port = harness.node_port("us1", "tcp")
+    async with SipClient("127.0.0.1", "tcp") as caller:
+        result = await caller.invite(host, port, "sip:1@acme.sip.us1.twilio.com", hold=0.1,
+                                     hang_up=False)
+    assert result.established  # the connection closed with the client, before the BYE
+    record = harness.twin.calls.get(result.call_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 8  # the <Pause> is 1 s; Timer F would take 32 s
+    while loop.time() < deadline and "bye-not-delivered" not in by_id(harness.twin,
+                                                                       result.call_id):
+        await asyncio.sleep(0.1)
+    assert "bye-not-delivered" in by_id(harness.twin, result.call_id), record.notes
+    note = next(n for n in record.notes if n.startswith("BYE not delivered to tcp:127.0.0.1:"))
+    assert "the connection to it failed" in note, note
+
+
+async def test_sipsak_over_tls_is_answered_and_leaves_no_tls_record(harness) -> None:
+    """A real SIP client through the TLS listener (sockets accepted by the twin and wrapped
+    by connect_accepted_socket): its OPTIONS is answered and no handshake failure is
+    recorded. (sipsak does not check the server's certificate, even with --tls-ca-cert, so
+    it cannot play the client that refuses the edge.)"""
+    import shutil
+
+    if shutil.which("sipsak") is None:
+        pytest.fail("sipsak is not installed: run scripts/bootstrap")
+    host, port = harness.node_port("us1", "tls")
+    sipsak = await asyncio.create_subprocess_exec(
+        "sipsak", "-s", f"sip:1@{host}:{port}", "--transport=tls", "-p", f"{host}:{port}",
+        "-v", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(sipsak.communicate(), 20)
+    assert sipsak.returncode == 0 and b"SIP/2.0 200 OK" in output, output
+    assert b"Via: SIP/2.0/TLS" in output
+    await asyncio.sleep(0.3)
+    assert [c for c in harness.twin.calls.all() if c.method == "TLS"] == []

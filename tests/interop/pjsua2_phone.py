@@ -5,7 +5,8 @@
 It registers USER@DOMAIN through the edge (an outbound proxy, so no DNS is needed), prints
 ``registered`` once the twin has said 200, answers the first INVITE, plays a 1 kHz tone into
 it and records what it hears to WAV_OUT. When the call ends (or SECONDS pass) it prints one
-JSON line with the RTP counters of the call's audio stream and exits. pjsua2's quirks: the
+JSON line with the RTP counters of the call's audio stream and exits. With the environment
+variable PJSUA2_PHONE_SRTP=mandatory it accepts SDES-SRTP offers only. pjsua2's quirks: the
 null audio device, no worker threads (events are polled here), calls and accounts deleted
 before libDestroy.
 """
@@ -121,6 +122,9 @@ def main(argv: list[str]) -> int:
     # address (NAT latching), so one phone can end up sending its digits to the other's twin.
     account_config.mediaConfig.transportConfig.port = random.randrange(20000, 60000, 2)
     account_config.mediaConfig.transportConfig.portRange = 100
+    if os.environ.get("PJSUA2_PHONE_SRTP") == "mandatory":  # a plain offer is then refused
+        account_config.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_MANDATORY
+        account_config.mediaConfig.srtpSecureSignaling = 0
     phone = Phone(endpoint, wav_out)
     phone.create(account_config)
     deadline = time.monotonic() + float(seconds)

@@ -13,6 +13,7 @@ from siptwin.harness.provision import DomainPlan
 from siptwin.sip.sdp import make_offer, parse_sdp
 from siptwin.ua.client import Auth, SipClient
 from tests.support import PASSWORD, free_port
+from tests.support.twin import by_id
 
 DOMAIN = "acme.sip.twilio.com"
 
@@ -115,12 +116,46 @@ async def test_dial_forks_to_every_binding_first_answer_wins_and_media_is_relaye
     assert str(invite.to.uri) == f"sip:alice@{DOMAIN}"
     assert hit.values["DialCallStatus"] == "completed"
     assert hit.values["DialSipResponseCode"] == "200"
+    # The BYE that ended the desk's leg is on the caller's record, with its answer.
+    assert any(note.startswith("<Dial> BYE to the dialled party sip:alice@127.0.0.1:")
+               and note.endswith("answered 200") for note in record.notes), record.notes
 
 
 async def _answered(phone: SipClient) -> None:
     while not any(call.answered for call in phone.incoming):
         phone.incoming_event.clear()
         await phone.incoming_event.wait()
+
+
+async def test_a_bye_the_dialled_device_never_answers_is_explained(harness, app):
+    """The answered phone goes away mid-call (its socket closed, no BYE): when the leg's
+    time limit ends it, the twin's BYE gets no answer, and explain says so on the caller's
+    record."""
+    voice = app.twiml("/voice", '<Response><Dial timeLimit="2" timeout="8">'
+                                f"<Sip>sip:alice@{DOMAIN}</Sip></Dial></Response>")
+    await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"],
+                                       sip_registration=True,
+                                       registration_credentials=[("alice", PASSWORD)]))
+    desk = await _phone(harness, answer=200, after=0.1, rtp_port=free_port())
+    caller = SipClient("127.0.0.1", "udp")
+    await caller.start()
+    try:
+        host, port = harness.node_port("us1")
+        call = asyncio.ensure_future(caller.invite(host, port, "sip:1@acme.sip.us1.twilio.com",
+                                                   hold=30.0))
+        await asyncio.wait_for(_answered(desk), 10)
+        await desk.close()  # gone without a word
+        result = await asyncio.wait_for(call, 40)
+    finally:
+        await caller.close()
+        await desk.close()
+    assert result.established and result.ended_by_remote  # the twin ended the call
+    record = harness.twin.calls.get(result.call_id)
+    note = next((n for n in record.notes if n.startswith("BYE not delivered to the dialled "
+                                                         "party sip:alice@127.0.0.1:")), None)
+    assert note is not None and "no answer within" in note, record.notes
+    findings = by_id(harness.twin, result.call_id)
+    assert "dialled device" in findings["bye-not-delivered"].sentence
 
 
 async def test_dial_to_an_unregistered_user_fails_with_32009(harness, app):

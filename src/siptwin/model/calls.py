@@ -88,6 +88,7 @@ class Alert:
 
 # Notes the node writes and diagnostics reads (a rule matches the prefix).
 BYE_UNDELIVERED_NOTE = "BYE not delivered to"
+TLS_FAILED_NOTE = "TLS handshake failed:"
 # The detail of an alert raised by <Dial> (not by the voice webhook) starts with this.
 DIAL_ALERT_PREFIX = "<Dial>"
 

@@ -11,3 +11,5 @@ PID_FILE = "siptwin.pid"  # the pid of a running `siptwin up`
 API_FILE = "api.json"  # where that twin's REST API listens, and its account
 LOG_FILE = "siptwin.log"  # the output of `siptwin up --detach`
 TLS_DIR = "tls"  # the twin's certificate and key
+# The registrar's bindings, shared by the processes of `siptwin up --workers N`.
+REGISTRATIONS_FILE = "registrations.sqlite3"

@@ -26,6 +26,7 @@ from ..cloud.view import ControlPlaneView, DomainSnapshot
 from ..limits import Limits
 from ..model.calls import (
     BYE_UNDELIVERED_NOTE,
+    TLS_FAILED_NOTE,
     Call,
     CallRegistry,
     TraceEntry,
@@ -261,11 +262,15 @@ class OutboundPort:
     def local_address(self, transport: str) -> tuple[str, int]:
         return self._node.addresses.get(transport) or (self._node.region.address, 5060)
 
-    def attach(self, call_id: str, on_bytes: Callable[[bytes, Source], None]) -> None:
+    def attach(self, call_id: str, on_bytes: Callable[[bytes, Source], None],
+               on_send_error: Callable[[Hop, OSError], None] | None = None) -> None:
         self._node._outbound[call_id] = on_bytes
+        if on_send_error is not None:
+            self._node._outbound_errors[call_id] = on_send_error
 
     def detach(self, call_id: str) -> None:
         self._node._outbound.pop(call_id, None)
+        self._node._outbound_errors.pop(call_id, None)
 
 
 class RegionNode:
@@ -309,7 +314,10 @@ class RegionNode:
         self._dialogs: dict[str, Dialog] = {}
         # Call-ID -> the outbound leg (ua client) whose messages arrive on this node's socket
         self._outbound: dict[str, Callable[[bytes, Source], None]] = {}
-        self._byes: dict[TxKey, tuple[Call, str]] = {}  # our BYEs awaiting an answer
+        self._outbound_errors: dict[str, Callable[[Hop, OSError], None]] = {}
+        self.endpoint.on_send_error = self._on_send_error
+        self._byes: dict[TxKey, tuple[Call, Hop]] = {}  # our BYEs awaiting an answer
+        self._send_errors: dict[Hop, str] = {}  # while a send failure is being handled
         self._dns: DnsResolver | None = None  # the twin's zone, for <Dial> to twilio.com names
         self._address_texts: dict[tuple[str, int], str] = {}
         self._timer = LayerTimer(self.layer, self._apply)
@@ -437,9 +445,32 @@ class RegionNode:
         else:
             self._apply(self.layer.receive(message, source.reply_to, self._now()), source)
 
-    def _on_transport_event(self, event: str, source: Source) -> None:
-        """Something not SIP on a stream (a TLS handshake on the plain port): no call can
-        come of it, so a record says what happened for ``siptwin explain`` and diagnostics."""
+    def _on_send_error(self, hop: Hop, error: OSError) -> None:
+        """No connection could be opened to ``hop`` (a caller whose TCP/TLS connection has
+        gone, a dialled device that is off): transactions sending there fail now."""
+        self._send_errors[hop] = str(error) or type(error).__name__
+        try:
+            self._apply(self.layer.transport_failed_to(hop, self._now()))
+        finally:
+            self._send_errors.pop(hop, None)
+        for on_error in list(self._outbound_errors.values()):
+            on_error(hop, error)
+
+    def _on_transport_event(self, event: str, source: Source, detail: str = "") -> None:
+        """Something not SIP on a stream (a TLS handshake on the plain port, a TLS handshake
+        the client did not complete): no call can come of it, so a record says what happened
+        for ``siptwin explain`` and diagnostics."""
+        if event == "tls-handshake-failed":
+            record = Call(
+                call_id=f"tls-{source.host}-{source.port}@{source.local_host}:{source.local_port}",
+                region=self.region.id, source_ip=source.host, source_port=source.port,
+                transport="tls", created_at=time.time(), status="dropped",
+                fidelity=self.fidelity.as_record(), method="TLS",
+                request_uri=f"tls:{source.local_host}:{source.local_port}",
+            )
+            record.notes.append(f"{TLS_FAILED_NOTE} {detail}")
+            self.calls.put(record)
+            return
         if event != "tls-on-plain-port":
             return
         record = Call(
@@ -465,7 +496,10 @@ class RegionNode:
             elif isinstance(effect, Timeout):
                 self._on_timeout(effect)
             elif isinstance(effect, TransportError):
-                self._bye_undelivered(effect.key, "the connection to it failed")
+                pending = self._byes.get(effect.key)
+                error = self._send_errors.get(pending[1]) if pending is not None else None
+                self._bye_undelivered(effect.key, "the connection to it failed"
+                                      + (f" ({error})" if error else ""))
             elif (isinstance(effect, ResponseReceived) and effect.key is not None
                   and effect.response.status >= 200):
                 self._byes.pop(effect.key, None)  # our BYE was answered: delivered
@@ -777,7 +811,7 @@ class RegionNode:
         key, effects = self.layer.send_request(bye, hop, self._now(),
                                                reliable=hop.transport != "udp")
         # Until its answer arrives: a BYE that never gets one is noted on the call (explain).
-        self._byes[key] = (dialog.call, f"{hop.transport}:{hop.host}:{hop.port}")
+        self._byes[key] = (dialog.call, hop)
         self._apply(effects)
 
     def _in_dialog(self, request: Request, source: Source | None) -> Dialog | None:
@@ -823,7 +857,8 @@ class RegionNode:
         pending = self._byes.pop(key, None)
         if pending is None:
             return
-        call, where = pending
+        call, hop = pending
+        where = f"{hop.transport}:{hop.host}:{hop.port}"
         call.notes.append(f"{BYE_UNDELIVERED_NOTE} {where}: {why}")
         log.info("%s: BYE for %s not delivered to %s (%s)", self.region.id, call.call_id,
                  where, why)

@@ -1,14 +1,21 @@
 """REGISTER for SIP Domains with registration enabled (spec §4.8).
 
 Bindings are shared by every edge of the twin (Twilio stores them in the domain's active
-region and any edge reaches them), kept in memory, and expire on their own.
+region and any edge reaches them) and expire on their own. One process keeps them in memory;
+the processes of ``siptwin up --workers N`` share one SQLite file in the state directory
+(:class:`SqliteBindings`), so a device registered through one process is reached by a
+``<Dial>`` that another handles.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..cloud.view import ControlPlaneView
 from ..model.calls import Call, CallRegistry, TraceEntry
@@ -63,17 +70,110 @@ class Binding:
     username: str
 
 
-class Registrar:
+@dataclass
+class BindingChange:
+    """An AOR's unexpired bindings (contact URI -> binding), changed in place; the store
+    writes them back when the change ends with ``keep`` set."""
+
+    bindings: dict[str, Binding]
+    keep: bool = False
+
+
+class BindingStore(Protocol):
+    """Where the bindings live: the unexpired ones of an AOR, and an atomic change of them."""
+
+    def current(self, aor: str, now: float) -> dict[str, Binding]: ...
+
+    def updating(self, aor: str,
+                 now: float) -> contextlib.AbstractContextManager[BindingChange]: ...
+
+
+class MemoryBindings:
+    """The bindings of one process (AOR -> contact URI -> binding); an AOR's expired bindings
+    go when it is next read, and an AOR left with none goes with them."""
+
     def __init__(self) -> None:
-        self._bindings: dict[str, dict[str, Binding]] = {}  # AOR -> contact URI -> binding
+        self._bindings: dict[str, dict[str, Binding]] = {}
+
+    def current(self, aor: str, now: float) -> dict[str, Binding]:
+        current = self._bindings.get(aor)
+        if current is None:
+            return {}
+        for key in [k for k, b in current.items() if b.expires_at <= now]:
+            del current[key]
+        if not current:
+            del self._bindings[aor]
+        return dict(current)
+
+    @contextlib.contextmanager
+    def updating(self, aor: str, now: float) -> Iterator[BindingChange]:
+        change = BindingChange(self.current(aor, now))
+        yield change
+        if change.keep:
+            if change.bindings:
+                self._bindings[aor] = change.bindings
+            else:
+                self._bindings.pop(aor, None)
+
+
+class SqliteBindings:
+    """Bindings in a SQLite file every process of one twin opens (``--workers N``).
+
+    A change is one IMMEDIATE transaction (two processes refreshing one AOR cannot lose each
+    other's contacts), and each change first deletes every expired row, so the table never
+    holds more than the unexpired bindings - at most 10 per AOR, for at most 3600 s."""
+
+    def __init__(self, path: Path, *, fresh: bool = False) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                   timeout=10.0)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")  # bindings are refreshed anyway
+        self._db.execute("PRAGMA busy_timeout = 10000")
+        self._db.execute("CREATE TABLE IF NOT EXISTS bindings (aor TEXT NOT NULL, contact TEXT "
+                         "NOT NULL, expires_at REAL NOT NULL, source TEXT NOT NULL, username "
+                         "TEXT NOT NULL, PRIMARY KEY (aor, contact))")
+        self._db.execute("CREATE INDEX IF NOT EXISTS bindings_expiry ON bindings (expires_at)")
+        if fresh:  # a twin starting anew: no device has registered with it yet
+            self._db.execute("DELETE FROM bindings")
+        with contextlib.suppress(OSError):
+            path.chmod(0o600)
+
+    def current(self, aor: str, now: float) -> dict[str, Binding]:
+        rows = self._db.execute("SELECT contact, expires_at, source, username FROM bindings "
+                                "WHERE aor = ? AND expires_at > ?", (aor, now)).fetchall()
+        return {row[0]: Binding(*row) for row in rows}
+
+    @contextlib.contextmanager
+    def updating(self, aor: str, now: float) -> Iterator[BindingChange]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM bindings WHERE expires_at <= ?", (now,))
+            change = BindingChange(self.current(aor, now))
+            yield change
+            if change.keep:
+                db.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
+                db.executemany("INSERT INTO bindings VALUES (?, ?, ?, ?, ?)",
+                               [(aor, b.contact, b.expires_at, b.source, b.username)
+                                for b in change.bindings.values()])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class Registrar:
+    def __init__(self, store: BindingStore | None = None) -> None:
+        self.store: BindingStore = store or MemoryBindings()
         self.rate = RateLimit()  # REGISTERs per second per account (32008)
 
     def bindings(self, aor: str, now: float | None = None) -> list[Binding]:
         now = time.time() if now is None else now
-        current = self._bindings.get(aor, {})
-        for key in [k for k, b in current.items() if b.expires_at <= now]:
-            del current[key]
-        return list(current.values())
+        return list(self.store.current(aor, now).values())
 
     def handle(self, node: RegistrarHost, request: Request, source: Source, now: float) -> Response:
         """Answer a REGISTER; the exchange is kept as a call record (``method="REGISTER"``,
@@ -128,7 +228,16 @@ class Registrar:
             default_expires = request.expires
         except SipParseError as err:
             return twilio_response(request, 400, err.reason)
-        current = {b.contact: b for b in self.bindings(aor, now)}
+        with self.store.updating(aor, now) as change:
+            response = self._change(request, source, change.bindings, contacts,
+                                    default_expires, username, fidelity, now)
+            change.keep = response.status == 200
+        return response
+
+    def _change(self, request: Request, source: Source, current: dict[str, Binding],
+                contacts: list[Any], default_expires: int | None, username: str,
+                fidelity: Fidelity, now: float) -> Response:
+        """Apply the REGISTER's contacts to ``current`` (in place); its response."""
         if contacts and contacts[0].star:
             if default_expires != 0:
                 return twilio_response(request, 400, "Contact * requires Expires: 0")
@@ -151,7 +260,6 @@ class Registrar:
                                    username)
         if len(current) > fidelity.registration_max_bindings:
             return twilio_response(request, 403, extra=_error(TOO_MANY_BINDINGS))
-        self._bindings[aor] = current
         listed = tuple(("Contact", f"<{b.contact}>;expires={int(b.expires_at - now)}")
                        for b in current.values())
         return twilio_response(request, 200, extra=listed)

@@ -812,6 +812,15 @@ class TransactionLayer:
             self._terminate(tx, out)
         return out
 
+    def transport_failed_to(self, destination: Address, now: float) -> list[Effect]:
+        """A message to ``destination`` could not be delivered (a refused or broken
+        connection): every client transaction sending there fails now (§17.1.4) rather
+        than at Timer B/F."""
+        out: list[Effect] = []
+        for key in [k for k, tx in self._clients.items() if tx.peer == destination]:
+            out.extend(self.transport_error(key, now))
+        return out
+
     # -- time
     def next_deadline(self) -> float | None:
         """When :meth:`advance` next has something to do, or None when no timer runs."""

@@ -50,8 +50,9 @@ Destination = Hop
 
 
 MessageHandler = Callable[[bytes, Source], None]
-# Told when something that is not SIP arrives on a stream: ("tls-on-plain-port", source).
-TransportEventHandler = Callable[[str, Source], None]
+# Told when something that is not SIP arrives on a stream, with a detail:
+# ("tls-on-plain-port", source, ""), ("tls-handshake-failed", source, "the TLS error").
+TransportEventHandler = Callable[[str, Source, str], None]
 
 # A TLS record header: handshake (22), version 3.x. A ClientHello sent to a plain SIP port.
 _TLS_HANDSHAKE = (0x16, 0x03)
@@ -179,8 +180,12 @@ class SipEndpoint:
         self.budget = config.budget or ConnectionBudget(self.limits)
         self.on_message = on_message
         self.on_transport_event = on_transport_event
+        # Told when octets could not be sent (no connection could be opened to the peer).
+        self.on_send_error: Callable[[Destination, OSError], None] | None = None
         self._udp: _UdpProtocol | None = None
         self._servers: list[Any] = []  # asyncio or uvloop Server objects
+        self._tls_listener: socket.socket | None = None
+        self._tls_accepting: asyncio.Task[None] | None = None
         self._connections: dict[tuple[str, str, int], _Connection] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.udp_address: tuple[str, int] = (config.host, 0)
@@ -205,12 +210,9 @@ class SipEndpoint:
                 self._servers.append(server)
                 self.tcp_address = server.sockets[0].getsockname()[:2]
             if cfg.tls_port is not None and cfg.tls_context is not None:
-                server = await asyncio.start_server(
-                    self._accept("tls"), cfg.host, cfg.tls_port, ssl=cfg.tls_context,
-                    ssl_handshake_timeout=self.limits.tls_handshake_timeout,
-                    reuse_address=True, reuse_port=cfg.reuse_port or None)
-                self._servers.append(server)
-                self.tls_address = server.sockets[0].getsockname()[:2]
+                self._tls_listener = _listening_socket(cfg.host, cfg.tls_port, cfg.reuse_port)
+                self.tls_address = self._tls_listener.getsockname()[:2]
+                self._tls_accepting = loop.create_task(self._accept_tls(self._tls_listener))
         except OSError as err:
             await self.close()
             raise OSError(err.errno, f"cannot listen on {cfg.host}: {err.strerror}") from err
@@ -220,6 +222,14 @@ class SipEndpoint:
             self._udp.transport.close()
         for server in self._servers:
             server.close()
+        if self._tls_accepting is not None:
+            self._tls_accepting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tls_accepting  # it stops watching the socket before it closes
+            self._tls_accepting = None
+        if self._tls_listener is not None:
+            self._tls_listener.close()
+            self._tls_listener = None
         for conn in list(self._connections.values()):
             conn.writer.close()
         for task in list(self._tasks):
@@ -254,6 +264,77 @@ class SipEndpoint:
                 self.budget.give_back(remote[0])
 
         return handle
+
+    async def _accept_tls(self, listener: socket.socket) -> None:
+        """Accept TLS connections and run each handshake where its failure is seen.
+
+        A server made with ``ssl=`` drops a failed handshake silently (asyncio logs it at
+        debug level only), and starting TLS later in a stream handler loses a ClientHello
+        that arrived before the handler ran (uvloop starts reading right after accepting).
+        ``connect_accepted_socket`` wraps the socket before anything is read and raises
+        the handshake's error, so a client that rejects the edge can be explained."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(listener)
+            except OSError as err:  # out of descriptors: let some connections end first
+                log.warning("TLS accept on %s failed: %s", self.config.host, err)
+                await asyncio.sleep(0.1)
+                continue
+            task = loop.create_task(self._accept_tls_connection(sock))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _accept_tls_connection(self, sock: socket.socket) -> None:
+        try:
+            remote = sock.getpeername()[:2]
+            local = sock.getsockname()[:2]
+        except OSError:
+            sock.close()
+            return
+        if not self.budget.take(remote[0]):
+            log.info("refusing a tls connection from %s: connection limit reached", remote[0])
+            sock.close()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.limits.tls_handshake_timeout  # from accept to done
+            if not await _has_bytes(sock, self.limits.tls_handshake_timeout):
+                sock.close()  # a probe or a client that never began: nothing to explain
+                return
+            reader = asyncio.StreamReader(limit=2 ** 16, loop=loop)
+            try:
+                transport, protocol = await loop.connect_accepted_socket(
+                    lambda: asyncio.StreamReaderProtocol(reader, loop=loop), sock,
+                    ssl=self.config.tls_context,
+                    ssl_handshake_timeout=max(deadline - loop.time(), 0.1))
+            except ssl.SSLError as err:
+                sock.close()
+                reason = err.reason or type(err).__name__
+                log.info("TLS handshake from %s:%s failed: %s", *remote, reason)
+                if self.on_transport_event is not None:
+                    self.on_transport_event("tls-handshake-failed",
+                                            Source("tls", *remote, *local), str(reason))
+                return
+            except (OSError, TimeoutError) as err:
+                sock.close()
+                # The ClientHello had begun: a client that hangs up now (often one that did
+                # not trust the certificate) or stalls is worth explaining too.
+                reason = ("closed by the client without a TLS alert"
+                          if isinstance(err, ConnectionError) else
+                          f"no complete handshake within {self.limits.tls_handshake_timeout:g} s"
+                          if isinstance(err, TimeoutError) else str(err) or type(err).__name__)
+                log.info("TLS handshake from %s:%s failed: %s", *remote, reason)
+                if self.on_transport_event is not None:
+                    self.on_transport_event("tls-handshake-failed",
+                                            Source("tls", *remote, *local), reason)
+                return
+            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+            conn = _Connection("tls", reader, writer, remote, local,
+                               StreamFramer(self.limits.max_message_size), accepted=True)
+            await self._serve(conn)
+        finally:
+            self.budget.give_back(remote[0])
 
     async def _serve(self, conn: _Connection) -> None:
         key = (conn.transport, conn.remote[0], conn.remote[1])
@@ -294,7 +375,8 @@ class SipEndpoint:
                              conn.local[1])
                     if self.on_transport_event is not None:
                         self.on_transport_event("tls-on-plain-port",
-                                                Source(conn.transport, *conn.remote, *conn.local))
+                                                Source(conn.transport, *conn.remote, *conn.local),
+                                                "")
                     break
                 conn.framer.feed(data)
                 delivered = conn.messages
@@ -393,6 +475,8 @@ class SipEndpoint:
         except OSError as err:
             log.info("send to %s:%s over %s failed: %s", destination.host, destination.port,
                      destination.transport, err)
+            if self.on_send_error is not None:
+                self.on_send_error(destination, err)
 
     async def _connect(self, destination: Destination) -> _Connection:
         ssl_context = None
@@ -414,3 +498,38 @@ class SipEndpoint:
     @property
     def open_connections(self) -> int:
         return len(self._connections)
+
+
+async def _has_bytes(sock: socket.socket, timeout: float) -> bool:
+    """Wait until an accepted socket has something to read; True when it is data (not end
+    of stream), which is left in the socket for the TLS layer."""
+    loop = asyncio.get_running_loop()
+    readable = loop.create_future()
+    fd = sock.fileno()
+    loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+    try:
+        await asyncio.wait_for(readable, timeout)
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except OSError:
+        return False
+
+
+def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock

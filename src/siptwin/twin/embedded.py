@@ -25,11 +25,11 @@ from ..cloud.view import ControlPlaneView
 from ..diagnostics import diagnose_call
 from ..model.calls import Call, CallRegistry
 from ..model.findings import Finding
-from ..model.state_dir import TLS_DIR
+from ..model.state_dir import REGISTRATIONS_FILE, TLS_DIR
 from ..regions.catalogue import Catalogue, default_catalogue_dir
 from ..regions.dns import DnsServer
 from ..regions.node import CallHandler, RegionNode
-from ..regions.registrar import Registrar
+from ..regions.registrar import Registrar, SqliteBindings
 from ..settings import Fidelity
 from ..sip.digest import make_opaque
 from ..transport.endpoint import ConnectionBudget
@@ -100,6 +100,8 @@ class EmbeddedTwin:
         began = time.perf_counter()
         cfg = self.config
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.shared_listeners:  # worker processes reach the same bindings
+            self.registrar.store = SqliteBindings(cfg.state_dir / REGISTRATIONS_FILE, fresh=True)
         try:
             self.store = Store.open(
                 cfg.state_dir, route_propagation_seconds=int(cfg.fidelity.route_propagation_seconds))
@@ -165,6 +167,8 @@ class EmbeddedTwin:
         if self.store is not None:
             self.store.close()
             self.store = None
+        if isinstance(self.registrar.store, SqliteBindings):
+            self.registrar.store.close()
 
     # ------------------------------------------------------------------ faults
     def impair_region(self, region_id: str, latency_ms: float = 0.0, loss_percent: float = 0.0) -> None:

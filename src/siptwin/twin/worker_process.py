@@ -9,6 +9,9 @@ correct:
   :class:`ControlPlaneView` (it sees every commit on its next look-up);
 - nonces are checked with the parent's secret and opaque, and bound to the source port, so
   a nonce and its counts always meet the same process (``DigestState.bind_source_port``);
+- registrations are kept in one SQLite file of the state directory that every process opens
+  (``regions.registrar.SqliteBindings``), so a device registered through any process can be
+  dialled from any other;
 - call records go to the parent, which owns the REST API and ``siptwin explain``: a batch of
   the records that changed, every 0.2 s, pickled, over a Unix socket only the twin's user
   can open (``WorkerPool`` in the parent).
@@ -30,10 +33,10 @@ from pathlib import Path
 from ..cloud.view import ControlPlaneView
 from ..limits import parse_limit_options
 from ..model.calls import Call, CallRegistry
-from ..model.state_dir import TLS_DIR
+from ..model.state_dir import REGISTRATIONS_FILE, TLS_DIR
 from ..model.wire import encode_batch
 from ..regions.catalogue import Catalogue, default_catalogue_dir, parse_region_addresses
-from ..regions.registrar import Registrar
+from ..regions.registrar import Registrar, SqliteBindings
 from ..runtime import run_event_loop, settle_for_serving, until_terminated
 from ..settings import load_fidelity
 from ..transport.endpoint import ConnectionBudget
@@ -120,7 +123,9 @@ async def serve(args: argparse.Namespace) -> int:
                               bind_source_port=True, worker=args.index)
     control = ControlPlaneView(args.state)
     forwarder = RecordForwarder(args.records, args.index)
-    calls, registrar, handler = ForwardingRegistry(forwarder), Registrar(), VoiceHandler()
+    # The parent's bindings file (it emptied it at start): every process registers there.
+    bindings = SqliteBindings(args.state / REGISTRATIONS_FILE)
+    calls, registrar, handler = ForwardingRegistry(forwarder), Registrar(bindings), VoiceHandler()
     # The parent made the certificate and makes the next one when domains change.
     certificates = CertificateFollower(args.state / TLS_DIR, catalogue, control, make=False)
     tls = certificates.context = server_context(*certificates.ensure())
@@ -145,6 +150,7 @@ async def serve(args: argparse.Namespace) -> int:
         await forwarder.close()
         await handler.close()
         control.close()
+        bindings.close()
     return 0
 
 

@@ -15,7 +15,7 @@ import contextlib
 import secrets
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -37,6 +37,7 @@ from ..sip.transaction import (
     Send,
     Timeout,
     TransactionLayer,
+    TransportError,
     TxKey,
     new_branch,
 )
@@ -46,6 +47,7 @@ from ..transport.timers import LayerTimer
 from ..transport.tls import client_context
 
 DEFAULT_OFFER = object()  # sentinel: offer PCMU/PCMA/telephone-event from the client
+BYE_WAIT = 10.0  # seconds our BYE waits for its final response (Timer F is 32 s at T1 0.5 s)
 _CANCEL = object()  # queued to a ringing INVITE's waiter: send CANCEL now
 
 
@@ -57,7 +59,8 @@ class SharedTransport(Protocol):
 
     def local_address(self, transport: str) -> tuple[str, int]: ...
 
-    def attach(self, call_id: str, on_bytes: Any) -> None: ...
+    def attach(self, call_id: str, on_bytes: Any,
+               on_send_error: Callable[[Hop, OSError], None] | None = None) -> None: ...
 
     def detach(self, call_id: str) -> None: ...
 
@@ -81,6 +84,7 @@ class CallResult:
     established: bool = False
     ended_by_remote: bool = False
     bye_status: int | None = None
+    bye_failure: str | None = None  # why our BYE got no final response (None: it got one)
     timed_out: bool = False
     messages: list[SipExchange] = field(default_factory=list)
     reinvites: list[Response | None] = field(default_factory=list)  # finals, in order
@@ -126,11 +130,14 @@ class SipClient:
                            tls_client_context=tls_context or client_context()),
             self._on_bytes,
         )
+        if self.endpoint is not None:
+            self.endpoint.on_send_error = self._on_send_error
         self._pending: dict[TxKey, asyncio.Queue[Any]] = {}  # INVITEs not yet answered
         from ..sip.transaction import TimerConfig
 
         self.layer = TransactionLayer(TimerConfig(t1=t1), retransmit_2xx=False)
         self._events: dict[TxKey, asyncio.Queue[Response | None]] = {}
+        self._send_errors: dict[TxKey, str] = {}  # transactions whose peer could not be reached
         self._calls: dict[str, CallResult] = {}
         self._ended: dict[str, asyncio.Event] = {}
         # Set when a call of this client is first answered (its 2xx confirmed with an ACK).
@@ -198,7 +205,7 @@ class SipClient:
         result = CallResult(call_id)
         self._calls[call_id] = result
         if self.shared is not None:
-            self.shared.attach(call_id, self._on_bytes)
+            self.shared.attach(call_id, self._on_bytes, self._on_send_error)
         return result
 
     # ------------------------------------------------------------------ plumbing
@@ -217,6 +224,16 @@ class SipClient:
         self._apply(self.layer.receive(message, source.reply_to, self._now(),
                                        reliable=source.transport != "udp"))
 
+    def _on_send_error(self, hop: Hop, error: OSError) -> None:
+        """Nothing could be sent to ``hop``: its transactions fail now (§17.1.4)."""
+        if self._loop is None:
+            return
+        effects = self.layer.transport_failed_to(hop, self._now())
+        for effect in effects:
+            if isinstance(effect, TransportError) and effect.key in self._events:
+                self._send_errors[effect.key] = str(error) or type(error).__name__
+        self._apply(effects)
+
     def _apply(self, effects: list[Any]) -> None:
         for effect in effects:
             if isinstance(effect, Send):
@@ -224,7 +241,7 @@ class SipClient:
             elif isinstance(effect, ResponseReceived):
                 if effect.key in self._events:
                     self._events[effect.key].put_nowait(effect.response)
-            elif isinstance(effect, Timeout):
+            elif isinstance(effect, (Timeout, TransportError)):
                 if effect.key in self._events:
                     self._events[effect.key].put_nowait(None)
             elif isinstance(effect, RequestReceived):
@@ -320,7 +337,9 @@ class SipClient:
         return f"SIP/2.0/{self.transport.upper()} {self.local_host}:{port};branch={new_branch()};rport"
 
     async def _transact(self, request: Request, hop: Hop, until_final: bool = True,
-                        timeout: float = 40.0) -> list[Response]:
+                        timeout: float = 40.0, why: list[str] | None = None) -> list[Response]:
+        """Send ``request`` in a client transaction and collect its responses; ``why`` gets
+        the reason when its peer could not be reached."""
         key, effects = self.layer.send_request(request, hop, self._now(),
                                                reliable=hop.transport != "udp")
         queue: asyncio.Queue[Response | None] = asyncio.Queue()
@@ -339,6 +358,9 @@ class SipClient:
             pass
         finally:
             del self._events[key]
+            failure = self._send_errors.pop(key, None)
+            if failure is not None and why is not None:
+                why.append(failure)
         return got
 
     # ------------------------------------------------------------------ calls
@@ -515,8 +537,12 @@ class SipClient:
             ("From", invite.headers.get("From") or ""), ("To", to_value),
             ("Call-ID", result.call_id), ("CSeq", f"{cseq + 1} BYE"),
         ])
-        responses = await self._transact(bye, dialog_hop, timeout=10)
+        why: list[str] = []
+        responses = await self._transact(bye, dialog_hop, timeout=BYE_WAIT, why=why)
         result.bye_status = responses[-1].status if responses else None
+        if not responses or responses[-1].status < 200:
+            result.bye_failure = (f"the connection to it failed ({why[0]})" if why
+                                  else f"no answer within {BYE_WAIT:g} s")
 
     async def wait_remote_bye(self, call_id: str, timeout: float) -> bool:
         ended = self._ended.setdefault(call_id, asyncio.Event())

@@ -5,7 +5,10 @@ the region's address. Once a branch answers, packets from the address its SDP na
 to the caller through :meth:`MediaStream.forward`, and the caller's packets to that address
 (symmetric: to the port they come from once one has arrived). Payload types are rewritten
 between the two sides' numbers for G.711 and RFC 4733 telephone-event, so digits cross too.
-Bounded: no buffering, one packet in, one packet out; closed with the dial.
+Bounded: no buffering, one packet in, one packet out; closed with the dial. A leg to a
+device of a secure domain is SRTP (SDES, the twin's own key in the offer): its packets are
+decrypted before they go to the caller and the caller's are protected before they go to it,
+whatever the caller's own media is (the caller's stream does its side).
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..sip.sdp import SessionDescription, parse_sdp
+from ..sip.sdp import CryptoAttribute, SessionDescription, choose_crypto, parse_sdp
 from .media import PCMA, PCMU, MediaStream, _port_pair
+
+if TYPE_CHECKING:
+    from .srtp import SrtpContext
 
 log = logging.getLogger("siptwin.voice.bridge")
 
@@ -24,6 +31,7 @@ log = logging.getLogger("siptwin.voice.bridge")
 class _Side:
     audio: int  # the payload type of the agreed G.711 codec
     event: int | None  # telephone-event's, if any
+    crypto: CryptoAttribute | str | None = None  # the answer's SDES key (str: why none)
 
 
 def _leg_side(description: SessionDescription) -> tuple[tuple[str, int], _Side] | None:
@@ -38,7 +46,8 @@ def _leg_side(description: SessionDescription) -> tuple[tuple[str, int], _Side] 
         event = next((c for c in codecs if c.is_("telephone-event")), None)
         return ((connection.host, media.port),
                 _Side(PCMA if audio.is_("PCMA") else PCMU,
-                      event.payload_type if event else None))
+                      event.payload_type if event else None,
+                      choose_crypto(media) if media.is_srtp else None))
     return None
 
 
@@ -58,6 +67,7 @@ class LegMedia:
         self._latched: tuple[str, int] | None = None
         self._leg: _Side | None = None
         self._caller: MediaStream | None = None
+        self.srtp: SrtpContext | None = None  # the leg's SDES keys, when it is secure
         self.to_leg = self.from_leg = 0  # packets relayed each way
         self.bytes_to_leg = self.bytes_from_leg = 0
         self.note: str | None = None  # why audio cannot be relayed, if it cannot
@@ -70,8 +80,9 @@ class LegMedia:
         self._transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self), sock=rtp)
         return int(self._transport.get_extra_info("sockname")[1])
 
-    def answered(self, sdp: bytes) -> None:
-        """The winning branch's SDP answer: where its RTP goes and in which payload types."""
+    def answered(self, sdp: bytes, ours: CryptoAttribute | None = None) -> None:
+        """The winning branch's SDP answer: where its RTP goes and in which payload types;
+        ``ours`` is the key the offer carried when the leg is SRTP."""
         try:
             found = _leg_side(parse_sdp(sdp))
         except ValueError:
@@ -79,7 +90,20 @@ class LegMedia:
         if found is None:
             self.note = "the dialled party's answer has no usable G.711 audio"
             return
-        self._remote, self._leg = found
+        remote, side = found
+        if ours is not None:
+            if not isinstance(side.crypto, CryptoAttribute):
+                self.note = ("the dialled party answered the SRTP offer without a usable "
+                             f"SDES key ({side.crypto or 'plain RTP/AVP'}): no audio relayed")
+                return
+            if side.crypto.suite != ours.suite:
+                self.note = (f"the dialled party answered with SRTP suite {side.crypto.suite}, "
+                             f"not the offered {ours.suite}: no audio relayed")
+                return
+            from .srtp import SrtpContext  # libsrtp is loaded only for secure legs
+
+            self.srtp = SrtpContext(side.crypto, ours)
+        self._remote, self._leg = remote, side
 
     def bridge(self, caller: MediaStream) -> None:
         """Start relaying between ``caller`` and the answered leg."""
@@ -112,6 +136,8 @@ class LegMedia:
         out = _rewrite(packet, {plan.payload_type: leg.audio, plan.event_payload_type: leg.event})
         if out is None:
             return
+        if self.srtp is not None:
+            out = self.srtp.protect(out)
         self._transport.sendto(out, destination)
         self.to_leg += 1
         self.bytes_to_leg += len(out)
@@ -126,6 +152,11 @@ class LegMedia:
             self._latched = source
         elif source != self._latched:
             return
+        if self.srtp is not None:
+            clear = self.srtp.unprotect(packet)
+            if clear is None:
+                return
+            packet = clear
         plan = caller.plan
         out = _rewrite(packet, {leg.audio: plan.payload_type, leg.event: plan.event_payload_type})
         if out is None:

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
-from ..model.calls import DIAL_ALERT_PREFIX
+from ..model.calls import BYE_UNDELIVERED_NOTE, DIAL_ALERT_PREFIX
 from ..model.codes import VoiceError
 from ..model.presentation import sip_header_params
 from ..sip.errors import SipParseError
-from ..sip.sdp import make_offer
+from ..sip.sdp import SRTP_KEY_BYTES, SRTP_SUITES, CryptoAttribute, make_offer
 from ..sip.uri import SipUri, parse_uri
-from ..ua.client import Auth, CallResult, SharedTransport, SipClient
+from ..ua.client import BYE_WAIT, Auth, CallResult, SharedTransport, SipClient
 from ..ua.resolve import (
     Lookup,
     ResolveError,
@@ -129,6 +129,7 @@ class Branch:
     request_uri: str
     to_uri: str
     server: ServerTarget
+    secure: bool = False  # a device of a secure domain: the leg's media is SRTP
 
 
 class DialSession(Protocol):
@@ -226,7 +227,7 @@ async def branches_for(target: SipTarget, session: DialSession, account_sid: str
         except ResolveError:
             continue
         if servers:
-            branches.append(Branch(contact, aor, servers[0]))
+            branches.append(Branch(contact, aor, servers[0], secure=bool(domain.secure)))
     if not branches:
         return VoiceError(32009, f"{DIAL_ALERT_PREFIX} {aor} has no registered device")
     return branches
@@ -249,6 +250,7 @@ class DialLeg:
     on_answer: Callable[[], Awaitable[MediaStream | None]]
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
     notes: list[str] = field(default_factory=list)
+    srtp_to_secure_devices: bool = True  # setting dial_secure_media
 
 
 async def dial_sip(branches: list[Branch], leg: DialLeg,
@@ -258,10 +260,16 @@ async def dial_sip(branches: list[Branch], leg: DialLeg,
     crossed our CANCEL)."""
     relay = LegMedia(leg.local_host)
     port = await relay.open()
+    # Devices of a secure domain get an SDES-SRTP offer keyed with a key of this leg's own.
+    ours = (CryptoAttribute(1, SRTP_SUITES[0], secrets.token_bytes(SRTP_KEY_BYTES))
+            if leg.srtp_to_secure_devices and any(branch.secure for branch in branches)
+            else None)
     offer = make_offer(leg.local_host, port, secrets.randbelow(1 << 31), codecs=leg.codecs,
-                       session_name="Twilio Media Gateway")
+                       session_name="Twilio Media Gateway",
+                       crypto=(ours.to_value(),) if ours is not None else ())
     clients: list[SipClient] = []
     invites: dict[asyncio.Future[CallResult], SipClient] = {}
+    branch_of: dict[SipClient, Branch] = {}
     answers: dict[asyncio.Future[Any], SipClient] = {}
     gone = asyncio.ensure_future(leg.caller_gone.wait())
     winner: SipClient | None = None
@@ -272,6 +280,7 @@ async def dial_sip(branches: list[Branch], leg: DialLeg,
                                user_agent=USER_AGENT, call_id_host="0.0.0.0")
             await client.start()
             clients.append(client)
+            branch_of[client] = branch
             invites[asyncio.ensure_future(client.invite(
                 branch.server.host, branch.server.port, branch.request_uri, auth=leg.auth,
                 from_uri=leg.from_uri, to_uri=branch.to_uri,
@@ -293,7 +302,7 @@ async def dial_sip(branches: list[Branch], leg: DialLeg,
                             other.cancel_pending()
                             other.hang_up_all()
                     final = winner.last.final if winner.last is not None else None
-                    relay.answered(final.body if final is not None else b"")
+                    relay.answered(final.body if final is not None else b"", ours)
                     stream = await leg.on_answer()
                     if stream is not None:
                         relay.bridge(stream)
@@ -303,7 +312,8 @@ async def dial_sip(branches: list[Branch], leg: DialLeg,
                 for client in clients:
                     client.cancel_pending()
                     client.hang_up_all()
-                await asyncio.wait(list(invites), timeout=8.0)
+                # Long enough for the answered leg's BYE to be answered or given up on.
+                await asyncio.wait(list(invites), timeout=BYE_WAIT + 2.0)
                 break
     finally:
         for task in [*invites, *answers, gone]:
@@ -313,14 +323,22 @@ async def dial_sip(branches: list[Branch], leg: DialLeg,
                     await task
         relay.close()
         if relay.to_leg or relay.from_leg:
-            leg.notes.append(f"<Dial> media relayed: {relay.to_leg} RTP packets "
+            kind = "SRTP" if relay.srtp is not None else "RTP"
+            leg.notes.append(f"<Dial> media relayed: {relay.to_leg} {kind} packets "
                              f"({relay.bytes_to_leg} bytes) to the dialled party, "
                              f"{relay.from_leg} ({relay.bytes_from_leg} bytes) back")
+        if relay.srtp is not None and (relay.srtp.counters.rejected
+                                       or relay.srtp.counters.replayed):
+            leg.notes.append(f"<Dial> SRTP from the dialled party: "
+                             f"{relay.srtp.counters.rejected} packets failed authentication, "
+                             f"{relay.srtp.counters.replayed} replayed (dropped)")
         for client in clients:
             await client.close()
     results = [t.result() for t in invites if t.done() and not t.cancelled()
                and t.exception() is None]
     chosen = _chosen(results, winner, invites)
+    if winner is not None and chosen is not None and chosen.established:
+        leg.notes.extend(_bye_notes(chosen, branch_of[winner]))
     if chosen is None:
         return DialOutcome("canceled" if gone.done() else "failed", None, None, 0, None)
     duration = (int(round(time.monotonic() - answered_at))
@@ -336,6 +354,19 @@ async def dial_sip(branches: list[Branch], leg: DialLeg,
         status = "canceled"
     return DialOutcome(status, final.status if final else None, chosen.call_id,
                        duration, chosen, headers)
+
+
+def _bye_notes(result: CallResult, branch: Branch) -> list[str]:
+    """What became of the BYE that ended the answered leg, for the caller's record."""
+    if result.ended_by_remote:
+        return [f"<Dial> the dialled party {branch.request_uri} hung up (BYE received)"]
+    server = branch.server
+    where = f"the dialled party {branch.request_uri} ({server.transport}:{server.host}:{server.port})"
+    if result.bye_failure is not None:
+        return [f"{BYE_UNDELIVERED_NOTE} {where}: {result.bye_failure}"]
+    if result.bye_status is not None:
+        return [f"<Dial> BYE to {where} answered {result.bye_status}"]
+    return []
 
 
 def _chosen(results: list[CallResult], winner: SipClient | None,

@@ -536,7 +536,8 @@ class CallRun:
                       if noun.attr("username") else None,
                       ring_timeout, time_limit, self.session.ended,
                       on_answer=lambda: self._bridge_caller(on_bridge),
-                      codecs=self._caller_codecs())
+                      codecs=self._caller_codecs(),
+                      srtp_to_secure_devices=self.fidelity.dial_secure_media == "srtp")
         outcome = await dial_sip(branches, leg, target.headers)
         self.call.notes.extend(leg.notes)
         return outcome

@@ -128,6 +128,18 @@ def bye_not_delivered(facts: CallFacts) -> Iterator[Finding]:
     note = facts.note(BYE_UNDELIVERED_NOTE)
     if note is None:
         return
+    if "the dialled party" in note:
+        yield Finding(
+            "bye-not-delivered", WARNING,
+            "Twilio ended the <Dial> leg, but its BYE to the dialled device got no answer: the "
+            "device was unreachable by then (switched off, its network changed, its TCP/TLS "
+            "connection gone), so it may still show the call as up.",
+            "Keep a registered device reachable at the Contact it registered for as long as "
+            "the registration lasts: keep-alives (CRLF or OPTIONS) for its NAT binding and its "
+            "TCP/TLS connection, and unregister (Expires: 0) before it goes away; register "
+            "again when its address changes.",
+            (note,), None, 11)
+        return
     yield Finding(
         "bye-not-delivered", WARNING,
         "Twilio hung up, but its BYE got no answer: the PBX or phone never received it (or "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ...model.calls import TLS_FAILED_NOTE
 from ...model.codes import Stage
 from ...model.findings import ERROR, WARNING, Finding
 from ...sip.sdp import SdpError, parse_sdp, summarize_offer
@@ -153,6 +154,8 @@ def secure_transport(facts: CallFacts) -> Iterator[Finding]:
 @rule("tls-on-plain-port", spec=9, methods=("TLS",))
 def tls_on_plain_port(facts: CallFacts) -> Iterator[Finding]:
     call = facts.call
+    if not call.request_uri.startswith("tcp:"):
+        return
     port = call.request_uri.rsplit(":", 1)[-1]
     yield Finding(
         "tls-on-plain-port", ERROR,
@@ -166,3 +169,59 @@ def tls_on_plain_port(facts: CallFacts) -> Iterator[Finding]:
         (f"TCP connection from {facts.source} to {call.request_uri.removeprefix('tcp:')}: the "
          "first bytes are a TLS handshake record (0x16 0x03)",), None, 9)
 
+
+# What a failed handshake's TLS error says went wrong, and what the client must change.
+_TLS_CAUSES = (
+    (("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "UNSUPPORTED_CERTIFICATE",
+      "CERTIFICATE"),
+     "the client refused the edge's certificate (its TLS alert says so)",
+     "Make the client trust the chain the edge presents (Twilio: DigiCert roots; the twin: "
+     "its own CA, which `siptwin ca` prints) and connect by the domain's host name, which the "
+     "certificate names, not by address."),
+    (("UNSUPPORTED_PROTOCOL", "WRONG_VERSION", "VERSION_TOO", "PROTOCOL_VERSION",
+      "NO_PROTOCOLS_AVAILABLE"),
+     "the client offered no TLS version the edge serves",
+     "Allow TLS 1.2 on the client: Twilio's edge serves TLS 1.2 (a client limited to TLS 1.3 "
+     "or to TLS 1.0/1.1 cannot connect; the twin serves TLS 1.3 only with the setting tls13)."),
+    (("NO_SHARED_CIPHER", "NO_CIPHERS", "HANDSHAKE_FAILURE", "INSUFFICIENT_SECURITY"),
+     "the client offered none of the edge's cipher suites",
+     "Enable at least one of the edge's ten TLS 1.2 suites on the client, for example "
+     "ECDHE-RSA-AES128-GCM-SHA256 or ECDHE-RSA-AES256-GCM-SHA384 (spec §4.7): the edge's "
+     "certificate is RSA, so ECDSA-only suites cannot work."),
+    (("EOF", "RESET", "CLOSED_BY_THE_CLIENT"),
+     "the client closed the connection in the middle of the handshake without saying why",
+     "Read the client's TLS log: most clients that hang up at this point did not trust the "
+     "edge's certificate (trust Twilio's DigiCert roots, or the twin's CA from `siptwin ca`, "
+     "and connect by the domain's host name) or found no common version or suite (offer TLS "
+     "1.2 with ECDHE-RSA-AES128-GCM-SHA256)."),
+)
+
+
+def tls_failure_cause(reason: str) -> tuple[str, str]:
+    """Why a handshake failed with this TLS error, and what to fix (the last, general
+    answer when the error is none of the known ones)."""
+    upper = reason.upper().replace(" ", "_")
+    for words, why, fix in _TLS_CAUSES:
+        if any(word in upper for word in words):
+            return why, fix
+    return ("the handshake did not complete",
+            "Check the client's TLS settings against the edge's: TLS 1.2, one of the ten RSA "
+            "suites of spec §4.7, the edge's certificate chain trusted, the domain's host name "
+            "as the server name.")
+
+
+@rule("tls-handshake-failed", spec=9, methods=("TLS",))
+def tls_handshake_failed(facts: CallFacts) -> Iterator[Finding]:
+    note = facts.note(TLS_FAILED_NOTE)
+    if note is None:
+        return
+    call = facts.call
+    reason = note.removeprefix(TLS_FAILED_NOTE).strip() or "unknown"
+    why, fix = tls_failure_cause(reason)
+    yield Finding(
+        "tls-handshake-failed", ERROR,
+        f"A TLS connection to the {call.region} edge ({call.request_uri.removeprefix('tls:')}) "
+        f"failed during its handshake ({reason}): {why}, so no INVITE was ever read and the "
+        "call never reached Twilio.",
+        fix,
+        (f"TLS from {facts.source}: {reason}",), None, 9)
