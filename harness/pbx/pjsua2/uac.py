@@ -117,27 +117,32 @@ def main() -> int:
                 digits.digits = args.dtmf
                 call.sendDtmf(digits)
                 print(f"sent RFC 4733 digits {args.dtmf}", flush=True)
-            _pump(ep, args.seconds)
+            _pump(ep, args.seconds, call)
             if not call.disconnected:
                 call.hangup(pj.CallOpParam(True))
-                _pump(ep, 1.0)
+                _pump(ep, 1.0, call)
             ok = True
         else:
             print(f"not answered: {call.status} {call.reason}", flush=True)
             if not call.disconnected and call.status:
                 call.hangup(pj.CallOpParam(True))
-                _pump(ep, 0.5)
+                _pump(ep, 0.5, call)
     finally:
+        # A call that has ended leaves no transaction worth a second of libDestroy's waiting
+        # for late messages.
+        ended = call.disconnected
         del call  # before libDestroy, or pjsua2 aborts
         account.shutdown()
         del account
-        ep.libDestroy()
+        ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG if ended else 0)
     return 0 if ok else 1
 
 
-def _pump(ep: pj.Endpoint, seconds: float) -> None:
+def _pump(ep: pj.Endpoint, seconds: float, call: Call | None = None) -> None:
+    """Handle events for ``seconds``, or (``call`` given) until that call has ended: the
+    far end may hang up first (a <Hangup/> after the digits), and waiting on is dead time."""
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    while time.monotonic() < end and not (call is not None and call.disconnected):
         ep.libHandleEvents(20)
 
 
