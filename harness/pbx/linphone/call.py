@@ -110,11 +110,10 @@ def main() -> int:
             r"Call \d+ with .* connected|Call \d+ .*(error|declined|failed|terminated)"
             r"|(Forbidden|Not Found|Busy Here|Request Timeout|Unauthorized)", re.I))
         answered = bool(outcome and "connected" in outcome.group(0))
-        if answered:
-            # The talk time ends early when the far end hangs up (an app that says <Hangup/>).
-            if not read(args.seconds, ended):
-                send("terminate")
-                read(1.5, ended)
+        # The talk time ends early when the far end hangs up (an app that says <Hangup/>).
+        if answered and not read(args.seconds, ended):
+            send("terminate")
+            read(1.5, ended)
         send("quit")
         read(2.0)
     finally:

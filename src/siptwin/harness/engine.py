@@ -28,8 +28,8 @@ from ..sip.transaction import new_branch
 from ..twin.config import Twin
 from ..ua.client import DEFAULT_OFFER, Auth, SipClient, SipExchange
 from . import faults, interop
-from .fixtures import plan_key
 from .findings import findings_records, judge_findings
+from .fixtures import plan_key
 from .outcome import Environment, Failure, StepOutcome
 from .provision import (
     DomainPlan,
