@@ -113,7 +113,7 @@ class CommandDevice:
                 self.stop()
                 raise DeviceError(f"start exited ({code}) before printing "
                                   f"{pattern.pattern!r}:\n{self.output()[-3000:]}")
-            time.sleep(0.05)
+            time.sleep(0.01)
         self.stop()
         raise DeviceError(f"start did not print {pattern.pattern!r} within {self.timeout:g} s:\n"
                           f"{self.output()[-3000:]}")

@@ -511,7 +511,7 @@ async def _judge_webhooks(expect: dict[str, Any], twin: Twin, slot: AppSlot,
         wanted = expect["status_callbacks"]
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline and len(slot.of_kind("status")) < len(wanted):
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.01)
         got = [r.params.get("CallStatus") for r in slot.of_kind("status")]
         if got != wanted:
             failures.append(Failure("status-callback-mismatch", "status callback events", wanted, got))
