@@ -91,6 +91,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Scenario items that drive a real peer (tag ``peer``: a second or more each, against
     tens of milliseconds for the rest) run first. xdist deals them out to its workers at the
     start instead of leaving them queued on one worker while the other has run out of work."""
+    if MACHINERY not in sys.modules:
+        return  # no scenario was collected: leave other projects' order alone
+
     def slow_first(item: pytest.Item) -> int:
         return 0 if item.get_closest_marker("scenario") and item.get_closest_marker("peer") else 1
 
