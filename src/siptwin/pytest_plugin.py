@@ -87,6 +87,19 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return machinery().ScenarioFile.from_parent(parent, path=file_path)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Scenario items that drive a real peer (tag ``peer``: a second or more each, against
+    tens of milliseconds for the rest) run first. xdist deals them out to its workers at the
+    start instead of leaving them queued on one worker while the other has run out of work."""
+    if MACHINERY not in sys.modules:
+        return  # no scenario was collected: leave other projects' order alone
+
+    def slow_first(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker("scenario") and item.get_closest_marker("peer") else 1
+
+    items.sort(key=slow_first)
+
+
 @pytest.fixture(scope="session")
 def siptwin(pytestconfig: pytest.Config) -> Any:
     """The worker's running twin for Python-written scenarios: ``siptwin.run(coroutine)``."""

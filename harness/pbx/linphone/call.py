@@ -2,9 +2,9 @@
 """One call from linphonec (Debian ``linphone-cli``) as a desk phone: its configuration is
 rendered from ``linphonerc.tmpl`` next to this file, then linphonec is driven through a
 pseudo-terminal (with a pipe for stdin its core stops iterating) with ``call``, and
-``terminate`` after the talk time.
+``terminate`` after the talk time unless the far end hung up first.
 
-Exit 0 when the call was answered ("connected") and ended by us; 1 otherwise, with
+Exit 0 when the call was answered ("connected") and ended; 1 otherwise, with
 linphonec's output, so that a CI step or a ``device: command`` scenario step fails on it.
 
     python3 call.py --proxy 127.0.1.3:5060 --host acme.sip.ie1.twilio.com \\
@@ -33,6 +33,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from phone_args import call_parser  # noqa: E402 (harness/pbx, next to this folder)
+
+STARTUP = 5.0  # the longest wait for linphonec's first prompt
 
 
 def render(args: argparse.Namespace, workdir: Path) -> Path:
@@ -92,17 +94,19 @@ def main() -> int:
         os.write(controller, (line + "\n").encode())
 
     answered = False
+    ended = re.compile(r"Call \d+ .*(ended|terminated)", re.I)
     try:
-        read(1.5)
+        # Commands typed before the first prompt are lost; the prompt comes once the core runs.
+        read(STARTUP, re.compile(r"linphonec> "))
         send(f"call sip:{args.service}@{args.host}")
         outcome = read(args.timeout, re.compile(
             r"Call \d+ with .* connected|Call \d+ .*(error|declined|failed|terminated)"
             r"|(Forbidden|Not Found|Busy Here|Request Timeout|Unauthorized)", re.I))
         answered = bool(outcome and "connected" in outcome.group(0))
-        if answered:
-            read(args.seconds)
+        # The talk time ends early when the far end hangs up (an app that says <Hangup/>).
+        if answered and not read(args.seconds, ended):
             send("terminate")
-            read(1.5, re.compile(r"Call \d+ .*(ended|terminated)", re.I))
+            read(1.5, ended)
         send("quit")
         read(2.0)
     finally:

@@ -259,10 +259,13 @@ def main() -> int:
     finally:
         call.recorder = None  # closing the recorder completes the WAV file
         call.tone = None
+        # A call that has ended leaves no transaction worth a second of libDestroy's waiting
+        # for late messages.
+        ended = call.disconnected
         del call  # before libDestroy, or pjsua2 aborts
         account.shutdown()
         del account
-        ep.libDestroy()
+        ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG if ended else 0)
     if args.expect_tone and not failure:
         heard = _seconds_of_tone(args.record, args.expect_tone)
         print(f"heard {heard:.1f} s of {args.expect_tone:g} Hz", flush=True)

@@ -132,7 +132,7 @@ class CommandDevice:
             code = started.poll()
             return None if code is None else f"exited ({code})"
 
-        wait_until_ready(self, "start", exited, interval=0.05)
+        wait_until_ready(self, "start", exited, interval=0.01)
 
     def output(self) -> str:
         try:

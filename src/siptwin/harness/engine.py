@@ -29,6 +29,7 @@ from ..twin.config import Twin
 from ..ua.client import DEFAULT_OFFER, Auth, SipClient, SipExchange
 from . import faults, interop
 from .findings import findings_records, judge_findings
+from .fixtures import plan_key
 from .outcome import Environment, Failure, StepOutcome
 from .provision import (
     DomainPlan,
@@ -37,6 +38,7 @@ from .provision import (
     close_subaccount,
     create_subaccount,
     deprovision,
+    point_webhooks,
     provision,
 )
 from .receiver import AppBehaviour, AppSlot
@@ -96,6 +98,10 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
         result.fidelity = twin.fidelity.as_record()
         slot = env.receiver.slot()
         context = _context(region, twin, env, slot, given)
+        shared = plan_key(scenario)
+        lent = provisioned = env.domains.take(shared) if shared else None
+        if lent is not None:  # the worker's domain of this plan: its name, before any render
+            _name_domain(context, region, lent.domain_name.removesuffix(".sip.twilio.com"))
         context["scenario_dir"] = str(scenario.path.parent.resolve())
         app = render(given.get("app") or {}, context)  # documents may name {{ app_url }}
         slot.voice = _behaviour(app)
@@ -107,7 +113,10 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
             context.update(subaccount_sid=subaccount.sid)
             context["signing_tokens"][subaccount.sid] = subaccount.auth_token
         if given.get("domain", {}) is not None:
-            provisioned = await _provision(twin, given.get("domain") or {}, context, app, env, slot)
+            provisioned = await _provision(twin, given.get("domain") or {}, context, app, env, slot,
+                                           lent=lent)
+            if shared and lent is None:
+                env.domains.provisioned += 1
             context.update(domain_sid=provisioned.domain_sid, acl_sid=provisioned.acl_sid,
                            credential_list_sid=provisioned.credential_list_sid,
                            acl_entry_sid=(provisioned.acl_entry_sids or [None])[0])
@@ -150,6 +159,9 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
             await phone.close()
         twin.set_fidelity(saved)
         await faults.restore_all(twin, env.faults)
+        if shared and provisioned is not None and result.outcome != "broken":
+            env.domains.give_back(shared, provisioned)  # unchanged: such items change nothing
+            provisioned = None
         for created in (sub_provisioned, provisioned):  # a sub-domain before its parent
             if created is not None:
                 await _cleanup(env, created, result)
@@ -202,12 +214,9 @@ def _behaviour(spec: dict[str, Any]) -> AppBehaviour:
 def _context(region: Region, twin: Twin, env: Environment, slot: AppSlot,
              given: dict[str, Any]) -> dict[str, Any]:
     domain = given.get("domain") or {}
-    label = unique_label(domain.get("label", "acme"))
     node = twin.nodes[region.id].addresses["udp"]
-    return {
+    context = {
         "region": region.id, "edge": region.edge, "interconnect": list(region.interconnect),
-        "domain": label, "host": f"{label}.sip.{region.id}.twilio.com",
-        "domain_name": f"{label}.sip.twilio.com",
         "node": region.address, "node_port": node[1] if node else 5060,
         "app_url": env.receiver.url(slot, "voice"),
         "fallback_url": env.receiver.url(slot, "fallback"),
@@ -221,12 +230,20 @@ def _context(region: Region, twin: Twin, env: Environment, slot: AppSlot,
         "phones": [],  # the item's phones (the phone action), closed with the item
         "phone_port": 0,  # the SIP port of the latest phone
     }
+    _name_domain(context, region, unique_label(domain.get("label", "acme")))
+    return context
+
+
+def _name_domain(context: dict[str, Any], region: Region, label: str) -> None:
+    context.update(domain=label, host=f"{label}.sip.{region.id}.twilio.com",
+                   domain_name=f"{label}.sip.twilio.com")
 
 
 async def _provision(twin: Twin, spec: dict[str, Any], context: dict[str, Any],
                      app: dict[str, Any], env: Environment, slot: AppSlot,
-                     parent: str | None = None) -> Provisioned:
-    """The item's domain, or (``parent`` given) its sub-domain ``{label}.{parent}``."""
+                     parent: str | None = None, lent: Provisioned | None = None) -> Provisioned:
+    """The item's domain, or (``parent`` given) its sub-domain ``{label}.{parent}``; a
+    ``lent`` domain of the same plan only gets this item's webhook URLs."""
     spec = render(spec, context)
     voice_url = spec.get("voice_url") or context["app_url"]
     owner = None
@@ -244,6 +261,9 @@ async def _provision(twin: Twin, spec: dict[str, Any], context: dict[str, Any],
         credentials=[tuple(c) for c in spec.get("credentials", [])],
         registration_credentials=[tuple(c) for c in spec.get("registration_credentials", [])],
     )
+    if lent is not None:
+        await asyncio.to_thread(point_webhooks, env.sdk, lent, plan)
+        return lent
     return await asyncio.to_thread(provision, env.sdk, plan)
 
 
@@ -491,7 +511,7 @@ async def _judge_webhooks(expect: dict[str, Any], twin: Twin, slot: AppSlot,
         wanted = expect["status_callbacks"]
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline and len(slot.of_kind("status")) < len(wanted):
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.01)
         got = [r.params.get("CallStatus") for r in slot.of_kind("status")]
         if got != wanted:
             failures.append(Failure("status-callback-mismatch", "status callback events", wanted, got))

@@ -61,8 +61,7 @@ async def perform(action: str, params: dict[str, Any], node: tuple[str, int],
             detail = {"pbx": device.as_record()}
     except PeerMissing as err:
         raise ScenarioError(str(err)) from None  # broken, with the reason, never skipped
-    await asyncio.sleep(0.2)  # the twin's last trace entries (BYE's 200)
-    calls = calls_of(env, context["domain_name"], began)
+    calls = await settled_calls(env, context["domain_name"], began)
     messages = [SipExchange(t.at, "in" if t.direction == "out" else "out", t.data)
                 for call in calls for t in call.trace]
     detail["calls"] = [c.call_id for c in calls]
@@ -177,6 +176,39 @@ def calls_of(env: Environment, domain_name: str, since: float) -> list[Call]:
     found = [c for c in env.twin.calls.all()
              if c.created_at >= since - 0.5 and (c.domain_name or "").lower() == domain_name.lower()]
     return sorted(found, key=lambda c: c.created_at)
+
+
+SETTLE_LIMIT = 0.2  # the longest wait for the twin's last trace entries after a peer exits
+_OPEN = (CallStatus.RECEIVED, CallStatus.RINGING, CallStatus.IN_PROGRESS)
+
+
+async def settled_calls(env: Environment, domain_name: str, since: float) -> list[Call]:
+    """:func:`calls_of` once the twin has handled what the peer sent before it exited (the
+    200 to the twin's BYE, the ACK of a final response): polled, at most SETTLE_LIMIT."""
+    deadline = time.monotonic() + SETTLE_LIMIT
+    while True:
+        calls = calls_of(env, domain_name, since)
+        if (calls and all(_settled(c) for c in calls)) or time.monotonic() >= deadline:
+            return calls
+        await asyncio.sleep(0.01)
+
+
+def _settled(call: Call) -> bool:
+    if call.status in _OPEN or not call.trace:
+        return False
+    last = call.trace[-1]
+    if last.direction == "in":
+        return True
+    # Our last word waits for no answer only if it is a response to a non-INVITE request:
+    # a request (BYE) awaits its response, an INVITE's final response its ACK.
+    first = last.first_line
+    if not first.startswith("SIP/2.0"):
+        return False
+    try:
+        cseq = parse_datagram(last.data).headers.get("CSeq") or ""
+    except SipParseError:
+        return True
+    return not cseq.endswith("INVITE")
 
 
 def judge(outcome: StepOutcome, expect: dict[str, Any], env: Environment) -> list[Failure]:

@@ -13,6 +13,7 @@ from typing import Any
 from ..sip.message import Response
 from ..twin.config import Twin
 from ..ua.client import CallResult, SipExchange
+from .fixtures import DomainPool
 from .provision import sdk_client
 from .receiver import WebhookReceiver
 
@@ -37,6 +38,7 @@ class Environment:
         self.receiver = receiver
         self._sdk: Any = None
         self.faults: dict[str, str] = {}  # region -> what to undo when the item ends
+        self.domains = DomainPool()  # domains lent from item to item (fixtures.py)
 
     @property
     def sdk(self) -> Any:

@@ -138,7 +138,7 @@ class KamailioSbc:
             if self.pidfile.exists() and self.pidfile.read_text().strip() and self._answers():
                 self.pid = int(self.pidfile.read_text().strip())
                 return
-            time.sleep(0.05)
+            time.sleep(0.01)
         self.stop()
         raise DeviceError(f"kamailio did not answer on {self.listen}:{self.port}:\n"
                           f"{self.log()[-3000:]}")
@@ -172,7 +172,7 @@ class KamailioSbc:
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
+            time.sleep(0.01)
         if _alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

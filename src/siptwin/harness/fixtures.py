@@ -1,0 +1,70 @@
+"""Domains shared between scenario items of one test worker.
+
+Provisioning a domain with its ACL and credential lists through the SDK takes 5-10 REST
+round trips, and removing it 2-3 more: most of an item's own time.  Most scenarios ask for
+one of a dozen plans ("acme with ACL 127.0.0.1", "acme with alice's credentials", ...) and
+change nothing in it, so a worker provisions each plan once and lends the domain to every
+such item in every region; the item's own webhook URLs are written into the domain with
+one update (a call keeps the URLs it started with, so a late webhook of an earlier item
+still reaches that item's released slot and gets 404, never the next item).
+
+What an item may change is never shared: a scenario with a REST step (it may edit or delete
+its ACL, credentials or the domain), a REGISTER or a phone (bindings outlive the item), a
+peer (SIPp, a PBX: its calls are found by domain and time), a sub-account, a sub-domain, a
+domain owned by a sub-account, or a domain spec with templates gets a private domain as
+before, removed when it ends.  Settings (``given.settings``) and faults are undone by the
+engine after every item, shared domain or not.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .provision import Provisioned
+from .scenario import Scenario
+
+# Steps that can leave something behind in the domain or read other items' calls on it.
+PRIVATE_ACTIONS = frozenset({"rest", "register", "phone", "sipp", "pbx"})
+
+
+def plan_key(scenario: Scenario) -> str | None:
+    """What makes two items' domains interchangeable, or None when the item needs its own."""
+    given = scenario.given
+    domain = given.get("domain", {})
+    if domain is None or given.get("subaccount") is not None or given.get("subdomain") is not None:
+        return None
+    domain = domain or {}
+    if "owner" in domain or "{{" in json.dumps(domain):
+        return None
+    for step in scenario.steps:
+        if step.action in PRIVATE_ACTIONS:
+            return None
+        message = str(step.params.get("message", "")) if step.action == "raw" else ""
+        if message.lstrip().upper().startswith("REGISTER"):
+            return None
+    app = given.get("app") or {}
+    shape = {**domain, "label": domain.get("label", "acme"), "fallback": "fallback" in app,
+             "status_callback": bool(app.get("status_callback", True))}
+    return json.dumps(shape, sort_keys=True, default=str)
+
+
+class DomainPool:
+    """Idle shared domains of one worker, by :func:`plan_key`."""
+
+    def __init__(self) -> None:
+        self._idle: dict[str, Provisioned] = {}
+        self.provisioned = 0  # domains created for sharing
+        self.lent = 0  # items that borrowed one already there
+
+    def take(self, key: str) -> Provisioned | None:
+        found = self._idle.pop(key, None)
+        if found is not None:
+            self.lent += 1
+        return found
+
+    def give_back(self, key: str, provisioned: Provisioned) -> None:
+        self._idle[key] = provisioned
+
+    def idle(self) -> dict[str, Any]:
+        return dict(self._idle)
