@@ -402,8 +402,8 @@ class ServerInvite(Transaction):
         if self.state is not State.PROCEEDING:
             raise TransactionError(f"cannot send {status} in INVITE server state {self.state.value}")
         self.last_response = response
-        if status >= 101:
-            self.local_tag = _tag(response, "To")
+        if status >= 101 and self.key[0] == "s2543":
+            self.local_tag = _tag(response, "To")  # only RFC 2543 ACKs are matched by it
         out.append(Send(response, self.peer, self.key))
         if status < 200:
             return
