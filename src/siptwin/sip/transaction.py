@@ -879,7 +879,9 @@ class TransactionLayer:
             timer.live = False
             timer.owner = None
             self._dead += 1
-            if self._dead > 256 and self._dead > len(self._heap) // 2:
+            # Most cancelled timers (an ACK wait's two, Timers G and H) die within
+            # milliseconds of being set and would otherwise wait out their 32 s in the heap.
+            if self._dead > 256 and self._dead > len(self._heap) // 4:
                 self._heap = [entry for entry in self._heap if entry[2].live]
                 heapq.heapify(self._heap)
                 self._dead = 0
