@@ -408,7 +408,7 @@ class ServerInvite(Transaction):
         if status < 200:
             return
         layer._compact_later(response)
-        self.request = None
+        layer._let_go(self)
         config = layer.config
         if status < 300:
             # Accepted absorbs retransmitted INVITEs and passes ACKs up: the 2xx is the
@@ -468,8 +468,8 @@ class ServerNonInvite(Transaction):
         if response.status < 200:
             self.state = State.PROCEEDING
             return
-        layer._compact_later(response)  # kept 32 s for retransmitted requests only
-        self.request = None
+        layer._compact_later(response)  # kept for retransmitted requests
+        layer._let_go(self)
         self.state = State.COMPLETED
         if self.reliable:
             layer._terminate(self, out)
@@ -642,6 +642,15 @@ class TransactionLayer:
 
     def _compact_later(self, *messages: Request | Response) -> None:
         self._to_compact.extend(messages)
+
+    def _let_go(self, tx: Transaction) -> None:
+        """A server transaction's final response is out: it no longer needs its request. The
+        request stays the TU's (a dialog keeps its INVITE for the whole call), compacted, as
+        it may be kept for hours."""
+        request = tx.request
+        if request is not None:
+            self._to_compact.append(request)
+            tx.request = None
 
     def _compact_pending(self) -> None:
         for message in self._to_compact:
