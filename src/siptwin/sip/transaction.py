@@ -408,7 +408,7 @@ class ServerInvite(Transaction):
         if status < 200:
             return
         layer._compact_later(response)
-        layer._let_go(self)
+        layer._let_go(self, dialog=status < 300)
         config = layer.config
         if status < 300:
             # Accepted absorbs retransmitted INVITEs and passes ACKs up: the 2xx is the
@@ -469,7 +469,7 @@ class ServerNonInvite(Transaction):
             self.state = State.PROCEEDING
             return
         layer._compact_later(response)  # kept for retransmitted requests
-        layer._let_go(self)
+        layer._let_go(self, dialog=False)
         self.state = State.COMPLETED
         if self.reliable:
             layer._terminate(self, out)
@@ -643,13 +643,15 @@ class TransactionLayer:
     def _compact_later(self, *messages: Request | Response) -> None:
         self._to_compact.extend(messages)
 
-    def _let_go(self, tx: Transaction) -> None:
-        """A server transaction's final response is out: it no longer needs its request. The
-        request stays the TU's (a dialog keeps its INVITE for the whole call), compacted, as
-        it may be kept for hours."""
+    def _let_go(self, tx: Transaction, *, dialog: bool) -> None:
+        """A server transaction's final response is out: it no longer needs its request. An
+        INVITE answered 2xx stays the TU's (its dialog keeps it for the whole call, maybe for
+        hours): compacted. Any other request is freed with its last reference; compacting
+        it would be wasted work."""
         request = tx.request
         if request is not None:
-            self._to_compact.append(request)
+            if dialog:
+                self._to_compact.append(request)
             tx.request = None
 
     def _compact_pending(self) -> None:
