@@ -127,6 +127,39 @@ def test_timer_g_retransmits_the_final_response_doubling_up_to_t2_until_ack() ->
     assert key not in layer and len(layer) == 0
 
 
+def test_what_waits_out_the_timers_holds_no_messages_it_will_not_send_again() -> None:
+    """1,000 calls/s keep 32 s of finished transactions: each must be small. A server
+    transaction lets go of its request at the final response, of a 2xx at once (the ACK wait
+    re-sends it) and of a non-2xx once ACKed; a cancelled timer lets go of its owner."""
+    layer = TransactionLayer()
+    key, invite = new_invite_tx(layer)
+    busy = make_response(invite, 486, to_tag="twin-1")
+    layer.respond(key, busy, 0.0)
+    tx = layer.transaction(key)
+    assert tx.request is None and tx.last_response is busy  # Timer G still re-sends it
+    layer.receive(copy(build_ack(invite, busy)), PBX, 0.1)
+    assert tx.state is State.CONFIRMED and tx.last_response is None
+
+    key, invite = new_invite_tx(layer, branch="z9hG4bK-a2", call_id="call-2@pbx")
+    ok = make_response(invite, 200, to_tag="twin-2")
+    layer.respond(key, ok, 0.0)
+    tx = layer.transaction(key)
+    assert tx.state is State.ACCEPTED and tx.request is None and tx.last_response is None
+    assert layer.receive(copy(invite), PBX, 0.2) == []  # still absorbs retransmissions
+    ack = request("ACK", branch="z9hG4bK-ack2", to_tag="twin-2", call_id="call-2@pbx")
+    assert of(layer.receive(copy(ack), PBX, 0.3), AckReceived)[0].key == key
+    cancelled = [entry[2] for entry in layer._heap if not entry[2].live]
+    assert cancelled and all(timer.owner is None for timer in cancelled)  # the 2xx is free
+
+    bye = request("BYE", branch="z9hG4bK-b2", to_tag="twin-2", call_id="call-2@pbx", cseq=2)
+    (received,) = of(layer.receive(copy(bye), PBX, 1.0), RequestReceived)
+    bye_ok = make_response(bye, 200)
+    layer.respond(received.key, bye_ok, 1.0)
+    tx = layer.transaction(received.key)
+    assert tx.request is None and tx.last_response is bye_ok  # for a retransmitted BYE
+    assert sends(layer.receive(copy(bye), PBX, 1.5)) == [Send(bye_ok, PBX, received.key, True)]
+
+
 def test_timer_h_gives_up_at_64_t1_and_reports_a_timeout() -> None:
     layer = TransactionLayer()
     key, invite = new_invite_tx(layer)

@@ -133,6 +133,11 @@ class Dialog:
     # Twilio hung up before the caller's ACK arrived: the BYE waits for it (RFC 3261 §15),
     # with the status the call ends with; Timer H (32022) ends it otherwise.
     bye_after_ack: str | None = None
+    # Who may speak in this dialog (the caller's From tag, the (transport, host) pairs of
+    # _dialog_peers), read once from the INVITE while it is decoded: the INVITE is kept
+    # compacted for the call, and each ACK or BYE would otherwise decode it again.
+    from_tag: str | None = None
+    peers: set[tuple[str, str]] = field(default_factory=set)
 
 
 class CallSession:
@@ -679,7 +684,9 @@ class RegionNode:
         call.sid = new_call_sid()
         call.username = ctx.username
         call.status = CallStatus.RINGING
-        dialog = Dialog(call, request, key, hop, twilio_to_tag(), domain=ctx.domain)
+        dialog = Dialog(call, request, key, hop, twilio_to_tag(), domain=ctx.domain,
+                        from_tag=request.from_.tag)
+        dialog.peers = _dialog_peers(dialog)
         self._dialogs[call.call_id] = dialog
         self._respond(key, twilio_response(request, 180, to_tag=dialog.to_tag,
                                           extra=(("Contact", self._contact(hop)),)))
@@ -827,12 +834,12 @@ class RegionNode:
             return None
         try:
             tags_match = (request.to.tag == dialog.to_tag
-                          and request.from_.tag == dialog.invite.from_.tag)
+                          and request.from_.tag == dialog.from_tag)
         except SipParseError:
             return None
         if not tags_match:
             return None
-        if source is not None and (source.transport, source.host) not in _dialog_peers(dialog):
+        if source is not None and (source.transport, source.host) not in dialog.peers:
             dialog.call.notes.append(
                 f"a {request.method} for this call from {source.host} over {source.transport}, "
                 "not the caller's address, was refused (481)")

@@ -8,6 +8,7 @@ visible in one place: :data:`STAGES`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import secrets
@@ -210,6 +211,7 @@ def loopback_contact(request: Request, source_ip: str, mode: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)  # a PBX's calls repeat its address and Contact host
 def _is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback

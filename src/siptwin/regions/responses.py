@@ -25,8 +25,8 @@ def twilio_to_tag() -> str:
 def twilio_response(request: Request, status: int, reason: str | None = None, *,
                     to_tag: str | None = None, extra: tuple[tuple[str, str], ...] = (),
                     body: bytes = b"") -> Response:
-    if to_tag is None and status > 100:
-        to_tag = twilio_to_tag()  # ignored when the request's To already has a tag
+    if to_tag is None and status > 100 and not _to_tagged(request):
+        to_tag = twilio_to_tag()  # make_response adds it only to a To without a tag
     server = "Twilio Gateway" if status == 100 else "Twilio"
     headers = (*extra, ("Server", server))
     if request.method == "INVITE" and 100 < status < 300:
@@ -37,3 +37,9 @@ def twilio_response(request: Request, status: int, reason: str | None = None, *,
     if body:
         headers = (*headers, ("Content-Type", "application/sdp"))
     return make_response(request, status, reason, to_tag=to_tag, extra=headers, body=body)
+
+
+def _to_tagged(request: Request) -> bool:
+    """Every To of the request carries a tag already (an in-dialog request): make_response
+    would add none, so no tag need be made."""
+    return all(";tag=" in value.replace(" ", "") for value in request.headers.get_all("To"))

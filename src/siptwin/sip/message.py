@@ -42,6 +42,8 @@ DEFAULT_MAX_MESSAGE_SIZE = 65535
 _NAME_KEYS: dict[str, str] = {}
 _NAME_KEYS_MAX = 4096  # the largest UDP payload; streams use the same bound
 
+_MISSING: Any = object()  # a view not decoded yet (None is a decoded value: no such header)
+
 REASON_PHRASES = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
     183: "Session Progress", 200: "OK", 202: "Accepted", 301: "Moved Permanently",
@@ -97,11 +99,13 @@ class Message:
             self._views["via"] = [via, *vias[1:]]  # no need to decode them all again
 
     def _view(self, key: str, decode: Any) -> Any:
-        try:
-            return self._views[key]
-        except KeyError:
-            value = self._views[key] = decode(self)
-            return value
+        # A look-up rather than try/except KeyError: every view misses once per message,
+        # and a raised KeyError costs more than the look-up.
+        views = self._views
+        value = views.get(key, _MISSING)
+        if value is _MISSING:
+            value = views[key] = decode(self)
+        return value
 
     def _single(self, name: str) -> str | None:
         entries = self.headers._entries(name)
@@ -178,11 +182,10 @@ class Message:
     def option_tags(self, name: str) -> list[str]:
         """Values of Require, Proxy-Require, Supported, Unsupported or Allow."""
         key = "tags:" + name.lower()
-        try:
-            return self._views[key]
-        except KeyError:
+        value = self._views.get(key, _MISSING)
+        if value is _MISSING:
             value = self._views[key] = parse_tokens(self.headers.values(name), name)
-            return value
+        return value
 
     @property
     def require(self) -> list[str]:
@@ -209,24 +212,22 @@ class Message:
     def credentials(self, header: str = "Proxy-Authorization") -> list[Any]:
         """Digest (or other scheme) credentials of Authorization or Proxy-Authorization."""
         key = "cred:" + header.lower()
-        try:
-            return self._views[key]
-        except KeyError:
+        value = self._views.get(key, _MISSING)
+        if value is _MISSING:
             from .digest import parse_credentials
 
             value = self._views[key] = [parse_credentials(v) for v in self.headers.get_all(header)]
-            return value
+        return value
 
     def challenges(self, header: str = "Proxy-Authenticate") -> list[Any]:
         """Challenges of WWW-Authenticate or Proxy-Authenticate."""
         key = "chal:" + header.lower()
-        try:
-            return self._views[key]
-        except KeyError:
+        value = self._views.get(key, _MISSING)
+        if value is _MISSING:
             from .digest import parse_challenge
 
             value = self._views[key] = [parse_challenge(v) for v in self.headers.get_all(header)]
-            return value
+        return value
 
     # -- serialising
     def start_line(self) -> str:

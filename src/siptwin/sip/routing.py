@@ -40,11 +40,27 @@ def response_hop(request: Request, transport: str, source_host: str, source_port
     maddr, then received with rport, then the sent-by.
     """
     if transport in ("tcp", "tls"):
-        return Hop(transport, source_host, source_port)
+        return _hop(transport, source_host, source_port)
     via = request.top_via
     if via.maddr:
-        return Hop(transport, via.maddr, via.port or DEFAULT_PORTS["sip"])
+        return _hop(transport, via.maddr, via.port or DEFAULT_PORTS["sip"])
     if via.received:
         port = via.rport or via.port or DEFAULT_PORTS["sip"]
-        return Hop(transport, via.received, port)
-    return Hop(transport, via.host.strip("[]"), via.port or DEFAULT_PORTS["sip"])
+        return _hop(transport, via.received, port)
+    return _hop(transport, via.host.strip("[]"), via.port or DEFAULT_PORTS["sip"])
+
+
+# One Hop per peer, shared: every transaction keeps its peer for up to 64*T1, and a PBX's
+# requests all come from the same few addresses. Cleared when full (a flood of sources).
+_HOPS: dict[tuple[str, str, int], Hop] = {}
+_HOPS_MAX = 4096
+
+
+def _hop(transport: str, host: str, port: int) -> Hop:
+    key = (transport, host, port)
+    hop = _HOPS.get(key)
+    if hop is None:
+        if len(_HOPS) >= _HOPS_MAX:
+            _HOPS.clear()
+        hop = _HOPS[key] = Hop(transport, host, port)
+    return hop

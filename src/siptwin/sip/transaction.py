@@ -334,7 +334,10 @@ class _Timer:
     __slots__ = ("owner", "name", "live")
 
     def __init__(self, owner: _Timed, name: str) -> None:
-        self.owner = owner
+        # Let go of by a cancelled timer: it may wait in the heap for up to 64*T1, and
+        # its owner (an ACK wait holding a 2xx, a transaction holding its messages) should
+        # not wait with it.
+        self.owner: _Timed | None = owner
         self.name = name
         self.live = True
 
@@ -345,12 +348,18 @@ class _Timer:
 class Transaction:
     """State common to the four transaction kinds."""
 
-    __slots__ = ("key", "request", "peer", "reliable", "state", "timers", "interval", "last_response")
+    __slots__ = ("key", "method", "request", "peer", "reliable", "state", "timers", "interval",
+                 "last_response")
     kind = "transaction"
 
     def __init__(self, key: TxKey, request: Request, peer: Address, reliable: bool, state: State) -> None:
         self.key = key
-        self.request = request
+        self.method = request.method
+        # A server transaction lets go of its request at its final response (and of the
+        # response once nothing can ask for it again): what waits out Timers J, L and I
+        # is then its key, state and timers, not the call's messages (1,000 calls/s keep
+        # 32 s of transactions).
+        self.request: Request | None = request
         self.peer = peer  # where our messages go: the request's source, or the next hop
         self.reliable = reliable
         self.state = state
@@ -359,7 +368,14 @@ class Transaction:
         self.last_response: Response | None = None
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.request.method} {self.state.value}>"
+        return f"<{type(self).__name__} {self.method} {self.state.value}>"
+
+    def sent(self) -> Request:
+        """The request of a client transaction (which keeps it to the end)."""
+        request = self.request
+        if request is None:
+            raise TransactionError(f"{self!r} no longer holds its request")
+        return request
 
     def on_timer(self, layer: TransactionLayer, name: str, when: float, out: list[Effect]) -> None:
         raise NotImplementedError
@@ -386,14 +402,18 @@ class ServerInvite(Transaction):
         if self.state is not State.PROCEEDING:
             raise TransactionError(f"cannot send {status} in INVITE server state {self.state.value}")
         self.last_response = response
-        if status >= 101:
-            self.local_tag = _tag(response, "To")
+        if status >= 101 and self.key[0] == "s2543":
+            self.local_tag = _tag(response, "To")  # only RFC 2543 ACKs are matched by it
         out.append(Send(response, self.peer, self.key))
         if status < 200:
             return
-        layer._compact_later(self.request, response)  # kept 32 s for matching only
+        layer._compact_later(response)
+        layer._let_go(self, dialog=status < 300)
         config = layer.config
         if status < 300:
+            # Accepted absorbs retransmitted INVITEs and passes ACKs up: the 2xx is the
+            # TU's to re-send (the ACK wait keeps it), the transaction needs neither message.
+            self.last_response = None
             self.state = State.ACCEPTED
             layer._start(self, "L", now + config.l)
             return
@@ -406,6 +426,7 @@ class ServerInvite(Transaction):
     def acked(self, layer: TransactionLayer, now: float, out: list[Effect]) -> None:
         """An ACK matching a Completed transaction (§17.2.1)."""
         self.state = State.CONFIRMED
+        self.last_response = None  # Confirmed absorbs everything: nothing is sent again
         layer._cancel(self, "G")
         layer._cancel(self, "H")
         if self.reliable:
@@ -447,7 +468,8 @@ class ServerNonInvite(Transaction):
         if response.status < 200:
             self.state = State.PROCEEDING
             return
-        layer._compact_later(self.request, response)
+        layer._compact_later(response)  # kept for retransmitted requests
+        layer._let_go(self, dialog=False)
         self.state = State.COMPLETED
         if self.reliable:
             layer._terminate(self, out)
@@ -467,7 +489,7 @@ class ClientInvite(Transaction):
         self.ack: Request | None = None
 
     def start(self, layer: TransactionLayer, now: float, out: list[Effect]) -> None:
-        out.append(Send(self.request, self.peer, self.key))
+        out.append(Send(self.sent(), self.peer, self.key))
         if not self.reliable:
             self.interval = layer.config.t1
             layer._start(self, "A", now + self.interval)
@@ -488,7 +510,7 @@ class ClientInvite(Transaction):
                 out.append(ResponseReceived(response, self.key))
                 layer._start(self, "M", now + layer.config.m)
             else:
-                self.ack = build_ack(self.request, response)
+                self.ack = build_ack(self.sent(), response)
                 out.append(Send(self.ack, self.peer, self.key))
                 out.append(ResponseReceived(response, self.key))
                 self.state = State.COMPLETED
@@ -505,7 +527,7 @@ class ClientInvite(Transaction):
     def on_timer(self, layer: TransactionLayer, name: str, when: float, out: list[Effect]) -> None:
         if name == "A":
             if self.state is State.CALLING:
-                out.append(Send(self.request, self.peer, self.key, True))
+                out.append(Send(self.sent(), self.peer, self.key, True))
                 self.interval *= 2  # no T2 cap for INVITE (§17.1.1.2)
                 layer._start(self, "A", when + self.interval)
         elif name == "B":
@@ -524,7 +546,7 @@ class ClientNonInvite(Transaction):
         super().__init__(key, request, peer, reliable, State.TRYING)
 
     def start(self, layer: TransactionLayer, now: float, out: list[Effect]) -> None:
-        out.append(Send(self.request, self.peer, self.key))
+        out.append(Send(self.sent(), self.peer, self.key))
         if not self.reliable:
             self.interval = layer.config.t1
             layer._start(self, "E", now + self.interval)
@@ -549,7 +571,7 @@ class ClientNonInvite(Transaction):
     def on_timer(self, layer: TransactionLayer, name: str, when: float, out: list[Effect]) -> None:
         if name == "E":
             if self.state in (State.TRYING, State.PROCEEDING):
-                out.append(Send(self.request, self.peer, self.key, True))
+                out.append(Send(self.sent(), self.peer, self.key, True))
                 t2 = layer.config.t2
                 self.interval = t2 if self.state is State.PROCEEDING else min(2 * self.interval, t2)
                 layer._start(self, "E", when + self.interval)
@@ -620,6 +642,17 @@ class TransactionLayer:
 
     def _compact_later(self, *messages: Request | Response) -> None:
         self._to_compact.extend(messages)
+
+    def _let_go(self, tx: Transaction, *, dialog: bool) -> None:
+        """A server transaction's final response is out: it no longer needs its request. An
+        INVITE answered 2xx stays the TU's (its dialog keeps it for the whole call, maybe for
+        hours): compacted. Any other request is freed with its last reference; compacting
+        it would be wasted work."""
+        request = tx.request
+        if request is not None:
+            if dialog:
+                self._to_compact.append(request)
+            tx.request = None
 
     def _compact_pending(self) -> None:
         for message in self._to_compact:
@@ -847,6 +880,8 @@ class TransactionLayer:
                 continue
             timer.live = False
             owner = timer.owner
+            if owner is None:
+                continue
             if owner.timers.get(timer.name) is timer:
                 del owner.timers[timer.name]
             # Timers re-armed by a handler are scheduled from their due time, not from `now`,
@@ -862,8 +897,11 @@ class TransactionLayer:
         timer = owner.timers.pop(name, None)
         if timer is not None:
             timer.live = False
+            timer.owner = None
             self._dead += 1
-            if self._dead > 256 and self._dead > len(self._heap) // 2:
+            # Most cancelled timers (an ACK wait's two, Timers G and H) die within
+            # milliseconds of being set and would otherwise wait out their 32 s in the heap.
+            if self._dead > 256 and self._dead > len(self._heap) // 4:
                 self._heap = [entry for entry in self._heap if entry[2].live]
                 heapq.heapify(self._heap)
                 self._dead = 0

@@ -195,8 +195,20 @@ def _split_uri_params(text: str) -> tuple[tuple[str, str | None], ...]:
     return tuple(params)
 
 
+_HOST_KEYS: dict[str, str] = {}  # one string per host: transaction keys keep it for 64*T1
+
+
 def host_key(host: str) -> str:
     """Host comparison key: case-insensitive, IPv6 references normalised."""
+    key = _HOST_KEYS.get(host)
+    if key is None:
+        if len(_HOST_KEYS) >= 4096:
+            _HOST_KEYS.clear()
+        key = _HOST_KEYS[host] = _host_key(host)
+    return key
+
+
+def _host_key(host: str) -> str:
     host = host.lower()
     if host.startswith("["):
         import ipaddress

@@ -151,6 +151,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, endpoint: SipEndpoint) -> None:
         self.endpoint = endpoint
         self.transport: asyncio.DatagramTransport | None = None
+        # One Source per peer address (it is immutable): a PBX sends from one or a few.
+        self._sources: dict[tuple[str, int], Source] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -159,9 +161,14 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         impairment = self.endpoint.config.impairment
         if impairment.drops():
             return
-        if data.strip(b"\r\n") == b"":
+        if data[:1] in b"\r\n" and not data.strip(b"\r\n"):
             return  # keep-alive (RFC 5626 §4.4.1 CRLF ping on UDP is not used; ignore noise)
-        source = Source("udp", addr[0], addr[1], *self.endpoint.udp_address)
+        source = self._sources.get(addr)
+        if source is None:
+            if len(self._sources) >= 4096:
+                self._sources.clear()
+            source = self._sources[addr] = Source("udp", addr[0], addr[1],
+                                                  *self.endpoint.udp_address)
         if impairment.latency_ms > 0:
             asyncio.get_running_loop().call_later(impairment.latency_ms / 1000,
                                                   self.endpoint._deliver, data, source)
@@ -203,6 +210,7 @@ class SipEndpoint:
                     reuse_port=cfg.reuse_port or None)
                 self._udp = protocol
                 self.udp_address = transport.get_extra_info("sockname")[:2]
+                protocol._sources.clear()  # any made before our address was known
             if cfg.tcp_port is not None:
                 server = await asyncio.start_server(
                     self._accept("tcp"), cfg.host, cfg.tcp_port, reuse_address=True,

@@ -74,7 +74,7 @@ class LegMedia:
 
     async def open(self) -> int:
         loop = asyncio.get_running_loop()
-        rtp, rtcp = _port_pair(self.local_host)
+        rtp, rtcp, _ = _port_pair(self.local_host)
         if rtcp is not None:
             rtcp.close()  # the leg's RTCP is not relayed; the port stays free
         self._transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self), sock=rtp)

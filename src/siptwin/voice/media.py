@@ -450,10 +450,11 @@ class _DatagramSocket:
     RECEIVE_BATCH = 64  # datagrams read per wake-up at most, so one stream cannot hog the loop
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
-                 deliver: Callable[[bytes, tuple[str, int]], None]) -> None:
+                 deliver: Callable[[bytes, tuple[str, int]], None],
+                 name: tuple[str, int] | None = None) -> None:
         self._loop, self._deliver = loop, deliver
         self._sock: socket.socket | None = sock
-        self._name = sock.getsockname()
+        self._name = name or sock.getsockname()[:2]  # known when bound to a chosen port
         loop.add_reader(sock.fileno(), self._readable)
 
     def _readable(self) -> None:
@@ -522,9 +523,9 @@ class MediaStream:
         self._heard_at = 0.0
         # SDES-SRTP keys of a secure call (voice.srtp.SrtpContext); None sends plain RTP.
         self.srtp: SrtpContext | None = None
-        self.ssrc = secrets.randbits(32)
-        self.sequence = secrets.randbits(16)
-        self.timestamp = secrets.randbits(32)
+        # Random SSRC and first sequence number and timestamp (RFC 3550 §5.1), from one read
+        # of the system's random source.
+        self.ssrc, self.sequence, self.timestamp = struct.unpack("!IHI", os.urandom(10))
         self.packets_sent = 0
         self.packets_received = 0
         self.digits_received: list[str] = []
@@ -549,12 +550,14 @@ class MediaStream:
     async def open(self) -> int:
         """Bind an even RTP port and the RTCP port above it; the RTP port is returned."""
         loop = asyncio.get_running_loop()
-        rtp_sock, rtcp_sock = _port_pair(self.local_host)
-        self._transport = _DatagramSocket(loop, rtp_sock, self._on_packet)
+        rtp_sock, rtcp_sock, port = _port_pair(self.local_host)
+        self._transport = _DatagramSocket(loop, rtp_sock, self._on_packet,
+                                          (self.local_host, port))
         if rtcp_sock is not None:
-            self._rtcp = _DatagramSocket(loop, rtcp_sock, self._on_rtcp)
+            self._rtcp = _DatagramSocket(loop, rtcp_sock, self._on_rtcp,
+                                         (self.local_host, port + 1))
         self._clock = loop.create_task(self._keep_time())
-        return rtp_sock.getsockname()[1]
+        return port
 
     @property
     def port(self) -> int | None:
@@ -775,9 +778,9 @@ class MediaStream:
         self.rtcp_received += 1
 
 
-def _port_pair(host: str) -> tuple[socket.socket, socket.socket | None]:
+def _port_pair(host: str) -> tuple[socket.socket, socket.socket | None, int]:
     """An even RTP port with the odd RTCP port above it, in Twilio's media range; any free
-    port (and no RTCP) if the range is exhausted. The region address is numeric: bound
+    port (and no RTCP) if the range is exhausted. Returns the sockets and the RTP port. The region address is numeric: bound
     directly rather than through the resolver."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(64):
@@ -792,7 +795,7 @@ def _port_pair(host: str) -> tuple[socket.socket, socket.socket | None]:
             continue
         rtp.setblocking(False)
         rtcp.setblocking(False)
-        return rtp, rtcp
+        return rtp, rtcp, port
     rtp = socket.socket(family, socket.SOCK_DGRAM)
     try:
         rtp.setblocking(False)
@@ -800,7 +803,7 @@ def _port_pair(host: str) -> tuple[socket.socket, socket.socket | None]:
     except OSError:
         rtp.close()
         raise
-    return rtp, None
+    return rtp, None, rtp.getsockname()[1]
 
 
 def sender_report(ssrc: int, rtp_timestamp: int, packets: int, octets: int, now: float,
