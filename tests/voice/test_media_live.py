@@ -100,6 +100,41 @@ async def test_pause_sends_paced_silence_and_rtcp_reports_from_the_next_port(har
     assert call.media["rtcp_sent"] >= 1
 
 
+async def test_a_held_call_gets_receiver_reports_and_no_rtp(harness, app):
+    """RFC 3264 §5.1: RTCP goes on while a stream is recvonly; with no RTP of ours to report,
+    the reports are receiver reports (RFC 3550 §6.4.2)."""
+    rtp = _udp()
+    rtcp = _udp(port=rtp.getsockname()[1] + 1)
+    await harness.provision(DomainPlan("acme", voice_url=app.twiml(
+        "/voice", '<Response><Pause length="7"/></Response>'), acl=["127.0.0.1"]))
+    node = harness.node_port("us1")
+    async with RawUac() as uac:
+        leg = uac.leg(URI)
+        invite = uac.request(leg, "INVITE", body=make_offer(
+            "127.0.0.1", rtp.getsockname()[1], 7, direction="sendonly"))
+        got = await uac.transact(invite, node)
+        assert statuses(got)[-1] == 200, statuses(got)
+        ok = got[-1]
+        uac.ack_success(leg, invite, ok, node)
+        assert parse_sdp(ok.body).media[0].direction == "recvonly"
+        loop = asyncio.get_running_loop()
+        reports: list[bytes] = []
+        deadline = loop.time() + 6.0
+        while not reports and loop.time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                reports.append(await asyncio.wait_for(loop.sock_recv(rtcp, 2048), 0.5))
+        media = _drain(rtp)
+        await uac.transact(uac.in_dialog(leg, "BYE", ok), node)
+    rtp.close()
+    rtcp.close()
+    assert media == []
+    assert reports, "no RTCP in 6 s from a held call"
+    report = reports[0]
+    # RR with no report blocks (V=2, RC=0, PT 201, length 1), then the SDES CNAME.
+    assert report[0] == 0x80 and report[1] == 201 and report[2:4] == b"\x00\x01"
+    assert report[8] == 0x81 and report[9] == 202
+
+
 async def test_hold_and_resume_keep_the_port_and_follow_rfc3264_versions(harness, app):
     app.twiml("/digits", "<Response><Say>got it</Say></Response>")
     rtp = _udp()

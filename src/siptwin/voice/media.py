@@ -651,10 +651,16 @@ class MediaStream:
 
     def _send_report(self) -> None:
         plan = self._plan
-        if plan is None or self._rtcp is None or plan.rtcp_port is None or not plan.sending:
+        if plan is None or self._rtcp is None or plan.rtcp_port is None:
             return
-        report = sender_report(self.ssrc, self.timestamp, self.packets_sent, self.octets_sent,
-                               time.time(), cname=f"siptwin@{self.local_host}")
+        cname = f"siptwin@{self.local_host}"
+        if plan.sending:
+            report = sender_report(self.ssrc, self.timestamp, self.packets_sent,
+                                   self.octets_sent, time.time(), cname=cname)
+        else:
+            # Held (recvonly) or inactive: RTCP goes on (RFC 3264 §5.1), as receiver reports
+            # since we send no RTP (RFC 3550 §6.4.2); a phone counts them as liveness.
+            report = receiver_report(self.ssrc, cname=cname)
         if self.srtp is not None:
             report = self.srtp.protect_rtcp(report)
         host = self._latched[0] if self._latched is not None else plan.remote_host
@@ -815,11 +821,20 @@ def sender_report(ssrc: int, rtp_timestamp: int, packets: int, octets: int, now:
     fraction = int((ntp - seconds) * (1 << 32)) & 0xFFFFFFFF
     report = struct.pack("!BBHIIIIII", 0x80, 200, 6, ssrc, seconds & 0xFFFFFFFF, fraction,
                          rtp_timestamp & 0xFFFFFFFF, packets & 0xFFFFFFFF, octets & 0xFFFFFFFF)
+    return report + _sdes_cname(ssrc, cname)
+
+
+def receiver_report(ssrc: int, cname: str) -> bytes:
+    """A compound RTCP packet for a party that sends no RTP: a receiver report with no report
+    blocks (RFC 3550 §6.4.2 allows RC = 0) and the SDES CNAME."""
+    return struct.pack("!BBHI", 0x80, 201, 1, ssrc) + _sdes_cname(ssrc, cname)
+
+
+def _sdes_cname(ssrc: int, cname: str) -> bytes:
     name = cname.encode()[:255]
     chunk = struct.pack("!IBB", ssrc, 1, len(name)) + name + b"\0"
     chunk += b"\0" * (-len(chunk) % 4)
-    sdes = struct.pack("!BBH", 0x81, 202, len(chunk) // 4) + chunk
-    return report + sdes
+    return struct.pack("!BBH", 0x81, 202, len(chunk) // 4) + chunk
 
 
 async def _sleep_unless(seconds: float, stop: asyncio.Event | None) -> None:
