@@ -15,7 +15,10 @@ any state for them, and keeps serving the calls already under way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from .responses import twilio_to_tag
 
 TICK_SECONDS = 0.05
 
@@ -25,11 +28,33 @@ class OverloadGuard:
     lag_limit: float  # seconds a tick may fire late
     message_rate: float  # messages per second below which the node is never overloaded
     retransmission_share: float = 0.2  # of the messages since the previous tick
-    shedding: bool = False
     messages: int = 0  # since the previous tick
     retransmissions: int = 0  # since the previous tick
+    # seconds a new call's INVITE may wait in the socket buffer while the node is busy
+    wait_limit: float = 0.2
+    shedding: bool = False
+    busy: bool = False  # the previous tick counted message_rate or more
     shed: int = 0  # new calls refused or dropped since start
+    shed_before_parsing: int = 0  # of them, recognised from their bytes
     episodes: int = 0  # times shedding began
+    # branches of the new calls taken lately: a retransmission of one is not a new call
+    taken: OrderedDict[bytes, None] = field(default_factory=OrderedDict, repr=False)
+
+    def admits_new_call(self, branch: bytes, waited: float) -> bool:
+        """Whether to take a new call's INVITE (top Via ``branch``) that waited ``waited``
+        seconds in the socket buffer. Shed: while shedding, or when it waited longer than
+        ``wait_limit`` on a busy node - past that, its answer would come after the caller's
+        first retransmission (T1, 500 ms) and the call would cost twice. Its retransmissions
+        are judged afresh (a caller that retries when the node has room gets in)."""
+        taken = self.taken
+        if branch in taken:
+            return True
+        if self.shedding or (waited > self.wait_limit and self.busy):
+            return False
+        taken[branch] = None
+        if len(taken) > TAKEN_BRANCHES:
+            taken.popitem(last=False)
+        return True
 
     def tick(self, lateness: float, elapsed: float) -> bool | None:
         """One timer tick ``lateness`` seconds late, ``elapsed`` seconds after the previous
@@ -38,6 +63,7 @@ class OverloadGuard:
         busy = messages >= self.message_rate * max(elapsed, TICK_SECONDS)
         share = retransmitted / messages if messages else 0.0
         self.messages = self.retransmissions = 0
+        self.busy = busy
         if not self.shedding and busy and (lateness > self.lag_limit
                                            or share > self.retransmission_share):
             self.shedding = True
@@ -48,3 +74,92 @@ class OverloadGuard:
             self.shedding = False
             return False
         return None
+
+
+# ---------------------------------------------------------------------- before parsing
+#
+# Shedding must cost a fraction of what taking the call would: a full parse of the INVITE
+# alone is a tenth of a call's CPU. So a datagram that starts "INVITE " is looked at as
+# bytes first: is it a new call (no To tag, no credentials), and which transaction (top Via
+# branch)? Anything this look is not sure of is left to the full parse, which decides as
+# before: the cost of a wrong guess is only a call not shed.
+
+TAKEN_BRANCHES = 8192  # new calls' branches remembered, so their retransmissions go on
+
+
+def new_call_branch(data: bytes) -> bytes | None:
+    """The top Via branch of ``data`` when it is plainly a new call's INVITE (outside any
+    dialog, without credentials); None for any other message, or when unsure."""
+    if not data.startswith(b"INVITE "):
+        return None
+    end = data.find(b"\r\n\r\n")
+    head = (data if end < 0 else data[:end]).lower()
+    if b"authorization" in head:
+        return None  # answering a challenge: a call under way
+    branch = None
+    to_seen = False
+    for line in head.split(b"\r\n")[1:]:
+        if line[:1] in (b" ", b"\t"):
+            return None  # a folded header: leave it to the parser
+        name, colon, value = line.partition(b":")
+        if not colon:
+            return None
+        name = name.rstrip()
+        if name in (b"to", b"t"):
+            if to_seen or b"tag" in value:
+                return None
+            to_seen = True
+        elif branch is None and name in (b"via", b"v"):
+            at = value.find(b"branch=")
+            if at < 0 or b"," in value[:at]:
+                return None
+            branch = value[at + 7:].split(b";", 1)[0].split(b",", 1)[0].strip()
+    return branch if to_seen and branch else None
+
+
+_REPLY_HEADERS = (b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq")
+
+
+def stateless_refusal(data: bytes, source_host: str, source_port: int, status_line: bytes,
+                      headers: bytes) -> bytes | None:
+    """A response to the INVITE ``data`` built from its bytes (RFC 3261 §8.2.6: Via, From,
+    To with our tag, Call-ID and CSeq copied), when its top Via names exactly the address it
+    came from and asks nothing else of the reply's routing (rport, maddr, received); else
+    None, and the caller answers through the full parse. ``status_line`` and ``headers`` (the
+    ones to add after those copied) each end in CRLF."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = data[:end].split(b"\r\n")
+    out = [status_line]
+    top_via = True
+    sent_by = f"{source_host}:{source_port}".encode()
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        key = name.rstrip().lower()
+        if key not in _REPLY_HEADERS:
+            continue
+        if key in (b"via", b"v") and top_via:
+            top_via = False
+            if b"," in value:
+                return None  # several Vias in one header line: leave it to the parser
+            sent, *params = value.split(b";")
+            names = [p.split(b"=", 1)[0].strip().lower() for p in params]
+            if b"maddr" in names or b"received" in names:
+                return None
+            if b"rport" in names:  # RFC 3581: to the source, which the reply names
+                at = names.index(b"rport")
+                if b"=" in params[at]:
+                    return None
+                params[at] = b"rport=%d;received=%s" % (source_port, source_host.encode())
+                line = name + b":" + b";".join([sent, *params])
+            elif sent.split()[-1:] != [sent_by]:
+                return None
+        elif key in (b"to", b"t"):
+            line = line + b";tag=" + twilio_to_tag().encode()
+        out.append(line + b"\r\n")
+    if top_via:
+        return None
+    out.append(headers)
+    out.append(b"Content-Length: 0\r\n\r\n")
+    return b"".join(out)
