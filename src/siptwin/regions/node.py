@@ -405,7 +405,8 @@ class RegionNode:
         shed - dropped, or refused 503 statelessly - before the full parse."""
         branch = new_call_branch(data)
         overload = self.overload
-        if branch is None or overload.admits_new_call(branch, self.endpoint.datagram_wait):
+        waited = self.endpoint.datagram_wait if self._judged_by_wait(source) else None
+        if branch is None or overload.admits_new_call(branch, waited):
             return False
         overload.messages += 1
         overload.shed += 1
@@ -426,6 +427,12 @@ class RegionNode:
                     self._refuse(message, response_hop(message, source.transport, source.host,
                                                        source.port))
         return True
+
+    def _judged_by_wait(self, source: Source) -> bool:
+        """New calls by datagram are shed by their wait in the receive buffer, when a backlog
+        can build there; otherwise (streams, a buffer the kernel kept small) by the guard's
+        ticks: a late loop or retransmitting callers."""
+        return source.transport == "udp" and self.endpoint.datagrams_wait_visibly
 
     def _refuse(self, request: Request, hop: Hop) -> None:
         """503 + Retry-After to a new call shed under overload: stateless (no transaction,
@@ -462,7 +469,7 @@ class RegionNode:
             hop = response_hop(message, source.transport, source.host, source.port)
             if message.method != "ACK" and server_key(message) in self.layer:
                 overload.retransmissions += 1
-            if overload.shedding and self._sheds(message):
+            if overload.shedding and not self._judged_by_wait(source) and self._sheds(message):
                 overload.shed += 1
                 if self.fidelity.overload_action == "reject":
                     self._refuse(message, hop)

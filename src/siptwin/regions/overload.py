@@ -40,16 +40,21 @@ class OverloadGuard:
     # branches of the new calls taken lately: a retransmission of one is not a new call
     taken: OrderedDict[bytes, None] = field(default_factory=OrderedDict, repr=False)
 
-    def admits_new_call(self, branch: bytes, waited: float) -> bool:
-        """Whether to take a new call's INVITE (top Via ``branch``) that waited ``waited``
-        seconds in the socket buffer. Shed: while shedding, or when it waited longer than
-        ``wait_limit`` on a busy node - past that, its answer would come after the caller's
-        first retransmission (T1, 500 ms) and the call would cost twice. Its retransmissions
-        are judged afresh (a caller that retries when the node has room gets in)."""
+    def admits_new_call(self, branch: bytes, waited: float | None) -> bool:
+        """Whether to take a new call's INVITE (top Via ``branch``).
+
+        A datagram says how long it ``waited`` in the socket buffer: it is shed when that is
+        longer than ``wait_limit`` on a busy node - its answer would come near or after the
+        caller's first retransmission (T1, 500 ms), and the call would cost twice. This is
+        the backlog itself, measured per datagram: the node takes new calls exactly as fast
+        as it answers them, with no on/off episodes that refuse every new call for a tick.
+        On a stream (``waited`` None: no such clock) the node sheds while ``shedding``.
+        A retransmission of a shed INVITE is judged afresh (a caller that retries when the
+        node has room gets in); one of an INVITE taken goes on."""
         taken = self.taken
         if branch in taken:
             return True
-        if self.shedding or (waited > self.wait_limit and self.busy):
+        if self.shedding if waited is None else (waited > self.wait_limit and self.busy):
             return False
         taken[branch] = None
         if len(taken) > TAKEN_BRANCHES:

@@ -173,6 +173,9 @@ class _UdpSocket:
         self.endpoint = endpoint
         self.sock: socket.socket | None = sock
         self.address: tuple[str, int] = sock.getsockname()[:2]
+        # What the kernel granted (it doubles the request; without root it stops at
+        # net.core.rmem_max): counted in the same units as the request, halved.
+        self.buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
         self.loop = asyncio.get_running_loop()
         self.size = endpoint.limits.max_message_size
         self.loop.add_reader(sock.fileno(), self._readable)
@@ -266,6 +269,12 @@ class SipEndpoint:
         self.udp_address: tuple[str, int] = (config.host, 0)
         self.tcp_address: tuple[str, int] | None = None
         self.tls_address: tuple[str, int] | None = None
+
+    @property
+    def datagrams_wait_visibly(self) -> bool:
+        """Whether a UDP backlog shows as waiting time: the receive buffer is as large as
+        ``udp_receive_buffer`` asks (a small one overflows - drops at random - first)."""
+        return self._udp is not None and self._udp.buffer >= self.limits.udp_receive_buffer
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
