@@ -1,16 +1,24 @@
-"""When a node sheds new calls: the event loop runs late, or callers retransmit, *and*
-messages pour in.
+"""When a node sheds new calls, and how it recognises them cheaply.
 
-Sans-IO: the node counts the messages it receives (and, among requests, the retransmissions
-of transactions it already holds) and calls ``tick`` from a periodic timer with how late that
-timer fired. Under UDP overload the backlog waits in the kernel's socket buffer, where the
-loop's lateness does not show it (the loop reads a batch, runs its timers, reads the next);
-the callers show it instead: they retransmit what waited 500 ms unanswered. A late timer alone is not overload (on a machine shared with
-other work the process may simply not have been scheduled), and neither is a burst the loop
-keeps up with; both together mean the node receives more than it can answer, and every new
-call it takes then makes all calls late (the caller retransmits, which costs more again). So
-while both hold, the node refuses new calls early, before the pipeline and without keeping
-any state for them, and keeps serving the calls already under way.
+A node that receives more than it can answer must refuse new calls early, before the
+pipeline and without keeping any state for them, and keep serving the calls already under
+way: every new call taken then makes all calls late (callers retransmit, which costs more
+again). Two measures, sans-IO here, fed by the node:
+
+- A datagram: how long it waited in the socket's receive buffer (the endpoint reads the
+  kernel's receive time). Under UDP overload the backlog builds there, out of sight of the
+  event loop (it reads a batch, runs its timers, reads the next, and keeps time). A new
+  call's INVITE that waited longer than ``wait_limit`` on a busy node is shed: this tracks
+  the backlog per datagram, so the node takes new calls as fast as it answers them.
+- A stream (no such clock), or a UDP socket the kernel kept small (it drops before anything
+  waits long): ``tick`` from a periodic timer with how late it fired, and the share of
+  requests that retransmit a transaction the node holds. A late timer alone is not overload
+  (on a machine shared with other work the process may simply not have been scheduled), and
+  neither is a burst the loop keeps up with; both together mean the node receives more than
+  it can answer, and it sheds while they hold.
+
+``new_call_branch`` and ``stateless_refusal`` work on the bytes, so a shed call costs a look
+at its header lines, not a parse.
 """
 
 from __future__ import annotations
