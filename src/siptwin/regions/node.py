@@ -380,7 +380,7 @@ class RegionNode:
 
     def _overload_tick(self, previous: float, due: float) -> None:
         now = self._now()
-        change = self.overload.tick(now - due, now - previous)
+        change = self.overload.tick(now - due, now - previous, *self.endpoint.take_wait_figures())
         # Episodes may come and go many times a second: one line per 10 s at most.
         if change is True and now - self._overload_logged_at >= 10.0:
             self._overload_logged_at = now

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from .responses import twilio_to_tag
 
 TICK_SECONDS = 0.05
+STANDING_DATAGRAMS = 8  # read in a tick, at least, before their waits tell of a standing queue
 
 
 @dataclass
@@ -42,6 +43,7 @@ class OverloadGuard:
     wait_limit: float = 0.2
     shedding: bool = False
     busy: bool = False  # the previous tick counted message_rate or more
+    standing: bool = False  # in the previous tick every datagram waited wait_limit / 2 or more
     shed: int = 0  # new calls refused or dropped since start
     shed_before_parsing: int = 0  # of them, recognised from their bytes
     episodes: int = 0  # times shedding began
@@ -52,7 +54,8 @@ class OverloadGuard:
         """Whether to take a new call's INVITE (top Via ``branch``).
 
         A datagram says how long it ``waited`` in the socket buffer: it is shed when that is
-        longer than ``wait_limit`` on a busy node - its answer would come near or after the
+        longer than ``wait_limit`` on a busy node, or behind a standing queue (``tick``) -
+        its answer would come near or after the
         caller's first retransmission (T1, 500 ms), and the call would cost twice. This is
         the backlog itself, measured per datagram: the node takes new calls exactly as fast
         as it answers them, with no on/off episodes that refuse every new call for a tick.
@@ -62,21 +65,29 @@ class OverloadGuard:
         taken = self.taken
         if branch in taken:
             return True
-        if self.shedding if waited is None else (waited > self.wait_limit and self.busy):
+        if self.shedding if waited is None else (waited > self.wait_limit
+                                                 and (self.busy or self.standing)):
             return False
         taken[branch] = None
         if len(taken) > TAKEN_BRANCHES:
             taken.popitem(last=False)
         return True
 
-    def tick(self, lateness: float, elapsed: float) -> bool | None:
+    def tick(self, lateness: float, elapsed: float, datagrams: int = 0,
+             least_wait: float = 0.0) -> bool | None:
         """One timer tick ``lateness`` seconds late, ``elapsed`` seconds after the previous
-        one. Returns True when shedding begins, False when it ends, None otherwise."""
+        one; since then the node read ``datagrams``, the shortest wait among them
+        ``least_wait``. Returns True when shedding begins, False when it ends, None
+        otherwise."""
         messages, retransmitted = self.messages, self.retransmissions
         busy = messages >= self.message_rate * max(elapsed, TICK_SECONDS)
         share = retransmitted / messages if messages else 0.0
         self.messages = self.retransmissions = 0
         self.busy = busy
+        # A queue that stands: even the datagram that waited least waited long. A stall of
+        # the process leaves a backlog that drains within a tick; overload keeps one. (A node
+        # starved of CPU by other work may not read message_rate a second, yet be flooded.)
+        self.standing = datagrams >= STANDING_DATAGRAMS and least_wait > self.wait_limit / 2
         if not self.shedding and busy and (lateness > self.lag_limit
                                            or share > self.retransmission_share):
             self.shedding = True

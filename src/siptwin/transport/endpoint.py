@@ -207,7 +207,10 @@ class _UdpSocket:
             for level, kind, value in ancillary:
                 if kind == _SO_TIMESTAMP and level == socket.SOL_SOCKET:
                     seconds, micros = _TIMEVAL.unpack_from(value)
-                    endpoint.datagram_wait = max(0.0, time.time() - seconds - micros / 1e6)
+                    wait = endpoint.datagram_wait = max(0.0, time.time() - seconds - micros / 1e6)
+                    endpoint.datagrams_timed += 1
+                    if wait < endpoint.least_wait:
+                        endpoint.least_wait = wait
             try:
                 endpoint._deliver(data, source)
             finally:
@@ -262,6 +265,10 @@ class SipEndpoint:
         # Seconds the datagram being delivered waited in the kernel's receive buffer (0 for
         # streams): read by the handler during the on_message call.
         self.datagram_wait = 0.0
+        # Datagrams read with a receive time, and the shortest wait among them, since the
+        # owner last took them (take_wait_figures).
+        self.datagrams_timed = 0
+        self.least_wait = float("inf")
         self.send_drops = 0  # datagrams lost to a full send buffer
         self._servers: list[Any] = []  # asyncio or uvloop Server objects
         self._connections: dict[tuple[str, str, int], _Connection] = {}
@@ -275,6 +282,13 @@ class SipEndpoint:
         """Whether a UDP backlog shows as waiting time: the receive buffer is as large as
         ``udp_receive_buffer`` asks (a small one overflows - drops at random - first)."""
         return self._udp is not None and self._udp.buffer >= self.limits.udp_receive_buffer
+
+    def take_wait_figures(self) -> tuple[int, float]:
+        """(datagrams read with a receive time, the shortest wait among them) since the
+        previous call; the counts start again."""
+        figures = (self.datagrams_timed, self.least_wait if self.datagrams_timed else 0.0)
+        self.datagrams_timed, self.least_wait = 0, float("inf")
+        return figures
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
