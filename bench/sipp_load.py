@@ -12,7 +12,9 @@ SIPp (harness/sipp/uac_auth.xml over UDP: INVITE, 407, ACK, INVITE with credenti
 passes when SIPp exits 0 with 0 failed calls, every call it was asked for succeeded, and it
 achieved at least 90 % of the rate (a saturated twin completes its calls late, through
 retransmissions, but does not sustain the rate). ``--workers N`` starts ``siptwin up
---workers N`` and has SIPp use a socket per call (``-t un``) so the calls spread.
+--workers N`` and has SIPp use a socket per call (``-t un``) so the calls spread;
+``--socket-per-call`` does the same with one worker, so that 1 and N workers meet the same
+client. Each rate also prints the CPU seconds of every twin process (parent first) and SIPp's.
 
 It prints (and writes as JSON with --json): per rate the calls, failures, retransmissions,
 achieved calls/s, setup-time percentiles and the twin's CPU time per call; the highest rate
