@@ -105,8 +105,8 @@ class OverloadGuard:
 # Shedding must cost a fraction of what taking the call would: a full parse of the INVITE
 # alone is a tenth of a call's CPU. So a datagram that starts "INVITE " is looked at as
 # bytes first: is it a new call (no To tag, no credentials), and which transaction (top Via
-# branch)? Anything this look is not sure of is left to the full parse, which decides as
-# before: the cost of a wrong guess is only a call not shed.
+# branch)? Anything this look is not sure of is left to the full parse (on a stream the
+# guard's ticks may still shed it there): the cost of a wrong guess is only a call not shed.
 
 TAKEN_BRANCHES = 8192  # new calls' branches remembered, so their retransmissions go on
 
