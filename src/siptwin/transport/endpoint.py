@@ -153,6 +153,7 @@ class _Connection:
 _SO_TIMESTAMP = 29
 _SO_RCVBUFFORCE = 33
 _TIMEVAL = struct.Struct("@ll")
+_LARGEST_DATAGRAM = 65535
 
 
 class _UdpSocket:
@@ -177,19 +178,20 @@ class _UdpSocket:
         # net.core.rmem_max): counted in the same units as the request, halved.
         self.buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
         self.loop = asyncio.get_running_loop()
-        self.size = endpoint.limits.max_message_size
         self.loop.add_reader(sock.fileno(), self._readable)
 
     def _readable(self) -> None:
         endpoint = self.endpoint
         impairment = endpoint.config.impairment
-        size, address = self.size, self.address
+        address = self.address
         for _ in range(self.RECEIVE_BATCH):
             sock = self.sock
             if sock is None:
                 return
             try:
-                data, ancillary, _, addr = sock.recvmsg(size, 64)
+                # The whole datagram, whatever the size limit: admission answers one over it
+                # 513, which it can only do if it sees that it is over.
+                data, ancillary, _, addr = sock.recvmsg(_LARGEST_DATAGRAM, 64)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as err:  # e.g. an ICMP error queued on the socket
