@@ -12,7 +12,9 @@ SIPp (harness/sipp/uac_auth.xml over UDP: INVITE, 407, ACK, INVITE with credenti
 passes when SIPp exits 0 with 0 failed calls, every call it was asked for succeeded, and it
 achieved at least 90 % of the rate (a saturated twin completes its calls late, through
 retransmissions, but does not sustain the rate). ``--workers N`` starts ``siptwin up
---workers N`` and has SIPp use a socket per call (``-t un``) so the calls spread.
+--workers N`` and has SIPp use a socket per call (``-t un``) so the calls spread;
+``--socket-per-call`` does the same with one worker, so that 1 and N workers meet the same
+client. Each rate also prints the CPU seconds of every twin process (parent first) and SIPp's.
 
 It prints (and writes as JSON with --json): per rate the calls, failures, retransmissions,
 achieved calls/s, setup-time percentiles and the twin's CPU time per call; the highest rate
@@ -72,6 +74,8 @@ class RateResult:
     max_ms: float | None
     twin_cpu_ms_per_call: float | None = None  # utime+stime of the twin / successful calls
     sipp_cpu_ms_per_call: float | None = None  # the same for SIPp (it shares the two cores)
+    sipp_cpu_s: float = 0.0
+    cpu_s_by_process: list[float] = field(default_factory=list)  # twin parent, then workers
 
     @property
     def passed(self) -> bool:
@@ -241,7 +245,7 @@ def run_rate(host: str, port: int, region: str, rate: int, seconds: float, limit
                       round(successful / wall, 1) if wall else 0.0,
                       _pct(times, 0.50), _pct(times, 0.99), times[-1] if times else None,
                       sipp_cpu_ms_per_call=round(sipp_cpu * 1000 / successful, 2)
-                      if successful else None)
+                      if successful else None, sipp_cpu_s=round(sipp_cpu, 2))
 
 
 def _rtt_values(run_dir: Path) -> list[float]:
@@ -286,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the domain's voice_url (overrides --app)")
     parser.add_argument("--workers", type=int, default=1,
                         help="siptwin up --workers (SIPp then uses a socket per call)")
+    parser.add_argument("--socket-per-call", action="store_true",
+                        help="SIPp -t un also with one worker (to compare 1 and N workers "
+                             "under the same client load)")
     parser.add_argument("--keep-going", action="store_true", help="run rates past a failure")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--py-spy", type=Path, metavar="FILE",
@@ -333,21 +340,24 @@ def run_app(app: str, voice_url: str, args: argparse.Namespace, command: str) ->
                   f"{'cps':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'cpu ms/call':>11} "
                   f"{'sipp ms/call':>12}")
             sampler = start_sampler(twin.pid, args.py_spy) if args.py_spy else None
+            per_call = args.workers > 1 or args.socket_per_call
             for rate in rates:
-                cpu_before = sum(cpu_seconds(pid) for pid in twin.pids)
+                cpu_before = [cpu_seconds(pid) for pid in twin.pids]
                 result = run_rate(host, port, args.region, rate, args.seconds, args.limit, work,
-                                  scenario, socket_per_call=args.workers > 1)
+                                  scenario, socket_per_call=per_call)
                 if result.successful:
-                    cpu_after = sum(cpu_seconds(pid) for pid in twin.pids)
-                    result.twin_cpu_ms_per_call = round(
-                        (cpu_after - cpu_before) * 1000 / result.successful, 2)
+                    spent = [after - before for before, after in
+                             zip(cpu_before, (cpu_seconds(pid) for pid in twin.pids), strict=True)]
+                    result.twin_cpu_ms_per_call = round(sum(spent) * 1000 / result.successful, 2)
+                    result.cpu_s_by_process = [round(s, 2) for s in spent]
                 report.rates.append(result)
                 print(f"{rate:>6} {result.calls:>6} {result.successful:>6} {result.failed:>6} "
                       f"{result.retransmissions:>7} {result.achieved_cps:>7} "
                       f"{_fmt(result.p50_ms)} {_fmt(result.p99_ms)} {_fmt(result.max_ms)} "
                       f"{_fmt(result.twin_cpu_ms_per_call, 11)} "
                       f"{_fmt(result.sipp_cpu_ms_per_call, 12)}"
-                      f"{'' if result.passed else f'  FAILED (exit {result.exit_code})'}",
+                      f"{'' if result.passed else f'  FAILED (exit {result.exit_code})'}"
+                      f"  cpu s: twin {result.cpu_s_by_process}, sipp {result.sipp_cpu_s}",
                       flush=True)
                 if result.passed:
                     report.best_rate, report.best_p99_ms = rate, result.p99_ms

@@ -3,6 +3,7 @@
 Run (as root, best inside a private network namespace so nothing else holds the ports):
     unshare -n bash -c 'ip link set lo up; python bench/versus_kamailio.py'
     [--rates 200,400,600,800,1000,1500,2000] [--seconds 5] [--app pause|say] [--overload]
+    [--workers N]
 
 Kamailio runs bench/anchors/kamailio-auth-answer.cfg (udp:127.0.0.1:5070: a 407 to every
 INVITE, the digest checked, 200 OK sent by Kamailio itself); the twin is ``siptwin up`` (one
@@ -95,6 +96,7 @@ class System:
     steps: list[RateResult] = field(default_factory=list)
     best: RateResult | None = None
     memory: tuple[int, int] = (0, 0)
+    socket_per_call: bool = False  # SIPp -t un (so SO_REUSEPORT spreads calls over workers)
 
     def cpu(self) -> float:
         total = 0.0
@@ -167,6 +169,7 @@ def step(system: System, rate: int, seconds: float, limit: int, work: Path,
     run_dir = work / (name or system.name)
     run_dir.mkdir(parents=True, exist_ok=True)
     result = run_rate(system.host, system.port, "us1", rate, seconds, limit, run_dir, SCENARIO,
+                      socket_per_call=system.socket_per_call,
                       account=(system.domain, system.user, system.password))
     if result.successful:
         result.twin_cpu_ms_per_call = round((system.cpu() - before) * 1000 / result.successful, 3)
@@ -205,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-twin", action="append", default=[], metavar="NAME=VALUE",
                         help="siptwin up --limit for the twin (repeatable)")
     parser.add_argument("--settings", type=Path, help="siptwin up --settings for the twin")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="siptwin up --workers for the twin (SIPp then uses a socket per "
+                             "call against both systems)")
     args = parser.parse_args(argv)
     rates = [int(r) for r in args.rates.split(",")]
     command = "python bench/versus_kamailio.py " + shlex.join(
@@ -219,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = [arg for limit in args.limit_twin for arg in ("--limit", limit)]
         if args.settings:
             extra += ["--settings", str(args.settings.resolve())]
-        twin = TwinProcess(work / "state", None, extra=extra)
+        twin = TwinProcess(work / "state", None, workers=args.workers, extra=extra)
         twin.start()
         kamailio.start()
         try:
@@ -228,9 +234,10 @@ def main(argv: list[str] | None = None) -> int:
             host, port = node_address(twin.banner, "us1")
             systems = [
                 System("kamailio", *KAMAILIO, domain="127.0.0.1", user="alice",
-                       password="secret", pids=kamailio.pids),
+                       password="secret", pids=kamailio.pids,
+                       socket_per_call=args.workers > 1),
                 System("twin", host, port, domain=f"{LABEL}.sip.us1.twilio.com", user=USER,
-                       password=PASSWORD, pids=[twin.pid]),
+                       password=PASSWORD, pids=twin.pids, socket_per_call=args.workers > 1),
             ]
             for system in systems:
                 step(system, 50, 1.0, args.limit, work / "warm-up")  # first imports, caches

@@ -29,6 +29,7 @@ class Limits:
     reserved_descriptors: int = 256
     # SIP messages
     max_message_size: int = 65535
+    udp_receive_buffer: int = 4 * 1024 * 1024
     # The REST API
     http_idle_timeout: float = 15.0
     # Overload (per region node): new calls are shed while both hold
@@ -36,6 +37,7 @@ class Limits:
     overload_message_rate: float = 1000.0
     overload_retransmissions: float = 0.2
     overload_retry_after: int = 1
+    overload_queue_wait: float = 0.2
 
     def with_overrides(self, overrides: dict[str, Any]) -> Limits:
         """A copy with ``{"name": value}`` applied; values may be text (from the CLI)."""
@@ -85,6 +87,9 @@ DESCRIPTIONS: dict[str, str] = {
                             "media, files) under the process's RLIMIT_NOFILE",
     "max_message_size": "bytes of the largest SIP message accepted (larger: 513 when it "
                         "can be answered)",
+    "udp_receive_buffer": "bytes of kernel receive buffer of a node's UDP socket (SO_RCVBUF; "
+                          "above net.core.rmem_max only as root): a burst waits there, where "
+                          "the node sees how long, instead of being dropped at random",
     "http_idle_timeout": "seconds an API connection may take to send a request's header "
                          "section, or stay idle before and between requests (aiohttp's "
                          "keep-alive timer bounds all three)",
@@ -95,6 +100,9 @@ DESCRIPTIONS: dict[str, str] = {
     "overload_retransmissions": "share of a node's incoming requests that are retransmissions "
                                 "above which it counts as overloaded (callers waited 500 ms "
                                 "unanswered), when it also receives overload_message_rate",
+    "overload_queue_wait": "seconds a new call's INVITE may have waited in a node's UDP "
+                           "receive buffer, when the node also receives overload_message_rate; "
+                           "older ones are shed before parsing (the overload_action setting)",
     "overload_retry_after": "seconds in the Retry-After of a 503 for a call shed under overload",
 }
 

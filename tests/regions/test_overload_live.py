@@ -1,10 +1,12 @@
 """Overload: a node that receives more than it can answer sheds new calls early and cheaply,
 and the calls already under way complete (issue 18).
 
-The flood is synthetic and in-process: the datagrams of SIPp's authenticated flow fed straight
+The flood is synthetic and in-process: the messages of SIPp's authenticated flow fed straight
 into the us1 node's receive entry point in one burst, so the event loop runs late for as long
 as the burst takes. The thresholds are set low so any machine's burst crosses them; the
-decision itself (late *and* busy) is unit-tested with made-up ticks below.
+decision itself (late *and* busy) is unit-tested with made-up ticks below. Datagrams are
+judged by how long they waited in the receive buffer: that wait is set on the endpoint, as
+its reader does from the kernel's timestamp, so nothing here depends on timing.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import re
 import pytest
 
 from siptwin.harness.provision import DomainPlan
-from siptwin.regions.overload import OverloadGuard
+from siptwin.regions import node as node_module
+from siptwin.regions.overload import (
+    TAKEN_BRANCHES,
+    OverloadGuard,
+    new_call_branch,
+    stateless_refusal,
+)
+from siptwin.sip.message import parse_datagram
 from siptwin.sip.routing import Hop
 from siptwin.transport.endpoint import Source
 from tests.support import PASSWORD
@@ -33,9 +42,9 @@ _CALL_ID = re.compile(rb"\r\nCall-ID: ([^\r]+)")
 class Flood:
     """Callers of one node whose replies are captured by Call-ID instead of sent."""
 
-    def __init__(self, node) -> None:
+    def __init__(self, node, transport: str = "udp") -> None:
         self.node = node
-        self.source = Source("udp", "127.0.0.1", 5099, node.region.address, 5060)
+        self.source = Source(transport, "127.0.0.1", 5099, node.region.address, 5060)
         self.replies: dict[bytes, list[bytes]] = {}
         node.endpoint.send_now = self._capture
 
@@ -103,7 +112,9 @@ async def test_a_flooded_node_sheds_new_calls_and_completes_those_under_way(harn
                                        voice_url='twiml:<Response><Pause length="60"/></Response>'))
     node = twin.nodes["us1"]
     node.overload.lag_limit, node.overload.message_rate = 0.01, 100.0
-    flood = Flood(node)
+    # Over TCP: a stream has no receive-buffer clock, so the guard's ticks decide (a late loop
+    # while busy); datagrams are judged by their wait (the tests after this one).
+    flood = Flood(node, "tcp")
 
     # The burst: 1,500 new calls in one go. Each is challenged (the node was not overloaded
     # when they arrived), and the loop comes back late.
@@ -181,3 +192,130 @@ def test_overload_shows_in_the_callers_retransmissions_too():
     assert guard.tick(lateness=0.0, elapsed=0.05) is None  # 10 %: not yet clear of it
     guard.messages, guard.retransmissions = 400, 8
     assert guard.tick(lateness=0.0, elapsed=0.05) is False
+
+
+# ---------------------------------------------------------------------- before parsing
+
+def _invite(via: str = "SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-abc", to: str = "<sip:1000@x>",
+            extra: str = "") -> bytes:
+    return (f"INVITE sip:1000@{DOMAIN} SIP/2.0\r\nVia: {via}\r\nVia: SIP/2.0/UDP 10.0.0.9;"
+            f"branch=z9hG4bK-proxy\r\nFrom: <sip:alice@x>;tag=f1\r\nTo: {to}\r\n"
+            f"Call-ID: c1@x\r\nCSeq: 1 INVITE\r\n{extra}Max-Forwards: 70\r\n"
+            f"Content-Length: 0\r\n\r\n").encode()
+
+
+def test_a_new_calls_invite_is_recognised_from_its_bytes():
+    assert new_call_branch(_invite()) == b"z9hg4bk-abc"
+    compact = _invite().replace(b"\r\nVia:", b"\r\nv :").replace(b"\r\nTo:", b"\r\nt:")
+    assert new_call_branch(compact) == b"z9hg4bk-abc"
+    # Not new calls, or not sure: the full parse decides.
+    assert new_call_branch(_invite(to="<sip:1000@x>;tag=t9")) is None  # in a dialog
+    assert new_call_branch(_invite(extra='Proxy-Authorization: Digest username="a"\r\n')) is None
+    assert new_call_branch(_invite(extra='authorization : Digest username="a"\r\n')) is None
+    assert new_call_branch(_invite().replace(b"INVITE sip", b"ACK sip", 1)) is None
+    assert new_call_branch(_invite(extra="Subject: a\r\n folded\r\n")) is None
+    assert new_call_branch(_invite(via="SIP/2.0/UDP 127.0.0.1:5099")) is None  # RFC 2543
+    assert new_call_branch(_invite(via="SIP/2.0/UDP a;branch=z9hG4bK-1, SIP/2.0/UDP b")) \
+        == b"z9hg4bk-1"
+
+
+def test_a_stateless_refusal_copies_what_a_response_must():
+    status, extra = b"SIP/2.0 503 Service Unavailable\r\n", b"Retry-After: 1\r\nServer: Twilio\r\n"
+    refusal = stateless_refusal(_invite(), "127.0.0.1", 5099, status, extra)
+    response = parse_datagram(refusal)
+    assert response.status == 503 and response.headers.get("Retry-After") == "1"
+    assert [v for v in response.headers.get_all("Via")] == [
+        "SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-abc", "SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK-proxy"]
+    assert response.headers.get("Call-ID") == "c1@x" and response.headers.get("CSeq") == "1 INVITE"
+    assert response.to.tag and response.headers.get("From") == "<sip:alice@x>;tag=f1"
+    # rport: the reply names the source it goes to (RFC 3581).
+    rport = stateless_refusal(_invite(via="SIP/2.0/UDP 10.1.1.1:5099;rport;branch=z9hG4bK-abc"),
+                              "127.0.0.1", 40000, status, extra)
+    assert parse_datagram(rport).top_via.received == "127.0.0.1"
+    assert parse_datagram(rport).top_via.rport == 40000
+    # A reply routed elsewhere than the source is left to the full parse.
+    for via in ("SIP/2.0/UDP 10.1.1.1:5099;branch=z9hG4bK-abc",
+                "SIP/2.0/UDP 127.0.0.1:5099;maddr=10.2.2.2;branch=z9hG4bK-abc",
+                "SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-abc, SIP/2.0/UDP b"):
+        assert stateless_refusal(_invite(via=via), "127.0.0.1", 5099, status, extra) is None
+
+
+def test_a_new_call_that_waited_too_long_on_a_busy_node_is_shed():
+    guard = OverloadGuard(lag_limit=0.25, message_rate=1000.0, wait_limit=0.2)
+    assert guard.admits_new_call(b"b1", waited=0.9)  # not busy: the machine was slow
+    # A queue that stands (every datagram of a tick waited long) is overload even when the
+    # node, starved of CPU, reads less than message_rate; a stall's backlog, or a few
+    # datagrams, are not.
+    guard.tick(lateness=0.0, elapsed=0.05, datagrams=20, least_wait=0.15)
+    assert guard.standing and not guard.busy
+    assert not guard.admits_new_call(b"s1", waited=0.3)
+    assert guard.admits_new_call(b"s2", waited=0.1)
+    guard.tick(lateness=0.0, elapsed=0.05, datagrams=20, least_wait=0.01)
+    assert not guard.standing and guard.admits_new_call(b"s3", waited=0.3)
+    guard.tick(lateness=0.0, elapsed=0.05, datagrams=3, least_wait=0.5)
+    assert not guard.standing and guard.admits_new_call(b"s4", waited=0.3)
+    guard.busy = True
+    assert guard.admits_new_call(b"b2", waited=0.1)
+    assert not guard.admits_new_call(b"b3", waited=0.3)
+    assert guard.admits_new_call(b"b2", waited=0.3)  # a retransmission of a call taken
+    # The ticks' verdict: for streams (no wait known); a datagram is judged by its wait alone.
+    guard.shedding = True
+    assert not guard.admits_new_call(b"b4", waited=None)
+    assert guard.admits_new_call(b"b4", waited=0.0)
+    assert guard.admits_new_call(b"b1", waited=None)
+    guard.shedding = False
+    for n in range(TAKEN_BRANCHES + 10):  # the calls remembered are bounded
+        guard.admits_new_call(b"n%d" % n, waited=0.0)
+    assert len(guard.taken) == TAKEN_BRANCHES and b"b1" not in guard.taken
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("action", ["reject", "drop"])
+async def test_new_calls_that_waited_are_shed_before_parsing(harness, action, monkeypatch):
+    twin = harness.twin
+    twin.set_fidelity(twin.fidelity.with_overrides({"overload_action": action}))
+    await harness.provision(DomainPlan("acme", credentials=[("alice", PASSWORD)],
+                                       voice_url='twiml:<Response><Pause length="60"/></Response>'))
+    node = twin.nodes["us1"]
+    flood = Flood(node)
+    flood.first_invite(1)  # taken while the node is idle: challenged
+    assert flood.statuses(1) == [100, 407]
+
+    parsed: list[bytes] = []
+    real_admit = node_module.admit
+    monkeypatch.setattr(node_module, "admit", lambda data, *a, **k: (
+        parsed.append(data), real_admit(data, *a, **k))[1])
+    node.overload.busy = True
+    node.endpoint.datagram_wait = 0.5  # as if each datagram had waited half a second
+    transactions = len(node.layer)
+    flood.first_invite(2)
+    flood.first_invite(2)  # its retransmission: judged again, shed again
+    assert node.overload.shed_before_parsing == node.overload.shed == 2
+    assert not any(b"2@flood" in data for data in parsed)  # never parsed
+    assert len(node.layer) == transactions and twin.calls.get("2@flood") is None
+    if action == "reject":
+        assert flood.statuses(2) == [503, 503]
+        refusal = parse_datagram(flood.last(2, 503))
+        assert refusal.headers.get("Retry-After") == "1" and refusal.to.tag
+        assert refusal.headers.get("CSeq") == "1 INVITE"
+    else:
+        assert flood.statuses(2) == []
+    # Calls under way go on: a retransmitted INVITE of a call taken gets its 407 again, and
+    # the call answers its challenge and is answered.
+    flood.first_invite(1)
+    assert flood.statuses(1)[-1] == 407
+    flood.authenticated_invite(1)
+    await _until(lambda: 200 in flood.statuses(1))
+    flood.ack_and_bye(1)
+    assert twin.calls.get("1@flood").status == "completed"
+    # Fresh datagrams on a busy node are taken, even while the guard's ticks say overloaded:
+    # the wait is the measure for datagrams...
+    node.endpoint.datagram_wait = 0.0
+    node.overload.shedding = True
+    flood.first_invite(3)
+    assert flood.statuses(3) == [100, 407]
+    # ...unless the kernel kept the receive buffer small (no root, a low rmem_max): then a
+    # backlog overflows before it waits, and the ticks decide as for streams.
+    monkeypatch.setattr(node.endpoint._udp, "buffer", 200_000)
+    flood.first_invite(4)
+    assert flood.statuses(4) == ([503] if action == "reject" else [])

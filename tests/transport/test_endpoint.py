@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import time
 
 import pytest
 
@@ -180,3 +181,41 @@ def test_client_context_verifies_the_twin_certificate(tmp_path) -> None:
     cert, _ = ensure_certificate(tmp_path, "node", ["acme.sip.twilio.com"], ["127.0.0.1"])
     context = client_context(cert)
     assert context.verify_mode == ssl.CERT_REQUIRED
+
+
+async def test_a_datagram_says_how_long_it_waited_in_the_receive_buffer() -> None:
+    """The kernel's receive time comes with each datagram, so a backlog in the socket buffer
+    shows (the overload guard sheds new calls by it): a datagram that arrived while the loop
+    was busy reports at least that long a wait; the buffer is the size the limit asks for."""
+    waits: list[float] = []
+    limits = Limits(udp_receive_buffer=1024 * 1024)
+    server: SipEndpoint | None = None
+
+    def record(data: bytes, source: Source) -> None:
+        assert server is not None
+        waits.append(server.datagram_wait)
+
+    server = SipEndpoint(EndpointConfig("127.0.0.1", 0, None, None, limits=limits), record)
+    await server.start()
+    try:
+        assert server._udp is not None and server._udp.sock is not None
+        granted = server._udp.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        with open("/proc/sys/net/core/rmem_max") as f:
+            assert granted >= min(limits.udp_receive_buffer, int(f.read()))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            # Linux turns receive timestamps on for the system a moment after the first
+            # socket asks (a deferred static key): until then a datagram is stamped when read.
+            # So try a few times; once on, a datagram that waited 0.2 s says so.
+            for attempt in range(5):
+                sender.sendto(options(f"waited{attempt}"), server.udp_address)
+                time.sleep(0.2)  # the loop is busy: the datagram waits in the kernel's buffer
+                for _ in range(200):
+                    if len(waits) > attempt:
+                        break
+                    await asyncio.sleep(0.005)
+                if waits[-1] >= 0.19:
+                    break
+        assert waits[-1] >= 0.19, waits
+        assert server.datagram_wait == 0.0  # outside a delivery: nothing is waiting
+    finally:
+        await server.close()

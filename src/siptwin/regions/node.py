@@ -71,7 +71,7 @@ from ..transport.timers import LayerTimer
 from ..transport.tls import allow_tls13_on
 from .catalogue import Catalogue, Region
 from .dns import DnsResolver
-from .overload import TICK_SECONDS, OverloadGuard
+from .overload import TICK_SECONDS, OverloadGuard, new_call_branch, stateless_refusal
 from .pipeline import DigestState, InviteContext, Verdict, run_pipeline
 from .registrar import Registrar
 from .responses import twilio_response, twilio_to_tag
@@ -330,8 +330,11 @@ class RegionNode:
         self._loop: asyncio.AbstractEventLoop | None = None
         limits = limits or Limits()
         self.overload = OverloadGuard(limits.overload_lag, limits.overload_message_rate,
-                                      limits.overload_retransmissions)
+                                      limits.overload_retransmissions,
+                                      wait_limit=limits.overload_queue_wait)
         self._retry_after = (("Retry-After", str(limits.overload_retry_after)),)
+        self._refusal_headers = (f"Retry-After: {limits.overload_retry_after}\r\n"
+                                 "Server: Twilio\r\n").encode()
         self._overload_timer: asyncio.TimerHandle | None = None
         self._overload_logged_at = float("-inf")
 
@@ -390,7 +393,7 @@ class RegionNode:
 
     def _overload_tick(self, previous: float, due: float) -> None:
         now = self._now()
-        change = self.overload.tick(now - due, now - previous)
+        change = self.overload.tick(now - due, now - previous, *self.endpoint.take_wait_figures())
         # Episodes may come and go many times a second: one line per 10 s at most.
         if change is True and now - self._overload_logged_at >= 10.0:
             self._overload_logged_at = now
@@ -410,8 +413,51 @@ class RegionNode:
             return False
         return server_key(request) not in self.layer
 
+    def _shed_unparsed(self, data: bytes, source: Source) -> bool:
+        """A new call's INVITE judged from its bytes (regions/overload.py): True when it was
+        shed - dropped, or refused 503 statelessly - before the full parse."""
+        branch = new_call_branch(data)
+        overload = self.overload
+        waited = self.endpoint.datagram_wait if self._judged_by_wait(source) else None
+        if branch is None or overload.admits_new_call(branch, waited):
+            return False
+        overload.messages += 1
+        overload.shed += 1
+        overload.shed_before_parsing += 1
+        self._log_sip("in", source.transport, (source.host, source.port), data)
+        if self.fidelity.overload_action == "reject":
+            refusal = stateless_refusal(data, source.host, source.port,
+                                        b"SIP/2.0 503 Service Unavailable\r\n",
+                                        self._refusal_headers)
+            if refusal is not None:
+                self._log_sip("out", source.transport, (source.host, source.port), refusal)
+                self.endpoint.send_now(refusal, source.reply_to)
+            else:  # its Via asks more of the reply's routing: answered from the full parse
+                message = admit(data, self.policy, datagram=source.transport == "udp",
+                                max_size=self.endpoint.limits.max_message_size).message
+                if isinstance(message, Request):
+                    stamp_received(message, source.host, source.port)
+                    self._refuse(message, response_hop(message, source.transport, source.host,
+                                                       source.port))
+        return True
+
+    def _judged_by_wait(self, source: Source) -> bool:
+        """New calls by datagram are shed by their wait in the receive buffer, when a backlog
+        can build there; otherwise (streams, a buffer the kernel kept small) by the guard's
+        ticks: a late loop or retransmitting callers."""
+        return source.transport == "udp" and self.endpoint.datagrams_wait_visibly
+
+    def _refuse(self, request: Request, hop: Hop) -> None:
+        """503 + Retry-After to a new call shed under overload: stateless (no transaction,
+        no call record; a retransmission is answered the same way, and the ACK matches
+        nothing and is absorbed)."""
+        self._send(twilio_response(request, 503, "Service Unavailable", extra=self._retry_after),
+                   hop)
+
     # ------------------------------------------------------------------ input
     def _on_bytes(self, data: bytes, source: Source) -> None:
+        if data[:7] == b"INVITE " and self._shed_unparsed(data, source):
+            return
         outcome = admit(data, self.policy, datagram=source.transport == "udp",
                         max_size=self.endpoint.limits.max_message_size)
         message = outcome.message
@@ -436,13 +482,10 @@ class RegionNode:
             hop = response_hop(message, source.transport, source.host, source.port)
             if message.method != "ACK" and server_key(message) in self.layer:
                 overload.retransmissions += 1
-            if overload.shedding and self._sheds(message):
+            if overload.shedding and not self._judged_by_wait(source) and self._sheds(message):
                 overload.shed += 1
                 if self.fidelity.overload_action == "reject":
-                    # Stateless: no transaction, no call record; a retransmission is
-                    # answered the same way, and the ACK matches nothing and is absorbed.
-                    self._send(twilio_response(message, 503, "Service Unavailable",
-                                               extra=self._retry_after), hop)
+                    self._refuse(message, hop)
                 return
             effects = self.layer.receive(message, hop, self._now(),
                                          reliable=source.transport != "udp")

@@ -1,23 +1,35 @@
-"""When a node sheds new calls: the event loop runs late, or callers retransmit, *and*
-messages pour in.
+"""When a node sheds new calls, and how it recognises them cheaply.
 
-Sans-IO: the node counts the messages it receives (and, among requests, the retransmissions
-of transactions it already holds) and calls ``tick`` from a periodic timer with how late that
-timer fired. Under UDP overload the backlog waits in the kernel's socket buffer, where the
-loop's lateness does not show it (the loop reads a batch, runs its timers, reads the next);
-the callers show it instead: they retransmit what waited 500 ms unanswered. A late timer alone is not overload (on a machine shared with
-other work the process may simply not have been scheduled), and neither is a burst the loop
-keeps up with; both together mean the node receives more than it can answer, and every new
-call it takes then makes all calls late (the caller retransmits, which costs more again). So
-while both hold, the node refuses new calls early, before the pipeline and without keeping
-any state for them, and keeps serving the calls already under way.
+A node that receives more than it can answer must refuse new calls early, before the
+pipeline and without keeping any state for them, and keep serving the calls already under
+way: every new call taken then makes all calls late (callers retransmit, which costs more
+again). Two measures, sans-IO here, fed by the node:
+
+- A datagram: how long it waited in the socket's receive buffer (the endpoint reads the
+  kernel's receive time). Under UDP overload the backlog builds there, out of sight of the
+  event loop (it reads a batch, runs its timers, reads the next, and keeps time). A new
+  call's INVITE that waited longer than ``wait_limit`` on a busy node is shed: this tracks
+  the backlog per datagram, so the node takes new calls as fast as it answers them.
+- A stream (no such clock), or a UDP socket the kernel kept small (it drops before anything
+  waits long): ``tick`` from a periodic timer with how late it fired, and the share of
+  requests that retransmit a transaction the node holds. A late timer alone is not overload
+  (on a machine shared with other work the process may simply not have been scheduled), and
+  neither is a burst the loop keeps up with; both together mean the node receives more than
+  it can answer, and it sheds while they hold.
+
+``new_call_branch`` and ``stateless_refusal`` work on the bytes, so a shed call costs a look
+at its header lines, not a parse.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from .responses import twilio_to_tag
 
 TICK_SECONDS = 0.05
+STANDING_DATAGRAMS = 8  # read in a tick, at least, before their waits tell of a standing queue
 
 
 @dataclass
@@ -25,19 +37,57 @@ class OverloadGuard:
     lag_limit: float  # seconds a tick may fire late
     message_rate: float  # messages per second below which the node is never overloaded
     retransmission_share: float = 0.2  # of the messages since the previous tick
-    shedding: bool = False
     messages: int = 0  # since the previous tick
     retransmissions: int = 0  # since the previous tick
+    # seconds a new call's INVITE may wait in the socket buffer while the node is busy
+    wait_limit: float = 0.2
+    shedding: bool = False
+    busy: bool = False  # the previous tick counted message_rate or more
+    standing: bool = False  # in the previous tick every datagram waited wait_limit / 2 or more
     shed: int = 0  # new calls refused or dropped since start
+    shed_before_parsing: int = 0  # of them, recognised from their bytes
     episodes: int = 0  # times shedding began
+    # branches of the new calls taken lately: a retransmission of one is not a new call
+    taken: OrderedDict[bytes, None] = field(default_factory=OrderedDict, repr=False)
 
-    def tick(self, lateness: float, elapsed: float) -> bool | None:
+    def admits_new_call(self, branch: bytes, waited: float | None) -> bool:
+        """Whether to take a new call's INVITE (top Via ``branch``).
+
+        A datagram says how long it ``waited`` in the socket buffer: it is shed when that is
+        longer than ``wait_limit`` on a busy node, or behind a standing queue (``tick``) -
+        its answer would come near or after the
+        caller's first retransmission (T1, 500 ms), and the call would cost twice. This is
+        the backlog itself, measured per datagram: the node takes new calls exactly as fast
+        as it answers them, with no on/off episodes that refuse every new call for a tick.
+        On a stream (``waited`` None: no such clock) the node sheds while ``shedding``.
+        A retransmission of a shed INVITE is judged afresh (a caller that retries when the
+        node has room gets in); one of an INVITE taken goes on."""
+        taken = self.taken
+        if branch in taken:
+            return True
+        if self.shedding if waited is None else (waited > self.wait_limit
+                                                 and (self.busy or self.standing)):
+            return False
+        taken[branch] = None
+        if len(taken) > TAKEN_BRANCHES:
+            taken.popitem(last=False)
+        return True
+
+    def tick(self, lateness: float, elapsed: float, datagrams: int = 0,
+             least_wait: float = 0.0) -> bool | None:
         """One timer tick ``lateness`` seconds late, ``elapsed`` seconds after the previous
-        one. Returns True when shedding begins, False when it ends, None otherwise."""
+        one; since then the node read ``datagrams``, the shortest wait among them
+        ``least_wait``. Returns True when shedding begins, False when it ends, None
+        otherwise."""
         messages, retransmitted = self.messages, self.retransmissions
         busy = messages >= self.message_rate * max(elapsed, TICK_SECONDS)
         share = retransmitted / messages if messages else 0.0
         self.messages = self.retransmissions = 0
+        self.busy = busy
+        # A queue that stands: even the datagram that waited least waited long. A stall of
+        # the process leaves a backlog that drains within a tick; overload keeps one. (A node
+        # starved of CPU by other work may not read message_rate a second, yet be flooded.)
+        self.standing = datagrams >= STANDING_DATAGRAMS and least_wait > self.wait_limit / 2
         if not self.shedding and busy and (lateness > self.lag_limit
                                            or share > self.retransmission_share):
             self.shedding = True
@@ -48,3 +98,92 @@ class OverloadGuard:
             self.shedding = False
             return False
         return None
+
+
+# ---------------------------------------------------------------------- before parsing
+#
+# Shedding must cost a fraction of what taking the call would: a full parse of the INVITE
+# alone is a tenth of a call's CPU. So a datagram that starts "INVITE " is looked at as
+# bytes first: is it a new call (no To tag, no credentials), and which transaction (top Via
+# branch)? Anything this look is not sure of is left to the full parse (on a stream the
+# guard's ticks may still shed it there): the cost of a wrong guess is only a call not shed.
+
+TAKEN_BRANCHES = 8192  # new calls' branches remembered, so their retransmissions go on
+
+
+def new_call_branch(data: bytes) -> bytes | None:
+    """The top Via branch of ``data`` when it is plainly a new call's INVITE (outside any
+    dialog, without credentials); None for any other message, or when unsure."""
+    if not data.startswith(b"INVITE "):
+        return None
+    end = data.find(b"\r\n\r\n")
+    head = (data if end < 0 else data[:end]).lower()
+    if b"authorization" in head:
+        return None  # answering a challenge: a call under way
+    branch = None
+    to_seen = False
+    for line in head.split(b"\r\n")[1:]:
+        if line[:1] in (b" ", b"\t"):
+            return None  # a folded header: leave it to the parser
+        name, colon, value = line.partition(b":")
+        if not colon:
+            return None
+        name = name.rstrip()
+        if name in (b"to", b"t"):
+            if to_seen or b"tag" in value:
+                return None
+            to_seen = True
+        elif branch is None and name in (b"via", b"v"):
+            at = value.find(b"branch=")
+            if at < 0 or b"," in value[:at]:
+                return None
+            branch = value[at + 7:].split(b";", 1)[0].split(b",", 1)[0].strip()
+    return branch if to_seen and branch else None
+
+
+_REPLY_HEADERS = (b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq")
+
+
+def stateless_refusal(data: bytes, source_host: str, source_port: int, status_line: bytes,
+                      headers: bytes) -> bytes | None:
+    """A response to the INVITE ``data`` built from its bytes (RFC 3261 §8.2.6: Via, From,
+    To with our tag, Call-ID and CSeq copied), when its top Via names exactly the address it
+    came from and asks nothing else of the reply's routing (rport, maddr, received); else
+    None, and the caller answers through the full parse. ``status_line`` and ``headers`` (the
+    ones to add after those copied) each end in CRLF."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = data[:end].split(b"\r\n")
+    out = [status_line]
+    top_via = True
+    sent_by = f"{source_host}:{source_port}".encode()
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        key = name.rstrip().lower()
+        if key not in _REPLY_HEADERS:
+            continue
+        if key in (b"via", b"v") and top_via:
+            top_via = False
+            if b"," in value:
+                return None  # several Vias in one header line: leave it to the parser
+            sent, *params = value.split(b";")
+            names = [p.split(b"=", 1)[0].strip().lower() for p in params]
+            if b"maddr" in names or b"received" in names:
+                return None
+            if b"rport" in names:  # RFC 3581: to the source, which the reply names
+                at = names.index(b"rport")
+                if b"=" in params[at]:
+                    return None
+                params[at] = b"rport=%d;received=%s" % (source_port, source_host.encode())
+                line = name + b":" + b";".join([sent, *params])
+            elif sent.split()[-1:] != [sent_by]:
+                return None
+        elif key in (b"to", b"t"):
+            line = line + b";tag=" + twilio_to_tag().encode()
+        out.append(line + b"\r\n")
+    if top_via:
+        return None
+    out.append(headers)
+    out.append(b"Content-Length: 0\r\n\r\n")
+    return b"".join(out)

@@ -15,6 +15,8 @@ import logging
 import random
 import socket
 import ssl
+import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,36 +149,121 @@ class _Connection:
     messages: int = 0
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, endpoint: SipEndpoint) -> None:
+# Linux socket options Python does not name: the kernel's receive time of each datagram
+# (struct timeval ancillary data), and a receive buffer above net.core.rmem_max (root only).
+_SO_TIMESTAMP = 29
+_SO_RCVBUFFORCE = 33
+_TIMEVAL = struct.Struct("@ll")
+_LARGEST_DATAGRAM = 65535
+
+
+class _UdpSocket:
+    """The endpoint's UDP socket, read straight from the event loop's selector.
+
+    Each datagram comes with the time the kernel queued it, so the node can tell how long it
+    waited in the receive buffer: under overload the backlog builds there, out of sight of
+    the event loop (the loop reads one batch, runs its timers, reads the next, and keeps
+    time). The buffer is made large (``udp_receive_buffer``) so that a burst waits rather
+    than being dropped by the kernel at random - an ACK or BYE lost there costs a
+    retransmission ladder - and the node sheds by the wait instead (regions/overload.py).
+    Sending is immediate: a datagram that does not fit the send buffer is lost, as on the
+    network."""
+
+    RECEIVE_BATCH = 64  # datagrams per wake-up at most, so timers and streams get their turn
+
+    def __init__(self, endpoint: SipEndpoint, sock: socket.socket) -> None:
         self.endpoint = endpoint
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock: socket.socket | None = sock
+        self.address: tuple[str, int] = sock.getsockname()[:2]
+        # What the kernel granted (it doubles the request; without root it stops at
+        # net.core.rmem_max): counted in the same units as the request, halved.
+        self.buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+        self.view = memoryview(bytearray(_LARGEST_DATAGRAM))
+        self.buffers = [self.view]
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(sock.fileno(), self._readable)
         # One Source per peer address (it is immutable): a PBX sends from one or a few.
         self._sources: dict[tuple[str, int], Source] = {}
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def _readable(self) -> None:
+        endpoint = self.endpoint
+        impairment = endpoint.config.impairment
+        address = self.address
+        for _ in range(self.RECEIVE_BATCH):
+            sock = self.sock
+            if sock is None:
+                return
+            try:
+                # The whole datagram, whatever the size limit: admission answers one over it
+                # 513, which it can only do if it sees that it is over. (Into one buffer:
+                # a 64 KiB bytes object per datagram costs more than the copy out of it.)
+                size, ancillary, _, addr = sock.recvmsg_into(self.buffers, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # e.g. an ICMP error queued on the socket
+                log.debug("udp error on %s: %s", endpoint.config.host, err)
+                return
+            if impairment.active and impairment.drops():
+                continue
+            data = self.view[:size].tobytes()
+            if data[:1] in b"\r\n" and not data.strip(b"\r\n"):
+                continue  # keep-alive (RFC 5626 §4.4.1 CRLF ping on UDP is not used; ignore)
+            source = self._sources.get(addr)
+            if source is None:
+                if len(self._sources) >= 4096:
+                    self._sources.clear()
+                source = self._sources[addr] = Source("udp", addr[0], addr[1], *address)
+            if impairment.latency_ms > 0:
+                self.loop.call_later(impairment.latency_ms / 1000, endpoint._deliver, data,
+                                     source)
+                continue
+            for level, kind, value in ancillary:
+                if kind == _SO_TIMESTAMP and level == socket.SOL_SOCKET:
+                    seconds, micros = _TIMEVAL.unpack_from(value)
+                    wait = endpoint.datagram_wait = max(0.0, time.time() - seconds - micros / 1e6)
+                    endpoint.datagrams_timed += 1
+                    if wait < endpoint.least_wait:
+                        endpoint.least_wait = wait
+            try:
+                endpoint._deliver(data, source)
+            finally:
+                endpoint.datagram_wait = 0.0
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        impairment = self.endpoint.config.impairment
-        if impairment.drops():
+    def sendto(self, data: bytes, address: tuple[str, int]) -> None:
+        if self.sock is None:
             return
-        if data[:1] in b"\r\n" and not data.strip(b"\r\n"):
-            return  # keep-alive (RFC 5626 §4.4.1 CRLF ping on UDP is not used; ignore noise)
-        source = self._sources.get(addr)
-        if source is None:
-            if len(self._sources) >= 4096:
-                self._sources.clear()
-            source = self._sources[addr] = Source("udp", addr[0], addr[1],
-                                                  *self.endpoint.udp_address)
-        if impairment.latency_ms > 0:
-            asyncio.get_running_loop().call_later(impairment.latency_ms / 1000,
-                                                  self.endpoint._deliver, data, source)
-        else:
-            self.endpoint._deliver(data, source)
+        try:
+            self.sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            self.endpoint.send_drops += 1
+        except OSError as err:
+            log.debug("udp send from %s to %s: %s", self.address, address, err)
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("udp error on %s: %s", self.endpoint.config.host, exc)
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            self.loop.remove_reader(sock.fileno())
+            sock.close()
+
+
+def _bind_udp(host: str, port: int, reuse_port: bool, receive_buffer: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, receive_buffer)
+        except OSError:  # not root: up to net.core.rmem_max
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMP, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class SipEndpoint:
@@ -189,7 +276,15 @@ class SipEndpoint:
         self.on_transport_event = on_transport_event
         # Told when octets could not be sent (no connection could be opened to the peer).
         self.on_send_error: Callable[[Destination, OSError], None] | None = None
-        self._udp: _UdpProtocol | None = None
+        self._udp: _UdpSocket | None = None
+        # Seconds the datagram being delivered waited in the kernel's receive buffer (0 for
+        # streams): read by the handler during the on_message call.
+        self.datagram_wait = 0.0
+        # Datagrams read with a receive time, and the shortest wait among them, since the
+        # owner last took them (take_wait_figures).
+        self.datagrams_timed = 0
+        self.least_wait = float("inf")
+        self.send_drops = 0  # datagrams lost to a full send buffer
         self._servers: list[Any] = []  # asyncio or uvloop Server objects
         self._tls_listener: socket.socket | None = None
         self._tls_accepting: asyncio.Task[None] | None = None
@@ -199,18 +294,28 @@ class SipEndpoint:
         self.tcp_address: tuple[str, int] | None = None
         self.tls_address: tuple[str, int] | None = None
 
+    @property
+    def datagrams_wait_visibly(self) -> bool:
+        """Whether a UDP backlog shows as waiting time: the receive buffer is as large as
+        ``udp_receive_buffer`` asks (a small one overflows - drops at random - first)."""
+        return self._udp is not None and self._udp.buffer >= self.limits.udp_receive_buffer
+
+    def take_wait_figures(self) -> tuple[int, float]:
+        """(datagrams read with a receive time, the shortest wait among them) since the
+        previous call; the counts start again."""
+        figures = (self.datagrams_timed, self.least_wait if self.datagrams_timed else 0.0)
+        self.datagrams_timed, self.least_wait = 0, float("inf")
+        return figures
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
         try:
             if cfg.udp_port is not None:
-                transport, protocol = await loop.create_datagram_endpoint(
-                    lambda: _UdpProtocol(self), local_addr=(cfg.host, cfg.udp_port),
-                    reuse_port=cfg.reuse_port or None)
-                self._udp = protocol
-                self.udp_address = transport.get_extra_info("sockname")[:2]
-                protocol._sources.clear()  # any made before our address was known
+                self._udp = _UdpSocket(self, _bind_udp(cfg.host, cfg.udp_port, cfg.reuse_port,
+                                                       self.limits.udp_receive_buffer))
+                self.udp_address = self._udp.address
             if cfg.tcp_port is not None:
                 server = await asyncio.start_server(
                     self._accept("tcp"), cfg.host, cfg.tcp_port, reuse_address=True,
@@ -226,8 +331,8 @@ class SipEndpoint:
             raise OSError(err.errno, f"cannot listen on {cfg.host}: {err.strerror}") from err
 
     async def close(self) -> None:
-        if self._udp is not None and self._udp.transport is not None:
-            self._udp.transport.close()
+        if self._udp is not None:
+            self._udp.close()
         for server in self._servers:
             server.close()
         if self._tls_accepting is not None:
@@ -431,7 +536,7 @@ class SipEndpoint:
     async def send(self, data: bytes, destination: Destination) -> None:
         """Send octets; stream transports reuse a live connection to the peer or open one."""
         if destination.transport == "udp":
-            if self._udp is None or self._udp.transport is None:
+            if self._udp is None or self._udp.sock is None:
                 raise OSError("UDP is not enabled on this endpoint")
             self._send_datagram(data, destination)
             return
@@ -442,7 +547,7 @@ class SipEndpoint:
 
     def send_now(self, data: bytes, destination: Destination) -> None:
         """Fire-and-forget variant for callers that are not coroutines (UDP is immediate)."""
-        if destination.transport == "udp" and self._udp is not None and self._udp.transport:
+        if destination.transport == "udp" and self._udp is not None and self._udp.sock:
             self._send_datagram(data, destination)
             return
         conn = self._connections.get((destination.transport, destination.host, destination.port))
@@ -469,13 +574,13 @@ class SipEndpoint:
         impairment = self.config.impairment
         if impairment.drops():
             return
-        assert self._udp is not None and self._udp.transport is not None
+        assert self._udp is not None
         address = (destination.host, destination.port)
         if impairment.latency_ms > 0:
             asyncio.get_running_loop().call_later(
-                impairment.latency_ms / 1000, self._udp.transport.sendto, data, address)
+                impairment.latency_ms / 1000, self._udp.sendto, data, address)
         else:
-            self._udp.transport.sendto(data, address)
+            self._udp.sendto(data, address)
 
     async def _send_logged(self, data: bytes, destination: Destination) -> None:
         try:
