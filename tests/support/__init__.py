@@ -15,23 +15,16 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from siptwin.harness.sipp import free_sip_port
+
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "Harbour7Lights"  # the credential the tests provision for alice
 
 
 def free_port() -> int:
-    """A loopback port free for both UDP and TCP (baresip listens on both at its SIP port)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise OSError("no port free for both UDP and TCP")
+    """A loopback port free for UDP and TCP, and for TCP at the next one (baresip listens on
+    both at its SIP port and on TLS one above), outside the ephemeral range."""
+    return free_sip_port("127.0.0.1")
 
 
 def closed_port() -> int:

@@ -26,7 +26,7 @@ from typing import Any
 from ..model.calls import Call
 from ..sip.errors import SipParseError
 from ..sip.message import Request, parse_datagram
-from .sipp import free_udp_port, harness_dir, require_binary, run_sipp
+from .sipp import free_sip_port, free_udp_port, harness_dir, require_binary, run_sipp
 
 KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 
@@ -250,7 +250,7 @@ class BaresipPhone:
             out.writeframes(b"\x00\x00" * 8000)
         rtp = free_udp_port(self.listen) & ~1
         t = self.target
-        values = {"sip_addr": self.listen, "sip_port": free_udp_port(self.listen),
+        values = {"sip_addr": self.listen, "sip_port": free_sip_port(self.listen),
                   "transport": t.transport, "wav": wav, "rtp_low": rtp, "rtp_high": rtp + 10,
                   "username": t.username or "phone", "password": t.password or "", "host": t.host,
                   "node_addr": t.node_addr, "node_port": t.node_port}

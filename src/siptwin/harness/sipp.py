@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -62,6 +63,26 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def free_sip_port(host: str = "127.0.0.1") -> int:
+    """A port for a phone that listens on UDP and TCP at it and TLS at the next one (baresip):
+    all three free, drawn below Linux's ephemeral range so that an outgoing connection of
+    someone else cannot take it between this check and the phone's bind (a port the kernel
+    handed out for UDP was seen busy for TCP, and baresip would not start)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(200):
+        port = random.randrange(20000, 32000, 2)
+        wanted = ((socket.SOCK_DGRAM, port), (socket.SOCK_STREAM, port),
+                  (socket.SOCK_STREAM, port + 1))
+        try:
+            for kind, number in wanted:
+                with socket.socket(family, kind) as probe:
+                    probe.bind((host, number))
+        except OSError:
+            continue
+        return port
+    raise OSError(f"no port free for UDP and TCP on {host}")
 
 
 @dataclass
