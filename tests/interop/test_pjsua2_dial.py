@@ -1,8 +1,11 @@
-"""Acceptance (issue 17): a pjsua2 phone registered as alice on acme answers
-``<Dial><Sip>sip:alice@acme.sip.twilio.com</Sip></Dial>`` and audio flows both ways.
+"""Acceptance (issue 17): a pjsua2 phone registered as alice answers
+``<Dial><Sip>sip:alice@{domain}</Sip></Dial>`` and audio flows both ways.
 
-The caller (the suite's own UA) sends a 440 Hz tone, the phone a 1 kHz tone; each side must
-hear the other's tone, and pjsua2's own RTP counters must show packets both ways.
+The caller (the suite's own UA, plain RTP) sends a 440 Hz tone, the phone a 1 kHz tone; each
+side must hear the other's tone, and pjsua2's own RTP counters must show packets both ways.
+Twice: alice on a plain domain, and alice with SRTP mandatory on a secure domain, where the
+twin's leg is SDES-SRTP (pjsua2 refuses anything else) and the bridge decrypts pjsua2's SRTP
+for the caller and protects the caller's RTP for pjsua2.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import importlib.util
 import json
 import math
+import os
 import socket
 import struct
 import sys
@@ -27,7 +31,6 @@ from siptwin.voice.media import PCMU, tone
 from tests.support import PASSWORD
 
 PHONE = Path(__file__).parent / "pjsua2_phone.py"
-DOMAIN = "acme.sip.twilio.com"
 
 
 def _ulaw_to_linear(byte: int) -> int:
@@ -60,19 +63,31 @@ async def _until_registered(phone) -> list[bytes]:
     return lines
 
 
+@pytest.mark.parametrize("secure", [False, True], ids=["plain", "srtp"])
 async def test_pjsua2_phone_registered_as_alice_answers_dial_and_audio_flows(harness, app,
-                                                                             tmp_path):
+                                                                             tmp_path, secure):
     if importlib.util.find_spec("pjsua2") is None:
         pytest.fail("pjsua2 is not installed: pip install -e '.[test]' (pjsua2-python)")
-    voice = app.twiml("/voice", f"<Response><Dial><Sip>sip:alice@{DOMAIN}</Sip></Dial></Response>")
-    await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"],
-                                       sip_registration=True,
-                                       registration_credentials=[("alice", PASSWORD)]))
+    label = "vault" if secure else "acme"
+    domain = f"{label}.sip.twilio.com"
+    voice = app.twiml("/voice", f"<Response><Dial><Sip>sip:alice@{domain}</Sip></Dial></Response>")
+    if secure:  # the caller calls in on a plain domain; alice waits on the secure one
+        await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"]))
+        await harness.provision(DomainPlan("vault", voice_url=voice, secure=True,
+                                           credentials=[("alice", PASSWORD)],
+                                           sip_registration=True,
+                                           registration_credentials=[("alice", PASSWORD)]))
+    else:
+        await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"],
+                                           sip_registration=True,
+                                           registration_credentials=[("alice", PASSWORD)]))
+    phone_env = {**os.environ, "PJSUA2_PHONE_SRTP": "mandatory" if secure else "off"}
     edge_host, edge_port = harness.node_port("us1")
     recording = tmp_path / "alice.wav"
     phone = await asyncio.create_subprocess_exec(
-        sys.executable, str(PHONE), edge_host, str(edge_port), "alice", PASSWORD, DOMAIN,
-        str(recording), "25", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable, str(PHONE), edge_host, str(edge_port), "alice", PASSWORD, domain,
+        str(recording), "25", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env=phone_env)
     try:
         lines = await asyncio.wait_for(_until_registered(phone), 10)
         assert lines[-1] == b"registered", lines
@@ -90,6 +105,7 @@ async def test_pjsua2_phone_registered_as_alice_answers_dial_and_audio_flows(har
             await asyncio.wait_for(caller.answered.wait(), 10)
             answer = parse_sdp(caller.last.final.body)
             twin = (answer.connection_of(answer.media[0]).host, answer.media[0].port)
+            assert answer.media[0].proto == "RTP/AVP"  # the caller's side stays plain
             prompt = tone(440.0, 3.0)  # the caller's voice: 3 s of 440 Hz
             payload = b"".join(prompt.frame(i, PCMU) for i in range(prompt.frame_count))
 
@@ -118,7 +134,7 @@ async def test_pjsua2_phone_registered_as_alice_answers_dial_and_audio_flows(har
             await phone.wait()
     report = json.loads(out.decode().strip().splitlines()[-1])
     stats = report["stats"]
-    print(f"pjsua2: {stats}; caller heard {len(heard)} RTP packets")
+    print(f"pjsua2 ({'SRTP' if secure else 'RTP'}): {stats}; caller heard {len(heard)} RTP packets")
     assert result.established and report["calls"] == 1
     assert stats["rx_packets"] >= 100 and stats["tx_packets"] >= 100, stats
     # The caller hears alice's 1 kHz tone (after the twin's own silence, if any, stopped).
@@ -126,7 +142,8 @@ async def test_pjsua2_phone_registered_as_alice_answers_dial_and_audio_flows(har
                for b in packet[12:]]
     assert len(heard) >= 100
     assert _dominant(samples[-8000:]) == 1000.0
-    # Alice hears the caller's 440 Hz tone.
+    # Alice hears the caller's 440 Hz tone (with SRTP: protected by the bridge, decrypted by
+    # pjsua2).
     with wave.open(str(recording)) as recorded:
         frames = recorded.readframes(recorded.getnframes())
         rate = recorded.getframerate()
