@@ -6,10 +6,8 @@ One test function drives the twin on purpose: it binds 127.0.1.3:5060 (ie1).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -19,6 +17,7 @@ from siptwin.diagnostics.client import credentials
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
 from siptwin.harness.verify import VerifyError, fetch_records, load_expectations
 from tests.support import REPO, free_port
+from tests.support.cli import run_siptwin
 
 EXPECT = """\
 calls:
@@ -36,12 +35,6 @@ calls:
     match: { domain: "nobody*" }
     count: 0
 """
-
-
-def _siptwin(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "siptwin", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST")})
 
 
 def _call(header: str, tmp_path: Path) -> None:
@@ -65,19 +58,19 @@ def test_verify_passes_for_good_calls_and_fails_for_a_call_without_the_header(tm
     state, api_port = tmp_path / "state", free_port()
     expect = tmp_path / "expect.yaml"
     expect.write_text(EXPECT)
-    started = _siptwin("up", "--detach", "--regions", "ie1", "--state", str(state),
-                       "--api-port", str(api_port), "--dns-port", str(free_port()))
+    started = run_siptwin("up", "--detach", "--regions", "ie1", "--state", str(state),
+                           "--api-port", str(api_port), "--dns-port", str(free_port()))
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         sid, token = credentials(state) or ("", "")
         provision(sdk_client(f"http://127.0.0.1:{api_port}", sid, token),
                   DomainPlan("acme", voice_url="twiml:<Response><Pause length=\"1\"/></Response>",
                              acl=["127.0.0.1/32"]))
-        assert _siptwin("mark", "good", "--state", str(state)).stdout.strip() == "good"
+        assert run_siptwin("mark", "good", "--state", str(state)).stdout.strip() == "good"
         _call("X-Site", tmp_path)
         report, junit = tmp_path / "verify.html", tmp_path / "good.xml"
-        good = _siptwin("verify", str(expect), "--since", "good", "--state", str(state),
-                        "--junit", str(junit), "--report", str(report))
+        good = run_siptwin("verify", str(expect), "--since", "good", "--state", str(state),
+                            "--junit", str(junit), "--report", str(report))
         assert good.returncode == 0, good.stdout + good.stderr
         assert "2 of 2 expectations met" in good.stdout
         assert _failures(junit) == []
@@ -85,26 +78,26 @@ def test_verify_passes_for_good_calls_and_fails_for_a_call_without_the_header(tm
         html = report.read_text()
         assert "SIP ladder diagram" in html and "INVITE sip:1000@acme.sip.ie1.twilio.com" in html
 
-        _siptwin("mark", "bad", "--state", str(state))
+        run_siptwin("mark", "bad", "--state", str(state))
         _call("X-Other", tmp_path)  # the PBX lost our header
         junit = tmp_path / "bad.xml"
-        bad = _siptwin("verify", str(expect), "--since", "bad", "--state", str(state),
-                       "--junit", str(junit))
+        bad = run_siptwin("verify", str(expect), "--since", "bad", "--state", str(state),
+                           "--junit", str(junit))
         assert bad.returncode == 1, bad.stdout + bad.stderr
         assert "header-mismatch" in bad.stdout and "X-Site" in bad.stdout
         (failure,) = _failures(junit)
         assert failure.get("type") == "header-mismatch" and "X-Site" in failure.get("message", "")
 
         # Since the twin started: both calls, one of them wrong, so it fails too.
-        everything = _siptwin("verify", str(expect), "--state", str(state))
+        everything = run_siptwin("verify", str(expect), "--state", str(state))
         assert everything.returncode == 1 and "(2 call(s))" in everything.stdout
 
         # An expectation no call meets fails on its count.
         expect.write_text(EXPECT.replace("domain: acme }", "domain: acme, username: bob }"))
-        missing = _siptwin("verify", str(expect), "--since", "good", "--state", str(state))
+        missing = run_siptwin("verify", str(expect), "--since", "good", "--state", str(state))
         assert missing.returncode == 1 and "call-count-mismatch" in missing.stdout
 
-        unknown = _siptwin("verify", str(expect), "--since", "never", "--state", str(state))
+        unknown = run_siptwin("verify", str(expect), "--since", "never", "--state", str(state))
         assert unknown.returncode == 2 and "no mark 'never'" in unknown.stderr
 
         # The endpoint behind it refuses a Since that is no number, with Twilio's error shape.
@@ -113,9 +106,9 @@ def test_verify_passes_for_good_calls_and_fails_for_a_call_without_the_header(tm
         with pytest.raises(VerifyError, match="answered 401"):
             fetch_records(f"http://127.0.0.1:{api_port}", sid, "wrong-token", 0.0)
     finally:
-        stopped = _siptwin("down", "--state", str(state))
+        stopped = run_siptwin("down", "--state", str(state))
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    gone = _siptwin("verify", str(expect), "--state", str(state))
+    gone = run_siptwin("verify", str(expect), "--state", str(state))
     assert gone.returncode == 2 and "no running twin" in gone.stderr
 
 

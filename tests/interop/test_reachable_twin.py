@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import PASSWORD, REPO
+from tests.support.cli import printed_value
 
 TWIN_ADDRESS, DEVICE_ADDRESS = "198.18.250.1", "198.18.250.2"
 WEBHOOK_PORT = 8080
@@ -81,10 +82,6 @@ def _result(done: subprocess.CompletedProcess[str]) -> dict:
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 
-def _value(output: str, key: str) -> str:
-    return next(line.split("=", 1)[1] for line in output.splitlines() if line.startswith(key + "="))
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> Iterator[Lab]:
     missing = [tool for tool in ("ip", "linphonec") if shutil.which(tool) is None]
@@ -126,8 +123,8 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
 
         started = _siptwin_in(twin_ns, *up)
         assert started.returncode == 0, started.stdout + started.stderr
-        lab = Lab(twin_ns, device_ns, state, _value(started.stdout, "TWILIO_ACCOUNT_SID"),
-                  _value(started.stdout, "TWILIO_AUTH_TOKEN"), started.stdout,
+        lab = Lab(twin_ns, device_ns, state, printed_value(started.stdout, "TWILIO_ACCOUNT_SID"),
+                  printed_value(started.stdout, "TWILIO_AUTH_TOKEN"), started.stdout,
                   (state / "tls" / "siptwin-ca.crt").read_bytes())
         provisioned = lab.on_device(sys.executable, "-c", (
             "import sys; from siptwin.harness.provision import DomainPlan, provision, sdk_client;"

@@ -7,25 +7,17 @@ parametrized cases may run in parallel with each other and with test_cli_up.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 
 import pytest
 
 from siptwin.ua.client import SipClient
-from tests.support import REPO, free_port
+from tests.support import free_port
+from tests.support.cli import run_siptwin
 
 REGION = {"embedded": ("de1", "127.0.1.4"), "process": ("sg1", "127.0.1.5")}
-
-
-def _siptwin(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "siptwin", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST")})
 
 
 def _options_status(address: str) -> int | None:
@@ -60,8 +52,8 @@ def _api_answers(port: int) -> bool:
 def test_up_and_down_with_each_backend(tmp_path, backend) -> None:
     region, address = REGION[backend]
     state, api_port = tmp_path / "state", free_port()
-    started = _siptwin("up", "--detach", "--backend", backend, "--regions", region, "--state",
-                       str(state), "--api-port", str(api_port), "--dns-port", str(free_port()))
+    started = run_siptwin("up", "--detach", "--backend", backend, "--regions", region, "--state",
+                           str(state), "--api-port", str(api_port), "--dns-port", str(free_port()))
     assert started.returncode == 0, started.stdout + started.stderr
     stopped = None
     try:
@@ -70,7 +62,7 @@ def test_up_and_down_with_each_backend(tmp_path, backend) -> None:
         assert _api_answers(api_port)
         assert _options_status(address) == 200  # the region node answers SIP
     finally:
-        stopped = _siptwin("down", "--state", str(state))
+        stopped = run_siptwin("down", "--state", str(state))
     assert stopped.returncode == 0 and "siptwin stopped" in stopped.stdout, stopped.stdout
     # Everything it started is gone: the region's SIP port and the REST API are free again.
     assert _sip_port_free(address)

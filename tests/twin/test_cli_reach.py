@@ -5,11 +5,9 @@ beyond loopback, are in tests/interop/test_reachable_twin.py)."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,13 +15,8 @@ from dnslib import DNSRecord
 
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
 from tests.support import PASSWORD, REPO, free_port
+from tests.support.cli import printed_value, run_siptwin
 from tests.support.twin import worker_network
-
-
-def _siptwin(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "siptwin", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST")})
 
 
 def _served_names(address: str, authority: Path) -> set[str]:
@@ -34,23 +27,20 @@ def _served_names(address: str, authority: Path) -> set[str]:
         return {value for kind, value in tls.getpeercert()["subjectAltName"] if kind == "DNS"}
 
 
-def _value(output: str, key: str) -> str:
-    return next(line.split("=", 1)[1] for line in output.splitlines() if line.startswith(key + "="))
-
-
 def test_regions_on_chosen_addresses_serve_dns_hosts_lines_and_calls(tmp_path) -> None:
     base = worker_network().removesuffix(".0/24")
     us1, ie1 = f"{base}.51", f"{base}.53"
     state, api_port, dns_port = tmp_path / "state", free_port(), free_port()
-    started = _siptwin("up", "--detach", "--workers", "2", "--regions", "us1,ie1", "--state",
-                       str(state), "--api-port", str(api_port), "--dns-port", str(dns_port),
-                       "--region-address", f"ie1={ie1}", "--region-address", f"us1={us1}")
+    started = run_siptwin("up", "--detach", "--workers", "2", "--regions", "us1,ie1", "--state",
+                           str(state), "--api-port", str(api_port), "--dns-port", str(dns_port),
+                           "--region-address", f"ie1={ie1}", "--region-address", f"us1={us1}")
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         out = started.stdout
         assert "WARNING" not in out  # loopback only: nobody else can reach it
         assert any(line.startswith("ie1") and ie1 in line for line in out.splitlines()), out
-        sid, token = _value(out, "TWILIO_ACCOUNT_SID"), _value(out, "TWILIO_AUTH_TOKEN")
+        sid = printed_value(out, "TWILIO_ACCOUNT_SID")
+        token = printed_value(out, "TWILIO_AUTH_TOKEN")
         provision(sdk_client(f"http://127.0.0.1:{api_port}", sid, token),
                   DomainPlan("acme", voice_url="twiml:<Response><Pause length=\"1\"/></Response>",
                              credentials=[("alice", PASSWORD)]))
@@ -58,7 +48,7 @@ def test_regions_on_chosen_addresses_serve_dns_hosts_lines_and_calls(tmp_path) -
         raw = DNSRecord.question("acme.sip.dublin.twilio.com", "A").send("127.0.0.1", dns_port,
                                                                           timeout=2)
         assert [str(rr.rdata) for rr in DNSRecord.parse(raw).rr] == [ie1]
-        hosts = _siptwin("hosts", "--state", str(state)).stdout.splitlines()
+        hosts = run_siptwin("hosts", "--state", str(state)).stdout.splitlines()
         assert f"{ie1}\tacme.sip.ie1.twilio.com acme.sip.dublin.twilio.com" in hosts[1]
         assert hosts[0].startswith(f"{us1}\tacme.sip.twilio.com ")
 
@@ -71,10 +61,10 @@ def test_regions_on_chosen_addresses_serve_dns_hosts_lines_and_calls(tmp_path) -
             capture_output=True, text=True, timeout=60, cwd=tmp_path)
         assert call.returncode == 0, call.stdout[-2000:] + call.stderr[-2000:]
 
-        path = _siptwin("ca", "--state", str(state))
+        path = run_siptwin("ca", "--state", str(state))
         authority = state.resolve() / "tls" / "siptwin-ca.crt"
         assert path.returncode == 0 and path.stdout.strip() == str(authority)
-        pem = _siptwin("ca", "--pem", "--state", str(state)).stdout
+        pem = run_siptwin("ca", "--pem", "--state", str(state)).stdout
         assert pem == authority.read_text() and "PRIVATE" not in pem
         shown = subprocess.run(["openssl", "x509", "-noout", "-ext", "basicConstraints"],
                                input=pem, capture_output=True, text=True).stdout
@@ -100,7 +90,7 @@ def test_regions_on_chosen_addresses_serve_dns_hosts_lines_and_calls(tmp_path) -
         assert json.loads((state / "api.json").read_text())["placement"]["region_addresses"] \
             == [f"ie1={ie1}", f"us1={us1}"]
     finally:
-        stopped = _siptwin("down", "--state", str(state))
+        stopped = run_siptwin("down", "--state", str(state))
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
@@ -115,7 +105,7 @@ def test_placements_the_twin_cannot_serve_are_refused_before_it_starts(tmp_path)
         (["--region-address", "xx9=127.0.0.9"], "unknown region"),
         (["--listen", "127.0.0.9", "--region-address", "ie1=127.0.0.10"], "cannot move"),
     ):
-        refused = _siptwin("up", "--state", state, *args, timeout=30)
+        refused = run_siptwin("up", "--state", state, *args, timeout=30)
         assert refused.returncode == 2 and message in refused.stderr, (args, refused.stderr)
-    missing = _siptwin("ca", "--state", state)
+    missing = run_siptwin("ca", "--state", state)
     assert missing.returncode == 1 and "siptwin up --state" in missing.stderr

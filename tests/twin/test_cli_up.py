@@ -7,37 +7,16 @@ so its steps must not run in parallel with each other.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
-import sys
 import time
-import urllib.request
-from base64 import b64encode
 from pathlib import Path
 
 import pytest
 
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
 from tests.support import PASSWORD, REPO, free_port
-
-
-def _siptwin(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "siptwin", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST")})
-
-
-def _value(output: str, key: str) -> str:
-    return next(line.split("=", 1)[1] for line in output.splitlines() if line.startswith(key + "="))
-
-
-def _recent_calls(api: str, sid: str, token: str) -> list[dict]:
-    request = urllib.request.Request(f"{api}/siptwin/v1/Accounts/{sid}/Calls.json")
-    request.add_header("Authorization", "Basic " + b64encode(f"{sid}:{token}".encode()).decode())
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
-        return json.loads(response.read())["calls"]
+from tests.support.cli import printed_value, recent_calls, run_siptwin
 
 
 def _sipp(calls: int, rate: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -54,8 +33,8 @@ def test_up_with_workers_answers_every_call_and_keeps_every_record(tmp_path) -> 
     if shutil.which("sipp") is None:
         pytest.fail("SIPp is not installed: run scripts/bootstrap")
     state, api_port = tmp_path / "state", free_port()
-    started = _siptwin("up", "--detach", "--workers", "2", "--regions", "us1", "--state",
-                       str(state), "--api-port", str(api_port), "--dns-port", str(free_port()))
+    started = run_siptwin("up", "--detach", "--workers", "2", "--regions", "us1", "--state",
+                           str(state), "--api-port", str(api_port), "--dns-port", str(free_port()))
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         out = started.stdout
@@ -63,12 +42,13 @@ def test_up_with_workers_answers_every_call_and_keeps_every_record(tmp_path) -> 
 
         # A second twin on the same addresses is refused, though it would be allowed to
         # share the ports the workers share.
-        second = _siptwin("up", "--workers", "2", "--regions", "us1", "--state",
-                          str(tmp_path / "other"), "--api-port", str(free_port()),
-                          "--dns-port", str(free_port()), timeout=30)
+        second = run_siptwin("up", "--workers", "2", "--regions", "us1", "--state",
+                              str(tmp_path / "other"), "--api-port", str(free_port()),
+                              "--dns-port", str(free_port()), timeout=30)
         assert second.returncode == 1 and "in use" in second.stderr, second.stderr
 
-        sid, token = _value(out, "TWILIO_ACCOUNT_SID"), _value(out, "TWILIO_AUTH_TOKEN")
+        sid = printed_value(out, "TWILIO_ACCOUNT_SID")
+        token = printed_value(out, "TWILIO_AUTH_TOKEN")
         api = f"http://127.0.0.1:{api_port}"
         provision(sdk_client(api, sid, token),
                   DomainPlan("acme", voice_url="twiml:<Response><Pause length=\"5\"/></Response>",
@@ -78,7 +58,7 @@ def test_up_with_workers_answers_every_call_and_keeps_every_record(tmp_path) -> 
 
         deadline = time.monotonic() + 5
         while True:  # a worker sends its records every 0.2 s
-            answered = [c for c in _recent_calls(api, sid, token) if c["sid"]]
+            answered = [c for c in recent_calls(api, sid, token) if c["sid"]]
             if len(answered) == 40 or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -86,5 +66,5 @@ def test_up_with_workers_answers_every_call_and_keeps_every_record(tmp_path) -> 
         assert {c["status"] for c in answered} == {"completed"}
         assert {c["process"] for c in answered} == {0, 1}
     finally:
-        stopped = _siptwin("down", "--state", str(state))
+        stopped = run_siptwin("down", "--state", str(state))
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr

@@ -4,51 +4,29 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
-import urllib.request
-from base64 import b64encode
 
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
 from siptwin.sip.sdp import make_offer
 from siptwin.ua.client import Auth, SipClient
-from tests.support import PASSWORD, REPO, free_port
+from tests.support import PASSWORD, free_port
+from tests.support.cli import printed_value, recent_calls, run_siptwin
 from tests.support.twin import worker_network
 
 DOMAIN = "acme.sip.twilio.com"
 CALLS = 8  # each from its own source port: the kernel spreads them over both processes
 
 
-def _siptwin(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "siptwin", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST")})
-
-
-def _value(output: str, key: str) -> str:
-    return next(line.split("=", 1)[1] for line in output.splitlines() if line.startswith(key + "="))
-
-
-def _records(api: str, sid: str, token: str) -> list[dict]:
-    request = urllib.request.Request(f"{api}/siptwin/v1/Accounts/{sid}/Calls.json")
-    request.add_header("Authorization", "Basic " + b64encode(f"{sid}:{token}".encode()).decode())
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
-        return json.loads(response.read())["calls"]
-
-
 async def test_a_device_registered_through_one_worker_is_dialled_from_the_other(tmp_path):
     address = worker_network().removesuffix(".0/24") + ".57"
     state, api_port = tmp_path / "state", free_port()
-    started = _siptwin("up", "--detach", "--workers", "2", "--regions", "us1", "--state",
-                       str(state), "--api-port", str(api_port), "--dns-port", str(free_port()),
-                       "--region-address", f"us1={address}")
+    started = run_siptwin("up", "--detach", "--workers", "2", "--regions", "us1", "--state",
+                           str(state), "--api-port", str(api_port), "--dns-port", str(free_port()),
+                           "--region-address", f"us1={address}")
     assert started.returncode == 0, started.stdout + started.stderr
     phone = SipClient("127.0.0.1", "udp")
     try:
-        sid, token = _value(started.stdout, "TWILIO_ACCOUNT_SID"), _value(started.stdout,
-                                                                          "TWILIO_AUTH_TOKEN")
+        sid = printed_value(started.stdout, "TWILIO_ACCOUNT_SID")
+        token = printed_value(started.stdout, "TWILIO_AUTH_TOKEN")
         api = f"http://127.0.0.1:{api_port}"
         await asyncio.to_thread(provision, sdk_client(api, sid, token), DomainPlan(
             "acme", acl=["127.0.0.1"], sip_registration=True,
@@ -72,10 +50,10 @@ async def test_a_device_registered_through_one_worker_is_dialled_from_the_other(
         answered = await asyncio.gather(*(call() for _ in range(CALLS)))
         assert all(answered)
         await asyncio.sleep(1.0)  # workers send their records every 0.2 s
-        records = await asyncio.to_thread(_records, api, sid, token)
+        records = await asyncio.to_thread(recent_calls, api, sid, token)
     finally:
         await phone.close()
-        stopped = _siptwin("down", "--state", str(state))
+        stopped = run_siptwin("down", "--state", str(state))
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     calls = [r for r in records if r.get("sid")]
     assert len(calls) == CALLS
