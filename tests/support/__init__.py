@@ -6,6 +6,7 @@
 - :mod:`.peers`: finding and running real peers (SIPp, sipsak, baresip);
 - :mod:`.baresip`: baresip's configuration and its silent microphone;
 - :mod:`.suite`: the conformance suite run in a pytest subprocess, its results read back;
+- :mod:`.cli`: ``siptwin`` run as a subprocess, the values ``siptwin up`` prints, the API's call records;
 - :mod:`.rawsip`: a raw UAC for messages the native client will not send;
 - :mod:`.layers`: the package import graph and the one-way rule (tests/test_layers.py).
 """
