@@ -16,6 +16,10 @@ measured separately and subtracted.
 This is the quick loop for optimising the call path (seconds per run; ``--profile`` writes
 cProfile data). bench/sipp_load.py remains the measure of record: real sockets, a real peer,
 the event loop under load.
+
+Memory: every run prints VmRSS and PSS idle (after start and 50 warm-up calls), right after
+the calls, after gc.collect() and after glibc's malloc_trim(0) (what fragmentation would give
+back). ``--memory`` adds a tracemalloc diff by traceback (3 frames, allocation site last).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import hashlib
 import re
 import socket
@@ -139,6 +144,23 @@ def rss_mb() -> float:
     return 0.0
 
 
+def pss_mb() -> float:
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def memory_line(label: str) -> str:
+    return f"{label}: VmRSS {rss_mb():.1f} MB, PSS {pss_mb():.1f} MB"
+
+
+def malloc_trim() -> None:
+    """Hand glibc's free heap pages back to the kernel (an experiment; glibc only)."""
+    import ctypes
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 async def run(calls: int, profile: Path | None, memory: bool, voice_url: str) -> float:
     with tempfile.TemporaryDirectory(prefix="siptwin-callpath-") as tmp:
         twin = EmbeddedTwin(TwinConfig(state_dir=Path(tmp), api_port=free_port(),
@@ -150,11 +172,13 @@ async def run(calls: int, profile: Path | None, memory: bool, voice_url: str) ->
                 LABEL, voice_url=voice_url, credentials=[(USER, PASSWORD)]))
             caller = Caller(twin.nodes["us1"])
             settle_for_serving()  # as `siptwin up` does once ready
-            if memory:
-                tracemalloc.start(1)
-            rss_before = rss_mb()
             for n in range(50):  # warm up: caches, first imports
                 await caller.call(n)
+            rss_before = rss_mb()
+            print(memory_line("idle after start and 50 calls"))
+            if memory:
+                tracemalloc.start(3)
+                idle = tracemalloc.take_snapshot()
             caller.caller_cpu = 0.0
             profiler = cProfile.Profile() if profile else None
             if profiler:
@@ -173,15 +197,22 @@ async def run(calls: int, profile: Path | None, memory: bool, voice_url: str) ->
                   f" -> at most {calls / node_cpu:.0f} calls/s on one core")
             print(f"transactions alive: {len(twin.nodes['us1'].layer)}; call records: "
                   f"{len(twin.calls.all())}; VmRSS {rss_before:.1f} -> {rss_mb():.1f} MB")
+            print(memory_line("right after the calls"))
             if memory:
                 snapshot = tracemalloc.take_snapshot()
-                stats = snapshot.statistics("lineno")
-                total = sum(stat.size for stat in stats)
-                print(f"live Python allocations since the start: {total / 2**20:.1f} MB; top:")
-                for stat in stats[:15]:
-                    print(f"  {stat.size / 2**20:6.2f} MB {stat.count:>8} blocks  "
-                          f"{stat.traceback[0].filename.split('/src/')[-1]}:"
-                          f"{stat.traceback[0].lineno}")
+                traced, _ = tracemalloc.get_traced_memory()
+                print(f"traced live Python allocations since idle: {traced / 2**20:.1f} MB "
+                      f"(tracemalloc's own bookkeeping: {tracemalloc.get_tracemalloc_memory() / 2**20:.1f} MB); "
+                      "top 25 growths by traceback:")
+                for stat in snapshot.compare_to(idle, "traceback")[:25]:
+                    where = " < ".join(f"{frame.filename.split('/src/')[-1].split('/lib/')[-1]}:"
+                                       f"{frame.lineno}" for frame in stat.traceback)
+                    print(f"  {stat.size_diff / 2**20:6.2f} MB {stat.count_diff:>+8} blocks  {where}")
+                tracemalloc.stop()
+            gc.collect()
+            print(memory_line("after gc.collect()"))
+            malloc_trim()
+            print(memory_line("after malloc_trim(0)"))
             return node_cpu * 1e3 / calls
         finally:
             await twin.stop()
@@ -192,7 +223,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--profile", type=Path, help="write cProfile data of the measured calls")
     parser.add_argument("--memory", action="store_true",
-                        help="trace allocations (slower) and print where live memory is")
+                        help="trace allocations (slower: timers expire sooner than at full speed) and "
+                             "print the top 25 growths by traceback, idle to after the calls")
     parser.add_argument("--app", default="pause", help="comma-separated: " + ", ".join(APPS))
     args = parser.parse_args()
     results = {}

@@ -93,7 +93,7 @@ TLS_FAILED_NOTE = "TLS handshake failed:"
 DIAL_ALERT_PREFIX = "<Dial>"
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     call_id: str  # the SIP Call-ID
     region: str

@@ -325,7 +325,7 @@ def build_cancel(request: Request) -> Request:
 
 
 class _Timed(Protocol):
-    timers: dict[str, _Timer]
+    timers: list[_Timer]
 
     def on_timer(self, layer: TransactionLayer, name: str, when: float, out: list[Effect]) -> None: ...
 
@@ -363,7 +363,7 @@ class Transaction:
         self.peer = peer  # where our messages go: the request's source, or the next hop
         self.reliable = reliable
         self.state = state
-        self.timers: dict[str, _Timer] = {}
+        self.timers: list[_Timer] = []  # at most two; a list is half a dict's size
         self.interval = 0.0  # current retransmission interval
         self.last_response: Response | None = None
 
@@ -597,7 +597,7 @@ class _AckWait:
         self.response = response
         self.peer = tx.peer
         self.reliable = tx.reliable
-        self.timers: dict[str, _Timer] = {}
+        self.timers: list[_Timer] = []  # at most two; a list is half a dict's size
         self.interval = 0.0
 
     def on_timer(self, layer: TransactionLayer, name: str, when: float, out: list[Effect]) -> None:
@@ -882,33 +882,38 @@ class TransactionLayer:
             owner = timer.owner
             if owner is None:
                 continue
-            if owner.timers.get(timer.name) is timer:
-                del owner.timers[timer.name]
+            owner.timers.remove(timer)  # a live timer is always its owner's
             # Timers re-armed by a handler are scheduled from their due time, not from `now`,
             # so the retransmission schedule stays exact however late advance() is called.
             owner.on_timer(self, timer.name, when, out)
 
     def _start(self, owner: _Timed, name: str, when: float) -> None:
         self._cancel(owner, name)
-        timer = owner.timers[name] = _Timer(owner, name)
+        timer = _Timer(owner, name)
+        owner.timers.append(timer)
         heapq.heappush(self._heap, (when, next(self._seq), timer))
 
     def _cancel(self, owner: _Timed, name: str) -> None:
-        timer = owner.timers.pop(name, None)
-        if timer is not None:
-            timer.live = False
-            timer.owner = None
-            self._dead += 1
-            # Most cancelled timers (an ACK wait's two, Timers G and H) die within
-            # milliseconds of being set and would otherwise wait out their 32 s in the heap.
-            if self._dead > 256 and self._dead > len(self._heap) // 4:
-                self._heap = [entry for entry in self._heap if entry[2].live]
-                heapq.heapify(self._heap)
-                self._dead = 0
+        timers = owner.timers
+        for timer in timers:
+            if timer.name == name:
+                break
+        else:
+            return
+        timers.remove(timer)
+        timer.live = False
+        timer.owner = None
+        self._dead += 1
+        # Most cancelled timers (an ACK wait's two, Timers G and H) die within
+        # milliseconds of being set and would otherwise wait out their 32 s in the heap.
+        if self._dead > 256 and self._dead > len(self._heap) // 4:
+            self._heap = [entry for entry in self._heap if entry[2].live]
+            heapq.heapify(self._heap)
+            self._dead = 0
 
     def _cancel_all(self, owner: _Timed) -> None:
-        for name in list(owner.timers):
-            self._cancel(owner, name)
+        for timer in list(owner.timers):
+            self._cancel(owner, timer.name)
 
     def _terminate(self, tx: Transaction, out: list[Effect]) -> None:
         self._cancel_all(tx)
