@@ -93,7 +93,8 @@ async def _exchange(caller_rtp, twin_rtp, caller_protect, device_rtp, leg_rtp, d
     return await asyncio.gather(_receive(device_rtp, 1.0), _receive(caller_rtp, 1.0))
 
 
-async def test_a_plain_caller_dials_an_srtp_device_of_a_secure_domain(harness, app):
+async def _plain_caller_dials_vault(harness, app) -> None:
+    """acme (plain, the caller's) dials alice registered on vault (secure)."""
     voice = app.twiml("/voice", '<Response><Dial timeout="8">'
                                 "<Sip>sip:alice@vault.sip.twilio.com</Sip></Dial></Response>")
     await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"]))
@@ -101,6 +102,10 @@ async def test_a_plain_caller_dials_an_srtp_device_of_a_secure_domain(harness, a
                                        credentials=[("alice", PASSWORD)],
                                        sip_registration=True,
                                        registration_credentials=[("alice", PASSWORD)]))
+
+
+async def test_a_plain_caller_dials_an_srtp_device_of_a_secure_domain(harness, app):
+    await _plain_caller_dials_vault(harness, app)
     device_key = os.urandom(30)
     caller_rtp, device_rtp = _udp(), _udp()
     device = await _device(harness, "vault.sip.twilio.com", device_rtp, device_key)
@@ -183,13 +188,7 @@ async def test_an_srtp_caller_dials_a_plain_device(harness, app):
 async def test_the_setting_rtp_offers_plain_rtp_to_a_secure_domains_device(harness, app):
     for node in harness.twin.nodes.values():
         node.apply_fidelity(node.fidelity.with_overrides({"dial_secure_media": "rtp"}))
-    voice = app.twiml("/voice", '<Response><Dial timeout="8">'
-                                "<Sip>sip:alice@vault.sip.twilio.com</Sip></Dial></Response>")
-    await harness.provision(DomainPlan("acme", voice_url=voice, acl=["127.0.0.1"]))
-    await harness.provision(DomainPlan("vault", voice_url=voice, secure=True,
-                                       credentials=[("alice", PASSWORD)],
-                                       sip_registration=True,
-                                       registration_credentials=[("alice", PASSWORD)]))
+    await _plain_caller_dials_vault(harness, app)
     device_rtp = _udp()
     device = await _device(harness, "vault.sip.twilio.com", device_rtp, None)
     try:
