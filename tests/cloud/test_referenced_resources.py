@@ -86,6 +86,19 @@ def test_incoming_phone_number_create_fetch_update_list_delete(client: Client) -
     assert [n.phone_number for n in numbers.list()] == ["+442071838750"]
 
 
+def test_the_phone_number_list_reads_its_documented_filters(client: Client) -> None:
+    numbers = client.incoming_phone_numbers
+    numbers.create(phone_number="+14155550100")
+    numbers.create(phone_number="+442071838750", friendly_name="London desk")
+    assert [n.phone_number for n in numbers.list(friendly_name="London desk")] == ["+442071838750"]
+    assert [n.phone_number for n in numbers.list(friendly_name="London")] == []
+    assert len(numbers.list(beta=False)) == len(numbers.list(beta=True)) == 2  # none is new
+    assert len(numbers.list(origin="twilio")) == 2
+    assert numbers.list(origin="hosted") == []
+    expect_list_error(client, lambda: numbers.list(beta="maybe"), 400, 20001)
+    expect_list_error(client, lambda: numbers.list(origin="ported"), 400, 20001)
+
+
 def test_a_domain_names_an_existing_trunk_and_emergency_caller(client: Client) -> None:
     trunk = client.voice.v1.byoc_trunks.create(friendly_name="carrier")
     number = client.incoming_phone_numbers.create(phone_number="+14155550199",

@@ -436,14 +436,24 @@ def _number_settings(call: ApiRequest) -> dict[str, object]:
     return settings
 
 
+NUMBER_FILTERS = ("Beta", "FriendlyName", "PhoneNumber", "Origin")
+
+
 async def list_phone_numbers(call: ApiRequest) -> web.Response:
-    wanted = call.query_params(*PAGING_PARAMETERS, "PhoneNumber").get("PhoneNumber")
+    """The list's documented filters. Every number of the twin is a Twilio number that is not
+    new to the platform (``origin: twilio``, ``beta: false``), so ``Beta`` only has to be a
+    boolean and ``Origin=hosted`` finds nothing."""
+    query = call.query_params(*PAGING_PARAMETERS, *NUMBER_FILTERS)
+    if "Beta" in query:
+        rules.boolean(query["Beta"], "Beta", ErrorCode.INVALID_PARAMETER)
+    origin = rules.phone_number_origin(query.get("Origin"))
     return list_response(
         call, "incoming_phone_numbers",
-        lambda request: call.store.list_phone_numbers(call.account.sid, call.region, request,
-                                                      wanted),
+        lambda request: call.store.list_phone_numbers(
+            call.account.sid, call.region, request, query.get("PhoneNumber"),
+            query.get("FriendlyName"), nothing=origin == "hosted"),
         shapes.phone_number_json,
-        ("PhoneNumber",),
+        NUMBER_FILTERS,
     )
 
 

@@ -91,6 +91,16 @@ def boolean(value: str, param: str, code: ErrorCode) -> bool:
     raise bad_request(code, f"{param} must be true or false.")
 
 
+PHONE_NUMBER_ORIGINS = ("twilio", "hosted")
+
+
+def phone_number_origin(value: str | None) -> str | None:
+    """The ``Origin`` filter of the numbers list: absent means every origin."""
+    if value is not None and value not in PHONE_NUMBER_ORIGINS:
+        raise bad_request(ErrorCode.INVALID_PARAMETER, "Origin must be twilio or hosted.")
+    return value
+
+
 def sid_param(value: str, param: str, prefix: SidPrefix, code: ErrorCode) -> str:
     if not is_sid(value, prefix):
         raise bad_request(code, f"{param} must be a {prefix.value} SID: {value!r}")

@@ -744,12 +744,18 @@ class Store:
         return _record(PhoneNumber, row) if row else None
 
     def list_phone_numbers(self, account_sid: str, region: str, request: PageRequest,
-                           phone_number: str | None = None) -> Page[PhoneNumber]:
+                           phone_number: str | None = None, friendly_name: str | None = None,
+                           nothing: bool = False) -> Page[PhoneNumber]:
         sql = "SELECT * FROM incoming_phone_numbers WHERE account_sid = ? AND region = ?"
         params: tuple[Any, ...] = (account_sid, region)
         if phone_number is not None:
             sql += " AND phone_number = ?"
             params += (phone_number,)
+        if friendly_name is not None:
+            sql += " AND friendly_name = ?"
+            params += (friendly_name,)
+        if nothing:
+            sql += " AND 0"
         return self._page(PhoneNumber, sql, params, request)
 
     def create_phone_number(self, account_sid: str, region: str,
