@@ -12,7 +12,6 @@ import pytest
 from aiohttp import web
 from hypothesis import settings
 
-
 from siptwin.cloud.server import start_site
 from tests.support.twin import Harness, embedded_twin
 from tests.support.webhook_app import WebhookApp

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,6 +111,32 @@ DOMAIN_REFERENCES = (
     ("byoc_trunk_sid", "byoc_trunks", "BYOC trunk"),
     ("emergency_caller_sid", "incoming_phone_numbers", "Phone number"),
 )
+
+
+@dataclass(frozen=True)
+class _ListTable:
+    """What differs between the two kinds of list a domain maps (IP ACLs, credential lists):
+    their table, record, SID prefix, event noun, per-account limit and naming rules."""
+
+    table: str
+    record: type
+    prefix: SidPrefix
+    event: str
+    limit: str  # the Limits field
+    limit_code: rules.ErrorCode
+    plural: str
+    ensure_name_unique: Callable[[str, bool], None]
+    ensure_not_mapped: Callable[[int], None]
+
+
+IP_ACLS = _ListTable(
+    "ip_access_control_lists", IpAccessControlList, SidPrefix.IP_ACCESS_CONTROL_LIST,
+    "ip_access_control_list", "ip_acls_per_account", rules.ErrorCode.MAX_IP_ACLS,
+    "IP access control lists", rules.ensure_ip_acl_name_unique, rules.ensure_ip_acl_not_mapped)
+CREDENTIAL_LISTS = _ListTable(
+    "credential_lists", CredentialList, SidPrefix.CREDENTIAL_LIST, "credential_list",
+    "credential_lists_per_account", rules.ErrorCode.MAX_CREDENTIAL_LISTS, "credential lists",
+    rules.ensure_credential_list_name_unique, rules.ensure_credential_list_not_mapped)
 
 
 class MissingResource(LookupError):
@@ -870,89 +896,101 @@ class Store:
         assert route is not None
         return route
 
-    # --- IP access control lists -----------------------------------------------------------
-
-    def ip_acl(self, account_sid: str, region: str, sid: str) -> IpAccessControlList | None:
+    def _owned_list(self, kind: _ListTable, account_sid: str, region: str, sid: str) -> Any:
         with self._read() as cx:
             row = cx.execute(
-                "SELECT * FROM ip_access_control_lists WHERE sid = ? AND account_sid = ? AND region = ?",
+                f"SELECT * FROM {kind.table} WHERE sid = ? AND account_sid = ? AND region = ?",
                 (sid, account_sid, region),
             ).fetchone()
-        return _record(IpAccessControlList, row) if row else None
+        return _record(kind.record, row) if row else None
 
-    def list_ip_acls(
-        self, account_sid: str, region: str, request: PageRequest
-    ) -> Page[IpAccessControlList]:
-        return self._page(
-            IpAccessControlList,
-            "SELECT * FROM ip_access_control_lists WHERE account_sid = ? AND region = ?",
-            (account_sid, region),
-            request,
-        )
+    def _owned_lists(self, kind: _ListTable, account_sid: str, region: str,
+                     request: PageRequest) -> Page[Any]:
+        return self._page(kind.record,
+                          f"SELECT * FROM {kind.table} WHERE account_sid = ? AND region = ?",
+                          (account_sid, region), request)
 
-    def _ip_acl_name_taken(
-        self, cx: sqlite3.Connection, account_sid: str, region: str, name: str, own_sid: str | None
-    ) -> bool:
+    def _list_name_taken(self, cx: sqlite3.Connection, kind: _ListTable, account_sid: str,
+                         region: str, name: str, own_sid: str | None) -> bool:
         return cx.execute(
-            "SELECT 1 FROM ip_access_control_lists WHERE account_sid = ? AND region = ?"
+            f"SELECT 1 FROM {kind.table} WHERE account_sid = ? AND region = ?"
             " AND friendly_name = ? AND sid IS NOT ?",
             (account_sid, region, name, own_sid),
         ).fetchone() is not None
 
-    def create_ip_acl(self, account_sid: str, region: str, friendly_name: str) -> IpAccessControlList:
-        sid = new_sid(SidPrefix.IP_ACCESS_CONTROL_LIST)
+    def _create_list(self, kind: _ListTable, account_sid: str, region: str,
+                     friendly_name: str) -> Any:
+        sid = new_sid(kind.prefix)
         now = self.now()
         with self._write() as cx:
             count = cx.execute(
-                "SELECT COUNT(*) FROM ip_access_control_lists WHERE account_sid = ? AND region = ?",
+                f"SELECT COUNT(*) FROM {kind.table} WHERE account_sid = ? AND region = ?",
                 (account_sid, region),
             ).fetchone()[0]
-            rules.ensure_under_limit(
-                count, self.limits.ip_acls_per_account, rules.ErrorCode.MAX_IP_ACLS,
-                "IP access control lists",
-            )
-            rules.ensure_ip_acl_name_unique(
-                friendly_name, self._ip_acl_name_taken(cx, account_sid, region, friendly_name, None)
-            )
+            rules.ensure_under_limit(count, getattr(self.limits, kind.limit), kind.limit_code,
+                                     kind.plural)
+            kind.ensure_name_unique(
+                friendly_name,
+                self._list_name_taken(cx, kind, account_sid, region, friendly_name, None))
             cx.execute(
-                "INSERT INTO ip_access_control_lists (sid, account_sid, region, friendly_name,"
+                f"INSERT INTO {kind.table} (sid, account_sid, region, friendly_name,"
                 " date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?)",
                 (sid, account_sid, region, friendly_name, now, now),
             )
-            self._changed(cx, "ip_access_control_list.created", sid, account_sid, region)
-        created = self.ip_acl(account_sid, region, sid)
+            self._changed(cx, f"{kind.event}.created", sid, account_sid, region)
+        created = self._owned_list(kind, account_sid, region, sid)
         assert created is not None
         return created
 
-    def update_ip_acl(
-        self, account_sid: str, region: str, sid: str, friendly_name: str
-    ) -> IpAccessControlList:
+    def _rename_list(self, kind: _ListTable, account_sid: str, region: str, sid: str,
+                     friendly_name: str) -> Any:
         with self._write() as cx:
-            if self.ip_acl(account_sid, region, sid) is None:
+            if self._owned_list(kind, account_sid, region, sid) is None:
                 raise MissingResource(sid)
-            rules.ensure_ip_acl_name_unique(
-                friendly_name, self._ip_acl_name_taken(cx, account_sid, region, friendly_name, sid)
-            )
+            kind.ensure_name_unique(
+                friendly_name,
+                self._list_name_taken(cx, kind, account_sid, region, friendly_name, sid))
             cx.execute(
-                "UPDATE ip_access_control_lists SET friendly_name = ?, date_updated = ? WHERE sid = ?",
+                f"UPDATE {kind.table} SET friendly_name = ?, date_updated = ? WHERE sid = ?",
                 (friendly_name, self.now(), sid),
             )
-            self._changed(cx, "ip_access_control_list.updated", sid, account_sid, region)
-        updated = self.ip_acl(account_sid, region, sid)
+            self._changed(cx, f"{kind.event}.updated", sid, account_sid, region)
+        updated = self._owned_list(kind, account_sid, region, sid)
         assert updated is not None
         return updated
 
-    def delete_ip_acl(self, account_sid: str, region: str, sid: str) -> bool:
+    def _delete_list(self, kind: _ListTable, account_sid: str, region: str, sid: str) -> bool:
         with self._write() as cx:
-            if self.ip_acl(account_sid, region, sid) is None:
+            if self._owned_list(kind, account_sid, region, sid) is None:
                 return False
             mapped = cx.execute(
                 "SELECT COUNT(*) FROM domain_mappings WHERE list_sid = ?", (sid,)
             ).fetchone()[0]
-            rules.ensure_ip_acl_not_mapped(mapped)
-            cx.execute("DELETE FROM ip_access_control_lists WHERE sid = ?", (sid,))
-            self._changed(cx, "ip_access_control_list.deleted", sid, account_sid, region)
+            kind.ensure_not_mapped(mapped)
+            cx.execute(f"DELETE FROM {kind.table} WHERE sid = ?", (sid,))
+            self._changed(cx, f"{kind.event}.deleted", sid, account_sid, region)
         return True
+
+    # --- IP access control lists -----------------------------------------------------------
+
+    def ip_acl(self, account_sid: str, region: str, sid: str) -> IpAccessControlList | None:
+        return self._owned_list(IP_ACLS, account_sid, region, sid)
+
+    def list_ip_acls(
+        self, account_sid: str, region: str, request: PageRequest
+    ) -> Page[IpAccessControlList]:
+        return self._owned_lists(IP_ACLS, account_sid, region, request)
+
+    def create_ip_acl(self, account_sid: str, region: str, friendly_name: str) -> IpAccessControlList:
+        return self._create_list(IP_ACLS, account_sid, region, friendly_name)
+
+    def update_ip_acl(
+        self, account_sid: str, region: str, sid: str, friendly_name: str
+    ) -> IpAccessControlList:
+        return self._rename_list(IP_ACLS, account_sid, region, sid, friendly_name)
+
+    def delete_ip_acl(self, account_sid: str, region: str, sid: str) -> bool:
+        return self._delete_list(IP_ACLS, account_sid, region, sid)
 
     # --- IP addresses ------------------------------------------------------------------------
 
@@ -1057,90 +1095,25 @@ class Store:
     # --- credential lists ---------------------------------------------------------------------
 
     def credential_list(self, account_sid: str, region: str, sid: str) -> CredentialList | None:
-        with self._read() as cx:
-            row = cx.execute(
-                "SELECT * FROM credential_lists WHERE sid = ? AND account_sid = ? AND region = ?",
-                (sid, account_sid, region),
-            ).fetchone()
-        return _record(CredentialList, row) if row else None
+        return self._owned_list(CREDENTIAL_LISTS, account_sid, region, sid)
 
     def list_credential_lists(
         self, account_sid: str, region: str, request: PageRequest
     ) -> Page[CredentialList]:
-        return self._page(
-            CredentialList,
-            "SELECT * FROM credential_lists WHERE account_sid = ? AND region = ?",
-            (account_sid, region),
-            request,
-        )
-
-    def _credential_list_name_taken(
-        self, cx: sqlite3.Connection, account_sid: str, region: str, name: str, own_sid: str | None
-    ) -> bool:
-        return cx.execute(
-            "SELECT 1 FROM credential_lists WHERE account_sid = ? AND region = ?"
-            " AND friendly_name = ? AND sid IS NOT ?",
-            (account_sid, region, name, own_sid),
-        ).fetchone() is not None
+        return self._owned_lists(CREDENTIAL_LISTS, account_sid, region, request)
 
     def create_credential_list(
         self, account_sid: str, region: str, friendly_name: str
     ) -> CredentialList:
-        sid = new_sid(SidPrefix.CREDENTIAL_LIST)
-        now = self.now()
-        with self._write() as cx:
-            count = cx.execute(
-                "SELECT COUNT(*) FROM credential_lists WHERE account_sid = ? AND region = ?",
-                (account_sid, region),
-            ).fetchone()[0]
-            rules.ensure_under_limit(
-                count, self.limits.credential_lists_per_account,
-                rules.ErrorCode.MAX_CREDENTIAL_LISTS, "credential lists",
-            )
-            rules.ensure_credential_list_name_unique(
-                friendly_name,
-                self._credential_list_name_taken(cx, account_sid, region, friendly_name, None),
-            )
-            cx.execute(
-                "INSERT INTO credential_lists (sid, account_sid, region, friendly_name,"
-                " date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?)",
-                (sid, account_sid, region, friendly_name, now, now),
-            )
-            self._changed(cx, "credential_list.created", sid, account_sid, region)
-        created = self.credential_list(account_sid, region, sid)
-        assert created is not None
-        return created
+        return self._create_list(CREDENTIAL_LISTS, account_sid, region, friendly_name)
 
     def update_credential_list(
         self, account_sid: str, region: str, sid: str, friendly_name: str
     ) -> CredentialList:
-        with self._write() as cx:
-            if self.credential_list(account_sid, region, sid) is None:
-                raise MissingResource(sid)
-            rules.ensure_credential_list_name_unique(
-                friendly_name,
-                self._credential_list_name_taken(cx, account_sid, region, friendly_name, sid),
-            )
-            cx.execute(
-                "UPDATE credential_lists SET friendly_name = ?, date_updated = ? WHERE sid = ?",
-                (friendly_name, self.now(), sid),
-            )
-            self._changed(cx, "credential_list.updated", sid, account_sid, region)
-        updated = self.credential_list(account_sid, region, sid)
-        assert updated is not None
-        return updated
+        return self._rename_list(CREDENTIAL_LISTS, account_sid, region, sid, friendly_name)
 
     def delete_credential_list(self, account_sid: str, region: str, sid: str) -> bool:
-        with self._write() as cx:
-            if self.credential_list(account_sid, region, sid) is None:
-                return False
-            mapped = cx.execute(
-                "SELECT COUNT(*) FROM domain_mappings WHERE list_sid = ?", (sid,)
-            ).fetchone()[0]
-            rules.ensure_credential_list_not_mapped(mapped)
-            cx.execute("DELETE FROM credential_lists WHERE sid = ?", (sid,))
-            self._changed(cx, "credential_list.deleted", sid, account_sid, region)
-        return True
+        return self._delete_list(CREDENTIAL_LISTS, account_sid, region, sid)
 
     # --- credentials ---------------------------------------------------------------------------
 
