@@ -78,6 +78,48 @@ class PackedTrace(Sequence[TraceEntry]):
         return f"<PackedTrace {self._count} messages, {len(self._blob)} bytes>"
 
 
+class PackedWebhooks(Sequence[dict[str, Any]]):
+    """The webhook requests of an ended call (``Call.webhooks``), compressed like its trace:
+    a record as made is about 3 KB of dicts and strings (the request's parameters and
+    headers), a few hundred bytes packed. Reads unpack on demand."""
+
+    __slots__ = ("_blob", "_count")
+
+    def __init__(self, records: Sequence[dict[str, Any]]) -> None:
+        self._blob = zlib.compress(pickle.dumps(list(records), protocol=pickle.HIGHEST_PROTOCOL), 1)
+        self._count = len(records)
+
+    def unpack(self) -> list[dict[str, Any]]:
+        # Only ever our own bytes, written above: unpickling them is safe.
+        records: list[dict[str, Any]] = pickle.loads(zlib.decompress(self._blob))
+        return records
+
+    @property
+    def packed_size(self) -> int:
+        return len(self._blob)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.unpack())
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        return self.unpack()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"<PackedWebhooks {self._count} requests, {len(self._blob)} bytes>"
+
+
 @dataclass
 class Alert:
     code: int
@@ -120,7 +162,7 @@ class Call:
     notes: list[str] = field(default_factory=list)
     trace: list[TraceEntry] | PackedTrace = field(default_factory=list)
     trace_dropped: int = 0  # messages past MAX_TRACE_ENTRIES
-    webhooks: list[dict[str, Any]] = field(default_factory=list)
+    webhooks: list[dict[str, Any]] | PackedWebhooks = field(default_factory=list)
     # Set by the voice layer: the domain's processing region (whose REST API lists the call)
     # and RTP counters of the answered call.
     processing_region: str | None = None
@@ -141,10 +183,22 @@ class Call:
         else:
             self.trace_dropped += 1
 
-    def pack_trace(self) -> None:
-        """Compress the trace of a call that has ended (see :class:`PackedTrace`)."""
+    def add_webhook(self, record: dict[str, Any]) -> None:
+        """Add a webhook request; one made after the call ended (a status callback) is packed
+        with the others."""
+        webhooks = self.webhooks
+        if isinstance(webhooks, PackedWebhooks):
+            self.webhooks = PackedWebhooks([*webhooks.unpack(), record])
+        else:
+            webhooks.append(record)
+
+    def pack(self) -> None:
+        """Compress the trace and the webhook requests of a call that has ended (see
+        :class:`PackedTrace`): the registry keeps up to 2,000 records."""
         if isinstance(self.trace, list) and self.trace:
             self.trace = PackedTrace(self.trace)
+        if isinstance(self.webhooks, list) and self.webhooks:
+            self.webhooks = PackedWebhooks(self.webhooks)
 
     @property
     def duration(self) -> int:
