@@ -52,6 +52,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import secrets
+from array import array
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
@@ -67,8 +68,9 @@ from .uri import host_key
 Address = Any
 """Whatever the transport adapter uses to name a peer: ``(host, port)``, a connection, ..."""
 
-TxKey = tuple[Any, ...]
-"""Opaque, hashable transaction key, as handed out in effects."""
+TxKey = Any
+"""Opaque, hashable transaction key, as handed out in effects: one string for a server
+transaction matched by its RFC 3261 branch, a tuple for the others."""
 
 
 def new_branch() -> str:
@@ -275,7 +277,12 @@ def server_key(request: Request, to_tag: Any = False) -> TxKey:
         method = "INVITE"
     via = _top_via(request)
     if via is not None and via.is_rfc3261:
-        return ("s", via.branch, host_key(via.host), _shared_port(via.port), _shared_method(method))
+        # Branch, sent-by and method as one string (the branch prefixed by its length, so
+        # that no two keys can read the same; the host and the method hold no space): a
+        # finished transaction waits out Timer J or L holding its key, and one string is
+        # about half the size of a tuple of four with a string of its own for the branch.
+        branch = via.branch or ""
+        return f"{len(branch)} {branch} {host_key(via.host)} {via.port} {method}"
     return (
         "s2543",
         method,
@@ -286,35 +293,6 @@ def server_key(request: Request, to_tag: Any = False) -> TxKey:
         _cseq_number(request),
         _top_via_text(request),
     )
-
-
-_PORTS: dict[int, int] = {}
-
-
-def _shared_port(port: int | None) -> int | None:
-    """One int object per port number: a key waits out Timer J or L holding its port, and a
-    parsed port above 256 is an object of its own (28 bytes) per message."""
-    if port is None:
-        return None
-    shared = _PORTS.get(port)
-    if shared is None:
-        if len(_PORTS) >= 4096:
-            _PORTS.clear()
-        shared = _PORTS[port] = port
-    return shared
-
-
-_METHODS: dict[str, str] = {}
-
-
-def _shared_method(method: str) -> str:
-    """One string per method name (each parsed request has its own copy), for the same reason."""
-    shared = _METHODS.get(method)
-    if shared is None:
-        if len(_METHODS) >= 256:
-            _METHODS.clear()
-        shared = _METHODS[method] = method
-    return shared
 
 
 def build_ack(invite: Request, response: Response) -> Request:
@@ -433,27 +411,41 @@ class _Resend:
 
 
 class _Expiry:
-    """The finished server transactions of one kind, in the order they expire."""
+    """The finished server transactions of one kind, in the order they expire: their keys,
+    and their expiry times as 8-byte doubles (a float object would be 24 bytes more)."""
 
-    __slots__ = ("state", "keys", "times")
+    __slots__ = ("state", "keys", "_times", "_head")
 
     def __init__(self, state: State) -> None:
         self.state = state  # the state they are in, and leave
         self.keys: deque[TxKey] = deque()
-        self.times: deque[float] = deque()
+        self._times = array("d")  # from _head on: the time of each of keys, in order
+        self._head = 0
+
+    def first(self) -> float:
+        """When the first one expires (infinity when there is none)."""
+        return self._times[self._head] if self.keys else _NEVER
 
     def add(self, key: TxKey, when: float) -> None:
-        times = self.times
-        if not times or times[-1] <= when:
+        times = self._times
+        if not self.keys or times[-1] <= when:
             times.append(when)
             self.keys.append(key)
             return
         # Due before the last one (the timer configuration changed): keep the order.
         i = len(times)
-        while i > 0 and times[i - 1] > when:
+        while i > self._head and times[i - 1] > when:
             i -= 1
         times.insert(i, when)
-        self.keys.insert(i, key)
+        self.keys.insert(i - self._head, key)
+
+    def pop(self) -> TxKey:
+        """The first one, taken out."""
+        self._head += 1
+        if self._head >= 4096 and self._head * 2 >= len(self._times):
+            del self._times[: self._head]  # amortised O(1): gives back the time of those gone
+            self._head = 0
+        return self.keys.popleft()
 
     def remove(self, key: TxKey) -> None:
         """An entry forgotten before its time (rare: O(n))."""
@@ -462,7 +454,7 @@ class _Expiry:
         except ValueError:
             return
         del self.keys[i]
-        del self.times[i]
+        del self._times[self._head + i]
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,7 +469,7 @@ class FinishedTransaction:
 
     @property
     def method(self) -> str:
-        return str(self.key[-1])
+        return str(self.key).rsplit(" ", 1)[-1]  # (only RFC 3261 keys are reduced)
 
 
 # ---------------------------------------------------------------------------- transactions
@@ -540,7 +532,7 @@ class ServerInvite(Transaction):
         if self.state is not State.PROCEEDING:
             raise TransactionError(f"cannot send {status} in INVITE server state {self.state.value}")
         self.last_response = response
-        if status >= 101 and self.key[0] == "s2543":
+        if status >= 101 and isinstance(self.key, tuple):
             self.local_tag = _tag(response, "To")  # only RFC 2543 ACKs are matched by it
         out.append(Send(response, self.peer, self.key))
         if status < 200:
@@ -553,7 +545,7 @@ class ServerInvite(Transaction):
             # TU's to re-send (the ACK wait keeps it), the transaction needs neither message.
             self.last_response = None
             self.state = State.ACCEPTED
-            if self.key[0] == "s" and self.peer is not None:
+            if isinstance(self.key, str) and self.peer is not None:
                 layer._finish(self, self.peer, layer._accepted, now + config.l)
             else:
                 layer._start(self, "L", now + config.l)
@@ -572,7 +564,7 @@ class ServerInvite(Transaction):
         layer._cancel(self, "H")
         if self.reliable:
             layer._terminate(self, out)
-        elif self.key[0] == "s":
+        elif isinstance(self.key, str):
             layer._finish(self, _CONFIRMED, layer._confirmed, now + layer.config.t4)
         else:
             layer._start(self, "I", now + layer.config.t4)
@@ -615,7 +607,7 @@ class ServerNonInvite(Transaction):
         self.state = State.COMPLETED
         if self.reliable:
             layer._terminate(self, out)
-        elif self.key[0] == "s":
+        elif isinstance(self.key, str):
             resend = _Resend(self.peer, response)  # for retransmitted requests
             layer._compact_later(resend)
             layer._finish(self, resend, layer._completed, now + layer.config.j)
@@ -818,14 +810,13 @@ class TransactionLayer:
         expiry = self._expiry_of(entry)
         del self._servers[key]
         expiry.remove(key)
-        self._next_expiry = min([e.times[0] for e in self._expiries if e.times], default=_NEVER)
+        self._next_expiry = min([e.first() for e in self._expiries])
         out.append(Terminated(key, expiry.state))
 
     def _expire(self, expiry: _Expiry, out: list[Effect]) -> None:
-        key = expiry.keys.popleft()
-        expiry.times.popleft()
+        key = expiry.pop()
         self._servers.pop(key, None)
-        self._next_expiry = min([e.times[0] for e in self._expiries if e.times], default=_NEVER)
+        self._next_expiry = min([e.first() for e in self._expiries])
         out.append(Terminated(key, expiry.state))
 
     def _let_go(self, tx: Transaction, *, dialog: bool) -> None:
@@ -913,7 +904,7 @@ class TransactionLayer:
         invite_key = server_key(ack)
         entry = self._servers.get(invite_key)
         key: TxKey | None = invite_key
-        if entry is None and invite_key[0] == "s2543":
+        if entry is None and isinstance(invite_key, tuple):
             # An initial INVITE had no To tag; its ACK carries the tag of our response.
             entry = self._servers.get(server_key(ack, to_tag=None))
             if not isinstance(entry, ServerInvite) or entry.local_tag != _tag(ack, "To"):
@@ -939,7 +930,10 @@ class TransactionLayer:
 
     def _cancel_target(self, cancel: Request) -> TxKey | None:
         key = server_key(cancel)
-        invite_key = (*key[:-1], "INVITE") if key[0] == "s" else (key[0], "INVITE", *key[2:])
+        if isinstance(key, str):  # its method is what follows the last space
+            invite_key: TxKey = key[: key.rindex(" ") + 1] + "INVITE"
+        else:
+            invite_key = (key[0], "INVITE", *key[2:])
         return invite_key if invite_key in self._servers else None  # (only INVITEs, by the key)
 
     def _receive_response(self, response: Response, source: Address, now: float, out: list[Effect]) -> None:
@@ -1113,12 +1107,11 @@ class TransactionLayer:
                 # The finished transaction due first ends (heap timers due at the same time
                 # went first).
                 for expiry in self._expiries:
-                    if expiry.times and expiry.times[0] == self._next_expiry:
+                    if expiry.first() == self._next_expiry:
                         self._expire(expiry, out)
                         break
                 else:  # (cannot happen: _next_expiry is the earliest of their first times)
-                    self._next_expiry = min([e.times[0] for e in self._expiries if e.times],
-                                            default=_NEVER)
+                    self._next_expiry = min([e.first() for e in self._expiries])
                     if self._next_expiry > now:
                         break
                 continue
@@ -1167,7 +1160,8 @@ class TransactionLayer:
         self._cancel_all(tx)
         left = tx.state
         tx.state = State.TERMINATED
-        table: dict[TxKey, Any] = self._clients if tx.key[0] == "c" else self._servers
+        table: dict[TxKey, Any] = (self._clients if isinstance(tx, (ClientInvite, ClientNonInvite))
+                                   else self._servers)
         if table.get(tx.key) is tx:
             del table[tx.key]
         out.append(Terminated(tx.key, left))
