@@ -69,6 +69,11 @@ def sends(effects: list[Effect]) -> list[Send]:
     return [e for e in effects if isinstance(e, Send)]
 
 
+def on_the_wire(effects: list[Effect]) -> list[tuple[bytes, object, object, bool]]:
+    """The sends as what goes out: a finished transaction re-sends its response's bytes."""
+    return [(e.message.to_bytes(), e.destination, e.key, e.retransmission) for e in sends(effects)]
+
+
 def of(effects: list[Effect], kind: type) -> list:
     return [e for e in effects if isinstance(e, kind)]
 
@@ -130,7 +135,8 @@ def test_timer_g_retransmits_the_final_response_doubling_up_to_t2_until_ack() ->
 def test_what_waits_out_the_timers_holds_no_messages_it_will_not_send_again() -> None:
     """1,000 calls/s keep 32 s of finished transactions: each must be small. A server
     transaction lets go of its request at the final response, of a 2xx at once (the ACK wait
-    re-sends it) and of a non-2xx once ACKed; a cancelled timer lets go of its owner."""
+    re-sends it) and of a non-2xx once ACKed; a cancelled timer lets go of its owner; a
+    finished non-INVITE keeps its final response as the bytes sent."""
     layer = TransactionLayer()
     key, invite = new_invite_tx(layer)
     busy = make_response(invite, 486, to_tag="twin-1")
@@ -156,8 +162,152 @@ def test_what_waits_out_the_timers_holds_no_messages_it_will_not_send_again() ->
     bye_ok = make_response(bye, 200)
     layer.respond(received.key, bye_ok, 1.0)
     tx = layer.transaction(received.key)
-    assert tx.request is None and tx.last_response is bye_ok  # for a retransmitted BYE
-    assert sends(layer.receive(copy(bye), PBX, 1.5)) == [Send(bye_ok, PBX, received.key, True)]
+    assert tx.request is None and tx.last_response.to_bytes() == bye_ok.to_bytes()
+    assert on_the_wire(layer.receive(copy(bye), PBX, 1.5)) == [
+        (bye_ok.to_bytes(), PBX, received.key, True)]  # a retransmitted BYE gets it again
+    kept = layer._servers[received.key]
+    assert kept.response == bye_ok.to_bytes() and kept.peer == PBX  # nothing else
+
+
+def test_a_finished_non_invite_resends_exactly_the_bytes_it_sent() -> None:
+    """Whatever the final response held - a field that would not split back into the same
+    fields, octets that are not UTF-8, no reason phrase, a body - a retransmitted request
+    gets the same octets again, for all of Timer J."""
+    layer = TransactionLayer()
+    cases = []
+    for n, (extra, reason, body) in enumerate([
+        ([], None, b""),
+        ([("Warning", '399 twin "one\nline"')], "OK", b""),  # kept as the message
+        ([("X-Echo", "caf\udce9 \udcff")], "", b"v=0\r\n\r\nbody\r\n"),
+    ]):
+        options = request("OPTIONS", f"z9hG4bK-exact{n}", call_id=f"exact-{n}@pbx")
+        (rx,) = of(layer.receive(copy(options), PBX, float(n)), RequestReceived)
+        ok = make_response(options, 200, reason, to_tag="t")
+        for name, value in extra:
+            ok.add_header(name, value)
+        ok.body = body
+        assert on_the_wire(layer.respond(rx.key, ok, float(n))) == [(ok.to_bytes(), PBX, rx.key, False)]
+        cases.append((options, rx.key, ok.to_bytes()))
+    for options, key, sent in cases:
+        for at in (5.0, 20.0):
+            assert on_the_wire(layer.receive(copy(options), PBX, at)) == [(sent, PBX, key, True)]
+    assert [type(layer._servers[key].response) for _, key, _ in cases] == [bytes, Response, bytes]
+    assert [(t, e.state) for t, e in run(layer, 100.0)] == [(32.0, State.COMPLETED),
+                                                           (33.0, State.COMPLETED),
+                                                           (34.0, State.COMPLETED)]
+    assert len(layer) == 0
+
+
+def test_the_tu_may_resend_its_2xx_while_accepted_and_nothing_else() -> None:
+    layer = TransactionLayer(retransmit_2xx=False)
+    key, invite = new_invite_tx(layer)
+    ok = make_response(invite, 200, to_tag="t")
+    layer.respond(key, ok, 0.0)
+    assert layer.respond(key, ok, 1.0) == [Send(ok, PBX, key, True)]
+    with pytest.raises(TransactionError, match="486 in INVITE server state Accepted"):
+        layer.respond(key, make_response(invite, 486, to_tag="t"), 1.5)
+    assert layer.transaction(key).state is State.ACCEPTED
+    with pytest.raises(TransactionError, match="Terminated"):
+        layer.respond(key, ok, 40.0)  # Timer L ended it first
+    bye = request("BYE", "z9hG4bK-bye1", to_tag="t", cseq=2)
+    (rx,) = of(layer.receive(copy(bye), PBX, 41.0), RequestReceived)
+    layer.respond(rx.key, make_response(bye, 200), 41.0)
+    with pytest.raises(TransactionError, match="non-INVITE server state Completed"):
+        layer.respond(rx.key, make_response(bye, 500), 41.5)
+
+
+def test_a_finished_transaction_abandoned_or_failed_ends_at_once() -> None:
+    layer = TransactionLayer()
+    bye = request("BYE", "z9hG4bK-bye2", to_tag="t", cseq=2)
+    (rx,) = of(layer.receive(copy(bye), PBX, 0.0), RequestReceived)
+    layer.respond(rx.key, make_response(bye, 200), 0.0)
+    assert layer.transport_error(rx.key, 1.0) == [TransportError(rx.key),
+                                                   Terminated(rx.key, State.COMPLETED)]
+    assert of(layer.receive(copy(bye), PBX, 2.0), RequestReceived)  # a new transaction now
+    key, invite = new_invite_tx(layer, branch="z9hG4bK-a9", call_id="call-9@pbx")
+    layer.respond(key, make_response(invite, 200, to_tag="t"), 3.0, retransmit_until_ack=False)
+    assert layer.transport_error(key, 3.5) == [TransportError(key)]  # Accepted stays (RFC 6026)
+    assert layer.abandon(key) == [Terminated(key, State.ACCEPTED)]
+    assert key not in layer
+    # The BYE of the second transaction still ends on Timer J, and nothing ends twice.
+    layer.respond(rx.key, make_response(bye, 200), 2.0)
+    assert run(layer, 100.0) == [(34.0, Terminated(rx.key, State.COMPLETED))]
+    assert len(layer) == 0 and layer.next_deadline() is None
+
+
+def test_finished_transactions_expire_in_deadline_order_when_the_timers_change() -> None:
+    layer = TransactionLayer()
+    keys = []
+    for n, t1 in enumerate([0.5, 0.25, 0.5]):  # Timer J 32 s, then 16 s, then 32 s again
+        layer.config = TimerConfig(t1=t1)
+        options = request("OPTIONS", f"z9hG4bK-order{n}", call_id=f"order-{n}@pbx")
+        (rx,) = of(layer.receive(copy(options), PBX, float(n)), RequestReceived)
+        layer.respond(rx.key, make_response(options, 200, to_tag="t"), float(n))
+        keys.append(rx.key)
+    assert layer.next_deadline() == 17.0
+    assert [(t, e.key) for t, e in run(layer, 100.0)] == [(17.0, keys[1]), (32.0, keys[0]),
+                                                         (34.0, keys[2])]
+
+
+def test_a_finished_transaction_costs_about_200_bytes_beside_its_response() -> None:
+    """What 1,000 calls/s keep for 32 s: per call an Accepted INVITE, a Completed BYE and
+    (for 5 s) a Confirmed challenged INVITE. Measured with tracemalloc: the keys, table
+    entries and expiry queues, and for the BYE the bytes of its 200. About 200 bytes each
+    beside the 200 (the key ~90, the table ~50, the queue ~16); each was 0.6-1.1 KB as a
+    full transaction object with a heap timer and a tuple key."""
+    import tracemalloc
+
+    layer = TransactionLayer()
+    calls = 2000
+    datagrams = []
+    for n in range(calls):  # the peer's bytes are not the layer's
+        call_id = f"{n}-4242@127.0.0.1"
+        challenged = request("INVITE", f"z9hG4bK-{n}-1", call_id=call_id)
+        datagrams.append((challenged.to_bytes(),
+                          build_ack(challenged, make_response(challenged, 407, to_tag="t")).to_bytes(),
+                          request("INVITE", f"z9hG4bK-{n}-2", call_id=call_id, cseq=2).to_bytes(),
+                          request("BYE", f"z9hG4bK-{n}-4", call_id=call_id, cseq=3, to_tag="t").to_bytes()))
+    wire = 0
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for n, (challenged, ack, invite, bye) in enumerate(datagrams):
+        now = n * 0.001
+        (rx,) = of(layer.receive(parse_datagram(challenged), PBX, now), RequestReceived)
+        layer.respond(rx.key, make_response(rx.request, 407, to_tag="t"), now)
+        layer.receive(parse_datagram(ack), PBX, now)
+        (rx,) = of(layer.receive(parse_datagram(invite), PBX, now), RequestReceived)
+        layer.respond(rx.key, make_response(rx.request, 200, to_tag="t"), now,
+                      retransmit_until_ack=False)
+        (rx,) = of(layer.receive(parse_datagram(bye), PBX, now), RequestReceived)
+        bye_ok = make_response(rx.request, 200)
+        wire += len(bye_ok.to_bytes())
+        layer.respond(rx.key, bye_ok, now)
+        del rx, bye_ok
+    layer.advance(calls * 0.001)  # compacts the last one
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert len(layer) == 3 * calls
+    beside = (grown - wire) / (3 * calls)
+    assert beside < 230, f"{beside:.0f} bytes per finished transaction beside the responses"
+
+
+def test_thousands_of_finished_transactions_end_in_order_and_exactly_once() -> None:
+    layer = TransactionLayer()
+    keys, ended = [], []
+    for n in range(10_000):  # past the queue's compaction of the times it has let go
+        now = n * 0.01
+        options = request("OPTIONS", f"z9hG4bK-many{n}", call_id=f"many-{n}@pbx")
+        effects = layer.receive(copy(options), PBX, now)
+        (rx,) = of(effects, RequestReceived)
+        effects += layer.respond(rx.key, make_response(options, 200, to_tag="t"), now)
+        ended += [(now, e) for e in of(effects, Terminated)]
+        keys.append(rx.key)
+        if n == 5000:  # Timer J (32 s) has ended those made before 18.0 s
+            assert len(layer) == 3200 and len(ended) == 1801
+    ended += [(t, e) for t, e in run(layer, 1000.0) if isinstance(e, Terminated)]
+    assert [e.key for _, e in ended] == keys and len(layer) == 0
+    assert all(e.state is State.COMPLETED for _, e in ended)
+    assert all(t >= n * 0.01 + 32.0 - 1e-9 for n, (t, _) in enumerate(ended))
 
 
 def test_timer_h_gives_up_at_64_t1_and_reports_a_timeout() -> None:
@@ -293,7 +443,7 @@ def test_non_invite_server_absorbs_in_trying_resends_the_response_and_timer_j_en
     ok = make_response(options, 200, to_tag="t")
     layer.respond(rx.key, ok, 1.0)
     assert layer.transaction(rx.key).state is State.COMPLETED
-    assert layer.receive(copy(options), PBX, 5.0) == [Send(ok, PBX, rx.key, True)]
+    assert on_the_wire(layer.receive(copy(options), PBX, 5.0)) == [(ok.to_bytes(), PBX, rx.key, True)]
     assert run(layer, 100.0) == [(33.0, Terminated(rx.key, State.COMPLETED))]  # Timer J
     # After Timer J the same request is a new transaction again.
     assert of(layer.receive(copy(options), PBX, 40.0), RequestReceived)
@@ -311,7 +461,7 @@ def test_cancel_is_its_own_transaction_and_names_the_invite_it_cancels() -> None
     layer.respond(rx.key, ok, 1.0)
     terminated = make_response(invite, 487, to_tag="t")
     layer.respond(key, terminated, 1.0)
-    assert layer.receive(copy(cancel), PBX, 1.2) == [Send(ok, PBX, rx.key, True)]
+    assert on_the_wire(layer.receive(copy(cancel), PBX, 1.2)) == [(ok.to_bytes(), PBX, rx.key, True)]
     assert layer.receive(copy(build_ack(invite, terminated)), PBX, 1.3) == []
     assert layer.transaction(key).state is State.CONFIRMED
     # A CANCEL for an unknown INVITE still makes a transaction, for the TU's 481.

@@ -31,6 +31,7 @@ def call_to_record(call: Call) -> dict[str, Any]:
     record["trace"] = [
         {**dataclasses.asdict(t), "data": base64.b64encode(t.data).decode()} for t in call.trace
     ]
+    record["webhooks"] = list(call.webhooks)
     return record
 
 

@@ -753,7 +753,7 @@ class RegionNode:
             if dialog.answered and not dialog.ended.is_set():
                 self._hangup(dialog, "completed")
         if dialog.ended.is_set():
-            dialog.call.pack_trace()  # the registry keeps it compressed from now on
+            dialog.call.pack()  # the registry keeps it compressed from now on
 
     def _contact(self, hop: Hop) -> str:
         port = {"udp": self.region.udp_port, "tcp": self.region.tcp_port,

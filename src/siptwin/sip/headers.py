@@ -104,16 +104,24 @@ class Headers:
         return key
 
     # -- packing: a message a transaction keeps 32 s for matching and retransmission only
-    def pack(self) -> None:
+    def pack(self) -> bool:
         """Keep the fields as their serialised text (one string instead of a list per
-        field); any later use unpacks them again, exactly."""
+        field); any later use unpacks them again, exactly. False when they stay a list."""
         fields = self._fields
         if isinstance(fields, str):
-            return
+            return True
         if any("\r" in e[2] or "\n" in e[2] for e in fields):
-            return  # would not split back into the same fields
+            return False  # would not split back into the same fields
         self._fields = self.to_text()
         self._index = None
+        return True
+
+    @classmethod
+    def packed(cls, text: str) -> Headers:
+        """Headers from the text of packed ones (``to_text()`` after ``pack()`` was True)."""
+        h = cls()
+        h._fields = text
+        return h
 
     def _list(self) -> list[list[str]]:
         fields = self._fields

@@ -52,6 +52,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import secrets
+from array import array
+from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -59,15 +61,16 @@ from typing import Any, Protocol
 from mypy_extensions import mypyc_attr
 
 from .errors import SipParseError
-from .headers import MAGIC_COOKIE, Via
+from .headers import MAGIC_COOKIE, Headers, Via
 from .message import Request, Response, make_request
 from .uri import host_key
 
 Address = Any
 """Whatever the transport adapter uses to name a peer: ``(host, port)``, a connection, ..."""
 
-TxKey = tuple[Any, ...]
-"""Opaque, hashable transaction key, as handed out in effects."""
+TxKey = Any
+"""Opaque, hashable transaction key, as handed out in effects: one string for a server
+transaction matched by its RFC 3261 branch, a tuple for the others."""
 
 
 def new_branch() -> str:
@@ -274,7 +277,12 @@ def server_key(request: Request, to_tag: Any = False) -> TxKey:
         method = "INVITE"
     via = _top_via(request)
     if via is not None and via.is_rfc3261:
-        return ("s", via.branch, host_key(via.host), via.port, method)
+        # Branch, sent-by and method as one string (the branch prefixed by its length, so
+        # that no two keys can read the same; the host and the method hold no space): a
+        # finished transaction waits out Timer J or L holding its key, and one string is
+        # about half the size of a tuple of four with a string of its own for the branch.
+        branch = via.branch or ""
+        return f"{len(branch)} {branch} {host_key(via.host)} {via.port} {method}"
     return (
         "s2543",
         method,
@@ -342,6 +350,128 @@ class _Timer:
         self.live = True
 
 
+# ---------------------------------------------------------------------------- finished server transactions
+#
+# At 1,000 calls/s an element holds 32 s of finished server transactions (Timers J and L) and
+# 5 s of Confirmed ones (Timer I): tens of thousands of entries that only wait. Such a
+# transaction is reduced to what it may still do - absorb retransmissions, re-send its final
+# response, pass ACKs up - and stays in the layer's table of server transactions, under its
+# key, as one of:
+#
+# * ``_CONFIRMED``: an INVITE transaction in Confirmed (Timer I), which absorbs everything;
+# * a :class:`_Resend`: a non-INVITE transaction in Completed (Timer J), which re-sends its
+#   final response to a retransmitted request;
+# * its peer (any other value): an INVITE transaction in Accepted (Timer L, RFC 6026), which
+#   absorbs retransmitted INVITEs, passes ACKs up and lets the TU re-send its 2xx.
+#
+# Entries of one kind all wait equally long, so one first-in first-out queue per kind expires
+# them (:class:`_Expiry`), without a timer object each. Only RFC 3261 keys are reduced: the
+# ACK of an RFC 2543 INVITE is matched by the To tag of the response, which only the full
+# transaction keeps.
+
+
+class _Confirmed:
+    __slots__ = ()
+
+
+_CONFIRMED = _Confirmed()
+
+
+class _Resend:
+    """A Completed non-INVITE server transaction: where its final response went, and the
+    response, held as its bytes once the layer has compacted it (less than half the size of
+    the parsed message, and re-sent exactly as sent)."""
+
+    __slots__ = ("peer", "response")
+
+    def __init__(self, peer: Address, response: Response) -> None:
+        self.peer = peer
+        self.response: Response | bytes = response
+
+    def compact(self) -> None:
+        response = self.response
+        if not isinstance(response, Response):
+            return
+        response.drop_views()
+        # The bytes come back as the same message only when its fields split back as sent.
+        if (response.headers.pack() and " " not in response.version
+                and "\r" not in response.reason and "\n" not in response.reason):
+            self.response = response.to_bytes()
+
+    def message(self) -> Response:
+        """The final response again; it serialises to the bytes first sent."""
+        data = self.response
+        if isinstance(data, Response):
+            return data
+        first = data.index(b"\r\n")
+        end = data.index(b"\r\n\r\n", first)  # == first when there is no header field
+        version, status, reason = data[:first].decode("utf-8", "surrogateescape").split(" ", 2)
+        headers = Headers.packed(data[first + 2 : end + 2].decode("utf-8", "surrogateescape"))
+        return Response(int(status), reason, headers, data[end + 4 :], version)
+
+
+class _Expiry:
+    """The finished server transactions of one kind, in the order they expire: their keys,
+    and their expiry times as 8-byte doubles (a float object would be 24 bytes more)."""
+
+    __slots__ = ("state", "keys", "_times", "_head")
+
+    def __init__(self, state: State) -> None:
+        self.state = state  # the state they are in, and leave
+        self.keys: deque[TxKey] = deque()
+        self._times = array("d")  # from _head on: the time of each of keys, in order
+        self._head = 0
+
+    def first(self) -> float:
+        """When the first one expires (infinity when there is none)."""
+        return self._times[self._head] if self.keys else _NEVER
+
+    def add(self, key: TxKey, when: float) -> None:
+        times = self._times
+        if not self.keys or times[-1] <= when:
+            times.append(when)
+            self.keys.append(key)
+            return
+        # Due before the last one (the timer configuration changed): keep the order.
+        i = len(times)
+        while i > self._head and times[i - 1] > when:
+            i -= 1
+        times.insert(i, when)
+        self.keys.insert(i - self._head, key)
+
+    def pop(self) -> TxKey:
+        """The first one, taken out."""
+        self._head += 1
+        if self._head >= 4096 and self._head * 2 >= len(self._times):
+            del self._times[: self._head]  # amortised O(1): gives back the time of those gone
+            self._head = 0
+        return self.keys.popleft()
+
+    def remove(self, key: TxKey) -> None:
+        """An entry forgotten before its time (rare: O(n))."""
+        try:
+            i = self.keys.index(key)
+        except ValueError:
+            return
+        del self.keys[i]
+        del self._times[self._head + i]
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedTransaction:
+    """What :meth:`TransactionLayer.transaction` shows of a reduced server transaction."""
+
+    key: TxKey
+    state: State
+    peer: Address
+    last_response: Response | None = None  # what a retransmitted request gets
+    request: Request | None = None  # never kept
+
+    @property
+    def method(self) -> str:
+        return str(self.key).rsplit(" ", 1)[-1]  # (only RFC 3261 keys are reduced)
+
+
 # ---------------------------------------------------------------------------- transactions
 
 
@@ -402,7 +532,7 @@ class ServerInvite(Transaction):
         if self.state is not State.PROCEEDING:
             raise TransactionError(f"cannot send {status} in INVITE server state {self.state.value}")
         self.last_response = response
-        if status >= 101 and self.key[0] == "s2543":
+        if status >= 101 and isinstance(self.key, tuple):
             self.local_tag = _tag(response, "To")  # only RFC 2543 ACKs are matched by it
         out.append(Send(response, self.peer, self.key))
         if status < 200:
@@ -415,7 +545,10 @@ class ServerInvite(Transaction):
             # TU's to re-send (the ACK wait keeps it), the transaction needs neither message.
             self.last_response = None
             self.state = State.ACCEPTED
-            layer._start(self, "L", now + config.l)
+            if isinstance(self.key, str) and self.peer is not None:
+                layer._finish(self, self.peer, layer._accepted, now + config.l)
+            else:
+                layer._start(self, "L", now + config.l)
             return
         self.state = State.COMPLETED
         if not self.reliable:
@@ -431,6 +564,8 @@ class ServerInvite(Transaction):
         layer._cancel(self, "H")
         if self.reliable:
             layer._terminate(self, out)
+        elif isinstance(self.key, str):
+            layer._finish(self, _CONFIRMED, layer._confirmed, now + layer.config.t4)
         else:
             layer._start(self, "I", now + layer.config.t4)
 
@@ -468,12 +603,16 @@ class ServerNonInvite(Transaction):
         if response.status < 200:
             self.state = State.PROCEEDING
             return
-        layer._compact_later(response)  # kept for retransmitted requests
         layer._let_go(self, dialog=False)
         self.state = State.COMPLETED
         if self.reliable:
             layer._terminate(self, out)
+        elif isinstance(self.key, str):
+            resend = _Resend(self.peer, response)  # for retransmitted requests
+            layer._compact_later(resend)
+            layer._finish(self, resend, layer._completed, now + layer.config.j)
         else:
+            layer._compact_later(response)  # kept for retransmitted requests
             layer._start(self, "J", now + layer.config.j)
 
     def on_timer(self, layer: TransactionLayer, name: str, when: float, out: list[Effect]) -> None:
@@ -611,6 +750,9 @@ class _AckWait:
             out.append(Timeout(self.key, "2xx-ack"))
 
 
+_NEVER = float("inf")
+
+
 def _ack_dialog(message: Request | Response) -> tuple[Any, ...]:
     """What ties an ACK to the 2xx it acknowledges: Call-ID, CSeq number, From and To tags."""
     return (_call_id(message), _cseq_number(message), _tag(message, "From"), _tag(message, "To"))
@@ -630,18 +772,52 @@ class TransactionLayer:
     def __init__(self, config: TimerConfig | None = None, *, retransmit_2xx: bool = True) -> None:
         self.config = config or TimerConfig()
         self.retransmit_2xx = retransmit_2xx
-        self._servers: dict[TxKey, ServerTransaction] = {}
+        # A live ServerTransaction, or what a finished one keeps (see _Resend above).
+        self._servers: dict[TxKey, Any] = {}
         self._clients: dict[TxKey, ClientTransaction] = {}
         self._ack_waits: dict[tuple[Any, ...], _AckWait] = {}
         self._heap: list[tuple[float, int, _Timer]] = []
         self._seq = itertools.count()
         self._dead = 0  # cancelled timers still in the heap
+        self._completed = _Expiry(State.COMPLETED)  # non-INVITE, Timer J
+        self._accepted = _Expiry(State.ACCEPTED)  # INVITE, Timer L
+        self._confirmed = _Expiry(State.CONFIRMED)  # INVITE, Timer I
+        self._expiries = (self._completed, self._accepted, self._confirmed)
+        self._next_expiry = _NEVER  # the earliest time in the three
         # Messages a finished transaction keeps (the request, its final response) are
         # compacted at the layer's next call, once the caller has sent and traced them.
-        self._to_compact: list[Request | Response] = []
+        self._to_compact: list[Request | Response | _Resend] = []
 
-    def _compact_later(self, *messages: Request | Response) -> None:
-        self._to_compact.extend(messages)
+    def _compact_later(self, message: Request | Response | _Resend) -> None:
+        self._to_compact.append(message)
+
+    def _finish(self, tx: Transaction, entry: Any, expiry: _Expiry, when: float) -> None:
+        """``tx`` waits out its last timer as ``entry`` (see _Resend above), until ``when``."""
+        self._cancel_all(tx)
+        tx.last_response = None
+        self._servers[tx.key] = entry
+        expiry.add(tx.key, when)
+        if when < self._next_expiry:
+            self._next_expiry = when
+
+    def _expiry_of(self, entry: Any) -> _Expiry:
+        if entry is _CONFIRMED:
+            return self._confirmed
+        return self._completed if isinstance(entry, _Resend) else self._accepted
+
+    def _forget(self, key: TxKey, entry: Any, out: list[Effect]) -> None:
+        """A finished transaction ends before its time."""
+        expiry = self._expiry_of(entry)
+        del self._servers[key]
+        expiry.remove(key)
+        self._next_expiry = min([e.first() for e in self._expiries])
+        out.append(Terminated(key, expiry.state))
+
+    def _expire(self, expiry: _Expiry, out: list[Effect]) -> None:
+        key = expiry.pop()
+        self._servers.pop(key, None)
+        self._next_expiry = min([e.first() for e in self._expiries])
+        out.append(Terminated(key, expiry.state))
 
     def _let_go(self, tx: Transaction, *, dialog: bool) -> None:
         """A server transaction's final response is out: it no longer needs its request. An
@@ -656,7 +832,10 @@ class TransactionLayer:
 
     def _compact_pending(self) -> None:
         for message in self._to_compact:
-            message.drop_views()
+            if isinstance(message, _Resend):
+                message.compact()
+            else:
+                message.drop_views()
         self._to_compact.clear()
 
     # -- inspection
@@ -666,8 +845,17 @@ class TransactionLayer:
     def __contains__(self, key: object) -> bool:
         return key in self._servers or key in self._clients
 
-    def transaction(self, key: TxKey) -> Transaction | None:
-        return self._servers.get(key) or self._clients.get(key)
+    def transaction(self, key: TxKey) -> Transaction | FinishedTransaction | None:
+        entry = self._servers.get(key)
+        if entry is None:
+            return self._clients.get(key)
+        if isinstance(entry, Transaction):
+            return entry
+        if isinstance(entry, _Resend):
+            return FinishedTransaction(key, State.COMPLETED, entry.peer, entry.message())
+        if entry is _CONFIRMED:
+            return FinishedTransaction(key, State.CONFIRMED, None)
+        return FinishedTransaction(key, State.ACCEPTED, entry)
 
     @property
     def pending_acks(self) -> int:
@@ -696,10 +884,14 @@ class TransactionLayer:
             self._receive_ack(request, source, now, out)
             return
         key = server_key(request)
-        tx = self._servers.get(key)
-        if tx is not None:
-            tx.retransmitted(self, out)
-            return
+        entry = self._servers.get(key)
+        if entry is not None:
+            if isinstance(entry, (ServerInvite, ServerNonInvite)):
+                entry.retransmitted(self, out)
+            elif isinstance(entry, _Resend):
+                out.append(Send(entry.message(), entry.peer, key, True))
+            return  # Accepted and Confirmed absorb a retransmitted INVITE
+        tx: ServerTransaction
         if request.method == "INVITE":
             tx = ServerInvite(key, request, source, reliable)
         else:
@@ -709,33 +901,40 @@ class TransactionLayer:
         out.append(RequestReceived(key, request, source, cancels))
 
     def _receive_ack(self, ack: Request, source: Address, now: float, out: list[Effect]) -> None:
-        tx = self._invite_for_ack(ack)
-        if tx is not None:
-            if tx.state is State.COMPLETED:
-                tx.acked(self, now, out)
+        invite_key = server_key(ack)
+        entry = self._servers.get(invite_key)
+        key: TxKey | None = invite_key
+        if entry is None and isinstance(invite_key, tuple):
+            # An initial INVITE had no To tag; its ACK carries the tag of our response.
+            entry = self._servers.get(server_key(ack, to_tag=None))
+            if not isinstance(entry, ServerInvite) or entry.local_tag != _tag(ack, "To"):
+                entry = None
+        if isinstance(entry, ServerInvite):
+            if entry.state is State.COMPLETED:
+                entry.acked(self, now, out)
                 return
-            if tx.state is not State.ACCEPTED:
+            if entry.state is not State.ACCEPTED:
                 return  # Proceeding (premature) or Confirmed (retransmitted ACK): absorbed
+            key = entry.key
+        elif entry is _CONFIRMED:
+            return  # a retransmitted ACK
+        elif entry is None or isinstance(entry, (ServerNonInvite, _Resend)):
+            key = None  # (an ACK's key names an INVITE transaction: never a non-INVITE one)
+        # else: an Accepted INVITE transaction, reduced; key names it
         wait = self._ack_waits.pop(_ack_dialog(ack), None)
         if wait is not None:
             self._cancel_all(wait)
-        key = tx.key if tx is not None else (wait.key if wait is not None else None)
+            if key is None:
+                key = wait.key
         out.append(AckReceived(ack, source, key))
-
-    def _invite_for_ack(self, ack: Request) -> ServerInvite | None:
-        tx = self._servers.get(server_key(ack))
-        if tx is None and server_key(ack)[0] == "s2543":
-            # An initial INVITE had no To tag; its ACK carries the tag of our response.
-            tx = self._servers.get(server_key(ack, to_tag=None))
-            if tx is not None and getattr(tx, "local_tag", None) != _tag(ack, "To"):
-                tx = None
-        return tx if isinstance(tx, ServerInvite) else None
 
     def _cancel_target(self, cancel: Request) -> TxKey | None:
         key = server_key(cancel)
-        invite_key = (*key[:-1], "INVITE") if key[0] == "s" else (key[0], "INVITE", *key[2:])
-        tx = self._servers.get(invite_key)
-        return invite_key if isinstance(tx, ServerInvite) else None
+        if isinstance(key, str):  # its method is what follows the last space
+            invite_key: TxKey = key[: key.rindex(" ") + 1] + "INVITE"
+        else:
+            invite_key = (key[0], "INVITE", *key[2:])
+        return invite_key if invite_key in self._servers else None  # (only INVITEs, by the key)
 
     def _receive_response(self, response: Response, source: Address, now: float, out: list[Effect]) -> None:
         via = _top_via(response)
@@ -770,20 +969,39 @@ class TransactionLayer:
             raise TransactionError(f"bad status {response.status}")
         out: list[Effect] = []
         self._fire(now, out)
+        wanted = self.retransmit_2xx if retransmit_until_ack is None else retransmit_until_ack
+        if not isinstance(tx, (ServerInvite, ServerNonInvite)):
+            self._respond_finished(key, tx, response, out)
+            if wanted:
+                self._await_ack(None, response, now)
+            return out
         was_accepted = tx.state is State.ACCEPTED
         tx.respond(self, response, now, out)
-        wanted = self.retransmit_2xx if retransmit_until_ack is None else retransmit_until_ack
         if isinstance(tx, ServerInvite) and 200 <= response.status < 300 and wanted:
-            self._await_ack(tx, response, now, fresh=not was_accepted)
+            self._await_ack(tx if not was_accepted else None, response, now)
         return out
 
-    def _await_ack(self, tx: ServerInvite, response: Response, now: float, fresh: bool) -> None:
+    def _respond_finished(self, key: TxKey, entry: Any, response: Response, out: list[Effect]) -> None:
+        """The TU answers a reduced transaction: an Accepted INVITE's 2xx is sent again (the
+        TU retransmits it); anything else is refused as by the full transaction."""
+        status = response.status
+        if self._servers.get(key) is not entry:  # it ended on the timers just fired
+            raise TransactionError(f"cannot send {status} in server state {State.TERMINATED.value}")
+        state = self._expiry_of(entry).state
+        if state is not State.ACCEPTED or not 200 <= status < 300:
+            kind = "non-INVITE" if isinstance(entry, _Resend) else "INVITE"
+            raise TransactionError(f"cannot send {status} in {kind} server state {state.value}")
+        out.append(Send(response, entry, key, True))
+
+    def _await_ack(self, tx: ServerInvite | None, response: Response, now: float) -> None:
+        """Retransmit the 2xx of ``tx`` until its ACK; ``tx`` is None for a 2xx the TU sends
+        again, which only replaces the one an ACK wait re-sends."""
         dialog = _ack_dialog(response)
         wait = self._ack_waits.get(dialog)
         if wait is not None:
             wait.response = response  # the TU re-sent or changed its 2xx
             return
-        if not fresh:
+        if tx is None:
             return  # the ACK already came
         wait = self._ack_waits[dialog] = _AckWait(dialog, tx, response)
         if not tx.reliable:
@@ -828,21 +1046,28 @@ class TransactionLayer:
         retransmission of the request then starts a new transaction, and is judged again.
         """
         out: list[Effect] = []
-        tx = self._servers.get(key)
-        if tx is not None:
-            self._terminate(tx, out)
+        entry = self._servers.get(key)
+        if isinstance(entry, (ServerInvite, ServerNonInvite)):
+            self._terminate(entry, out)
+        elif entry is not None:
+            self._forget(key, entry, out)
         return out
 
     def transport_error(self, key: TxKey, now: float) -> list[Effect]:
         """The transport could not deliver a message of transaction ``key`` (§17.1.4, §17.2.4)."""
         out: list[Effect] = []
         self._fire(now, out)
-        tx = self.transaction(key)
-        if tx is None:
-            return out
+        entry = self._servers.get(key)
+        if entry is None:
+            entry = self._clients.get(key)
+            if entry is None:
+                return out
         out.append(TransportError(key))
-        if not (isinstance(tx, ServerInvite) and tx.state is State.ACCEPTED):
-            self._terminate(tx, out)
+        if isinstance(entry, Transaction):
+            if not (isinstance(entry, ServerInvite) and entry.state is State.ACCEPTED):
+                self._terminate(entry, out)
+        elif self._expiry_of(entry) is not self._accepted:
+            self._forget(key, entry, out)
         return out
 
     def transport_failed_to(self, destination: Address, now: float) -> list[Effect]:
@@ -861,7 +1086,9 @@ class TransactionLayer:
         while heap and not heap[0][2].live:
             heapq.heappop(heap)
             self._dead -= 1
-        return heap[0][0] if heap else None
+        if heap:
+            return min(heap[0][0], self._next_expiry)
+        return self._next_expiry if self._next_expiry != _NEVER else None
 
     def advance(self, now: float) -> list[Effect]:
         """Fire every timer due at or before ``now``, in deadline order."""
@@ -873,7 +1100,21 @@ class TransactionLayer:
         if self._to_compact:  # every entry point passes here first
             self._compact_pending()
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        while True:
+            if not (heap and heap[0][0] <= now and heap[0][0] <= self._next_expiry):
+                if self._next_expiry > now:
+                    break
+                # The finished transaction due first ends (heap timers due at the same time
+                # went first).
+                for expiry in self._expiries:
+                    if expiry.first() == self._next_expiry:
+                        self._expire(expiry, out)
+                        break
+                else:  # (cannot happen: _next_expiry is the earliest of their first times)
+                    self._next_expiry = min([e.first() for e in self._expiries])
+                    if self._next_expiry > now:
+                        break
+                continue
             when, _, timer = heapq.heappop(heap)
             if not timer.live:
                 self._dead -= 1
@@ -919,7 +1160,8 @@ class TransactionLayer:
         self._cancel_all(tx)
         left = tx.state
         tx.state = State.TERMINATED
-        table: dict[TxKey, Any] = self._clients if tx.key[0] == "c" else self._servers
+        table: dict[TxKey, Any] = (self._clients if isinstance(tx, (ClientInvite, ClientNonInvite))
+                                   else self._servers)
         if table.get(tx.key) is tx:
             del table[tx.key]
         out.append(Terminated(tx.key, left))
@@ -932,6 +1174,7 @@ __all__ = [
     "ClientNonInvite",
     "Dropped",
     "Effect",
+    "FinishedTransaction",
     "RequestReceived",
     "ResponseReceived",
     "Send",

@@ -219,7 +219,7 @@ class CallRun:
         if sent is None:
             return None
         exchange, outcome = sent
-        self.call.webhooks.append(exchange.as_record())
+        self.call.add_webhook(exchange.as_record())
         if isinstance(outcome, VoiceError):
             return outcome
         return self._document(outcome)
@@ -507,7 +507,7 @@ class CallRun:
             exchange, _ = await self.webhooks.send(
                 "action", self._resolve(document, action), verb.attr("method", "POST"), params,
                 self.domain.auth_token, self.fidelity)
-            self.call.webhooks.append(exchange.as_record())
+            self.call.add_webhook(exchange.as_record())
             return STOP
         return await self._fetch_next("action", self._resolve(document, action),
                                       verb.attr("method", "POST"), extra)

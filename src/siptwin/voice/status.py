@@ -74,7 +74,7 @@ class StatusCallbacks:
             exchange, outcome = await self._webhooks.send(
                 "status-callback", self._url, self._method, params, self._auth_token,
                 self._fidelity, read_body=False)
-            self._call.webhooks.append(exchange.as_record())
+            self._call.add_webhook(exchange.as_record())
             if isinstance(outcome, VoiceError):
                 event_status = dict(params).get("CallStatus", "")
                 self._call.alert(15003, "Call progress: warning response to callback URL",
