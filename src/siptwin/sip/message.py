@@ -28,7 +28,7 @@ from .headers import (
     parse_tokens,
     parse_vias,
 )
-from .syntax import TOKEN_RE
+from .syntax import TOKEN_RE, DecodeMemo
 from .uri import Uri, parse_uri
 
 SIP_VERSION = "SIP/2.0"
@@ -350,9 +350,27 @@ def _decode_accept(m: Message) -> list[str]:
 
 
 def _decode_sdp(m: Message) -> Any:
+    body = m.body
+    if not body:
+        return None
+    if len(body) > _SHARED_SDP_MAX:
+        from .sdp import parse_sdp
+
+        return parse_sdp(body)
+    return _SHARED_SDP[body]
+
+
+def _parse_sdp(body: bytes) -> Any:
     from .sdp import parse_sdp
 
-    return parse_sdp(m.body) if m.body else None
+    return parse_sdp(body)
+
+
+# A parsed SDP is immutable (frozen, its caches are derived from it), so one parse serves
+# every message carrying the same body: a phone or SIPp offers the same SDP on every call,
+# and a challenged INVITE is sent again with it. Bounded by count and body size.
+_SHARED_SDP_MAX = 4096
+_SHARED_SDP: DecodeMemo = DecodeMemo(_parse_sdp, limit=256)
 
 
 def _decode_request_uri(m: Request) -> Uri:
@@ -586,6 +604,10 @@ def _stream_content_length(head: bytes) -> int:
 # ---------------------------------------------------------------------------- building
 
 
+_COPIED_TO_RESPONSES = (("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-ID"),
+                        ("cseq", "CSeq"))
+
+
 def make_response(
     request: Request,
     status: int,
@@ -601,18 +623,21 @@ def make_response(
     decode (a 400 to a malformed request still reaches its sender). A To tag is added when
     given and the To has none.
     """
-    headers = Headers()
+    # The fields are built as Headers keeps them ([key, name, value]), without a look-up each.
+    entries: list[list[str]] = []
     tagged = False
-    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        for value in request.headers.get_all(name):
-            if name == "To" and to_tag and status != 100 and ";tag=" not in value.replace(" ", ""):
+    copied = request.headers
+    for key, name in _COPIED_TO_RESPONSES:
+        for entry in copied._entries(name):
+            value = entry[2]
+            if key == "to" and to_tag and status != 100 and ";tag=" not in value.replace(" ", ""):
                 value = f"{value};tag={to_tag}"
                 tagged = True
-            headers.add(name, value)
+            entries.append([key, name, value])
     for name, value in extra:
-        headers.add(name, value)
-    headers.add("Content-Length", str(len(body)))
-    response = Response(status, reason, headers, body)
+        entries.append([Headers.key(name), name, value])
+    entries.append(["content-length", "Content-Length", str(len(body))])
+    response = Response(status, reason, Headers._from_parsed(entries), body)
     # The copied headers decode exactly as the request's did: share what is already decoded
     # (the transaction layer and the trace read the response's To tag, Call-ID and CSeq).
     decoded = request._views
