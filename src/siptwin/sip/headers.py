@@ -295,11 +295,14 @@ def parse_via(text: str) -> Via:
 
 
 def _checked_branch(via: Via) -> Via:
-    branch = via.branch
-    if has_param(via.params, "branch") and not branch:
-        raise SipParseError("Via branch without a value")
-    if branch == MAGIC_COOKIE:
-        raise SipParseError("Via branch is only the magic cookie")
+    for name, value in via.params:  # the first branch parameter is the one that counts
+        if name.lower() == "branch":
+            branch = param_lookup(((name, value),), name)
+            if not branch:
+                raise SipParseError("Via branch without a value")
+            if branch == MAGIC_COOKIE:
+                raise SipParseError("Via branch is only the magic cookie")
+            break
     return via
 
 
