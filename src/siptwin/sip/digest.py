@@ -225,6 +225,13 @@ def _parse_params_scanned(text: str) -> tuple[tuple[str, str], ...]:
 
 def _split_scheme(value: str) -> tuple[str, str]:
     """Split ``scheme rest`` into its two parts, checking the scheme is a token."""
+    if "\r" not in value and "\n" not in value:  # one line: no scanner needed
+        text = value.strip(_WHITESPACE)
+        match = _TOKEN_RUN.match(text)
+        if match is not None:
+            end = match.end()
+            if end == len(text) or text[end] in _WHITESPACE:
+                return match.group(), text[end:].lstrip(_WHITESPACE)
     text = _unfold(value).strip(_WHITESPACE)
     scanner = _Scanner(text)
     scheme = scanner.read_token("authentication scheme")

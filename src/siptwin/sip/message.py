@@ -320,7 +320,12 @@ def _decode_cseq(m: Message) -> CSeq:
 
 def _decode_max_forwards(m: Message) -> int | None:
     value = m._single("Max-Forwards")
-    return None if value is None else parse_small_int(value, "Max-Forwards", 255)
+    return None if value is None else _MAX_FORWARDS[value]
+
+
+# "70" on nearly every request: decoded once per distinct text
+_MAX_FORWARDS: DecodeMemo = DecodeMemo(lambda text: parse_small_int(text, "Max-Forwards", 255),
+                                       limit=256)
 
 
 def _decode_expires(m: Message) -> int | None:

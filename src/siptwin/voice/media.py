@@ -836,14 +836,18 @@ class MediaStream:
         self.rtcp_received += 1
 
 
+_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+
+
 def _port_pair(host: str) -> tuple[socket.socket, socket.socket | None, int]:
     """An even RTP port with the odd RTCP port above it, in Twilio's media range; any free
     port (and no RTCP) if the range is exhausted. Returns the sockets and the RTP port. The region address is numeric: bound
     directly rather than through the resolver."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    kind = socket.SOCK_DGRAM | _NONBLOCK  # born non-blocking where the system allows
     for _ in range(64):
         port = secrets.randbelow((RTP_PORTS[1] - RTP_PORTS[0]) // 2) * 2 + RTP_PORTS[0]
-        rtp, rtcp = socket.socket(family, socket.SOCK_DGRAM), socket.socket(family, socket.SOCK_DGRAM)
+        rtp, rtcp = socket.socket(family, kind), socket.socket(family, kind)
         try:
             rtp.bind((host, port))
             rtcp.bind((host, port + 1))
@@ -851,8 +855,9 @@ def _port_pair(host: str) -> tuple[socket.socket, socket.socket | None, int]:
             rtp.close()
             rtcp.close()
             continue
-        rtp.setblocking(False)
-        rtcp.setblocking(False)
+        if not _NONBLOCK:
+            rtp.setblocking(False)
+            rtcp.setblocking(False)
         return rtp, rtcp, port
     rtp = socket.socket(family, socket.SOCK_DGRAM)
     try:
