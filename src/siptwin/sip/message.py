@@ -107,6 +107,14 @@ class Message:
             value = views[key] = decode(self)
         return value
 
+    def decode_views(self, decoders: tuple[tuple[str, Any], ...]) -> None:
+        """Decode the views ``decoders`` names ((key, decoder) pairs, in that order), as
+        reading each property would, without a property call per view."""
+        views = self._views
+        for key, decode in decoders:
+            if key not in views:
+                views[key] = decode(self)
+
     def _single(self, name: str) -> str | None:
         entries = self.headers._entries(name)
         if len(entries) > 1:
@@ -380,6 +388,16 @@ _SHARED_SDP: DecodeMemo = DecodeMemo(_parse_sdp, limit=256)
 
 def _decode_request_uri(m: Request) -> Uri:
     return parse_uri(m.uri_text)
+
+
+# What a UAS decodes of every request before processing it (validate.check_request), in the
+# order their defects are reported.
+UAS_VIEWS = (
+    ("via", _decode_vias), ("from", _decode_from), ("to", _decode_to),
+    ("call-id", _decode_call_id), ("cseq", _decode_cseq), ("max-forwards", _decode_max_forwards),
+    ("contact", _decode_contacts), ("content-type", _decode_content_type),
+    ("expires", _decode_expires),
+)
 
 
 # ---------------------------------------------------------------------------- parsing

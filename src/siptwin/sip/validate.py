@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import SipParseError
-from .message import Request, Response, make_response
+from .message import UAS_VIEWS, Request, Response, make_response
 from .uri import SipUri
 
 # Methods of RFC 3261 and its common extensions: a known method that a UAS does not allow
@@ -85,9 +85,9 @@ def _check(request: Request, policy: UasPolicy) -> Rejection | None:
     # "Multiple ... headers" themselves when a header is repeated.
     if not request.headers.count("Via"):
         raise SipParseError("Missing Via header")
-    _ = request.vias, request.from_, request.to, request.call_id, request.cseq
+    request.decode_views(UAS_VIEWS)
+    _ = request.require
     max_forwards = request.max_forwards
-    _ = request.contacts, request.content_type, request.expires, request.require
 
     method = request.method
     if method not in KNOWN_METHODS:

@@ -515,9 +515,6 @@ class MediaClock:
             clock = cls._clocks[loop] = cls(loop)
         return clock
 
-    def __len__(self) -> int:
-        return len(self._streams)
-
     def join(self, stream: MediaStream) -> None:
         self._streams[stream] = None
         if self._timer is None:
