@@ -18,6 +18,7 @@ from ..sip.uri import SipUri, parse_uri
 
 API_VERSION = "2010-04-01"
 USER_TO_USER = "User-to-User"
+_USER_TO_USER_KEY = USER_TO_USER.lower()
 
 
 def plain_uri(text: str) -> str:
@@ -53,9 +54,9 @@ def sip_header_params(headers: Iterable[tuple[str, str]], repeated: str = "first
     values: dict[str, list[str]] = {}
     names: dict[str, str] = {}  # lower-case -> the spelling of the first occurrence
     for name, value in headers:
-        if not (name.lower().startswith("x-") or name.lower() == USER_TO_USER.lower()):
-            continue
         key = name.lower()
+        if not (key.startswith("x-") or key == _USER_TO_USER_KEY):
+            continue
         names.setdefault(key, name)
         values.setdefault(key, []).append(value)
     selection = SipHeaderSelection()

@@ -7,7 +7,6 @@ like the same edge.
 from __future__ import annotations
 
 import os
-import uuid
 
 from ..sip.message import Request, Response, make_response
 
@@ -17,9 +16,14 @@ def twilio_to_tag() -> str:
 
     One read of the system's random source for all three parts (RFC 3261 §19.3 asks for
     cryptographically random tags); the last part is a version 4 UUID."""
-    raw = os.urandom(24)
+    raw = bytearray(os.urandom(24))
     number = 10**7 + int.from_bytes(raw[:4], "big") % (9 * 10**7)
-    return f"{number}_{raw[4:8].hex()}_{uuid.UUID(bytes=raw[8:], version=4)}"
+    # The UUID's version (4) and RFC 4122 variant bits set in place, as uuid.UUID(bytes=...,
+    # version=4) would, without building the object.
+    raw[14] = raw[14] & 0x0F | 0x40
+    raw[16] = raw[16] & 0x3F | 0x80
+    u = raw[8:].hex()
+    return f"{number}_{raw[4:8].hex()}_{u[:8]}-{u[8:12]}-{u[12:16]}-{u[16:20]}-{u[20:]}"
 
 
 def twilio_response(request: Request, status: int, reason: str | None = None, *,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from .address import NameAddr, parse_name_addr
 from .errors import SipParseError
-from .syntax import _ONE_PLAIN_PARAM, LWS, Params, has_param, param_lookup, params_text, parse_params, split_commas
+from .syntax import _ONE_PLAIN_PARAM, LWS, DecodeMemo, Params, has_param, param_lookup, params_text, parse_params, split_commas
 
 COMPACT_FORMS = {
     "i": "Call-ID",
@@ -303,11 +303,14 @@ def parse_via(text: str) -> Via:
 
 
 def _checked_branch(via: Via) -> Via:
-    branch = via.branch
-    if has_param(via.params, "branch") and not branch:
-        raise SipParseError("Via branch without a value")
-    if branch == MAGIC_COOKIE:
-        raise SipParseError("Via branch is only the magic cookie")
+    for name, value in via.params:  # the first branch parameter is the one that counts
+        if name.lower() == "branch":
+            branch = param_lookup(((name, value),), name)
+            if not branch:
+                raise SipParseError("Via branch without a value")
+            if branch == MAGIC_COOKIE:
+                raise SipParseError("Via branch is only the magic cookie")
+            break
     return via
 
 
@@ -354,6 +357,10 @@ CSEQ_MAX = 2**31 - 1  # §8.1.1.5: the sequence number MUST be less than 2**31
 
 
 def parse_cseq(text: str) -> CSeq:
+    return _CSEQS[text]  # "1 INVITE", "2 ACK": the same few texts on every call
+
+
+def _parse_cseq(text: str) -> CSeq:
     m = _CSEQ.match(text)
     if m is None:
         raise SipParseError("Malformed CSeq header")
@@ -361,6 +368,9 @@ def parse_cseq(text: str) -> CSeq:
     if number > CSEQ_MAX:
         raise SipParseError("CSeq number out of range")
     return CSeq(number, m.group(2))
+
+
+_CSEQS: DecodeMemo = DecodeMemo(_parse_cseq)
 
 
 def parse_small_int(text: str, what: str, maximum: int) -> int:
@@ -429,10 +439,17 @@ _MEDIA_TYPE = re.compile(r"[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0
 
 
 def parse_content_type(text: str) -> ContentType:
+    return _CONTENT_TYPES[text]  # decoded once per distinct text (see DecodeMemo)
+
+
+def _parse_content_type(text: str) -> ContentType:
     m = _MEDIA_TYPE.match(text)
     if m is None:
         raise SipParseError("Malformed Content-Type header")
     return ContentType(f"{m.group(1)}/{m.group(2)}".lower(), parse_params(text[m.end() :], "Content-Type"))
+
+
+_CONTENT_TYPES: DecodeMemo = DecodeMemo(_parse_content_type, limit=256)
 
 
 def parse_accept(values: list[str]) -> list[str]:

@@ -28,7 +28,7 @@ from .headers import (
     parse_tokens,
     parse_vias,
 )
-from .syntax import TOKEN_RE
+from .syntax import TOKEN_RE, DecodeMemo
 from .uri import Uri, parse_uri
 
 SIP_VERSION = "SIP/2.0"
@@ -106,6 +106,14 @@ class Message:
         if value is _MISSING:
             value = views[key] = decode(self)
         return value
+
+    def decode_views(self, decoders: tuple[tuple[str, Any], ...]) -> None:
+        """Decode the views ``decoders`` names ((key, decoder) pairs, in that order), as
+        reading each property would, without a property call per view."""
+        views = self._views
+        for key, decode in decoders:
+            if key not in views:
+                views[key] = decode(self)
 
     def _single(self, name: str) -> str | None:
         entries = self.headers._entries(name)
@@ -320,7 +328,12 @@ def _decode_cseq(m: Message) -> CSeq:
 
 def _decode_max_forwards(m: Message) -> int | None:
     value = m._single("Max-Forwards")
-    return None if value is None else parse_small_int(value, "Max-Forwards", 255)
+    return None if value is None else _MAX_FORWARDS[value]
+
+
+# "70" on nearly every request: decoded once per distinct text
+_MAX_FORWARDS: DecodeMemo = DecodeMemo(lambda text: parse_small_int(text, "Max-Forwards", 255),
+                                       limit=256)
 
 
 def _decode_expires(m: Message) -> int | None:
@@ -350,13 +363,41 @@ def _decode_accept(m: Message) -> list[str]:
 
 
 def _decode_sdp(m: Message) -> Any:
+    body = m.body
+    if not body:
+        return None
+    if len(body) > _SHARED_SDP_MAX:
+        from .sdp import parse_sdp
+
+        return parse_sdp(body)
+    return _SHARED_SDP[body]
+
+
+def _parse_sdp(body: bytes) -> Any:
     from .sdp import parse_sdp
 
-    return parse_sdp(m.body) if m.body else None
+    return parse_sdp(body)
+
+
+# A parsed SDP is immutable (frozen, its caches are derived from it), so one parse serves
+# every message carrying the same body: a phone or SIPp offers the same SDP on every call,
+# and a challenged INVITE is sent again with it. Bounded by count and body size.
+_SHARED_SDP_MAX = 4096
+_SHARED_SDP: DecodeMemo = DecodeMemo(_parse_sdp, limit=256)
 
 
 def _decode_request_uri(m: Request) -> Uri:
     return parse_uri(m.uri_text)
+
+
+# What a UAS decodes of every request before processing it (validate.check_request), in the
+# order their defects are reported.
+UAS_VIEWS = (
+    ("via", _decode_vias), ("from", _decode_from), ("to", _decode_to),
+    ("call-id", _decode_call_id), ("cseq", _decode_cseq), ("max-forwards", _decode_max_forwards),
+    ("contact", _decode_contacts), ("content-type", _decode_content_type),
+    ("expires", _decode_expires),
+)
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -586,6 +627,10 @@ def _stream_content_length(head: bytes) -> int:
 # ---------------------------------------------------------------------------- building
 
 
+_COPIED_TO_RESPONSES = (("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-ID"),
+                        ("cseq", "CSeq"))
+
+
 def make_response(
     request: Request,
     status: int,
@@ -601,18 +646,21 @@ def make_response(
     decode (a 400 to a malformed request still reaches its sender). A To tag is added when
     given and the To has none.
     """
-    headers = Headers()
+    # The fields are built as Headers keeps them ([key, name, value]), without a look-up each.
+    entries: list[list[str]] = []
     tagged = False
-    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        for value in request.headers.get_all(name):
-            if name == "To" and to_tag and status != 100 and ";tag=" not in value.replace(" ", ""):
+    copied = request.headers
+    for key, name in _COPIED_TO_RESPONSES:
+        for entry in copied._entries(name):
+            value = entry[2]
+            if key == "to" and to_tag and status != 100 and ";tag=" not in value.replace(" ", ""):
                 value = f"{value};tag={to_tag}"
                 tagged = True
-            headers.add(name, value)
+            entries.append([key, name, value])
     for name, value in extra:
-        headers.add(name, value)
-    headers.add("Content-Length", str(len(body)))
-    response = Response(status, reason, headers, body)
+        entries.append([Headers.key(name), name, value])
+    entries.append(["content-length", "Content-Length", str(len(body))])
+    response = Response(status, reason, Headers._from_parsed(entries), body)
     # The copied headers decode exactly as the request's did: share what is already decoded
     # (the transaction layer and the trace read the response's To tag, Call-ID and CSeq).
     decoded = request._views

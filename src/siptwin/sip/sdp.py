@@ -246,6 +246,8 @@ class SessionDescription:
     _summary: OfferSummary | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    # The serialised form, once written (an answer made from a template comes with it).
+    _bytes: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def session_direction(self) -> str | None:
@@ -259,7 +261,11 @@ class SessionDescription:
         return media.connections[0] if media.connections else self.connection
 
     def to_bytes(self) -> bytes:
-        return "".join(line + "\r\n" for line in self._lines()).encode("utf-8")
+        cached: bytes | None = getattr(self, "_bytes", None)
+        if cached is None:
+            cached = "".join(line + "\r\n" for line in self._lines()).encode("utf-8")
+            object.__setattr__(self, "_bytes", cached)
+        return cached
 
     def _lines(self) -> Iterator[str]:
         yield f"v={self.version}"
@@ -660,6 +666,29 @@ def answer_offer(
     (RFC 3264 §8: it grows by one each time our description changes).
     """
     acceptable = tuple(name.upper() for name in preferred)
+    if srtp_key is not None:
+        return _answer_offer(offer, local_ip, local_port, session_id, acceptable, session_name,
+                             version, srtp_key)
+    key = (id(offer), local_ip, session_id, acceptable, session_name, version)
+    template = _ANSWER_TEMPLATES.get(key)
+    if template is not None and template.offer is offer:
+        return template.answer_on(local_port)
+    answer = _answer_offer(offer, local_ip, local_port, session_id, acceptable, session_name,
+                           version, None)
+    if isinstance(answer, Answer) and local_port > 0:
+        try:
+            made = _AnswerTemplate(offer, answer, local_port)
+        except (StopIteration, ValueError):
+            return answer  # no template: every call builds its answer
+        if len(_ANSWER_TEMPLATES) >= _ANSWER_TEMPLATES_MAX:
+            _ANSWER_TEMPLATES.clear()
+        _ANSWER_TEMPLATES[key] = made
+    return answer
+
+
+def _answer_offer(offer: SessionDescription, local_ip: str, local_port: int, session_id: int,
+                  acceptable: tuple[str, ...], session_name: str, version: int | None,
+                  srtp_key: bytes | None) -> Answer | NoCommonCodec:
     summary = summarize_offer(offer)
     accepted: tuple[Codec, Codec | None, str] | None = None  # codec, telephone-event, direction
     keys: tuple[CryptoAttribute, CryptoAttribute] | None = None
@@ -690,6 +719,55 @@ def answer_offer(
         media=tuple(answer_media),
     )
     return Answer(description, codec, event, direction, summary, keys)
+
+
+class _AnswerTemplate:
+    """An answer without SRTP to one (shared, immutable) parsed offer differs from call to
+    call only in its media port: the answer is built and serialised once, and each call gets
+    a copy with its port, the serialised form spliced around the port's digits."""
+
+    __slots__ = ("answer", "head", "index", "offer", "tail")
+
+    def __init__(self, offer: SessionDescription, answer: Answer, port: int) -> None:
+        self.offer, self.answer = offer, answer
+        description = answer.description
+        self.index = next(i for i, m in enumerate(description.media) if m.port == port)
+        media = description.media[self.index]
+        text = description.to_bytes().decode("utf-8")
+        # The accepted m= line: "m=<media> <port> <proto> <formats>"; counted from the
+        # end, as the session-level lines (o=, s=) are free text.
+        after = "".join(line + "\r\n" for m in description.media[self.index + 1:]
+                        for line in m.to_lines())
+        own = "".join(line + "\r\n" for line in media.to_lines())
+        before = text[: len(text) - len(after) - len(own)]
+        prefix = f"m={media.media} "
+        if not (own.startswith(prefix + f"{port} ") and text.endswith(own + after)):
+            raise ValueError("the answer does not serialise as expected")
+        self.head = (before + prefix).encode("utf-8")
+        self.tail = (own[len(prefix) + len(str(port)):] + after).encode("utf-8")
+
+    def answer_on(self, port: int) -> Answer:
+        answer = self.answer
+        description = answer.description
+        media = description.media[self.index]
+        moved = MediaDescription(media.media, port, media.proto, media.formats, media.port_count,
+                                 media.connections, media.attributes, media.other_fields)
+        codecs = getattr(media, "_codecs", None)
+        if codecs is not None:
+            object.__setattr__(moved, "_codecs", codecs)
+        lines = description.media
+        copy = SessionDescription(description.origin, description.session_name,
+                                  description.timings, description.connection,
+                                  description.attributes,
+                                  (*lines[: self.index], moved, *lines[self.index + 1:]),
+                                  description.other_fields, description.version)
+        object.__setattr__(copy, "_bytes", self.head + str(port).encode() + self.tail)
+        return Answer(copy, answer.codec, answer.telephone_event, answer.direction,
+                      answer.offer, None)
+
+
+_ANSWER_TEMPLATES: dict[tuple[object, ...], _AnswerTemplate] = {}
+_ANSWER_TEMPLATES_MAX = 256
 
 
 def refuse_offer(offer: SessionDescription,

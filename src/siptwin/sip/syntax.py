@@ -168,7 +168,7 @@ _PLAIN_PARAMS = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'
 
 
 def params_text(params: Params) -> str:
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
+    return "".join([f";{k}" if v is None else f";{k}={v}" for k, v in params])
 
 
 def param_lookup(params: Params, name: str) -> str | None:

@@ -38,6 +38,9 @@ class SipUri:
     port: int | None = None
     params: tuple[tuple[str, str | None], ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
+    # The text, once written: a decoded URI is shared (see parse_uri) and the call records,
+    # the webhooks and the dialog write the same few again and again.
+    _text: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def param(self, name: str) -> str | None:
         lname = name.lower()
@@ -60,6 +63,14 @@ class SipUri:
         return value.lower() if value else None
 
     def __str__(self) -> str:
+        # getattr: a mypyc-compiled class leaves an init=False field unset despite its default
+        text: str | None = getattr(self, "_text", None)
+        if text is None:
+            text = self._write()
+            object.__setattr__(self, "_text", text)
+        return text
+
+    def _write(self) -> str:
         out = [self.scheme, ":"]
         if self.user is not None:
             out.append(escape(self.user, _USER_CHARS))

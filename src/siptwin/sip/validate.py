@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import SipParseError
-from .message import Request, Response, make_response
+from .message import UAS_VIEWS, Request, Response, make_response
 from .uri import SipUri
 
 # Methods of RFC 3261 and its common extensions: a known method that a UAS does not allow
@@ -80,15 +80,14 @@ def _check(request: Request, policy: UasPolicy) -> Rejection | None:
     if isinstance(uri, SipUri) and uri.headers:
         return Rejection(400, "Request-URI must not carry headers")
 
-    # Decode every header the UAS relies on; a defect raises and becomes a 400.
-    if not request.headers.get_all("Via"):
+    # Decode every header the UAS relies on; a defect raises and becomes a 400. The views of
+    # the single-valued headers (From, To, Call-ID, CSeq, Max-Forwards, Content-Type) raise
+    # "Multiple ... headers" themselves when a header is repeated.
+    if not request.headers.count("Via"):
         raise SipParseError("Missing Via header")
-    _ = request.vias, request.from_, request.to, request.call_id, request.cseq
+    request.decode_views(UAS_VIEWS)
+    _ = request.require
     max_forwards = request.max_forwards
-    _ = request.contacts, request.content_type, request.expires, request.require
-    for name in ("Call-ID", "From", "To", "CSeq", "Max-Forwards", "Content-Type"):
-        if request.headers.count(name) > 1:
-            raise SipParseError(f"Multiple {name} headers")
 
     method = request.method
     if method not in KNOWN_METHODS:

@@ -386,7 +386,11 @@ class CallRun:
                      stop: asyncio.Event | None = None) -> object:
         await self.answer()  # [UNCONFIRMED] a first <Pause> answers (spec §4.4)
         seconds = int(verb.attr("length", "1") or 1)
-        stop = stop or self._stop_event()
+        # Without a stop of its own, the pause waits for the hang-up itself (no second event
+        # and task to relay it).
+        stop = stop or self.session.ended
+        if stop.is_set():
+            return None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
         return None

@@ -38,6 +38,7 @@ import socket
 import struct
 import time
 import wave
+import weakref
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable
@@ -492,6 +493,61 @@ class _DatagramSocket:
             sock.close()
 
 
+class MediaClock:
+    """One 20 ms pacing tick for every open stream of an event loop. A task per stream
+    sleeping 20 ms at a time costs a future, a timer and a task step per stream per tick;
+    one timer walking the streams costs a method call each. The tick runs only while a
+    stream is open."""
+
+    _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MediaClock] = (
+        weakref.WeakKeyDictionary())
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._streams: dict[MediaStream, None] = {}  # insertion-ordered set
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> MediaClock:
+        clock = cls._clocks.get(loop)
+        if clock is None:
+            clock = cls._clocks[loop] = cls(loop)
+        return clock
+
+    def join(self, stream: MediaStream) -> None:
+        self._streams[stream] = None
+        if self._timer is None:
+            self._due = self._loop.time() + FRAME_SECONDS
+            self._timer = self._loop.call_at(self._due, self._tick)
+
+    def leave(self, stream: MediaStream) -> None:
+        self._streams.pop(stream, None)
+        if not self._streams and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tick(self) -> None:
+        loop = self._loop
+        now = loop.time()
+        for stream in list(self._streams):
+            if stream in self._streams:  # a callback may have closed it meanwhile
+                try:
+                    stream._tick(now)
+                except Exception:
+                    log.exception("media stream tick failed; the stream stops sending")
+                    self._streams.pop(stream, None)
+        if not self._streams:
+            self._timer = None
+            return
+        due = self._due + FRAME_SECONDS
+        now = loop.time()
+        if now - due > 0.2:  # the loop was busy: resume the pace rather than burst
+            due = now
+        self._due = due
+        self._timer = loop.call_at(due, self._tick)
+
+
 class MediaStream:
     """One call's RTP and RTCP sockets on the region address."""
 
@@ -519,7 +575,8 @@ class MediaStream:
         self.rtcp_sent = 0
         self.rtcp_received = 0
         self._rtcp: _DatagramSocket | None = None
-        self._clock: asyncio.Task[None] | None = None
+        self._clock: MediaClock | None = None
+        self._report_at = 0.0
         self._heard_at = 0.0
         # SDES-SRTP keys of a secure call (voice.srtp.SrtpContext); None sends plain RTP.
         self.srtp: SrtpContext | None = None
@@ -556,7 +613,9 @@ class MediaStream:
         if rtcp_sock is not None:
             self._rtcp = _DatagramSocket(loop, rtcp_sock, self._on_rtcp,
                                          (self.local_host, port + 1))
-        self._clock = loop.create_task(self._keep_time())
+        self._report_at = loop.time() + RTCP_INTERVAL
+        self._clock = MediaClock.of(loop)
+        self._clock.join(self)
         return port
 
     @property
@@ -569,7 +628,7 @@ class MediaStream:
 
     def close(self) -> None:
         if self._clock is not None:
-            self._clock.cancel()
+            self._clock.leave(self)
             self._clock = None
         if self._transport is not None:
             self._transport.close()
@@ -578,31 +637,21 @@ class MediaStream:
             self._rtcp.close()
             self._rtcp = None
 
-    async def _keep_time(self) -> None:
-        """Every 20 ms: silence when no prompt is playing; every 5 s: a sender report; and
-        the inactivity check."""
-        loop = asyncio.get_running_loop()
-        tick = loop.time()
-        report_at = tick + RTCP_INTERVAL
-        while self._transport is not None:
-            tick += FRAME_SECONDS
-            now = loop.time()
-            if now - tick > 0.2:  # the loop was busy: resume the pace rather than burst
-                tick = now
-            await asyncio.sleep(max(0.0, tick - now))
-            plan = self._plan
-            if plan is None:
-                continue
-            if plan.sending and not self._send_lock.locked() and self.relay is None:
-                self._send_frame(SILENCE[plan.payload_type], marker=False)
-            now = loop.time()
-            if now >= report_at:
-                report_at = now + RTCP_INTERVAL
-                self._send_report()
-            if (self.inactivity_timeout and plan.receiving and self.on_inactive is not None
-                    and now - self._heard_at > self.inactivity_timeout):
-                callback, self.on_inactive = self.on_inactive, None
-                callback()
+    def _tick(self, now: float) -> None:
+        """Every 20 ms (see :class:`MediaClock`): silence when no prompt is playing; every 5 s:
+        a sender report; and the inactivity check."""
+        plan = self._plan
+        if plan is None or self._transport is None:
+            return
+        if plan.sending and not self._send_lock.locked() and self.relay is None:
+            self._send_frame(SILENCE[plan.payload_type], marker=False)
+        if now >= self._report_at:
+            self._report_at = now + RTCP_INTERVAL
+            self._send_report()
+        if (self.inactivity_timeout and plan.receiving and self.on_inactive is not None
+                and now - self._heard_at > self.inactivity_timeout):
+            callback, self.on_inactive = self.on_inactive, None
+            callback()
 
     # ------------------------------------------------------------------ sending
     async def play(self, prompt: Prompt, stop: asyncio.Event | None = None) -> int:
@@ -784,14 +833,18 @@ class MediaStream:
         self.rtcp_received += 1
 
 
+_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+
+
 def _port_pair(host: str) -> tuple[socket.socket, socket.socket | None, int]:
     """An even RTP port with the odd RTCP port above it, in Twilio's media range; any free
     port (and no RTCP) if the range is exhausted. Returns the sockets and the RTP port. The region address is numeric: bound
     directly rather than through the resolver."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    kind = socket.SOCK_DGRAM | _NONBLOCK  # born non-blocking where the system allows
     for _ in range(64):
         port = secrets.randbelow((RTP_PORTS[1] - RTP_PORTS[0]) // 2) * 2 + RTP_PORTS[0]
-        rtp, rtcp = socket.socket(family, socket.SOCK_DGRAM), socket.socket(family, socket.SOCK_DGRAM)
+        rtp, rtcp = socket.socket(family, kind), socket.socket(family, kind)
         try:
             rtp.bind((host, port))
             rtcp.bind((host, port + 1))
@@ -799,8 +852,9 @@ def _port_pair(host: str) -> tuple[socket.socket, socket.socket | None, int]:
             rtp.close()
             rtcp.close()
             continue
-        rtp.setblocking(False)
-        rtcp.setblocking(False)
+        if not _NONBLOCK:
+            rtp.setblocking(False)
+            rtcp.setblocking(False)
         return rtp, rtcp, port
     rtp = socket.socket(family, socket.SOCK_DGRAM)
     try:

@@ -34,8 +34,9 @@ class StatusCallbacks:
         self._method = method
         self._auth_token = auth_token
         self._fidelity = fidelity
-        self._events = frozenset(fidelity.status_callback_events)
-        self._queue: asyncio.Queue[list[tuple[str, str]] | None] = asyncio.Queue()
+        self._events = frozenset(fidelity.status_callback_events) if url else frozenset()
+        # Made with the first callback: most domains have no status callback URL.
+        self._queue: asyncio.Queue[list[tuple[str, str]] | None] | None = None
         self._sequence = 0
         self._sender: asyncio.Task[None] | None = None
 
@@ -52,13 +53,15 @@ class StatusCallbacks:
             ("SequenceNumber", str(self._sequence)),
         ]
         self._sequence += 1
+        if self._queue is None:
+            self._queue = asyncio.Queue()
         self._queue.put_nowait(params)
         if self._sender is None:
             self._sender = asyncio.ensure_future(self._send_all())
 
     async def finish(self, timeout: float) -> None:
         """Deliver what is queued (bounded), then stop."""
-        if self._sender is None:
+        if self._sender is None or self._queue is None:
             return
         self._queue.put_nowait(None)
         try:
@@ -69,6 +72,7 @@ class StatusCallbacks:
                 await self._sender
 
     async def _send_all(self) -> None:
+        assert self._queue is not None
         while (params := await self._queue.get()) is not None:
             assert self._url is not None
             exchange, outcome = await self._webhooks.send(
