@@ -77,7 +77,10 @@ class ItemResult:
         }
 
 
-async def run_item(scenario: Scenario, region_id: str, env: Environment) -> ItemResult:
+async def run_item(scenario: Scenario, region_id: str, env: Environment, *,
+                   settings_applied: bool = False) -> ItemResult:
+    """Run one item; ``settings_applied``: its batch (:func:`run_batch`) has already put the
+    scenario's ``given.settings`` in force and restores them, so the item leaves them alone."""
     twin = env.twin
     result = ItemResult(scenario.id, region_id, scenario.title, scenario.feature, scenario.pins)
     began = time.perf_counter()
@@ -93,7 +96,7 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
         region = twin.catalogue[region_id]
         given = scenario.given
         settings = given.get("settings") or {}
-        if settings:
+        if settings and not settings_applied:
             twin.set_fidelity(saved.with_overrides(settings))
         result.fidelity = twin.fidelity.as_record()
         slot = env.receiver.slot()
@@ -157,7 +160,8 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
     finally:
         for phone in (context.get("phones", []) if context is not None else []):
             await phone.close()
-        twin.set_fidelity(saved)
+        if not settings_applied:
+            twin.set_fidelity(saved)
         await faults.restore_all(twin, env.faults)
         if shared and provisioned is not None and result.outcome != "broken":
             env.domains.give_back(shared, provisioned)  # unchanged: such items change nothing

@@ -7,6 +7,7 @@ expectation.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ class Environment:
         self._sdk: Any = None
         self.faults: dict[str, str] = {}  # region -> what to undo when the item ends
         self.domains = DomainPool()  # domains lent from item to item (fixtures.py)
+        self._spare_sdks: list[Any] = []  # clients of finished item views, for the next ones
 
     @property
     def sdk(self) -> Any:
@@ -46,6 +48,18 @@ class Environment:
         if self._sdk is None:
             self._sdk = sdk_client(self.twin.api_url, self.twin.account_sid, self.twin.auth_token)
         return self._sdk
+
+    def item_view(self) -> Environment:
+        """The same twin, app, faults and domain pool with an SDK client of its own, for one of
+        several items running at the same time: the twilio HTTP client keeps each response on
+        itself before returning it, so two threads sharing one could read each other's."""
+        view = copy.copy(self)
+        view._sdk = self._spare_sdks.pop() if self._spare_sdks else None
+        return view
+
+    def release_view(self, view: Environment) -> None:
+        if view._sdk is not None:
+            self._spare_sdks.append(view._sdk)
 
 
 @dataclass
