@@ -206,6 +206,9 @@ class TwinRunner:
                            timeout=ITEM_TIMEOUT * len(batch) + 30)
         ended = time.time()
         for other, result in zip(batch, results, strict=True):
+            if (result.scenario, result.region) != (other.scenario.id, other.region):
+                raise RuntimeError(f"{other.nodeid} got the result of "
+                                   f"{result.scenario}[{result.region}]")
             self._done[other.nodeid] = (result, began, ended)
         return self._done.pop(item.nodeid)
 
