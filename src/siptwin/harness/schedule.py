@@ -21,11 +21,22 @@ WORKERINPUT_KEY = "siptwin_scenario_batches"
 
 
 class ScenarioFileScheduling(LoadScopeScheduling):
-    """xdist's ``load`` for every item but scenario items, which go in one unit per file."""
+    """xdist's ``load`` for every item but scenario items, which go in one unit per file, in
+    the order of the collection (peer scenarios first: the entry point sorts them so), not
+    largest unit first as ``loadscope`` deals them."""
 
     def _split_scope(self, nodeid: str) -> str:
         path, _, rest = nodeid.partition("::")
         return path if rest and path.endswith(".yaml") else nodeid
+
+    def schedule(self) -> None:
+        option = self.config.option
+        reorder = getattr(option, "loadscopereorder", True)
+        option.loadscopereorder = False
+        try:
+            super().schedule()
+        finally:
+            option.loadscopereorder = reorder
 
 
 class SchedulingPlugin:
