@@ -111,8 +111,8 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment, *,
         slot.fallback = _behaviour(app["fallback"]) if "fallback" in app else None
         if given.get("subaccount") is not None:
             spec = render(given["subaccount"], context)
-            subaccount = await asyncio.to_thread(
-                create_subaccount, env.sdk, spec.get("friendly_name") or unique_label("sub"))
+            subaccount = await env.sdk_call(
+                create_subaccount, spec.get("friendly_name") or unique_label("sub"))
             context.update(subaccount_sid=subaccount.sid)
             context["signing_tokens"][subaccount.sid] = subaccount.auth_token
         if given.get("domain", {}) is not None:
@@ -171,7 +171,7 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment, *,
                 await _cleanup(env, created, result)
         if subaccount is not None:
             try:
-                await asyncio.to_thread(close_subaccount, env.sdk, subaccount)
+                await env.sdk_call(close_subaccount, subaccount)
             except Exception as err:
                 if result.outcome == "passed":
                     result.outcome, result.error = "broken", f"clean-up failed: {err}"
@@ -266,9 +266,9 @@ async def _provision(twin: Twin, spec: dict[str, Any], context: dict[str, Any],
         registration_credentials=[tuple(c) for c in spec.get("registration_credentials", [])],
     )
     if lent is not None:
-        await asyncio.to_thread(point_webhooks, env.sdk, lent, plan)
+        await env.sdk_call(point_webhooks, lent, plan)
         return lent
-    return await asyncio.to_thread(provision, env.sdk, plan)
+    return await env.sdk_call(provision, plan)
 
 
 async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], region: Region,
@@ -405,7 +405,7 @@ async def _raw(params: dict[str, Any], node: tuple[str, int], transport: str, so
 
 async def _cleanup(env: Environment, provisioned: Provisioned, result: ItemResult) -> None:
     try:
-        await asyncio.to_thread(deprovision, env.sdk, provisioned)
+        await env.sdk_call(deprovision, provisioned)
     except Exception as err:  # a failed clean-up breaks later items, so say so here
         if result.outcome == "passed":
             result.outcome, result.error = "broken", f"clean-up failed: {err}"
@@ -415,7 +415,7 @@ async def _rest(params: dict[str, Any], env: Environment, context: dict[str, Any
     """A change through the REST API, as the user's provisioning code would make it: in the
     main account, or (``account: subaccount``) in the item's sub-account, with the main
     account's credentials as a parent account may."""
-    twin, client = env.twin, env.sdk
+    twin = env.twin
     account = twin.account_sid
     if params.get("account") == "subaccount":
         account = context.get("subaccount_sid", "")
@@ -423,8 +423,8 @@ async def _rest(params: dict[str, Any], env: Environment, context: dict[str, Any
             raise ScenarioError("rest account: subaccount needs given.subaccount")
     url = f"{twin.api_url}/2010-04-01/Accounts/{account}{params['path']}"
     data = {k: str(v) for k, v in (params.get("data") or {}).items()}
-    response = await asyncio.to_thread(client.request, params["method"], url,
-                                       data=data or None)
+    response = await env.sdk_call(lambda sdk: sdk.request(params["method"], url,
+                                                          data=data or None))
     code = None
     with contextlib.suppress(ValueError, TypeError, AttributeError):
         body = json.loads(response.text)

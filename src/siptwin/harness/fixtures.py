@@ -21,7 +21,6 @@ another of the plan when none is idle.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from .provision import Provisioned
 from .scenario import Scenario
