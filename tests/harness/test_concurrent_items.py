@@ -67,14 +67,18 @@ def test_a_failing_item_of_a_concurrent_batch_is_reported_failed(tmp_path: Path,
 
 
 PLAN = 'domain: { label: acme, acl: ["127.0.0.1"] }'
+# Keeps its setting in force for two seconds (a held call) before its own check.
 REJECTING = f"""
 title: an unlisted caller hears 403 under acl_miss reject
 pins: [test]
 given:
   {PLAN}
   settings: {{ acl_miss: reject }}
-when: {{ invite: {{ source: 127.0.0.2 }} }}
-then: {{ final: 403 }}
+steps:
+  - when: {{ invite: {{ source: 127.0.0.1, hold: 2 }} }}
+    then: {{ final: 200 }}
+  - when: {{ invite: {{ source: 127.0.0.2 }} }}
+    then: {{ final: 403 }}
 """
 DEFAULT = f"""
 title: an unlisted caller hears nothing under the default setting
@@ -105,7 +109,8 @@ async def test_settings_of_one_round_never_reach_an_item_of_another(twin, tmp_pa
         assert twin.fidelity == before
 
         # What the rounds prevent: the same items, each setting and restoring its own
-        # settings, all at once. The default item then runs under the other's setting.
+        # settings, all at once. The default item then calls while the other's setting is
+        # in force (its held call), and hears a 403.
         naive = await asyncio.gather(*(run_item(s, region, env.item_view())
                                        for s, region in items))
         assert naive[1].outcome == "failed", naive[1]

@@ -144,7 +144,8 @@ class TwinRunner:
     def __init__(self, config: pytest.Config) -> None:
         self.loop = asyncio.new_event_loop()
         # SDK calls and peer processes of concurrent items each hold a thread while they wait.
-        self.loop.set_default_executor(ThreadPoolExecutor(16, thread_name_prefix="siptwin-item"))
+        self._executor = ThreadPoolExecutor(16, thread_name_prefix="siptwin-item")
+        self.loop.set_default_executor(self._executor)
         self.batches = _batches_allowed(config)
         self._done: dict[str, tuple[ItemResult, float, float]] = {}  # nodeid -> result, window
         self._started: set[str] = set()  # items whose batch has run
@@ -219,6 +220,7 @@ class TwinRunner:
             self.engine.stop()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self._executor.shutdown(wait=False, cancel_futures=True)
         shutil.rmtree(self.state, ignore_errors=True)
 
     def close(self) -> None:
