@@ -120,9 +120,12 @@ async def test_settings_of_one_round_never_reach_an_item_of_another(twin, tmp_pa
         await receiver.close()
 
 
-def test_a_fault_makes_its_items_run_alone(tmp_path: Path) -> None:
+def test_a_fault_or_a_container_device_makes_its_items_run_alone(tmp_path: Path) -> None:
     repo_scenarios = Path(__file__).resolve().parents[2] / "scenarios"
     fault = load_scenario(repo_scenarios / "faults" / "stopped-region.yaml", repo_scenarios)
     plain = load_scenario(repo_scenarios / "acl" / "ip-listed.yaml", repo_scenarios)
     assert rounds([(fault, "ie1"), (fault, "sg1")]) == [({}, False, [0, 1])]
+    container_root = Path(__file__).resolve().parents[2] / "harness" / "docker" / "scenarios"
+    container = load_scenario(container_root / "pbx" / "container-call.yaml", container_root)
+    assert rounds([(container, "us1"), (container, "ie1")]) == [({}, False, [0, 1])]
     assert rounds([(plain, "us1"), (plain, "ie1")]) == [({}, True, [0, 1])]

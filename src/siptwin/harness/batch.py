@@ -16,6 +16,10 @@ What keeps concurrent items apart:
   and restored after it ends; an item never sees another round's settings.
 - A fault (a stopped, blackholed or lossy region) is twin-wide too: an item with a fault step
   runs alone, as before.
+- So does an item whose device is a container: each container has its own PID namespace, so
+  SIPp in two containers at once makes the same Call-ID (``1-12@127.0.0.1``), and the twin
+  keeps one call record per Call-ID (one item then found no call: seen in
+  tests/harness/test_container_device.py).
 - At most :data:`AT_ONCE` items run at a time. The twin, the webhook receiver and the SDK
   calls share one process (and one GIL) with the items: with all eight regions at once under
   load, the twin's answer to an INVITE was seen to take longer than T1 (500 ms), and the
@@ -47,7 +51,9 @@ def settings_of(scenario: Scenario) -> dict[str, Any]:
 
 
 def runs_alone(scenario: Scenario) -> bool:
-    return any(step.action in ALONE_ACTIONS for step in scenario.steps)
+    return any(step.action in ALONE_ACTIONS
+               or (step.action == "pbx" and step.params.get("device") == "container")
+               for step in scenario.steps)
 
 
 def rounds(items: Sequence[tuple[Scenario, str]]) -> list[tuple[dict[str, Any], bool, list[int]]]:
