@@ -67,6 +67,11 @@ def pytest_configure(config: pytest.Config) -> None:
         results = Path(config.getoption("--siptwin-results-dir"))
         if results.exists():
             shutil.rmtree(results)
+        if config.pluginmanager.hasplugin("xdist"):
+            # A worker gets all the items of a scenario file, to run them together.
+            from .harness.schedule import SchedulingPlugin
+
+            config.pluginmanager.register(SchedulingPlugin(), "siptwin-scheduling")
 
 
 def machinery() -> Any:

@@ -77,7 +77,10 @@ class ItemResult:
         }
 
 
-async def run_item(scenario: Scenario, region_id: str, env: Environment) -> ItemResult:
+async def run_item(scenario: Scenario, region_id: str, env: Environment, *,
+                   settings_applied: bool = False) -> ItemResult:
+    """Run one item; ``settings_applied``: its batch (:func:`run_batch`) has already put the
+    scenario's ``given.settings`` in force and restores them, so the item leaves them alone."""
     twin = env.twin
     result = ItemResult(scenario.id, region_id, scenario.title, scenario.feature, scenario.pins)
     began = time.perf_counter()
@@ -93,7 +96,7 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
         region = twin.catalogue[region_id]
         given = scenario.given
         settings = given.get("settings") or {}
-        if settings:
+        if settings and not settings_applied:
             twin.set_fidelity(saved.with_overrides(settings))
         result.fidelity = twin.fidelity.as_record()
         slot = env.receiver.slot()
@@ -108,8 +111,8 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
         slot.fallback = _behaviour(app["fallback"]) if "fallback" in app else None
         if given.get("subaccount") is not None:
             spec = render(given["subaccount"], context)
-            subaccount = await asyncio.to_thread(
-                create_subaccount, env.sdk, spec.get("friendly_name") or unique_label("sub"))
+            subaccount = await env.sdk_call(
+                create_subaccount, spec.get("friendly_name") or unique_label("sub"))
             context.update(subaccount_sid=subaccount.sid)
             context["signing_tokens"][subaccount.sid] = subaccount.auth_token
         if given.get("domain", {}) is not None:
@@ -157,7 +160,8 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
     finally:
         for phone in (context.get("phones", []) if context is not None else []):
             await phone.close()
-        twin.set_fidelity(saved)
+        if not settings_applied:
+            twin.set_fidelity(saved)
         await faults.restore_all(twin, env.faults)
         if shared and provisioned is not None and result.outcome != "broken":
             env.domains.give_back(shared, provisioned)  # unchanged: such items change nothing
@@ -167,7 +171,7 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment) -> Item
                 await _cleanup(env, created, result)
         if subaccount is not None:
             try:
-                await asyncio.to_thread(close_subaccount, env.sdk, subaccount)
+                await env.sdk_call(close_subaccount, subaccount)
             except Exception as err:
                 if result.outcome == "passed":
                     result.outcome, result.error = "broken", f"clean-up failed: {err}"
@@ -262,9 +266,9 @@ async def _provision(twin: Twin, spec: dict[str, Any], context: dict[str, Any],
         registration_credentials=[tuple(c) for c in spec.get("registration_credentials", [])],
     )
     if lent is not None:
-        await asyncio.to_thread(point_webhooks, env.sdk, lent, plan)
+        await env.sdk_call(point_webhooks, lent, plan)
         return lent
-    return await asyncio.to_thread(provision, env.sdk, plan)
+    return await env.sdk_call(provision, plan)
 
 
 async def _perform(step: Step, params: dict[str, Any], expect: dict[str, Any], region: Region,
@@ -401,7 +405,7 @@ async def _raw(params: dict[str, Any], node: tuple[str, int], transport: str, so
 
 async def _cleanup(env: Environment, provisioned: Provisioned, result: ItemResult) -> None:
     try:
-        await asyncio.to_thread(deprovision, env.sdk, provisioned)
+        await env.sdk_call(deprovision, provisioned)
     except Exception as err:  # a failed clean-up breaks later items, so say so here
         if result.outcome == "passed":
             result.outcome, result.error = "broken", f"clean-up failed: {err}"
@@ -411,7 +415,7 @@ async def _rest(params: dict[str, Any], env: Environment, context: dict[str, Any
     """A change through the REST API, as the user's provisioning code would make it: in the
     main account, or (``account: subaccount``) in the item's sub-account, with the main
     account's credentials as a parent account may."""
-    twin, client = env.twin, env.sdk
+    twin = env.twin
     account = twin.account_sid
     if params.get("account") == "subaccount":
         account = context.get("subaccount_sid", "")
@@ -419,8 +423,8 @@ async def _rest(params: dict[str, Any], env: Environment, context: dict[str, Any
             raise ScenarioError("rest account: subaccount needs given.subaccount")
     url = f"{twin.api_url}/2010-04-01/Accounts/{account}{params['path']}"
     data = {k: str(v) for k, v in (params.get("data") or {}).items()}
-    response = await asyncio.to_thread(client.request, params["method"], url,
-                                       data=data or None)
+    response = await env.sdk_call(lambda sdk: sdk.request(params["method"], url,
+                                                          data=data or None))
     code = None
     with contextlib.suppress(ValueError, TypeError, AttributeError):
         body = json.loads(response.text)

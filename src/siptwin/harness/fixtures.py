@@ -13,13 +13,14 @@ its ACL, credentials or the domain), a REGISTER or a phone (bindings outlive the
 peer (SIPp, a PBX: its calls are found by domain and time), a sub-account, a sub-domain, a
 domain owned by a sub-account, or a domain spec with templates gets a private domain as
 before, removed when it ends.  Settings (``given.settings``) and faults are undone by the
-engine after every item, shared domain or not.
+engine after every item, shared domain or not.  Items that run at the same time (batch.py)
+never hold the same domain: the pool lends each idle domain to one item and provisions
+another of the plan when none is idle.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from .provision import Provisioned
 from .scenario import Scenario
@@ -50,21 +51,23 @@ def plan_key(scenario: Scenario) -> str | None:
 
 
 class DomainPool:
-    """Idle shared domains of one worker, by :func:`plan_key`."""
+    """Idle shared domains of one worker, by :func:`plan_key`: several per plan when items of
+    one plan run at the same time (batch.py), each lent to one item at a time."""
 
     def __init__(self) -> None:
-        self._idle: dict[str, Provisioned] = {}
+        self._idle: dict[str, list[Provisioned]] = {}
         self.provisioned = 0  # domains created for sharing
         self.lent = 0  # items that borrowed one already there
 
     def take(self, key: str) -> Provisioned | None:
-        found = self._idle.pop(key, None)
-        if found is not None:
-            self.lent += 1
-        return found
+        idle = self._idle.get(key)
+        if not idle:
+            return None
+        self.lent += 1
+        return idle.pop()
 
     def give_back(self, key: str, provisioned: Provisioned) -> None:
-        self._idle[key] = provisioned
+        self._idle.setdefault(key, []).append(provisioned)
 
-    def idle(self) -> dict[str, Any]:
-        return dict(self._idle)
+    def idle(self) -> dict[str, list[Provisioned]]:
+        return {key: list(domains) for key, domains in self._idle.items() if domains}

@@ -7,8 +7,11 @@ expectation.
 
 from __future__ import annotations
 
+import asyncio
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..sip.message import Response
 from ..twin.config import Twin
@@ -16,6 +19,8 @@ from ..ua.client import CallResult, SipExchange
 from .fixtures import DomainPool
 from .provision import sdk_client
 from .receiver import WebhookReceiver
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -39,6 +44,8 @@ class Environment:
         self._sdk: Any = None
         self.faults: dict[str, str] = {}  # region -> what to undo when the item ends
         self.domains = DomainPool()  # domains lent from item to item (fixtures.py)
+        self._spare_sdks: list[Any] = []  # clients of finished item views, for the next ones
+        self._sdk_turn = asyncio.Lock()  # one SDK call at a time (sdk_call)
 
     @property
     def sdk(self) -> Any:
@@ -46,6 +53,26 @@ class Environment:
         if self._sdk is None:
             self._sdk = sdk_client(self.twin.api_url, self.twin.account_sid, self.twin.auth_token)
         return self._sdk
+
+    async def sdk_call(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(sdk, *args)`` in a thread, one at a time for the worker. The SDK's work is
+        Python on the CPU, and so is the twin serving it: items running together (batch.py)
+        each waiting in the SDK at once held the GIL long enough for the twin to miss a
+        0.3 s webhook timeout. Their waits still overlap; their SDK calls take turns."""
+        async with self._sdk_turn:
+            return await asyncio.to_thread(call, self.sdk, *args)
+
+    def item_view(self) -> Environment:
+        """The same twin, app, faults and domain pool with an SDK client of its own, for one of
+        several items running at the same time: the twilio HTTP client keeps each response on
+        itself before returning it, so two threads sharing one could read each other's."""
+        view = copy.copy(self)
+        view._sdk = self._spare_sdks.pop() if self._spare_sdks else None
+        return view
+
+    def release_view(self, view: Environment) -> None:
+        if view._sdk is not None:
+            self._spare_sdks.append(view._sdk)
 
 
 @dataclass

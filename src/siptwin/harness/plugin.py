@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,13 @@ from ..regions.catalogue import Catalogue, default_catalogue_dir
 from ..settings import load_fidelity
 from ..twin.config import TwinConfig
 from ..twin.launch import make_twin
-from .engine import ItemResult, run_item
+from .batch import ITEM_TIMEOUT, run_batch
+from .engine import ItemResult
 from .optin import scenario_root
 from .outcome import Environment
 from .pcap import SessionCapture, item_file_name
 from .receiver import WebhookReceiver
 from .scenario import Scenario, ScenarioError, load_scenario
-
-ITEM_TIMEOUT = 120.0
 
 
 class ScenarioFile(pytest.File):
@@ -90,12 +90,11 @@ class ScenarioItem(pytest.Item):
 
     def runtest(self) -> None:
         runner = worker_runner(self.config)
-        began = time.time()
-        result = runner.run(run_item(self.scenario, self.region, runner.environment))
+        result, began, ended = runner.result_of(self)
         extra = {}
         if runner.capture is not None:  # --siptwin-pcap: this item's window of the worker's capture
             pcap = runner.capture.item(item_file_name(result.scenario, result.region), began,
-                                       time.time())
+                                       ended)
             extra["pcap"] = str(pcap.resolve())
         _write_result(self.config, result, extra)
         self.user_properties.append(("outcome", result.outcome))
@@ -144,6 +143,12 @@ class TwinRunner:
 
     def __init__(self, config: pytest.Config) -> None:
         self.loop = asyncio.new_event_loop()
+        # SDK calls and peer processes of concurrent items each hold a thread while they wait.
+        self._executor = ThreadPoolExecutor(16, thread_name_prefix="siptwin-item")
+        self.loop.set_default_executor(self._executor)
+        self.batches = _batches_allowed(config)
+        self._done: dict[str, tuple[ItemResult, float, float]] = {}  # nodeid -> result, window
+        self._started: set[str] = set()  # items whose batch has run
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
                                        name="siptwin-scenarios")
         self.thread.start()
@@ -185,8 +190,28 @@ class TwinRunner:
         await self.twin.start()
         await self.receiver.start()
 
-    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(ITEM_TIMEOUT)
+    def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = ITEM_TIMEOUT) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def result_of(self, item: ScenarioItem) -> tuple[ItemResult, float, float]:
+        """The item's result and the wall-clock window it ran in: run now, together with the
+        items of its scenario file still to come (batch.py), or stored by the batch of an
+        earlier item of that file."""
+        stored = self._done.pop(item.nodeid, None)
+        if stored is not None:
+            return stored
+        batch = _batch_of(item, self._started) if self.batches else [item]
+        self._started.update(i.nodeid for i in batch)
+        began = time.time()
+        results = self.run(run_batch([(i.scenario, i.region) for i in batch], self.environment),
+                           timeout=ITEM_TIMEOUT * len(batch) + 30)
+        ended = time.time()
+        for other, result in zip(batch, results, strict=True):
+            if (result.scenario, result.region) != (other.scenario.id, other.region):
+                raise RuntimeError(f"{other.nodeid} got the result of "
+                                   f"{result.scenario}[{result.region}]")
+            self._done[other.nodeid] = (result, began, ended)
+        return self._done.pop(item.nodeid)
 
     def _abandon(self) -> None:
         """Stop the engine and the loop thread and remove the state: what must happen even
@@ -195,6 +220,7 @@ class TwinRunner:
             self.engine.stop()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self._executor.shutdown(wait=False, cancel_futures=True)
         shutil.rmtree(self.state, ignore_errors=True)
 
     def close(self) -> None:
@@ -208,6 +234,23 @@ class TwinRunner:
                 self.capture.stop_and_split()
         finally:
             self._abandon()
+
+
+def _batches_allowed(config: pytest.Config) -> bool:
+    """Whether this worker runs the items of a scenario file together: the embedded twin
+    (other backends keep one item at a time), no per-item packet capture (its windows would
+    overlap), and a scheduling that gives the worker all of a file's items (schedule.py)."""
+    if config.getoption("--siptwin-backend") != "embedded" or config.getoption("--siptwin-pcap"):
+        return False
+    workerinput = getattr(config, "workerinput", None)
+    return workerinput is None or bool(workerinput.get("siptwin_scenario_batches"))
+
+
+def _batch_of(item: ScenarioItem, started: set[str]) -> list[ScenarioItem]:
+    """The item and the other items of its scenario file that have not run yet."""
+    return [item] + [other for other in item.session.items
+                     if isinstance(other, ScenarioItem) and other.parent is item.parent
+                     and other is not item and other.nodeid not in started]
 
 
 def _state_parent(backend: str) -> str | None:
