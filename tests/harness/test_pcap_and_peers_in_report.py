@@ -20,7 +20,11 @@ def test_each_item_gets_a_pcap_that_tshark_reads_and_the_report_links(tmp_path) 
     if tshark is None or os.geteuid() != 0:
         pytest.fail("--siptwin-pcap needs tshark/dumpcap and root (CI has both): run scripts/bootstrap")
     report, pcaps, results = tmp_path / "report.html", tmp_path / "pcaps", tmp_path / "results"
-    argv = [sys.executable, "-m", "pytest", str(REPO / "scenarios/interop/sipp-plain-acl.yaml"),
+    # A network namespace of its own: the capture takes everything on the worker's /24, and an
+    # xdist worker of the enclosing run may be running scenarios on that same /24 meanwhile
+    # (its SIPp's BYE once landed in this run's capture).
+    argv = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
+            sys.executable, "-m", "pytest", str(REPO / "scenarios/interop/sipp-plain-acl.yaml"),
             str(REPO / "scenarios/acl/ip-not-listed.yaml"), "--siptwin-regions", "us1,ie1",
             "--siptwin-results-dir", str(results), "--siptwin-pcap", str(pcaps), "--siptwin-report", str(report),
             "-p", "no:cacheprovider", "-q", "--rootdir", str(REPO)]
