@@ -13,7 +13,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from .codes import CallStatus
 from .rates import RateLimit
@@ -42,26 +42,26 @@ class TraceEntry:
 # as many bytes, and deflates faster. Only this module packs and unpacks with it, in the
 # twin's own processes: changing it changes no stored format.
 _SAMPLE_SIP = (
-    "INVITE sip:1000@example.sip.us1.twilio.com SIP/2.0\r\n"
-    "Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-1-1;rport\r\n"
-    "From: <sip:alice@192.0.2.10:5060>;tag=1\r\nTo: <sip:1000@example.sip.us1.twilio.com>\r\n"
-    "Call-ID: 1@192.0.2.10\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.0.2.10:5060>\r\n"
-    "Max-Forwards: 70\r\nUser-Agent: \r\nAllow: INVITE, ACK, CANCEL, OPTIONS, BYE\r\n"
-    "Supported: \r\nContent-Type: application/sdp\r\nContent-Length: 0\r\n\r\n"
-    "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
-    "m=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
-    "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
-    "SIP/2.0 407 Proxy Authentication Required\r\n"
-    'Proxy-Authenticate: Digest realm="sip.twilio.com", qop="auth", nonce="", opaque=""\r\n'
-    "Server: Twilio\r\nContent-Length: 0\r\n\r\n"
-    "ACK sip:1000@example.sip.us1.twilio.com SIP/2.0\r\nCSeq: 1 ACK\r\n"
-    'Proxy-Authorization: Digest username="",realm="sip.twilio.com",cnonce="",nc=00000001,'
-    'qop=auth,uri="sip:",nonce="",response="",algorithm=MD5,opaque=""\r\n'
-    "SIP/2.0 100 trying -- your call is important to us\r\nServer: Twilio Gateway\r\n"
-    "SIP/2.0 180 Ringing\r\nContact: <sip:127.0.1.1:5060>\r\n"
-    "SIP/2.0 200 OK\r\nAllow: ACK, BYE, CANCEL, INVITE, OPTIONS, REFER, NOTIFY\r\n"
-    "s=Twilio Media Gateway\r\nBYE sip: SIP/2.0\r\nCSeq: 2 BYE\r\nCSeq: 3 BYE\r\n"
-).encode()
+    b"INVITE sip:1000@example.sip.us1.twilio.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-1-1;rport\r\n"
+    b"From: <sip:alice@192.0.2.10:5060>;tag=1\r\nTo: <sip:1000@example.sip.us1.twilio.com>\r\n"
+    b"Call-ID: 1@192.0.2.10\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.0.2.10:5060>\r\n"
+    b"Max-Forwards: 70\r\nUser-Agent: \r\nAllow: INVITE, ACK, CANCEL, OPTIONS, BYE\r\n"
+    b"Supported: \r\nContent-Type: application/sdp\r\nContent-Length: 0\r\n\r\n"
+    b"v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
+    b"m=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+    b"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
+    b"SIP/2.0 407 Proxy Authentication Required\r\n"
+    b'Proxy-Authenticate: Digest realm="sip.twilio.com", qop="auth", nonce="", opaque=""\r\n'
+    b"Server: Twilio\r\nContent-Length: 0\r\n\r\n"
+    b"ACK sip:1000@example.sip.us1.twilio.com SIP/2.0\r\nCSeq: 1 ACK\r\n"
+    b'Proxy-Authorization: Digest username="",realm="sip.twilio.com",cnonce="",nc=00000001,'
+    b'qop=auth,uri="sip:",nonce="",response="",algorithm=MD5,opaque=""\r\n'
+    b"SIP/2.0 100 trying -- your call is important to us\r\nServer: Twilio Gateway\r\n"
+    b"SIP/2.0 180 Ringing\r\nContact: <sip:127.0.1.1:5060>\r\n"
+    b"SIP/2.0 200 OK\r\nAllow: ACK, BYE, CANCEL, INVITE, OPTIONS, REFER, NOTIFY\r\n"
+    b"s=Twilio Media Gateway\r\nBYE sip: SIP/2.0\r\nCSeq: 2 BYE\r\nCSeq: 3 BYE\r\n"
+)
 _SAMPLE_WEBHOOK = {
     "kind": "voice", "method": "POST", "url": "https://",
     "params": [(name, "") for name in (
@@ -76,6 +76,9 @@ _PRESET = pickle.dumps(([(1.0, way, "udp", "192.0.2.10:5060", "127.0.1.1:5060", 
 _WBITS = -14  # raw deflate (no header or checksum: the bytes never leave the twin), 16 KiB window
 
 
+ItemT = TypeVar("ItemT")
+
+
 def _deflate(value: Any) -> bytes:
     packer = zlib.compressobj(1, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, _PRESET)
     return packer.compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)) + packer.flush()
@@ -86,86 +89,75 @@ def _inflate(blob: bytes) -> Any:
     return pickle.loads(zlib.decompressobj(_WBITS, zdict=_PRESET).decompress(blob))
 
 
-class PackedTrace(Sequence[TraceEntry]):
-    """The trace of an ended call, compressed: the registry keeps up to a couple of thousand
-    calls, and SIP text shrinks about four times. Reads decompress on demand; nothing is
-    lost (``Call.record`` unpacks it if a late message arrives)."""
+class _Packed(Sequence[ItemT]):
+    """A sequence kept compressed (what an ended call keeps: the registry holds up to a couple
+    of thousand calls); reads decompress on demand, so nothing is lost."""
 
     __slots__ = ("_blob", "_count")
+    noun = "items"
 
-    def __init__(self, entries: Sequence[TraceEntry]) -> None:
-        rows = [(e.at, e.direction, e.transport, e.peer, e.local, e.data) for e in entries]
+    def __init__(self, rows: list[Any]) -> None:
         self._blob = _deflate(rows)
         self._count = len(rows)
+
+    def unpack(self) -> list[ItemT]:
+        raise NotImplementedError
+
+    @property
+    def packed_size(self) -> int:
+        return len(self._blob)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[ItemT]:
+        return iter(self.unpack())
+
+    @overload
+    def __getitem__(self, index: int) -> ItemT: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[ItemT]: ...
+    def __getitem__(self, index: int | slice) -> ItemT | list[ItemT]:
+        return self.unpack()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._count} {self.noun}, {len(self._blob)} bytes>"
+
+
+class PackedTrace(_Packed[TraceEntry]):
+    """The trace of an ended call: SIP text shrinks about four times (``Call.record`` unpacks
+    it if a late message arrives)."""
+
+    __slots__ = ()
+    noun = "messages"
+
+    def __init__(self, entries: Sequence[TraceEntry]) -> None:
+        super().__init__([(e.at, e.direction, e.transport, e.peer, e.local, e.data)
+                          for e in entries])
 
     def unpack(self) -> list[TraceEntry]:
         return [TraceEntry(*row) for row in _inflate(self._blob)]
 
-    @property
-    def packed_size(self) -> int:
-        return len(self._blob)
 
-    def __len__(self) -> int:
-        return self._count
+class PackedWebhooks(_Packed[dict[str, Any]]):
+    """The webhook requests of an ended call (``Call.webhooks``): a record as made is about
+    3 KB of dicts and strings (the request's parameters and headers), about a hundred bytes
+    packed."""
 
-    def __iter__(self) -> Iterator[TraceEntry]:
-        return iter(self.unpack())
-
-    @overload
-    def __getitem__(self, index: int) -> TraceEntry: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[TraceEntry]: ...
-    def __getitem__(self, index: int | slice) -> TraceEntry | list[TraceEntry]:
-        return self.unpack()[index]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence):
-            return list(self) == list(other)
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        return f"<PackedTrace {self._count} messages, {len(self._blob)} bytes>"
-
-
-class PackedWebhooks(Sequence[dict[str, Any]]):
-    """The webhook requests of an ended call (``Call.webhooks``), compressed like its trace:
-    a record as made is about 3 KB of dicts and strings (the request's parameters and
-    headers), about a hundred bytes packed. Reads unpack on demand."""
-
-    __slots__ = ("_blob", "_count")
+    __slots__ = ()
+    noun = "requests"
 
     def __init__(self, records: Sequence[dict[str, Any]]) -> None:
-        self._blob = _deflate(list(records))
-        self._count = len(records)
+        super().__init__(list(records))
 
     def unpack(self) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = _inflate(self._blob)
         return records
-
-    @property
-    def packed_size(self) -> int:
-        return len(self._blob)
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self.unpack())
-
-    @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        return self.unpack()[index]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence):
-            return list(self) == list(other)
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        return f"<PackedWebhooks {self._count} requests, {len(self._blob)} bytes>"
 
 
 @dataclass

@@ -8,7 +8,17 @@ from dataclasses import dataclass
 
 from .address import NameAddr, parse_name_addr
 from .errors import SipParseError
-from .syntax import _ONE_PLAIN_PARAM, LWS, DecodeMemo, Params, has_param, param_lookup, params_text, parse_params, split_commas
+from .syntax import (
+    _ONE_PLAIN_PARAM,
+    LWS,
+    DecodeMemo,
+    Params,
+    has_param,
+    param_lookup,
+    params_text,
+    parse_params,
+    split_commas,
+)
 
 COMPACT_FORMS = {
     "i": "Call-ID",
