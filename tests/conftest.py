@@ -6,7 +6,10 @@ that directory needs. tests/README.md says where a new test goes.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -44,3 +47,14 @@ async def app(twin):
     runner, application.port = await start_site(server, "127.0.0.1", 0)
     yield application
     await runner.cleanup()
+
+
+@pytest.fixture
+def catalogue_addresses():
+    """Held by a test that starts ``siptwin up`` on the catalogue's own addresses
+    (127.0.1.1-8:5060/5061, as users run it): xdist workers share one network namespace, so
+    such tests take turns (test_wheel binds all eight while test_cli_reach held ie1 once)."""
+    lock = Path(tempfile.gettempdir()) / f"siptwin-tests-catalogue-{os.getuid()}.lock"
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield

@@ -19,6 +19,8 @@ from siptwin.harness.verify import VerifyError, fetch_records, load_expectations
 from tests.support import REPO, free_port
 from tests.support.cli import run_siptwin
 
+pytestmark = pytest.mark.usefixtures("catalogue_addresses")  # tests/conftest.py
+
 EXPECT = """\
 calls:
   - name: calls to acme carry our site header

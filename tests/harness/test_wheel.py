@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.usefixtures("catalogue_addresses")  # tests/conftest.py
+
 REPO = Path(__file__).resolve().parents[2]
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", ".tox", "reports", ".siptwin", "build",
                                      "*.egg-info", "__pycache__", "*.so", ".*_cache")

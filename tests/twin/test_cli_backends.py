@@ -17,6 +17,8 @@ from siptwin.ua.client import SipClient
 from tests.support import free_port
 from tests.support.cli import run_siptwin
 
+pytestmark = pytest.mark.usefixtures("catalogue_addresses")  # tests/conftest.py
+
 REGION = {"embedded": ("de1", "127.0.1.4"), "process": ("sg1", "127.0.1.5")}
 
 

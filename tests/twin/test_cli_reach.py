@@ -11,12 +11,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from dnslib import DNSRecord
 
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
 from tests.support import PASSWORD, REPO, free_port
 from tests.support.cli import printed_value, run_siptwin
 from tests.support.twin import worker_network
+
+pytestmark = pytest.mark.usefixtures("catalogue_addresses")  # tests/conftest.py
 
 
 def _served_names(address: str, authority: Path) -> set[str]:

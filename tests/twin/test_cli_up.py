@@ -1,8 +1,9 @@
 """``siptwin up`` as users start it: a real process on the catalogue's addresses (us1 only),
 driven through its REST API with the twilio SDK and called by SIPp.
 
-One test function on purpose: it binds 127.0.1.1:5060, which nothing else in the suite uses,
-so its steps must not run in parallel with each other.
+One test function on purpose: it binds 127.0.1.1:5060, so its steps must not run in parallel
+with each other; other tests that bind the catalogue's addresses take turns with it
+(``catalogue_addresses``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pytest
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
 from tests.support import PASSWORD, REPO, free_port
 from tests.support.cli import printed_value, recent_calls, run_siptwin
+
+pytestmark = pytest.mark.usefixtures("catalogue_addresses")  # tests/conftest.py
 
 
 def _sipp(calls: int, rate: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
 from siptwin.sip.sdp import make_offer
 from siptwin.ua.client import Auth, SipClient
 from tests.support import PASSWORD, free_port
 from tests.support.cli import printed_value, recent_calls, run_siptwin
 from tests.support.twin import worker_network
+
+pytestmark = pytest.mark.usefixtures("catalogue_addresses")  # tests/conftest.py
 
 DOMAIN = "acme.sip.twilio.com"
 CALLS = 8  # each from its own source port: the kernel spreads them over both processes

@@ -51,6 +51,16 @@ publish=0
 """
 
 
+async def _call_ended(harness, username: str, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if any(c.username == username and c.ended_at is not None
+               for c in harness.twin.calls.all()):
+            return
+        await asyncio.sleep(0.1)
+
+
 async def test_linphone_srtp_over_tls_survives_hold_and_resume(harness, app, tmp_path):
     linphonec = shutil.which("linphonec")
     if linphonec is None:
@@ -100,7 +110,10 @@ async def test_linphone_srtp_over_tls_survives_hold_and_resume(harness, app, tmp
         await command("call sip:1000@vault.sip.twilio.com", 4.0)
         await command("pause", 2.0)
         await command("resume", 2.5)
-        await command("5", 3.0)
+        await command("5", 0)
+        # The twin plays the second tone (1.5 s) once the /digits webhook answers, then hangs
+        # up: wait for that end, not a fixed time (under load the tone was once cut short).
+        await _call_ended(harness, "alice", timeout=20)
         await command("terminate", 1.0)
         await command("quit", 1.0)
     finally:
