@@ -754,6 +754,7 @@ class RegionNode:
                 self._hangup(dialog, "completed")
         if dialog.ended.is_set():
             dialog.call.pack()  # the registry keeps it compressed from now on
+            dialog.session = None  # no cycle left to wait for a full collection
 
     def _contact(self, hop: Hop) -> str:
         port = {"udp": self.region.udp_port, "tcp": self.region.tcp_port,
