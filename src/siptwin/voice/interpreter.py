@@ -60,7 +60,8 @@ def call_facts(session: CallSession) -> tuple[WebhookParams, list[str]]:
 
 
 class CallRun:
-    def __init__(self, webhooks: WebhookClient, session: CallSession) -> None:
+    def __init__(self, webhooks: WebhookClient, session: CallSession,
+                 media_ports: media.MediaPorts | None = None) -> None:
         self.webhooks = webhooks
         self.session = session
         self.call = session.call
@@ -73,7 +74,7 @@ class CallRun:
         self.media = media.MediaStream(
             session.region.address, on_digit=session.dtmf.put_nowait,
             inactivity_timeout=float(self.fidelity.rtp_inactivity_timeout),
-            on_inactive=self._media_inactive, peer_host=self.call.source_ip)
+            on_inactive=self._media_inactive, peer_host=self.call.source_ip, ports=media_ports)
         session.on_media_change = self._media_changed
         self.status = StatusCallbacks(
             webhooks, self.call, self.facts, self.domain.voice_status_callback_url,
@@ -615,9 +616,11 @@ class VoiceHandler:
 
     def __init__(self, webhooks: WebhookClient | None = None) -> None:
         self.webhooks = webhooks or WebhookClient()
+        self.media_ports = media.MediaPorts(media.kept_pairs_for_descriptor_limit())
 
     async def run(self, session: CallSession) -> None:
-        await CallRun(self.webhooks, session).run()
+        await CallRun(self.webhooks, session, self.media_ports).run()
 
     async def close(self) -> None:
+        self.media_ports.close()
         await self.webhooks.close()
