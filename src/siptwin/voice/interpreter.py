@@ -369,13 +369,15 @@ class CallRun:
                    stop: asyncio.Event | None = None) -> object:
         await self.answer()
         prompt = await media.speak(verb.text, verb.attr("language", "en-US"), verb.attr("voice"))
-        await self._play_prompt(prompt, self._loop(verb), stop or self._stop_event())
+        # Without a stop of its own (a <Gather>'s), the prompt stops at the hang-up itself:
+        # nothing else sets it, so no relay event and task are needed (as for <Pause>).
+        await self._play_prompt(prompt, self._loop(verb), stop or self.session.ended)
         return None
 
     async def _play(self, verb: Verb, document: TwimlDocument,
                     stop: asyncio.Event | None = None) -> object:
         await self.answer()
-        stop = stop or self._stop_event()
+        stop = stop or self.session.ended  # as in _say
         if verb.attr("digits"):
             await self.media.send_digits(verb.attr("digits"), stop)
             return None
