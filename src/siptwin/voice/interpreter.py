@@ -59,6 +59,12 @@ def call_facts(session: CallSession) -> tuple[WebhookParams, list[str]]:
     return facts, selection.dropped
 
 
+# The method of CallRun that carries out each emulated verb.
+_VERB_METHODS = {"Say": "_say", "Play": "_play", "Pause": "_pause", "Hangup": "_hangup",
+                 "Reject": "_reject", "Redirect": "_redirect", "Gather": "_gather",
+                 "Dial": "_dial", "Record": "_record"}
+
+
 class CallRun:
     def __init__(self, webhooks: WebhookClient, session: CallSession,
                  media_ports: media.MediaPorts | None = None) -> None:
@@ -310,17 +316,13 @@ class CallRun:
         return None
 
     async def _verb(self, verb: Verb, document: TwimlDocument) -> object:
-        handler = {
-            "Say": self._say, "Play": self._play, "Pause": self._pause,
-            "Hangup": self._hangup, "Reject": self._reject, "Redirect": self._redirect,
-            "Gather": self._gather, "Dial": self._dial, "Record": self._record,
-        }.get(verb.name)
-        if handler is None:
+        method = _VERB_METHODS.get(verb.name)
+        if method is None:
             assert verb.name in NOT_EMULATED
             self.call.notes.append(f"<{verb.name}> is not emulated by the twin: answered, skipped")
             await self.answer()
             return None
-        return await handler(verb, document)
+        return await getattr(self, method)(verb, document)
 
     def _resolve(self, document: TwimlDocument, target: str) -> str:
         if not target:
@@ -394,8 +396,10 @@ class CallRun:
         stop = stop or self.session.ended
         if stop.is_set():
             return None
+        # asyncio.timeout, not wait_for: no task of its own around the wait (wait_for makes one)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await stop.wait()
         return None
 
     async def _hangup(self, verb: Verb, document: TwimlDocument) -> object:

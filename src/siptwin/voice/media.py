@@ -1034,7 +1034,8 @@ async def _sleep_unless(seconds: float, stop: asyncio.Event | None) -> None:
         await asyncio.sleep(seconds)
         return
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        async with asyncio.timeout(seconds):  # no task around the wait, unlike wait_for
+            await stop.wait()
 
 
 def telephone_event_packets(digit: str, payload_type: int, sequence: int, timestamp: int,
