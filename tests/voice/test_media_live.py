@@ -251,7 +251,7 @@ async def _settle(stream, packets: int) -> None:
 async def test_reused_media_ports_never_hand_a_previous_calls_packets_to_a_new_call():
     from siptwin.voice import media
 
-    ports = media.MediaPorts(max_pairs=4, reuse_after=0.05)
+    ports = media.MediaPorts(max_pairs=4, reuse_after=0.5)  # long enough for a loaded machine
     old_peer, new_peer = _udp(), _udp()
     try:
         first = media.MediaStream("127.0.0.1", peer_host="127.0.0.1", ports=ports)
@@ -266,8 +266,10 @@ async def test_reused_media_ports_never_hand_a_previous_calls_packets_to_a_new_c
         old_peer.sendto(_rtp(0x1111, 2), ("127.0.0.1", port))  # queued while the pair is idle
 
         soon = media.MediaStream("127.0.0.1", ports=ports)
-        assert await soon.open() != port  # not before reuse_after: fresh ports (kept open
-        await asyncio.sleep(0.06)          # till the end, so the pool holds one pair only)
+        # Not before reuse_after: fresh ports (kept open till the end, so that the pool
+        # holds one pair only).
+        assert await soon.open() != port
+        await asyncio.sleep(0.55)
 
         second = media.MediaStream("127.0.0.1", peer_host="127.0.0.1", ports=ports)
         old_peer.sendto(_rtp(0x3333), ("127.0.0.1", port))  # still queued when the pair is taken
@@ -282,7 +284,7 @@ async def test_reused_media_ports_never_hand_a_previous_calls_packets_to_a_new_c
         assert second.packets_received == 1 and second.packets_ignored == 1
         assert second._latched == new_peer.getsockname()[:2]
         second.close()
-        await asyncio.sleep(0.06)
+        await asyncio.sleep(0.55)
 
         # A peer that sends every call from one port with one SSRC (SIPp playing a capture):
         # the call whose SDP names that address hears it on reused ports too.

@@ -342,7 +342,7 @@ def _challenge(ctx: InviteContext, stage: Stage, context: bytes, stale: bool) ->
                    (("Proxy-Authenticate", before + nonce + after),))
 
 
-_NONCE_MARK = "N" * NonceIssuer.NONCE_LENGTH
+_NONCE_MARK = "nonce-stand-in"  # appears nowhere else in a challenge (the opaque is hex)
 
 
 @functools.lru_cache(maxsize=64)  # one opaque per twin (or per worker), stale or not
