@@ -151,3 +151,19 @@ async def test_expired_nonce_with_a_wrong_password_is_still_403(harness, node) -
         assert statuses(got) == [100, 403]
         assert got[-1].headers.get("X-Twilio-Error") or "".startswith("32202")
         uac.ack_failure(late, got[-1], node)
+
+
+@pytest.mark.parametrize("stale", [False, True])
+async def test_a_challenge_spliced_around_its_nonce_is_the_one_make_challenge_writes(stale) -> None:
+    import os
+
+    from siptwin.regions.pipeline import REALM, _challenge_around_nonce
+    from siptwin.sip.digest import NonceIssuer, make_challenge, make_opaque
+
+    issuer = NonceIssuer(os.urandom(32))
+    opaque = make_opaque()
+    for n in range(500):
+        nonce = issuer.issue(1_700_000_000.0 + n, REALM, os.urandom(n % 40))
+        before, after = _challenge_around_nonce(opaque, stale)
+        assert before + nonce + after == make_challenge(REALM, nonce, opaque,
+                                                        stale=stale).to_header()

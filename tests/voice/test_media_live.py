@@ -234,3 +234,73 @@ async def test_bye_waits_for_the_ack_of_an_immediately_ended_call(harness, app):
     rtp.close()
     call = harness.twin.calls.get(leg.call_id)
     assert call.status == "completed"
+
+
+def _rtp(ssrc: int, sequence: int = 1) -> bytes:
+    return struct.pack("!BBHII", 0x80, 0, sequence, 160 * sequence, ssrc) + b"\xff" * 160
+
+
+async def _settle(stream, packets: int) -> None:
+    """Let the loop read what was sent to ``stream`` (loopback delivers at once)."""
+    for _ in range(50):
+        if stream.packets_received + stream.packets_ignored >= packets:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_reused_media_ports_never_hand_a_previous_calls_packets_to_a_new_call():
+    from siptwin.voice import media
+
+    ports = media.MediaPorts(max_pairs=4, reuse_after=0.5)  # long enough for a loaded machine
+    old_peer, new_peer = _udp(), _udp()
+    try:
+        first = media.MediaStream("127.0.0.1", peer_host="127.0.0.1", ports=ports)
+        port = await first.open()
+        first.plan = media.MediaPlan("127.0.0.1", old_peer.getsockname()[1], media.PCMU, None)
+        first.release_early()
+        old_peer.sendto(_rtp(0x1111), ("127.0.0.1", port))
+        await _settle(first, 1)
+        assert first.packets_received == 1
+        first.close()
+        assert len(ports) == 1
+        old_peer.sendto(_rtp(0x1111, 2), ("127.0.0.1", port))  # queued while the pair is idle
+
+        soon = media.MediaStream("127.0.0.1", ports=ports)
+        # Not before reuse_after: fresh ports (kept open till the end, so that the pool
+        # holds one pair only).
+        assert await soon.open() != port
+        await asyncio.sleep(0.55)
+
+        second = media.MediaStream("127.0.0.1", peer_host="127.0.0.1", ports=ports)
+        old_peer.sendto(_rtp(0x3333), ("127.0.0.1", port))  # still queued when the pair is taken
+        assert await second.open() == port and ports.reused == 1
+        old_peer.sendto(_rtp(0x1111, 3), ("127.0.0.1", port))  # the old call's peer goes on
+        second.plan = media.MediaPlan("127.0.0.1", new_peer.getsockname()[1], media.PCMU, None)
+        second.release_early()
+        await _settle(second, 1)
+        new_peer.sendto(_rtp(0x2222), ("127.0.0.1", port))
+        await _settle(second, 2)
+        # Only the new call's own packet counts, and it latched the new peer, not the old one.
+        assert second.packets_received == 1 and second.packets_ignored == 1
+        assert second._latched == new_peer.getsockname()[:2]
+        second.close()
+        await asyncio.sleep(0.55)
+
+        # A peer that sends every call from one port with one SSRC (SIPp playing a capture):
+        # the call whose SDP names that address hears it on reused ports too.
+        third = media.MediaStream("127.0.0.1", peer_host="127.0.0.1", ports=ports)
+        assert await third.open() == port
+        third.plan = media.MediaPlan("127.0.0.1", new_peer.getsockname()[1], media.PCMU, None)
+        third.release_early()
+        new_peer.sendto(_rtp(0x2222, 2), ("127.0.0.1", port))
+        await _settle(third, 1)
+        assert third.packets_received == 1 and third.packets_ignored == 0
+        third.close()
+        soon.close()
+    finally:
+        ports.close()
+        old_peer.close()
+        new_peer.close()
+    assert len(ports) == 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", port))  # closed for good: the port is free again

@@ -9,6 +9,7 @@ calls the same way.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ USER_TO_USER = "User-to-User"
 _USER_TO_USER_KEY = USER_TO_USER.lower()
 
 
+@functools.lru_cache(maxsize=1024)  # a PBX's calls repeat their From and To URIs
 def plain_uri(text: str) -> str:
     """``sip:user@host[:port]`` without display name, tag, URI parameters or headers.
 

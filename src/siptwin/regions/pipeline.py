@@ -336,17 +336,33 @@ def _credentials_for_realm(request: Request) -> Credentials | None:
 
 def _challenge(ctx: InviteContext, stage: Stage, context: bytes, stale: bool) -> Verdict:
     nonce = ctx.digest.issuer.issue(ctx.now, REALM, context)
-    challenge = make_challenge(REALM, nonce, ctx.digest.opaque, stale=stale)
+    before, after = _challenge_around_nonce(ctx.digest.opaque, stale)
     # Twilio's edge challenges REGISTER with 407 too, not 401 (spec §4.8, observed).
     return Verdict(stage, 407, "Proxy Authentication Required", None,
-                   (("Proxy-Authenticate", challenge.to_header()),))
+                   (("Proxy-Authenticate", before + nonce + after),))
+
+
+_NONCE_MARK = "nonce-stand-in"  # appears nowhere else in a challenge (the opaque is hex)
+
+
+@functools.lru_cache(maxsize=64)  # one opaque per twin (or per worker), stale or not
+def _challenge_around_nonce(opaque: str, stale: bool) -> tuple[str, str]:
+    """The challenge header as ``make_challenge`` writes it, cut where the nonce goes: every
+    challenge differs only in its nonce (base64url, written as it is), so it is rendered once
+    with a stand-in and the fresh nonce spliced in."""
+    header = make_challenge(REALM, _NONCE_MARK, opaque, stale=stale).to_header()
+    before, after = header.split(_NONCE_MARK)
+    return before, after
 
 
 def _throttled(ctx: InviteContext, stage: Stage) -> Verdict | None:
     """With ``auth_failure_throttle`` on, a source with that many recent failures is refused
     before its answer is looked at, until its window passes."""
     fidelity = ctx.fidelity
-    wait = ctx.digest.failures.blocked_for(ctx.source_ip, int(fidelity.auth_failure_throttle),
+    limit = int(fidelity.auth_failure_throttle)
+    if limit <= 0:  # off (the default)
+        return None
+    wait = ctx.digest.failures.blocked_for(ctx.source_ip, limit,
                                            float(fidelity.auth_failure_window), ctx.now)
     if wait <= 0:
         return None

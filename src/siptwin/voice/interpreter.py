@@ -59,8 +59,15 @@ def call_facts(session: CallSession) -> tuple[WebhookParams, list[str]]:
     return facts, selection.dropped
 
 
+# The method of CallRun that carries out each emulated verb.
+_VERB_METHODS = {"Say": "_say", "Play": "_play", "Pause": "_pause", "Hangup": "_hangup",
+                 "Reject": "_reject", "Redirect": "_redirect", "Gather": "_gather",
+                 "Dial": "_dial", "Record": "_record"}
+
+
 class CallRun:
-    def __init__(self, webhooks: WebhookClient, session: CallSession) -> None:
+    def __init__(self, webhooks: WebhookClient, session: CallSession,
+                 media_ports: media.MediaPorts | None = None) -> None:
         self.webhooks = webhooks
         self.session = session
         self.call = session.call
@@ -73,7 +80,7 @@ class CallRun:
         self.media = media.MediaStream(
             session.region.address, on_digit=session.dtmf.put_nowait,
             inactivity_timeout=float(self.fidelity.rtp_inactivity_timeout),
-            on_inactive=self._media_inactive, peer_host=self.call.source_ip)
+            on_inactive=self._media_inactive, peer_host=self.call.source_ip, ports=media_ports)
         session.on_media_change = self._media_changed
         self.status = StatusCallbacks(
             webhooks, self.call, self.facts, self.domain.voice_status_callback_url,
@@ -313,17 +320,13 @@ class CallRun:
         return None
 
     async def _verb(self, verb: Verb, document: TwimlDocument) -> object:
-        handler = {
-            "Say": self._say, "Play": self._play, "Pause": self._pause,
-            "Hangup": self._hangup, "Reject": self._reject, "Redirect": self._redirect,
-            "Gather": self._gather, "Dial": self._dial, "Record": self._record,
-        }.get(verb.name)
-        if handler is None:
+        method = _VERB_METHODS.get(verb.name)
+        if method is None:
             assert verb.name in NOT_EMULATED
             self.call.notes.append(f"<{verb.name}> is not emulated by the twin: answered, skipped")
             await self.answer()
             return None
-        return await handler(verb, document)
+        return await getattr(self, method)(verb, document)
 
     def _resolve(self, document: TwimlDocument, target: str) -> str:
         if not target:
@@ -372,13 +375,15 @@ class CallRun:
                    stop: asyncio.Event | None = None) -> object:
         await self.answer()
         prompt = await media.speak(verb.text, verb.attr("language", "en-US"), verb.attr("voice"))
-        await self._play_prompt(prompt, self._loop(verb), stop or self._stop_event())
+        # Without a stop of its own (a <Gather>'s), the prompt stops at the hang-up itself:
+        # nothing else sets it, so no relay event and task are needed (as for <Pause>).
+        await self._play_prompt(prompt, self._loop(verb), stop or self.session.ended)
         return None
 
     async def _play(self, verb: Verb, document: TwimlDocument,
                     stop: asyncio.Event | None = None) -> object:
         await self.answer()
-        stop = stop or self._stop_event()
+        stop = stop or self.session.ended  # as in _say
         if verb.attr("digits"):
             await self.media.send_digits(verb.attr("digits"), stop)
             return None
@@ -395,8 +400,10 @@ class CallRun:
         stop = stop or self.session.ended
         if stop.is_set():
             return None
+        # asyncio.timeout, not wait_for: no task of its own around the wait (wait_for makes one)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await stop.wait()
         return None
 
     async def _hangup(self, verb: Verb, document: TwimlDocument) -> object:
@@ -619,9 +626,11 @@ class VoiceHandler:
 
     def __init__(self, webhooks: WebhookClient | None = None) -> None:
         self.webhooks = webhooks or WebhookClient()
+        self.media_ports = media.MediaPorts(media.kept_pairs_for_descriptor_limit())
 
     async def run(self, session: CallSession) -> None:
-        await CallRun(self.webhooks, session).run()
+        await CallRun(self.webhooks, session, self.media_ports).run()
 
     async def close(self) -> None:
+        self.media_ports.close()
         await self.webhooks.close()
