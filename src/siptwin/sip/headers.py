@@ -96,10 +96,13 @@ class Headers:
             self.add(name, value)
 
     @classmethod
-    def _from_parsed(cls, entries: list[list[str]]) -> Headers:
+    def _from_parsed(cls, entries: list[list[str]],
+                     index: dict[str, list[list[str]]] | None = None) -> Headers:
+        """Headers over ``entries`` as kept (see __init__); ``index``, when the caller built
+        it along with them, must hold exactly those entries by key, in order."""
         h = cls()  # mypyc: cls.__new__(cls) crashes the compiler (KeyError '__new__')
         h._fields = entries
-        h._index = None
+        h._index = index
         return h
 
     @staticmethod
@@ -120,9 +123,12 @@ class Headers:
         fields = self._fields
         if isinstance(fields, str):
             return True
-        if any("\r" in e[2] or "\n" in e[2] for e in fields):
-            return False  # would not split back into the same fields
-        self._fields = self.to_text()
+        text = self.to_text()
+        # Each field ends with the only CR and LF of its line, or the text would not split
+        # back into the same fields (a value, or a name added by hand, holding one).
+        if text.count("\n") != len(fields) or text.count("\r") != len(fields):
+            return False
+        self._fields = text
         self._index = None
         return True
 
@@ -143,16 +149,30 @@ class Headers:
             self._fields = fields = unpacked
         return fields
 
+    def _build_index(self) -> dict[str, list[list[str]]]:
+        index: dict[str, list[list[str]]] = {}
+        for entry in self._list():
+            found = index.get(entry[0])
+            if found is None:
+                index[entry[0]] = [entry]
+            else:
+                found.append(entry)
+        self._index = index
+        return index
+
+    def by_key(self, key: str) -> list[list[str]]:
+        """The entries ([key, name, value], never to be changed by the caller) of the header
+        whose look-up key is ``key`` (what :meth:`key` gives: "via", "call-id"); the SIP core
+        passes the key it knows instead of a name to fold."""
+        index = self._index
+        if index is None:
+            index = self._build_index()
+        return index.get(key, _NONE)
+
     def _entries(self, name: str) -> list[list[str]]:
         index = self._index
         if index is None:
-            index = self._index = {}
-            for entry in self._list():
-                found = index.get(entry[0])
-                if found is None:
-                    index[entry[0]] = [entry]
-                else:
-                    found.append(entry)
+            index = self._build_index()
         key = _KEY_MEMO.get(name)
         return index.get(key if key is not None else self.key(name), _NONE)
 

@@ -83,7 +83,7 @@ def _check(request: Request, policy: UasPolicy) -> Rejection | None:
     # Decode every header the UAS relies on; a defect raises and becomes a 400. The views of
     # the single-valued headers (From, To, Call-ID, CSeq, Max-Forwards, Content-Type) raise
     # "Multiple ... headers" themselves when a header is repeated.
-    if not request.headers.count("Via"):
+    if not request.headers.by_key("via"):
         raise SipParseError("Missing Via header")
     request.decode_views(UAS_VIEWS)
     _ = request.require
