@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from .address import NameAddr, parse_name_addr
 from .errors import SipParseError
 from .syntax import (
-    _ONE_PLAIN_PARAM,
     LWS,
     DecodeMemo,
     Params,
@@ -17,6 +16,7 @@ from .syntax import (
     param_lookup,
     params_text,
     parse_params,
+    read_quoted,
     split_commas,
 )
 
@@ -314,11 +314,17 @@ _PLAIN_VIA = re.compile(
 
 def parse_via(text: str) -> Via:
     plain = _PLAIN_VIA.match(text)
-    if plain is not None and (plain[3] is None or int(plain[3]) <= 65535):
-        port_text, rest = plain[3], plain[4]
-        params = tuple((p[1], p[2]) for p in _ONE_PLAIN_PARAM.finditer(rest)) if rest else ()
-        return _checked_branch(Via("SIP/2.0", plain[1], plain[2],
-                                   None if port_text is None else int(port_text), params))
+    if plain is not None:
+        transport, host, port_text, rest = plain.groups()
+        port = None if port_text is None else int(port_text)
+        if port is None or port <= 65535:
+            # The match vouches for ";name[=value]" pieces holding no other ';' or '=': a
+            # split reads them as _ONE_PLAIN_PARAM would.
+            params: Params = tuple([
+                (name, value if equals else None)
+                for name, equals, value in [piece.partition("=") for piece in rest[1:].split(";")]
+            ]) if rest else ()
+            return _checked_branch(Via("SIP/2.0", transport, host, port, params))
     m = _VIA_PROTOCOL.match(text.strip(LWS))
     if m is None:
         raise SipParseError("Malformed Via header")
@@ -335,7 +341,7 @@ def parse_via(text: str) -> Via:
 def _checked_branch(via: Via) -> Via:
     for name, value in via.params:  # the first branch parameter is the one that counts
         if name.lower() == "branch":
-            branch = param_lookup(((name, value),), name)
+            branch = read_quoted(value, 0)[0] if value is not None and value[:1] == '"' else value
             if not branch:
                 raise SipParseError("Via branch without a value")
             if branch == MAGIC_COOKIE:
