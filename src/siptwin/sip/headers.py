@@ -319,12 +319,18 @@ def parse_via(text: str) -> Via:
         port = None if port_text is None else int(port_text)
         if port is None or port <= 65535:
             # The match vouches for ";name[=value]" pieces holding no other ';' or '=': a
-            # split reads them as _ONE_PLAIN_PARAM would.
+            # split reads them as parse_params would.
             params: Params = tuple([
                 (name, value if equals else None)
                 for name, equals, value in [piece.partition("=") for piece in rest[1:].split(";")]
             ]) if rest else ()
             return _checked_branch(Via("SIP/2.0", transport, host, port, params))
+    return _parse_via(text)
+
+
+def _parse_via(text: str) -> Via:
+    """Any Via value (RFC 3261 §20.42 with LWS and quoted parameters): what parse_via gives
+    for those outside the plain form."""
     m = _VIA_PROTOCOL.match(text.strip(LWS))
     if m is None:
         raise SipParseError("Malformed Via header")
