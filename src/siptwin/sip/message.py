@@ -127,30 +127,39 @@ class Message:
     # module functions so that a hit costs one dict look-up and no closure)
     @property
     def vias(self) -> list[Via]:
-        return self._view("via", _decode_vias)
+        # The views read on every message (transactions, the node, the pipeline) try the
+        # look-up themselves first: as _view, a call fewer.
+        value = self._views.get("via", _MISSING)
+        return value if value is not _MISSING else self._view("via", _decode_vias)
 
     @property
     def top_via(self) -> Via:
-        vias = self.vias
+        vias = self._views.get("via", _MISSING)
+        if vias is _MISSING:
+            vias = self._view("via", _decode_vias)
         if not vias:
             raise SipParseError("Missing Via header")
         return vias[0]
 
     @property
     def from_(self) -> NameAddr:
-        return self._view("from", _decode_from)
+        value = self._views.get("from", _MISSING)
+        return value if value is not _MISSING else self._view("from", _decode_from)
 
     @property
     def to(self) -> NameAddr:
-        return self._view("to", _decode_to)
+        value = self._views.get("to", _MISSING)
+        return value if value is not _MISSING else self._view("to", _decode_to)
 
     @property
     def call_id(self) -> str:
-        return self._view("call-id", _decode_call_id)
+        value = self._views.get("call-id", _MISSING)
+        return value if value is not _MISSING else self._view("call-id", _decode_call_id)
 
     @property
     def cseq(self) -> CSeq:
-        return self._view("cseq", _decode_cseq)
+        value = self._views.get("cseq", _MISSING)
+        return value if value is not _MISSING else self._view("cseq", _decode_cseq)
 
     @property
     def max_forwards(self) -> int | None:
