@@ -748,9 +748,9 @@ def make_response(
     decoded = request._views
     views = response._views
     for key in ("via", "from", "call-id", "cseq"):
-        value = decoded.get(key, _MISSING)
-        if value is not _MISSING:
-            views[key] = value
+        shared = decoded.get(key, _MISSING)  # (not `value`: mypyc types that one str)
+        if shared is not _MISSING:
+            views[key] = shared
     to = decoded.get("to")
     if to is not None:
         views["to"] = NameAddr(to.uri, to.display_name,
