@@ -209,3 +209,66 @@ def test_stream_framer_bounds_message_size() -> None:
     with pytest.raises(SipParseError) as caught:
         framer.next_message()
     assert caught.value.status == 513
+
+
+# The fast paths of the parser must read what the general code reads. Names as written
+# (known, compact, odd case, unknown, malformed), separators and values that exercise folding,
+# blanks around the colon and empty parts.
+known_names = st.sampled_from(["Via", "v", "From", "f", "To", "t", "Call-ID", "i", "CSeq",
+                               "Contact", "Content-Length", "X-Custom", "via", "VIA", "Subject"])
+field_values = st.text(st.sampled_from("ab ;=,:\t<>\"x1"), max_size=12)
+known_lines = st.builds(lambda n, v: f"{n}:{v}", known_names, field_values)
+odd_lines = st.one_of(
+    st.builds(lambda n, sep, v: f"{n}{sep}{v}",
+              st.sampled_from(["Na me", "", " Via", "Via ", "\tTo", "Unseen-Name"]),
+              st.sampled_from([":", " :", ""]), field_values),
+    st.builds(lambda lead, v: lead + v, st.sampled_from([" ", "\t"]), field_values),
+)
+# mostly lines the fast path takes, sometimes one it must leave to the general loop
+field_lines = st.tuples(st.lists(known_lines, max_size=8), st.one_of(st.none(), odd_lines),
+                        st.integers(0, 8)).map(
+    lambda t: t[0] if t[1] is None else [*t[0][:t[2]], t[1], *t[0][t[2]:]])
+
+
+@given(field_lines)
+def test_known_fields_read_as_the_general_loop(lines: list[str]) -> None:
+    from siptwin.sip import message
+
+    # every well-formed name above is known once one message has carried it
+    parse_datagram(b"OPTIONS sip:h SIP/2.0\r\nVia: a\r\nv: a\r\nFrom: a\r\nf: a\r\nTo: a\r\n"
+                   b"t: a\r\nCall-ID: a\r\ni: a\r\nCSeq: a\r\nContact: a\r\nContent-Length: 0\r\n"
+                   b"X-Custom: a\r\nvia: a\r\nVIA: a\r\nSubject: a\r\n\r\n")
+    parse_datagram(b"OPTIONS sip:h SIP/2.0\r\nl: 0\r\n\r\n")
+    lines = ["OPTIONS sip:h SIP/2.0", *lines]
+    fast = message._known_fields(lines)
+    if fast is None:
+        return
+    entries, index = fast
+    assert (entries, index) == message._fields(lines, lines[0])
+    # the index holds the entries themselves, each once, in order
+    assert sum(len(found) for found in index.values()) == len(entries)
+    for key, found in index.items():
+        assert all(a is b for a, b in zip([e for e in entries if e[0] == key], found, strict=True))
+
+
+plain_params = st.lists(st.tuples(st.from_regex(r"[A-Za-z0-9\-.!%*_+`'~]{1,8}", fullmatch=True),
+                                  st.one_of(st.none(), st.from_regex(r"[A-Za-z0-9\-.:\[\]~]{1,10}",
+                                                                     fullmatch=True))),
+                        max_size=4)
+
+
+@given(st.sampled_from(["UDP", "TCP", "TLS", "WS", "X"]), hosts,
+       st.one_of(st.none(), st.integers(0, 99999)), plain_params)
+def test_plain_via_reads_as_the_general_grammar(transport: str, host: str, port: int | None,
+                                                params: list[tuple[str, str | None]]) -> None:
+    from siptwin.sip.headers import _parse_via
+
+    text = f"SIP/2.0/{transport} {host}{'' if port is None else f':{port}'}" + "".join(
+        f";{k}" if v is None else f";{k}={v}" for k, v in params)
+    outcomes = []
+    for parse in (parse_via, _parse_via):
+        try:
+            outcomes.append(parse(text))
+        except SipParseError as err:
+            outcomes.append(err.reason)
+    assert outcomes[0] == outcomes[1]

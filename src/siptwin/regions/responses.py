@@ -36,8 +36,9 @@ def twilio_response(request: Request, status: int, reason: str | None = None, *,
     if request.method == "INVITE" and 100 < status < 300:
         # RFC 3261 §12.1.1: a dialog-creating response copies the Record-Route set, so an
         # SBC in front of the caller (Kamailio with record_route()) stays on ACK and BYE.
-        headers = (*(("Record-Route", v) for v in request.headers.get_all("Record-Route")),
-                   *headers)
+        routes = request.headers.by_key("record-route")
+        if routes:
+            headers = (*(("Record-Route", entry[2]) for entry in routes), *headers)
     if body:
         headers = (*headers, ("Content-Type", "application/sdp"))
     return make_response(request, status, reason, to_tag=to_tag, extra=headers, body=body)
@@ -46,4 +47,4 @@ def twilio_response(request: Request, status: int, reason: str | None = None, *,
 def _to_tagged(request: Request) -> bool:
     """Every To of the request carries a tag already (an in-dialog request): make_response
     would add none, so no tag need be made."""
-    return all(";tag=" in value.replace(" ", "") for value in request.headers.get_all("To"))
+    return all(";tag=" in entry[2].replace(" ", "") for entry in request.headers.by_key("to"))

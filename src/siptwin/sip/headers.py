@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from .address import NameAddr, parse_name_addr
 from .errors import SipParseError
 from .syntax import (
-    _ONE_PLAIN_PARAM,
     LWS,
     DecodeMemo,
     Params,
@@ -17,6 +16,7 @@ from .syntax import (
     param_lookup,
     params_text,
     parse_params,
+    read_quoted,
     split_commas,
 )
 
@@ -96,10 +96,13 @@ class Headers:
             self.add(name, value)
 
     @classmethod
-    def _from_parsed(cls, entries: list[list[str]]) -> Headers:
+    def _from_parsed(cls, entries: list[list[str]],
+                     index: dict[str, list[list[str]]] | None = None) -> Headers:
+        """Headers over ``entries`` as kept (see __init__); ``index``, when the caller built
+        it along with them, must hold exactly those entries by key, in order."""
         h = cls()  # mypyc: cls.__new__(cls) crashes the compiler (KeyError '__new__')
         h._fields = entries
-        h._index = None
+        h._index = index
         return h
 
     @staticmethod
@@ -120,9 +123,12 @@ class Headers:
         fields = self._fields
         if isinstance(fields, str):
             return True
-        if any("\r" in e[2] or "\n" in e[2] for e in fields):
-            return False  # would not split back into the same fields
-        self._fields = self.to_text()
+        text = self.to_text()
+        # Each field ends with the only CR and LF of its line, or the text would not split
+        # back into the same fields (a value, or a name added by hand, holding one).
+        if text.count("\n") != len(fields) or text.count("\r") != len(fields):
+            return False
+        self._fields = text
         self._index = None
         return True
 
@@ -143,16 +149,30 @@ class Headers:
             self._fields = fields = unpacked
         return fields
 
+    def _build_index(self) -> dict[str, list[list[str]]]:
+        index: dict[str, list[list[str]]] = {}
+        for entry in self._list():
+            found = index.get(entry[0])
+            if found is None:
+                index[entry[0]] = [entry]
+            else:
+                found.append(entry)
+        self._index = index
+        return index
+
+    def by_key(self, key: str) -> list[list[str]]:
+        """The entries ([key, name, value], never to be changed by the caller) of the header
+        whose look-up key is ``key`` (what :meth:`key` gives: "via", "call-id"); the SIP core
+        passes the key it knows instead of a name to fold."""
+        index = self._index
+        if index is None:
+            index = self._build_index()
+        return index.get(key, _NONE)
+
     def _entries(self, name: str) -> list[list[str]]:
         index = self._index
         if index is None:
-            index = self._index = {}
-            for entry in self._list():
-                found = index.get(entry[0])
-                if found is None:
-                    index[entry[0]] = [entry]
-                else:
-                    found.append(entry)
+            index = self._build_index()
         key = _KEY_MEMO.get(name)
         return index.get(key if key is not None else self.key(name), _NONE)
 
@@ -294,11 +314,23 @@ _PLAIN_VIA = re.compile(
 
 def parse_via(text: str) -> Via:
     plain = _PLAIN_VIA.match(text)
-    if plain is not None and (plain[3] is None or int(plain[3]) <= 65535):
-        port_text, rest = plain[3], plain[4]
-        params = tuple((p[1], p[2]) for p in _ONE_PLAIN_PARAM.finditer(rest)) if rest else ()
-        return _checked_branch(Via("SIP/2.0", plain[1], plain[2],
-                                   None if port_text is None else int(port_text), params))
+    if plain is not None:
+        transport, host, port_text, rest = plain.groups()
+        port = None if port_text is None else int(port_text)
+        if port is None or port <= 65535:
+            # The match vouches for ";name[=value]" pieces holding no other ';' or '=': a
+            # split reads them as parse_params would.
+            params: Params = tuple([
+                (name, value if equals else None)
+                for name, equals, value in [piece.partition("=") for piece in rest[1:].split(";")]
+            ]) if rest else ()
+            return _checked_branch(Via("SIP/2.0", transport, host, port, params))
+    return _parse_via(text)
+
+
+def _parse_via(text: str) -> Via:
+    """Any Via value (RFC 3261 §20.42 with LWS and quoted parameters): what parse_via gives
+    for those outside the plain form."""
     m = _VIA_PROTOCOL.match(text.strip(LWS))
     if m is None:
         raise SipParseError("Malformed Via header")
@@ -315,7 +347,7 @@ def parse_via(text: str) -> Via:
 def _checked_branch(via: Via) -> Via:
     for name, value in via.params:  # the first branch parameter is the one that counts
         if name.lower() == "branch":
-            branch = param_lookup(((name, value),), name)
+            branch = read_quoted(value, 0)[0] if value is not None and value[:1] == '"' else value
             if not branch:
                 raise SipParseError("Via branch without a value")
             if branch == MAGIC_COOKIE:

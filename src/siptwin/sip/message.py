@@ -28,7 +28,7 @@ from .headers import (
     parse_tokens,
     parse_vias,
 )
-from .syntax import TOKEN_RE, DecodeMemo
+from .syntax import TOKEN_RE, DecodeMemo, split_commas
 from .uri import Uri, parse_uri
 
 SIP_VERSION = "SIP/2.0"
@@ -94,9 +94,11 @@ class Message:
 
     def replace_top_via(self, via: Via) -> None:
         self.headers.replace_first_value("Via", str(via))
-        vias = self._views.get("via")
+        views = self._views
+        views.pop("server-key", None)  # (transaction.server_key keeps it here; made of the Via)
+        vias = views.get("via")
         if vias:
-            self._views["via"] = [via, *vias[1:]]  # no need to decode them all again
+            views["via"] = [via, *vias[1:]]  # no need to decode them all again
 
     def _view(self, key: str, decode: Any) -> Any:
         # A look-up rather than try/except KeyError: every view misses once per message,
@@ -116,45 +118,48 @@ class Message:
                 views[key] = decode(self)
 
     def _single(self, name: str) -> str | None:
-        entries = self.headers._entries(name)
-        if len(entries) > 1:
-            raise SipParseError(f"Multiple {name} headers")
-        return entries[0][2] if entries else None
+        return _single(self.headers, Headers.key(name), name)
 
     def _required(self, name: str) -> str:
-        value = self._single(name)
-        if value is None:
-            raise SipParseError(f"Missing {name} header")
-        return value
+        return _required(self.headers, Headers.key(name), name)
 
     # -- typed views (decoded on first use, then kept in ``_views``; the decoders below are
     # module functions so that a hit costs one dict look-up and no closure)
     @property
     def vias(self) -> list[Via]:
-        return self._view("via", _decode_vias)
+        # The views read on every message (transactions, the node, the pipeline) try the
+        # look-up themselves first: as _view, a call fewer.
+        value = self._views.get("via", _MISSING)
+        return value if value is not _MISSING else self._view("via", _decode_vias)
 
     @property
     def top_via(self) -> Via:
-        vias = self.vias
+        vias = self._views.get("via", _MISSING)
+        if vias is _MISSING:
+            vias = self._view("via", _decode_vias)
         if not vias:
             raise SipParseError("Missing Via header")
         return vias[0]
 
     @property
     def from_(self) -> NameAddr:
-        return self._view("from", _decode_from)
+        value = self._views.get("from", _MISSING)
+        return value if value is not _MISSING else self._view("from", _decode_from)
 
     @property
     def to(self) -> NameAddr:
-        return self._view("to", _decode_to)
+        value = self._views.get("to", _MISSING)
+        return value if value is not _MISSING else self._view("to", _decode_to)
 
     @property
     def call_id(self) -> str:
-        return self._view("call-id", _decode_call_id)
+        value = self._views.get("call-id", _MISSING)
+        return value if value is not _MISSING else self._view("call-id", _decode_call_id)
 
     @property
     def cseq(self) -> CSeq:
-        return self._view("cseq", _decode_cseq)
+        value = self._views.get("cseq", _MISSING)
+        return value if value is not _MISSING else self._view("cseq", _decode_cseq)
 
     @property
     def max_forwards(self) -> int | None:
@@ -183,7 +188,7 @@ class Message:
     @property
     def accept(self) -> list[str] | None:
         """Accepted media types, or None when there is no Accept header."""
-        if "Accept" not in self.headers:
+        if not self.headers.by_key("accept"):
             return None
         return self._view("accept", _decode_accept)
 
@@ -197,7 +202,7 @@ class Message:
 
     @property
     def require(self) -> list[str]:
-        return self.option_tags("Require")
+        return self._view("tags:require", _decode_require)  # (option_tags, for every request)
 
     @property
     def proxy_require(self) -> list[str]:
@@ -263,7 +268,11 @@ class Request(Message):
         body: bytes = b"",
         version: str = SIP_VERSION,
     ) -> None:
-        super().__init__(headers if headers is not None else Headers(), body, version)
+        # (Message.__init__ inlined: a call fewer for each of the dozen messages of a call)
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self.version = version
+        self._views = {}
         self.method = method
         self.uri_text = str(uri)
 
@@ -289,7 +298,10 @@ class Response(Message):
         body: bytes = b"",
         version: str = SIP_VERSION,
     ) -> None:
-        super().__init__(headers if headers is not None else Headers(), body, version)
+        self.headers = headers if headers is not None else Headers()  # (as in Request)
+        self.body = body
+        self.version = version
+        self._views = {}
         self.status = status
         self.reason = REASON_PHRASES.get(status, "") if reason is None else reason
 
@@ -303,31 +315,57 @@ class Response(Message):
 # ---------------------------------------------------------------------------- view decoders
 
 
+def _single(headers: Headers, key: str, name: str) -> str | None:
+    """The value of a header that may appear once (``key`` is its look-up key)."""
+    entries = headers.by_key(key)
+    if len(entries) > 1:
+        raise SipParseError(f"Multiple {name} headers")
+    return entries[0][2] if entries else None
+
+
+def _required(headers: Headers, key: str, name: str) -> str:
+    entries = headers.by_key(key)
+    if len(entries) != 1:
+        raise SipParseError(f"Multiple {name} headers" if entries else f"Missing {name} header")
+    return entries[0][2]
+
+
+def _values(headers: Headers, key: str) -> list[str]:
+    """List header values split at top-level commas, across every line (Headers.values)."""
+    entries = headers.by_key(key)
+    if len(entries) == 1:
+        return split_commas(entries[0][2])
+    out: list[str] = []
+    for entry in entries:
+        out.extend(split_commas(entry[2]))
+    return out
+
+
 def _decode_vias(m: Message) -> list[Via]:
-    return parse_vias(m.headers.values("Via"))
+    return parse_vias(_values(m.headers, "via"))
 
 
 def _decode_from(m: Message) -> NameAddr:
-    return parse_name_addr(m._required("From"), "From")
+    return parse_name_addr(_required(m.headers, "from", "From"), "From")
 
 
 def _decode_to(m: Message) -> NameAddr:
-    return parse_name_addr(m._required("To"), "To")
+    return parse_name_addr(_required(m.headers, "to", "To"), "To")
 
 
 def _decode_call_id(m: Message) -> str:
-    value = m._required("Call-ID").strip()
+    value = _required(m.headers, "call-id", "Call-ID").strip()
     if not value or " " in value or "\t" in value:
         raise SipParseError("Malformed Call-ID header")
     return value
 
 
 def _decode_cseq(m: Message) -> CSeq:
-    return parse_cseq(m._required("CSeq"))
+    return parse_cseq(_required(m.headers, "cseq", "CSeq"))
 
 
 def _decode_max_forwards(m: Message) -> int | None:
-    value = m._single("Max-Forwards")
+    value = _single(m.headers, "max-forwards", "Max-Forwards")
     return None if value is None else _MAX_FORWARDS[value]
 
 
@@ -337,12 +375,12 @@ _MAX_FORWARDS: DecodeMemo = DecodeMemo(lambda text: parse_small_int(text, "Max-F
 
 
 def _decode_expires(m: Message) -> int | None:
-    value = m._single("Expires")
+    value = _single(m.headers, "expires", "Expires")
     return None if value is None else parse_small_int(value, "Expires", 2**32 - 1)
 
 
 def _decode_contacts(m: Message) -> list[Contact]:
-    return parse_contacts(m.headers.values("Contact"))
+    return parse_contacts(_values(m.headers, "contact"))
 
 
 def _decode_routes(m: Message) -> list[NameAddr]:
@@ -354,8 +392,12 @@ def _decode_record_routes(m: Message) -> list[NameAddr]:
 
 
 def _decode_content_type(m: Message) -> ContentType | None:
-    value = m._single("Content-Type")
+    value = _single(m.headers, "content-type", "Content-Type")
     return None if value is None else parse_content_type(value)
+
+
+def _decode_require(m: Message) -> list[str]:
+    return parse_tokens(_values(m.headers, "require"), "Require")
 
 
 def _decode_accept(m: Message) -> list[str]:
@@ -458,7 +500,50 @@ def _parse(head: bytes, rest: bytes, datagram: bool) -> Request | Response:
     text = head.decode("utf-8", "surrogateescape")
     lines = text.split("\r\n")
     start_line = lines[0]
+    fields = _known_fields(lines)
+    if fields is None:
+        fields = _fields(lines, start_line)
+    headers = Headers._from_parsed(*fields)
+    if not head.isascii() and (field := _undecodable_field(lines)):
+        # The start line and header fields are UTF-8 (RFC 3261 §7.3.1, TEXT-UTF8); other
+        # octets make a 400 naming the field before any stage reads it. The 400 copies the
+        # fields as received (bytes included), so the sender can still match it.
+        raise _framing_error(f"{field} is not valid UTF-8", start_line, headers)
+    body = _frame_body(headers, rest, datagram, start_line)
+    if start_line[:4].upper() == "SIP/":
+        return _parse_status_line(start_line, headers, body)
+    return _parse_request_line(start_line, headers, body)
+
+
+def _known_fields(lines: list[str]) -> tuple[list[list[str]], dict[str, list[list[str]]]] | None:
+    """The header fields when every line is "Name:value" with a name seen before (valid,
+    so neither a folded line nor a name followed by blanks: see _NAME_KEYS); None sends
+    the message to :func:`_fields`, which gives the same fields for such lines."""
     entries: list[list[str]] = []
+    index: dict[str, list[list[str]]] = {}
+    keys = _NAME_KEYS
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        key = keys.get(name)
+        if key is None or not colon:
+            return None
+        entry = [key, name, value.strip(" \t")]
+        entries.append(entry)
+        same = index.get(key)
+        if same is None:
+            index[key] = [entry]
+        else:
+            same.append(entry)
+    return entries, index
+
+
+def _fields(lines: list[str],
+            start_line: str) -> tuple[list[list[str]], dict[str, list[list[str]]]]:
+    """The header fields of ``lines`` (after the start line) and their look-up index, built
+    along (every message is looked up; one pass is cheaper than two). A folded line changes
+    its entry in place, seen by both. Raises for a malformed line."""
+    entries: list[list[str]] = []
+    index: dict[str, list[list[str]]] = {}
     keys = _NAME_KEYS
     for line in lines[1:]:
         if line[:1] in (" ", "\t"):
@@ -480,17 +565,14 @@ def _parse(head: bytes, rest: bytes, datagram: bool) -> Request | Response:
             key = Headers.key(name)
             if len(keys) < _NAME_KEYS_MAX and name == line[:colon]:
                 keys[name] = key
-        entries.append([key, name, line[colon + 1 :].strip(" \t")])
-    headers = Headers._from_parsed(entries)
-    if not head.isascii() and (field := _undecodable_field(lines)):
-        # The start line and header fields are UTF-8 (RFC 3261 §7.3.1, TEXT-UTF8); other
-        # octets make a 400 naming the field before any stage reads it. The 400 copies the
-        # fields as received (bytes included), so the sender can still match it.
-        raise _framing_error(f"{field} is not valid UTF-8", start_line, headers)
-    body = _frame_body(headers, rest, datagram, start_line)
-    if start_line[:4].upper() == "SIP/":
-        return _parse_status_line(start_line, headers, body)
-    return _parse_request_line(start_line, headers, body)
+        entry = [key, name, line[colon + 1 :].strip(" \t")]
+        entries.append(entry)
+        same = index.get(key)
+        if same is None:
+            index[key] = [entry]
+        else:
+            same.append(entry)
+    return entries, index
 
 
 # surrogateescape decodes each octet that is not UTF-8 to U+DC80..U+DCFF.
@@ -509,7 +591,7 @@ def _undecodable_field(lines: list[str]) -> str:
 
 
 def _frame_body(headers: Headers, rest: bytes, datagram: bool, start_line: str) -> bytes:
-    lengths = headers.get_all("Content-Length")
+    lengths = [entry[2] for entry in headers.by_key("content-length")]
     if not lengths:
         return rest if datagram else b""
     if len(lengths) > 1 and len({v.strip() for v in lengths}) > 1:
@@ -651,7 +733,7 @@ def make_response(
     tagged = False
     copied = request.headers
     for key, name in _COPIED_TO_RESPONSES:
-        for entry in copied._entries(name):
+        for entry in copied.by_key(key):
             value = entry[2]
             if key == "to" and to_tag and status != 100 and ";tag=" not in value.replace(" ", ""):
                 value = f"{value};tag={to_tag}"
@@ -664,13 +746,15 @@ def make_response(
     # The copied headers decode exactly as the request's did: share what is already decoded
     # (the transaction layer and the trace read the response's To tag, Call-ID and CSeq).
     decoded = request._views
+    views = response._views
     for key in ("via", "from", "call-id", "cseq"):
-        if key in decoded:
-            response._views[key] = decoded[key]
+        shared = decoded.get(key, _MISSING)  # (not `value`: mypyc types that one str)
+        if shared is not _MISSING:
+            views[key] = shared
     to = decoded.get("to")
     if to is not None:
-        response._views["to"] = NameAddr(to.uri, to.display_name,
-                                         (*to.params, ("tag", to_tag))) if tagged else to
+        views["to"] = NameAddr(to.uri, to.display_name,
+                               (*to.params, ("tag", to_tag))) if tagged else to
     return response
 
 

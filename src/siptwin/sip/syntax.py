@@ -175,7 +175,7 @@ def param_lookup(params: Params, name: str) -> str | None:
     """Value of parameter ``name`` (case-insensitive), unquoted; None when absent or valueless."""
     lname = name.lower()
     for k, v in params:
-        if k.lower() == lname:
+        if k == lname or k.lower() == lname:  # (most are written in lower case already)
             if v is not None and v.startswith('"'):
                 return read_quoted(v, 0)[0]
             return v
@@ -184,7 +184,11 @@ def param_lookup(params: Params, name: str) -> str | None:
 
 def has_param(params: Params, name: str) -> bool:
     lname = name.lower()
-    return any(k.lower() == lname for k, _ in params)
+    # A loop, not any() over a generator, which costs more for the two or three parameters.
+    for k, _ in params:  # noqa: SIM110
+        if k == lname or k.lower() == lname:
+            return True
+    return False
 
 
 class DecodeMemo(dict):  # type: ignore[type-arg]

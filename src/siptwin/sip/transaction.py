@@ -272,6 +272,10 @@ def server_key(request: Request, to_tag: Any = False) -> TxKey:
     For RFC 2543 requests ``to_tag`` overrides the To tag taken from the request (used to
     look up the INVITE an ACK or CANCEL refers to).
     """
+    views = request._views
+    key = views.get("server-key")
+    if key is not None:
+        return key  # a message is asked for its key several times (node, layer, CANCEL)
     method = request.method
     if method == "ACK":
         method = "INVITE"
@@ -282,7 +286,9 @@ def server_key(request: Request, to_tag: Any = False) -> TxKey:
         # finished transaction waits out Timer J or L holding its key, and one string is
         # about half the size of a tuple of four with a string of its own for the branch.
         branch = via.branch or ""
-        return f"{len(branch)} {branch} {host_key(via.host)} {via.port} {method}"
+        key = views["server-key"] = \
+            f"{len(branch)} {branch} {host_key(via.host)} {via.port} {method}"
+        return key
     return (
         "s2543",
         method,

@@ -83,7 +83,7 @@ def _check(request: Request, policy: UasPolicy) -> Rejection | None:
     # Decode every header the UAS relies on; a defect raises and becomes a 400. The views of
     # the single-valued headers (From, To, Call-ID, CSeq, Max-Forwards, Content-Type) raise
     # "Multiple ... headers" themselves when a header is repeated.
-    if not request.headers.count("Via"):
+    if not request.headers.by_key("via"):
         raise SipParseError("Missing Via header")
     request.decode_views(UAS_VIEWS)
     _ = request.require
@@ -129,11 +129,11 @@ def _check_body(request: Request, policy: UasPolicy) -> Rejection | None:
     if request.method == "INFO":
         return None  # INFO carries application payloads (DTMF relay); its handler decides
     content_type = request.content_type
-    accept = (("Accept", ", ".join(sorted(policy.body_types))),)
     if content_type is None:
         return Rejection(400, "Body without Content-Type")
     if content_type.type not in policy.body_types:
-        return Rejection(415, "Unsupported Media Type", accept)
+        return Rejection(415, "Unsupported Media Type",
+                         (("Accept", ", ".join(sorted(policy.body_types))),))
     encoding = request.headers.get("Content-Encoding")
     if encoding and encoding.strip().lower() != "identity":
         return Rejection(415, "Unsupported Content-Encoding", (("Accept-Encoding", "identity"),))
