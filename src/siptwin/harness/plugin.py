@@ -152,6 +152,7 @@ class TwinRunner:
         self._waiting: dict[str, Future[tuple[ItemResult, float, float]]] = {}  # nodeid -> result
         self._started: set[str] = set()  # items whose batch has started
         self._wait_limit = ITEM_TIMEOUT + 30.0
+        self._batches: set[asyncio.Task[Any]] = set()  # batches running on the loop
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
                                        name="siptwin-scenarios")
         self.thread.start()
@@ -235,15 +236,23 @@ class TwinRunner:
             order[index].set_result((result, began, ended))
 
         def failed(running: Future[Any]) -> None:
-            error = running.exception()
+            error = None if running.cancelled() else running.exception()
             if error is not None:  # a fault of the harness, not of an item: every item sees it
                 for future in order:
                     if not future.done():
                         future.set_exception(error)
 
-        running = asyncio.run_coroutine_threadsafe(
-            run_batch([(i.scenario, i.region) for i in batch], self.environment, done=done),
-            self.loop)
+        async def tracked() -> list[ItemResult]:
+            task = asyncio.current_task()
+            assert task is not None
+            self._batches.add(task)
+            try:
+                return await run_batch([(i.scenario, i.region) for i in batch],
+                                       self.environment, done=done)
+            finally:
+                self._batches.discard(task)
+
+        running = asyncio.run_coroutine_threadsafe(tracked(), self.loop)
         running.add_done_callback(failed)
         self._wait_limit = max(self._wait_limit, ITEM_TIMEOUT * len(batch) + 30)
         return futures
@@ -260,6 +269,12 @@ class TwinRunner:
 
     def close(self) -> None:
         async def stop() -> None:
+            # A session cut short (-x, --maxfail, Ctrl-C) leaves items of a batch that pytest
+            # will never ask for: they end (and clean up) before the twin stops under them.
+            running = list(self._batches)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
             await self.receiver.close()
             await self.twin.stop()
 
@@ -285,7 +300,7 @@ SHARES_KEY = "siptwin_scenario_shares"  # set by schedule.py when it deals scena
 
 
 def _shares_of_workers(config: pytest.Config) -> int:
-    """How many shares the suite's scenario items are dealt in (batch.deal): one per xdist
+    """How many shares the suite's scenario items are dealt in (shares.deal): one per xdist
     worker when the scheduler deals them so (schedule.py), one in a run without xdist, none
     (0) with a scheduling that deals them otherwise."""
     workerinput = getattr(config, "workerinput", None)
