@@ -68,7 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if results.exists():
             shutil.rmtree(results)
         if config.pluginmanager.hasplugin("xdist"):
-            # A worker gets all the items of a scenario file, to run them together.
+            # Each worker gets its share of the scenario items at the start, to run them together.
             from .harness.schedule import SchedulingPlugin
 
             config.pluginmanager.register(SchedulingPlugin(), "siptwin-scheduling")
@@ -94,8 +94,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Scenario items that drive a real peer (tag ``peer``: a second or more each, against
-    tens of milliseconds for the rest) run first. xdist deals them out to its workers at the
-    start instead of leaving them queued on one worker while the other has run out of work."""
+    tens of milliseconds for the rest) come first, so that the shares dealt from this order
+    (harness/shares.py) each get their part of them; other schedulings deal them out to the
+    workers at the start instead of leaving them queued on one worker."""
     if MACHINERY not in sys.modules:
         return  # no scenario was collected: leave other projects' order alone
 

@@ -1,9 +1,13 @@
-"""Items of one scenario run at the same time, so that their waits overlap.
+"""Scenario items run at the same time, so that their waits overlap.
 
 Most of a suite run is waiting, not working: a 0.2 s silence window, a one-second ``<Dial>``,
-a webhook timeout, a peer process that starts and hangs up, each the same in every region of
-the scenario. A worker runs the items of one scenario file as one batch: their coroutines run
-together on the worker's event loop against its one twin.
+a webhook timeout, a peer process that starts and hangs up. A worker runs its scenario items
+as one batch: their coroutines run together on the worker's event loop against its one twin.
+With xdist's ``load`` scheduling the batch is the worker's whole share of the suite
+(shares.py: the scheduler and the worker compute the same share), so a peer
+item that lasts eight seconds runs while dozens of short items of other scenarios go on
+beside it; the slowest items (tag ``peer``) start first. Other schedulings batch the items
+of one scenario file.
 
 What keeps concurrent items apart:
 
@@ -34,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .engine import ItemResult, run_item
@@ -56,44 +60,59 @@ def runs_alone(scenario: Scenario) -> bool:
                for step in scenario.steps)
 
 
-def rounds(items: Sequence[tuple[Scenario, str]]) -> list[tuple[dict[str, Any], bool, list[int]]]:
-    """(settings, together, indexes of items): items with the same settings in one round, in
-    the order they first appear; ``together`` is False when one of them must run alone."""
-    found: dict[str, tuple[dict[str, Any], list[int]]] = {}
+def slow(scenario: Scenario) -> bool:
+    """Items that drive a real peer process take seconds; the rest tens of milliseconds."""
+    return "peer" in scenario.tags
+
+
+def rounds(items: Sequence[tuple[Scenario, str]]
+           ) -> list[tuple[dict[str, Any], list[int], list[int]]]:
+    """(settings, indexes of items that run together, indexes of items that run alone): items
+    with the same settings in one round, rounds in the order their settings first appear; the
+    slow items first among those that run together, so that their waits cover the others."""
+    found: dict[str, tuple[dict[str, Any], list[int], list[int]]] = {}
     for index, (scenario, _) in enumerate(items):
         settings = settings_of(scenario)
         key = json.dumps(settings, sort_keys=True, default=str)
-        found.setdefault(key, (settings, []))[1].append(index)
-    return [(settings, not any(runs_alone(items[i][0]) for i in indexes), indexes)
-            for settings, indexes in found.values()]
+        _, together, alone = found.setdefault(key, (settings, [], []))
+        (alone if runs_alone(scenario) else together).append(index)
+    for _, together, _ in found.values():
+        together.sort(key=lambda i: not slow(items[i][0]))  # stable: collection order otherwise
+    return list(found.values())
+
+
+Done = Callable[[int, ItemResult, float, float], None]
 
 
 async def run_batch(items: Sequence[tuple[Scenario, str]], env: Environment,
-                    timeout: float = ITEM_TIMEOUT) -> list[ItemResult]:
-    """One result per ``(scenario, region)`` of ``items``, in their order."""
+                    timeout: float = ITEM_TIMEOUT, done: Done | None = None) -> list[ItemResult]:
+    """One result per ``(scenario, region)`` of ``items``, in their order; ``done(index,
+    result, began, ended)`` as each item ends (wall-clock window), so that its verdict need
+    not wait for the whole batch."""
     twin = env.twin
     results: list[ItemResult | None] = [None] * len(items)
-    gate = asyncio.Semaphore(AT_ONCE)
+    gate = asyncio.Semaphore(AT_ONCE)  # FIFO: items start in the order they are gathered
 
     async def one(index: int) -> None:
         scenario, region = items[index]
         async with gate:
             view = env.item_view()
+            began = time.time()
             try:
                 results[index] = await _bounded(scenario, region, view, timeout)
             finally:
                 env.release_view(view)
+        if done is not None:
+            done(index, results[index], began, time.time())  # type: ignore[arg-type]
 
-    for settings, together, indexes in rounds(items):
+    for settings, together, alone in rounds(items):
         saved = twin.fidelity
         if settings:
             twin.set_fidelity(saved.with_overrides(settings))
         try:
-            if together:
-                await asyncio.gather(*(one(i) for i in indexes))
-            else:
-                for index in indexes:
-                    await one(index)
+            await asyncio.gather(*(one(i) for i in together))
+            for index in alone:
+                await one(index)
         finally:
             twin.set_fidelity(saved)
     assert all(r is not None for r in results)

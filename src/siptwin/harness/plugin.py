@@ -15,9 +15,8 @@ import re
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from .outcome import Environment
 from .pcap import SessionCapture, item_file_name
 from .receiver import WebhookReceiver
 from .scenario import Scenario, ScenarioError, load_scenario
+from .shares import deal
 
 
 class ScenarioFile(pytest.File):
@@ -147,8 +147,12 @@ class TwinRunner:
         self._executor = ThreadPoolExecutor(16, thread_name_prefix="siptwin-item")
         self.loop.set_default_executor(self._executor)
         self.batches = _batches_allowed(config)
-        self._done: dict[str, tuple[ItemResult, float, float]] = {}  # nodeid -> result, window
-        self._started: set[str] = set()  # items whose batch has run
+        self.shares = _shares_of_workers(config)  # 0: no share of the suite (schedule.py)
+        self._share: set[str] | None = None  # node ids of this worker's share, once known
+        self._waiting: dict[str, Future[tuple[ItemResult, float, float]]] = {}  # nodeid -> result
+        self._started: set[str] = set()  # items whose batch has started
+        self._wait_limit = ITEM_TIMEOUT + 30.0
+        self._batches: set[asyncio.Task[Any]] = set()  # batches running on the loop
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
                                        name="siptwin-scenarios")
         self.thread.start()
@@ -194,24 +198,64 @@ class TwinRunner:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def result_of(self, item: ScenarioItem) -> tuple[ItemResult, float, float]:
-        """The item's result and the wall-clock window it ran in: run now, together with the
-        items of its scenario file still to come (batch.py), or stored by the batch of an
-        earlier item of that file."""
-        stored = self._done.pop(item.nodeid, None)
-        if stored is not None:
-            return stored
-        batch = _batch_of(item, self._started) if self.batches else [item]
-        self._started.update(i.nodeid for i in batch)
-        began = time.time()
-        results = self.run(run_batch([(i.scenario, i.region) for i in batch], self.environment),
-                           timeout=ITEM_TIMEOUT * len(batch) + 30)
-        ended = time.time()
-        for other, result in zip(batch, results, strict=True):
-            if (result.scenario, result.region) != (other.scenario.id, other.region):
-                raise RuntimeError(f"{other.nodeid} got the result of "
-                                   f"{result.scenario}[{result.region}]")
-            self._done[other.nodeid] = (result, began, ended)
-        return self._done.pop(item.nodeid)
+        """The item's result and the wall-clock window it ran in. The first item of a batch
+        starts the batch (batch.py): the worker's share of the suite when it has one, else the
+        items of its scenario file still to come; later items wait for their own result,
+        which comes as soon as that item ends, not when the whole batch does."""
+        future = self._waiting.pop(item.nodeid, None)
+        if future is None:
+            batch = self._batch_of(item)
+            self._started.update(i.nodeid for i in batch)
+            futures = self._launch(batch)
+            future = futures.pop(item.nodeid)
+            self._waiting.update(futures)
+        result, began, ended = future.result(self._wait_limit)
+        if (result.scenario, result.region) != (item.scenario.id, item.region):
+            raise RuntimeError(f"{item.nodeid} got the result of "
+                               f"{result.scenario}[{result.region}]")
+        return result, began, ended
+
+    def _batch_of(self, item: ScenarioItem) -> list[ScenarioItem]:
+        if not self.batches:
+            return [item]
+        if self._share is None:
+            self._share = _share_of(item.session, self.shares) if self.shares else set()
+        if item.nodeid in self._share:
+            return [item] + [other for other in item.session.items
+                             if isinstance(other, ScenarioItem) and other.nodeid in self._share
+                             and other is not item and other.nodeid not in self._started]
+        return _file_batch_of(item, self._started)
+
+    def _launch(self, batch: list[ScenarioItem]) -> dict[str, Future[tuple[ItemResult, float, float]]]:
+        """Start ``batch`` on the loop; one future per item, set as that item ends."""
+        futures: dict[str, Future[tuple[ItemResult, float, float]]] = {
+            i.nodeid: Future() for i in batch}
+        order = [futures[i.nodeid] for i in batch]
+
+        def done(index: int, result: ItemResult, began: float, ended: float) -> None:
+            order[index].set_result((result, began, ended))
+
+        def failed(running: Future[Any]) -> None:
+            error = None if running.cancelled() else running.exception()
+            if error is not None:  # a fault of the harness, not of an item: every item sees it
+                for future in order:
+                    if not future.done():
+                        future.set_exception(error)
+
+        async def tracked() -> list[ItemResult]:
+            task = asyncio.current_task()
+            assert task is not None
+            self._batches.add(task)
+            try:
+                return await run_batch([(i.scenario, i.region) for i in batch],
+                                       self.environment, done=done)
+            finally:
+                self._batches.discard(task)
+
+        running = asyncio.run_coroutine_threadsafe(tracked(), self.loop)
+        running.add_done_callback(failed)
+        self._wait_limit = max(self._wait_limit, ITEM_TIMEOUT * len(batch) + 30)
+        return futures
 
     def _abandon(self) -> None:
         """Stop the engine and the loop thread and remove the state: what must happen even
@@ -225,6 +269,12 @@ class TwinRunner:
 
     def close(self) -> None:
         async def stop() -> None:
+            # A session cut short (-x, --maxfail, Ctrl-C) leaves items of a batch that pytest
+            # will never ask for: they end (and clean up) before the twin stops under them.
+            running = list(self._batches)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
             await self.receiver.close()
             await self.twin.stop()
 
@@ -246,7 +296,28 @@ def _batches_allowed(config: pytest.Config) -> bool:
     return workerinput is None or bool(workerinput.get("siptwin_scenario_batches"))
 
 
-def _batch_of(item: ScenarioItem, started: set[str]) -> list[ScenarioItem]:
+SHARES_KEY = "siptwin_scenario_shares"  # set by schedule.py when it deals scenario items in shares
+
+
+def _shares_of_workers(config: pytest.Config) -> int:
+    """How many shares the suite's scenario items are dealt in (shares.deal): one per xdist
+    worker when the scheduler deals them so (schedule.py), one in a run without xdist, none
+    (0) with a scheduling that deals them otherwise."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return 1
+    return int(workerinput["workercount"]) if workerinput.get(SHARES_KEY) else 0
+
+
+def _share_of(session: pytest.Session, shares: int) -> set[str]:
+    """Node ids of this worker's share; the scheduler sends the same ones (schedule.py)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    dealt = deal([i.nodeid for i in session.items], shares)
+    return {nodeid for nodeid, share in dealt.items() if share == index}
+
+
+def _file_batch_of(item: ScenarioItem, started: set[str]) -> list[ScenarioItem]:
     """The item and the other items of its scenario file that have not run yet."""
     return [item] + [other for other in item.session.items
                      if isinstance(other, ScenarioItem) and other.parent is item.parent
