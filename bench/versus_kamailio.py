@@ -3,7 +3,7 @@
 Run (as root, best inside a private network namespace so nothing else holds the ports):
     unshare -n bash -c 'ip link set lo up; python bench/versus_kamailio.py'
     [--rates 200,400,600,800,1000,1500,2000] [--seconds 5] [--app pause|say] [--overload]
-    [--workers N]
+    [--overload-factors 1.15,2 | --overload-rate 290,500] [--twin-only] [--workers N]
 
 Kamailio runs bench/anchors/kamailio-auth-answer.cfg (udp:127.0.0.1:5070: a 407 to every
 INVITE, the digest checked, 200 OK sent by Kamailio itself); the twin is ``siptwin up`` (one
@@ -15,10 +15,14 @@ A rate is clean when every call succeeded at >= 90 % of the rate (bench/sipp_loa
 Printed: one table - per system the highest clean rate, its CPU per call (all the system's
 processes, utime + stime, over the calls of that step), resident memory (sum of PSS over its
 processes, so Kamailio's shared memory counts once; and the sum of RSS) - and the ratio
-twin/Kamailio. ``--overload`` then offers the twin twice its highest clean rate and prints
-the calls it completed per second and as a share of its clean rate (the overload target:
-at least 90 %), with its memory after. CPU time per call is the figure to compare on a busy
-machine; rates need an idle one.
+twin/Kamailio. ``--overload`` then offers the twin multiples of its highest clean rate
+(``--overload-factors``, default 2; or the fixed rates of ``--overload-rate``, so that
+variants compared back to back get the same offers), one step each, and prints the calls it
+completed per second of the offered window (successful calls / ``--seconds``; SIPp's own
+figure, over its wall time with the tail, beside it) and as a share of its clean rate (the
+overload target: at least 90 % at 2x), with retransmissions, p99 setup time, CPU per
+completed call and memory after. ``--twin-only`` leaves Kamailio out. CPU time per call is
+the figure to compare on a busy machine; rates need an idle one.
 """
 
 from __future__ import annotations
