@@ -3,7 +3,7 @@
 Run (as root, best inside a private network namespace so nothing else holds the ports):
     unshare -n bash -c 'ip link set lo up; python bench/versus_kamailio.py'
     [--rates 200,400,600,800,1000,1500,2000] [--seconds 5] [--app pause|say] [--overload]
-    [--workers N]
+    [--overload-factors 1.15,2 | --overload-rate 290,500] [--twin-only] [--workers N]
 
 Kamailio runs bench/anchors/kamailio-auth-answer.cfg (udp:127.0.0.1:5070: a 407 to every
 INVITE, the digest checked, 200 OK sent by Kamailio itself); the twin is ``siptwin up`` (one
@@ -15,10 +15,14 @@ A rate is clean when every call succeeded at >= 90 % of the rate (bench/sipp_loa
 Printed: one table - per system the highest clean rate, its CPU per call (all the system's
 processes, utime + stime, over the calls of that step), resident memory (sum of PSS over its
 processes, so Kamailio's shared memory counts once; and the sum of RSS) - and the ratio
-twin/Kamailio. ``--overload`` then offers the twin twice its highest clean rate and prints
-the calls it completed per second and as a share of its clean rate (the overload target:
-at least 90 %), with its memory after. CPU time per call is the figure to compare on a busy
-machine; rates need an idle one.
+twin/Kamailio. ``--overload`` then offers the twin multiples of its highest clean rate
+(``--overload-factors``, default 2; or the fixed rates of ``--overload-rate``, so that
+variants compared back to back get the same offers), one step each, and prints the calls it
+completed per second of the offered window (successful calls / ``--seconds``; SIPp's own
+figure, over its wall time with the tail, beside it) and as a share of its clean rate (the
+overload target: at least 90 % at 2x), with retransmissions, p99 setup time, CPU per
+completed call and memory after. ``--twin-only`` leaves Kamailio out. CPU time per call is
+the figure to compare on a busy machine; rates need an idle one.
 """
 
 from __future__ import annotations
@@ -201,10 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=2000, help="SIPp -l: calls in flight")
     parser.add_argument("--app", default="pause", choices=sorted(APPS))
     parser.add_argument("--overload", action="store_true",
-                        help="then offer the twin twice its highest clean rate")
-    parser.add_argument("--overload-rate", type=int, default=0,
-                        help="with --overload: offer this rate instead of twice the clean one "
-                             "(to compare settings back to back on a busy machine)")
+                        help="then offer the twin multiples of its highest clean rate")
+    parser.add_argument("--overload-factors", default="2",
+                        help="with --overload: the multiples of the clean rate offered, one "
+                             "step each (e.g. 1.15,2: just above capacity and twice it)")
+    parser.add_argument("--overload-rate", default="",
+                        help="with --overload: offer these rates (comma-separated) instead of "
+                             "multiples of the clean one (to compare variants back to back at "
+                             "the same offers on a busy machine)")
+    parser.add_argument("--twin-only", action="store_true",
+                        help="leave Kamailio out (overload comparisons of the twin alone)")
     parser.add_argument("--limit-twin", action="append", default=[], metavar="NAME=VALUE",
                         help="siptwin up --limit for the twin (repeatable)")
     parser.add_argument("--settings", type=Path, help="siptwin up --settings for the twin")
@@ -227,29 +237,34 @@ def main(argv: list[str] | None = None) -> int:
             extra += ["--settings", str(args.settings.resolve())]
         twin = TwinProcess(work / "state", None, workers=args.workers, extra=extra)
         twin.start()
-        kamailio.start()
+        if not args.twin_only:
+            kamailio.start()
         try:
             provision_domain(f"http://127.0.0.1:{twin.api_port}", twin.value("TWILIO_ACCOUNT_SID"),
                              twin.value("TWILIO_AUTH_TOKEN"), APPS[args.app])
             host, port = node_address(twin.banner, "us1")
             systems = [
                 System("kamailio", *KAMAILIO, domain="127.0.0.1", user="alice",
-                       password="secret", pids=kamailio.pids,
+                       password="secret", pids=[] if args.twin_only else kamailio.pids,
                        socket_per_call=args.workers > 1),
                 System("twin", host, port, domain=f"{LABEL}.sip.us1.twilio.com", user=USER,
                        password=PASSWORD, pids=twin.pids, socket_per_call=args.workers > 1),
-            ]
+            ][1 if args.twin_only else 0:]
             for system in systems:
                 step(system, 50, 1.0, args.limit, work / "warm-up")  # first imports, caches
                 climb(system, rates, args.seconds, args.limit, work)
-            overload: RateResult | None = None
-            twin_system = systems[1]
+            overloads: list[tuple[RateResult, tuple[int, int]]] = []
+            twin_system = systems[-1]
             if args.overload and (twin_system.best is not None or args.overload_rate):
-                time.sleep(2.0)
-                offered = args.overload_rate or 2 * twin_system.best.rate
-                overload = step(twin_system, offered, args.seconds, args.limit, work,
-                                "twin-overload")
-                overload_memory = memory_kb(twin_system.pids)
+                offers = ([int(r) for r in args.overload_rate.split(",")]
+                          if args.overload_rate else
+                          [round(float(f) * twin_system.best.rate)
+                           for f in args.overload_factors.split(",")])
+                for offered in offers:
+                    time.sleep(2.0)
+                    result = step(twin_system, offered, args.seconds, args.limit, work,
+                                  f"twin-overload-{offered}")
+                    overloads.append((result, memory_kb(twin_system.pids)))
         finally:
             kamailio.stop()
             twin.stop()
@@ -268,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{f' ({best.achieved_cps}/s achieved, p99 {best.p99_ms} ms)' if best else ''} | "
               f"{best.twin_cpu_ms_per_call if best else '-'} | "
               f"{system.memory[0] / 1024:.1f} ({system.memory[1] / 1024:.1f}) |")
-    kam, tw = systems[0].best, systems[1].best
+    kam, tw = (None, systems[0].best) if args.twin_only else (systems[0].best, systems[1].best)
     if kam and tw and kam.twin_cpu_ms_per_call and tw.twin_cpu_ms_per_call:
         print(f"\ntwin / Kamailio: CPU per call {tw.twin_cpu_ms_per_call / kam.twin_cpu_ms_per_call:.1f}x"
               f" (target <= 4x); highest clean rate {tw.rate / kam.rate:.2f}x"
@@ -280,14 +295,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"at the same rate ({tw.rate} calls/s): twin {tw.twin_cpu_ms_per_call} ms, "
                   f"Kamailio {same.twin_cpu_ms_per_call} ms per call: "
                   f"{tw.twin_cpu_ms_per_call / same.twin_cpu_ms_per_call:.1f}x")
-    if overload is not None:
-        share = f"{overload.achieved_cps / tw.rate:.0%}" if tw else "-"
-        print(f"\noverload: twin offered {overload.rate} calls/s (clean rate "
-              f"{tw.rate if tw else 'none'}): completed {overload.successful}/{overload.calls} "
-              f"({overload.achieved_cps}/s = {share} of its clean rate; target >= 90 % at 2x), "
-              f"{overload.failed} refused or "
-              f"failed, CPU {overload.twin_cpu_ms_per_call} ms per completed call, PSS after "
-              f"{overload_memory[0] / 1024:.1f} MB")
+    for overload, overload_memory in overloads:
+        # Completed per second of the offered window: the calls SIPp was asked to start in
+        # `seconds`, over `seconds` - what the twin served of that offer. (SIPp's own figure
+        # divides by its wall time, tail included: a run whose last calls end late, or whose
+        # shed calls are answered at once, would read differently for the same work.)
+        window = overload.successful / args.seconds
+        share = f"{window / tw.rate:.0%}" if tw else "-"
+        print(f"\noverload: twin offered {overload.rate} calls/s for {args.seconds:g} s "
+              f"({overload.rate / tw.rate if tw else 0:.2f}x its clean rate "
+              f"{tw.rate if tw else 'none'}): completed {overload.successful}/{overload.calls}"
+              f" = {window:.0f}/s over the offered window = {share} of its clean rate "
+              f"(target >= 90 %; {overload.achieved_cps}/s over SIPp's wall time "
+              f"{overload.wall_s} s), {overload.failed} refused or failed, "
+              f"{overload.retransmissions} retransmissions, p99 setup "
+              f"{overload.p99_ms} ms, CPU {overload.twin_cpu_ms_per_call} ms per completed "
+              f"call, PSS after {overload_memory[0] / 1024:.1f} MB")
     print(f"reproduce: {command}")
     return 0
 

@@ -100,9 +100,12 @@ DESCRIPTIONS: dict[str, str] = {
     "overload_retransmissions": "share of a node's incoming requests that are retransmissions "
                                 "above which it counts as overloaded (callers waited 500 ms "
                                 "unanswered), when it also receives overload_message_rate",
-    "overload_queue_wait": "seconds a new call's INVITE may have waited in a node's UDP "
-                           "receive buffer, when the node also receives overload_message_rate; "
-                           "older ones are shed before parsing (the overload_action setting)",
+    "overload_queue_wait": "the standing wait in a node's UDP receive buffer that it holds "
+                           "while overloaded: past half of it, new calls are admitted at the "
+                           "rate the node completes call setups (fewer while the wait is longer, "
+                           "more while shorter) and the rest shed before parsing (the "
+                           "overload_action setting); an INVITE that waited twice it on a busy "
+                           "node is shed anyway",
     "overload_retry_after": "seconds in the Retry-After of a 503 for a call shed under overload",
 }
 

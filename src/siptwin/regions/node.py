@@ -397,8 +397,10 @@ class RegionNode:
         # Episodes may come and go many times a second: one line per 10 s at most.
         if change is True and now - self._overload_logged_at >= 10.0:
             self._overload_logged_at = now
-            log.warning("%s overloaded (event loop %.0f ms late): shedding new calls (%s); "
+            rate = self.overload.admission.rate
+            log.warning("%s overloaded (event loop %.0f ms late%s): shedding new calls (%s); "
                         "%d shed so far in %d episodes", self.region.id, (now - due) * 1000,
+                        "" if rate is None else f", new calls admitted at {rate:.0f}/s",
                         self.fidelity.overload_action, self.overload.shed,
                         self.overload.episodes)
         self._schedule_overload_tick(now)
@@ -579,6 +581,9 @@ class RegionNode:
                          call_id[:80].decode("utf-8", "replace"))
 
     def _respond(self, key: TxKey, response: Response) -> None:
+        if response.status >= 200 and response.status not in (401, 407) and (
+                response.headers.get("CSeq") or "").endswith("INVITE"):
+            self.overload.completed_now += 1  # a call set up, or turned away: its pace
         try:
             self._apply(self.layer.respond(key, response, self._now()))
         except TransactionError as err:

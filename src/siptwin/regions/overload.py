@@ -7,9 +7,16 @@ again). Two measures, sans-IO here, fed by the node:
 
 - A datagram: how long it waited in the socket's receive buffer (the endpoint reads the
   kernel's receive time). Under UDP overload the backlog builds there, out of sight of the
-  event loop (it reads a batch, runs its timers, reads the next, and keeps time). A new
-  call's INVITE that waited longer than ``wait_limit`` on a busy node is shed: this tracks
-  the backlog per datagram, so the node takes new calls as fast as it answers them.
+  event loop (it reads a batch, runs its timers, reads the next, and keeps time). When a
+  queue stands there (even the datagram that waited least in a tick waited more than half
+  ``wait_limit``), the node admits new calls at a *rate* (``AdmissionRate``): the rate at
+  which it completes call setups, scaled each tick by how the standing wait compares with
+  ``wait_limit``. It keeps taking as many new calls as it gets through and sheds the excess,
+  spread evenly, rather than deciding per datagram (which refuses every new call while a
+  backlog lasts, then takes every one once it has drained, and lets the calls taken in
+  such a burst build the next backlog). A new call that waited longer than twice
+  ``wait_limit`` is shed anyway: its answer would come after the caller's first
+  retransmission (T1, 500 ms), and the call would cost twice.
 - A stream (no such clock), or a UDP socket the kernel kept small (it drops before anything
   waits long): ``tick`` from a periodic timer with how late it fired, and the share of
   requests that retransmit a transaction the node holds. A late timer alone is not overload
@@ -30,6 +37,73 @@ from .responses import twilio_to_tag
 
 TICK_SECONDS = 0.05
 STANDING_DATAGRAMS = 8  # read in a tick, at least, before their waits tell of a standing queue
+RATE_RANGE = (0.7, 1.2)  # the admission rate against the completion rate, least and most
+RATE_FLOOR = 10.0  # new calls a second a node under a standing queue still admits
+QUIET_TICKS = 20  # ticks (1 s) with no queue and nothing shed before admission is unlimited
+SMOOTHING = 0.2  # weight of a tick's completions in the moving completion rate
+
+
+@dataclass
+class AdmissionRate:
+    """New calls a second admitted while a queue stands in the receive buffer: a token bucket
+    refilled at the rate the node *completes* call setups (final responses to INVITEs, other
+    than challenges), scaled by how the queue's standing wait (``least_wait``: the shortest
+    wait of a tick's datagrams) compares with ``target``:
+
+        rate = completing * (1 + (target - least_wait) / (2 * target)), within RATE_RANGE
+
+    - at ``target`` the node admits what it completes: the queue holds;
+    - over it, less (0.7x at 1.6 times the target, and beyond): the queue drains;
+    - under it, more (up to 1.2x with no queue): the node finds its room again.
+
+    Completions cannot outrun what the node gets through, so the rate follows its capacity
+    without winding up: admissions beyond it only show as a longer queue a call's round trip
+    later, by when a rate set from the wait alone would have let a burst in (and cut too
+    far after it). Limiting begins when a queue stands, and ends after a second with neither
+    a queue nor a call shed. Pure arithmetic of times and counts; the guard owns one per
+    node."""
+
+    target: float  # seconds of standing wait the rate aims at
+    rate: float | None = None  # new calls a second; None: unlimited (no queue stands)
+    tokens: float = 0.0
+    completing: float = 0.0  # call setups completed a second (moving average over ticks)
+    quiet: int = 0  # ticks in a row without a standing queue or a call shed
+
+    def take(self) -> bool:
+        """A new call: admitted when unlimited or a token is left."""
+        if self.rate is None:
+            return True
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def tick(self, elapsed: float, completed: int, shed: int, standing: bool,
+             least_wait: float) -> bool:
+        """``elapsed`` seconds since the previous tick, in which the node completed
+        ``completed`` call setups and shed ``shed`` new calls; ``standing``: a queue stood
+        through the tick, the least wait in it ``least_wait`` (0 when nothing was read).
+        True when limiting begins."""
+        elapsed = max(elapsed, 1e-3)
+        self.completing += SMOOTHING * (completed / elapsed - self.completing)
+        began = False
+        if self.rate is None:
+            if not standing:
+                return False
+            self.quiet, self.tokens, began = 0, 0.0, True
+        else:
+            self.quiet = 0 if standing or shed else self.quiet + 1
+            if self.quiet >= QUIET_TICKS:
+                self.rate = None  # the callers ask less than the node gets through
+                return False
+        low, high = RATE_RANGE
+        scale = min(high, max(low, 1 + (self.target - least_wait) / (2 * self.target)))
+        self.rate = max(RATE_FLOOR, self.completing * scale)
+        # Tokens for the coming tick (as long as this one, if the loop is late); unused ones
+        # lapse, so a lull is not paid back in a burst.
+        self.tokens = min(self.tokens + self.rate * elapsed,
+                          max(1.0, self.rate * max(elapsed, TICK_SECONDS)))
+        return began
 
 
 @dataclass
@@ -39,7 +113,8 @@ class OverloadGuard:
     retransmission_share: float = 0.2  # of the messages since the previous tick
     messages: int = 0  # since the previous tick
     retransmissions: int = 0  # since the previous tick
-    # seconds a new call's INVITE may wait in the socket buffer while the node is busy
+    # seconds of standing wait in the socket buffer the admission rate aims at (it begins at
+    # half this); a new call's INVITE that waited twice this on a busy node is shed outright
     wait_limit: float = 0.2
     shedding: bool = False
     busy: bool = False  # the previous tick counted message_rate or more
@@ -49,24 +124,31 @@ class OverloadGuard:
     episodes: int = 0  # times shedding began
     # branches of the new calls taken lately: a retransmission of one is not a new call
     taken: OrderedDict[bytes, None] = field(default_factory=OrderedDict, repr=False)
+    admission: AdmissionRate = field(init=False)
+    shed_now: int = 0  # new calls by datagram shed since the previous tick
+    completed_now: int = 0  # call setups the node completed since the previous tick
+
+    def __post_init__(self) -> None:
+        self.admission = AdmissionRate(target=self.wait_limit)
 
     def admits_new_call(self, branch: bytes, waited: float | None) -> bool:
         """Whether to take a new call's INVITE (top Via ``branch``).
 
-        A datagram says how long it ``waited`` in the socket buffer: it is shed when that is
-        longer than ``wait_limit`` on a busy node, or behind a standing queue (``tick``) -
-        its answer would come near or after the
-        caller's first retransmission (T1, 500 ms), and the call would cost twice. This is
-        the backlog itself, measured per datagram: the node takes new calls exactly as fast
-        as it answers them, with no on/off episodes that refuse every new call for a tick.
-        On a stream (``waited`` None: no such clock) the node sheds while ``shedding``.
-        A retransmission of a shed INVITE is judged afresh (a caller that retries when the
-        node has room gets in); one of an INVITE taken goes on."""
+        A datagram says how long it ``waited`` in the socket buffer. While a queue stands
+        there the node admits new calls at the rate of its ``AdmissionRate`` (module
+        docstring); one that waited more than twice ``wait_limit`` on a busy node is shed
+        anyway. On a stream (``waited`` None: no such clock) the node sheds while
+        ``shedding``. A retransmission of a shed INVITE is judged afresh (a caller that
+        retries when the node has room gets in); one of an INVITE taken goes on."""
         taken = self.taken
         if branch in taken:
             return True
-        if self.shedding if waited is None else (waited > self.wait_limit
-                                                 and (self.busy or self.standing)):
+        if waited is None:
+            if self.shedding:
+                return False
+        elif ((waited > 2 * self.wait_limit and (self.busy or self.standing))
+              or not self.admission.take()):
+            self.shed_now += 1
             return False
         taken[branch] = None
         if len(taken) > TAKEN_BRANCHES:
@@ -77,8 +159,8 @@ class OverloadGuard:
              least_wait: float = 0.0) -> bool | None:
         """One timer tick ``lateness`` seconds late, ``elapsed`` seconds after the previous
         one; since then the node read ``datagrams``, the shortest wait among them
-        ``least_wait``. Returns True when shedding begins, False when it ends, None
-        otherwise."""
+        ``least_wait``. Returns True when shedding (by the ticks, or by an admission rate)
+        begins, False when shedding by the ticks ends, None otherwise."""
         messages, retransmitted = self.messages, self.retransmissions
         busy = messages >= self.message_rate * max(elapsed, TICK_SECONDS)
         share = retransmitted / messages if messages else 0.0
@@ -88,16 +170,22 @@ class OverloadGuard:
         # the process leaves a backlog that drains within a tick; overload keeps one. (A node
         # starved of CPU by other work may not read message_rate a second, yet be flooded.)
         self.standing = datagrams >= STANDING_DATAGRAMS and least_wait > self.wait_limit / 2
+        limiting = self.admission.tick(elapsed, self.completed_now, self.shed_now,
+                                       self.standing, least_wait)
+        self.completed_now = self.shed_now = 0
+        change: bool | None = None
         if not self.shedding and busy and (lateness > self.lag_limit
                                            or share > self.retransmission_share):
             self.shedding = True
-            self.episodes += 1
-            return True
-        if self.shedding and (not busy or (lateness < self.lag_limit / 2
-                                           and share < self.retransmission_share / 4)):
+            change = True
+        elif self.shedding and (not busy or (lateness < self.lag_limit / 2
+                                             and share < self.retransmission_share / 4)):
             self.shedding = False
-            return False
-        return None
+            change = False
+        if limiting:
+            change = True
+        self.episodes += change is True
+        return change
 
 
 # ---------------------------------------------------------------------- before parsing
