@@ -186,6 +186,16 @@ class Fidelity:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     values: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Each value also becomes an attribute of the instance: a call reads a few dozen
+        # settings, and a plain attribute costs a fraction of a __getattr__ call. Only names
+        # the class itself does not define (a setting never shadows a method or a field);
+        # __getattr__ still answers any other name as before.
+        attributes = self.__dict__
+        for name, value in self.values.items():
+            if not name.startswith("_") and not hasattr(type(self), name):
+                attributes.setdefault(name, value)
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name in ("profile", "overrides", "values"):
             raise AttributeError(name)

@@ -246,8 +246,8 @@ class Call:
     def record(self, entry: TraceEntry) -> None:
         """Add a message to the trace; a retransmission storm stops being kept past a bound."""
         trace = self.trace
-        if isinstance(trace, PackedTrace):  # a message after the call ended
-            trace = self.trace = trace.unpack()
+        if type(trace) is not list:  # packed: a message after the call ended
+            trace = self.trace = trace.unpack()  # type: ignore[union-attr]
         if len(trace) < MAX_TRACE_ENTRIES:
             trace.append(entry)
         else:
@@ -318,8 +318,9 @@ class CallRegistry:
             listener(call, event)
 
     def get(self, call_id: str) -> Call | None:
-        with self._lock:
-            return self._calls.get(call_id)
+        # One look-up is atomic under the GIL (OrderedDict's is C code), and the node asks
+        # for every message it traces: no lock here. Iterating and changing the order need it.
+        return self._calls.get(call_id)
 
     def by_sid(self, sid: str) -> Call | None:
         with self._lock:
