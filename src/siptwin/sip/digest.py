@@ -543,13 +543,21 @@ class NonceStatus(enum.Enum):
     INVALID = "invalid"  # forged, malformed, or bound to another realm/context
 
 
+_LENGTH = struct.Struct(">I")  # a length before each part
+
+
 def nonce_context(*parts: str) -> bytes:
     """Encode the values a nonce is bound to (e.g. Call-ID and source IP) unambiguously."""
-    return b"".join(_length_prefixed(part.encode("utf-8")) for part in parts)
+    pieces: list[bytes] = []
+    for part in parts:  # (a loop, not a generator: this runs for every INVITE)
+        data = part.encode("utf-8")
+        pieces.append(_LENGTH.pack(len(data)))
+        pieces.append(data)
+    return b"".join(pieces)
 
 
 def _length_prefixed(data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + data
+    return _LENGTH.pack(len(data)) + data
 
 
 class NonceIssuer:

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from .address import NameAddr, parse_name_addr
+from .digest import parse_challenge, parse_credentials
 from .errors import SipParseError
 from .headers import (
     Contact,
@@ -227,8 +228,6 @@ class Message:
         key = "cred:" + header.lower()
         value = self._views.get(key, _MISSING)
         if value is _MISSING:
-            from .digest import parse_credentials
-
             value = self._views[key] = [parse_credentials(v) for v in self.headers.get_all(header)]
         return value
 
@@ -237,8 +236,6 @@ class Message:
         key = "chal:" + header.lower()
         value = self._views.get(key, _MISSING)
         if value is _MISSING:
-            from .digest import parse_challenge
-
             value = self._views[key] = [parse_challenge(v) for v in self.headers.get_all(header)]
         return value
 
