@@ -419,9 +419,11 @@ class RegionNode:
         """A new call's INVITE judged from its bytes (regions/overload.py): True when it was
         shed - dropped, or refused 503 statelessly - before the full parse."""
         branch = new_call_branch(data)
+        if branch is None:
+            return False
         overload = self.overload
         waited = self.endpoint.datagram_wait if self._judged_by_wait(source) else None
-        if branch is None or overload.admits_new_call(branch, waited):
+        if overload.admits_new_call(branch, waited):
             return False
         overload.messages += 1
         overload.shed += 1
