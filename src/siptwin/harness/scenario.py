@@ -377,16 +377,13 @@ def parse_yaml(path: Path, text: str,
     """The document and its node tree (for ``_line_of``); bad YAML raises ``error`` naming
     ``path:line``."""
     try:
-        # libyaml parses once, and the document is built from that node tree; the pure
-        # Python parser only runs again to word the error of a file libyaml refused.
-        loader = _FastLoader(text)
+        # libyaml (two parses: building the document flattens ``<<`` merge keys in the node
+        # tree, and _line_of reads the tree as written); the pure Python parser only runs
+        # again to word the error of a file libyaml refused.
         try:
-            node = loader.get_single_node()
-            return node, (loader.construct_document(node) if node is not None else None)
+            return yaml.compose(text, Loader=_FastLoader), yaml.load(text, Loader=_FastLoader)
         except yaml.YAMLError:
             return yaml.compose(text), yaml.safe_load(text)
-        finally:
-            loader.dispose()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
