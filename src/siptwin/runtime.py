@@ -22,8 +22,9 @@ def settle_for_serving() -> None:
 
     Everything alive now (modules, the catalogue, the control plane, listeners) lives as long
     as the process: ``gc.freeze`` moves it out of the collector's way, so full collections
-    only walk what calls create. Only for whole processes that serve (``siptwin up``, a
-    region process); an embedding test run keeps the defaults.
+    only walk what calls create. For whole processes that serve (``siptwin up``, a region
+    process) and a scenario-suite worker once its twin runs (harness/plugin.py); other
+    embedding test runs keep the defaults.
     """
     gc.collect()
     gc.freeze()

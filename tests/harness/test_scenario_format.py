@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from siptwin.harness.scenario import ScenarioError, discover, load_scenario, render
+from siptwin.harness.scenario import ScenarioError, discover, load_scenario, parse_yaml, render
 from tests.support import REPO
 
 
@@ -23,6 +24,27 @@ def test_every_shipped_scenario_loads() -> None:
     assert paths, "no scenarios shipped"
     ids = [load_scenario(p, root).id for p in paths]
     assert len(ids) == len(set(ids))
+
+
+def _lines(node: yaml.Node) -> list[int]:
+    lines = [node.start_mark.line]
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            lines += _lines(key) + _lines(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for value in node.value:
+            lines += _lines(value)
+    return lines
+
+
+def test_fast_parse_matches_the_pure_python_parser() -> None:
+    """parse_yaml uses libyaml when it can; the data and every node's line (error messages
+    point at them) must be what the pure-Python parser gives."""
+    for path in discover(REPO / "scenarios"):
+        text = path.read_text(encoding="utf-8")
+        node, data = parse_yaml(path, text, ScenarioError)
+        assert data == yaml.safe_load(text), path
+        assert _lines(node) == _lines(yaml.compose(text)), path
 
 
 def test_unknown_key_is_reported_with_file_and_line(tmp_path) -> None:

@@ -14,6 +14,7 @@ Blocking API (subprocesses, docker); from asyncio call it with ``asyncio.to_thre
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shlex
@@ -59,9 +60,15 @@ def variables(target: Target, workdir: Path, service: str,
             "python": sys.executable}
 
 
+@functools.lru_cache(maxsize=512)
+def _template(text: str) -> jinja2.Template:
+    """Compiled once per worker: a device's command is the same in every region."""
+    return _ENV.from_string(text)
+
+
 def render(text: str, values: dict[str, Any], what: str) -> str:
     try:
-        return _ENV.from_string(text).render(values)
+        return _template(text).render(values)
     except jinja2.TemplateError as err:
         raise DeviceError(f"{what}: {err} (variables: {', '.join(VARIABLES)})") from None
 

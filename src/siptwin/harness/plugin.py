@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from ..regions.catalogue import Catalogue, default_catalogue_dir
+from ..runtime import settle_for_serving
 from ..settings import load_fidelity
 from ..twin.config import TwinConfig
 from ..twin.launch import make_twin
@@ -189,6 +190,10 @@ class TwinRunner:
 
             apply_caller_location(self.twin, location)
         self.environment = Environment(self.twin, self.receiver)
+        # What is alive now (the collected items, the modules, the running twin) lasts as
+        # long as the worker: frozen, the collector's full passes during the items and the
+        # five that pytest makes at its exit walk only what the items made.
+        settle_for_serving()
 
     async def _start(self) -> None:
         await self.twin.start()

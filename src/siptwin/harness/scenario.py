@@ -8,6 +8,7 @@ domain's localized host for the region), ``node`` (the region's address) and ``u
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -368,12 +369,21 @@ class Scenario:
         return self.regions is None or region in self.regions
 
 
+_FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_yaml(path: Path, text: str,
                error: type[Exception]) -> tuple[yaml.Node | None, Any]:
     """The document and its node tree (for ``_line_of``); bad YAML raises ``error`` naming
     ``path:line``."""
     try:
-        return yaml.compose(text), yaml.safe_load(text)
+        # libyaml (two parses: building the document flattens ``<<`` merge keys in the node
+        # tree, and _line_of reads the tree as written); the pure Python parser only runs
+        # again to word the error of a file libyaml refused.
+        try:
+            return yaml.compose(text, Loader=_FastLoader), yaml.load(text, Loader=_FastLoader)
+        except yaml.YAMLError:
+            return yaml.compose(text), yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -460,13 +470,19 @@ _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
                           keep_trailing_newline=True)
 
 
+@functools.lru_cache(maxsize=2048)
+def _template(source: str) -> jinja2.Template:
+    """Compiled once per worker: items of every region render the same strings."""
+    return _ENV.from_string(source)
+
+
 def render(value: Any, context: dict[str, Any]) -> Any:
     """Render every string inside ``value`` (dicts and lists walked) as a jinja2 template."""
     if isinstance(value, str):
         if "{{" not in value and "{%" not in value:
             return value
         try:
-            return _ENV.from_string(value).render(context)
+            return _template(value).render(context)
         except jinja2.TemplateError as err:
             raise ScenarioError(f"template {value!r}: {err}") from None
     if isinstance(value, dict):
