@@ -45,13 +45,12 @@ from siptwin.transport.endpoint import Source
 from siptwin.twin.config import TwinConfig
 from siptwin.twin.embedded import EmbeddedTwin
 
-USER, PASSWORD, LABEL = "alice", "Harbour7Lights", "bench"
-DOMAIN = f"{LABEL}.sip.us1.twilio.com"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sip_path import DOMAIN, SDP, request  # noqa: E402  (SIPp's datagrams, written once)
 from sipp_load import APPS  # noqa: E402
 
-SDP = ("v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
-       "t=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+USER, PASSWORD = "alice", "Harbour7Lights"
+LABEL = DOMAIN.split(".")[0]
 _NONCE = re.compile(rb'nonce="([^"]+)"')
 _OPAQUE = re.compile(rb'opaque="([^"]+)"')
 _TO = re.compile(rb"\r\nTo: ([^\r]+)")
@@ -76,25 +75,13 @@ class Caller:
     def _capture(self, data: bytes, hop: Hop) -> None:
         self.sent.append(data)
 
-    def _request(self, method: str, n: int, branch: str, cseq: int, to: str, extra: str = "",
-                 body: str = "") -> bytes:
-        head = (f"{method} sip:1000@{DOMAIN} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-{n}-{branch}\r\n"
-                f"From: sipp <sip:sipp@127.0.0.1:5061>;tag={n}SIPpTag00{n}\r\n"
-                f"To: {to}\r\nCall-ID: {n}-4242@127.0.0.1\r\nCSeq: {cseq} {method}\r\n"
-                f"Contact: sip:sipp@127.0.0.1:5061\r\nMax-Forwards: 70\r\n"
-                f"Subject: Performance Test\r\n{extra}")
-        if body:
-            head += "Content-Type: application/sdp\r\n"
-        return (head + f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
-
     def _reply(self, status: bytes) -> bytes:
         return next(d for d in reversed(self.sent) if d.startswith(b"SIP/2.0 " + status))
 
     async def call(self, n: int) -> None:
         began = time.process_time()
         to = f"<sip:1000@{DOMAIN}>"
-        invite = self._request("INVITE", n, "1", 1, to, body=SDP)
+        invite = request("INVITE", n, "1", 1, to, body=SDP)
         self.caller_cpu += time.process_time() - began
         self.node._on_bytes(invite, self.source)
 
@@ -103,7 +90,7 @@ class Caller:
         nonce = _NONCE.search(challenge).group(1).decode()  # type: ignore[union-attr]
         opaque = _OPAQUE.search(challenge).group(1).decode()  # type: ignore[union-attr]
         to_407 = _TO.search(challenge).group(1).decode()  # type: ignore[union-attr]
-        ack = self._request("ACK", n, "1", 1, to_407)
+        ack = request("ACK", n, "1", 1, to_407)
         uri = f"sip:1000@{DOMAIN}"
         ha1 = hashlib.md5(f"{USER}:sip.twilio.com:{PASSWORD}".encode()).hexdigest()
         ha2 = hashlib.md5(f"INVITE:{uri}".encode()).hexdigest()
@@ -112,7 +99,7 @@ class Caller:
         auth = (f'Proxy-Authorization: Digest username="{USER}",realm="sip.twilio.com",'
                 f'cnonce="{cnonce}",nc=00000001,qop=auth,uri="{uri}",nonce="{nonce}",'
                 f'response="{response}",algorithm=MD5,opaque="{opaque}"\r\n')
-        invite2 = self._request("INVITE", n, "2", 2, to, auth, SDP)
+        invite2 = request("INVITE", n, "2", 2, to, auth, SDP)
         self.caller_cpu += time.process_time() - began
         self.node._on_bytes(ack, self.source)
         self.node._on_bytes(invite2, self.source)
@@ -125,8 +112,8 @@ class Caller:
 
         began = time.process_time()
         to_200 = _TO.search(self.sent[-1]).group(1).decode()  # type: ignore[union-attr]
-        ack2 = self._request("ACK", n, "3", 2, to_200)
-        bye = self._request("BYE", n, "4", 3, to_200)
+        ack2 = request("ACK", n, "3", 2, to_200)
+        bye = request("BYE", n, "4", 3, to_200)
         self.caller_cpu += time.process_time() - began
         self.node._on_bytes(ack2, self.source)
         self.node._on_bytes(bye, self.source)
