@@ -124,6 +124,24 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:  # collected between the two looks
+        return False
     return state != "Z"
 
+
+
+def test_stop_returns_only_when_no_member_of_the_group_still_runs(tmp_path: Path) -> None:
+    # Forty grandchildren that shrug off SIGTERM: only SIGKILL ends them, and a signal is
+    # delivered asynchronously, so stop must look again before it returns.
+    marker = tmp_path / "children"
+    device = CommandDevice(_target(), {
+        "start": "for i in $(seq 40); do sh -c 'trap \"\" TERM; sleep 300' & "
+                 f"echo $! >> {marker}; done; echo ready; wait",
+        "ready": "ready", "call": "true", "timeout": 10}, workdir=tmp_path)
+    device.start()
+    children = [int(line) for line in marker.read_text().split()]
+    assert len(children) == 40 and all(_alive(pid) for pid in children)
+    device.stop()
+    assert [pid for pid in children if _alive(pid)] == []

@@ -182,8 +182,7 @@ def run_group(command: str, env: dict[str, str], timeout: float) -> tuple[int, s
         except subprocess.TimeoutExpired:
             stop_group(proc)
             code = -1
-        with contextlib.suppress(ProcessLookupError):  # what the command left behind
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc.pid, 5.0)  # what the command left behind
         out.seek(0, os.SEEK_END)
         out.seek(max(0, out.tell() - OUTPUT_LIMIT))
         text = _tail(out.read())
@@ -193,14 +192,55 @@ def run_group(command: str, env: dict[str, str], timeout: float) -> tuple[int, s
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """End ``proc``'s whole process group: SIGTERM, then SIGKILL, and return only once no
+    member is left running (a daemon it forked may still hold the port the next start needs).
+    """
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(grace)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    _kill_group(proc.pid, grace)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(grace)
+
+
+def _kill_group(pgid: int, grace: float) -> None:
+    """SIGKILL every member of group ``pgid`` and wait (at most ``grace`` s) until none runs.
+
+    A signal is delivered asynchronously: a member killed a moment ago may still be running
+    on the other core, so the group is looked at again rather than assumed gone.
+    """
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        if not _running_members(pgid) or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+
+
+def _running_members(pgid: int) -> list[int]:
+    """Members of process group ``pgid`` not yet dead (zombies excluded: they are only
+    waiting for a parent to collect them). Without /proc, any member counts."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return [pgid]
+    members = []
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        # After the command's name: state, parent, process group.
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            members.append(int(name))
+    return members
 
 
 class ContainerDevice:
