@@ -48,12 +48,22 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     stack does not depend on which loop runs it. ``SIPTWIN_EVENT_LOOP=asyncio`` forces the
     standard loop (to compare, or to rule the loop out while debugging).
     """
-    choice = os.environ.get("SIPTWIN_EVENT_LOOP", "uvloop")
-    if choice == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.run(main)
-    return asyncio.run(main)
+    uvloop = _uvloop()
+    return uvloop.run(main) if uvloop is not None else asyncio.run(main)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A loop for a thread that serves (the scenario suite's worker twin), chosen as
+    :func:`run_event_loop` chooses."""
+    uvloop = _uvloop()
+    return uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
+
+
+def _uvloop() -> Any:
+    if os.environ.get("SIPTWIN_EVENT_LOOP", "uvloop") != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop

@@ -379,7 +379,7 @@ async def _raw(params: dict[str, Any], node: tuple[str, int], transport: str, so
     sock.bind((source, 0))
     sock.setblocking(False)
     try:
-        await loop.sock_sendto(sock, data, node)
+        await _send_datagram(sock, data, node)
         deadline = loop.time() + wait
         while loop.time() < deadline:
             try:
@@ -401,6 +401,22 @@ async def _raw(params: dict[str, Any], node: tuple[str, int], transport: str, so
     with contextlib.suppress(SipParseError):
         call_id = parse_datagram(data).headers.get("Call-ID") or ""
     return StepOutcome("raw", call_id, responses, messages)
+
+
+async def _send_datagram(sock: socket.socket, data: bytes, address: tuple[str, int]) -> None:
+    """``loop.sock_sendto`` on any loop (uvloop has none): a datagram to loopback is sent at
+    once unless the socket's buffer is full, then when it can take it."""
+    while True:
+        try:
+            sock.sendto(data, address)
+            return
+        except BlockingIOError:
+            writable = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().add_writer(sock.fileno(), writable.set_result, None)
+            try:
+                await writable
+            finally:
+                asyncio.get_running_loop().remove_writer(sock.fileno())
 
 
 async def _cleanup(env: Environment, provisioned: Provisioned, result: ItemResult) -> None:

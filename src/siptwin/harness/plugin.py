@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from ..regions.catalogue import Catalogue, default_catalogue_dir
-from ..runtime import settle_for_serving
+from ..runtime import new_event_loop, settle_for_serving
 from ..settings import load_fidelity
 from ..twin.config import TwinConfig
 from ..twin.launch import make_twin
@@ -143,7 +143,10 @@ class TwinRunner:
     """An embedded twin and a webhook receiver on an event loop in a background thread."""
 
     def __init__(self, config: pytest.Config) -> None:
-        self.loop = asyncio.new_event_loop()
+        # uvloop when installed, as ``siptwin up`` serves: the twin, its REST API and webhooks,
+        # the receiver and the items all run on this loop, and asyncio's own loop was about a
+        # tenth of a worker's CPU.
+        self.loop = new_event_loop()
         # SDK calls and peer processes of concurrent items each hold a thread while they wait.
         self._executor = ThreadPoolExecutor(16, thread_name_prefix="siptwin-item")
         self.loop.set_default_executor(self._executor)
