@@ -101,7 +101,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return  # no scenario was collected: leave other projects' order alone
 
     def slow_first(item: pytest.Item) -> int:
-        return 0 if item.get_closest_marker("scenario") and item.get_closest_marker("peer") else 1
+        # As harness/batch.start_rank orders a batch: tag long, then peer, then the rest.
+        if not item.get_closest_marker("scenario"):
+            return 2
+        return 0 if item.get_closest_marker("long") else 1 if item.get_closest_marker("peer") else 2
 
     items.sort(key=slow_first)
 

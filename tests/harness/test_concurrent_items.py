@@ -144,6 +144,12 @@ def test_peer_items_start_first_in_their_round(tmp_path: Path) -> None:
     peer = load_scenario(repo_scenarios / "interop" / "pjsua2-srtp-hold.yaml", repo_scenarios)
     assert rounds([(plain, "us1"), (peer, "us1"), (plain, "ie1"), (peer, "ie1")]) == [
         ({}, [1, 3, 0, 2], [])]
+    # The longest by design (tag long: its call is held eight seconds) before other peers.
+    other_peer = load_scenario(repo_scenarios / "interop" / "pjsua2-scripted-uac.yaml",
+                               repo_scenarios)
+    assert "long" in peer.tags and "long" not in other_peer.tags
+    assert rounds([(plain, "us1"), (other_peer, "us1"), (peer, "us1"), (other_peer, "ie1")]) == [
+        ({}, [2, 1, 3, 0], [])]
 
 
 def test_shares_deal_scenario_items_alone_in_collection_order() -> None:
