@@ -44,6 +44,10 @@ def sdk_client(api_url: str, account_sid: str, auth_token: str, region: str = "u
     """An SDK client for ``region``; ``auth_token`` must be that region's (each processing
     region has its own token, spec 2.1: a twin's ``auth_tokens[region]``)."""
     client = Client(account_sid, auth_token)
+    # The twin's API is local: a proxy or CA bundle named in the environment has no say in
+    # reaching it, and looking them up again for every request was a sixth of the SDK's own
+    # work per request (requests' merge_environment_settings).
+    client.http_client.session.trust_env = False
     suffix = "" if region == "us1" else f"/{region}"
     client.api.base_url = api_url + suffix
     client.routes.base_url = api_url + suffix
