@@ -101,3 +101,51 @@ def test_only_items_that_change_nothing_share_their_domain(tmp_path: Path) -> No
                  "subdomains/delete-parent.yaml", "interop/sipp-authenticated.yaml"):
         assert kept in private, kept
     assert "acl/ip-listed.yaml" not in private
+
+
+def test_a_seat_keeps_a_previous_holders_late_webhooks_from_the_next_holder() -> None:
+    """A shared domain's webhook URLs name a receiver seat (harness/receiver.py): a request
+    reaches the slot of the item holding it only for a call that began after that item took
+    the seat; an earlier item's late status callback gets 404, as at its own released URL."""
+    import asyncio
+    import time
+
+    import aiohttp
+
+    from siptwin.harness.receiver import WebhookReceiver
+
+    created: dict[str, float] = {}
+
+    async def call_created(sid: str) -> float | None:
+        return created.get(sid)
+
+    async def scenario() -> None:
+        receiver = WebhookReceiver(call_created=call_created)
+        await receiver.start()
+        try:
+            seat = receiver.seat()
+            first, second = receiver.slot(), receiver.slot()
+            async with aiohttp.ClientSession() as http:
+
+                async def status(sid: str) -> int:
+                    async with http.post(receiver.url(seat, "status"),
+                                         data={"CallSid": sid, "CallStatus": "completed"}) as r:
+                        return r.status
+
+                receiver.take_seat(seat, first)
+                created["CA1"] = time.time()
+                assert await status("CA1") == 204
+                receiver.leave_seat(seat)
+                assert await status("CA1") == 404  # nobody holds the seat
+                await asyncio.sleep(0.01)
+                receiver.take_seat(seat, second)
+                created["CA2"] = time.time()
+                assert await status("CA1") == 404  # the first holder's call, late
+                assert await status("CA-unknown") == 404
+                assert await status("CA2") == 204
+            assert [r.params["CallSid"] for r in first.requests] == ["CA1"]
+            assert [r.params["CallSid"] for r in second.requests] == ["CA2"]
+        finally:
+            await receiver.close()
+
+    asyncio.run(scenario())

@@ -29,7 +29,7 @@ from ..twin.config import Twin
 from ..ua.client import DEFAULT_OFFER, Auth, SipClient, SipExchange
 from . import faults, interop
 from .findings import findings_records, judge_findings
-from .fixtures import plan_key
+from .fixtures import Shared, plan_key
 from .outcome import Environment, Failure, StepOutcome
 from .provision import (
     DomainPlan,
@@ -38,10 +38,9 @@ from .provision import (
     close_subaccount,
     create_subaccount,
     deprovision,
-    point_webhooks,
     provision,
 )
-from .receiver import AppBehaviour, AppSlot
+from .receiver import AppBehaviour, AppSlot, Seat
 from .scenario import Scenario, ScenarioError, Step, render, unique_label
 
 DEFAULT_WAIT = 5.0
@@ -86,6 +85,8 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment, *,
     began = time.perf_counter()
     saved = twin.fidelity
     slot: AppSlot | None = None
+    shared: str | None = None  # the plan of a domain shared from item to item (fixtures.py)
+    held: Shared | None = None  # that domain, while this item holds it
     provisioned: Provisioned | None = None
     sub_provisioned: Provisioned | None = None
     subaccount: SubAccount | None = None
@@ -102,9 +103,11 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment, *,
         slot = env.receiver.slot()
         context = _context(region, twin, env, slot, given)
         shared = plan_key(scenario)
-        lent = provisioned = env.domains.take(shared) if shared else None
-        if lent is not None:  # the worker's domain of this plan: its name, before any render
-            _name_domain(context, region, lent.domain_name.removesuffix(".sip.twilio.com"))
+        held = env.domains.take(shared) if shared else None
+        if held is not None:  # the worker's domain of this plan: its name, before any render
+            provisioned = held.provisioned
+            _name_domain(context, region, provisioned.domain_name.removesuffix(".sip.twilio.com"))
+            env.receiver.take_seat(held.seat, slot)
         context["scenario_dir"] = str(scenario.path.parent.resolve())
         app = render(given.get("app") or {}, context)  # documents may name {{ app_url }}
         slot.voice = _behaviour(app)
@@ -116,10 +119,17 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment, *,
             context.update(subaccount_sid=subaccount.sid)
             context["signing_tokens"][subaccount.sid] = subaccount.auth_token
         if given.get("domain", {}) is not None:
-            provisioned = await _provision(twin, given.get("domain") or {}, context, app, env, slot,
-                                           lent=lent)
-            if shared and lent is None:
+            if held is None and shared:  # the plan's first domain, or all are lent right now
+                seat = env.receiver.seat()
+                provisioned = await _provision(twin, given.get("domain") or {}, context, app,
+                                               env, seat)
+                held = Shared(provisioned, seat)
+                env.receiver.take_seat(seat, slot)
                 env.domains.provisioned += 1
+            elif held is None:
+                provisioned = await _provision(twin, given.get("domain") or {}, context, app,
+                                               env, slot)
+            assert provisioned is not None
             context.update(domain_sid=provisioned.domain_sid, acl_sid=provisioned.acl_sid,
                            credential_list_sid=provisioned.credential_list_sid,
                            acl_entry_sid=(provisioned.acl_entry_sids or [None])[0])
@@ -163,9 +173,11 @@ async def run_item(scenario: Scenario, region_id: str, env: Environment, *,
         if not settings_applied:
             twin.set_fidelity(saved)
         await faults.restore_all(twin, env.faults)
-        if shared and provisioned is not None and result.outcome != "broken":
-            env.domains.give_back(shared, provisioned)  # unchanged: such items change nothing
-            provisioned = None
+        if held is not None:
+            env.receiver.leave_seat(held.seat)
+            if result.outcome != "broken":
+                env.domains.give_back(shared, held)  # unchanged: such items change nothing
+                provisioned = None
         for created in (sub_provisioned, provisioned):  # a sub-domain before its parent
             if created is not None:
                 await _cleanup(env, created, result)
@@ -244,12 +256,12 @@ def _name_domain(context: dict[str, Any], region: Region, label: str) -> None:
 
 
 async def _provision(twin: Twin, spec: dict[str, Any], context: dict[str, Any],
-                     app: dict[str, Any], env: Environment, slot: AppSlot,
-                     parent: str | None = None, lent: Provisioned | None = None) -> Provisioned:
-    """The item's domain, or (``parent`` given) its sub-domain ``{label}.{parent}``; a
-    ``lent`` domain of the same plan only gets this item's webhook URLs."""
+                     app: dict[str, Any], env: Environment, slot: AppSlot | Seat,
+                     parent: str | None = None) -> Provisioned:
+    """The item's domain, or (``parent`` given) its sub-domain ``{label}.{parent}``, its
+    webhooks at the item's ``slot`` or at the ``seat`` of a domain to share (fixtures.py)."""
     spec = render(spec, context)
-    voice_url = spec.get("voice_url") or context["app_url"]
+    voice_url = spec.get("voice_url") or env.receiver.url(slot, "voice")
     owner = None
     if spec.get("owner") == "subaccount":
         owner = context.get("subaccount_sid")
@@ -258,16 +270,14 @@ async def _provision(twin: Twin, spec: dict[str, Any], context: dict[str, Any],
     plan = DomainPlan(
         label=f"{spec.get('label', 'sub')}.{parent}" if parent else context["domain"],
         account_sid=owner, voice_url=voice_url, voice_method=spec.get("voice_method", "POST"),
-        voice_fallback_url=context["fallback_url"] if "fallback" in app else None,
-        voice_status_callback_url=context["status_url"] if app.get("status_callback", True) else None,
+        voice_fallback_url=env.receiver.url(slot, "fallback") if "fallback" in app else None,
+        voice_status_callback_url=(env.receiver.url(slot, "status")
+                                   if app.get("status_callback", True) else None),
         secure=spec.get("secure", False), sip_registration=spec.get("sip_registration", False),
         acl=[_backend(twin).acl_entry(e) for e in spec.get("acl", [])],
         credentials=[tuple(c) for c in spec.get("credentials", [])],
         registration_credentials=[tuple(c) for c in spec.get("registration_credentials", [])],
     )
-    if lent is not None:
-        await env.sdk_call(point_webhooks, lent, plan)
-        return lent
     return await env.sdk_call(provision, plan)
 
 

@@ -4,9 +4,12 @@ Provisioning a domain with its ACL and credential lists through the SDK takes 5-
 round trips, and removing it 2-3 more: most of an item's own time.  Most scenarios ask for
 one of a dozen plans ("acme with ACL 127.0.0.1", "acme with alice's credentials", ...) and
 change nothing in it, so a worker provisions each plan once and lends the domain to every
-such item in every region; the item's own webhook URLs are written into the domain with
-one update (a call keeps the URLs it started with, so a late webhook of an earlier item
-still reaches that item's released slot and gets 404, never the next item).
+such item in every region. The domain's webhook URLs are those of a receiver seat
+(receiver.py) that the item holding the domain takes: its requests reach that item's slot,
+while a late webhook or status callback of an earlier item's call (one that began before
+the item took the seat) gets 404, never the next item. Before the seats, every lending
+rewrote the domain's URLs through the SDK: one REST update per item, about a twentieth of
+a suite worker's CPU with the twin's side of it.
 
 What an item may change is never shared: a scenario with a REST step (it may edit or delete
 its ACL, credentials or the domain), a REGISTER or a phone (bindings outlive the item), a
@@ -21,8 +24,10 @@ another of the plan when none is idle.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from .provision import Provisioned
+from .receiver import Seat
 from .scenario import Scenario
 
 # Steps that can leave something behind in the domain or read other items' calls on it.
@@ -50,24 +55,32 @@ def plan_key(scenario: Scenario) -> str | None:
     return json.dumps(shape, sort_keys=True, default=str)
 
 
+@dataclass
+class Shared:
+    """A shared domain and the receiver seat its webhook URLs name."""
+
+    provisioned: Provisioned
+    seat: Seat
+
+
 class DomainPool:
     """Idle shared domains of one worker, by :func:`plan_key`: several per plan when items of
     one plan run at the same time (batch.py), each lent to one item at a time."""
 
     def __init__(self) -> None:
-        self._idle: dict[str, list[Provisioned]] = {}
+        self._idle: dict[str, list[Shared]] = {}
         self.provisioned = 0  # domains created for sharing
         self.lent = 0  # items that borrowed one already there
 
-    def take(self, key: str) -> Provisioned | None:
+    def take(self, key: str) -> Shared | None:
         idle = self._idle.get(key)
         if not idle:
             return None
         self.lent += 1
         return idle.pop()
 
-    def give_back(self, key: str, provisioned: Provisioned) -> None:
-        self._idle.setdefault(key, []).append(provisioned)
+    def give_back(self, key: str, shared: Shared) -> None:
+        self._idle.setdefault(key, []).append(shared)
 
-    def idle(self) -> dict[str, list[Provisioned]]:
+    def idle(self) -> dict[str, list[Shared]]:
         return {key: list(domains) for key, domains in self._idle.items() if domains}

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..model.calls import CallRegistry
 from ..sip.message import Response
 from ..twin.config import Twin
 from ..ua.client import CallResult, SipExchange
 from .fixtures import DomainPool
 from .provision import sdk_client
-from .receiver import WebhookReceiver
+from .receiver import CallCreated, WebhookReceiver
 
 T = TypeVar("T")
 
@@ -46,6 +47,8 @@ class Environment:
         self.domains = DomainPool()  # domains lent from item to item (fixtures.py)
         self._spare_sdks: list[Any] = []  # clients of finished item views, for the next ones
         self._sdk_turn = asyncio.Lock()  # one SDK call at a time (sdk_call)
+        if receiver.call_created is None:  # what the seats of shared domains ask (receiver.py)
+            receiver.call_created = call_created_by(twin)
 
     @property
     def sdk(self) -> Any:
@@ -73,6 +76,21 @@ class Environment:
     def release_view(self, view: Environment) -> None:
         if view._sdk is not None:
             self._spare_sdks.append(view._sdk)
+
+
+def call_created_by(twin: Twin) -> CallCreated:
+    """When ``twin`` created the call with a given SID: at once from the embedded twin's own
+    registry, in a thread from a backend that asks its region processes."""
+
+    async def created(sid: str) -> float | None:
+        if not sid:
+            return None
+        calls = twin.calls
+        call = (calls.by_sid(sid) if isinstance(calls, CallRegistry)
+                else await asyncio.to_thread(calls.by_sid, sid))
+        return None if call is None else call.created_at
+
+    return created
 
 
 @dataclass

@@ -101,15 +101,6 @@ def provision(client: Client, plan: DomainPlan) -> Provisioned:
                        plan.account_sid)
 
 
-def point_webhooks(client: Client, provisioned: Provisioned, plan: DomainPlan) -> None:
-    """Write ``plan``'s webhook URLs into a provisioned domain of the same plan (one update):
-    how a shared domain is handed to the next item."""
-    urls = {"voice_url": plan.voice_url, "voice_fallback_url": plan.voice_fallback_url,
-            "voice_status_callback_url": plan.voice_status_callback_url}
-    _sip(client, provisioned.account_sid).domains(provisioned.domain_sid).update(
-        **{name: url for name, url in urls.items() if url is not None})
-
-
 @dataclass
 class SubAccount:
     sid: str

@@ -3,6 +3,11 @@
 One receiver serves every scenario item of a test worker; each item gets its own path prefix
 (``/<token>/voice``, ``/<token>/fallback``, ``/<token>/status``) with its own answers, and
 every request that arrives is recorded for the item's ``then.webhook`` checks.
+
+A domain shared from item to item (fixtures.py) keeps the URLs of a *seat* instead, which
+the receiver hands to the slot of the item holding the domain. A request reaches that slot
+only if its call (``CallSid``) began after the item took the seat: a late status callback or
+webhook of the previous holder's call gets 404, as it would at that item's own released URL.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,11 +60,26 @@ class AppSlot:
         return [r for r in self.requests if r.kind == kind]
 
 
+# When the twin created the call with this SID (time.time()), or None for a call it does not know.
+CallCreated = Callable[[str], Awaitable[float | None]]
+
+
+@dataclass
+class Seat:
+    """Webhook URLs that outlast one item: a shared domain's (fixtures.py)."""
+
+    token: str
+    holder: AppSlot | None = None
+    since: float = 0.0  # when the holder took it
+
+
 class WebhookReceiver:
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", call_created: CallCreated | None = None) -> None:
         self.host = host
         self.port = 0
         self._slots: dict[str, AppSlot] = {}
+        self._seats: dict[str, Seat] = {}
+        self.call_created = call_created  # Environment sets it from its twin
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -78,16 +99,38 @@ class WebhookReceiver:
     def release(self, slot: AppSlot) -> None:
         self._slots.pop(slot.token, None)
 
-    def url(self, slot: AppSlot, kind: str) -> str:
+    def url(self, slot: AppSlot | Seat, kind: str) -> str:
         return f"http://{self.host}:{self.port}/{slot.token}/{kind}"
 
+    def seat(self) -> Seat:
+        """A seat (its URLs: :meth:`url`); only a receiver that can tell when a call began
+        (``call_created``) can keep a previous holder's calls out of the next holder's slot."""
+        if self.call_created is None:
+            raise RuntimeError("seats need call_created")
+        token = secrets.token_hex(6)
+        seat = self._seats[token] = Seat(token)
+        return seat
+
+    def take_seat(self, seat: Seat, slot: AppSlot) -> None:
+        seat.holder, seat.since = slot, time.time()
+
+    def leave_seat(self, seat: Seat) -> None:
+        seat.holder = None
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        slot = self._slots.get(request.match_info["token"])
+        token = request.match_info["token"]
+        slot = self._slots.get(token)
         kind = request.match_info["kind"]
-        if slot is None:
-            return web.Response(status=404, text="no such scenario item")
         params = dict(await request.post()) if request.method == "POST" else {}
         params.update(request.query)
+        seat = self._seats.get(token) if slot is None else None
+        if seat is not None and seat.holder is not None and self.call_created is not None:
+            since = seat.since
+            created = await self.call_created(str(params.get("CallSid", "")))
+            if created is not None and created >= since and seat.since == since:
+                slot = seat.holder
+        if slot is None:
+            return web.Response(status=404, text="no such scenario item")
         slot.requests.append(WebhookRequest(
             time.time(), kind, request.method, str(request.url),
             dict(request.headers), {k: str(v) for k, v in params.items()}))

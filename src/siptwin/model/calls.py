@@ -323,8 +323,8 @@ class CallRegistry:
         return self._calls.get(call_id)
 
     def by_sid(self, sid: str) -> Call | None:
-        with self._lock:
-            return next((c for c in self._calls.values() if c.sid == sid), None)
+        with self._lock:  # newest first: the calls asked about are mostly recent
+            return next((c for c in reversed(self._calls.values()) if c.sid == sid), None)
 
     def put(self, call: Call) -> None:
         with self._lock:
