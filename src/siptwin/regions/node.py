@@ -760,7 +760,7 @@ class RegionNode:
             if dialog.answered and not dialog.ended.is_set():
                 self._hangup(dialog, "completed")
         if dialog.ended.is_set():
-            dialog.call.pack()  # the registry keeps it compressed from now on
+            self.calls.pack_later(dialog.call)  # kept compressed from now on
             dialog.session = None  # no cycle left to wait for a full collection
 
     def _contact(self, hop: Hop) -> str:
