@@ -48,6 +48,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from ..sip.entropy import random_bytes
 from ..sip.sdp import (
     CryptoAttribute,
     MediaDescription,
@@ -688,7 +689,7 @@ class MediaStream:
         self.srtp: SrtpContext | None = None
         # Random SSRC and first sequence number and timestamp (RFC 3550 §5.1), from one read
         # of the system's random source.
-        self.ssrc, self.sequence, self.timestamp = struct.unpack("!IHI", os.urandom(10))
+        self.ssrc, self.sequence, self.timestamp = struct.unpack("!IHI", random_bytes(10))
         self.packets_sent = 0
         self.packets_received = 0
         self.digits_received: list[str] = []
