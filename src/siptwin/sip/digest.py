@@ -27,7 +27,7 @@ import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .entropy import random_bytes as _random_bytes
 
@@ -592,7 +592,10 @@ class NonceIssuer:
         self.lifetime = lifetime
         # The keyed state, set up once: each MAC copies it (hmac.digest keys OpenSSL anew
         # on every call, about twice the cost).
-        self._keyed = hmac.new(secret, digestmod="sha256")
+        keyed = hmac.new(secret, digestmod="sha256")
+        # The OpenSSL object inside, when there is one: copying it directly skips the Python
+        # wrapper's copy (a new instance and its fields) on every nonce issued or checked.
+        self._keyed: Any = getattr(keyed, "_hmac", None) or keyed
 
     @property
     def secret(self) -> bytes:
