@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import secrets
+import select
 import shutil
 import socket
 import struct
@@ -498,16 +499,26 @@ class _DatagramSocket:
         """Kept open for a later call (:class:`MediaPorts`): what arrives is read and dropped."""
         self._deliver = _discard
 
-    def reuse(self, deliver: Callable[[bytes, tuple[str, int]], None]) -> None:
-        """Hand the socket to a new stream, after dropping what is still queued on it."""
+    def reuse(self, deliver: Callable[[bytes, tuple[str, int]], None], drain: bool = True) -> None:
+        """Hand the socket to a new stream, after dropping what is still queued on it
+        (``drain`` False: the caller knows nothing is, see :func:`_queued`)."""
         sock = self._sock
         assert sock is not None
-        try:
-            while True:
-                sock.recvfrom(8192)
-        except OSError:  # BlockingIOError once empty; a queued ICMP error ends it too
-            pass
+        if drain:
+            try:
+                while True:
+                    sock.recvfrom(8192)
+            except OSError:  # BlockingIOError once empty; a queued ICMP error ends it too
+                pass
         self._deliver = deliver
+
+
+def _queued(*sockets: _DatagramSocket) -> list[int]:
+    """The descriptors among ``sockets`` with a datagram (or an error) waiting: one select for
+    a port pair costs less than a failing ``recvfrom`` on each, and most often none waits."""
+    descriptors = [s._sock.fileno() for s in sockets if s._sock is not None]
+    readable, _, _ = select.select(descriptors, (), (), 0)
+    return readable
 
 
 def _discard(data: bytes, source: tuple[str, int]) -> None:
@@ -717,8 +728,9 @@ class MediaStream:
         kept = self._ports.take(loop, self.local_host) if self._ports is not None else None
         if kept is not None:
             self._transport, self._rtcp, self._stale = kept
-            self._transport.reuse(self._on_packet)
-            self._rtcp.reuse(self._on_rtcp)
+            queued = _queued(self._transport, self._rtcp)
+            self._transport.reuse(self._on_packet, drain=bool(queued))
+            self._rtcp.reuse(self._on_rtcp, drain=bool(queued))
             port = self._transport.port
         else:
             rtp_sock, rtcp_sock, port = _port_pair(self.local_host)
