@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import json
 
-from siptwin.model.calls import Call, PackedTrace, PackedWebhooks, TraceEntry
+from siptwin.model.calls import (
+    PACK_BATCH,
+    Call,
+    CallRegistry,
+    PackedTrace,
+    PackedWebhooks,
+    TraceEntry,
+    pack_calls,
+)
 from siptwin.model.wire import call_from_record, call_to_record, decode_batch, encode_batch
 
 
@@ -87,3 +95,45 @@ def test_an_empty_webhook_list_stays_a_list() -> None:
     call = _call(2)
     call.pack()
     assert call.webhooks == [] and isinstance(call.webhooks, list)
+
+
+def _numbered_call(n: int, messages: int) -> Call:
+    call = Call(f"c{n}@pbx", "us1", "127.0.0.1", 5061, "udp", 1.0)
+    for m in range(messages):
+        call.record(TraceEntry(1.0 + m, "in", "udp", "127.0.0.1:5061", "127.0.1.1:5060",
+                               f"BYE sip:x SIP/2.0\r\nCSeq: {m} BYE\r\nCall-ID: c{n}@pbx\r\n".encode()))
+    if n % 2:
+        call.add_webhook(_webhook("voice", n))
+    return call
+
+
+def test_calls_packed_as_one_batch_each_read_back_their_own_record() -> None:
+    calls = [_numbered_call(n, n % 4) for n in range(7)]  # some without a trace or webhooks
+    before = [(list(c.trace), [dict(w) for w in c.webhooks]) for c in calls]
+    pack_calls(calls)
+    for call, (trace, webhooks) in zip(calls, before, strict=True):
+        assert list(call.trace) == trace and list(call.webhooks) == webhooks
+        assert isinstance(call.trace, PackedTrace) == bool(trace)
+        assert isinstance(call.webhooks, PackedWebhooks) == bool(webhooks)
+    late = TraceEntry(9.0, "in", "udp", "127.0.0.1:5061", "127.0.1.1:5060", b"ACK sip:x SIP/2.0")
+    calls[3].record(late)  # unpacks only that call's trace
+    assert list(calls[3].trace) == [*before[3][0], late]
+    assert list(calls[2].trace) == before[2][0]
+    calls[1].add_webhook(_webhook("status-callback", 1))
+    assert list(calls[1].webhooks) == [*before[1][1], _webhook("status-callback", 1)]
+
+
+def test_the_registry_packs_ended_calls_by_batch_and_holds_at_most_one_batch_open() -> None:
+    registry = CallRegistry()
+    calls = [_numbered_call(n, 3) for n in range(PACK_BATCH * 2 + 3)]
+    traces = [list(c.trace) for c in calls]
+    for call in calls:
+        registry.put(call)
+        registry.pack_later(call)
+    open_ = [c for c in calls if isinstance(c.trace, list)]
+    assert open_ == calls[-3:]  # the last, incomplete batch waits
+    assert all(isinstance(c.trace, PackedTrace) for c in calls[:-3])
+    assert len({c.trace._blob for c in calls[:PACK_BATCH]}) == 1  # one blob per batch
+    registry.pack_pending()
+    assert all(isinstance(c.trace, PackedTrace) for c in calls)
+    assert [list(c.trace) for c in calls] == traces

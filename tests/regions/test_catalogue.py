@@ -70,3 +70,20 @@ def test_a_region_file_may_name_a_lab_address(tmp_path: Path) -> None:
     (tmp_path / "ie1.yaml").write_text("id: ie1\nedge: dublin\nlocation: Dublin\naddress: 0.0.0.0\n")
     with pytest.raises(CatalogueError, match="ie1.yaml: address"):
         Catalogue.load(tmp_path)
+
+
+def test_host_matches_are_remembered_per_host_as_received_within_a_bound() -> None:
+    from siptwin.regions import catalogue as module
+
+    fresh = Catalogue.load(default_catalogue_dir())
+    hosts = ["acme.sip.twilio.com", "ACME.sip.dublin.twilio.com.", "acme.sip.nowhere.twilio.com",
+             "example.com", "acme.sip.ie1.twilio.com"]
+    expected = [fresh._match_host(h) for h in hosts]
+    assert [fresh.match_host(h) for h in hosts] == expected
+    assert [fresh.match_host(h) for h in hosts] == expected  # again, from the memo
+    assert fresh.match_host("ACME.sip.dublin.twilio.com.").region.id == "ie1"
+    assert fresh.match_host("acme.sip.nowhere.twilio.com").region is None
+    for n in range(module._HOST_MATCHES_KEPT + 10):  # a flood of distinct hosts
+        fresh.match_host(f"x{n}.sip.twilio.com")
+    assert len(fresh._host_matches) <= module._HOST_MATCHES_KEPT
+    assert fresh.match_host("acme.sip.twilio.com") == expected[0]

@@ -100,8 +100,9 @@ class _Packed(Sequence[ItemT]):
     of thousand calls); reads decompress on demand, so nothing is lost.
 
     The blob holds a tuple of parts and this sequence is part ``_part`` of it: an ended call's
-    trace and webhook requests are packed together (:meth:`Call.pack`), one compressor and one
-    final flush for both, and each keeps a reference to the same bytes."""
+    trace and webhook requests are packed together (:meth:`Call.pack`), or those of a batch
+    of calls (:func:`pack_calls`), one compressor and one final flush for all, and each keeps
+    a reference to the same bytes."""
 
     __slots__ = ("_blob", "_count", "_part")
     noun = "items"
@@ -188,6 +189,39 @@ def pack_together(entries: list[TraceEntry], records: list[dict[str, Any]]
     and flushed twice per call, about half of what packing costs."""
     blob = _deflate((_trace_rows(entries), records))
     return PackedTrace(entries, blob, 0), PackedWebhooks(records, blob, 1)
+
+
+def pack_calls(calls: Sequence[Call]) -> None:
+    """Pack the traces and webhook requests of several ended calls into one blob.
+
+    One compressor and one flush serve the whole batch instead of one each per call, and the
+    calls' SIP text, alike from call to call, deflates against the previous call's: about half
+    the CPU and half the bytes of packing each call alone. Reading one record inflates the
+    batch (a few hundred microseconds, for diagnostics and the REST API, not per message)."""
+    parts: list[Any] = []
+    owners: list[tuple[Call, list[TraceEntry] | None, list[dict[str, Any]] | None]] = []
+    for call in calls:
+        trace, webhooks = call.trace, call.webhooks
+        open_trace = trace if isinstance(trace, list) and trace else None
+        open_webhooks = webhooks if isinstance(webhooks, list) and webhooks else None
+        if open_trace is None and open_webhooks is None:
+            continue
+        owners.append((call, open_trace, open_webhooks))
+        parts.append(_trace_rows(open_trace) if open_trace is not None else None)
+        parts.append(open_webhooks)
+    if not owners:
+        return
+    blob = _deflate(tuple(parts))
+    for index, (call, open_trace, open_webhooks) in enumerate(owners):
+        if open_trace is not None:
+            call.trace = PackedTrace(open_trace, blob, 2 * index)
+        if open_webhooks is not None:
+            call.webhooks = PackedWebhooks(open_webhooks, blob, 2 * index + 1)
+
+
+# Ended calls packed together (see pack_calls): at most this many wait unpacked, about 15 KB
+# each, and a batch of records this size deflates to about half the bytes per call.
+PACK_BATCH = 16
 
 
 @dataclass
@@ -308,6 +342,7 @@ class CallRegistry:
         self._max = max_calls
         self._lock = threading.Lock()
         self._listeners: list[CallListener] = []
+        self._to_pack: list[Call] = []  # ended, waiting to be packed as one batch
         self.call_rate = RateLimit()  # calls per second per account (32013), every edge
 
     def add_listener(self, listener: CallListener) -> None:
@@ -316,6 +351,22 @@ class CallRegistry:
     def notify(self, call: Call, event: str) -> None:
         for listener in list(self._listeners):
             listener(call, event)
+
+    def pack_later(self, call: Call) -> None:
+        """Keep an ended call's record compressed from now on, packed with the next ones to
+        end (:func:`pack_calls`): until :data:`PACK_BATCH` have ended it stays as it is."""
+        with self._lock:
+            self._to_pack.append(call)
+            if len(self._to_pack) < PACK_BATCH:
+                return
+            batch, self._to_pack = self._to_pack, []
+        pack_calls(batch)
+
+    def pack_pending(self) -> None:
+        """Pack what :meth:`pack_later` holds now (e.g. before measuring memory)."""
+        with self._lock:
+            batch, self._to_pack = self._to_pack, []
+        pack_calls(batch)
 
     def get(self, call_id: str) -> Call | None:
         # One look-up is atomic under the GIL (OrderedDict's is C code), and the node asks

@@ -8,6 +8,8 @@ import secrets
 import string
 from enum import StrEnum
 
+from ..sip.entropy import random_hex
+
 
 class SidPrefix(StrEnum):
     ACCOUNT = "AC"
@@ -31,7 +33,7 @@ _SID_BODY = re.compile(r"[0-9a-fA-F]{32}")
 
 
 def new_sid(prefix: SidPrefix) -> str:
-    return f"{prefix.value}{secrets.token_hex(16)}"
+    return f"{prefix.value}{random_hex(16)}"
 
 
 def new_call_sid() -> str:

@@ -52,6 +52,9 @@ class Region:
         return forms
 
 
+_HOST_MATCHES_KEPT = 1024
+
+
 @dataclass(frozen=True)
 class HostMatch:
     """What a Request-URI host names: the canonical domain and the edge label used."""
@@ -83,6 +86,9 @@ class Catalogue:
         if len(defaults) > 1:
             raise CatalogueError("more than one region is marked default")
         self.default = defaults[0] if defaults else regions[0]
+        # match_host by host as received: a PBX's calls repeat their Request-URI host, and
+        # the regions never change once made. Bounded: hosts come off the wire.
+        self._host_matches: dict[str, HostMatch | None] = {}
         # Twilio selects the edge by the address a packet reaches (spec §6.1), so regions
         # have an address each - unless every region is served on one address
         # (`siptwin up --listen`), where the Request-URI host selects the region instead.
@@ -178,6 +184,15 @@ class Catalogue:
 
     def match_host(self, host: str) -> HostMatch | None:
         """Interpret a Request-URI host; None when it is no SIP-domain host name at all."""
+        memo = self._host_matches
+        if host in memo:
+            return memo[host]
+        if len(memo) >= _HOST_MATCHES_KEPT:
+            memo.clear()
+        match = memo[host] = self._match_host(host)
+        return match
+
+    def _match_host(self, host: str) -> HostMatch | None:
         host = host.lower().rstrip(".")
         if host.endswith(SIP_SUFFIX) and len(host) > len(SIP_SUFFIX):
             return HostMatch(host, None, self.default)

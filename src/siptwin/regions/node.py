@@ -146,10 +146,21 @@ class CallSession:
     def __init__(self, node: RegionNode, dialog: Dialog) -> None:
         self._node = node
         self._dialog = dialog
-        self.dtmf: asyncio.Queue[str] = asyncio.Queue()
+        self._dtmf: asyncio.Queue[str] | None = None  # made with the first digit or reader
         # Called with (offer, answer) when a re-INVITE changed the media (hold, resume,
         # new address or keys); the voice layer re-plans its stream.
         self.on_media_change: Callable[[SessionDescription, Answer], None] | None = None
+
+    @property
+    def dtmf(self) -> asyncio.Queue[str]:
+        """The caller's digits (RTP events and SIP INFO) in arrival order; most calls send none,
+        so the queue is made on first use."""
+        if self._dtmf is None:
+            self._dtmf = asyncio.Queue()
+        return self._dtmf
+
+    def put_digit(self, digit: str) -> None:
+        self.dtmf.put_nowait(digit)
 
     @property
     def call(self) -> Call:
@@ -760,7 +771,7 @@ class RegionNode:
             if dialog.answered and not dialog.ended.is_set():
                 self._hangup(dialog, "completed")
         if dialog.ended.is_set():
-            dialog.call.pack()  # the registry keeps it compressed from now on
+            self.calls.pack_later(dialog.call)  # kept compressed from now on
             dialog.session = None  # no cycle left to wait for a full collection
 
     def _contact(self, hop: Hop) -> str:

@@ -78,7 +78,7 @@ class CallRun:
             self.call.notes.append(f"X- header {name} not passed to the webhook: the total "
                                    f"exceeds x_header_total_cap={self.fidelity.x_header_total_cap}")
         self.media = media.MediaStream(
-            session.region.address, on_digit=session.dtmf.put_nowait,
+            session.region.address, on_digit=session.put_digit,
             inactivity_timeout=float(self.fidelity.rtp_inactivity_timeout),
             on_inactive=self._media_inactive, peer_host=self.call.source_ip, ports=media_ports)
         session.on_media_change = self._media_changed

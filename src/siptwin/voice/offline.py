@@ -21,6 +21,11 @@ TWIMLETS_HOST = "twimlets.com"
 def handles(url: str) -> bool:
     if url.startswith(TWIML_SCHEME):
         return True
+    return _twimlets(url)
+
+
+@lru_cache(maxsize=256)  # asked twice per call for the domain's voice URL
+def _twimlets(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and (parts.hostname or "") in (
         TWIMLETS_HOST, f"www.{TWIMLETS_HOST}")
