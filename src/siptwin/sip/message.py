@@ -656,7 +656,14 @@ def _undecodable_field(lines: list[str]) -> str:
 
 
 def _frame_body(headers: Headers, rest: bytes, datagram: bool, start_line: str) -> bytes:
-    lengths = [entry[2] for entry in headers.by_key("content-length")]
+    entries = headers.by_key("content-length")
+    if len(entries) == 1:  # the usual case, as below without the list
+        value = entries[0][2].strip(" \t")
+        if value.isdigit() and value.isascii() and len(value) <= 10:
+            length = int(value)
+            if length <= len(rest):
+                return rest[:length]
+    lengths = [entry[2] for entry in entries]
     if not lengths:
         return rest if datagram else b""
     if len(lengths) > 1 and len({v.strip() for v in lengths}) > 1:
@@ -689,11 +696,19 @@ def _parse_request_line(line: str, headers: Headers, body: bytes) -> Request:
     if len(parts) != 3 or not all(parts):
         raise _framing_error("Malformed Request-Line", line, headers)
     method, uri_text, version = parts
-    if not TOKEN_RE.fullmatch(method):
+    if method not in _KNOWN_METHODS and not TOKEN_RE.fullmatch(method):
         raise _framing_error("Malformed method in Request-Line", line, headers)
+    if version == SIP_VERSION:
+        return Request(method, uri_text, headers, body, SIP_VERSION)
     if not _VERSION_RE.match(version):
         raise _framing_error("Malformed SIP version in Request-Line", line, headers)
     return Request(method, uri_text, headers, body, version.upper())
+
+
+# Tokens for certain (TOKEN_RE): no match needed for the methods of nearly every request.
+_KNOWN_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO",
+                            "PRACK", "UPDATE", "SUBSCRIBE", "NOTIFY", "MESSAGE", "REFER",
+                            "PUBLISH"})
 
 
 def _parse_status_line(line: str, headers: Headers, body: bytes) -> Response:
