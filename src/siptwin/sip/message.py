@@ -829,8 +829,8 @@ def make_response(
             entries.append([key, name, value])
     keys = _KEY_MEMO
     for name, value in extra:
-        key = keys.get(name)
-        entries.append([key if key is not None else Headers.key(name), name, value])
+        known = keys.get(name)
+        entries.append([known if known is not None else Headers.key(name), name, value])
     entries.append(["content-length", "Content-Length", str(len(body))])
     response = Response(status, reason, Headers._from_parsed(entries), body)
     # The copied headers decode exactly as the request's did: share what is already decoded
