@@ -404,3 +404,32 @@ def test_content_length_frames_the_body_as_specified(lengths: list[str], body: b
     else:
         expected = body[: int(values[0])]
     assert got == expected
+
+
+@given(uas_headers, st.lists(st.tuples(st.sampled_from(["Server", "Contact", "Record-Route",
+                                                        "X-Twilio-Error", "Content-Length", "l",
+                                                        "Allow"]),
+                                       st.sampled_from(["a", "b, c", ""])), max_size=4),
+       st.sampled_from([100, 180, 200, 407]), st.one_of(st.none(), st.just("t1")),
+       st.binary(max_size=4))
+def test_a_response_index_is_built_as_the_index_of_its_fields(
+        lines: list[str], extra: list[tuple[str, str]], status: int, to_tag: str | None,
+        body: bytes) -> None:
+    """make_response builds the response's look-up index along with its fields: it must be
+    the index a second pass over them builds (the entries themselves, in order)."""
+    from siptwin.sip.headers import Headers
+    from siptwin.sip.message import make_response
+
+    data = ("INVITE sip:b@h SIP/2.0\r\n" + "".join(line + "\r\n" for line in lines)
+            + "Content-Length: 0\r\n\r\n").encode()
+    try:
+        request = parse_datagram(data)
+    except SipParseError:
+        return
+    response = make_response(request, status, to_tag=to_tag, extra=extra, body=body)
+    fields = response.headers._list()
+    index = response.headers._index
+    assert index == Headers._from_parsed(fields)._build_index()
+    assert index is not None and list(index) == list(Headers._from_parsed(fields)._build_index())
+    for key, found in index.items():
+        assert all(a is b for a, b in zip([e for e in fields if e[0] == key], found, strict=True))

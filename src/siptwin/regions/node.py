@@ -462,18 +462,21 @@ class RegionNode:
     def _on_bytes(self, data: bytes, source: Source) -> None:
         if data[:7] == b"INVITE " and self._shed_unparsed(data, source):
             return
-        outcome = admit(data, self.policy, datagram=source.transport == "udp",
+        transport = source.transport
+        outcome = admit(data, self.policy, datagram=transport == "udp",
                         max_size=self.endpoint.limits.max_message_size)
         message = outcome.message
         call_id = _raw_call_id(message, data)
+        peer = (source.host, source.port)
         if sip_log.isEnabledFor(logging.INFO):
-            self._log_sip("in", source.transport, (source.host, source.port), data)
-        outbound = self._outbound.get(call_id) if call_id is not None else None
-        if outbound is not None and message is not None:
-            outbound(data, source)
-            return
-        self._trace(call_id, "in", source.transport, (source.host, source.port),
-                    (source.local_host, source.local_port), data)
+            self._log_sip("in", transport, peer, data)
+        if call_id is not None:
+            outbound = self._outbound.get(call_id)
+            if outbound is not None and message is not None:
+                outbound(data, source)
+                return
+            self._trace(call_id, "in", transport, peer, (source.local_host, source.local_port),
+                        data)
         if outcome.reply is not None:
             self._send(outcome.reply, source.reply_to)
             return

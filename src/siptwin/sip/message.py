@@ -809,8 +809,10 @@ def make_response(
     given and the To has none.
     """
     # The fields are built as Headers keeps them ([key, name, value]), read straight from
-    # the request's index, without a look-up call each.
+    # the request's index, and the response's own index along with them (its Call-ID and
+    # CSeq are looked up as it is sent): what _build_index would make, without the pass.
     entries: list[list[str]] = []
+    by_key: dict[str, list[list[str]]] = {}
     tagged = False
     copied = request.headers
     index = copied._index
@@ -821,18 +823,33 @@ def make_response(
         found = index.get(key)
         if found is None:
             continue
+        copies = []
         for entry in found:
             value = entry[2]
             if tagging and key == "to" and ";tag=" not in value.replace(" ", ""):
                 value = f"{value};tag={to_tag}"
                 tagged = True
-            entries.append([key, name, value])
+            copies.append([key, name, value])
+        entries.extend(copies)
+        by_key[key] = copies
     keys = _KEY_MEMO
     for name, value in extra:
         known = keys.get(name)
-        entries.append([known if known is not None else Headers.key(name), name, value])
-    entries.append(["content-length", "Content-Length", str(len(body))])
-    response = Response(status, reason, Headers._from_parsed(entries), body)
+        entry = [known if known is not None else Headers.key(name), name, value]
+        entries.append(entry)
+        same = by_key.get(entry[0])
+        if same is None:
+            by_key[entry[0]] = [entry]
+        else:
+            same.append(entry)
+    entry = ["content-length", "Content-Length", str(len(body))]
+    entries.append(entry)
+    same = by_key.get("content-length")
+    if same is None:
+        by_key["content-length"] = [entry]
+    else:
+        same.append(entry)
+    response = Response(status, reason, Headers._from_parsed(entries, by_key), body)
     # The copied headers decode exactly as the request's did: share what is already decoded
     # (the transaction layer and the trace read the response's To tag, Call-ID and CSeq).
     decoded = request._views
