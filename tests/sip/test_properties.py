@@ -272,3 +272,164 @@ def test_plain_via_reads_as_the_general_grammar(transport: str, host: str, port:
         except SipParseError as err:
             outcomes.append(err.reason)
     assert outcomes[0] == outcomes[1]
+
+
+# A request's UAS views are decoded by one inlined function (message.decode_uas_views); it
+# must give what the view decoders give one by one: the same views, or the same first error.
+# Headers present, missing or repeated, long or compact names, folded or padded values.
+def _uas_header(name: str, compact: str, values: list[str]) -> st.SearchStrategy[list[str]]:
+    # mostly one line with the first (valid) value, so that later headers get their turn
+    value = st.one_of(st.just(values[0]), st.just(values[0]), st.sampled_from(values))
+    one = st.builds(lambda n, pad, v: f"{n}:{pad}{v}", st.sampled_from([name, compact, name.upper()]),
+                    st.sampled_from(["", " ", "\t ", "  "]), value)
+    return st.one_of(st.lists(one, min_size=1, max_size=1), st.lists(one, max_size=2))
+
+
+uas_headers = st.tuples(
+    _uas_header("Via", "v", ["SIP/2.0/UDP h:5060;branch=z9hG4bK1", "SIP/2.0/UDP h;rport;branch=z9hG4bK2",
+                             "SIP/2.0/UDP a, SIP/2.0/TCP b;branch=z9hG4bK3", "SIP/2.0/UDP h;branch=z9hG4bK",
+                             "bogus", "SIP / 2.0 / UDP h ; branch = z9hG4bK4"]),
+    _uas_header("From", "f", ["<sip:a@h>;tag=1", "sip:a@h;tag=2", "\"A\" <sip:a@h>", "<sip:a@h", ""]),
+    _uas_header("To", "t", ["<sip:b@h>", "<sip:b@h>;tag=3", "b <sip:b@h>", "<sip: b@h>"]),
+    _uas_header("Call-ID", "i", ["1@h", "a b", " 2@h ", ""]),
+    _uas_header("CSeq", "CSeq", ["1 INVITE", "2 BYE", "x INVITE", "99999999999 ACK"]),
+    _uas_header("Max-Forwards", "Max-Forwards", ["70", "0", "256", "x"]),
+    _uas_header("Contact", "m", ["<sip:c@h>", "*", "sip:c@h, <sip:d@h>", "*, <sip:c@h>", "<sip:c@h"]),
+    _uas_header("Content-Type", "c", ["application/sdp", "text/plain;charset=x", "bad"]),
+    _uas_header("Expires", "Expires", ["60", "x", "99999999999"]),
+    _uas_header("Require", "Require", ["100rel", "a, b", "bad tag", ""]),
+).map(lambda groups: [line for group in groups for line in group])
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(uas_headers, st.randoms(use_true_random=False), st.booleans())
+def test_uas_views_decode_as_the_view_decoders(lines: list[str], rng: random.Random,
+                                               fold: bool) -> None:
+    from siptwin.sip.message import UAS_VIEWS, decode_uas_views
+
+    rng.shuffle(lines)
+    if fold and lines:  # fold the first header's value onto a continuation line
+        name, _, value = lines[0].partition(":")
+        lines[0] = f"{name}:\r\n {value.strip()}" if value.strip() else lines[0]
+    data = ("INVITE sip:b@h SIP/2.0\r\n" + "".join(line + "\r\n" for line in lines)
+            + "Content-Length: 0\r\n\r\n").encode()
+    outcomes = []
+    for decode in ("inlined", "one by one"):
+        try:
+            message = parse_datagram(data)
+        except SipParseError as err:
+            outcomes.append(("unparsable", err.reason))
+            continue
+        try:
+            if decode == "inlined":
+                decode_uas_views(message)
+            else:
+                message.decode_views(UAS_VIEWS)
+                _ = message.require
+            outcomes.append(("views", dict(message._views)))
+        except SipParseError as err:
+            outcomes.append(("error", err.reason, dict(message._views)))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_uas_views_of_a_request_the_fast_paths_decline() -> None:
+    """Compact names, a folded value, two Via lines (one with two values), blanks around
+    colons and values: the general parser reads them and the views come out whole."""
+    from siptwin.sip.message import decode_uas_views
+
+    message = parse_datagram(
+        b"INVITE sip:b@h SIP/2.0\r\n"
+        b"v: SIP/2.0/UDP a:5060;branch=z9hG4bK1, SIP/2.0/TCP b;branch=z9hG4bK2\r\n"
+        b"Via :  SIP / 2.0 / UDP c ; branch = z9hG4bK3\r\n"
+        b"f: \"A\" <sip:a@h>;tag=1\r\nt:\t<sip:b@h>\r\ni: 1@h \r\n"
+        b"CSeq: 1\r\n INVITE\r\nm: <sip:c@h>, sip:d@h\r\nMax-Forwards:  69\r\n"
+        b"Content-Length: 0\r\n\r\n")
+    views = decode_uas_views(message)
+    assert [(v.host, v.transport, v.branch) for v in views["via"]] == [
+        ("a", "UDP", "z9hG4bK1"), ("b", "TCP", "z9hG4bK2"), ("c", "UDP", "z9hG4bK3")]
+    assert views["from"].display_name == "A" and views["from"].tag == "1"
+    assert views["to"].tag is None and views["call-id"] == "1@h"
+    assert (views["cseq"].number, views["cseq"].method) == (1, "INVITE")
+    assert [str(c.address.uri) for c in views["contact"]] == ["sip:c@h", "sip:d@h"]
+    assert views["max-forwards"] == 69 and views["content-type"] is None
+    assert views["tags:require"] == []
+
+
+branch_params = st.lists(st.tuples(st.sampled_from(["branch", "Branch", "BRANCH", "rport", "x"]),
+                                   st.sampled_from([None, "z9hG4bK", "z9hG4bKab", "1", "z9hG4bK.x"])),
+                         max_size=3)
+
+
+@given(st.sampled_from(["UDP", "TCP"]), hosts, st.one_of(st.none(), st.integers(0, 70000)),
+       branch_params)
+def test_plain_via_checks_its_branch_as_the_general_grammar(
+        transport: str, host: str, port: int | None, params: list[tuple[str, str | None]]) -> None:
+    from siptwin.sip.headers import _parse_via
+
+    text = f"SIP/2.0/{transport} {host}{'' if port is None else f':{port}'}" + "".join(
+        f";{k}" if v is None else f";{k}={v}" for k, v in params)
+    outcomes = []
+    for parse in (parse_via, _parse_via):
+        try:
+            outcomes.append(parse(text))
+        except SipParseError as err:
+            outcomes.append(err.reason)
+    assert outcomes[0] == outcomes[1]
+
+
+@given(st.lists(st.sampled_from(["0", "4", "10", " 4 ", "4x", "99999999999", "٣", "-1", ""]),
+                min_size=0, max_size=2),
+       st.binary(max_size=12), st.booleans())
+def test_content_length_frames_the_body_as_specified(lengths: list[str], body: bytes,
+                                                     datagram: bool) -> None:
+    """The single-Content-Length shortcut of the framing gives what RFC 3261 §18.3 asks
+    (and the rest of _frame_body says), whatever the value."""
+    head = "OPTIONS sip:h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n" + "".join(
+        f"Content-Length: {v}\r\n" for v in lengths)
+    data = head.encode() + b"\r\n" + body
+    try:
+        got: bytes | str = parse_datagram(data).body if datagram else parse_stream_message(data).body
+    except SipParseError as err:
+        got = err.reason
+    values = [v.strip() for v in lengths]
+    if not values:
+        expected: bytes | str = body if datagram else b""
+    elif len(values) > 1:
+        expected = ("Conflicting Content-Length headers" if len(set(values)) > 1
+                    else "Multiple Content-Length headers")
+    elif not (values[0].isdigit() and values[0].isascii() and len(values[0]) <= 10):
+        expected = "Malformed Content-Length"
+    elif int(values[0]) > len(body):
+        expected = "Content-Length larger than the message body"
+    else:
+        expected = body[: int(values[0])]
+    assert got == expected
+
+
+@given(uas_headers, st.lists(st.tuples(st.sampled_from(["Server", "Contact", "Record-Route",
+                                                        "X-Twilio-Error", "Content-Length", "l",
+                                                        "Allow"]),
+                                       st.sampled_from(["a", "b, c", ""])), max_size=4),
+       st.sampled_from([100, 180, 200, 407]), st.one_of(st.none(), st.just("t1")),
+       st.binary(max_size=4))
+def test_a_response_index_is_built_as_the_index_of_its_fields(
+        lines: list[str], extra: list[tuple[str, str]], status: int, to_tag: str | None,
+        body: bytes) -> None:
+    """make_response builds the response's look-up index along with its fields: it must be
+    the index a second pass over them builds (the entries themselves, in order)."""
+    from siptwin.sip.headers import Headers
+    from siptwin.sip.message import make_response
+
+    data = ("INVITE sip:b@h SIP/2.0\r\n" + "".join(line + "\r\n" for line in lines)
+            + "Content-Length: 0\r\n\r\n").encode()
+    try:
+        request = parse_datagram(data)
+    except SipParseError:
+        return
+    response = make_response(request, status, to_tag=to_tag, extra=extra, body=body)
+    fields = response.headers._list()
+    index = response.headers._index
+    assert index == Headers._from_parsed(fields)._build_index()
+    assert index is not None and list(index) == list(Headers._from_parsed(fields)._build_index())
+    for key, found in index.items():
+        assert all(a is b for a, b in zip([e for e in fields if e[0] == key], found, strict=True))

@@ -320,11 +320,22 @@ def parse_via(text: str) -> Via:
         if port is None or port <= 65535:
             # The match vouches for ";name[=value]" pieces holding no other ';' or '=': a
             # split reads them as parse_params would.
-            params: Params = tuple([
-                (name, value if equals else None)
-                for name, equals, value in [piece.partition("=") for piece in rest[1:].split(";")]
-            ]) if rest else ()
-            return _checked_branch(Via("SIP/2.0", transport, host, port, params))
+            # (_checked_branch inlined: a plain value holds no quotes to read)
+            params: Params = ()
+            if rest:
+                pieces: list[tuple[str, str | None]] = []
+                branch: str | None = None
+                for piece in rest[1:].split(";"):
+                    name, equals, value = piece.partition("=")
+                    pieces.append((name, value if equals else None))
+                    if branch is None and (name == "branch" or name.lower() == "branch"):
+                        branch = value
+                        if not value:
+                            raise SipParseError("Via branch without a value")
+                        if value == MAGIC_COOKIE:
+                            raise SipParseError("Via branch is only the magic cookie")
+                params = tuple(pieces)
+            return Via("SIP/2.0", transport, host, port, params)
     return _parse_via(text)
 
 
@@ -451,8 +462,14 @@ def parse_contacts(values: list[str]) -> list[Contact]:
     for value in values:
         if value.strip(LWS) == "*":
             raise SipParseError("Contact '*' mixed with other contacts")
-        out.append(Contact(parse_name_addr(value, "Contact")))
+        out.append(_CONTACTS[value])
     return out
+
+
+# A Contact is immutable, and a caller sends the same one on every request of every call:
+# decoded once per distinct text (see DecodeMemo; parse_name_addr's errors propagate).
+_CONTACTS: DecodeMemo = DecodeMemo(lambda value: Contact(parse_name_addr(value, "Contact")),
+                                   limit=256)
 
 
 def parse_tokens(values: list[str], what: str) -> list[str]:

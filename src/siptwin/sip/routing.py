@@ -42,6 +42,11 @@ def response_hop(request: Request, transport: str, source_host: str, source_port
     if transport in ("tcp", "tls"):
         return _hop(transport, source_host, source_port)
     via = request.top_via
+    for name, _ in via.params:
+        if name.lower() in _ROUTING_PARAMS:
+            break
+    else:  # neither maddr nor received (nor rport, which only counts with received)
+        return _hop(transport, via.host.strip("[]"), via.port or DEFAULT_PORTS["sip"])
     if via.maddr:
         return _hop(transport, via.maddr, via.port or DEFAULT_PORTS["sip"])
     if via.received:
@@ -49,6 +54,8 @@ def response_hop(request: Request, transport: str, source_host: str, source_port
         return _hop(transport, via.received, port)
     return _hop(transport, via.host.strip("[]"), via.port or DEFAULT_PORTS["sip"])
 
+
+_ROUTING_PARAMS = frozenset({"maddr", "received", "rport"})
 
 # One Hop per peer, shared: every transaction keeps its peer for up to 64*T1, and a PBX's
 # requests all come from the same few addresses. Cleared when full (a flood of sources).

@@ -761,6 +761,11 @@ _NEVER = float("inf")
 
 def _ack_dialog(message: Request | Response) -> tuple[Any, ...]:
     """What ties an ACK to the 2xx it acknowledges: Call-ID, CSeq number, From and To tags."""
+    views = message._views  # decoded already on a validated request and on our responses
+    call_id, cseq, from_, to = (views.get("call-id"), views.get("cseq"), views.get("from"),
+                                views.get("to"))
+    if call_id is not None and cseq is not None and from_ is not None and to is not None:
+        return (call_id, cseq.number, from_.tag, to.tag)
     return (_call_id(message), _cseq_number(message), _tag(message, "From"), _tag(message, "To"))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import SipParseError
-from .message import UAS_VIEWS, Request, Response, make_response
+from .message import Request, Response, decode_uas_views, make_response
 from .uri import SipUri
 
 # Methods of RFC 3261 and its common extensions: a known method that a UAS does not allow
@@ -85,21 +85,19 @@ def _check(request: Request, policy: UasPolicy) -> Rejection | None:
     # "Multiple ... headers" themselves when a header is repeated.
     if not request.headers.by_key("via"):
         raise SipParseError("Missing Via header")
-    request.decode_views(UAS_VIEWS)
-    _ = request.require
-    max_forwards = request.max_forwards
+    views = decode_uas_views(request)
+    max_forwards = views["max-forwards"]
 
     method = request.method
     if method not in KNOWN_METHODS:
         return Rejection(501, "Not Implemented", (("Allow", policy.allow_header),))
     if method not in policy.allowed_methods:
         return Rejection(405, "Method Not Allowed", (("Allow", policy.allow_header),))
-    cseq_method = request.cseq.method
-    if cseq_method != method:
+    if views["cseq"].method != method:
         return Rejection(400, "CSeq method does not match the request method")
 
     if method not in ("ACK", "CANCEL"):
-        unsupported = [tag for tag in request.require if tag not in policy.extensions]
+        unsupported = [tag for tag in views["tags:require"] if tag not in policy.extensions]
         if unsupported:
             return Rejection(420, "Bad Extension", (("Unsupported", ", ".join(unsupported)),))
     if policy.reject_exhausted_max_forwards and max_forwards == 0:
@@ -134,7 +132,8 @@ def _check_body(request: Request, policy: UasPolicy) -> Rejection | None:
     if content_type.type not in policy.body_types:
         return Rejection(415, "Unsupported Media Type",
                          (("Accept", ", ".join(sorted(policy.body_types))),))
-    encoding = request.headers.get("Content-Encoding")
+    encodings = request.headers.by_key("content-encoding")
+    encoding = encodings[0][2] if encodings else None
     if encoding and encoding.strip().lower() != "identity":
         return Rejection(415, "Unsupported Content-Encoding", (("Accept-Encoding", "identity"),))
     return None

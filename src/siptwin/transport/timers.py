@@ -26,6 +26,12 @@ class LayerTimer:
         deadline = self.layer.next_deadline()
         if deadline is None or deadline == self._at:
             return
+        at = self._at
+        if at is not None and at < deadline:
+            # The wake-up set already comes first (the timer due then was cancelled: an ACK
+            # wait's retransmission, Timer G): it finds nothing due and sets the next one.
+            # Moving it later would cost a cancelled handle and a new one per message.
+            return
         self.cancel()
         self._at = deadline
         self._handle = asyncio.get_running_loop().call_at(deadline, self._fire)
