@@ -6,17 +6,16 @@ like the same edge.
 
 from __future__ import annotations
 
-import os
-
+from ..sip.entropy import random_bytes
 from ..sip.message import Request, Response, make_response
 
 
 def twilio_to_tag() -> str:
     """The shape observed on Twilio's responses: ``<8 digits>_<8 hex>_<uuid>``.
 
-    One read of the system's random source for all three parts (RFC 3261 §19.3 asks for
+    One draw of the system's random bytes (sip/entropy.py) for all three parts (RFC 3261 §19.3 asks for
     cryptographically random tags); the last part is a version 4 UUID."""
-    raw = bytearray(os.urandom(24))
+    raw = bytearray(random_bytes(24))
     number = 10**7 + int.from_bytes(raw[:4], "big") % (9 * 10**7)
     # The UUID's version (4) and RFC 4122 variant bits set in place, as uuid.UUID(bytes=...,
     # version=4) would, without building the object.
