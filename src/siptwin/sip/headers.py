@@ -320,7 +320,7 @@ def parse_via(text: str) -> Via:
         if port is None or port <= 65535:
             # The match vouches for ";name[=value]" pieces holding no other ';' or '=': a
             # split reads them as parse_params would.
-            # (_checked_branch inlined: a plain value holds no quotes to read)
+            # (the branch checked during the split: a plain value holds no quotes to read)
             params: Params = ()
             if rest:
                 pieces: list[tuple[str, str | None]] = []
@@ -330,10 +330,7 @@ def parse_via(text: str) -> Via:
                     pieces.append((name, value if equals else None))
                     if branch is None and (name == "branch" or name.lower() == "branch"):
                         branch = value
-                        if not value:
-                            raise SipParseError("Via branch without a value")
-                        if value == MAGIC_COOKIE:
-                            raise SipParseError("Via branch is only the magic cookie")
+                        _check_branch(value)
                 params = tuple(pieces)
             return Via("SIP/2.0", transport, host, port, params)
     return _parse_via(text)
@@ -358,13 +355,18 @@ def _parse_via(text: str) -> Via:
 def _checked_branch(via: Via) -> Via:
     for name, value in via.params:  # the first branch parameter is the one that counts
         if name.lower() == "branch":
-            branch = read_quoted(value, 0)[0] if value is not None and value[:1] == '"' else value
-            if not branch:
-                raise SipParseError("Via branch without a value")
-            if branch == MAGIC_COOKIE:
-                raise SipParseError("Via branch is only the magic cookie")
+            _check_branch(read_quoted(value, 0)[0] if value is not None and value[:1] == '"'
+                          else value)
             break
     return via
+
+
+def _check_branch(branch: str | None) -> None:
+    """RFC 3261 §8.1.1.7: a branch has a value, and more than the magic cookie alone."""
+    if not branch:
+        raise SipParseError("Via branch without a value")
+    if branch == MAGIC_COOKIE:
+        raise SipParseError("Via branch is only the magic cookie")
 
 
 def _split_sent_by(sent_by: str) -> tuple[str, int | None]:

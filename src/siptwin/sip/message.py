@@ -833,22 +833,11 @@ def make_response(
         entries.extend(copies)
         by_key[key] = copies
     keys = _KEY_MEMO
-    for name, value in extra:
-        known = keys.get(name)
-        entry = [known if known is not None else Headers.key(name), name, value]
+    for name, value in (*extra, ("Content-Length", str(len(body)))):
+        key = keys.get(name) or Headers.key(name)
+        entry = [key, name, value]
         entries.append(entry)
-        same = by_key.get(entry[0])
-        if same is None:
-            by_key[entry[0]] = [entry]
-        else:
-            same.append(entry)
-    entry = ["content-length", "Content-Length", str(len(body))]
-    entries.append(entry)
-    same = by_key.get("content-length")
-    if same is None:
-        by_key["content-length"] = [entry]
-    else:
-        same.append(entry)
+        by_key.setdefault(key, []).append(entry)
     response = Response(status, reason, Headers._from_parsed(entries, by_key), body)
     # The copied headers decode exactly as the request's did: share what is already decoded
     # (the transaction layer and the trace read the response's To tag, Call-ID and CSeq).
