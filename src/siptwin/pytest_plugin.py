@@ -100,11 +100,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if MACHINERY not in sys.modules:
         return  # no scenario was collected: leave other projects' order alone
 
+    from .harness.batch import start_rank  # the order a batch starts its items in
+
     def slow_first(item: pytest.Item) -> int:
-        # As harness/batch.start_rank orders a batch: tag long, then peer, then the rest.
         if not item.get_closest_marker("scenario"):
-            return 2
-        return 0 if item.get_closest_marker("long") else 1 if item.get_closest_marker("peer") else 2
+            return 2  # after every scenario item, as start_rank puts the short ones
+        return start_rank([marker.name for marker in item.iter_markers()])
 
     items.sort(key=slow_first)
 
