@@ -17,6 +17,16 @@ This is the quick loop for optimising the call path (seconds per run; ``--profil
 cProfile data). bench/sipp_load.py remains the measure of record: real sockets, a real peer,
 the event loop under load.
 
+The datagrams are SIPp's own (``--datagrams sipp``, the default since the eighth session:
+Via with ``rport``, which the node stamps, and a source port per call as ``-t un`` gives,
+so every call's From, Contact and peer are new to the node's memos); ``--datagrams plain``
+keeps the earlier, plainer ones of bench/sip_path.py. What the loop does not have of a twin
+under SIPp: the sockets (bench/udp_receive.py ``--replies 1.2`` measures them alone), the
+RTP of a call that lasts, and the idle time between datagrams below saturation: a process
+that waits in its selector comes back to cold caches, and the same work then costs more
+(``--idle-gap-ms 2`` shows it; bench/RESULTS.md, eighth session). ``--in-flight N`` runs N
+calls at once, their datagrams interleaved.
+
 Memory: every run prints VmRSS and PSS idle (after start and 50 warm-up calls), right after
 the calls, after gc.collect() and after glibc's malloc_trim(0) (what fragmentation would give
 back). ``--memory`` adds a tracemalloc diff by traceback (3 frames, allocation site last).
@@ -54,6 +64,7 @@ LABEL = DOMAIN.split(".")[0]
 _NONCE = re.compile(rb'nonce="([^"]+)"')
 _OPAQUE = re.compile(rb'opaque="([^"]+)"')
 _TO = re.compile(rb"\r\nTo: ([^\r]+)")
+_CONTACT = re.compile(rb"\r\nContact: <([^>]+)>")
 
 
 def free_port() -> int:
@@ -62,15 +73,55 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Caller:
-    """SIPp's uac_auth.xml as string templates, one call at a time."""
+SIPP_SDP = ("v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\n"
+            "c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0 8 101\r\n"
+            "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+            "a=fmtp:101 0-16\r\n")
 
-    def __init__(self, node: RegionNode, port: int = 5061) -> None:
+
+def sipp_request(method: str, n: int, port: int, branch: str, cseq: int, to: str,
+                 uri: str = f"sip:1000@{DOMAIN}", extra: str = "", body: str = "") -> bytes:
+    """A request as harness/sipp/uac_auth.xml writes it with ``-t un`` (a source port per
+    call): Via with ``rport``, From with a display name and the port, Contact with
+    ``transport=UDP`` (in the INVITEs), the credentials before Max-Forwards."""
+    contact = (f"Contact: <sip:sipp@127.0.0.1:{port};transport=UDP>\r\n"
+               if method == "INVITE" else "")
+    head = (f"{method} {uri} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{n}-{branch};rport\r\n"
+            f'From: "siptwin" <sip:sipp@127.0.0.1:{port}>;tag={n}SIPpTag00{n}\r\n'
+            f"To: {to}\r\nCall-ID: {n}-4242@127.0.0.1\r\nCSeq: {cseq} {method}\r\n"
+            f"{contact}{extra}Max-Forwards: 70\r\n")
+    if body:
+        head += "Content-Type: application/sdp\r\n"
+    return (head + f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+
+
+class Caller:
+    """SIPp's uac_auth.xml as string templates, one call at a time.
+
+    ``sipp_shaped`` (the default of ``--datagrams``): the datagrams as SIPp sends them to
+    bench/sipp_load.py's twin, each call from its own source port; otherwise the plainer
+    ones of bench/sip_path.py, every call from port 5061 (the figures before 2026-12-02's
+    eighth session were taken with those)."""
+
+    def __init__(self, node: RegionNode, port: int = 5061, sipp_shaped: bool = True,
+                 board: Switchboard | None = None) -> None:
         self.node = node
+        self.port = port
+        self.sipp_shaped = sipp_shaped
         self.source = Source("udp", "127.0.0.1", port, node.region.address, 5060)
         self.sent: list[bytes] = []
-        node.endpoint.send_now = self._capture  # type: ignore[method-assign]
+        self.board = board
+        if board is None:
+            node.endpoint.send_now = self._capture  # type: ignore[method-assign]
         self.caller_cpu = 0.0
+
+    def request(self, method: str, n: int, branch: str, cseq: int, to: str,
+                extra: str = "", body: str = "", uri: str = f"sip:1000@{DOMAIN}") -> bytes:
+        if self.sipp_shaped:
+            return sipp_request(method, n, self.port, branch, cseq, to, uri, extra,
+                                SIPP_SDP if body else "")
+        return request(method, n, branch, cseq, to, extra, body)
 
     def _capture(self, data: bytes, hop: Hop) -> None:
         self.sent.append(data)
@@ -78,19 +129,30 @@ class Caller:
     def _reply(self, status: bytes) -> bytes:
         return next(d for d in reversed(self.sent) if d.startswith(b"SIP/2.0 " + status))
 
+    async def _step(self) -> None:
+        """Between two datagrams of a call: with other calls in flight, theirs go first."""
+        if self.board is not None:
+            await asyncio.sleep(0)
+
     async def call(self, n: int) -> None:
+        if self.board is not None:
+            self.board.callers[n] = self
         began = time.process_time()
+        if self.sipp_shaped:  # -t un: a source port per call
+            self.port = 20000 + n % 40000
+            self.source = Source("udp", "127.0.0.1", self.port, self.node.region.address, 5060)
         to = f"<sip:1000@{DOMAIN}>"
-        invite = request("INVITE", n, "1", 1, to, body=SDP)
+        invite = self.request("INVITE", n, "1", 1, to, body=SDP)
         self.caller_cpu += time.process_time() - began
         self.node._on_bytes(invite, self.source)
+        await self._step()
 
         began = time.process_time()
         challenge = self._reply(b"407")
         nonce = _NONCE.search(challenge).group(1).decode()  # type: ignore[union-attr]
         opaque = _OPAQUE.search(challenge).group(1).decode()  # type: ignore[union-attr]
         to_407 = _TO.search(challenge).group(1).decode()  # type: ignore[union-attr]
-        ack = request("ACK", n, "1", 1, to_407)
+        ack = self.request("ACK", n, "1", 1, to_407)
         uri = f"sip:1000@{DOMAIN}"
         ha1 = hashlib.md5(f"{USER}:sip.twilio.com:{PASSWORD}".encode()).hexdigest()
         ha2 = hashlib.md5(f"INVITE:{uri}".encode()).hexdigest()
@@ -99,9 +161,10 @@ class Caller:
         auth = (f'Proxy-Authorization: Digest username="{USER}",realm="sip.twilio.com",'
                 f'cnonce="{cnonce}",nc=00000001,qop=auth,uri="{uri}",nonce="{nonce}",'
                 f'response="{response}",algorithm=MD5,opaque="{opaque}"\r\n')
-        invite2 = request("INVITE", n, "2", 2, to, auth, SDP)
+        invite2 = self.request("INVITE", n, "2", 2, to, auth, SDP)
         self.caller_cpu += time.process_time() - began
         self.node._on_bytes(ack, self.source)
+        await self._step()
         self.node._on_bytes(invite2, self.source)
         for _ in range(50):  # the voice layer answers from its own task
             if self.sent[-1].startswith(b"SIP/2.0 200"):
@@ -112,16 +175,38 @@ class Caller:
 
         began = time.process_time()
         to_200 = _TO.search(self.sent[-1]).group(1).decode()  # type: ignore[union-attr]
-        ack2 = request("ACK", n, "3", 2, to_200)
-        bye = request("BYE", n, "4", 3, to_200)
+        # SIPp sends the ACK and BYE to the 200's Contact ([next_url])
+        contact = _CONTACT.search(self.sent[-1])
+        next_url = contact.group(1).decode() if contact and self.sipp_shaped else f"sip:1000@{DOMAIN}"
+        ack2 = self.request("ACK", n, "3", 2, to_200, uri=next_url)
+        bye = self.request("BYE", n, "4", 3, to_200, uri=next_url)
         self.caller_cpu += time.process_time() - began
         self.node._on_bytes(ack2, self.source)
+        await self._step()
         self.node._on_bytes(bye, self.source)
         if not self.sent[-1].startswith(b"SIP/2.0 200"):
             raise RuntimeError(f"BYE of call {n} got {self.sent[-1][:40]!r}")
         for _ in range(5):
             await asyncio.sleep(0)  # let the voice layer finish the call
         self.sent.clear()
+        if self.board is not None:
+            del self.board.callers[n]
+
+
+class Switchboard:
+    """With several calls in flight (``--in-flight``), hands each reply of the node to the
+    caller of its call (by the Call-ID the callers write, ``<n>-4242@127.0.0.1``)."""
+
+    _CALL_ID = re.compile(rb"\r\nCall-ID: (\d+)-4242@")
+
+    def __init__(self, node: RegionNode) -> None:
+        self.callers: dict[int, Caller] = {}
+        node.endpoint.send_now = self._route  # type: ignore[method-assign]
+
+    def _route(self, data: bytes, hop: Hop) -> None:
+        found = self._CALL_ID.search(data)
+        if found is not None and (caller := self.callers.get(int(found.group(1)))) is not None:
+            caller.sent.append(data)
 
 
 def rss_mb() -> float:
@@ -148,7 +233,8 @@ def malloc_trim() -> None:
     ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-async def run(calls: int, profile: Path | None, memory: bool, voice_url: str) -> float:
+async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
+              sipp_shaped: bool = True, in_flight: int = 1, idle_gap: float = 0.0) -> float:
     with tempfile.TemporaryDirectory(prefix="siptwin-callpath-") as tmp:
         twin = EmbeddedTwin(TwinConfig(state_dir=Path(tmp), api_port=free_port(),
                                        dns_port=free_port(), tls=False))
@@ -157,7 +243,11 @@ async def run(calls: int, profile: Path | None, memory: bool, voice_url: str) ->
             client = sdk_client(twin.api_url, twin.account_sid, twin.auth_token)
             await asyncio.to_thread(provision, client, DomainPlan(
                 LABEL, voice_url=voice_url, credentials=[(USER, PASSWORD)]))
-            caller = Caller(twin.nodes["us1"])
+            node = twin.nodes["us1"]
+            board = Switchboard(node) if in_flight > 1 else None
+            callers = [Caller(node, sipp_shaped=sipp_shaped, board=board)
+                       for _ in range(in_flight)]
+            caller = callers[0]
             settle_for_serving()  # as `siptwin up` does once ready
             for n in range(50):  # warm up: caches, first imports
                 await caller.call(n)
@@ -167,20 +257,27 @@ async def run(calls: int, profile: Path | None, memory: bool, voice_url: str) ->
                 tracemalloc.start(3)
                 idle = tracemalloc.take_snapshot()
             caller.caller_cpu = 0.0
+
+            async def place(first: int, every: int, who: Caller) -> None:
+                for n in range(first, 1000 + calls, every):
+                    await who.call(n)
+                    if idle_gap:
+                        await asyncio.sleep(idle_gap)  # the loop waits in its selector
+
             profiler = cProfile.Profile() if profile else None
             if profiler:
                 profiler.enable()
             began_cpu, began_wall = time.process_time(), time.perf_counter()
-            for n in range(1000, 1000 + calls):
-                await caller.call(n)
+            await asyncio.gather(*(place(1000 + k, in_flight, who)
+                                   for k, who in enumerate(callers)))
             cpu = time.process_time() - began_cpu
             wall = time.perf_counter() - began_wall
             if profiler:
                 profiler.disable()
                 profiler.dump_stats(profile)
-            node_cpu = cpu - caller.caller_cpu
+            node_cpu = cpu - sum(who.caller_cpu for who in callers)
             print(f"{calls} calls in {wall:.2f} s; node CPU {node_cpu * 1e3 / calls:.3f} ms per "
-                  f"call (caller {caller.caller_cpu * 1e3 / calls:.3f} ms per call excluded)"
+                  f"call (caller {(cpu - node_cpu) * 1e3 / calls:.3f} ms per call excluded)"
                   f" -> at most {calls / node_cpu:.0f} calls/s on one core")
             print(f"transactions alive: {len(twin.nodes['us1'].layer)}; call records: "
                   f"{len(twin.calls.all())}; VmRSS {rss_before:.1f} -> {rss_mb():.1f} MB")
@@ -213,13 +310,25 @@ def main() -> int:
                         help="trace allocations (slower: timers expire sooner than at full speed) and "
                              "print the top 25 growths by traceback, idle to after the calls")
     parser.add_argument("--app", default="pause", help="comma-separated: " + ", ".join(APPS))
+    parser.add_argument("--datagrams", choices=("sipp", "plain"), default="sipp",
+                        help="sipp: as SIPp sends them in bench/sipp_load.py (Via rport, a "
+                             "source port per call); plain: bench/sip_path.py's, one port")
+    parser.add_argument("--in-flight", type=int, default=1,
+                        help="calls in progress at once, their datagrams interleaved one by "
+                             "one (SIPp at 500 calls/s has ~50 in flight); 1: one call at a time")
+    parser.add_argument("--idle-gap-ms", type=float, default=0.0,
+                        help="milliseconds each caller waits after a call, with the event loop "
+                             "idle in its selector (as a twin below saturation waits between "
+                             "datagrams); 0: calls back to back")
     args = parser.parse_args()
     results = {}
     for app in args.app.split(","):
         print(f"== app {app}: {APPS[app]}")
         profile = args.profile.with_suffix(f".{app}.prof") if args.profile and "," in args.app \
             else args.profile
-        results[app] = asyncio.run(run(args.calls, profile, args.memory, APPS[app]))
+        results[app] = asyncio.run(run(args.calls, profile, args.memory, APPS[app],
+                                       args.datagrams == "sipp", args.in_flight,
+                                       args.idle_gap_ms / 1000))
     if len(results) > 1:
         print("node CPU per call: " + "; ".join(f"{app} {ms:.3f} ms" for app, ms in results.items()))
     return 0

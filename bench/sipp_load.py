@@ -36,6 +36,7 @@ import os
 import platform
 import resource
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -75,6 +76,8 @@ class RateResult:
     twin_cpu_ms_per_call: float | None = None  # utime+stime of the twin / successful calls
     sipp_cpu_ms_per_call: float | None = None  # the same for SIPp (it shares the two cores)
     sipp_cpu_s: float = 0.0
+    twin_user_ms_per_call: float | None = None  # of the first twin process only
+    twin_system_ms_per_call: float | None = None
     cpu_s_by_process: list[float] = field(default_factory=list)  # twin parent, then workers
 
     @property
@@ -112,8 +115,14 @@ def free_port() -> int:
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc/PID/stat."""
+    return sum(user_system_seconds(pid))
+
+
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process, from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def proc_status(pid: int, key: str) -> int:
@@ -127,11 +136,14 @@ class TwinProcess:
     """``siptwin up`` in a subprocess; its banner gives the account credentials."""
 
     def __init__(self, state: Path, regions: str | None, workers: int = 1,
-                 extra: list[str] | None = None) -> None:
+                 extra: list[str] | None = None, profile: Path | None = None) -> None:
         self.api_port, self.dns_port = free_port(), free_port()
         # The auth token reaches a terminal only; a pipe gets it through --token-file.
         self.token_file = state.parent / "auth-token"
-        self.argv = [sys.executable, "-m", "siptwin", "up", "--state", str(state),
+        # With a profile: bench/twin_profiled.py, which profiles between SIGUSR1 and SIGUSR2.
+        launcher = ([str(ROOT / "bench" / "twin_profiled.py"), str(profile)] if profile
+                    else ["-m", "siptwin"])
+        self.argv = [sys.executable, *launcher, "up", "--state", str(state),
                      "--api-port", str(self.api_port), "--dns-port", str(self.dns_port),
                      "--token-file", str(self.token_file)]
         if regions:
@@ -297,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--py-spy", type=Path, metavar="FILE",
                         help="sample the twin with py-spy during the run (collapsed stacks)")
+    parser.add_argument("--profile-twin", type=Path, metavar="FILE",
+                        help="cProfile the twin (one process) during the rates, start-up and "
+                             "provisioning left out (bench/twin_profiled.py): FILE, and the "
+                             "collector's passes in FILE.gc.json")
     args = parser.parse_args(argv)
     command = "python bench/sipp_load.py " + shlex.join(
         a for a in (argv if argv is not None else sys.argv[1:]) if a)
@@ -324,7 +340,8 @@ def run_app(app: str, voice_url: str, args: argparse.Namespace, command: str) ->
         work = Path(tmp)
         scenario = SCENARIO
         report.scenario = str(SCENARIO.relative_to(ROOT))
-        twin = TwinProcess(work / "state", args.regions, args.workers)
+        profile = args.profile_twin.resolve() if args.profile_twin else None
+        twin = TwinProcess(work / "state", args.regions, args.workers, profile=profile)
         twin.start()
         try:
             api_url = f"http://127.0.0.1:{twin.api_port}"
@@ -343,13 +360,23 @@ def run_app(app: str, voice_url: str, args: argparse.Namespace, command: str) ->
             per_call = args.workers > 1 or args.socket_per_call
             for rate in rates:
                 cpu_before = [cpu_seconds(pid) for pid in twin.pids]
+                user_before, system_before = user_system_seconds(twin.pid)
+                if profile:
+                    os.kill(twin.pid, signal.SIGUSR1)
                 result = run_rate(host, port, args.region, rate, args.seconds, args.limit, work,
                                   scenario, socket_per_call=per_call)
+                if profile:
+                    os.kill(twin.pid, signal.SIGUSR2)
                 if result.successful:
                     spent = [after - before for before, after in
                              zip(cpu_before, (cpu_seconds(pid) for pid in twin.pids), strict=True)]
                     result.twin_cpu_ms_per_call = round(sum(spent) * 1000 / result.successful, 2)
                     result.cpu_s_by_process = [round(s, 2) for s in spent]
+                    user, system = user_system_seconds(twin.pid)
+                    result.twin_user_ms_per_call = round((user - user_before) * 1000
+                                                         / result.successful, 3)
+                    result.twin_system_ms_per_call = round((system - system_before) * 1000
+                                                           / result.successful, 3)
                 report.rates.append(result)
                 print(f"{rate:>6} {result.calls:>6} {result.successful:>6} {result.failed:>6} "
                       f"{result.retransmissions:>7} {result.achieved_cps:>7} "
@@ -357,7 +384,9 @@ def run_app(app: str, voice_url: str, args: argparse.Namespace, command: str) ->
                       f"{_fmt(result.twin_cpu_ms_per_call, 11)} "
                       f"{_fmt(result.sipp_cpu_ms_per_call, 12)}"
                       f"{'' if result.passed else f'  FAILED (exit {result.exit_code})'}"
-                      f"  cpu s: twin {result.cpu_s_by_process}, sipp {result.sipp_cpu_s}",
+                      f"  cpu s: twin {result.cpu_s_by_process}, sipp {result.sipp_cpu_s}"
+                      f"; twin (first process) ms/call user {result.twin_user_ms_per_call}"
+                      f" system {result.twin_system_ms_per_call}",
                       flush=True)
                 if result.passed:
                     report.best_rate, report.best_p99_ms = rate, result.p99_ms

@@ -1,0 +1,125 @@
+"""``siptwin up`` with cProfile and collector timings switched on and off by signals.
+
+Run by bench/sipp_load.py ``--profile-twin FILE`` in place of ``python -m siptwin up``:
+
+    python bench/twin_profiled.py FILE up --state ... (the arguments of ``siptwin up``)
+
+SIGUSR1 starts cProfile (main thread: the event loop), the timing of the cyclic garbage
+collector's passes and a probe of the event loop (a callback every 5 ms that notes when it
+runs 15 ms or more late, and a thread that samples the main thread's stack every 2 ms
+while the probe is overdue); SIGUSR2 stops them and writes the cProfile data to FILE, and to
+FILE.gc.json the collector's passes (per generation: passes, total and longest
+milliseconds, objects collected) and the loop's stalls (when, how late, and the collector's
+passes that ended within them). With ``SIPTWIN_PROFILE=0`` in the environment cProfile
+stays off (its own cost hides the loop's stalls) and only the collector and the probe run. The bench sends SIGUSR1 before each rate and SIGUSR2 after it, so the
+profile covers the calls only (start-up and provisioning left out), and per call counts can
+be set beside bench/call_path.py's ``--profile``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import gc
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from typing import Any
+
+from siptwin.cli import main
+
+PROFILING = os.environ.get("SIPTWIN_PROFILE", "1") != "0"
+PROBE_EVERY, STALL = 0.005, 0.015
+profiler = cProfile.Profile()
+passes: dict[int, list[tuple[float, float]]] = {0: [], 1: [], 2: []}  # (ended at, ms)
+collected: dict[int, int] = {0: 0, 1: 0, 2: 0}
+census: list[tuple[int, int, list[tuple[str, int]]]] = []  # SIPTWIN_GC_CENSUS=1
+stalls: list[tuple[float, float]] = []  # (probe ran at, ms late)
+_began = [0.0]
+_timing = [False]
+_probe: list[asyncio.TimerHandle] = []
+_last_probe = [0.0]
+# Where the main thread was, sampled by a watchdog thread while the probe is overdue.
+stall_stacks: Counter[str] = Counter()
+
+
+def _watchdog(main_id: int) -> None:
+    while True:
+        time.sleep(0.002)
+        if not _timing[0] or time.perf_counter() - _last_probe[0] < STALL:
+            continue
+        frame = sys._current_frames().get(main_id)
+        if frame is not None:
+            stack = traceback.extract_stack(frame)[-6:]
+            stall_stacks[" < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}({f.name})"
+                                    for f in reversed(stack))] += 1
+
+
+def _on_gc(phase: str, info: dict[str, Any]) -> None:
+    if not _timing[0]:
+        return
+    if phase == "start":
+        if os.environ.get("SIPTWIN_GC_CENSUS"):
+            young = gc.get_objects(generation=info["generation"])
+            census.append((info["generation"], len(young),
+                           Counter(type(o).__qualname__ for o in young).most_common(12)))
+            del young
+        _began[0] = time.perf_counter()
+    else:
+        now = time.perf_counter()
+        passes[info["generation"]].append((now, (now - _began[0]) * 1e3))
+        collected[info["generation"]] += info["collected"]
+
+
+def _probe_loop(due: float) -> None:
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    _last_probe[0] = time.perf_counter()
+    if now - due >= STALL:
+        stalls.append((time.perf_counter(), (now - due) * 1e3))
+    _probe[:] = [loop.call_at(now + PROBE_EVERY, _probe_loop, now + PROBE_EVERY)]
+
+
+def _start(signum: int, frame: object) -> None:
+    _timing[0] = True
+    loop = asyncio.get_running_loop()
+    _probe_loop(loop.time())
+    if PROFILING:
+        profiler.enable()
+
+
+def _stop(signum: int, frame: object) -> None:
+    if PROFILING:
+        profiler.disable()
+    _timing[0] = False
+    for handle in _probe:
+        handle.cancel()
+    out = sys.argv[1]
+    if PROFILING:
+        profiler.dump_stats(out)
+    summary: dict[str, Any] = {
+        str(gen): {"passes": len(ms), "total_ms": round(sum(m for _, m in ms), 2),
+                   "longest_ms": round(max((m for _, m in ms), default=0.0), 2),
+                   "collected": collected[gen]} for gen, ms in passes.items()}
+    summary["stalls"] = [
+        {"ms_late": round(late, 1),
+         "gc_passes_within": [(gen, round(ms, 1)) for gen, ended in passes.items()
+                              for at, ms in ended if at_stall - late / 1e3 <= at <= at_stall]}
+        for at_stall, late in stalls]
+    summary["census"] = census
+    summary["stall_samples"] = stall_stacks.most_common(40)
+    with open(out + ".gc.json", "w") as f:
+        json.dump(summary, f, indent=1)
+
+
+if __name__ == "__main__":
+    gc.callbacks.append(_on_gc)
+    threading.Thread(target=_watchdog, args=(threading.get_ident(),), daemon=True).start()
+    signal.signal(signal.SIGUSR1, _start)
+    signal.signal(signal.SIGUSR2, _stop)
+    raise SystemExit(main(sys.argv[2:]))
