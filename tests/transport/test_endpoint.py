@@ -219,3 +219,80 @@ async def test_a_datagram_says_how_long_it_waited_in_the_receive_buffer() -> Non
         assert server.datagram_wait == 0.0  # outside a delivery: nothing is waiting
     finally:
         await server.close()
+
+
+async def test_a_failing_udp_handler_leaves_the_socket_serving() -> None:
+    """A handler that raises on one datagram is logged and the next datagrams of the same
+    wake-up and of later ones are still delivered (the receive loop calls the handler
+    directly, without SipEndpoint._deliver)."""
+    seen: list[str] = []
+
+    def handler(data: bytes, source: Source) -> None:
+        call_id = parse_datagram(data).call_id
+        seen.append(call_id)
+        if call_id.startswith("boom"):
+            raise RuntimeError("a handler bug")
+
+    server = SipEndpoint(EndpointConfig("127.0.0.1", 0, None, None), handler)
+    await server.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for branch in ("boom1", "ok1", "boom2", "ok2"):  # one wake-up reads them all
+                sender.sendto(options(branch), server.udp_address)
+            for _ in range(200):
+                if len(seen) == 4:
+                    break
+                await asyncio.sleep(0.005)
+            sender.sendto(options("ok3"), server.udp_address)
+            for _ in range(200):
+                if len(seen) == 5:
+                    break
+                await asyncio.sleep(0.005)
+        assert seen == ["boom1@probe", "ok1@probe", "boom2@probe", "ok2@probe", "ok3@probe"]
+    finally:
+        await server.close()
+
+
+async def test_udp_impairment_applies_to_immediate_sends_and_to_receiving() -> None:
+    """send_now's direct path is taken only without impairment: with loss every datagram is
+    dropped both ways (and counted), with latency a send leaves that much later."""
+    rx = Recorder()
+    server = SipEndpoint(EndpointConfig("127.0.0.1", 0, None, None), rx)
+    await server.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.bind(("127.0.0.1", 0))
+            peer.setblocking(False)
+            to_peer = Destination("udp", *peer.getsockname())
+            impairment = server.config.impairment
+
+            server.send_now(options("plain"), to_peer)  # unimpaired: straight out
+            await asyncio.sleep(0.05)
+            assert parse_datagram(peer.recv(65535)).call_id == "plain@probe"
+
+            impairment.loss_percent = 100.0
+            server.send_now(options("lost"), to_peer)
+            peer.sendto(options("lost-in"), server.udp_address)
+            await asyncio.sleep(0.1)
+            with pytest.raises(BlockingIOError):
+                peer.recv(65535)
+            assert rx.received == []
+            assert impairment.dropped == 2
+
+            impairment.loss_percent, impairment.latency_ms = 0.0, 150.0
+            sent_at = time.monotonic()
+            server.send_now(options("late"), to_peer)
+            await asyncio.sleep(0.05)
+            with pytest.raises(BlockingIOError):
+                peer.recv(65535)  # not yet: it leaves 150 ms after the send
+            while True:
+                try:
+                    data = peer.recv(65535)
+                    break
+                except BlockingIOError:
+                    assert time.monotonic() - sent_at < 2.0
+                    await asyncio.sleep(0.01)
+            assert parse_datagram(data).call_id == "late@probe"
+            assert time.monotonic() - sent_at >= 0.14
+    finally:
+        await server.close()

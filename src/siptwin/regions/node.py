@@ -768,7 +768,9 @@ class RegionNode:
                                           extra=(("Contact", self._contact(hop)),)))
         self.calls.notify(call, "ringing")
         session = dialog.session = CallSession(self, dialog)
-        task = asyncio.get_running_loop().create_task(self._run_handler(session))
+        # The node's own loop: asyncio.get_running_loop() asks the kernel for the process id
+        # each time on Python 3.11 (a system call per call).
+        task = (self._loop or asyncio.get_running_loop()).create_task(self._run_handler(session))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
