@@ -795,6 +795,12 @@ class TransactionLayer:
         self._confirmed = _Expiry(State.CONFIRMED)  # INVITE, Timer I
         self._expiries = (self._completed, self._accepted, self._confirmed)
         self._next_expiry = _NEVER  # the earliest time in the three
+        # Seconds: when > 0, next_deadline() puts the end of finished transactions on this
+        # grid (the next multiple after it), so that a node under load forgets them a batch
+        # per wake-up rather than one per wake-up (each call leaves three, Timers I, J, L).
+        # Forgetting is only memory: a transaction kept a fraction of a second past its
+        # timer absorbs one more retransmission at most, and advance() is unchanged.
+        self.expiry_grain = 0.0
         # Messages a finished transaction keeps (the request, its final response) are
         # compacted at the layer's next call, once the caller has sent and traced them.
         self._to_compact: list[Request | Response | _Resend] = []
@@ -1092,14 +1098,18 @@ class TransactionLayer:
 
     # -- time
     def next_deadline(self) -> float | None:
-        """When :meth:`advance` next has something to do, or None when no timer runs."""
+        """When :meth:`advance` next has something to do, or None when no timer runs (the
+        end of a finished transaction counted on the ``expiry_grain`` grid)."""
         heap = self._heap
         while heap and not heap[0][2].live:
             heapq.heappop(heap)
             self._dead -= 1
+        expiry = self._next_expiry
+        if expiry != _NEVER and self.expiry_grain > 0:
+            expiry = (expiry // self.expiry_grain + 1) * self.expiry_grain
         if heap:
-            return min(heap[0][0], self._next_expiry)
-        return self._next_expiry if self._next_expiry != _NEVER else None
+            return min(heap[0][0], expiry)
+        return expiry if expiry != _NEVER else None
 
     def advance(self, now: float) -> list[Effect]:
         """Fire every timer due at or before ``now``, in deadline order."""
