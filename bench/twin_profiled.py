@@ -9,8 +9,8 @@ collector's passes and a probe of the event loop (a callback every 5 ms that not
 runs 15 ms or more late, and a thread that samples the main thread's stack every 2 ms
 while the probe is overdue); SIGUSR2 stops them and writes the cProfile data to FILE, and to
 FILE.gc.json the collector's passes (per generation: passes, total and longest
-milliseconds, objects collected) and the loop's stalls (when, how late, and the collector's
-passes that ended within them). With ``SIPTWIN_PROFILE=0`` in the environment cProfile
+milliseconds, objects collected), the loop's stalls (how late, and the collector's passes
+that ended within them) and how often the transaction layers' timers woke the loop. With ``SIPTWIN_PROFILE=0`` in the environment cProfile
 stays off (its own cost hides the loop's stalls) and only the collector and the probe run. The bench sends SIGUSR1 before each rate and SIGUSR2 after it, so the
 profile covers the calls only (start-up and provisioning left out), and per call counts can
 be set beside bench/call_path.py's ``--profile``.
@@ -32,6 +32,21 @@ from collections import Counter
 from typing import Any
 
 from siptwin.cli import main
+from siptwin.transport.timers import LayerTimer
+
+# Wake-ups of the transaction layers' timers (every node's), while timing: how often the
+# event loop is woken for a transaction timer rather than a datagram.
+layer_wake_ups = [0]
+_layer_fire = LayerTimer._fire
+
+
+def _counted_fire(self: LayerTimer) -> None:
+    if _timing[0]:
+        layer_wake_ups[0] += 1
+    _layer_fire(self)
+
+
+LayerTimer._fire = _counted_fire  # type: ignore[method-assign]
 
 PROFILING = os.environ.get("SIPTWIN_PROFILE", "1") != "0"
 PROBE_EVERY, STALL = 0.005, 0.015
@@ -112,6 +127,7 @@ def _stop(signum: int, frame: object) -> None:
                               for at, ms in ended if at_stall - late / 1e3 <= at <= at_stall]}
         for at_stall, late in stalls]
     summary["census"] = census
+    summary["layer_timer_wake_ups"] = layer_wake_ups[0]
     summary["stall_samples"] = stall_stacks.most_common(40)
     with open(out + ".gc.json", "w") as f:
         json.dump(summary, f, indent=1)
