@@ -155,6 +155,10 @@ _SO_TIMESTAMP = 29
 _SO_RCVBUFFORCE = 33
 _TIMEVAL = struct.Struct("@ll")
 _LARGEST_DATAGRAM = 65535
+# Peer addresses whose Source the UDP socket keeps (cleared when full). A PBX sends from one
+# or a few; a caller with a port per call (SIPp -t un, a fleet) would otherwise keep
+# thousands alive, each one more object for every young collection to walk.
+SOURCES_KEPT = 256
 
 
 class _UdpSocket:
@@ -213,7 +217,7 @@ class _UdpSocket:
                 continue  # keep-alive (RFC 5626 §4.4.1 CRLF ping on UDP is not used; ignore)
             source = sources.get(addr)
             if source is None:
-                if len(sources) >= 4096:
+                if len(sources) >= SOURCES_KEPT:
                     sources.clear()
                 source = sources[addr] = Source("udp", addr[0], addr[1], *address)
             if impaired and impairment.latency_ms > 0:
