@@ -234,7 +234,8 @@ def malloc_trim() -> None:
 
 
 async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
-              sipp_shaped: bool = True, in_flight: int = 1, idle_gap: float = 0.0) -> float:
+              sipp_shaped: bool = True, in_flight: int = 1, idle_gap: float = 0.0,
+              idle_after: float = 0.0) -> float:
     with tempfile.TemporaryDirectory(prefix="siptwin-callpath-") as tmp:
         twin = EmbeddedTwin(TwinConfig(state_dir=Path(tmp), api_port=free_port(),
                                        dns_port=free_port(), tls=False))
@@ -282,6 +283,14 @@ async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
             print(f"transactions alive: {len(twin.nodes['us1'].layer)}; call records: "
                   f"{len(twin.calls.all())}; VmRSS {rss_before:.1f} -> {rss_mb():.1f} MB")
             print(memory_line("right after the calls"))
+            if idle_after:
+                # The calls' finished transactions end on their timers meanwhile (Timer I
+                # 5 s after each ACK of a 407, Timers J and L 32 s after the calls).
+                began_cpu = time.process_time()
+                await asyncio.sleep(idle_after)
+                print(f"idle {idle_after:g} s after the calls: "
+                      f"{(time.process_time() - began_cpu) * 1e3 / idle_after:.1f} ms CPU a "
+                      f"second; transactions alive: {len(node.layer)}")
             if memory:
                 snapshot = tracemalloc.take_snapshot()
                 traced, _ = tracemalloc.get_traced_memory()
@@ -320,6 +329,9 @@ def main() -> int:
                         help="milliseconds each caller waits after a call, with the event loop "
                              "idle in its selector (as a twin below saturation waits between "
                              "datagrams); 0: calls back to back")
+    parser.add_argument("--idle-after", type=float, default=0.0, metavar="SECONDS",
+                        help="then idle this long and print the CPU a second it costs (the "
+                             "calls' transactions ending on their timers: try 8)")
     args = parser.parse_args()
     results = {}
     for app in args.app.split(","):
@@ -328,7 +340,7 @@ def main() -> int:
             else args.profile
         results[app] = asyncio.run(run(args.calls, profile, args.memory, APPS[app],
                                        args.datagrams == "sipp", args.in_flight,
-                                       args.idle_gap_ms / 1000))
+                                       args.idle_gap_ms / 1000, args.idle_after))
     if len(results) > 1:
         print("node CPU per call: " + "; ".join(f"{app} {ms:.3f} ms" for app, ms in results.items()))
     return 0
