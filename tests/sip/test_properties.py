@@ -430,3 +430,40 @@ def test_a_response_index_is_built_as_the_index_of_its_fields(
     assert index is not None and list(index) == list(Headers._from_parsed(fields)._build_index())
     for key, found in index.items():
         assert all(a is b for a, b in zip([e for e in fields if e[0] == key], found, strict=True))
+
+
+# From and To values as callers write them, and ones the grammar refuses: a tag (or none,
+# or a malformed one) after any mix of display name, URI form and parameters.
+name_addr_texts = st.builds(
+    lambda *parts: "".join(parts),
+    st.sampled_from(["", " ", "\t"]),
+    st.sampled_from(["", "Alice ", "sipp ", '"A;tag=b" ', '"A \\" B" ', '"open ', "two words",
+                     "bad@word ", '"Q"']),
+    st.sampled_from(["<sip:a@h>", "<sip:a@h:5061>", "<sip:a@h;tag=u>", "sip:a@h", "sip:a@h;x",
+                     "<sip:a@h", "sip:a@h?x", "<sip: a@h>", "tel:+1", "", "<sip:a@h>x",
+                     "<sips:[::1]:5>"]),
+    st.lists(st.tuples(st.sampled_from([";", " ;", "; ", ";\t"]),
+                       st.sampled_from(["x", "tag", "TAG", "lr", ""]),
+                       st.sampled_from(["", "=1", "= 2", '="q;tag=z"', "=", '="open'])),
+             max_size=3).map(lambda ps: "".join(a + b + c for a, b, c in ps)),
+    st.one_of(st.just(""), st.from_regex(r";tag=[A-Za-z0-9\-.!%*_+`'~]{1,12}", fullmatch=True),
+              st.sampled_from([";tag=", ";tag=a b", ';tag="x"', ";TAG=x", ";tag=x;tag=y",
+                               ";tag=x>", ";tag=x,y", " ;tag=x", ";tag=[::1]"])),
+    st.sampled_from(["", " ", ","]),
+)
+
+
+@settings(max_examples=500)
+@given(name_addr_texts, st.sampled_from(["From", "To", "Contact"]))
+def test_tagged_name_addr_reads_as_the_general_grammar(text: str, what: str) -> None:
+    """A value ending with a plain tag is decoded from its untagged head (shared by the calls
+    of a caller) plus the tag: the same NameAddr as the general grammar, or the same error."""
+    from siptwin.sip.address import _decode_name_addr, _parse_name_addr
+
+    outcomes = []
+    for decode in (lambda: _decode_name_addr((text, what)), lambda: _parse_name_addr(text, what)):
+        try:
+            outcomes.append(decode())
+        except SipParseError as err:
+            outcomes.append(err.reason)
+    assert outcomes[0] == outcomes[1]
