@@ -467,3 +467,38 @@ def test_tagged_name_addr_reads_as_the_general_grammar(text: str, what: str) -> 
         except SipParseError as err:
             outcomes.append(err.reason)
     assert outcomes[0] == outcomes[1]
+
+
+via_routing_params = st.lists(st.sampled_from(
+    [";rport", ";RPORT", ";rport=7", ";received=10.0.0.9", ";maddr=239.1.1.1", ';maddr="10.1.1.1"',
+     ";maddr=", ";branch=z9hG4bK77", ";x=1", " ; rport"]), max_size=4)
+
+
+@settings(max_examples=400)
+@given(st.sampled_from(["SIP/2.0/UDP 10.0.0.1", "SIP/2.0/UDP 10.0.0.1:5070", "SIP/2.0/TCP h.example",
+                        "SIP/2.0/UDP [::1]:5062", "SIP / 2.0 / UDP 10.0.0.2"]),
+       via_routing_params, st.booleans(), st.sampled_from(["udp", "udp", "tcp", "tls"]),
+       st.sampled_from(["10.0.0.1", "127.0.0.5", "::1", ""]), st.sampled_from([5060, 40000, 0, -1]))
+def test_stamped_hop_is_the_stamp_then_the_response_hop(
+        sent_by: str, params: list[str], second_via: bool, transport: str, host: str,
+        port: int) -> None:
+    """stamped_hop gives the Via and the hop that stamp_received then response_hop give."""
+    from siptwin.sip.routing import response_hop, stamp_received, stamped_hop
+
+    via = sent_by + ";branch=z9hG4bK1" + "".join(params) + (", SIP/2.0/UDP b" if second_via else "")
+    data = (f"OPTIONS sip:h SIP/2.0\r\nVia: {via}\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\n"
+            "Call-ID: 1@h\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+    outcomes = []
+    for steps in ("one", "two"):
+        request = parse_datagram(data)
+        try:
+            if steps == "one":
+                hop = stamped_hop(request, transport, host, port)
+            else:
+                stamp_received(request, host, port)
+                hop = response_hop(request, transport, host, port)
+        except SipParseError as err:
+            outcomes.append(err.reason)
+            continue
+        outcomes.append((hop, request.headers.get_all("Via"), request.vias))
+    assert outcomes[0] == outcomes[1]

@@ -33,6 +33,25 @@ def stamp_received(request: Request, source_host: str, source_port: int) -> None
     request.replace_top_via(via.with_params(**updates))
 
 
+def stamped_hop(request: Request, transport: str, source_host: str, source_port: int) -> Hop:
+    """``stamp_received`` and then ``response_hop``, as a UAS does with every request: for a
+    Via asking for rport (SIPp and most PBXs send it) the hop is the one the stamp has just
+    written - the packet's source, unless a maddr overrides it - so the stamped Via is not
+    read back. Anything else takes the two steps."""
+    via = request.top_via
+    if not via.wants_rport or not source_host or source_port < 0:
+        stamp_received(request, source_host, source_port)
+        return response_hop(request, transport, source_host, source_port)
+    stamped = via.with_params(rport=str(source_port), received=source_host)
+    request.replace_top_via(stamped)
+    if transport in ("tcp", "tls"):
+        return _hop(transport, source_host, source_port)
+    maddr = stamped.maddr
+    if maddr:
+        return _hop(transport, maddr, stamped.port or DEFAULT_PORTS["sip"])
+    return _hop(transport, source_host, source_port or stamped.port or DEFAULT_PORTS["sip"])
+
+
 def response_hop(request: Request, transport: str, source_host: str, source_port: int) -> Hop:
     """Where to send responses to ``request`` received from (source_host, source_port).
 
