@@ -484,8 +484,11 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
         views["max-forwards"] = _MAX_FORWARDS[entries[0][2]] if entries else None
     if "contact" not in views:
         entries = get("contact", _NONE)
-        views["contact"] = parse_contacts(split_commas(entries[0][2]) if len(entries) == 1
-                                          else _values(headers, "contact"))
+        if not entries:  # (an ACK, a BYE)
+            views["contact"] = []
+        else:
+            views["contact"] = parse_contacts(split_commas(entries[0][2]) if len(entries) == 1
+                                              else _values(headers, "contact"))
     if "content-type" not in views:
         entries = get("content-type", _NONE)
         if len(entries) > 1:
@@ -499,8 +502,11 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
                             else None)
     if "tags:require" not in views:
         entries = get("require", _NONE)
-        views["tags:require"] = parse_tokens(split_commas(entries[0][2]), "Require") \
-            if len(entries) == 1 else _decode_require(m)
+        if not entries:  # (nearly every request)
+            views["tags:require"] = []
+        else:
+            views["tags:require"] = parse_tokens(split_commas(entries[0][2]), "Require") \
+                if len(entries) == 1 else _decode_require(m)
     return views
 
 
