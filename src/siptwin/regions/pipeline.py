@@ -138,9 +138,11 @@ def sip_scheme_only(ctx: InviteContext) -> Verdict | None:
     Request-URI or top Record-Route also keeps the 200 from needing a ``sips:`` Contact,
     which RFC 3261 §12.1.1 would then require."""
     request = ctx.request
-    sips = isinstance(request.uri, SipUri) and request.uri.scheme == "sips"
+    uri = request.uri
+    sips = isinstance(uri, SipUri) and uri.scheme == "sips"
     try:
-        record_routes = request.record_routes
+        # (most INVITEs carry no Record-Route: no view to decode for them)
+        record_routes = request.record_routes if request.headers.by_key("record-route") else []
     except (SipParseError, ValueError):
         record_routes = []
     if record_routes and isinstance(record_routes[0].uri, SipUri):

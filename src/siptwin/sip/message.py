@@ -166,7 +166,8 @@ class Message:
 
     @property
     def max_forwards(self) -> int | None:
-        return self._view("max-forwards", _decode_max_forwards)
+        value = self._views.get("max-forwards", _MISSING)
+        return value if value is not _MISSING else self._view("max-forwards", _decode_max_forwards)
 
     @property
     def expires(self) -> int | None:
@@ -174,7 +175,8 @@ class Message:
 
     @property
     def contacts(self) -> list[Contact]:
-        return self._view("contact", _decode_contacts)
+        value = self._views.get("contact", _MISSING)
+        return value if value is not _MISSING else self._view("contact", _decode_contacts)
 
     @property
     def routes(self) -> list[NameAddr]:
@@ -186,7 +188,8 @@ class Message:
 
     @property
     def content_type(self) -> ContentType | None:
-        return self._view("content-type", _decode_content_type)
+        value = self._views.get("content-type", _MISSING)
+        return value if value is not _MISSING else self._view("content-type", _decode_content_type)
 
     @property
     def accept(self) -> list[str] | None:
@@ -223,7 +226,8 @@ class Message:
     def sdp(self) -> Any:
         """The body parsed as SDP, once per message (the pipeline, the answer and the media
         plan all read the same offer); None without a body. Raises ``SdpError`` if malformed."""
-        return self._view("sdp", _decode_sdp)
+        value = self._views.get("sdp", _MISSING)
+        return value if value is not _MISSING else self._view("sdp", _decode_sdp)
 
     def credentials(self, header: str = "Proxy-Authorization") -> list[Any]:
         """Digest (or other scheme) credentials of Authorization or Proxy-Authorization."""
@@ -277,7 +281,8 @@ class Request(Message):
 
     @property
     def uri(self) -> Uri:
-        return self._view("ruri", _decode_request_uri)
+        value = self._views.get("ruri", _MISSING)  # (read by every stage: as vias)
+        return value if value is not _MISSING else self._view("ruri", _decode_request_uri)
 
     def start_line(self) -> str:
         return f"{self.method} {self.uri_text} {self.version}"
@@ -828,6 +833,11 @@ def make_response(
     for key, name in _COPIED_TO_RESPONSES:
         found = index.get(key)
         if found is None:
+            continue
+        if len(found) == 1 and (key != "to" or not tagging):  # (as below, for one field)
+            copy = [key, name, found[0][2]]
+            entries.append(copy)
+            by_key[key] = [copy]
             continue
         copies = []
         for entry in found:
