@@ -502,3 +502,27 @@ def test_stamped_hop_is_the_stamp_then_the_response_hop(
             continue
         outcomes.append((hop, request.headers.get_all("Via"), request.vias))
     assert outcomes[0] == outcomes[1]
+
+
+@given(st.text(st.sampled_from('ab "\\;,<>'), max_size=16), st.data())
+def test_quoted_string_reads_as_the_character_loop(text: str, data: st.DataObject) -> None:
+    """read_quoted's slice for a quoted-string without escapes is what the character loop
+    reads; a string with escapes, or unterminated, goes to the loop itself."""
+    from siptwin.sip.syntax import _read_escaped, read_quoted
+
+    text = '"' + text
+    start = data.draw(st.sampled_from([i for i, ch in enumerate(text) if ch == '"']))
+    outcomes = []
+    for read in (read_quoted, _read_escaped):
+        try:
+            outcomes.append(read(text, start))
+        except SipParseError as err:
+            outcomes.append(err.reason)
+    assert outcomes[0] == outcomes[1]
+
+
+@given(st.text(st.sampled_from('ab:@ \t\r\n<>";'), max_size=12))
+def test_uri_refuses_the_characters_no_uri_holds(rest: str) -> None:
+    from siptwin.sip.uri import _NOT_IN_URIS
+
+    assert (_NOT_IN_URIS.search(rest) is not None) == any(c in rest for c in ' \t\r\n<>"')
