@@ -526,3 +526,23 @@ def test_uri_refuses_the_characters_no_uri_holds(rest: str) -> None:
     from siptwin.sip.uri import _NOT_IN_URIS
 
     assert (_NOT_IN_URIS.search(rest) is not None) == any(c in rest for c in ' \t\r\n<>"')
+
+
+@given(st.text(st.sampled_from('ab ,;"<>\t'), max_size=12), st.text(st.sampled_from("xy;="), max_size=6))
+def test_first_value_replaced_as_split_and_joined(line: str, value: str) -> None:
+    """replace_first_value writes a line holding one value (no comma) directly: the line the
+    split at top-level commas and the join give."""
+    from siptwin.sip.headers import Headers
+
+    try:
+        expected = ", ".join([value, *split_commas(line)[1:]])
+    except SipParseError as err:  # an unterminated quote after a comma
+        expected = err.reason
+    headers = Headers([("Via", line), ("Via", "second")])
+    try:
+        headers.replace_first_value("Via", value)
+        got = headers.get_all("Via")[0]
+    except SipParseError as err:
+        got = err.reason
+    assert got == expected
+    assert headers.get_all("Via")[1] == "second"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .headers import Via
 from .message import Request
 from .uri import DEFAULT_PORTS
 
@@ -42,11 +43,22 @@ def stamped_hop(request: Request, transport: str, source_host: str, source_port:
     if not via.wants_rport or not source_host or source_port < 0:
         stamp_received(request, source_host, source_port)
         return response_hop(request, transport, source_host, source_port)
-    stamped = via.with_params(rport=str(source_port), received=source_host)
+    # via.with_params(rport=..., received=...), inlined: the parameters but those two (in
+    # any case), then the two, in that order
+    params: list[tuple[str, str | None]] = []
+    maddr_named = False
+    for param in via.params:
+        name = param[0].lower()
+        if name != "rport" and name != "received":
+            params.append(param)
+            maddr_named = maddr_named or name == "maddr"
+    params.append(("rport", str(source_port)))
+    params.append(("received", source_host))
+    stamped = Via(via.protocol, via.transport, via.host, via.port, tuple(params))
     request.replace_top_via(stamped)
     if transport in ("tcp", "tls"):
         return _hop(transport, source_host, source_port)
-    maddr = stamped.maddr
+    maddr = stamped.maddr if maddr_named else None
     if maddr:
         return _hop(transport, maddr, stamped.port or DEFAULT_PORTS["sip"])
     return _hop(transport, source_host, source_port or stamped.port or DEFAULT_PORTS["sip"])
