@@ -31,7 +31,7 @@ from .headers import (
     parse_tokens,
     parse_vias,
 )
-from .syntax import TOKEN_RE, DecodeMemo, split_commas
+from .syntax import LWS, TOKEN_RE, DecodeMemo, split_commas
 from .uri import Uri, parse_uri
 
 SIP_VERSION = "SIP/2.0"
@@ -281,8 +281,11 @@ class Request(Message):
 
     @property
     def uri(self) -> Uri:
-        value = self._views.get("ruri", _MISSING)  # (read by every stage: as vias)
-        return value if value is not _MISSING else self._view("ruri", _decode_request_uri)
+        views = self._views  # (read by every stage: looked up first, as vias)
+        value = views.get("ruri", _MISSING)
+        if value is _MISSING:
+            value = views["ruri"] = parse_uri(self.uri_text)
+        return value
 
     def start_line(self) -> str:
         return f"{self.method} {self.uri_text} {self.version}"
@@ -432,10 +435,6 @@ _SHARED_SDP_MAX = 4096
 _SHARED_SDP: DecodeMemo = DecodeMemo(_parse_sdp, limit=256)
 
 
-def _decode_request_uri(m: Request) -> Uri:
-    return parse_uri(m.uri_text)
-
-
 # What a UAS decodes of every request before processing it (validate.check_request), in the
 # order their defects are reported.
 UAS_VIEWS = (
@@ -459,8 +458,12 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
     get = index.get
     if "via" not in views:
         entries = get("via", _NONE)
-        views["via"] = parse_vias(split_commas(entries[0][2]) if len(entries) == 1
-                                  else _values(headers, "via"))
+        if len(entries) == 1:
+            value = entries[0][2]  # (split_commas of a value without a comma, inlined)
+            views["via"] = parse_vias([value.strip(LWS)] if "," not in value
+                                      else split_commas(value))
+        else:
+            views["via"] = parse_vias(_values(headers, "via"))
     for key, name in _NAME_ADDRS:
         if key not in views:
             entries = get(key, _NONE)
@@ -491,9 +494,12 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
         entries = get("contact", _NONE)
         if not entries:  # (an ACK, a BYE)
             views["contact"] = []
+        elif len(entries) == 1:
+            value = entries[0][2]
+            views["contact"] = parse_contacts([value.strip(LWS)] if "," not in value
+                                              else split_commas(value))
         else:
-            views["contact"] = parse_contacts(split_commas(entries[0][2]) if len(entries) == 1
-                                              else _values(headers, "contact"))
+            views["contact"] = parse_contacts(_values(headers, "contact"))
     if "content-type" not in views:
         entries = get("content-type", _NONE)
         if len(entries) > 1:
