@@ -4,8 +4,8 @@ Run: python bench/sip_path.py [--calls 200] [--repeats 25]
 
 The five datagrams of SIPp's uac_auth flow (bench/call_path.py: INVITE, ACK of the 407,
 INVITE with credentials, ACK of the 200, BYE) go through what a region node does with each
-before and after its Twilio rules: ``admit`` (parse and validate), ``stamp_received`` and
-``response_hop``, the transaction layer's ``receive``; the answers (100 and 407; 100, 180 and
+before and after its Twilio rules: ``admit`` (parse and validate), ``stamped_hop`` (the
+received stamp and the response hop), the transaction layer's ``receive``; the answers (100 and 407; 100, 180 and
 200 with SDP; 200 to the BYE) are built with ``twilio_response``, handed to ``respond`` and
 serialised. Process CPU time per call, the fastest and the median of ``--repeats`` runs of
 ``--calls`` calls: on a loaded machine the fastest run is the steadiest figure, and two
@@ -22,7 +22,7 @@ from siptwin.regions.node import NODE_POLICY
 from siptwin.regions.responses import twilio_response
 from siptwin.sip.admission import admit
 from siptwin.sip.message import Request, parse_datagram
-from siptwin.sip.routing import response_hop, stamp_received
+from siptwin.sip.routing import stamped_hop
 from siptwin.sip.transaction import Send, TransactionLayer, server_key
 
 DOMAIN = "bench.sip.us1.twilio.com"
@@ -39,7 +39,7 @@ TO_TAG = "12345678_9abcdef0_01234567-89ab-4cde-8f01-23456789abcd"
 def request(method: str, n: int, branch: str, cseq: int, to: str, extra: str = "",
             body: str = "") -> bytes:
     head = (f"{method} sip:1000@{DOMAIN} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-{n}-{branch}\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-{n}-{branch};rport\r\n"
             f"From: sipp <sip:sipp@127.0.0.1:5061>;tag={n}SIPpTag00{n}\r\n"
             f"To: {to}\r\nCall-ID: {n}-4242@127.0.0.1\r\nCSeq: {cseq} {method}\r\n"
             f"Contact: sip:sipp@127.0.0.1:5061\r\nMax-Forwards: 70\r\n"
@@ -66,8 +66,7 @@ class Flow:
     def receive(self, data: bytes) -> Request:
         message = admit(data, NODE_POLICY).message
         assert isinstance(message, Request), data[:40]
-        stamp_received(message, "127.0.0.1", 5061)
-        hop = response_hop(message, "udp", "127.0.0.1", 5061)
+        hop = stamped_hop(message, "udp", "127.0.0.1", 5061)
         self.layer.receive(message, hop, self.now, reliable=False)
         return message
 

@@ -430,3 +430,119 @@ def test_a_response_index_is_built_as_the_index_of_its_fields(
     assert index is not None and list(index) == list(Headers._from_parsed(fields)._build_index())
     for key, found in index.items():
         assert all(a is b for a, b in zip([e for e in fields if e[0] == key], found, strict=True))
+
+
+# From and To values as callers write them, and ones the grammar refuses: a tag (or none,
+# or a malformed one) after any mix of display name, URI form and parameters.
+name_addr_texts = st.builds(
+    lambda *parts: "".join(parts),
+    st.sampled_from(["", " ", "\t"]),
+    st.sampled_from(["", "Alice ", "sipp ", '"A;tag=b" ', '"A \\" B" ', '"open ', "two words",
+                     "bad@word ", '"Q"']),
+    st.sampled_from(["<sip:a@h>", "<sip:a@h:5061>", "<sip:a@h;tag=u>", "sip:a@h", "sip:a@h;x",
+                     "<sip:a@h", "sip:a@h?x", "<sip: a@h>", "tel:+1", "", "<sip:a@h>x",
+                     "<sips:[::1]:5>"]),
+    st.lists(st.tuples(st.sampled_from([";", " ;", "; ", ";\t"]),
+                       st.sampled_from(["x", "tag", "TAG", "lr", ""]),
+                       st.sampled_from(["", "=1", "= 2", '="q;tag=z"', "=", '="open'])),
+             max_size=3).map(lambda ps: "".join(a + b + c for a, b, c in ps)),
+    st.one_of(st.just(""), st.from_regex(r";tag=[A-Za-z0-9\-.!%*_+`'~]{1,12}", fullmatch=True),
+              st.sampled_from([";tag=", ";tag=a b", ';tag="x"', ";TAG=x", ";tag=x;tag=y",
+                               ";tag=x>", ";tag=x,y", " ;tag=x", ";tag=[::1]"])),
+    st.sampled_from(["", " ", ","]),
+)
+
+
+@settings(max_examples=500)
+@given(name_addr_texts, st.sampled_from(["From", "To", "Contact"]))
+def test_tagged_name_addr_reads_as_the_general_grammar(text: str, what: str) -> None:
+    """A value ending with a plain tag is decoded from its untagged head (shared by the calls
+    of a caller) plus the tag: the same NameAddr as the general grammar, or the same error."""
+    from siptwin.sip.address import _decode_name_addr, _parse_name_addr
+
+    outcomes = []
+    for decode in (lambda: _decode_name_addr((text, what)), lambda: _parse_name_addr(text, what)):
+        try:
+            outcomes.append(decode())
+        except SipParseError as err:
+            outcomes.append(err.reason)
+    assert outcomes[0] == outcomes[1]
+
+
+via_routing_params = st.lists(st.sampled_from(
+    [";rport", ";RPORT", ";rport=7", ";received=10.0.0.9", ";maddr=239.1.1.1", ';maddr="10.1.1.1"',
+     ";maddr=", ";branch=z9hG4bK77", ";x=1", " ; rport"]), max_size=4)
+
+
+@settings(max_examples=400)
+@given(st.sampled_from(["SIP/2.0/UDP 10.0.0.1", "SIP/2.0/UDP 10.0.0.1:5070", "SIP/2.0/TCP h.example",
+                        "SIP/2.0/UDP [::1]:5062", "SIP / 2.0 / UDP 10.0.0.2"]),
+       via_routing_params, st.booleans(), st.sampled_from(["udp", "udp", "tcp", "tls"]),
+       st.sampled_from(["10.0.0.1", "127.0.0.5", "::1", ""]), st.sampled_from([5060, 40000, 0, -1]))
+def test_stamped_hop_is_the_stamp_then_the_response_hop(
+        sent_by: str, params: list[str], second_via: bool, transport: str, host: str,
+        port: int) -> None:
+    """stamped_hop gives the Via and the hop that stamp_received then response_hop give."""
+    from siptwin.sip.routing import response_hop, stamp_received, stamped_hop
+
+    via = sent_by + ";branch=z9hG4bK1" + "".join(params) + (", SIP/2.0/UDP b" if second_via else "")
+    data = (f"OPTIONS sip:h SIP/2.0\r\nVia: {via}\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\n"
+            "Call-ID: 1@h\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+    outcomes = []
+    for steps in ("one", "two"):
+        request = parse_datagram(data)
+        try:
+            if steps == "one":
+                hop = stamped_hop(request, transport, host, port)
+            else:
+                stamp_received(request, host, port)
+                hop = response_hop(request, transport, host, port)
+        except SipParseError as err:
+            outcomes.append(err.reason)
+            continue
+        outcomes.append((hop, request.headers.get_all("Via"), request.vias))
+    assert outcomes[0] == outcomes[1]
+
+
+@given(st.text(st.sampled_from('ab "\\;,<>'), max_size=16), st.data())
+def test_quoted_string_reads_as_the_character_loop(text: str, data: st.DataObject) -> None:
+    """read_quoted's slice for a quoted-string without escapes is what the character loop
+    reads; a string with escapes, or unterminated, goes to the loop itself."""
+    from siptwin.sip.syntax import _read_escaped, read_quoted
+
+    text = '"' + text
+    start = data.draw(st.sampled_from([i for i, ch in enumerate(text) if ch == '"']))
+    outcomes = []
+    for read in (read_quoted, _read_escaped):
+        try:
+            outcomes.append(read(text, start))
+        except SipParseError as err:
+            outcomes.append(err.reason)
+    assert outcomes[0] == outcomes[1]
+
+
+@given(st.text(st.sampled_from('ab:@ \t\r\n<>";'), max_size=12))
+def test_uri_refuses_the_characters_no_uri_holds(rest: str) -> None:
+    from siptwin.sip.uri import _NOT_IN_URIS
+
+    assert (_NOT_IN_URIS.search(rest) is not None) == any(c in rest for c in ' \t\r\n<>"')
+
+
+@given(st.text(st.sampled_from('ab ,;"<>\t'), max_size=12), st.text(st.sampled_from("xy;="), max_size=6))
+def test_first_value_replaced_as_split_and_joined(line: str, value: str) -> None:
+    """replace_first_value writes a line holding one value (no comma) directly: the line the
+    split at top-level commas and the join give."""
+    from siptwin.sip.headers import Headers
+
+    try:
+        expected = ", ".join([value, *split_commas(line)[1:]])
+    except SipParseError as err:  # an unterminated quote after a comma
+        expected = err.reason
+    headers = Headers([("Via", line), ("Via", "second")])
+    try:
+        headers.replace_first_value("Via", value)
+        got = headers.get_all("Via")[0]
+    except SipParseError as err:
+        got = err.reason
+    assert got == expected
+    assert headers.get_all("Via")[1] == "second"

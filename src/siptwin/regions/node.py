@@ -37,7 +37,7 @@ from ..settings import Fidelity
 from ..sip.admission import admit
 from ..sip.errors import SipParseError
 from ..sip.message import Request, Response, make_request
-from ..sip.routing import Hop, response_hop, stamp_received
+from ..sip.routing import Hop, response_hop, stamp_received, stamped_hop
 from ..sip.sdp import (
     SRTP_KEY_BYTES,
     SRTP_SUITES,
@@ -502,8 +502,7 @@ class RegionNode:
         overload = self.overload
         overload.messages += 1
         if isinstance(message, Request):
-            stamp_received(message, source.host, source.port)
-            hop = response_hop(message, source.transport, source.host, source.port)
+            hop = stamped_hop(message, source.transport, source.host, source.port)
             if message.method != "ACK" and server_key(message) in self.layer:
                 overload.retransmissions += 1
             if overload.shedding and not self._judged_by_wait(source) and self._sheds(message):

@@ -138,9 +138,11 @@ def sip_scheme_only(ctx: InviteContext) -> Verdict | None:
     Request-URI or top Record-Route also keeps the 200 from needing a ``sips:`` Contact,
     which RFC 3261 §12.1.1 would then require."""
     request = ctx.request
-    sips = isinstance(request.uri, SipUri) and request.uri.scheme == "sips"
+    uri = request.uri
+    sips = isinstance(uri, SipUri) and uri.scheme == "sips"
     try:
-        record_routes = request.record_routes
+        # (most INVITEs carry no Record-Route: no view to decode for them)
+        record_routes = request.record_routes if request.headers.by_key("record-route") else []
     except (SipParseError, ValueError):
         record_routes = []
     if record_routes and isinstance(record_routes[0].uri, SipUri):
@@ -276,37 +278,40 @@ def check_digest(
     offered = _credentials_for_realm(request)
     if offered is None:
         return _challenge(ctx, stage, context, stale=False)
-    status = ctx.digest.issuer.check(offered.nonce or "", ctx.now, REALM, context)
+    nonce = offered.nonce or ""
+    status = ctx.digest.issuer.check(nonce, ctx.now, REALM, context)
     if status is NonceStatus.INVALID:
         ctx.notes.append("nonce not issued by this twin for this Call-ID and source")
         return _challenge(ctx, stage, context, stale=False)
-    if offered.algorithm.upper() not in CHALLENGED_ALGORITHMS:
-        ctx.notes.append(f"digest answer uses algorithm {offered.algorithm}, but the challenge "
+    algorithm = offered.algorithm
+    if algorithm.upper() not in CHALLENGED_ALGORITHMS:
+        ctx.notes.append(f"digest answer uses algorithm {algorithm}, but the challenge "
                          f"offered only {', '.join(sorted(CHALLENGED_ALGORITHMS))}")
         return _failed(ctx, stage)
-    stored = credentials.get(offered.username or "")  # type: ignore[attr-defined]
+    username = offered.username
+    stored = credentials.get(username or "")  # type: ignore[attr-defined]
     ha1 = stored.ha1_md5 if stored is not None else _NO_SUCH_USER_HA1
     expected_uri = request.uri_text if ctx.fidelity.digest_uri_check == "strict" else None
     result = verify(offered, method, ha1, request.body, expected_uri)
     if stored is None:
-        ctx.notes.append(f"unknown username {offered.username!r}")
+        ctx.notes.append(f"unknown username {username!r}")
         return _failed(ctx, stage)
     if not result.ok:
         ctx.notes.append(f"digest verification failed: {result.reason} {result.detail}".strip())
         return _failed(ctx, stage)
     if status is NonceStatus.STALE:
         return _challenge(ctx, stage, context, stale=True)
-    nc = offered.nc if offered.nc is not None else 0
-    if not ctx.digest.counts.accept(offered.nonce or "", nc):
+    nc = offered.nc
+    if not ctx.digest.counts.accept(nonce, nc if nc is not None else 0):
         ctx.notes.append("nonce count replayed")
         return _forbidden(ctx, stage)
     named = _username_to_match(request, method, ctx.fidelity.authorization_name_match)
-    if named is not None and named != offered.username:
-        ctx.notes.append(f"authorization name {offered.username!r} differs from the username "
+    if named is not None and named != username:
+        ctx.notes.append(f"authorization name {username!r} differs from the username "
                          f"{named!r} of the {'AOR' if method == 'REGISTER' else 'From URI'}")
         return Verdict(stage, ctx.fidelity.authorization_name_status, "Forbidden",
                        AUTHORIZATION_NAME_MISMATCH)
-    ctx.username, ctx.credentials = offered.username, offered
+    ctx.username, ctx.credentials = username, offered
     return None
 
 

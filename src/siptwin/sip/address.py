@@ -88,7 +88,28 @@ def _parse_name_addr(text: str, what: str) -> NameAddr:
     return NameAddr(parse_uri(uri_text), None, parse_params(text[end:], what))
 
 
-_DECODED: DecodeMemo = DecodeMemo(lambda key: _parse_name_addr(*key))
+def _decode_name_addr(key: tuple[str, str]) -> NameAddr:
+    """What :func:`_parse_name_addr` gives for ``key`` (text, header name), reading a
+    From or To that ends with a plain ``;tag=`` as the same value without its tag - decoded
+    once for all the calls of a caller, whose tags differ on every call - and the tag
+    appended (the tag is a token: it cannot end a quoted string, a <URI> or an addr-spec
+    URI, so the general grammar reads it as one more parameter). Anything else, or a head
+    that does not decode, takes the general parse, which gives its value or its error."""
+    text, what = key
+    head, sep, tag = text.rpartition(";tag=")
+    if sep and is_token(tag):
+        try:
+            untagged = _UNTAGGED[(head, what)]
+        except SipParseError:
+            pass
+        else:
+            return NameAddr(untagged.uri, untagged.display_name, (*untagged.params, ("tag", tag)))
+    return _parse_name_addr(text, what)
+
+
+_DECODED: DecodeMemo = DecodeMemo(_decode_name_addr)
+# the values without their tag (see _decode_name_addr): one or two per caller
+_UNTAGGED: DecodeMemo = DecodeMemo(lambda key: _parse_name_addr(*key), limit=256)
 
 
 def _bracketed(text: str, display: str | None, what: str) -> NameAddr:

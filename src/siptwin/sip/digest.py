@@ -293,8 +293,12 @@ class _AuthHeaderValue:
         return self.scheme.lower() == "digest"
 
     def get(self, name: str) -> str | None:
-        # The first value of each name, looked up by dict: verification asks a dozen times.
-        # Kept beside the (frozen) fields, outside equality.
+        return self._values().get(name.lower())
+
+    def _values(self) -> dict[str, str]:
+        """The first value of each parameter name, by name (what ``get`` reads; verification
+        asks a dozen times, so the SIP core reads it by lower-case name without ``get``).
+        Kept beside the (frozen) fields, outside equality."""
         # getattr: mypyc leaves an init=False field unset despite its default
         lookup: dict[str, str] | None = getattr(self, "_lookup", None)
         if lookup is None:
@@ -302,7 +306,7 @@ class _AuthHeaderValue:
             for key, value in self.params:
                 lookup.setdefault(key, value)
             object.__setattr__(self, "_lookup", lookup)
-        return lookup.get(name.lower())
+        return lookup
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
@@ -718,24 +722,27 @@ def verify(
     problem = _check_shape(credentials, expected_uri, expected_opaque, require_qop)
     if problem is not None:
         return problem
-    algorithm = _algorithm(credentials.algorithm)
+    get = credentials._values().get  # (credentials.uri, .nonce ... without a call each)
+    algorithm_name = get("algorithm") or "MD5"
+    algorithm = _algorithm(algorithm_name)
     assert algorithm is not None  # _check_shape refused unsupported algorithms
     if len(ha1) != len(algorithm.hash_hex(b"")):
         return VerifyResult(
-            VerifyFailure.HA1_MISMATCH, f"stored HA1 is not a {credentials.algorithm} digest"
+            VerifyFailure.HA1_MISMATCH, f"stored HA1 is not a {algorithm_name} digest"
         )
+    qop = get("qop")
     expected = compute_response(
         ha1.lower(),
         method,
-        credentials.uri or "",
-        credentials.nonce or "",
-        algorithm=credentials.algorithm,
-        qop=credentials.qop,
-        nc=credentials.get("nc"),
-        cnonce=credentials.cnonce,
+        get("uri") or "",
+        get("nonce") or "",
+        algorithm=algorithm_name,
+        qop=qop.lower() if qop is not None else None,
+        nc=get("nc"),
+        cnonce=get("cnonce"),
         body=body,
     )
-    given = (credentials.response or "").lower()
+    given = (get("response") or "").lower()
     if not hmac.compare_digest(expected.encode(), given.encode("utf-8")):
         return VerifyResult(VerifyFailure.BAD_RESPONSE, "response does not match")
     return VerifyResult()
@@ -749,30 +756,36 @@ def _check_shape(
 ) -> VerifyResult | None:
     if not credentials.is_digest:
         return VerifyResult(VerifyFailure.NOT_DIGEST, f"scheme is {credentials.scheme!r}")
-    get = credentials.get
+    # The parameters by lower-case name: what credentials.get and its properties read.
+    get = credentials._values().get
     for name in ("username", "realm", "nonce", "uri", "response"):
         if get(name) is None:
             return VerifyResult(VerifyFailure.MISSING_PARAM, f"no {name} parameter")
-    if not supported_algorithm(credentials.algorithm):
-        return VerifyResult(VerifyFailure.UNSUPPORTED_ALGORITHM, credentials.algorithm)
-    qop = credentials.qop
+    algorithm = get("algorithm") or "MD5"
+    if not supported_algorithm(algorithm):
+        return VerifyResult(VerifyFailure.UNSUPPORTED_ALGORITHM, algorithm)
+    qop = get("qop")
+    if qop is not None:
+        qop = qop.lower()
     if qop is None and require_qop:
         return VerifyResult(VerifyFailure.UNSUPPORTED_QOP, "qop is required (no RFC 2069 form)")
     if qop is not None and qop not in _SUPPORTED_QOPS:
         return VerifyResult(VerifyFailure.UNSUPPORTED_QOP, qop)
-    needs_cnonce = qop is not None or credentials.algorithm.lower().endswith("-sess")
+    needs_cnonce = qop is not None or algorithm.lower().endswith("-sess")
     if needs_cnonce and get("cnonce") is None:
         return VerifyResult(VerifyFailure.MISSING_PARAM, "no cnonce parameter")
     if qop is not None:
-        if get("nc") is None:
+        nc = get("nc")
+        if nc is None:
             return VerifyResult(VerifyFailure.MISSING_PARAM, "no nc parameter")
-        if credentials.nc is None:
+        if not _NC_FORMAT.fullmatch(nc):  # (what credentials.nc refuses)
             return VerifyResult(VerifyFailure.MALFORMED_PARAM, "nc must be 8 hex digits")
-    if expected_uri is not None and credentials.uri != expected_uri:
+    uri = get("uri")
+    if expected_uri is not None and uri != expected_uri:
         return VerifyResult(
-            VerifyFailure.URI_MISMATCH, f"uri {credentials.uri!r} is not {expected_uri!r}"
+            VerifyFailure.URI_MISMATCH, f"uri {uri!r} is not {expected_uri!r}"
         )
-    if expected_opaque is not None and credentials.opaque != expected_opaque:
+    if expected_opaque is not None and get("opaque") != expected_opaque:
         return VerifyResult(VerifyFailure.OPAQUE_MISMATCH, "opaque differs from the challenge")
     return None
 

@@ -205,6 +205,9 @@ class Headers:
         if not entries:
             raise KeyError(name)
         entry = entries[0]  # the same list object as in _fields: both see the change
+        if "," not in entry[2]:
+            entry[2] = value  # one value on the line: what the split and the join give
+            return
         values = split_commas(entry[2])
         values[0] = value
         entry[2] = ", ".join(values)

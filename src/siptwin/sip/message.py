@@ -31,7 +31,7 @@ from .headers import (
     parse_tokens,
     parse_vias,
 )
-from .syntax import TOKEN_RE, DecodeMemo, split_commas
+from .syntax import LWS, TOKEN_RE, DecodeMemo, split_commas
 from .uri import Uri, parse_uri
 
 SIP_VERSION = "SIP/2.0"
@@ -166,7 +166,8 @@ class Message:
 
     @property
     def max_forwards(self) -> int | None:
-        return self._view("max-forwards", _decode_max_forwards)
+        value = self._views.get("max-forwards", _MISSING)
+        return value if value is not _MISSING else self._view("max-forwards", _decode_max_forwards)
 
     @property
     def expires(self) -> int | None:
@@ -174,7 +175,8 @@ class Message:
 
     @property
     def contacts(self) -> list[Contact]:
-        return self._view("contact", _decode_contacts)
+        value = self._views.get("contact", _MISSING)
+        return value if value is not _MISSING else self._view("contact", _decode_contacts)
 
     @property
     def routes(self) -> list[NameAddr]:
@@ -186,7 +188,8 @@ class Message:
 
     @property
     def content_type(self) -> ContentType | None:
-        return self._view("content-type", _decode_content_type)
+        value = self._views.get("content-type", _MISSING)
+        return value if value is not _MISSING else self._view("content-type", _decode_content_type)
 
     @property
     def accept(self) -> list[str] | None:
@@ -223,7 +226,8 @@ class Message:
     def sdp(self) -> Any:
         """The body parsed as SDP, once per message (the pipeline, the answer and the media
         plan all read the same offer); None without a body. Raises ``SdpError`` if malformed."""
-        return self._view("sdp", _decode_sdp)
+        value = self._views.get("sdp", _MISSING)
+        return value if value is not _MISSING else self._view("sdp", _decode_sdp)
 
     def credentials(self, header: str = "Proxy-Authorization") -> list[Any]:
         """Digest (or other scheme) credentials of Authorization or Proxy-Authorization."""
@@ -277,7 +281,11 @@ class Request(Message):
 
     @property
     def uri(self) -> Uri:
-        return self._view("ruri", _decode_request_uri)
+        views = self._views  # (read by every stage: looked up first, as vias)
+        value = views.get("ruri", _MISSING)
+        if value is _MISSING:
+            value = views["ruri"] = parse_uri(self.uri_text)
+        return value
 
     def start_line(self) -> str:
         return f"{self.method} {self.uri_text} {self.version}"
@@ -427,10 +435,6 @@ _SHARED_SDP_MAX = 4096
 _SHARED_SDP: DecodeMemo = DecodeMemo(_parse_sdp, limit=256)
 
 
-def _decode_request_uri(m: Request) -> Uri:
-    return parse_uri(m.uri_text)
-
-
 # What a UAS decodes of every request before processing it (validate.check_request), in the
 # order their defects are reported.
 UAS_VIEWS = (
@@ -454,8 +458,12 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
     get = index.get
     if "via" not in views:
         entries = get("via", _NONE)
-        views["via"] = parse_vias(split_commas(entries[0][2]) if len(entries) == 1
-                                  else _values(headers, "via"))
+        if len(entries) == 1:
+            value = entries[0][2]  # (split_commas of a value without a comma, inlined)
+            views["via"] = parse_vias([value.strip(LWS)] if "," not in value
+                                      else split_commas(value))
+        else:
+            views["via"] = parse_vias(_values(headers, "via"))
     for key, name in _NAME_ADDRS:
         if key not in views:
             entries = get(key, _NONE)
@@ -484,8 +492,14 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
         views["max-forwards"] = _MAX_FORWARDS[entries[0][2]] if entries else None
     if "contact" not in views:
         entries = get("contact", _NONE)
-        views["contact"] = parse_contacts(split_commas(entries[0][2]) if len(entries) == 1
-                                          else _values(headers, "contact"))
+        if not entries:  # (an ACK, a BYE)
+            views["contact"] = []
+        elif len(entries) == 1:
+            value = entries[0][2]
+            views["contact"] = parse_contacts([value.strip(LWS)] if "," not in value
+                                              else split_commas(value))
+        else:
+            views["contact"] = parse_contacts(_values(headers, "contact"))
     if "content-type" not in views:
         entries = get("content-type", _NONE)
         if len(entries) > 1:
@@ -499,8 +513,11 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
                             else None)
     if "tags:require" not in views:
         entries = get("require", _NONE)
-        views["tags:require"] = parse_tokens(split_commas(entries[0][2]), "Require") \
-            if len(entries) == 1 else _decode_require(m)
+        if not entries:  # (nearly every request)
+            views["tags:require"] = []
+        else:
+            views["tags:require"] = parse_tokens(split_commas(entries[0][2]), "Require") \
+                if len(entries) == 1 else _decode_require(m)
     return views
 
 
@@ -822,6 +839,11 @@ def make_response(
     for key, name in _COPIED_TO_RESPONSES:
         found = index.get(key)
         if found is None:
+            continue
+        if len(found) == 1 and (key != "to" or not tagging):  # (as below, for one field)
+            copy = [key, name, found[0][2]]
+            entries.append(copy)
+            by_key[key] = [copy]
             continue
         copies = []
         for entry in found:

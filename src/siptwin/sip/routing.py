@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .headers import Via
 from .message import Request
 from .uri import DEFAULT_PORTS
 
@@ -31,6 +32,36 @@ def stamp_received(request: Request, source_host: str, source_port: int) -> None
     if not updates:
         return
     request.replace_top_via(via.with_params(**updates))
+
+
+def stamped_hop(request: Request, transport: str, source_host: str, source_port: int) -> Hop:
+    """``stamp_received`` and then ``response_hop``, as a UAS does with every request: for a
+    Via asking for rport (SIPp and most PBXs send it) the hop is the one the stamp has just
+    written - the packet's source, unless a maddr overrides it - so the stamped Via is not
+    read back. Anything else takes the two steps."""
+    via = request.top_via
+    if not via.wants_rport or not source_host or source_port < 0:
+        stamp_received(request, source_host, source_port)
+        return response_hop(request, transport, source_host, source_port)
+    # via.with_params(rport=..., received=...), inlined: the parameters but those two (in
+    # any case), then the two, in that order
+    params: list[tuple[str, str | None]] = []
+    maddr_named = False
+    for param in via.params:
+        name = param[0].lower()
+        if name != "rport" and name != "received":
+            params.append(param)
+            maddr_named = maddr_named or name == "maddr"
+    params.append(("rport", str(source_port)))
+    params.append(("received", source_host))
+    stamped = Via(via.protocol, via.transport, via.host, via.port, tuple(params))
+    request.replace_top_via(stamped)
+    if transport in ("tcp", "tls"):
+        return _hop(transport, source_host, source_port)
+    maddr = stamped.maddr if maddr_named else None
+    if maddr:
+        return _hop(transport, maddr, stamped.port or DEFAULT_PORTS["sip"])
+    return _hop(transport, source_host, source_port or stamped.port or DEFAULT_PORTS["sip"])
 
 
 def response_hop(request: Request, transport: str, source_host: str, source_port: int) -> Hop:

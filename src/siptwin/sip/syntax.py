@@ -51,6 +51,15 @@ def read_quoted(text: str, start: int) -> tuple[str, int]:
 
     The end index points just past the closing quote.
     """
+    close = text.find('"', start + 1)
+    if close >= 0 and text.find("\\", start + 1, close) < 0:
+        return text[start + 1 : close], close + 1  # nothing escaped: the loop's result
+    return _read_escaped(text, start)
+
+
+def _read_escaped(text: str, start: int) -> tuple[str, int]:
+    """read_quoted for a quoted-string holding escapes (or unterminated), character by
+    character."""
     out = []
     i = start + 1
     n = len(text)

@@ -280,12 +280,13 @@ def server_key(request: Request, to_tag: Any = False) -> TxKey:
     if method == "ACK":
         method = "INVITE"
     via = _top_via(request)
-    if via is not None and via.is_rfc3261:
+    branch = via.branch if via is not None else None
+    if branch is not None and branch.startswith(MAGIC_COOKIE):  # (Via.is_rfc3261, read once)
         # Branch, sent-by and method as one string (the branch prefixed by its length, so
         # that no two keys can read the same; the host and the method hold no space): a
         # finished transaction waits out Timer J or L holding its key, and one string is
         # about half the size of a tuple of four with a string of its own for the branch.
-        branch = via.branch or ""
+        assert via is not None
         key = views["server-key"] = \
             f"{len(branch)} {branch} {host_key(via.host)} {via.port} {method}"
         return key

@@ -22,6 +22,8 @@ _USER_CHARS = "-_.!~*'()&=+$,;?/"
 _PASSWORD_CHARS = "-_.!~*'()&=+$,"
 _PARAM_CHARS = "-_.!~*'()[]/:&+$"
 _HEADER_CHARS = "-_.!~*'()[]/?:+$"
+# Never in a URI of any scheme (whitespace, the brackets and quotes around it in a header).
+_NOT_IN_URIS = re.compile(r"[ \t\r\n<>\"]")
 _URI_PART = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/:%\[\]@]*\Z")
 
 DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
@@ -129,7 +131,7 @@ def _parse_uri(text: str) -> Uri:
         raise SipParseError(f"Malformed URI {text[:60]!r}")
     scheme = m.group(1).lower()
     rest = text[m.end() :]
-    if any(c in rest for c in " \t\r\n<>\"") or not rest:
+    if not rest or _NOT_IN_URIS.search(rest):
         raise SipParseError(f"Malformed {scheme} URI {text[:60]!r}")
     if scheme in ("sip", "sips"):
         return _parse_sip(scheme, rest)
