@@ -140,3 +140,74 @@ async def test_digits_sent_right_after_the_200_are_kept_until_the_plan_is_set():
     stream.release_early()
     stream.close()
     assert got == ["5"] and stream.packets_received == media.EARLY_PACKETS
+
+
+def _expected_rtp(payload_type: int, sequence: int, timestamp: int, ssrc: int,
+                  payload: bytes, marker: bool = False) -> bytes:
+    return struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | payload_type,
+                       sequence & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc) + payload
+
+
+async def test_silence_from_the_shared_packet_is_each_streams_own_rtp():
+    # The clock's silence is one shared packet per law with each stream's numbers written
+    # in: streams ticking in turn must each send their own consecutive RTP, exactly as the
+    # general path (_send_frame) builds it, across a sequence wrap and after a prompt frame.
+    import socket
+
+    receivers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    streams = [media.MediaStream("127.0.0.1"), media.MediaStream("127.0.0.1")]
+    try:
+        for receiver in receivers:
+            receiver.bind(("127.0.0.1", 0))
+            receiver.settimeout(2)
+        expected: list[list[bytes]] = [[], []]
+        for index, (stream, law) in enumerate(zip(streams, (media.PCMU, media.PCMA), strict=True)):
+            await stream.open()
+            stream.plan = media.MediaPlan("127.0.0.1", receivers[index].getsockname()[1], law, 101)
+            stream.release_early()
+            stream.sequence, stream.timestamp = 0xFFFE, 0xFFFFFF00 + index
+        for step in range(4):
+            for index, (stream, law) in enumerate(zip(streams, (media.PCMU, media.PCMA),
+                                                      strict=True)):
+                seq, ts = stream.sequence, stream.timestamp
+                if step == 2:  # a prompt frame in between goes the general way
+                    stream._send_frame(b"\x01" * 160, marker=True)
+                    expected[index].append(_expected_rtp(law, seq, ts, stream.ssrc,
+                                                         b"\x01" * 160, marker=True))
+                else:
+                    stream._tick(0.0)
+                    expected[index].append(_expected_rtp(law, seq, ts, stream.ssrc,
+                                                         media.SILENCE[law]))
+        for index, stream in enumerate(streams):
+            got = [receivers[index].recv(2048) for _ in expected[index]]
+            assert got == expected[index]
+            assert stream.packets_sent == 4 and stream.octets_sent == 4 * 160
+            assert stream.sequence == 2 and stream.timestamp == (0xFFFFFF00 + index + 640) & 0xFFFFFFFF
+    finally:
+        for stream in streams:
+            stream.close()
+        for receiver in receivers:
+            receiver.close()
+
+
+async def test_no_silence_while_a_prompt_or_digits_hold_the_stream():
+    stream = media.MediaStream("127.0.0.1")
+    await stream.open()
+    stream.plan = media.MediaPlan("127.0.0.1", 9, media.PCMU, 101)
+    assert stream._clock is not None
+    stream._clock.leave(stream)  # ticks by hand only
+    try:
+        for send in (lambda: stream.play(media.tone(440.0, 0.1)),
+                     lambda: stream.send_digits("1")):
+            before = stream.packets_sent
+            sending = asyncio.ensure_future(send())
+            await asyncio.sleep(0)
+            assert stream.packets_sent == before + 1  # the first frame or event packet
+            stream._tick(0.0)
+            assert stream.packets_sent == before + 1  # no silence on top of it
+            await sending
+            sent = stream.packets_sent
+            stream._tick(0.0)
+            assert stream.packets_sent == sent + 1  # silence again
+    finally:
+        stream.close()

@@ -71,6 +71,12 @@ MAX_PROMPT_SECONDS = 60.0  # one Say/Play iteration never streams longer than th
 EVENT_DIGITS = "0123456789*#ABCD"
 PCMU, PCMA = 0, 8
 SILENCE = {PCMU: b"\xff" * FRAME_SAMPLES, PCMA: b"\xd5" * FRAME_SAMPLES}
+# A silence packet per law, shared by every stream: each tick writes a stream's sequence
+# number, timestamp and SSRC into it and sends it (sendto copies it out before returning).
+_SILENCE_PACKETS = {payload_type: bytearray(struct.pack("!BBHII", 0x80, payload_type, 0, 0, 0)
+                                            + payload)
+                    for payload_type, payload in SILENCE.items()}
+_SET_SEQUENCE = struct.Struct("!HII").pack_into  # sequence, timestamp, SSRC at offset 2
 RTCP_INTERVAL = 5.0  # RFC 3550 §6.2 minimum
 RTP_PORTS = (10000, 60000)  # Twilio's media range (spec §4.5)
 NTP_EPOCH_OFFSET = 2208988800
@@ -685,6 +691,8 @@ class MediaStream:
         self.on_inactive = on_inactive
         self._plan: MediaPlan | None = None
         self._latched: tuple[str, int] | None = None
+        # Where RTP goes (see _destination), kept up to date as the plan and the latch change.
+        self._to: tuple[str, int] | None = None
         # Packets that arrive between our 200 (the port is in it) and the media plan and keys
         # being in place: a phone may send digits at once. Kept, bounded, until release_early().
         self._early: list[tuple[bytes, tuple[str, int]]] | None = []
@@ -707,6 +715,7 @@ class MediaStream:
         self._transport: _DatagramSocket | None = None
         self._last_event_timestamp: int | None = None
         self._send_lock = asyncio.Lock()
+        self._streaming = False  # a prompt or digits hold the lock: no silence meanwhile
         # A bridged call (<Dial>): the caller's RTP (decrypted) goes to ``relay`` instead of
         # being heard here, and the stream sends only what ``forward`` gives it.
         self.relay: Callable[[bytes], None] | None = None
@@ -720,6 +729,7 @@ class MediaStream:
         """A new plan (answer, re-INVITE) latches afresh and restarts the silence clock."""
         self._plan = plan
         self._latched = None
+        self._to = (plan.remote_host, plan.remote_port) if plan is not None else None
         self._heard_at = asyncio.get_running_loop().time() if self._transport else 0.0
 
     async def open(self) -> int:
@@ -776,10 +786,28 @@ class MediaStream:
         """Every 20 ms (see :class:`MediaClock`): silence when no prompt is playing; every 5 s:
         a sender report; and the inactivity check."""
         plan = self._plan
-        if plan is None or self._transport is None:
+        transport = self._transport
+        if plan is None or transport is None:
             return
-        if plan.sending and not self._send_lock.locked() and self.relay is None:
-            self._send_frame(SILENCE[plan.payload_type], marker=False)
+        if plan.sending and not self._streaming and self.relay is None:
+            sock = transport._sock
+            if self.srtp is None and sock is not None and self._to is not None:
+                # Plain RTP silence, the steady state of most calls: the shared packet with
+                # this stream's numbers written in, no per-packet objects or calls.
+                packet = _SILENCE_PACKETS[plan.payload_type]
+                _SET_SEQUENCE(packet, 2, self.sequence, self.timestamp, self.ssrc)
+                try:
+                    sock.sendto(packet, self._to)
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError as err:
+                    log.debug("media socket %s: %s", transport._name, err)
+                self.sequence = (self.sequence + 1) & 0xFFFF
+                self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
+                self.packets_sent += 1
+                self.octets_sent += FRAME_SAMPLES
+            else:
+                self._send_frame(SILENCE[plan.payload_type], marker=False)
         if now >= self._report_at:
             self._report_at = now + RTCP_INTERVAL
             self._send_report()
@@ -796,7 +824,11 @@ class MediaStream:
             await _sleep_unless(prompt.seconds, stop)
             return 0
         async with self._send_lock:
-            return await self._stream(prompt, stop)
+            self._streaming = True
+            try:
+                return await self._stream(prompt, stop)
+            finally:
+                self._streaming = False
 
     async def _stream(self, prompt: Prompt, stop: asyncio.Event | None) -> int:
         assert self.plan is not None
@@ -865,16 +897,20 @@ class MediaStream:
                 await _sleep_unless(0.1, stop)
                 continue
             async with self._send_lock:
-                packets = telephone_event_packets(key, plan.event_payload_type, self.sequence,
-                                                  self.timestamp, self.ssrc)
-                for packet in packets:
-                    if self._transport is None:
-                        return
-                    self._send(packet, self._destination(plan))
-                    self.packets_sent += 1
-                    await asyncio.sleep(FRAME_SECONDS)
-                self.sequence = (self.sequence + len(packets)) & 0xFFFF
-                self.timestamp = (self.timestamp + 800 + FRAME_SAMPLES) & 0xFFFFFFFF
+                self._streaming = True
+                try:
+                    packets = telephone_event_packets(key, plan.event_payload_type,
+                                                      self.sequence, self.timestamp, self.ssrc)
+                    for packet in packets:
+                        if self._transport is None:
+                            return
+                        self._send(packet, self._destination(plan))
+                        self.packets_sent += 1
+                        await asyncio.sleep(FRAME_SECONDS)
+                    self.sequence = (self.sequence + len(packets)) & 0xFFFF
+                    self.timestamp = (self.timestamp + 800 + FRAME_SAMPLES) & 0xFFFFFFFF
+                finally:
+                    self._streaming = False
 
     def forward(self, packet: bytes) -> None:
         """Send one RTP packet of the bridged leg to the caller (protected if the call is SRTP)."""
@@ -907,7 +943,7 @@ class MediaStream:
         if not self._from_caller(source[0]):
             return False
         if self._latched is None:
-            self._latched = (source[0], source[1])
+            self._latched = self._to = (source[0], source[1])
         return self._latched == (source[0], source[1])
 
     def _stale_rtp(self, data: bytes, source: tuple[str, int]) -> bool:
