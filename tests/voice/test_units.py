@@ -211,3 +211,50 @@ async def test_no_silence_while_a_prompt_or_digits_hold_the_stream():
             assert stream.packets_sent == sent + 1  # silence again
     finally:
         stream.close()
+
+
+_DIRECTIONS = st.sampled_from(["", "sendrecv", "sendonly", "recvonly", "inactive"])
+
+
+@st.composite
+def _offers(draw: st.DrawFn) -> bytes:
+    session_direction = draw(_DIRECTIONS)
+    lines = ["v=0", "o=- 7 7 IN IP4 10.0.0.9", "s=-",
+             f"c=IN IP4 {draw(st.sampled_from(['10.0.0.1', '0.0.0.0', '192.0.2.7']))}", "t=0 0"]
+    if session_direction:
+        lines.append(f"a={session_direction}")
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["audio", "audio", "video"]))
+        formats = draw(st.lists(st.sampled_from(["0", "8", "18", "101", "96"]), min_size=1,
+                                max_size=4, unique=True))
+        port = draw(st.sampled_from([0, 4000, 4002, 30000]))
+        lines.append(f"m={kind} {port} RTP/AVP {' '.join(formats)}")
+        if draw(st.booleans()):
+            lines.append(f"c=IN IP4 {draw(st.sampled_from(['10.0.0.2', '0.0.0.0']))}")
+        if "101" in formats:
+            lines.append("a=rtpmap:101 telephone-event/8000")
+        if "96" in formats:
+            lines.append(f"a=rtpmap:96 {draw(st.sampled_from(['PCMA', 'opus', 'PCMU']))}/8000")
+        lines.append(draw(st.sampled_from(["", "a=rtcp-mux", "a=rtcp:5001", "a=rtcp:x"])))
+        direction = draw(_DIRECTIONS)
+        if direction:
+            lines.append(f"a={direction}")
+    return "".join(line + "\r\n" for line in lines if line).encode()
+
+
+@given(_offers(), st.lists(st.tuples(st.integers(1, 30000).map(lambda n: n * 2),
+                                     st.sampled_from([("PCMU", "PCMA"), ("PCMA",), ("PCMU",)])),
+                           min_size=1, max_size=4))
+def test_a_plan_made_once_per_offer_and_answer_shape_is_the_plan_made_afresh(body, answers):
+    # plan_media keeps the last plan per parsed offer for answers of one template (the same
+    # formats and attributes, another port): whatever the answers given in turn, the plan is
+    # the one made from freshly parsed copies of the offer and the answer.
+    from siptwin.sip.sdp import Answer, answer_offer, parse_sdp
+
+    offer = parse_sdp(body)
+    for port, preferred in answers:
+        answer = answer_offer(offer, "127.0.1.1", port, 1, preferred)
+        if not isinstance(answer, Answer):
+            continue
+        got = media.plan_media(offer, answer.description)
+        assert got == media.plan_media(parse_sdp(body), parse_sdp(answer.to_bytes()))

@@ -392,8 +392,28 @@ def plan_media(offer_sdp: bytes | SessionDescription | None,
     for index, media in enumerate(answer.media):
         if media.port == 0 or index >= len(offer.media):
             continue
-        return _plan(offer, offer.media[index], media, answer.direction_of(media))
+        # What the plan reads of the answer besides the port: its formats and attributes.
+        # Calls answering one shared parsed offer from one answer template share those very
+        # tuples (sip.sdp.answer_offer), so their plan is made once (plans are immutable).
+        known = _PLANS.get(id(offer))
+        if (known is not None and known[0] is offer and known[1] == index
+                and known[2] is media.formats and known[3] is media.attributes
+                and known[4] is answer.attributes):
+            return known[5]
+        plan = _plan(offer, offer.media[index], media, answer.direction_of(media))
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        # The entry holds the offer, so its id cannot pass to another object meanwhile.
+        _PLANS[id(offer)] = (offer, index, media.formats, media.attributes, answer.attributes,
+                             plan)
+        return plan
     return None
+
+
+# The last plan made for each parsed offer (see plan_media), by the offer's id.
+_PLANS: dict[int, tuple[SessionDescription, int, tuple[str, ...], tuple[object, ...],
+                        tuple[object, ...], MediaPlan | None]] = {}
+_PLANS_MAX = 256
 
 
 def plan_late_offer(answer: SessionDescription) -> MediaPlan | None:
