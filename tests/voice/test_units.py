@@ -197,20 +197,50 @@ async def test_no_silence_while_a_prompt_or_digits_hold_the_stream():
     assert stream._clock is not None
     stream._clock.leave(stream)  # ticks by hand only
     try:
-        for send in (lambda: stream.play(media.tone(440.0, 0.1)),
-                     lambda: stream.send_digits("1")):
-            before = stream.packets_sent
-            sending = asyncio.ensure_future(send())
-            await asyncio.sleep(0)
-            assert stream.packets_sent == before + 1  # the first frame or event packet
+        # A prompt's frames go out on the ticks, one each, in place of silence; the tick
+        # after its last frame ends it (the prompt's whole length) without silence.
+        playing = asyncio.ensure_future(stream.play(media.tone(440.0, 0.1)))
+        await asyncio.sleep(0)
+        assert stream.packets_sent == 0
+        for frame in range(5):
             stream._tick(0.0)
-            assert stream.packets_sent == before + 1  # no silence on top of it
-            await sending
-            sent = stream.packets_sent
-            stream._tick(0.0)
-            assert stream.packets_sent == sent + 1  # silence again
+            assert stream.packets_sent == frame + 1
+        stream._tick(0.0)
+        assert await playing == 5 and stream.packets_sent == 5
+        stream._tick(0.0)
+        assert stream.packets_sent == 6  # silence again
+        # Digits are paced by their sender: no silence on top of them.
+        sending = asyncio.ensure_future(stream.send_digits("1"))
+        await asyncio.sleep(0)
+        assert stream.packets_sent == 7
+        stream._tick(0.0)
+        assert stream.packets_sent == 7
+        await sending
+        stream._tick(0.0)
+        assert stream.packets_sent == 6 + len(media.telephone_event_packets("1", 101, 0, 0, 0)) + 1
     finally:
         stream.close()
+
+
+async def test_a_prompt_ends_when_its_stop_is_set_or_its_stream_closes():
+    stream = media.MediaStream("127.0.0.1")
+    await stream.open()
+    stream.plan = media.MediaPlan("127.0.0.1", 9, media.PCMU, 101)
+    assert stream._clock is not None
+    stream._clock.leave(stream)
+    stop = asyncio.Event()
+    playing = asyncio.ensure_future(stream.play(media.tone(440.0, 1.0), stop))
+    await asyncio.sleep(0)
+    stream._tick(0.0)
+    stream._tick(0.0)
+    stop.set()
+    stream._tick(0.0)
+    assert await playing == 2
+    playing = asyncio.ensure_future(stream.play(media.tone(440.0, 1.0)))
+    await asyncio.sleep(0)
+    stream._tick(0.0)
+    stream.close()  # the call ended: no more ticks, the player is not left waiting
+    assert await asyncio.wait_for(playing, 1) == 1
 
 
 _DIRECTIONS = st.sampled_from(["", "sendrecv", "sendonly", "recvonly", "inactive"])

@@ -677,6 +677,7 @@ class MediaClock:
                 except Exception:
                     log.exception("media stream tick failed; the stream stops sending")
                     self._streams.pop(stream, None)
+                    stream._end_playing()
         if not self._streams:
             self._timer = None
             return
@@ -686,6 +687,18 @@ class MediaClock:
             due = now
         self._due = due
         self._timer = loop.call_at(due, self._tick)
+
+
+@dataclass(slots=True, eq=False)
+class _Playing:
+    """A prompt being streamed: the next frame to send and the future its player awaits."""
+
+    prompt: Prompt
+    payload_type: int
+    stop: asyncio.Event | None
+    done: asyncio.Future[int]
+    frame: int = 0
+    sent: int = 0
 
 
 class MediaStream:
@@ -736,6 +749,7 @@ class MediaStream:
         self._last_event_timestamp: int | None = None
         self._send_lock = asyncio.Lock()
         self._streaming = False  # a prompt or digits hold the lock: no silence meanwhile
+        self._playing: _Playing | None = None  # the prompt the clock is streaming
         # A bridged call (<Dial>): the caller's RTP (decrypted) goes to ``relay`` instead of
         # being heard here, and the stream sends only what ``forward`` gives it.
         self.relay: Callable[[bytes], None] | None = None
@@ -786,6 +800,7 @@ class MediaStream:
         if self._clock is not None:
             self._clock.leave(self)
             self._clock = None
+        self._end_playing()  # no more ticks: a prompt still playing ends here
         transport, rtcp = self._transport, self._rtcp
         if self._ports is not None and transport is not None and rtcp is not None:
             stale = self._stale
@@ -803,8 +818,10 @@ class MediaStream:
             self._rtcp = None
 
     def _tick(self, now: float) -> None:
-        """Every 20 ms (see :class:`MediaClock`): silence when no prompt is playing; every 5 s:
-        a sender report; and the inactivity check."""
+        """Every 20 ms (see :class:`MediaClock`): a prompt's next frame, or silence when no
+        prompt is playing; every 5 s: a sender report; and the inactivity check."""
+        if self._playing is not None:
+            self._play_frame(self._playing)
         plan = self._plan
         transport = self._transport
         if plan is None or transport is None:
@@ -851,27 +868,41 @@ class MediaStream:
                 self._streaming = False
 
     async def _stream(self, prompt: Prompt, stop: asyncio.Event | None) -> int:
+        """The prompt's frames go out on the clock's ticks, one a tick in place of silence
+        (see _play_frame): the playing task sleeps once per prompt instead of once per frame,
+        and the stream keeps one even 20 ms pace across silence and prompts."""
         assert self.plan is not None
-        loop = asyncio.get_running_loop()
-        payload_type = self.plan.payload_type
-        start = loop.time()
-        sent = 0
-        for frame in range(prompt.frame_count):
-            if stop is not None and stop.is_set():
-                break
-            if self._transport is None:
-                break
-            plan = self._plan
-            if plan is not None and plan.sending:  # a hold mid-prompt silences it at once
-                self._send_frame(prompt.frame(frame, payload_type), marker=frame == 0)
-                sent += 1
-            else:
-                self.sequence = (self.sequence + 1) & 0xFFFF
-                self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
-            delay = start + (frame + 1) * FRAME_SECONDS - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        return sent
+        playing = self._playing = _Playing(prompt, self.plan.payload_type, stop,
+                                           asyncio.get_running_loop().create_future())
+        try:
+            return await playing.done
+        finally:
+            if self._playing is playing:
+                self._playing = None
+
+    def _play_frame(self, playing: _Playing) -> None:
+        """One tick of a playing prompt: its next frame, or the end of it (all frames sent, the
+        stop event set, or the stream closed), 20 ms after the last frame."""
+        frame = playing.frame
+        stop = playing.stop
+        if (frame >= playing.prompt.frame_count or (stop is not None and stop.is_set())
+                or self._transport is None):
+            self._end_playing()
+            return
+        plan = self._plan
+        if plan is not None and plan.sending:  # a hold mid-prompt silences it at once
+            self._send_frame(playing.prompt.frame(frame, playing.payload_type),
+                             marker=frame == 0)
+            playing.sent += 1
+        else:
+            self.sequence = (self.sequence + 1) & 0xFFFF
+            self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
+        playing.frame = frame + 1
+
+    def _end_playing(self) -> None:
+        playing, self._playing = self._playing, None
+        if playing is not None and not playing.done.done():
+            playing.done.set_result(playing.sent)
 
     def _send_frame(self, chunk: bytes, *, marker: bool) -> None:
         plan = self._plan
