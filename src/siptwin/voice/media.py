@@ -77,6 +77,9 @@ _SILENCE_PACKETS = {payload_type: bytearray(struct.pack("!BBHII", 0x80, payload_
                                             + payload)
                     for payload_type, payload in SILENCE.items()}
 _SET_SEQUENCE = struct.Struct("!HII").pack_into  # sequence, timestamp, SSRC at offset 2
+# The same for a prompt's frames: one buffer, the whole header and the payload written in.
+_FRAME_PACKET = bytearray(12 + FRAME_SAMPLES)
+_SET_HEADER = struct.Struct("!BBHII").pack_into
 RTCP_INTERVAL = 5.0  # RFC 3550 §6.2 minimum
 RTP_PORTS = (10000, 60000)  # Twilio's media range (spec §4.5)
 NTP_EPOCH_OFFSET = 2208988800
@@ -908,9 +911,18 @@ class MediaStream:
         plan = self._plan
         if plan is None:
             return
-        header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | plan.payload_type,
-                             self.sequence, self.timestamp, self.ssrc)
-        self._send(header + chunk, self._destination(plan))
+        transport = self._transport
+        if self.srtp is None and transport is not None and self._to is not None:
+            # Plain RTP: header and payload written into one reused buffer, no new bytes.
+            packet = _FRAME_PACKET
+            _SET_HEADER(packet, 0, 0x80, (0x80 if marker else 0) | plan.payload_type,
+                        self.sequence, self.timestamp, self.ssrc)
+            packet[12:] = chunk
+            transport.sendto(packet, self._to)
+        else:
+            header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | plan.payload_type,
+                                 self.sequence, self.timestamp, self.ssrc)
+            self._send(header + chunk, self._destination(plan))
         self.sequence = (self.sequence + 1) & 0xFFFF
         self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
         self.packets_sent += 1
