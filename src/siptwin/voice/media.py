@@ -680,6 +680,7 @@ class MediaClock:
                 except Exception:
                     log.exception("media stream tick failed; the stream stops sending")
                     self._streams.pop(stream, None)
+                    stream._clock = None
                     stream._end_playing()
         if not self._streams:
             self._timer = None
@@ -859,8 +860,11 @@ class MediaStream:
     # ------------------------------------------------------------------ sending
     async def play(self, prompt: Prompt, stop: asyncio.Event | None = None) -> int:
         """Stream ``prompt`` in real time; returns the packets sent. Stops early on ``stop``."""
-        if self.plan is None or self._transport is None or not prompt or not self.plan.sending:
-            # Nothing to send to (or held): still take the prompt's time.
+        plan = self._plan
+        if (plan is None or self._transport is None or self._clock is None or not prompt
+                or not plan.sending):
+            # Nothing to send to (or held, or the stream stopped sending): still take the
+            # prompt's time.
             await _sleep_unless(prompt.seconds, stop)
             return 0
         async with self._send_lock:
@@ -874,8 +878,9 @@ class MediaStream:
         """The prompt's frames go out on the clock's ticks, one a tick in place of silence
         (see _play_frame): the playing task sleeps once per prompt instead of once per frame,
         and the stream keeps one even 20 ms pace across silence and prompts."""
-        assert self.plan is not None
-        playing = self._playing = _Playing(prompt, self.plan.payload_type, stop,
+        plan = self._plan
+        assert plan is not None
+        playing = self._playing = _Playing(prompt, plan.payload_type, stop,
                                            asyncio.get_running_loop().create_future())
         try:
             return await playing.done
