@@ -197,27 +197,30 @@ async def test_no_silence_while_a_prompt_or_digits_hold_the_stream():
     assert stream._clock is not None
     stream._clock.leave(stream)  # ticks by hand only
     try:
-        # A prompt's frames go out on the ticks, one each, in place of silence; the tick
-        # after its last frame ends it (the prompt's whole length) without silence.
-        playing = asyncio.ensure_future(stream.play(media.tone(440.0, 0.1)))
-        await asyncio.sleep(0)
-        assert stream.packets_sent == 0
-        for frame in range(5):
-            stream._tick(0.0)
-            assert stream.packets_sent == frame + 1
+        # A prompt's frames go out on the ticks, one each, in place of silence; the tick of
+        # its last frame ends it, and the next tick has the next prompt's first frame or
+        # silence: no gap in the stream.
+        for _ in range(2):
+            before = stream.packets_sent
+            playing = asyncio.ensure_future(stream.play(media.tone(440.0, 0.1)))
+            await asyncio.sleep(0)
+            assert stream.packets_sent == before
+            for frame in range(5):
+                assert not playing.done()
+                stream._tick(0.0)
+                assert stream.packets_sent == before + frame + 1
+            assert await playing == 5
         stream._tick(0.0)
-        assert await playing == 5 and stream.packets_sent == 5
-        stream._tick(0.0)
-        assert stream.packets_sent == 6  # silence again
+        assert stream.packets_sent == 11  # silence again
         # Digits are paced by their sender: no silence on top of them.
         sending = asyncio.ensure_future(stream.send_digits("1"))
         await asyncio.sleep(0)
-        assert stream.packets_sent == 7
+        assert stream.packets_sent == 12
         stream._tick(0.0)
-        assert stream.packets_sent == 7
+        assert stream.packets_sent == 12
         await sending
         stream._tick(0.0)
-        assert stream.packets_sent == 6 + len(media.telephone_event_packets("1", 101, 0, 0, 0)) + 1
+        assert stream.packets_sent == 11 + len(media.telephone_event_packets("1", 101, 0, 0, 0)) + 1
     finally:
         stream.close()
 

@@ -889,8 +889,10 @@ class MediaStream:
                 self._playing = None
 
     def _play_frame(self, playing: _Playing) -> None:
-        """One tick of a playing prompt: its next frame, or the end of it (all frames sent, the
-        stop event set, or the stream closed), 20 ms after the last frame."""
+        """One tick of a playing prompt: its next frame, or its end when the stop event is set
+        or the stream closed. The tick that sends the last frame ends it too: a prompt that
+        follows starts on the next tick, and silence resumes there if none does, so the
+        stream has no gap."""
         frame = playing.frame
         stop = playing.stop
         if (frame >= playing.prompt.frame_count or (stop is not None and stop.is_set())
@@ -906,6 +908,8 @@ class MediaStream:
             self.sequence = (self.sequence + 1) & 0xFFFF
             self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
         playing.frame = frame + 1
+        if playing.frame >= playing.prompt.frame_count:
+            self._end_playing()
 
     def _end_playing(self) -> None:
         playing, self._playing = self._playing, None
