@@ -504,7 +504,7 @@ class _DatagramSocket:
                 return
             self._deliver(data, source)
 
-    def sendto(self, data: bytes, destination: tuple[str, int]) -> None:
+    def sendto(self, data: bytes | bytearray, destination: tuple[str, int]) -> None:
         if self._sock is None:
             return
         try:
