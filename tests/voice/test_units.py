@@ -140,3 +140,154 @@ async def test_digits_sent_right_after_the_200_are_kept_until_the_plan_is_set():
     stream.release_early()
     stream.close()
     assert got == ["5"] and stream.packets_received == media.EARLY_PACKETS
+
+
+def _expected_rtp(payload_type: int, sequence: int, timestamp: int, ssrc: int,
+                  payload: bytes, marker: bool = False) -> bytes:
+    return struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | payload_type,
+                       sequence & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc) + payload
+
+
+async def test_silence_from_the_shared_packet_is_each_streams_own_rtp():
+    # The clock's silence is one shared packet per law with each stream's numbers written
+    # in: streams ticking in turn must each send their own consecutive RTP, exactly as the
+    # general path (_send_frame) builds it, across a sequence wrap and after a prompt frame.
+    import socket
+
+    receivers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    streams = [media.MediaStream("127.0.0.1"), media.MediaStream("127.0.0.1")]
+    try:
+        for receiver in receivers:
+            receiver.bind(("127.0.0.1", 0))
+            receiver.settimeout(2)
+        expected: list[list[bytes]] = [[], []]
+        for index, (stream, law) in enumerate(zip(streams, (media.PCMU, media.PCMA), strict=True)):
+            await stream.open()
+            stream.plan = media.MediaPlan("127.0.0.1", receivers[index].getsockname()[1], law, 101)
+            stream.release_early()
+            stream.sequence, stream.timestamp = 0xFFFE, 0xFFFFFF00 + index
+        for step in range(4):
+            for index, (stream, law) in enumerate(zip(streams, (media.PCMU, media.PCMA),
+                                                      strict=True)):
+                seq, ts = stream.sequence, stream.timestamp
+                if step == 2:  # a prompt frame in between goes the general way
+                    stream._send_frame(b"\x01" * 160, marker=True)
+                    expected[index].append(_expected_rtp(law, seq, ts, stream.ssrc,
+                                                         b"\x01" * 160, marker=True))
+                else:
+                    stream._tick(0.0)
+                    expected[index].append(_expected_rtp(law, seq, ts, stream.ssrc,
+                                                         media.SILENCE[law]))
+        for index, stream in enumerate(streams):
+            got = [receivers[index].recv(2048) for _ in expected[index]]
+            assert got == expected[index]
+            assert stream.packets_sent == 4 and stream.octets_sent == 4 * 160
+            assert stream.sequence == 2 and stream.timestamp == (0xFFFFFF00 + index + 640) & 0xFFFFFFFF
+    finally:
+        for stream in streams:
+            stream.close()
+        for receiver in receivers:
+            receiver.close()
+
+
+async def test_no_silence_while_a_prompt_or_digits_hold_the_stream():
+    stream = media.MediaStream("127.0.0.1")
+    await stream.open()
+    stream.plan = media.MediaPlan("127.0.0.1", 9, media.PCMU, 101)
+    assert stream._clock is not None
+    stream._clock.leave(stream)  # ticks by hand only
+    try:
+        # A prompt's frames go out on the ticks, one each, in place of silence; the tick of
+        # its last frame ends it, and the next tick has the next prompt's first frame or
+        # silence: no gap in the stream.
+        for _ in range(2):
+            before = stream.packets_sent
+            playing = asyncio.ensure_future(stream.play(media.tone(440.0, 0.1)))
+            await asyncio.sleep(0)
+            assert stream.packets_sent == before
+            for frame in range(5):
+                assert not playing.done()
+                stream._tick(0.0)
+                assert stream.packets_sent == before + frame + 1
+            assert await playing == 5
+        stream._tick(0.0)
+        assert stream.packets_sent == 11  # silence again
+        # Digits are paced by their sender: no silence on top of them.
+        sending = asyncio.ensure_future(stream.send_digits("1"))
+        await asyncio.sleep(0)
+        assert stream.packets_sent == 12
+        stream._tick(0.0)
+        assert stream.packets_sent == 12
+        await sending
+        stream._tick(0.0)
+        assert stream.packets_sent == 11 + len(media.telephone_event_packets("1", 101, 0, 0, 0)) + 1
+    finally:
+        stream.close()
+
+
+async def test_a_prompt_ends_when_its_stop_is_set_or_its_stream_closes():
+    stream = media.MediaStream("127.0.0.1")
+    await stream.open()
+    stream.plan = media.MediaPlan("127.0.0.1", 9, media.PCMU, 101)
+    assert stream._clock is not None
+    stream._clock.leave(stream)
+    stop = asyncio.Event()
+    playing = asyncio.ensure_future(stream.play(media.tone(440.0, 1.0), stop))
+    await asyncio.sleep(0)
+    stream._tick(0.0)
+    stream._tick(0.0)
+    stop.set()
+    stream._tick(0.0)
+    assert await playing == 2
+    playing = asyncio.ensure_future(stream.play(media.tone(440.0, 1.0)))
+    await asyncio.sleep(0)
+    stream._tick(0.0)
+    stream.close()  # the call ended: no more ticks, the player is not left waiting
+    assert await asyncio.wait_for(playing, 1) == 1
+
+
+_DIRECTIONS = st.sampled_from(["", "sendrecv", "sendonly", "recvonly", "inactive"])
+
+
+@st.composite
+def _offers(draw: st.DrawFn) -> bytes:
+    session_direction = draw(_DIRECTIONS)
+    lines = ["v=0", "o=- 7 7 IN IP4 10.0.0.9", "s=-",
+             f"c=IN IP4 {draw(st.sampled_from(['10.0.0.1', '0.0.0.0', '192.0.2.7']))}", "t=0 0"]
+    if session_direction:
+        lines.append(f"a={session_direction}")
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["audio", "audio", "video"]))
+        formats = draw(st.lists(st.sampled_from(["0", "8", "18", "101", "96"]), min_size=1,
+                                max_size=4, unique=True))
+        port = draw(st.sampled_from([0, 4000, 4002, 30000]))
+        lines.append(f"m={kind} {port} RTP/AVP {' '.join(formats)}")
+        if draw(st.booleans()):
+            lines.append(f"c=IN IP4 {draw(st.sampled_from(['10.0.0.2', '0.0.0.0']))}")
+        if "101" in formats:
+            lines.append("a=rtpmap:101 telephone-event/8000")
+        if "96" in formats:
+            lines.append(f"a=rtpmap:96 {draw(st.sampled_from(['PCMA', 'opus', 'PCMU']))}/8000")
+        lines.append(draw(st.sampled_from(["", "a=rtcp-mux", "a=rtcp:5001", "a=rtcp:x"])))
+        direction = draw(_DIRECTIONS)
+        if direction:
+            lines.append(f"a={direction}")
+    return "".join(line + "\r\n" for line in lines if line).encode()
+
+
+@given(_offers(), st.lists(st.tuples(st.integers(1, 30000).map(lambda n: n * 2),
+                                     st.sampled_from([("PCMU", "PCMA"), ("PCMA",), ("PCMU",)])),
+                           min_size=1, max_size=4))
+def test_a_plan_made_once_per_offer_and_answer_shape_is_the_plan_made_afresh(body, answers):
+    # plan_media keeps the last plan per parsed offer for answers of one template (the same
+    # formats and attributes, another port): whatever the answers given in turn, the plan is
+    # the one made from freshly parsed copies of the offer and the answer.
+    from siptwin.sip.sdp import Answer, answer_offer, parse_sdp
+
+    offer = parse_sdp(body)
+    for port, preferred in answers:
+        answer = answer_offer(offer, "127.0.1.1", port, 1, preferred)
+        if not isinstance(answer, Answer):
+            continue
+        got = media.plan_media(offer, answer.description)
+        assert got == media.plan_media(parse_sdp(body), parse_sdp(answer.to_bytes()))

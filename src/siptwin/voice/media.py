@@ -71,6 +71,15 @@ MAX_PROMPT_SECONDS = 60.0  # one Say/Play iteration never streams longer than th
 EVENT_DIGITS = "0123456789*#ABCD"
 PCMU, PCMA = 0, 8
 SILENCE = {PCMU: b"\xff" * FRAME_SAMPLES, PCMA: b"\xd5" * FRAME_SAMPLES}
+# A silence packet per law, shared by every stream: each tick writes a stream's sequence
+# number, timestamp and SSRC into it and sends it (sendto copies it out before returning).
+_SILENCE_PACKETS = {payload_type: bytearray(struct.pack("!BBHII", 0x80, payload_type, 0, 0, 0)
+                                            + payload)
+                    for payload_type, payload in SILENCE.items()}
+_SET_SEQUENCE = struct.Struct("!HII").pack_into  # sequence, timestamp, SSRC at offset 2
+# The same for a prompt's frames: one buffer, the whole header and the payload written in.
+_FRAME_PACKET = bytearray(12 + FRAME_SAMPLES)
+_SET_HEADER = struct.Struct("!BBHII").pack_into
 RTCP_INTERVAL = 5.0  # RFC 3550 §6.2 minimum
 RTP_PORTS = (10000, 60000)  # Twilio's media range (spec §4.5)
 NTP_EPOCH_OFFSET = 2208988800
@@ -386,8 +395,28 @@ def plan_media(offer_sdp: bytes | SessionDescription | None,
     for index, media in enumerate(answer.media):
         if media.port == 0 or index >= len(offer.media):
             continue
-        return _plan(offer, offer.media[index], media, answer.direction_of(media))
+        # What the plan reads of the answer besides the port: its formats and attributes.
+        # Calls answering one shared parsed offer from one answer template share those very
+        # tuples (sip.sdp.answer_offer), so their plan is made once (plans are immutable).
+        known = _PLANS.get(id(offer))
+        if (known is not None and known[0] is offer and known[1] == index
+                and known[2] is media.formats and known[3] is media.attributes
+                and known[4] is answer.attributes):
+            return known[5]
+        plan = _plan(offer, offer.media[index], media, answer.direction_of(media))
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        # The entry holds the offer, so its id cannot pass to another object meanwhile.
+        _PLANS[id(offer)] = (offer, index, media.formats, media.attributes, answer.attributes,
+                             plan)
+        return plan
     return None
+
+
+# The last plan made for each parsed offer (see plan_media), by the offer's id.
+_PLANS: dict[int, tuple[SessionDescription, int, tuple[str, ...], tuple[object, ...],
+                        tuple[object, ...], MediaPlan | None]] = {}
+_PLANS_MAX = 256
 
 
 def plan_late_offer(answer: SessionDescription) -> MediaPlan | None:
@@ -475,7 +504,7 @@ class _DatagramSocket:
                 return
             self._deliver(data, source)
 
-    def sendto(self, data: bytes, destination: tuple[str, int]) -> None:
+    def sendto(self, data: bytes | bytearray, destination: tuple[str, int]) -> None:
         if self._sock is None:
             return
         try:
@@ -651,6 +680,8 @@ class MediaClock:
                 except Exception:
                     log.exception("media stream tick failed; the stream stops sending")
                     self._streams.pop(stream, None)
+                    stream._clock = None
+                    stream._end_playing()
         if not self._streams:
             self._timer = None
             return
@@ -660,6 +691,18 @@ class MediaClock:
             due = now
         self._due = due
         self._timer = loop.call_at(due, self._tick)
+
+
+@dataclass(slots=True, eq=False)
+class _Playing:
+    """A prompt being streamed: the next frame to send and the future its player awaits."""
+
+    prompt: Prompt
+    payload_type: int
+    stop: asyncio.Event | None
+    done: asyncio.Future[int]
+    frame: int = 0
+    sent: int = 0
 
 
 class MediaStream:
@@ -685,6 +728,8 @@ class MediaStream:
         self.on_inactive = on_inactive
         self._plan: MediaPlan | None = None
         self._latched: tuple[str, int] | None = None
+        # Where RTP goes (see _destination), kept up to date as the plan and the latch change.
+        self._to: tuple[str, int] | None = None
         # Packets that arrive between our 200 (the port is in it) and the media plan and keys
         # being in place: a phone may send digits at once. Kept, bounded, until release_early().
         self._early: list[tuple[bytes, tuple[str, int]]] | None = []
@@ -707,6 +752,8 @@ class MediaStream:
         self._transport: _DatagramSocket | None = None
         self._last_event_timestamp: int | None = None
         self._send_lock = asyncio.Lock()
+        self._streaming = False  # a prompt or digits hold the lock: no silence meanwhile
+        self._playing: _Playing | None = None  # the prompt the clock is streaming
         # A bridged call (<Dial>): the caller's RTP (decrypted) goes to ``relay`` instead of
         # being heard here, and the stream sends only what ``forward`` gives it.
         self.relay: Callable[[bytes], None] | None = None
@@ -720,6 +767,7 @@ class MediaStream:
         """A new plan (answer, re-INVITE) latches afresh and restarts the silence clock."""
         self._plan = plan
         self._latched = None
+        self._to = (plan.remote_host, plan.remote_port) if plan is not None else None
         self._heard_at = asyncio.get_running_loop().time() if self._transport else 0.0
 
     async def open(self) -> int:
@@ -756,6 +804,7 @@ class MediaStream:
         if self._clock is not None:
             self._clock.leave(self)
             self._clock = None
+        self._end_playing()  # no more ticks: a prompt still playing ends here
         transport, rtcp = self._transport, self._rtcp
         if self._ports is not None and transport is not None and rtcp is not None:
             stale = self._stale
@@ -773,13 +822,33 @@ class MediaStream:
             self._rtcp = None
 
     def _tick(self, now: float) -> None:
-        """Every 20 ms (see :class:`MediaClock`): silence when no prompt is playing; every 5 s:
-        a sender report; and the inactivity check."""
+        """Every 20 ms (see :class:`MediaClock`): a prompt's next frame, or silence when no
+        prompt is playing; every 5 s: a sender report; and the inactivity check."""
+        if self._playing is not None:
+            self._play_frame(self._playing)
         plan = self._plan
-        if plan is None or self._transport is None:
+        transport = self._transport
+        if plan is None or transport is None:
             return
-        if plan.sending and not self._send_lock.locked() and self.relay is None:
-            self._send_frame(SILENCE[plan.payload_type], marker=False)
+        if plan.sending and not self._streaming and self.relay is None:
+            sock = transport._sock
+            if self.srtp is None and sock is not None and self._to is not None:
+                # Plain RTP silence, the steady state of most calls: the shared packet with
+                # this stream's numbers written in, no per-packet objects or calls.
+                packet = _SILENCE_PACKETS[plan.payload_type]
+                _SET_SEQUENCE(packet, 2, self.sequence, self.timestamp, self.ssrc)
+                try:
+                    sock.sendto(packet, self._to)
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError as err:
+                    log.debug("media socket %s: %s", transport._name, err)
+                self.sequence = (self.sequence + 1) & 0xFFFF
+                self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
+                self.packets_sent += 1
+                self.octets_sent += FRAME_SAMPLES
+            else:
+                self._send_frame(SILENCE[plan.payload_type], marker=False)
         if now >= self._report_at:
             self._report_at = now + RTCP_INTERVAL
             self._send_report()
@@ -791,43 +860,78 @@ class MediaStream:
     # ------------------------------------------------------------------ sending
     async def play(self, prompt: Prompt, stop: asyncio.Event | None = None) -> int:
         """Stream ``prompt`` in real time; returns the packets sent. Stops early on ``stop``."""
-        if self.plan is None or self._transport is None or not prompt or not self.plan.sending:
-            # Nothing to send to (or held): still take the prompt's time.
+        plan = self._plan
+        if (plan is None or self._transport is None or self._clock is None or not prompt
+                or not plan.sending):
+            # Nothing to send to (or held, or the stream stopped sending): still take the
+            # prompt's time.
             await _sleep_unless(prompt.seconds, stop)
             return 0
         async with self._send_lock:
-            return await self._stream(prompt, stop)
+            self._streaming = True
+            try:
+                return await self._stream(prompt, stop)
+            finally:
+                self._streaming = False
 
     async def _stream(self, prompt: Prompt, stop: asyncio.Event | None) -> int:
-        assert self.plan is not None
-        loop = asyncio.get_running_loop()
-        payload_type = self.plan.payload_type
-        start = loop.time()
-        sent = 0
-        for frame in range(prompt.frame_count):
-            if stop is not None and stop.is_set():
-                break
-            if self._transport is None:
-                break
-            plan = self._plan
-            if plan is not None and plan.sending:  # a hold mid-prompt silences it at once
-                self._send_frame(prompt.frame(frame, payload_type), marker=frame == 0)
-                sent += 1
-            else:
-                self.sequence = (self.sequence + 1) & 0xFFFF
-                self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
-            delay = start + (frame + 1) * FRAME_SECONDS - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        return sent
+        """The prompt's frames go out on the clock's ticks, one a tick in place of silence
+        (see _play_frame): the playing task sleeps once per prompt instead of once per frame,
+        and the stream keeps one even 20 ms pace across silence and prompts."""
+        plan = self._plan
+        assert plan is not None
+        playing = self._playing = _Playing(prompt, plan.payload_type, stop,
+                                           asyncio.get_running_loop().create_future())
+        try:
+            return await playing.done
+        finally:
+            if self._playing is playing:
+                self._playing = None
+
+    def _play_frame(self, playing: _Playing) -> None:
+        """One tick of a playing prompt: its next frame, or its end when the stop event is set
+        or the stream closed. The tick that sends the last frame ends it too: a prompt that
+        follows starts on the next tick, and silence resumes there if none does, so the
+        stream has no gap."""
+        frame = playing.frame
+        stop = playing.stop
+        if (frame >= playing.prompt.frame_count or (stop is not None and stop.is_set())
+                or self._transport is None):
+            self._end_playing()
+            return
+        plan = self._plan
+        if plan is not None and plan.sending:  # a hold mid-prompt silences it at once
+            self._send_frame(playing.prompt.frame(frame, playing.payload_type),
+                             marker=frame == 0)
+            playing.sent += 1
+        else:
+            self.sequence = (self.sequence + 1) & 0xFFFF
+            self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
+        playing.frame = frame + 1
+        if playing.frame >= playing.prompt.frame_count:
+            self._end_playing()
+
+    def _end_playing(self) -> None:
+        playing, self._playing = self._playing, None
+        if playing is not None and not playing.done.done():
+            playing.done.set_result(playing.sent)
 
     def _send_frame(self, chunk: bytes, *, marker: bool) -> None:
         plan = self._plan
         if plan is None:
             return
-        header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | plan.payload_type,
-                             self.sequence, self.timestamp, self.ssrc)
-        self._send(header + chunk, self._destination(plan))
+        transport = self._transport
+        if self.srtp is None and transport is not None and self._to is not None:
+            # Plain RTP: header and payload written into one reused buffer, no new bytes.
+            packet = _FRAME_PACKET
+            _SET_HEADER(packet, 0, 0x80, (0x80 if marker else 0) | plan.payload_type,
+                        self.sequence, self.timestamp, self.ssrc)
+            packet[12:] = chunk
+            transport.sendto(packet, self._to)
+        else:
+            header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | plan.payload_type,
+                                 self.sequence, self.timestamp, self.ssrc)
+            self._send(header + chunk, self._destination(plan))
         self.sequence = (self.sequence + 1) & 0xFFFF
         self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
         self.packets_sent += 1
@@ -865,16 +969,20 @@ class MediaStream:
                 await _sleep_unless(0.1, stop)
                 continue
             async with self._send_lock:
-                packets = telephone_event_packets(key, plan.event_payload_type, self.sequence,
-                                                  self.timestamp, self.ssrc)
-                for packet in packets:
-                    if self._transport is None:
-                        return
-                    self._send(packet, self._destination(plan))
-                    self.packets_sent += 1
-                    await asyncio.sleep(FRAME_SECONDS)
-                self.sequence = (self.sequence + len(packets)) & 0xFFFF
-                self.timestamp = (self.timestamp + 800 + FRAME_SAMPLES) & 0xFFFFFFFF
+                self._streaming = True
+                try:
+                    packets = telephone_event_packets(key, plan.event_payload_type,
+                                                      self.sequence, self.timestamp, self.ssrc)
+                    for packet in packets:
+                        if self._transport is None:
+                            return
+                        self._send(packet, self._destination(plan))
+                        self.packets_sent += 1
+                        await asyncio.sleep(FRAME_SECONDS)
+                    self.sequence = (self.sequence + len(packets)) & 0xFFFF
+                    self.timestamp = (self.timestamp + 800 + FRAME_SAMPLES) & 0xFFFFFFFF
+                finally:
+                    self._streaming = False
 
     def forward(self, packet: bytes) -> None:
         """Send one RTP packet of the bridged leg to the caller (protected if the call is SRTP)."""
@@ -907,7 +1015,7 @@ class MediaStream:
         if not self._from_caller(source[0]):
             return False
         if self._latched is None:
-            self._latched = (source[0], source[1])
+            self._latched = self._to = (source[0], source[1])
         return self._latched == (source[0], source[1])
 
     def _stale_rtp(self, data: bytes, source: tuple[str, int]) -> bool:
