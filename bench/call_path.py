@@ -29,13 +29,15 @@ calls at once, their datagrams interleaved.
 
 Memory: every run prints VmRSS and PSS idle (after start and 50 warm-up calls), right after
 the calls, after gc.collect() and after glibc's malloc_trim(0) (what fragmentation would give
-back). ``--memory`` adds a tracemalloc diff by traceback (3 frames, allocation site last).
+back). ``--memory`` adds a tracemalloc diff by traceback (3 frames, allocation site last);
+``--census N`` counts the objects the cyclic collector tracks, by type, before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import cProfile
 import gc
 import hashlib
@@ -227,6 +229,24 @@ def memory_line(label: str) -> str:
     return f"{label}: VmRSS {rss_mb():.1f} MB, PSS {pss_mb():.1f} MB"
 
 
+def tracked_census() -> collections.Counter[str]:
+    """The objects the cyclic collector tracks (outside the frozen generation), by type,
+    after a full collection: what every later collector pass has to walk."""
+    gc.collect()
+    return collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+
+
+def print_census(before: collections.Counter[str], after: collections.Counter[str],
+                 calls: int, top: int) -> None:
+    grown = after.copy()
+    grown.subtract(before)
+    total = sum(grown.values())
+    print(f"objects the collector tracks: {sum(before.values())} -> {sum(after.values())} "
+          f"(+{total}, {total / calls:.2f} a call); the {top} types grown most:")
+    for name, n in grown.most_common(top):
+        print(f"  {n:>8} {n / calls:6.2f} a call  {name}")
+
+
 def malloc_trim() -> None:
     """Hand glibc's free heap pages back to the kernel (an experiment; glibc only)."""
     import ctypes
@@ -235,7 +255,7 @@ def malloc_trim() -> None:
 
 async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
               sipp_shaped: bool = True, in_flight: int = 1, idle_gap: float = 0.0,
-              idle_after: float = 0.0) -> float:
+              idle_after: float = 0.0, census: int = 0) -> float:
     with tempfile.TemporaryDirectory(prefix="siptwin-callpath-") as tmp:
         twin = EmbeddedTwin(TwinConfig(state_dir=Path(tmp), api_port=free_port(),
                                        dns_port=free_port(), tls=False))
@@ -254,6 +274,7 @@ async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
                 await caller.call(n)
             rss_before = rss_mb()
             print(memory_line("idle after start and 50 calls"))
+            tracked_before = tracked_census() if census else None
             if memory:
                 tracemalloc.start(3)
                 idle = tracemalloc.take_snapshot()
@@ -283,6 +304,8 @@ async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
             print(f"transactions alive: {len(twin.nodes['us1'].layer)}; call records: "
                   f"{len(twin.calls.all())}; VmRSS {rss_before:.1f} -> {rss_mb():.1f} MB")
             print(memory_line("right after the calls"))
+            if tracked_before is not None:
+                print_census(tracked_before, tracked_census(), calls, census)
             if idle_after:
                 # The calls' finished transactions end on their timers meanwhile (Timer I
                 # 5 s after each ACK of a 407, Timers J and L 32 s after the calls).
@@ -332,6 +355,11 @@ def main() -> int:
     parser.add_argument("--idle-after", type=float, default=0.0, metavar="SECONDS",
                         help="then idle this long and print the CPU a second it costs (the "
                              "calls' transactions ending on their timers: try 8)")
+    parser.add_argument("--census", type=int, default=0, metavar="TOP",
+                        help="count the objects the cyclic collector tracks, by type, after "
+                             "warm-up and right after the calls (each after gc.collect()), and "
+                             "print the TOP types grown most: what the calls leave alive for "
+                             "every collector pass to walk")
     args = parser.parse_args()
     results = {}
     for app in args.app.split(","):
@@ -340,7 +368,8 @@ def main() -> int:
             else args.profile
         results[app] = asyncio.run(run(args.calls, profile, args.memory, APPS[app],
                                        args.datagrams == "sipp", args.in_flight,
-                                       args.idle_gap_ms / 1000, args.idle_after))
+                                       args.idle_gap_ms / 1000, args.idle_after,
+                                       args.census))
     if len(results) > 1:
         print("node CPU per call: " + "; ".join(f"{app} {ms:.3f} ms" for app, ms in results.items()))
     return 0
