@@ -29,13 +29,16 @@ calls at once, their datagrams interleaved.
 
 Memory: every run prints VmRSS and PSS idle (after start and 50 warm-up calls), right after
 the calls, after gc.collect() and after glibc's malloc_trim(0) (what fragmentation would give
-back). ``--memory`` adds a tracemalloc diff by traceback (3 frames, allocation site last).
+back). ``--memory`` adds a tracemalloc diff by traceback (3 frames, allocation site last);
+``--census N`` counts the objects the cyclic collector tracks, by type, before and after;
+``--gc-passes`` times the collector's passes during the calls.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import cProfile
 import gc
 import hashlib
@@ -227,6 +230,59 @@ def memory_line(label: str) -> str:
     return f"{label}: VmRSS {rss_mb():.1f} MB, PSS {pss_mb():.1f} MB"
 
 
+def tracked_census() -> collections.Counter[str]:
+    """The objects the cyclic collector tracks (outside the frozen generation), by type,
+    after a full collection: what every later collector pass has to walk."""
+    gc.collect()
+    return collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+
+
+def print_census(before: collections.Counter[str], after: collections.Counter[str],
+                 calls: int, top: int) -> None:
+    grown = after.copy()
+    grown.subtract(before)
+    total = sum(grown.values())
+    print(f"objects the collector tracks: {sum(before.values())} -> {sum(after.values())} "
+          f"(+{total}, {total / calls:.2f} a call); the {top} types grown most:")
+    for name, n in grown.most_common(top):
+        print(f"  {n:>8} {n / calls:6.2f} a call  {name}")
+
+
+class CollectorPasses:
+    """The cyclic collector's passes during the calls, per generation: how many, their CPU
+    time (process time: a loaded machine's preemption does not count) and the objects each
+    walked (the tracked objects of the generations it collects, counted before it starts;
+    the counting costs CPU that the node's figure then includes)."""
+
+    def __init__(self) -> None:
+        self.passes: list[tuple[int, float, int]] = []  # generation, CPU ms, objects walked
+        self._began = 0.0
+        self._walked = 0
+        gc.callbacks.append(self._on_pass)
+
+    def _on_pass(self, phase: str, info: dict[str, int]) -> None:
+        generation = info["generation"]
+        if phase == "start":
+            self._walked = sum(len(gc.get_objects(generation=g)) for g in range(generation + 1))
+            self._began = time.process_time()
+        else:
+            self.passes.append((generation, (time.process_time() - self._began) * 1e3,
+                                self._walked))
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._on_pass)
+
+    def print(self) -> None:
+        for generation in range(3):
+            mine = [(ms, walked) for g, ms, walked in self.passes if g == generation]
+            if not mine:
+                print(f"collector gen{generation}: no pass")
+                continue
+            print(f"collector gen{generation}: {len(mine)} passes, CPU {sum(m for m, _ in mine):.1f} ms"
+                  f" in all, longest {max(m for m, _ in mine):.1f} ms; objects walked: most "
+                  f"{max(w for _, w in mine)}, mean {sum(w for _, w in mine) / len(mine):.0f}")
+
+
 def malloc_trim() -> None:
     """Hand glibc's free heap pages back to the kernel (an experiment; glibc only)."""
     import ctypes
@@ -235,7 +291,7 @@ def malloc_trim() -> None:
 
 async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
               sipp_shaped: bool = True, in_flight: int = 1, idle_gap: float = 0.0,
-              idle_after: float = 0.0) -> float:
+              idle_after: float = 0.0, census: int = 0, gc_passes: bool = False) -> float:
     with tempfile.TemporaryDirectory(prefix="siptwin-callpath-") as tmp:
         twin = EmbeddedTwin(TwinConfig(state_dir=Path(tmp), api_port=free_port(),
                                        dns_port=free_port(), tls=False))
@@ -254,6 +310,7 @@ async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
                 await caller.call(n)
             rss_before = rss_mb()
             print(memory_line("idle after start and 50 calls"))
+            tracked_before = tracked_census() if census else None
             if memory:
                 tracemalloc.start(3)
                 idle = tracemalloc.take_snapshot()
@@ -265,6 +322,7 @@ async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
                     if idle_gap:
                         await asyncio.sleep(idle_gap)  # the loop waits in its selector
 
+            passes = CollectorPasses() if gc_passes else None
             profiler = cProfile.Profile() if profile else None
             if profiler:
                 profiler.enable()
@@ -276,6 +334,8 @@ async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
             if profiler:
                 profiler.disable()
                 profiler.dump_stats(profile)
+            if passes:
+                passes.stop()
             node_cpu = cpu - sum(who.caller_cpu for who in callers)
             print(f"{calls} calls in {wall:.2f} s; node CPU {node_cpu * 1e3 / calls:.3f} ms per "
                   f"call (caller {(cpu - node_cpu) * 1e3 / calls:.3f} ms per call excluded)"
@@ -283,6 +343,10 @@ async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
             print(f"transactions alive: {len(twin.nodes['us1'].layer)}; call records: "
                   f"{len(twin.calls.all())}; VmRSS {rss_before:.1f} -> {rss_mb():.1f} MB")
             print(memory_line("right after the calls"))
+            if passes:
+                passes.print()
+            if tracked_before is not None:
+                print_census(tracked_before, tracked_census(), calls, census)
             if idle_after:
                 # The calls' finished transactions end on their timers meanwhile (Timer I
                 # 5 s after each ACK of a 407, Timers J and L 32 s after the calls).
@@ -332,6 +396,14 @@ def main() -> int:
     parser.add_argument("--idle-after", type=float, default=0.0, metavar="SECONDS",
                         help="then idle this long and print the CPU a second it costs (the "
                              "calls' transactions ending on their timers: try 8)")
+    parser.add_argument("--census", type=int, default=0, metavar="TOP",
+                        help="count the objects the cyclic collector tracks, by type, after "
+                             "warm-up and right after the calls (each after gc.collect()), and "
+                             "print the TOP types grown most: what the calls leave alive for "
+                             "every collector pass to walk")
+    parser.add_argument("--gc-passes", action="store_true",
+                        help="time the cyclic collector's passes during the calls (CPU ms per "
+                             "generation, longest, objects walked)")
     args = parser.parse_args()
     results = {}
     for app in args.app.split(","):
@@ -340,7 +412,8 @@ def main() -> int:
             else args.profile
         results[app] = asyncio.run(run(args.calls, profile, args.memory, APPS[app],
                                        args.datagrams == "sipp", args.in_flight,
-                                       args.idle_gap_ms / 1000, args.idle_after))
+                                       args.idle_gap_ms / 1000, args.idle_after,
+                                       args.census, args.gc_passes))
     if len(results) > 1:
         print("node CPU per call: " + "; ".join(f"{app} {ms:.3f} ms" for app, ms in results.items()))
     return 0

@@ -89,9 +89,11 @@ def response_hop(request: Request, transport: str, source_host: str, source_port
 _ROUTING_PARAMS = frozenset({"maddr", "received", "rport"})
 
 # One Hop per peer, shared: every transaction keeps its peer for up to 64*T1, and a PBX's
-# requests all come from the same few addresses. Cleared when full (a flood of sources).
+# requests all come from the same few addresses. Cleared when full (a flood of sources, or
+# a load tester's port per call: kept small, as the Hops and their keys it holds are so many
+# objects for every pass of the cyclic collector to walk).
 _HOPS: dict[tuple[str, str, int], Hop] = {}
-_HOPS_MAX = 4096
+_HOPS_MAX = 256
 
 
 def _hop(transport: str, host: str, port: int) -> Hop:

@@ -63,6 +63,7 @@ from mypy_extensions import mypyc_attr
 from .errors import SipParseError
 from .headers import MAGIC_COOKIE, Headers, Via
 from .message import Request, Response, make_request
+from .routing import Hop
 from .uri import host_key
 
 Address = Any
@@ -366,10 +367,15 @@ class _Timer:
 # key, as one of:
 #
 # * ``_CONFIRMED``: an INVITE transaction in Confirmed (Timer I), which absorbs everything;
-# * a :class:`_Resend`: a non-INVITE transaction in Completed (Timer J), which re-sends its
-#   final response to a retransmitted request;
-# * its peer (any other value): an INVITE transaction in Accepted (Timer L, RFC 6026), which
+# * ``(_RESEND, response, *peer)``: a non-INVITE transaction in Completed (Timer J), which
+#   re-sends its final response to a retransmitted request;
+# * ``(_ACCEPTED, *peer)``: an INVITE transaction in Accepted (Timer L, RFC 6026), which
 #   absorbs retransmitted INVITEs, passes ACKs up and lets the TU re-send its 2xx.
+#
+# The two are plain tuples of strings, numbers and bytes (a Hop peer flattened to its
+# fields, the response held as its bytes once compacted) because the cyclic collector stops
+# tracking such a tuple the first time it sees one: tens of thousands of them then cost its
+# passes nothing, where as objects (and their Hop) every young pass had to walk them.
 #
 # Entries of one kind all wait equally long, so one first-in first-out queue per kind expires
 # them (:class:`_Expiry`), without a timer object each. Only RFC 3261 keys are reduced: the
@@ -384,37 +390,49 @@ class _Confirmed:
 _CONFIRMED = _Confirmed()
 
 
-class _Resend:
-    """A Completed non-INVITE server transaction: where its final response went, and the
-    response, held as its bytes once the layer has compacted it (less than half the size of
-    the parsed message, and re-sent exactly as sent)."""
+_RESEND = "resend"
+_ACCEPTED = "accepted"
 
-    __slots__ = ("peer", "response")
 
-    def __init__(self, peer: Address, response: Response) -> None:
-        self.peer = peer
-        self.response: Response | bytes = response
+def _flat_peer(peer: Address) -> tuple[Any, ...]:
+    """A peer as fields the collector need not track: a Hop's, or the peer itself."""
+    if type(peer) is Hop:
+        return (peer.transport, peer.host, peer.port)
+    return (peer,)
 
-    def compact(self) -> None:
-        response = self.response
-        if not isinstance(response, Response):
-            return
-        response.drop_views()
-        # The bytes come back as the same message only when its fields split back as sent.
-        if (response.headers.pack() and " " not in response.version
-                and "\r" not in response.reason and "\n" not in response.reason):
-            self.response = response.to_bytes()
 
-    def message(self) -> Response:
-        """The final response again; it serialises to the bytes first sent."""
-        data = self.response
-        if isinstance(data, Response):
-            return data
-        first = data.index(b"\r\n")
-        end = data.index(b"\r\n\r\n", first)  # == first when there is no header field
-        version, status, reason = data[:first].decode("utf-8", "surrogateescape").split(" ", 2)
-        headers = Headers.packed(data[first + 2 : end + 2].decode("utf-8", "surrogateescape"))
-        return Response(int(status), reason, headers, data[end + 4 :], version)
+def _peer_of(fields: tuple[Any, ...]) -> Address:
+    """The peer that :func:`_flat_peer` flattened (an equal Hop)."""
+    return Hop(*fields) if len(fields) == 3 else fields[0]
+
+
+def _is_resend(entry: Any) -> bool:
+    return type(entry) is tuple and entry[0] is _RESEND
+
+
+def _compact_resend(entry: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A resend entry with its response as bytes (less than half the size of the parsed
+    message, and re-sent exactly as sent) when they parse back into the same message."""
+    response = entry[1]
+    if not isinstance(response, Response):
+        return entry
+    response.drop_views()
+    # The bytes come back as the same message only when its fields split back as sent.
+    if (response.headers.pack() and " " not in response.version
+            and "\r" not in response.reason and "\n" not in response.reason):
+        return (entry[0], response.to_bytes(), *entry[2:])
+    return entry
+
+
+def _resent_response(data: Response | bytes) -> Response:
+    """The final response of a resend entry again; it serialises to the bytes first sent."""
+    if isinstance(data, Response):
+        return data
+    first = data.index(b"\r\n")
+    end = data.index(b"\r\n\r\n", first)  # == first when there is no header field
+    version, status, reason = data[:first].decode("utf-8", "surrogateescape").split(" ", 2)
+    headers = Headers.packed(data[first + 2 : end + 2].decode("utf-8", "surrogateescape"))
+    return Response(int(status), reason, headers, data[end + 4 :], version)
 
 
 class _Expiry:
@@ -553,7 +571,8 @@ class ServerInvite(Transaction):
             self.last_response = None
             self.state = State.ACCEPTED
             if isinstance(self.key, str) and self.peer is not None:
-                layer._finish(self, self.peer, layer._accepted, now + config.l)
+                layer._finish(self, (_ACCEPTED, *_flat_peer(self.peer)), layer._accepted,
+                              now + config.l)
             else:
                 layer._start(self, "L", now + config.l)
             return
@@ -615,8 +634,8 @@ class ServerNonInvite(Transaction):
         if self.reliable:
             layer._terminate(self, out)
         elif isinstance(self.key, str):
-            resend = _Resend(self.peer, response)  # for retransmitted requests
-            layer._compact_later(resend)
+            resend = (_RESEND, response, *_flat_peer(self.peer))  # for retransmitted requests
+            layer._compact_later((self.key, resend))
             layer._finish(self, resend, layer._completed, now + layer.config.j)
         else:
             layer._compact_later(response)  # kept for retransmitted requests
@@ -784,7 +803,7 @@ class TransactionLayer:
     def __init__(self, config: TimerConfig | None = None, *, retransmit_2xx: bool = True) -> None:
         self.config = config or TimerConfig()
         self.retransmit_2xx = retransmit_2xx
-        # A live ServerTransaction, or what a finished one keeps (see _Resend above).
+        # A live ServerTransaction, or what a finished one keeps (see _RESEND above).
         self._servers: dict[TxKey, Any] = {}
         self._clients: dict[TxKey, ClientTransaction] = {}
         self._ack_waits: dict[tuple[Any, ...], _AckWait] = {}
@@ -804,13 +823,14 @@ class TransactionLayer:
         self.expiry_grain = 0.0
         # Messages a finished transaction keeps (the request, its final response) are
         # compacted at the layer's next call, once the caller has sent and traced them.
-        self._to_compact: list[Request | Response | _Resend] = []
+        # (A resend entry comes with its key: compacted, it is a new tuple.)
+        self._to_compact: list[Request | Response | tuple[TxKey, tuple[Any, ...]]] = []
 
-    def _compact_later(self, message: Request | Response | _Resend) -> None:
+    def _compact_later(self, message: Request | Response | tuple[TxKey, tuple[Any, ...]]) -> None:
         self._to_compact.append(message)
 
     def _finish(self, tx: Transaction, entry: Any, expiry: _Expiry, when: float) -> None:
-        """``tx`` waits out its last timer as ``entry`` (see _Resend above), until ``when``."""
+        """``tx`` waits out its last timer as ``entry`` (see _RESEND above), until ``when``."""
         self._cancel_all(tx)
         tx.last_response = None
         self._servers[tx.key] = entry
@@ -821,7 +841,7 @@ class TransactionLayer:
     def _expiry_of(self, entry: Any) -> _Expiry:
         if entry is _CONFIRMED:
             return self._confirmed
-        return self._completed if isinstance(entry, _Resend) else self._accepted
+        return self._completed if _is_resend(entry) else self._accepted
 
     def _forget(self, key: TxKey, entry: Any, out: list[Effect]) -> None:
         """A finished transaction ends before its time."""
@@ -849,9 +869,12 @@ class TransactionLayer:
             tx.request = None
 
     def _compact_pending(self) -> None:
+        servers = self._servers
         for message in self._to_compact:
-            if isinstance(message, _Resend):
-                message.compact()
+            if isinstance(message, tuple):
+                key, entry = message
+                if servers.get(key) is entry:  # (not ended meanwhile)
+                    servers[key] = _compact_resend(entry)
             else:
                 message.drop_views()
         self._to_compact.clear()
@@ -869,11 +892,12 @@ class TransactionLayer:
             return self._clients.get(key)
         if isinstance(entry, Transaction):
             return entry
-        if isinstance(entry, _Resend):
-            return FinishedTransaction(key, State.COMPLETED, entry.peer, entry.message())
         if entry is _CONFIRMED:
             return FinishedTransaction(key, State.CONFIRMED, None)
-        return FinishedTransaction(key, State.ACCEPTED, entry)
+        if _is_resend(entry):
+            return FinishedTransaction(key, State.COMPLETED, _peer_of(entry[2:]),
+                                       _resent_response(entry[1]))
+        return FinishedTransaction(key, State.ACCEPTED, _peer_of(entry[1:]))
 
     @property
     def pending_acks(self) -> int:
@@ -906,8 +930,8 @@ class TransactionLayer:
         if entry is not None:
             if isinstance(entry, (ServerInvite, ServerNonInvite)):
                 entry.retransmitted(self, out)
-            elif isinstance(entry, _Resend):
-                out.append(Send(entry.message(), entry.peer, key, True))
+            elif _is_resend(entry):
+                out.append(Send(_resent_response(entry[1]), _peer_of(entry[2:]), key, True))
             return  # Accepted and Confirmed absorb a retransmitted INVITE
         tx: ServerTransaction
         if request.method == "INVITE":
@@ -936,7 +960,7 @@ class TransactionLayer:
             key = entry.key
         elif entry is _CONFIRMED:
             return  # a retransmitted ACK
-        elif entry is None or isinstance(entry, (ServerNonInvite, _Resend)):
+        elif entry is None or isinstance(entry, ServerNonInvite) or _is_resend(entry):
             key = None  # (an ACK's key names an INVITE transaction: never a non-INVITE one)
         # else: an Accepted INVITE transaction, reduced; key names it
         wait = self._ack_waits.pop(_ack_dialog(ack), None)
@@ -989,7 +1013,7 @@ class TransactionLayer:
         self._fire(now, out)
         wanted = self.retransmit_2xx if retransmit_until_ack is None else retransmit_until_ack
         if not isinstance(tx, (ServerInvite, ServerNonInvite)):
-            self._respond_finished(key, tx, response, out)
+            self._respond_finished(key, response, out)
             if wanted:
                 self._await_ack(None, response, now)
             return out
@@ -999,17 +1023,18 @@ class TransactionLayer:
             self._await_ack(tx if not was_accepted else None, response, now)
         return out
 
-    def _respond_finished(self, key: TxKey, entry: Any, response: Response, out: list[Effect]) -> None:
+    def _respond_finished(self, key: TxKey, response: Response, out: list[Effect]) -> None:
         """The TU answers a reduced transaction: an Accepted INVITE's 2xx is sent again (the
         TU retransmits it); anything else is refused as by the full transaction."""
         status = response.status
-        if self._servers.get(key) is not entry:  # it ended on the timers just fired
+        entry = self._servers.get(key)  # (the timers just fired may have compacted it...)
+        if entry is None:  # (... or ended it)
             raise TransactionError(f"cannot send {status} in server state {State.TERMINATED.value}")
         state = self._expiry_of(entry).state
         if state is not State.ACCEPTED or not 200 <= status < 300:
-            kind = "non-INVITE" if isinstance(entry, _Resend) else "INVITE"
+            kind = "non-INVITE" if _is_resend(entry) else "INVITE"
             raise TransactionError(f"cannot send {status} in {kind} server state {state.value}")
-        out.append(Send(response, entry, key, True))
+        out.append(Send(response, _peer_of(entry[1:]), key, True))
 
     def _await_ack(self, tx: ServerInvite | None, response: Response, now: float) -> None:
         """Retransmit the 2xx of ``tx`` until its ACK; ``tx`` is None for a 2xx the TU sends
