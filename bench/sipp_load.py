@@ -41,9 +41,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "harness" / "sipp" / "uac_auth.xml"
@@ -126,7 +128,11 @@ def user_system_seconds(pid: int) -> tuple[float, float]:
 
 
 def proc_status(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # the process has ended
+        return 0
+    for line in status.splitlines():
         if line.startswith(key + ":"):
             return int(line.split()[1])  # kB
     return 0
@@ -154,6 +160,7 @@ class TwinProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.banner: list[str] = []
         self.ready_after = 0.0
+        self.log: Path | None = None
 
     def start(self) -> None:
         began = time.perf_counter()
@@ -164,6 +171,11 @@ class TwinProcess:
             self.banner.append(line.rstrip())
             if line.startswith(READY):
                 self.ready_after = time.perf_counter() - began
+                # Whatever the twin prints from now on goes on being read (into twin.log
+                # beside the state): a pipe nobody reads would block it once full.
+                self.log = self.token_file.parent / "twin.log"
+                threading.Thread(target=_copy_lines, args=(self.proc.stdout, self.log),
+                                 daemon=True).start()
                 return
         raise RuntimeError("siptwin up exited before ready:\n" + "\n".join(self.banner))
 
@@ -186,15 +198,29 @@ class TwinProcess:
                 return [int(p) for p in listed.split(", ")]
         return [self.pid]
 
+    def exited(self) -> str | None:
+        """None while the twin runs; else its exit status and the end of what it printed."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        tail = self.log.read_text(errors="replace").splitlines()[-20:] if self.log else []
+        return f"exit status {self.proc.returncode}\n" + "\n".join(tail)
+
     def stop(self) -> None:
         if self.proc is None:
             return
         self.proc.terminate()
         try:
-            self.proc.communicate(timeout=10)
+            self.proc.wait(timeout=10)  # (its output is read by the copying thread)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait()
+
+
+def _copy_lines(stream: IO[str], path: Path) -> None:
+    with path.open("w") as out:
+        for line in stream:
+            out.write(line)
+            out.flush()
 
 
 def node_address(banner: list[str], region: str) -> tuple[str, int]:
@@ -404,6 +430,10 @@ def run_app(app: str, voice_url: str, args: argparse.Namespace, command: str) ->
                       f"; twin (first process) ms/call user {result.twin_user_ms_per_call}"
                       f" system {result.twin_system_ms_per_call}",
                       flush=True)
+                ended = twin.exited()
+                if ended is not None:
+                    print(f"the twin ended during the step: {ended}")
+                    break
                 if result.passed:
                     report.best_rate, report.best_p99_ms = rate, result.p99_ms
                 elif not args.keep_going:
