@@ -238,24 +238,14 @@ def provision_domain(api_url: str, sid: str, token: str, voice_url: str) -> None
               DomainPlan(LABEL, voice_url=voice_url, credentials=[(USER, PASSWORD)]))
 
 
-# SIPp -max_socket with -t un when --sources is not given: above the calls in flight, so a
-# port per call.
-SOURCES_PER_CALL = 10000
-
-
 def sipp_argv(host: str, port: int, region: str, rate: int, calls: int, limit: int,
               scenario: Path = SCENARIO, socket_per_call: bool = False,
-              account: tuple[str, str, str] | None = None,
-              sources: int = SOURCES_PER_CALL) -> list[str]:
-    """``account``: (domain, user, password) of another server (bench/versus_kamailio.py);
-    ``sources``: with ``socket_per_call``, the most source ports SIPp opens."""
+              account: tuple[str, str, str] | None = None) -> list[str]:
+    """``account``: (domain, user, password) of another server (bench/versus_kamailio.py)."""
     domain, user, password = account or (f"{LABEL}.sip.{region}.twilio.com", USER, PASSWORD)
     # -t un: a socket (source port) per call, so that SO_REUSEPORT spreads the calls over
-    # the twin's worker processes; -t u1 sends everything from one port (one process). With
-    # -max_socket below the calls in flight, SIPp shares its ports among calls: as many
-    # callers as ports (PBXs), without a socket opened and closed per call on its side.
-    transport = (["-t", "un", "-max_socket", str(sources)] if socket_per_call
-                 else ["-t", "u1"])
+    # the twin's worker processes; -t u1 sends everything from one port (one process).
+    transport = ["-t", "un", "-max_socket", "10000"] if socket_per_call else ["-t", "u1"]
     return ["sipp", f"{host}:{port}", "-sf", str(scenario), *transport,
             "-key", "domain", domain, "-s", "1000",
             "-au", user, "-ap", password, "-auth_uri", f"1000@{domain}",
@@ -267,13 +257,11 @@ def sipp_argv(host: str, port: int, region: str, rate: int, calls: int, limit: i
 
 def run_rate(host: str, port: int, region: str, rate: int, seconds: float, limit: int,
              work: Path, scenario: Path, socket_per_call: bool = False,
-             account: tuple[str, str, str] | None = None,
-             sources: int = SOURCES_PER_CALL) -> RateResult:
+             account: tuple[str, str, str] | None = None) -> RateResult:
     calls = int(rate * seconds)
     run_dir = work / f"rate-{rate}"
     run_dir.mkdir()
-    argv = sipp_argv(host, port, region, rate, calls, limit, scenario, socket_per_call, account,
-                     sources)
+    argv = sipp_argv(host, port, region, rate, calls, limit, scenario, socket_per_call, account)
     began = time.perf_counter()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(argv, cwd=run_dir, capture_output=True, text=True, timeout=300)
@@ -343,10 +331,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket-per-call", action="store_true",
                         help="SIPp -t un also with one worker (to compare 1 and N workers "
                              "under the same client load)")
-    parser.add_argument("--sources", type=int, default=SOURCES_PER_CALL,
-                        help="with --socket-per-call or --workers: at most this many SIPp "
-                             "source ports, shared by the calls once all are open (SIPp "
-                             "-max_socket; default: a port per call)")
     parser.add_argument("--keep-going", action="store_true", help="run rates past a failure")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--py-spy", type=Path, metavar="FILE",
@@ -406,7 +390,7 @@ def run_app(app: str, voice_url: str, args: argparse.Namespace, command: str) ->
                 if profile:
                     os.kill(twin.pid, signal.SIGUSR1)
                 result = run_rate(host, port, args.region, rate, args.seconds, args.limit, work,
-                                  scenario, socket_per_call=per_call, sources=args.sources)
+                                  scenario, socket_per_call=per_call)
                 if profile:
                     os.kill(twin.pid, signal.SIGUSR2)
                 if result.successful:
