@@ -13,14 +13,12 @@ T = TypeVar("T")
 
 # Young-generation collections every this many net allocations (CPython's default is 700).
 # A node under load allocates a few thousand short-lived objects per call, almost none of
-# them in reference cycles; collecting every 700 allocations costs a tenth of its CPU. Not
-# many more: the count is net (every object freed takes one off), so under a steady load it
-# creeps, and at 20,000 a pass came every ~8 s at 500 calls/s and walked all that survived
-# them (35,000-45,000 objects, 20-50 ms with the loop stopped: the p99 setup time). What
-# the calls leave for 32 s is plain tuples (sip/transaction.py), which the first pass that
-# sees them stops tracking, so passes this often are small and promote little
-# (bench/RESULTS.md, eighth session, s8-gc).
-GC_YOUNG_THRESHOLD = 2_000
+# them in reference cycles; collecting every 700 allocations costs a tenth of its CPU.
+# 2,000 was tried (shorter young passes, since finished transactions are untracked tuples:
+# sip/transaction.py) and lost at 700 calls/s under SIPp: p99 setup 136-224 ms and 19-579
+# failed calls in three of five runs, against 24-64 ms and one failing run of five at
+# 20,000 (bench/RESULTS.md, eighth session).
+GC_YOUNG_THRESHOLD = 20_000
 
 
 def settle_for_serving() -> None:
