@@ -20,8 +20,10 @@ import pytest
 from siptwin.harness.provision import DomainPlan
 from siptwin.regions import node as node_module
 from siptwin.regions.overload import (
+    REFUSED_BRANCHES,
     TAKEN_BRANCHES,
     OverloadGuard,
+    ack_branch,
     new_call_branch,
     stateless_refusal,
 )
@@ -219,6 +221,34 @@ def test_a_new_calls_invite_is_recognised_from_its_bytes():
         == b"z9hg4bk-1"
 
 
+def test_an_acks_branch_is_read_from_its_bytes_as_an_invites():
+    ack = _invite().replace(b"INVITE sip", b"ACK sip", 1)
+    assert ack_branch(ack) == new_call_branch(_invite()) == b"z9hg4bk-abc"
+    compact = ack.replace(b"\r\nVia:", b"\r\nv :")
+    assert ack_branch(compact) == b"z9hg4bk-abc"
+    assert ack_branch(_invite()) is None  # not an ACK
+    assert ack_branch(_invite(via="SIP/2.0/UDP 127.0.0.1:5099").replace(b"INVITE sip", b"ACK sip", 1)) \
+        is None  # RFC 2543: no branch in the top Via (the second one's is not its)
+    assert ack_branch(_invite(via="SIP/2.0/UDP a, SIP/2.0/UDP b;branch=z9hG4bK-2")
+                      .replace(b"INVITE sip", b"ACK sip", 1)) is None
+    folded = ack.replace(b";branch=z9hG4bK-abc", b"\r\n ;branch=z9hG4bK-abc", 1)
+    assert ack_branch(folded) is None
+    body = b"v=0\r\nVia: SIP/2.0/UDP x;branch=z9hG4bK-body\r\n"
+    no_via = (b"ACK sip:1000@x SIP/2.0\r\nCall-ID: c\r\nContent-Length: %d\r\n\r\n" % len(body)
+              + body)
+    assert ack_branch(no_via) is None  # a Via in the body is not the message's
+
+
+def test_the_acks_awaited_for_stateless_refusals_are_bounded():
+    guard = OverloadGuard(0.1, 100.0)
+    for n in range(REFUSED_BRANCHES + 10):
+        guard.refused_statelessly(b"b%d" % n)
+    assert len(guard.refused) == REFUSED_BRANCHES
+    assert not guard.absorbs_ack(b"b0") and not guard.absorbs_ack(None)
+    assert guard.absorbs_ack(b"b%d" % (REFUSED_BRANCHES + 9))
+    assert not guard.absorbs_ack(b"b%d" % (REFUSED_BRANCHES + 9))  # once
+
+
 def test_a_stateless_refusal_copies_what_a_response_must():
     status, extra = b"SIP/2.0 503 Service Unavailable\r\n", b"Retry-After: 1\r\nServer: Twilio\r\n"
     refusal = stateless_refusal(_invite(), "127.0.0.1", 5099, status, extra)
@@ -297,8 +327,20 @@ async def test_new_calls_that_waited_are_shed_before_parsing(harness, action, mo
         refusal = parse_datagram(flood.last(2, 503))
         assert refusal.headers.get("Retry-After") == "1" and refusal.to.tag
         assert refusal.headers.get("CSeq") == "1 INVITE"
+        # Its ACK (the INVITE's branch, RFC 3261 §17.1.1.3) is absorbed from its bytes, once;
+        # an ACK of another branch is parsed as any message.
+        to = _TO.search(flood.last(2, 503)).group(1).decode()
+        assert node.overload.refused
+        flood.request("ACK", 2, "1", 1, to)
+        assert not any(b"2@flood" in data for data in parsed)
+        assert not node.overload.refused
+        flood.request("ACK", 2, "1", 1, to)
+        flood.request("ACK", 2, "9", 1, to)
+        assert sum(b"2@flood" in data for data in parsed) == 2
+        assert flood.statuses(2) == [503, 503]  # an ACK is never answered
     else:
         assert flood.statuses(2) == []
+        assert not node.overload.refused  # nothing refused: no ACK is awaited
     # Calls under way go on: a retransmitted INVITE of a call taken gets its 407 again, and
     # the call answers its challenge and is answered.
     flood.first_invite(1)

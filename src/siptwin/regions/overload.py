@@ -30,6 +30,7 @@ at its header lines, not a parse.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -125,6 +126,9 @@ class OverloadGuard:
     # branches of the new calls taken lately: a retransmission of one is not a new call
     taken: OrderedDict[bytes, None] = field(default_factory=OrderedDict, repr=False)
     admission: AdmissionRate = field(init=False)
+    # branches of the new calls lately refused 503 statelessly: their ACKs are absorbed
+    # from the bytes (ack_branch), not parsed to find that nothing holds them
+    refused: OrderedDict[bytes, None] = field(default_factory=OrderedDict, repr=False)
     shed_now: int = 0  # new calls by datagram shed since the previous tick
     completed_now: int = 0  # call setups the node completed since the previous tick
 
@@ -153,6 +157,22 @@ class OverloadGuard:
         taken[branch] = None
         if len(taken) > TAKEN_BRANCHES:
             taken.popitem(last=False)
+        return True
+
+    def refused_statelessly(self, branch: bytes) -> None:
+        """A new call's INVITE (top Via ``branch``) was answered 503 without a transaction."""
+        refused = self.refused
+        refused[branch] = None
+        if len(refused) > REFUSED_BRANCHES:
+            refused.popitem(last=False)
+
+    def absorbs_ack(self, branch: bytes | None) -> bool:
+        """Whether an ACK with top Via ``branch`` acknowledges a stateless 503 (RFC 3261
+        §17.1.1.3: the ACK of a non-2xx final response repeats the INVITE's branch); the
+        branch is forgotten then (a retransmitted INVITE is refused, and remembered, again)."""
+        if branch is None or branch not in self.refused:
+            return False
+        del self.refused[branch]
         return True
 
     def tick(self, lateness: float, elapsed: float, datagrams: int = 0,
@@ -197,6 +217,7 @@ class OverloadGuard:
 # guard's ticks may still shed it there): the cost of a wrong guess is only a call not shed.
 
 TAKEN_BRANCHES = 8192  # new calls' branches remembered, so their retransmissions go on
+REFUSED_BRANCHES = 8192  # refused calls' branches remembered, so their ACKs cost no parse
 
 
 def new_call_branch(data: bytes) -> bytes | None:
@@ -227,6 +248,26 @@ def new_call_branch(data: bytes) -> bytes | None:
                 return None
             branch = value[at + 7:].split(b";", 1)[0].split(b",", 1)[0].strip()
     return branch if to_seen and branch else None
+
+
+_TOP_VIA = re.compile(rb"\r\n(?:via|v)[ \t]*:([^\r\n]*)(\r\n[ \t])?", re.IGNORECASE)
+_BRANCH = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*([^;, \t]+)", re.IGNORECASE)
+
+
+def ack_branch(data: bytes) -> bytes | None:
+    """The top Via branch of an ACK, from its bytes; None for any other message, or when
+    unsure (a folded Via line, several values in it before the branch)."""
+    if not data.startswith(b"ACK "):
+        return None
+    end = data.find(b"\r\n\r\n")
+    via = _TOP_VIA.search(data, 0, len(data) if end < 0 else end + 2)
+    if via is None or via.group(2) is not None:
+        return None
+    value = via.group(1)
+    branch = _BRANCH.search(value)
+    if branch is None or b"," in value[:branch.start()]:
+        return None
+    return branch.group(1).lower()  # (as new_call_branch reads it: from the lower-cased head)
 
 
 _REPLY_HEADERS = (b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq")
