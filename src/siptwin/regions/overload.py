@@ -154,17 +154,12 @@ class OverloadGuard:
               or not self.admission.take()):
             self.shed_now += 1
             return False
-        taken[branch] = None
-        if len(taken) > TAKEN_BRANCHES:
-            taken.popitem(last=False)
+        _remember(taken, branch, TAKEN_BRANCHES)
         return True
 
     def refused_statelessly(self, branch: bytes) -> None:
         """A new call's INVITE (top Via ``branch``) was answered 503 without a transaction."""
-        refused = self.refused
-        refused[branch] = None
-        if len(refused) > REFUSED_BRANCHES:
-            refused.popitem(last=False)
+        _remember(self.refused, branch, REFUSED_BRANCHES)
 
     def absorbs_ack(self, branch: bytes | None) -> bool:
         """Whether an ACK with top Via ``branch`` acknowledges a stateless 503 (RFC 3261
@@ -218,6 +213,13 @@ class OverloadGuard:
 
 TAKEN_BRANCHES = 8192  # new calls' branches remembered, so their retransmissions go on
 REFUSED_BRANCHES = 8192  # refused calls' branches remembered, so their ACKs cost no parse
+
+
+def _remember(branches: OrderedDict[bytes, None], branch: bytes, most: int) -> None:
+    """Add ``branch``; past ``most``, the oldest one is forgotten."""
+    branches[branch] = None
+    if len(branches) > most:
+        branches.popitem(last=False)
 
 
 def new_call_branch(data: bytes) -> bytes | None:
