@@ -190,12 +190,18 @@ async def test_silence_from_the_shared_packet_is_each_streams_own_rtp():
             receiver.close()
 
 
-async def test_no_silence_while_a_prompt_or_digits_hold_the_stream():
+async def _hand_ticked_stream() -> media.MediaStream:
+    """An open PCMU stream taken off the shared media clock: the test ticks it by hand."""
     stream = media.MediaStream("127.0.0.1")
     await stream.open()
     stream.plan = media.MediaPlan("127.0.0.1", 9, media.PCMU, 101)
     assert stream._clock is not None
-    stream._clock.leave(stream)  # ticks by hand only
+    stream._clock.leave(stream)
+    return stream
+
+
+async def test_no_silence_while_a_prompt_or_digits_hold_the_stream():
+    stream = await _hand_ticked_stream()
     try:
         # A prompt's frames go out on the ticks, one each, in place of silence; the tick of
         # its last frame ends it, and the next tick has the next prompt's first frame or
@@ -226,11 +232,7 @@ async def test_no_silence_while_a_prompt_or_digits_hold_the_stream():
 
 
 async def test_a_prompt_ends_when_its_stop_is_set_or_its_stream_closes():
-    stream = media.MediaStream("127.0.0.1")
-    await stream.open()
-    stream.plan = media.MediaPlan("127.0.0.1", 9, media.PCMU, 101)
-    assert stream._clock is not None
-    stream._clock.leave(stream)
+    stream = await _hand_ticked_stream()
     stop = asyncio.Event()
     playing = asyncio.ensure_future(stream.play(media.tone(440.0, 1.0), stop))
     await asyncio.sleep(0)

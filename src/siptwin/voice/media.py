@@ -530,7 +530,7 @@ class _DatagramSocket:
 
     def reuse(self, deliver: Callable[[bytes, tuple[str, int]], None], drain: bool = True) -> None:
         """Hand the socket to a new stream, after dropping what is still queued on it
-        (``drain`` False: the caller knows nothing is, see :func:`_queued`)."""
+        (``drain`` False: the caller knows nothing is, see :func:`_anything_queued`)."""
         sock = self._sock
         assert sock is not None
         if drain:
@@ -542,12 +542,12 @@ class _DatagramSocket:
         self._deliver = deliver
 
 
-def _queued(*sockets: _DatagramSocket) -> list[int]:
-    """The descriptors among ``sockets`` with a datagram (or an error) waiting: one select for
-    a port pair costs less than a failing ``recvfrom`` on each, and most often none waits."""
+def _anything_queued(*sockets: _DatagramSocket) -> bool:
+    """Whether any of ``sockets`` has a datagram (or an error) waiting: one select for a port
+    pair costs less than a failing ``recvfrom`` on each, and most often none waits."""
     descriptors = [s._sock.fileno() for s in sockets if s._sock is not None]
     readable, _, _ = select.select(descriptors, (), (), 0)
-    return readable
+    return bool(readable)
 
 
 def _discard(data: bytes, source: tuple[str, int]) -> None:
@@ -776,9 +776,9 @@ class MediaStream:
         kept = self._ports.take(loop, self.local_host) if self._ports is not None else None
         if kept is not None:
             self._transport, self._rtcp, self._stale = kept
-            queued = _queued(self._transport, self._rtcp)
-            self._transport.reuse(self._on_packet, drain=bool(queued))
-            self._rtcp.reuse(self._on_rtcp, drain=bool(queued))
+            queued = _anything_queued(self._transport, self._rtcp)
+            self._transport.reuse(self._on_packet, drain=queued)
+            self._rtcp.reuse(self._on_rtcp, drain=queued)
             port = self._transport.port
         else:
             rtp_sock, rtcp_sock, port = _port_pair(self.local_host)
