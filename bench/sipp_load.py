@@ -12,9 +12,10 @@ SIPp (harness/sipp/uac_auth.xml over UDP: INVITE, 407, ACK, INVITE with credenti
 passes when SIPp exits 0 with 0 failed calls, every call it was asked for succeeded, and it
 achieved at least 90 % of the rate (a saturated twin completes its calls late, through
 retransmissions, but does not sustain the rate). ``--workers N`` starts ``siptwin up
---workers N`` and has SIPp use a socket per call (``-t un``) so the calls spread;
-``--socket-per-call`` does the same with one worker, so that 1 and N workers meet the same
-client. Each rate also prints the CPU seconds of every twin process (parent first) and SIPp's.
+--workers N`` and has SIPp send from ``--sources`` loopback addresses (default 16; ``-t ui``,
+a socket per address) so that SO_REUSEPORT spreads the calls over the workers, as calls from
+many PBXs spread; ``--sources 16`` does the same with one worker, so that 1 and N workers meet
+the same client. Each rate also prints the CPU seconds of every twin process (parent first) and SIPp's.
 
 It prints (and writes as JSON with --json): per rate the calls, failures, retransmissions,
 achieved calls/s, setup-time percentiles and the twin's CPU time per call; the highest rate
@@ -239,29 +240,44 @@ def provision_domain(api_url: str, sid: str, token: str, voice_url: str) -> None
 
 
 def sipp_argv(host: str, port: int, region: str, rate: int, calls: int, limit: int,
-              scenario: Path = SCENARIO, socket_per_call: bool = False,
+              scenario: Path = SCENARIO, sources: Path | None = None,
               account: tuple[str, str, str] | None = None) -> list[str]:
-    """``account``: (domain, user, password) of another server (bench/versus_kamailio.py)."""
+    """``account``: (domain, user, password) of another server (bench/versus_kamailio.py).
+    ``sources``: an injection file of local addresses (:func:`write_sources`)."""
     domain, user, password = account or (f"{LABEL}.sip.{region}.twilio.com", USER, PASSWORD)
-    # -t un: a socket (source port) per call, so that SO_REUSEPORT spreads the calls over
-    # the twin's worker processes; -t u1 sends everything from one port (one process).
-    transport = ["-t", "un", "-max_socket", "10000"] if socket_per_call else ["-t", "u1"]
+    # -t ui: one socket per local address of the injection file, calls taking them in turn,
+    # so that SO_REUSEPORT (which hashes the source address and port) spreads the calls over
+    # the twin's worker processes. A socket per call (-t un) spreads them too, but costs SIPp
+    # about half as much again per call, on the cores the twin needs.
+    transport = (["-t", "ui", "-inf", str(sources), "-ip_field", "0", "-max_socket", "1000"]
+                 if sources is not None else ["-t", "u1", "-i", "127.0.0.1"])
     return ["sipp", f"{host}:{port}", "-sf", str(scenario), *transport,
             "-key", "domain", domain, "-s", "1000",
             "-au", user, "-ap", password, "-auth_uri", f"1000@{domain}",
-            "-i", "127.0.0.1", "-p", "0", "-r", str(rate), "-m", str(calls), "-l", str(limit),
+            "-p", "0", "-r", str(rate), "-m", str(calls), "-l", str(limit),
             "-recv_timeout", "5s", "-timeout", "120s", "-nostdin",
             "-trace_stat", "-stf", "stat.csv", "-fd", "1",
             "-trace_rtt", "-rtt_freq", "1", "-trace_err"]
 
 
+def write_sources(directory: Path, count: int) -> Path:
+    """SIPp's injection file of ``count`` loopback source addresses (127.0.0.1 up): 127/8 is
+    the loopback interface's in every network namespace, so each can be bound as it is."""
+    if not 1 <= count <= 250:
+        raise ValueError("--sources: 1 to 250 addresses")
+    path = directory / "sources.csv"
+    path.write_text("SEQUENTIAL\n" + "".join(f"127.0.0.{n};\n" for n in range(1, count + 1)))
+    return path
+
+
 def run_rate(host: str, port: int, region: str, rate: int, seconds: float, limit: int,
-             work: Path, scenario: Path, socket_per_call: bool = False,
+             work: Path, scenario: Path, sources: int = 0,
              account: tuple[str, str, str] | None = None) -> RateResult:
     calls = int(rate * seconds)
     run_dir = work / f"rate-{rate}"
     run_dir.mkdir()
-    argv = sipp_argv(host, port, region, rate, calls, limit, scenario, socket_per_call, account)
+    argv = sipp_argv(host, port, region, rate, calls, limit, scenario,
+                     write_sources(run_dir, sources) if sources else None, account)
     began = time.perf_counter()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(argv, cwd=run_dir, capture_output=True, text=True, timeout=300)
@@ -327,10 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voice-url", default=None,
                         help="the domain's voice_url (overrides --app)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="siptwin up --workers (SIPp then uses a socket per call)")
-    parser.add_argument("--socket-per-call", action="store_true",
-                        help="SIPp -t un also with one worker (to compare 1 and N workers "
-                             "under the same client load)")
+                        help="siptwin up --workers (SIPp then sends from --sources addresses)")
+    parser.add_argument("--sources", type=int, default=None,
+                        help="SIPp sends from this many loopback addresses, a socket each "
+                             "(-t ui; default 16 with --workers > 1, else one socket): give "
+                             "it with one worker to compare 1 and N under the same client")
     parser.add_argument("--keep-going", action="store_true", help="run rates past a failure")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--py-spy", type=Path, metavar="FILE",
@@ -383,14 +400,15 @@ def run_app(app: str, voice_url: str, args: argparse.Namespace, command: str) ->
                   f"{'cps':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'cpu ms/call':>11} "
                   f"{'sipp ms/call':>12}")
             sampler = start_sampler(twin.pid, args.py_spy) if args.py_spy else None
-            per_call = args.workers > 1 or args.socket_per_call
+            sources = args.sources if args.sources is not None else (
+                16 if args.workers > 1 else 0)
             for rate in rates:
                 cpu_before = [cpu_seconds(pid) for pid in twin.pids]
                 user_before, system_before = user_system_seconds(twin.pid)
                 if profile:
                     os.kill(twin.pid, signal.SIGUSR1)
                 result = run_rate(host, port, args.region, rate, args.seconds, args.limit, work,
-                                  scenario, socket_per_call=per_call)
+                                  scenario, sources=sources)
                 if profile:
                     os.kill(twin.pid, signal.SIGUSR2)
                 if result.successful:

@@ -4,6 +4,7 @@ Run (as root, best inside a private network namespace so nothing else holds the 
     unshare -n bash -c 'ip link set lo up; python bench/versus_kamailio.py'
     [--rates 200,400,600,800,1000,1500,2000] [--seconds 5] [--app pause|say] [--overload]
     [--overload-factors 1.15,2 | --overload-rate 290,500] [--twin-only] [--workers N]
+    [--sources N]
 
 Kamailio runs bench/anchors/kamailio-auth-answer.cfg (udp:127.0.0.1:5070: a 407 to every
 INVITE, the digest checked, 200 OK sent by Kamailio itself); the twin is ``siptwin up`` (one
@@ -100,7 +101,7 @@ class System:
     steps: list[RateResult] = field(default_factory=list)
     best: RateResult | None = None
     memory: tuple[int, int] = (0, 0)
-    socket_per_call: bool = False  # SIPp -t un (so SO_REUSEPORT spreads calls over workers)
+    sources: int = 0  # SIPp's source addresses (-t ui: so SO_REUSEPORT spreads calls over workers)
 
     def cpu(self) -> float:
         total = 0.0
@@ -173,7 +174,7 @@ def step(system: System, rate: int, seconds: float, limit: int, work: Path,
     run_dir = work / (name or system.name)
     run_dir.mkdir(parents=True, exist_ok=True)
     result = run_rate(system.host, system.port, "us1", rate, seconds, limit, run_dir, SCENARIO,
-                      socket_per_call=system.socket_per_call,
+                      sources=system.sources,
                       account=(system.domain, system.user, system.password))
     if result.successful:
         result.twin_cpu_ms_per_call = round((system.cpu() - before) * 1000 / result.successful, 3)
@@ -219,9 +220,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="siptwin up --limit for the twin (repeatable)")
     parser.add_argument("--settings", type=Path, help="siptwin up --settings for the twin")
     parser.add_argument("--workers", type=int, default=1,
-                        help="siptwin up --workers for the twin (SIPp then uses a socket per "
-                             "call against both systems)")
+                        help="siptwin up --workers for the twin (SIPp then sends from "
+                             "--sources addresses to both systems)")
+    parser.add_argument("--sources", type=int, default=None,
+                        help="SIPp sends from this many loopback addresses, a socket each "
+                             "(-t ui; default 16 with --workers > 1, else one socket)")
     args = parser.parse_args(argv)
+    sources = args.sources if args.sources is not None else (16 if args.workers > 1 else 0)
     rates = [int(r) for r in args.rates.split(",")]
     command = "python bench/versus_kamailio.py " + shlex.join(
         argv if argv is not None else sys.argv[1:])
@@ -246,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
             systems = [
                 System("kamailio", *KAMAILIO, domain="127.0.0.1", user="alice",
                        password="secret", pids=[] if args.twin_only else kamailio.pids,
-                       socket_per_call=args.workers > 1),
+                       sources=sources),
                 System("twin", host, port, domain=f"{LABEL}.sip.us1.twilio.com", user=USER,
-                       password=PASSWORD, pids=twin.pids, socket_per_call=args.workers > 1),
+                       password=PASSWORD, pids=twin.pids, sources=sources),
             ][1 if args.twin_only else 0:]
             for system in systems:
                 step(system, 50, 1.0, args.limit, work / "warm-up")  # first imports, caches
