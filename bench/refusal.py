@@ -42,7 +42,6 @@ from pathlib import Path
 
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
 from siptwin.runtime import settle_for_serving
-from siptwin.sip.routing import Hop
 from siptwin.transport.endpoint import Source
 from siptwin.twin.config import TwinConfig
 from siptwin.twin.embedded import EmbeddedTwin
