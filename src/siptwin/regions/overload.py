@@ -142,8 +142,9 @@ class OverloadGuard:
         there the node admits new calls at the rate of its ``AdmissionRate`` (module
         docstring); one that waited more than twice ``wait_limit`` on a busy node is shed
         anyway. On a stream (``waited`` None: no such clock) the node sheds while
-        ``shedding``. A retransmission of a shed INVITE is judged afresh (a caller that
-        retries when the node has room gets in); one of an INVITE taken goes on."""
+        ``shedding``. A retransmission of a dropped INVITE is judged afresh (a caller that
+        retries when the node has room gets in; one refused 503 is refused again, with the
+        same tag, before it gets here: ``refused``); one of an INVITE taken goes on."""
         taken = self.taken
         if branch in taken:
             return True
