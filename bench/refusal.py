@@ -110,6 +110,7 @@ async def run(args: argparse.Namespace) -> None:
             datagrams = 0
             shed_before, parsed_before = guard.shed_before_parsing, guard.shed
             gc.collect()
+            tracked_before = len(gc.get_objects())
             collections_before = sum(s["collections"] for s in gc.get_stats())
             for first in range(100_000, 100_000 + args.calls, args.batch):
                 numbers = range(first, min(first + args.batch, 100_000 + args.calls))
@@ -147,6 +148,8 @@ async def run(args: argparse.Namespace) -> None:
                     profiler.disable()
                 datagrams += len(acks)
             collections = sum(s["collections"] for s in gc.get_stats()) - collections_before
+            gc.collect()
+            tracked = len(gc.get_objects()) - tracked_before
             calls = args.calls
             refused_ms = (invite_cpu + ack_cpu) * 1e3 / calls
             print(f"completed call: {completed_ms:.3f} ms CPU ({args.completed} calls, "
@@ -157,7 +160,8 @@ async def run(args: argparse.Namespace) -> None:
                   f"{refused_ms / completed_ms:.3f} of a completed call)")
             print(f"shed before parsing: {guard.shed_before_parsing - shed_before} of "
                   f"{guard.shed - parsed_before}; ACKs awaited still: {len(guard.refused)}; "
-                  f"collector passes during the refusals: {collections}; "
+                  f"collector passes during the refusals: {collections}; objects the "
+                  f"collector tracks, after against before: {tracked:+d}; "
                   f"transactions alive: {len(node.layer)}")
             if profiler:
                 profiler.dump_stats(args.profile)
