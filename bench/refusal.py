@@ -23,7 +23,8 @@ send, alone: add two reads and a send per refused call, three reads with a retra
 and the event loop's wake-ups. ``--sipp RATE`` counts them: after the completed calls, real
 SIPp (harness/sipp/uac_auth.xml, ``-t u1``) offers RATE new calls a second for ``--seconds``
 to the us1 node, all refused, and the process's CPU time (user + system, the kernel's share
-of the sockets included) over those calls is printed per refused call.
+of the sockets included) over those calls, less what the idle twin costs in as long (its
+timers, measured for 2 s before), is printed per refused call.
 """
 
 from __future__ import annotations
@@ -178,15 +179,27 @@ async def refused_by_sipp(node, args: argparse.Namespace, completed_ms: float) -
     with tempfile.TemporaryDirectory(prefix="siptwin-refusal-sipp-") as work:
         argv = sipp_argv(host, port, "us1", args.sipp, calls, calls, SCENARIO)
         shed, absorbed_before = guard.shed, len(guard.refused)
+        # What the twin costs idle (its timers, the media clock): subtracted below.
+        usage, began = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        await asyncio.sleep(2.0)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        idle = ((after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)) \
+            / (time.perf_counter() - began)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         began = time.perf_counter()
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
         proc = await asyncio.to_thread(subprocess.run, argv, cwd=work, capture_output=True,
                                        text=True, timeout=300)
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
         wall = time.perf_counter() - began
         after = resource.getrusage(resource.RUSAGE_SELF)
         stat = Path(work) / "stat.csv"
         rows = stat.read_text().splitlines() if stat.exists() else []
-    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime) - idle * wall
     system = after.ru_stime - usage.ru_stime
     refused = guard.shed - shed
     retrans = "?"
@@ -199,7 +212,9 @@ async def refused_by_sipp(node, args: argparse.Namespace, completed_ms: float) -
           f"awaited at the end {len(guard.refused) - absorbed_before:+d}")
     print(f"refused call under SIPp: {cpu * 1e3 / max(1, calls):.4f} ms CPU a call "
           f"(system {system * 1e3 / max(1, calls):.4f}); {cpu:.2f} s in {wall:.1f} s "
-          f"({cpu / wall:.2f} of a core; includes the idle loop's wake-ups)")
+          f"({cpu / wall:.2f} of a core; the idle twin's {idle * 1e3:.1f} ms a second "
+          f"subtracted); the process was preempted {after.ru_nivcsw - usage.ru_nivcsw} times, "
+          f"and waited {after.ru_nvcsw - usage.ru_nvcsw} times")
 
 
 def main() -> int:
