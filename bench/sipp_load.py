@@ -82,6 +82,11 @@ class RateResult:
     twin_user_ms_per_call: float | None = None  # of the first twin process only
     twin_system_ms_per_call: float | None = None
     cpu_s_by_process: list[float] = field(default_factory=list)  # twin parent, then workers
+    # of the failed calls: answered by a response the flow does not expect (an overloaded
+    # twin's 503), and timed out waiting (calls taken that did not complete: retransmissions
+    # unanswered, or an answer that came after SIPp gave up)
+    failed_unexpected: int = 0
+    failed_timeout: int = 0
 
     @property
     def passed(self) -> bool:
@@ -285,7 +290,7 @@ def run_rate(host: str, port: int, region: str, rate: int, seconds: float, limit
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     sipp_cpu = (children.ru_utime - children_before.ru_utime
                 + children.ru_stime - children_before.ru_stime)
-    successful = failed = retrans = 0
+    successful = failed = retrans = unexpected = timeout = 0
     stat = run_dir / "stat.csv"
     if stat.exists():
         rows = list(csv.reader(stat.read_text().splitlines(), delimiter=";"))
@@ -294,12 +299,18 @@ def run_rate(host: str, port: int, region: str, rate: int, seconds: float, limit
         successful = int(last[col["SuccessfulCall(C)"]])
         failed = int(last[col["FailedCall(C)"]])
         retrans = int(last[col["Retransmissions(C)"]])
+        if "FailedUnexpectedMessage(C)" in col:
+            unexpected = int(last[col["FailedUnexpectedMessage(C)"]] or 0)
+        timeout = sum(int(last[col[name]] or 0) for name in
+                      ("FailedTimeoutOnRecv(C)", "FailedMaxUDPRetrans(C)", "FailedTimeoutOnSend(C)")
+                      if name in col)
     times = sorted(_rtt_values(run_dir))
     return RateResult(rate, calls, successful, failed, retrans, proc.returncode, round(wall, 2),
                       round(successful / wall, 1) if wall else 0.0,
                       _pct(times, 0.50), _pct(times, 0.99), times[-1] if times else None,
                       sipp_cpu_ms_per_call=round(sipp_cpu * 1000 / successful, 2)
-                      if successful else None, sipp_cpu_s=round(sipp_cpu, 2))
+                      if successful else None, sipp_cpu_s=round(sipp_cpu, 2),
+                      failed_unexpected=unexpected, failed_timeout=timeout)
 
 
 def _rtt_values(run_dir: Path) -> list[float]:

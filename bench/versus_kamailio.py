@@ -312,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{tw.rate if tw else 'none'}): completed {overload.successful}/{overload.calls}"
               f" = {window:.0f}/s over the offered window = {share} of its clean rate "
               f"(target >= 90 %; {overload.achieved_cps}/s over SIPp's wall time "
-              f"{overload.wall_s} s), {overload.failed} refused or failed, "
+              f"{overload.wall_s} s), {overload.failed} refused or failed "
+              f"({overload.failed_unexpected} answered 503 or otherwise unexpectedly, "
+              f"{overload.failed_timeout} timed out), "
               f"{overload.retransmissions} retransmissions, p99 setup "
               f"{overload.p99_ms} ms, CPU {overload.twin_cpu_ms_per_call} ms per completed "
               f"call, PSS after {overload_memory[0] / 1024:.1f} MB")

@@ -242,7 +242,7 @@ def test_an_acks_branch_is_read_from_its_bytes_as_an_invites():
 def test_the_acks_awaited_for_stateless_refusals_are_bounded():
     guard = OverloadGuard(0.1, 100.0)
     for n in range(REFUSED_BRANCHES + 10):
-        guard.refused_statelessly(b"b%d" % n)
+        guard.refused_statelessly(b"b%d" % n, b"t%d" % n)
     assert len(guard.refused) == REFUSED_BRANCHES
     assert not guard.absorbs_ack(b"b0") and not guard.absorbs_ack(None)
     assert guard.absorbs_ack(b"b%d" % (REFUSED_BRANCHES + 9))
@@ -251,7 +251,7 @@ def test_the_acks_awaited_for_stateless_refusals_are_bounded():
 
 def test_a_stateless_refusal_copies_what_a_response_must():
     status, extra = b"SIP/2.0 503 Service Unavailable\r\n", b"Retry-After: 1\r\nServer: Twilio\r\n"
-    refusal = stateless_refusal(_invite(), "127.0.0.1", 5099, status, extra)
+    refusal = stateless_refusal(_invite(), "127.0.0.1", 5099, status, extra, b"t-1")
     response = parse_datagram(refusal)
     assert response.status == 503 and response.headers.get("Retry-After") == "1"
     assert [v for v in response.headers.get_all("Via")] == [
@@ -260,14 +260,14 @@ def test_a_stateless_refusal_copies_what_a_response_must():
     assert response.to.tag and response.headers.get("From") == "<sip:alice@x>;tag=f1"
     # rport: the reply names the source it goes to (RFC 3581).
     rport = stateless_refusal(_invite(via="SIP/2.0/UDP 10.1.1.1:5099;rport;branch=z9hG4bK-abc"),
-                              "127.0.0.1", 40000, status, extra)
+                              "127.0.0.1", 40000, status, extra, b"t-1")
     assert parse_datagram(rport).top_via.received == "127.0.0.1"
     assert parse_datagram(rport).top_via.rport == 40000
     # A reply routed elsewhere than the source is left to the full parse.
     for via in ("SIP/2.0/UDP 10.1.1.1:5099;branch=z9hG4bK-abc",
                 "SIP/2.0/UDP 127.0.0.1:5099;maddr=10.2.2.2;branch=z9hG4bK-abc",
                 "SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-abc, SIP/2.0/UDP b"):
-        assert stateless_refusal(_invite(via=via), "127.0.0.1", 5099, status, extra) is None
+        assert stateless_refusal(_invite(via=via), "127.0.0.1", 5099, status, extra, b"t") is None
 
 
 def test_a_new_call_that_waited_too_long_on_a_busy_node_is_shed():
@@ -327,6 +327,9 @@ async def test_new_calls_that_waited_are_shed_before_parsing(harness, action, mo
         refusal = parse_datagram(flood.last(2, 503))
         assert refusal.headers.get("Retry-After") == "1" and refusal.to.tag
         assert refusal.headers.get("CSeq") == "1 INVITE"
+        # The retransmission's 503 is the same answer: one To tag (RFC 3261 §8.2.6.2).
+        tags = {parse_datagram(r).to.tag for r in flood.replies[b"2@flood"]}
+        assert len(tags) == 1
         # Its ACK (the INVITE's branch, RFC 3261 §17.1.1.3) is absorbed from its bytes, once;
         # an ACK of another branch is parsed as any message.
         to = _TO.search(flood.last(2, 503)).group(1).decode()
@@ -341,6 +344,19 @@ async def test_new_calls_that_waited_are_shed_before_parsing(harness, action, mo
     else:
         assert flood.statuses(2) == []
         assert not node.overload.refused  # nothing refused: no ACK is awaited
+    # A retransmission of an INVITE refused 503 is refused again even when the node has room
+    # by then (its caller has been told; taking it would leave a 407 nobody answers); one
+    # that was dropped is judged afresh, and taken.
+    flood.first_invite(5)
+    node.endpoint.datagram_wait = 0.0
+    flood.first_invite(5)
+    if action == "reject":
+        assert flood.statuses(5) == [503, 503]
+        assert len({parse_datagram(r).to.tag for r in flood.replies[b"5@flood"]}) == 1
+        assert twin.calls.get("5@flood") is None
+    else:
+        assert flood.statuses(5) == [100, 407]
+    node.endpoint.datagram_wait = 0.5
     # Calls under way go on: a retransmitted INVITE of a call taken gets its 407 again, and
     # the call answers its challenge and is answered.
     flood.first_invite(1)

@@ -438,21 +438,27 @@ class RegionNode:
         if branch is None:
             return False
         overload = self.overload
-        waited = self.endpoint.datagram_wait if self._judged_by_wait(source) else None
-        if overload.admits_new_call(branch, waited):
-            return False
+        # A retransmission of an INVITE refused 503 is refused again, with the same To tag
+        # (RFC 3261 §8.2.6.2): its caller has been told, the 503 may be on its way.
+        tag = overload.refused.get(branch)
+        if tag is None:
+            waited = self.endpoint.datagram_wait if self._judged_by_wait(source) else None
+            if overload.admits_new_call(branch, waited):
+                return False
         overload.messages += 1
         overload.shed += 1
         overload.shed_before_parsing += 1
         self._log_sip("in", source.transport, (source.host, source.port), data)
         if self.fidelity.overload_action == "reject":
+            if tag is None:
+                tag = twilio_to_tag().encode()
             refusal = stateless_refusal(data, source.host, source.port,
                                         b"SIP/2.0 503 Service Unavailable\r\n",
-                                        self._refusal_headers)
+                                        self._refusal_headers, tag)
             if refusal is not None:
                 self._log_sip("out", source.transport, (source.host, source.port), refusal)
                 self.endpoint.send_now(refusal, source.reply_to)
-                overload.refused_statelessly(branch)
+                overload.refused_statelessly(branch, tag)
             else:  # its Via asks more of the reply's routing: answered from the full parse
                 message = admit(data, self.policy, datagram=source.transport == "udp",
                                 max_size=self.endpoint.limits.max_message_size).message

@@ -33,8 +33,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
-
-from .responses import twilio_to_tag
+from typing import Any
 
 TICK_SECONDS = 0.05
 STANDING_DATAGRAMS = 8  # read in a tick, at least, before their waits tell of a standing queue
@@ -126,9 +125,10 @@ class OverloadGuard:
     # branches of the new calls taken lately: a retransmission of one is not a new call
     taken: OrderedDict[bytes, None] = field(default_factory=OrderedDict, repr=False)
     admission: AdmissionRate = field(init=False)
-    # branches of the new calls lately refused 503 statelessly: their ACKs are absorbed
-    # from the bytes (ack_branch), not parsed to find that nothing holds them
-    refused: OrderedDict[bytes, None] = field(default_factory=OrderedDict, repr=False)
+    # branches of the new calls lately refused 503 statelessly, with the To tag of the 503:
+    # their ACKs are absorbed from the bytes (ack_branch), not parsed to find that nothing
+    # holds them, and a retransmitted INVITE gets the same 503 again
+    refused: OrderedDict[bytes, bytes] = field(default_factory=OrderedDict, repr=False)
     shed_now: int = 0  # new calls by datagram shed since the previous tick
     completed_now: int = 0  # call setups the node completed since the previous tick
 
@@ -142,8 +142,9 @@ class OverloadGuard:
         there the node admits new calls at the rate of its ``AdmissionRate`` (module
         docstring); one that waited more than twice ``wait_limit`` on a busy node is shed
         anyway. On a stream (``waited`` None: no such clock) the node sheds while
-        ``shedding``. A retransmission of a shed INVITE is judged afresh (a caller that
-        retries when the node has room gets in); one of an INVITE taken goes on."""
+        ``shedding``. A retransmission of a dropped INVITE is judged afresh (a caller that
+        retries when the node has room gets in; one refused 503 is refused again, with the
+        same tag, before it gets here: ``refused``); one of an INVITE taken goes on."""
         taken = self.taken
         if branch in taken:
             return True
@@ -157,9 +158,10 @@ class OverloadGuard:
         _remember(taken, branch, TAKEN_BRANCHES)
         return True
 
-    def refused_statelessly(self, branch: bytes) -> None:
-        """A new call's INVITE (top Via ``branch``) was answered 503 without a transaction."""
-        _remember(self.refused, branch, REFUSED_BRANCHES)
+    def refused_statelessly(self, branch: bytes, tag: bytes) -> None:
+        """A new call's INVITE (top Via ``branch``) was answered 503 without a transaction,
+        its To ``tag`` given."""
+        _remember(self.refused, branch, REFUSED_BRANCHES, tag)
 
     def absorbs_ack(self, branch: bytes | None) -> bool:
         """Whether an ACK with top Via ``branch`` acknowledges a stateless 503 (RFC 3261
@@ -215,11 +217,48 @@ TAKEN_BRANCHES = 8192  # new calls' branches remembered, so their retransmission
 REFUSED_BRANCHES = 8192  # refused calls' branches remembered, so their ACKs cost no parse
 
 
-def _remember(branches: OrderedDict[bytes, None], branch: bytes, most: int) -> None:
-    """Add ``branch``; past ``most``, the oldest one is forgotten."""
-    branches[branch] = None
+def _remember(branches: OrderedDict[bytes, Any], branch: bytes, most: int,
+              value: Any = None) -> None:
+    """Add ``branch`` (with ``value``); past ``most``, the oldest one is forgotten."""
+    branches[branch] = value
     if len(branches) > most:
         branches.popitem(last=False)
+
+
+# The top Via's line: the first header line named Via (or v), at the start of a line (a folded
+# continuation starts with a blank, so it never matches).
+_VIA_LINE = re.compile(rb"\r\n(?:via|v)[ \t]*:", re.IGNORECASE)
+# A branch parameter as the full parser reads it: its value a token, ended by the next
+# parameter, the next Via value or the end of the line (anything else: unsure).
+_BRANCH = re.compile(rb';[ \t]*branch[ \t]*=[ \t]*([^;,"\s]+)[ \t]*(?=[;,]|$)', re.IGNORECASE)
+_TO_LINE = re.compile(rb"\r\n(?:to|t)[ \t]*:([^\r\n]*)")  # (in a lower-cased head)
+
+
+def top_via_branch(data: bytes, end: int) -> bytes | None:
+    """The branch of the top Via of a message whose header lines end at ``end`` (where its
+    blank line begins, or its length), lower-cased; None when there is none or when unsure:
+    no Via line, a folded one, a quoted string or a second Via value before the branch."""
+    via = _VIA_LINE.search(data, 0, end)
+    if via is None:
+        return None
+    start = via.end()
+    stop = data.find(b"\r\n", start, end)
+    if stop < 0:
+        stop = end
+    elif data[stop + 2:stop + 3] in (b" ", b"\t"):
+        return None  # its value goes on on a folded line
+    branch = _BRANCH.search(data, start, stop)
+    if branch is None:
+        return None
+    at = branch.start()
+    if data.find(b",", start, at) >= 0 or data.find(b'"', start, at) >= 0:
+        return None  # another Via value first (its own branch, if any, counts), or a quote
+    return branch.group(1).lower()
+
+
+def _head_end(data: bytes) -> int:
+    end = data.find(b"\r\n\r\n")
+    return len(data) if end < 0 else end
 
 
 def new_call_branch(data: bytes) -> bytes | None:
@@ -227,94 +266,79 @@ def new_call_branch(data: bytes) -> bytes | None:
     dialog, without credentials); None for any other message, or when unsure."""
     if not data.startswith(b"INVITE "):
         return None
-    end = data.find(b"\r\n\r\n")
-    head = (data if end < 0 else data[:end]).lower()
+    end = _head_end(data)
+    head = data[:end].lower()
+    if b"\r\n " in head or b"\r\n\t" in head:
+        return None  # a folded header: leave it to the parser
     if b"authorization" in head:
         return None  # answering a challenge: a call under way
-    branch = None
-    to_seen = False
-    for line in head.split(b"\r\n")[1:]:
-        if line[:1] in (b" ", b"\t"):
-            return None  # a folded header: leave it to the parser
-        name, colon, value = line.partition(b":")
-        if not colon:
-            return None
-        name = name.rstrip()
-        if name in (b"to", b"t"):
-            if to_seen or b"tag" in value:
-                return None
-            to_seen = True
-        elif branch is None and name in (b"via", b"v"):
-            at = value.find(b"branch=")
-            if at < 0 or b"," in value[:at]:
-                return None
-            branch = value[at + 7:].split(b";", 1)[0].split(b",", 1)[0].strip()
-    return branch if to_seen and branch else None
-
-
-_TOP_VIA = re.compile(rb"\r\n(?:via|v)[ \t]*:([^\r\n]*)(\r\n[ \t])?", re.IGNORECASE)
-_BRANCH = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*([^;, \t]+)", re.IGNORECASE)
+    to = _TO_LINE.search(head)
+    if to is None or b"tag" in to.group(1) or _TO_LINE.search(head, to.end()) is not None:
+        return None  # in a dialog, or not sure (a second To line)
+    return top_via_branch(head, end)
 
 
 def ack_branch(data: bytes) -> bytes | None:
     """The top Via branch of an ACK, from its bytes; None for any other message, or when
-    unsure (a folded Via line, several values in it before the branch)."""
+    unsure (top_via_branch)."""
     if not data.startswith(b"ACK "):
         return None
-    end = data.find(b"\r\n\r\n")
-    via = _TOP_VIA.search(data, 0, len(data) if end < 0 else end + 2)
-    if via is None or via.group(2) is not None:
-        return None
-    value = via.group(1)
-    branch = _BRANCH.search(value)
-    if branch is None or b"," in value[:branch.start()]:
-        return None
-    return branch.group(1).lower()  # (as new_call_branch reads it: from the lower-cased head)
+    return top_via_branch(data, _head_end(data))
 
 
-_REPLY_HEADERS = (b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq")
+# The header lines a response copies from its request (RFC 3261 §8.2.6.2), long or compact:
+# their names begin with distinct letters (v, f, t, and c or i for Call-ID and CSeq).
+_REPLY_LINES = re.compile(rb"\r\n((?:via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[^\r\n]*)",
+                          re.IGNORECASE)
+_RPORT = re.compile(rb";[ \t]*rport[ \t]*(?=[;=]|$)", re.IGNORECASE)
+_V, _T = ord("v"), ord("t")
 
 
 def stateless_refusal(data: bytes, source_host: str, source_port: int, status_line: bytes,
-                      headers: bytes) -> bytes | None:
+                      headers: bytes, tag: bytes) -> bytes | None:
     """A response to the INVITE ``data`` built from its bytes (RFC 3261 §8.2.6: Via, From,
-    To with our tag, Call-ID and CSeq copied), when its top Via names exactly the address it
-    came from and asks nothing else of the reply's routing (rport, maddr, received); else
-    None, and the caller answers through the full parse. ``status_line`` and ``headers`` (the
-    ones to add after those copied) each end in CRLF."""
+    To with our ``tag``, Call-ID and CSeq copied line by line), when its top Via names exactly
+    the address it came from and asks nothing else of the reply's routing (rport, maddr,
+    received); else None, and the caller answers through the full parse. ``status_line`` and
+    ``headers`` (the ones to add after those copied) each end in CRLF."""
     end = data.find(b"\r\n\r\n")
-    if end < 0:
+    if end < 0 or data.find(b"\r\n ", 0, end) >= 0 or data.find(b"\r\n\t", 0, end) >= 0:
+        return None  # no blank line, or a folded one: left to the parser
+    lines = _REPLY_LINES.findall(data, 0, end)
+    top_via = -1
+    for at, line in enumerate(lines):
+        first = line[0] | 0x20  # (lower case)
+        if first == _V:
+            if top_via < 0:
+                top_via = at
+        elif first == _T:
+            lines[at] = line + b";tag=" + tag
+    if top_via < 0:
         return None
-    lines = data[:end].split(b"\r\n")
-    out = [status_line]
-    top_via = True
-    sent_by = f"{source_host}:{source_port}".encode()
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        key = name.rstrip().lower()
-        if key not in _REPLY_HEADERS:
-            continue
-        if key in (b"via", b"v") and top_via:
-            top_via = False
-            if b"," in value:
-                return None  # several Vias in one header line: leave it to the parser
-            sent, *params = value.split(b";")
-            names = [p.split(b"=", 1)[0].strip().lower() for p in params]
-            if b"maddr" in names or b"received" in names:
-                return None
-            if b"rport" in names:  # RFC 3581: to the source, which the reply names
-                at = names.index(b"rport")
-                if b"=" in params[at]:
-                    return None
-                params[at] = b"rport=%d;received=%s" % (source_port, source_host.encode())
-                line = name + b":" + b";".join([sent, *params])
-            elif sent.split()[-1:] != [sent_by]:
-                return None
-        elif key in (b"to", b"t"):
-            line = line + b";tag=" + twilio_to_tag().encode()
-        out.append(line + b"\r\n")
-    if top_via:
+    via = _reply_via(lines[top_via], source_host, source_port)
+    if via is None:
         return None
-    out.append(headers)
-    out.append(b"Content-Length: 0\r\n\r\n")
-    return b"".join(out)
+    lines[top_via] = via
+    return (status_line + b"\r\n".join(lines) + b"\r\n" + headers
+            + b"Content-Length: 0\r\n\r\n")
+
+
+def _reply_via(line: bytes, source_host: str, source_port: int) -> bytes | None:
+    """The top Via line as the reply carries it, when the reply goes back to the source: the
+    Via asks for ``rport`` (RFC 3581: stamped with the source) or its sent-by is the source;
+    None otherwise, or when unsure (several values, a quoted string, maddr or received)."""
+    colon = line.find(b":") + 1
+    low = line.lower()
+    if (line.find(b",", colon) >= 0 or line.find(b'"', colon) >= 0
+            or low.find(b"maddr", colon) >= 0 or low.find(b"received", colon) >= 0):
+        return None
+    rport = _RPORT.search(line, colon)
+    if rport is not None:
+        if line[rport.end():rport.end() + 1] == b"=":
+            return None  # a value already: not ours to stamp
+        return b"%s;rport=%d;received=%s%s" % (line[:rport.start()], source_port,
+                                               source_host.encode(), line[rport.end():])
+    sent = line[colon:].split(b";", 1)[0].split()
+    if sent[-1:] != [f"{source_host}:{source_port}".encode()]:
+        return None
+    return line
