@@ -560,7 +560,7 @@ class RegionNode:
             request_uri=f"tcp:{source.local_host}:{source.local_port}",
         )
         record.note(f"a TLS handshake arrived on plain TCP port {source.local_port}; "
-                            "the connection was closed")
+                    "the connection was closed")
         self.calls.put(record)
 
     def _apply(self, effects: list, source: Source | None = None) -> None:

@@ -76,7 +76,7 @@ class CallRun:
         self.facts, dropped = call_facts(session)
         for name in dropped:  # `siptwin explain` turns these into its x-header-dropped finding
             self.call.note(f"X- header {name} not passed to the webhook: the total "
-                                   f"exceeds x_header_total_cap={self.fidelity.x_header_total_cap}")
+                           f"exceeds x_header_total_cap={self.fidelity.x_header_total_cap}")
         self.media = media.MediaStream(
             session.region.address, on_digit=session.put_digit,
             inactivity_timeout=float(self.fidelity.rtp_inactivity_timeout),
@@ -162,7 +162,7 @@ class CallRun:
                 self.media.plan = media.plan_late_offer(their_answer) if their_answer else None
                 if self.media.plan is None and not self.ended:
                     self.call.note("late offer: no RTP destination in the ACK's SDP "
-                                           "answer, media not sent")
+                                   "answer, media not sent")
                 keys = (media.late_answer_keys(their_answer, self.session.srtp_key)
                         if their_answer is not None and self.session.srtp_key else None)
             else:
@@ -277,7 +277,7 @@ class CallRun:
         ``webhook_failure`` decide; ``answer-silent`` answers and waits for the hang-up."""
         if self.fidelity.no_voice_url == "answer-silent":
             self.call.note("the SIP domain has no voice_url: answered without TwiML "
-                                   "(no_voice_url=answer-silent)")
+                           "(no_voice_url=answer-silent)")
             await self.answer()
             await self.session.ended.wait()
             return None
@@ -503,7 +503,7 @@ class CallRun:
         others = [noun.name for noun in verb.children if noun.name != "Sip"]
         if others or (not sips and verb.text):
             self.call.note(f"<Dial> to {', '.join(others) or 'a number'} is not emulated: "
-                                   "only <Sip> places a call")
+                           "only <Sip> places a call")
         for noun in sips:
             if self.ended:
                 break
@@ -512,7 +512,7 @@ class CallRun:
             if outcome.response_code is not None and 200 <= outcome.response_code < 300:
                 break
         self.call.note(f"<Dial> {child_sid}: {outcome.status}"
-                               f" ({outcome.response_code or 'no final response'})")
+                       f" ({outcome.response_code or 'no final response'})")
         action = verb.attr("action")
         if not action:
             return STOP if self.ended else None
@@ -605,7 +605,7 @@ class CallRun:
                 break
         duration = int(round(time.monotonic() - began))
         self.call.note(f"<Record>: {duration} s, "
-                               f"{self.media.packets_received - received_before} RTP packets heard")
+                       f"{self.media.packets_received - received_before} RTP packets heard")
         action = verb.attr("action")
         if self.ended or not action:
             return STOP if self.ended else None
