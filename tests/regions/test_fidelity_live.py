@@ -105,7 +105,7 @@ async def test_spec_4_2_unknown_domain_is_404_without_a_twilio_error(harness) ->
     got = await harness.call("us1", "sip:1@nobody.sip.us1.twilio.com")
     assert got.statuses[-1] == 404
     assert got.header("X-Twilio-Error") is None
-    assert harness.twin.calls.get(got.call_id).alerts == []
+    assert harness.twin.calls.get(got.call_id).alerts == ()
 
 
 # --- spec §4.8: Twilio's Allow list is ACK,BYE,CANCEL,INVITE,OPTIONS,REFER,NOTIFY [OBS] -----

@@ -188,8 +188,7 @@ def test_finished_transactions_are_nothing_the_collector_walks() -> None:
     bye_ok = make_response(bye, 200)
     layer.respond(bye_rx.key, bye_ok, 1.0)
     assert layer.receive(copy(invite), hop, 1.5) == []  # (also compacts the BYE's entry)
-    gc.collect()
-    for key in (rx.key, bye_rx.key):
+    for key in (rx.key, bye_rx.key):  # never tracked: not even the next young pass walks them
         assert not gc.is_tracked(layer._servers[key])
     accepted, completed = layer.transaction(rx.key), layer.transaction(bye_rx.key)
     assert (accepted.state, accepted.peer) == (State.ACCEPTED, hop)
@@ -200,6 +199,30 @@ def test_finished_transactions_are_nothing_the_collector_walks() -> None:
     assert on_the_wire(again) == [(ok.to_bytes(), hop, rx.key, True)]
     assert [(t, e.state) for t, e in run(layer, 100.0)] == [(32.0, State.ACCEPTED),
                                                            (33.0, State.COMPLETED)]
+
+
+@pytest.mark.parametrize("hop", [
+    Hop("udp", "192.0.2.10", 5060), Hop("tcp", "[2001:db8::1]", 5061),
+    Hop("udp", "pbx with spaces.example", 0), Hop("tls", "caf\u00e9.example\udce9", 65535),
+    Hop("udp", "two\nlines", 5060),  # (no such host arrives: kept as a tuple, still equal)
+])
+def test_a_finished_transaction_keeps_its_peer_hop_exactly(hop: Hop) -> None:
+    layer = TransactionLayer()
+    invite = request("INVITE", "z9hG4bK-peer1", call_id="peer@pbx")
+    (rx,) = of(layer.receive(copy(invite), hop, 0.0), RequestReceived)
+    ok = make_response(invite, 200, to_tag="twin-peer")
+    layer.respond(rx.key, ok, 0.0, retransmit_until_ack=False)
+    bye = request("BYE", "z9hG4bK-peer2", to_tag="twin-peer", call_id="peer@pbx", cseq=2)
+    (bye_rx,) = of(layer.receive(copy(bye), hop, 1.0), RequestReceived)
+    bye_ok = make_response(bye, 200)
+    layer.respond(bye_rx.key, bye_ok, 1.0)
+    assert layer.receive(copy(invite), hop, 1.5) == []  # (also compacts the BYE's entry)
+    for key in (rx.key, bye_rx.key):
+        assert type(layer.transaction(key).peer) is Hop and layer.transaction(key).peer == hop
+    assert on_the_wire(layer.receive(copy(bye), hop, 2.0)) == [
+        (bye_ok.to_bytes(), hop, bye_rx.key, True)]
+    again = layer.respond(rx.key, ok, 2.0, retransmit_until_ack=False)
+    assert on_the_wire(again) == [(ok.to_bytes(), hop, rx.key, True)]
 
 
 def test_a_finished_non_invite_resends_exactly_the_bytes_it_sent() -> None:

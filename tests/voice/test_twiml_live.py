@@ -46,7 +46,7 @@ async def test_empty_response_answers_then_byes(harness, app):
     result = await _call(harness, app, "<Response/>", hold=5)
     assert result.statuses == [100, 180, 200] and result.ended_by_remote
     call = harness.twin.calls.get(result.call_id)
-    assert call.status == "completed" and call.alerts == []
+    assert call.status == "completed" and call.alerts == ()
 
 
 async def test_redirect_chain_stays_ringing_until_the_last_document(harness, app):

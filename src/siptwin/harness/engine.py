@@ -645,7 +645,7 @@ def _call_record(twin: Twin, call_id: str) -> dict[str, Any]:
         "call_id": call.call_id, "sid": call.sid, "region": call.region, "status": call.status,
         "final_status": call.final_status, "decided_by": call.decided_by,
         "domain": call.domain_name, "edge_label": call.edge_label, "source": call.source_ip,
-        "transport": call.transport, "username": call.username, "notes": call.notes,
+        "transport": call.transport, "username": call.username, "notes": list(call.notes),
         "alerts": [{"code": a.code, "message": a.message} for a in call.alerts],
         "trace": [{"at": t.at, "direction": t.direction, "peer": t.peer, "local": t.local,
                    "first_line": t.first_line} for t in call.trace],

@@ -269,8 +269,11 @@ class Call:
     answered_at: float | None = None
     ended_at: float | None = None
     fidelity: dict[str, Any] = field(default_factory=dict)
-    alerts: list[Alert] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    # Tuples, added to by alert() and note(): most calls have none, and the empty tuple is one
+    # shared object that the cyclic collector does not track, where two lists per record were
+    # two more objects for every collector pass to walk for as long as the record is kept.
+    alerts: tuple[Alert, ...] = ()
+    notes: tuple[str, ...] = ()
     trace: list[TraceEntry] | PackedTrace = field(default_factory=list)
     trace_dropped: int = 0  # messages past MAX_TRACE_ENTRIES
     webhooks: list[dict[str, Any]] | PackedWebhooks = field(default_factory=list)
@@ -323,7 +326,12 @@ class Call:
         return int(round(self.ended_at - self.answered_at))
 
     def alert(self, code: int, message: str, at: float, detail: str = "") -> None:
-        self.alerts.append(Alert(code, message, at, detail))
+        self.alerts += (Alert(code, message, at, detail),)
+
+    def note(self, *texts: str) -> None:
+        """Add notes (for diagnostics and the report) in this order."""
+        if texts:
+            self.notes += texts
 
 
 CallListener = Callable[[Call, str], None]

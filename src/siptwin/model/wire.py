@@ -41,7 +41,8 @@ def call_from_record(record: dict[str, Any]) -> Call:
     values["trace"] = [
         TraceEntry(**{**t, "data": base64.b64decode(t["data"])}) for t in record.get("trace", [])
     ]
-    values["alerts"] = [Alert(**a) for a in record.get("alerts", [])]
+    values["alerts"] = tuple(Alert(**a) for a in record.get("alerts", ()))
+    values["notes"] = tuple(record.get("notes", ()))
     return Call(**values)
 
 

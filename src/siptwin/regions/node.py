@@ -553,7 +553,7 @@ class RegionNode:
                 fidelity=self.fidelity.as_record(), method="TLS",
                 request_uri=f"tls:{source.local_host}:{source.local_port}",
             )
-            record.notes.append(f"{TLS_FAILED_NOTE} {detail}")
+            record.note(f"{TLS_FAILED_NOTE} {detail}")
             self.calls.put(record)
             return
         if event != "tls-on-plain-port":
@@ -565,8 +565,8 @@ class RegionNode:
             fidelity=self.fidelity.as_record(), method="TLS",
             request_uri=f"tcp:{source.local_host}:{source.local_port}",
         )
-        record.notes.append(f"a TLS handshake arrived on plain TCP port {source.local_port}; "
-                            "the connection was closed")
+        record.note(f"a TLS handshake arrived on plain TCP port {source.local_port}; "
+                    "the connection was closed")
         self.calls.put(record)
 
     def _apply(self, effects: list, source: Source | None = None) -> None:
@@ -744,7 +744,7 @@ class RegionNode:
             self._respond(key, twilio_response(request, 100, self.fidelity.trying_reason))
 
         verdict = run_pipeline(ctx, send_trying)
-        call.notes.extend(ctx.notes)
+        call.note(*ctx.notes)
         if ctx.host is not None:
             call.edge_label = ctx.host.edge_label
         if ctx.domain is not None:
@@ -937,7 +937,7 @@ class RegionNode:
         if not tags_match:
             return None
         if source is not None and (source.transport, source.host) not in dialog.peers:
-            dialog.call.notes.append(
+            dialog.call.note(
                 f"a {request.method} for this call from {source.host} over {source.transport}, "
                 "not the caller's address, was refused (481)")
             return None
@@ -951,7 +951,7 @@ class RegionNode:
             try:
                 dialog.remote_answer = ack.sdp
             except SdpError as err:
-                dialog.call.notes.append(f"the ACK's SDP answer is unreadable: {err}")
+                dialog.call.note(f"the ACK's SDP answer is unreadable: {err}")
         dialog.acked.set()
         if dialog.bye_after_ack is not None:
             self._send_bye(dialog)
@@ -963,7 +963,7 @@ class RegionNode:
             return
         call, hop = pending
         where = f"{hop.transport}:{hop.host}:{hop.port}"
-        call.notes.append(f"{BYE_UNDELIVERED_NOTE} {where}: {why}")
+        call.note(f"{BYE_UNDELIVERED_NOTE} {where}: {why}")
         log.info("%s: BYE for %s not delivered to %s (%s)", self.region.id, call.call_id,
                  where, why)
 

@@ -212,7 +212,7 @@ class Registrar:
                                Stage.REGISTRATION)
         record = node.calls.get(request.call_id)
         if record is not None and record.method == "REGISTER":
-            record.notes.extend(ctx.notes)
+            record.note(*ctx.notes)
         if verdict is not None:
             extra = verdict.headers + (_error(verdict.error) if verdict.error else ())
             return twilio_response(request, verdict.status or 403, verdict.reason, extra=extra)

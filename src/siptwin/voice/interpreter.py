@@ -75,8 +75,8 @@ class CallRun:
         self.fidelity = session.fidelity  # one call keeps the settings it started with
         self.facts, dropped = call_facts(session)
         for name in dropped:  # `siptwin explain` turns these into its x-header-dropped finding
-            self.call.notes.append(f"X- header {name} not passed to the webhook: the total "
-                                   f"exceeds x_header_total_cap={self.fidelity.x_header_total_cap}")
+            self.call.note(f"X- header {name} not passed to the webhook: the total "
+                           f"exceeds x_header_total_cap={self.fidelity.x_header_total_cap}")
         self.media = media.MediaStream(
             session.region.address, on_digit=session.put_digit,
             inactivity_timeout=float(self.fidelity.rtp_inactivity_timeout),
@@ -161,15 +161,15 @@ class CallRun:
                 their_answer = await self._until_ended(self.session.remote_answer())
                 self.media.plan = media.plan_late_offer(their_answer) if their_answer else None
                 if self.media.plan is None and not self.ended:
-                    self.call.notes.append("late offer: no RTP destination in the ACK's SDP "
-                                           "answer, media not sent")
+                    self.call.note("late offer: no RTP destination in the ACK's SDP "
+                                   "answer, media not sent")
                 keys = (media.late_answer_keys(their_answer, self.session.srtp_key)
                         if their_answer is not None and self.session.srtp_key else None)
             else:
                 self.media.plan = media.plan_media(
                     offer, self.session.media_description or self.session.media_answer)
                 if self.media.plan is None:
-                    self.call.notes.append("no RTP destination in the offer: media not sent")
+                    self.call.note("no RTP destination in the offer: media not sent")
                 keys = self.session.srtp
             self._key_media(keys)
         self.media.release_early()
@@ -195,7 +195,7 @@ class CallRun:
             return
         if keys is None:
             self.media.plan = None
-            self.call.notes.append("secure call without an agreed SDES key: media not sent")
+            self.call.note("secure call without an agreed SDES key: media not sent")
             return
         from .srtp import SrtpContext  # libsrtp is loaded only for secure calls
 
@@ -276,8 +276,8 @@ class CallRun:
         undocumented): by default a fetch that failed, so the fallback URL and then
         ``webhook_failure`` decide; ``answer-silent`` answers and waits for the hang-up."""
         if self.fidelity.no_voice_url == "answer-silent":
-            self.call.notes.append("the SIP domain has no voice_url: answered without TwiML "
-                                   "(no_voice_url=answer-silent)")
+            self.call.note("the SIP domain has no voice_url: answered without TwiML "
+                           "(no_voice_url=answer-silent)")
             await self.answer()
             await self.session.ended.wait()
             return None
@@ -302,7 +302,7 @@ class CallRun:
         # above already says what failed; otherwise the node's stays and says what the caller got.
         if len(self.call.alerts) > before:
             if any(a.code == cause.code for a in self.call.alerts[:before]):
-                self.call.alerts.pop()
+                self.call.alerts = self.call.alerts[:-1]
             else:
                 self.call.alerts[-1].detail = ("no usable TwiML from the voice URL or its "
                                                "fallback: the call was refused with 500")
@@ -323,7 +323,7 @@ class CallRun:
         method = _VERB_METHODS.get(verb.name)
         if method is None:
             assert verb.name in NOT_EMULATED
-            self.call.notes.append(f"<{verb.name}> is not emulated by the twin: answered, skipped")
+            self.call.note(f"<{verb.name}> is not emulated by the twin: answered, skipped")
             await self.answer()
             return None
         return await getattr(self, method)(verb, document)
@@ -502,8 +502,8 @@ class CallRun:
         sips = [noun for noun in verb.children if noun.name == "Sip"]
         others = [noun.name for noun in verb.children if noun.name != "Sip"]
         if others or (not sips and verb.text):
-            self.call.notes.append(f"<Dial> to {', '.join(others) or 'a number'} is not emulated: "
-                                   "only <Sip> places a call")
+            self.call.note(f"<Dial> to {', '.join(others) or 'a number'} is not emulated: "
+                           "only <Sip> places a call")
         for noun in sips:
             if self.ended:
                 break
@@ -511,8 +511,8 @@ class CallRun:
                                            on_bridge)
             if outcome.response_code is not None and 200 <= outcome.response_code < 300:
                 break
-        self.call.notes.append(f"<Dial> {child_sid}: {outcome.status}"
-                               f" ({outcome.response_code or 'no final response'})")
+        self.call.note(f"<Dial> {child_sid}: {outcome.status}"
+                       f" ({outcome.response_code or 'no final response'})")
         action = verb.attr("action")
         if not action:
             return STOP if self.ended else None
@@ -554,7 +554,7 @@ class CallRun:
                       codecs=self._caller_codecs(),
                       srtp_to_secure_devices=self.fidelity.dial_secure_media == "srtp")
         outcome = await dial_sip(branches, leg, target.headers)
-        self.call.notes.extend(leg.notes)
+        self.call.note(*leg.notes)
         return outcome
 
     def _dial_from_uri(self, caller_id: str) -> str:
@@ -604,8 +604,8 @@ class CallRun:
                 pressed = key
                 break
         duration = int(round(time.monotonic() - began))
-        self.call.notes.append(f"<Record>: {duration} s, "
-                               f"{self.media.packets_received - received_before} RTP packets heard")
+        self.call.note(f"<Record>: {duration} s, "
+                       f"{self.media.packets_received - received_before} RTP packets heard")
         action = verb.attr("action")
         if self.ended or not action:
             return STOP if self.ended else None
