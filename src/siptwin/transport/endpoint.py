@@ -16,6 +16,7 @@ import random
 import socket
 import ssl
 import struct
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,6 +156,20 @@ _SO_TIMESTAMP = 29
 _SO_RCVBUFFORCE = 33
 _TIMEVAL = struct.Struct("@ll")
 _LARGEST_DATAGRAM = 65535
+# Every UDP socket of a thread receives into the same buffer: a datagram is copied out of it
+# before the next is read, and one event loop reads one socket at a time (eight regions
+# would otherwise keep eight 64 KiB buffers). Per thread: a test process may run a twin's
+# loop in each of several threads.
+_receive_buffers = threading.local()
+
+
+def _receive_buffer() -> memoryview:
+    view: memoryview | None = getattr(_receive_buffers, "view", None)
+    if view is None:
+        view = _receive_buffers.view = memoryview(bytearray(_LARGEST_DATAGRAM))
+    return view
+
+
 # Peer addresses whose Source the UDP socket keeps (cleared when full). A PBX sends from one
 # or a few; a caller with a port per call (SIPp -t un, a fleet) would otherwise keep
 # thousands alive, each one more object for every young collection to walk.
@@ -182,7 +197,7 @@ class _UdpSocket:
         # What the kernel granted (it doubles the request; without root it stops at
         # net.core.rmem_max): counted in the same units as the request, halved.
         self.buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
-        self.view = memoryview(bytearray(_LARGEST_DATAGRAM))
+        self.view = _receive_buffer()
         self.buffers = [self.view]
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(sock.fileno(), self._readable)

@@ -22,7 +22,6 @@ from ..cloud.params import ApiSettings, UnknownParameterPolicy
 from ..cloud.server import start_site
 from ..cloud.store import Store
 from ..cloud.view import ControlPlaneView
-from ..diagnostics import diagnose_call
 from ..model.calls import Call, CallRegistry
 from ..model.findings import Finding
 from ..model.state_dir import REGISTRATIONS_FILE, TLS_DIR
@@ -214,4 +213,7 @@ class EmbeddedTwin:
 
 
 def _diagnose(call: Call, database: Path) -> list[Finding]:
+    # Imported on the first explanation asked for: the rules are no part of serving calls.
+    from ..diagnostics import diagnose_call
+
     return diagnose_call(call, database=database)

@@ -45,7 +45,6 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
@@ -201,7 +200,11 @@ class TonePrompt(Prompt):
         self.frequency, self.amplitude = frequency, amplitude
         self.samples = int(max(0.0, min(seconds, MAX_PROMPT_SECONDS)) * SAMPLE_RATE)
         self.frame_count = -(-self.samples // FRAME_SAMPLES)
-        period = (Fraction(frequency) / SAMPLE_RATE).denominator
+        # Samples per period of the wave: the denominator of frequency / SAMPLE_RATE in lowest
+        # terms (as_integer_ratio is exact for a float, as Fraction was, without importing
+        # fractions and decimal into every serving process).
+        numerator, denominator = frequency.as_integer_ratio()
+        period = denominator * SAMPLE_RATE // math.gcd(numerator, denominator * SAMPLE_RATE)
         cycle = period * FRAME_SAMPLES // math.gcd(period, FRAME_SAMPLES) // FRAME_SAMPLES
         self._cycle = cycle if cycle <= MAX_TONE_CYCLE_FRAMES else 0
 
