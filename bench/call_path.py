@@ -31,7 +31,9 @@ Memory: every run prints VmRSS and PSS idle (after start and 50 warm-up calls), 
 the calls, after gc.collect() and after glibc's malloc_trim(0) (what fragmentation would give
 back). ``--memory`` adds a tracemalloc diff by traceback (3 frames, allocation site last);
 ``--census N`` counts the objects the cyclic collector tracks, by type, before and after;
-``--gc-passes`` times the collector's passes during the calls.
+``--gc-passes`` times the collector's passes during the calls; ``--retained`` prints what
+each part of the node (its attributes, followed into the objects they hold) keeps per call:
+the layer's finished transactions, the call records, the nonce counts, ...
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import types
 from pathlib import Path
 
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
@@ -283,6 +286,44 @@ class CollectorPasses:
                   f"{max(w for _, w in mine)}, mean {sum(w for _, w in mine) / len(mine):.0f}")
 
 
+_NOT_FOLLOWED = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
+                 types.MethodType, types.CodeType, asyncio.AbstractEventLoop)
+
+
+def retained_sizes(root: object) -> dict[str, int]:
+    """sys.getsizeof summed over what each attribute of ``root`` reaches (through
+    gc.get_referents and __slots__; classes, modules, functions and the loop not followed),
+    each object counted once, under the first attribute that reaches it."""
+    seen: set[int] = set()
+    sizes: dict[str, int] = {}
+    names = [*getattr(root, "__dict__", {})]
+    names += [n for c in type(root).__mro__ for n in getattr(c, "__slots__", ())]
+    for name in names:
+        total, stack = 0, [getattr(root, name, None)]
+        while stack:
+            obj = stack.pop()
+            if id(obj) in seen or isinstance(obj, _NOT_FOLLOWED):
+                continue
+            seen.add(id(obj))
+            total += sys.getsizeof(obj)
+            stack.extend(gc.get_referents(obj))
+            if not isinstance(obj, (tuple, list, dict, set, frozenset, str, bytes)):
+                stack.extend(getattr(obj, slot, None) for c in type(obj).__mro__
+                             for slot in getattr(c, "__slots__", ()))
+        sizes[name] = total
+    return sizes
+
+
+def print_retained(before: dict[str, int], after: dict[str, int], calls: int) -> None:
+    grown = sorted(((after[n] - before.get(n, 0), n) for n in after), reverse=True)
+    total = sum(size for size, _ in grown)
+    print(f"kept by the us1 node's attributes: +{total / 2**20:.1f} MB, {total / calls:.0f} "
+          "bytes a call:")
+    for size, name in grown:
+        if abs(size) >= 1024:
+            print(f"  {size / 2**20:7.2f} MB {size / calls:7.1f} bytes a call  node.{name}")
+
+
 def malloc_trim() -> None:
     """Hand glibc's free heap pages back to the kernel (an experiment; glibc only)."""
     import ctypes
@@ -291,7 +332,8 @@ def malloc_trim() -> None:
 
 async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
               sipp_shaped: bool = True, in_flight: int = 1, idle_gap: float = 0.0,
-              idle_after: float = 0.0, census: int = 0, gc_passes: bool = False) -> float:
+              idle_after: float = 0.0, census: int = 0, gc_passes: bool = False,
+              retained: bool = False) -> float:
     with tempfile.TemporaryDirectory(prefix="siptwin-callpath-") as tmp:
         twin = EmbeddedTwin(TwinConfig(state_dir=Path(tmp), api_port=free_port(),
                                        dns_port=free_port(), tls=False))
@@ -311,6 +353,7 @@ async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
             rss_before = rss_mb()
             print(memory_line("idle after start and 50 calls"))
             tracked_before = tracked_census() if census else None
+            retained_before = retained_sizes(node) if retained else None
             if memory:
                 tracemalloc.start(3)
                 idle = tracemalloc.take_snapshot()
@@ -347,6 +390,9 @@ async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
                 passes.print()
             if tracked_before is not None:
                 print_census(tracked_before, tracked_census(), calls, census)
+            if retained_before is not None:
+                gc.collect()
+                print_retained(retained_before, retained_sizes(node), calls)
             if idle_after:
                 # The calls' finished transactions end on their timers meanwhile (Timer I
                 # 5 s after each ACK of a 407, Timers J and L 32 s after the calls).
@@ -404,6 +450,9 @@ def main() -> int:
     parser.add_argument("--gc-passes", action="store_true",
                         help="time the cyclic collector's passes during the calls (CPU ms per "
                              "generation, longest, objects walked)")
+    parser.add_argument("--retained", action="store_true",
+                        help="print what each attribute of the node keeps per call (deep "
+                             "sizes after warm-up and right after the calls, diffed)")
     args = parser.parse_args()
     results = {}
     for app in args.app.split(","):
@@ -413,7 +462,7 @@ def main() -> int:
         results[app] = asyncio.run(run(args.calls, profile, args.memory, APPS[app],
                                        args.datagrams == "sipp", args.in_flight,
                                        args.idle_gap_ms / 1000, args.idle_after,
-                                       args.census, args.gc_passes))
+                                       args.census, args.gc_passes, args.retained))
     if len(results) > 1:
         print("node CPU per call: " + "; ".join(f"{app} {ms:.3f} ms" for app, ms in results.items()))
     return 0
