@@ -829,6 +829,7 @@ def make_response(
     # the request's index, and the response's own index along with them (its Call-ID and
     # CSeq are looked up as it is sent): what _build_index would make, without the pass.
     entries: list[list[str]] = []
+    append = entries.append
     by_key: dict[str, list[list[str]]] = {}
     tagged = False
     copied = request.headers
@@ -842,7 +843,7 @@ def make_response(
             continue
         if len(found) == 1 and (key != "to" or not tagging):  # (as below, for one field)
             copy = [key, name, found[0][2]]
-            entries.append(copy)
+            append(copy)
             by_key[key] = [copy]
             continue
         copies = []
@@ -855,11 +856,22 @@ def make_response(
         entries.extend(copies)
         by_key[key] = copies
     keys = _KEY_MEMO
-    for name, value in (*extra, ("Content-Length", str(len(body)))):
+    for name, value in extra:
         key = keys.get(name) or Headers.key(name)
         entry = [key, name, value]
-        entries.append(entry)
-        by_key.setdefault(key, []).append(entry)
+        append(entry)
+        same = by_key.get(key)
+        if same is None:
+            by_key[key] = [entry]
+        else:
+            same.append(entry)
+    entry = ["content-length", "Content-Length", str(len(body))]
+    append(entry)
+    same = by_key.get("content-length")
+    if same is None:
+        by_key["content-length"] = [entry]
+    else:
+        same.append(entry)
     response = Response(status, reason, Headers._from_parsed(entries, by_key), body)
     # The copied headers decode exactly as the request's did: share what is already decoded
     # (the transaction layer and the trace read the response's To tag, Call-ID and CSeq).
