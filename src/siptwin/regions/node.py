@@ -36,6 +36,7 @@ from ..model.sids import new_call_sid
 from ..settings import Fidelity
 from ..sip.admission import admit
 from ..sip.errors import SipParseError
+from ..sip.headers import MAGIC_COOKIE
 from ..sip.message import Request, Response, make_request
 from ..sip.routing import Hop, response_hop, stamp_received, stamped_hop
 from ..sip.sdp import (
@@ -342,6 +343,7 @@ class RegionNode:
         self._dns: DnsResolver | None = None  # the twin's zone, for <Dial> to twilio.com names
         self._address_texts: dict[tuple[str, int], str] = {}
         self._timer = LayerTimer(self.layer, self._apply)
+        self._applying = 0  # _apply calls under way (see _apply)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         limits = limits or Limits()
@@ -510,9 +512,17 @@ class RegionNode:
         overload = self.overload
         overload.messages += 1
         if isinstance(message, Request):
-            hop = stamped_hop(message, source.transport, source.host, source.port)
-            if message.method != "ACK" and server_key(message) in self.layer:
-                overload.retransmissions += 1
+            if message.method != "ACK":
+                hop = stamped_hop(message, source.transport, source.host, source.port)
+                if server_key(message) in self.layer:
+                    overload.retransmissions += 1
+            elif _matched_by_branch(message):
+                # Nothing answers an ACK: the received/rport stamp only routes responses
+                # (RFC 3261 §18.2.2), and an ACK with an RFC 3261 branch is matched without
+                # its Via text. (An RFC 2543 ACK is matched by its stamped Via, as its INVITE.)
+                hop = source.reply_to
+            else:
+                hop = stamped_hop(message, source.transport, source.host, source.port)
             if overload.shedding and not self._judged_by_wait(source) and self._sheds(message):
                 overload.shed += 1
                 if self.fidelity.overload_action == "reject":
@@ -564,25 +574,32 @@ class RegionNode:
         self.calls.put(record)
 
     def _apply(self, effects: list, source: Source | None = None) -> None:
-        for effect in effects:
-            if isinstance(effect, Send):
-                self._send(effect.message, effect.destination)
-            elif isinstance(effect, RequestReceived):
-                assert source is not None
-                self._on_request(effect, source)
-            elif isinstance(effect, AckReceived):
-                self._on_ack(effect.request, source)
-            elif isinstance(effect, Timeout):
-                self._on_timeout(effect)
-            elif isinstance(effect, TransportError):
-                pending = self._byes.get(effect.key)
-                error = self._send_errors.get(pending[1]) if pending is not None else None
-                self._bye_undelivered(effect.key, "the connection to it failed"
-                                      + (f" ({error})" if error else ""))
-            elif (isinstance(effect, ResponseReceived) and effect.key is not None
-                  and effect.response.status >= 200):
-                self._byes.pop(effect.key, None)  # our BYE was answered: delivered
-        self._timer.reschedule()
+        # Effects applied while others are (a request's handling answers it): the timer is
+        # set once, when the outermost batch is done, not after each nested one.
+        self._applying += 1
+        try:
+            for effect in effects:
+                if isinstance(effect, Send):
+                    self._send(effect.message, effect.destination)
+                elif isinstance(effect, RequestReceived):
+                    assert source is not None
+                    self._on_request(effect, source)
+                elif isinstance(effect, AckReceived):
+                    self._on_ack(effect.request, source)
+                elif isinstance(effect, Timeout):
+                    self._on_timeout(effect)
+                elif isinstance(effect, TransportError):
+                    pending = self._byes.get(effect.key)
+                    error = self._send_errors.get(pending[1]) if pending is not None else None
+                    self._bye_undelivered(effect.key, "the connection to it failed"
+                                          + (f" ({error})" if error else ""))
+                elif (isinstance(effect, ResponseReceived) and effect.key is not None
+                      and effect.response.status >= 200):
+                    self._byes.pop(effect.key, None)  # our BYE was answered: delivered
+        finally:
+            self._applying -= 1
+        if not self._applying:
+            self._timer.reschedule()
 
     # ------------------------------------------------------------------ output
     def _send(self, message: Request | Response, hop: Hop) -> None:
@@ -1072,6 +1089,12 @@ def _header_value(data: bytes, name: bytes) -> bytes | None:
         if sep and key.strip().lower() in (name, b"i" if name == b"call-id" else name):
             return value.strip()
     return None
+
+
+def _matched_by_branch(request: Request) -> bool:
+    """The top Via's branch has the RFC 3261 magic cookie (transaction.server_key)."""
+    branch = request.top_via.branch
+    return branch is not None and branch.startswith(MAGIC_COOKIE)
 
 
 def _safe_call_id(request: Request) -> str:
