@@ -82,3 +82,55 @@ def test_an_ack_matched_by_branch_has_the_key_of_its_stamped_self(
             keys.append(err.reason)
     assert keys[0] == keys[1]
     assert isinstance(keys[0], str)  # (an RFC 3261 key: branch, sent-by and method)
+
+
+def _quickened() -> list[type]:
+    import siptwin.regions.node  # noqa: F401  (imports every module that quickens a class)
+    import siptwin.transport.endpoint  # noqa: F401
+    from siptwin.sip.frozen import QUICKENED
+
+    return list(dict.fromkeys(QUICKENED))
+
+
+def test_the_hot_value_classes_are_quickened() -> None:
+    import siptwin.sip.headers
+
+    names = {cls.__name__ for cls in _quickened()}
+    assert "Source" in names  # (transport: never compiled)
+    if not siptwin.sip.headers.__file__.endswith(".so"):  # (mypyc's classes are its own)
+        assert {"Via", "NameAddr", "SipUri", "Hop", "Send", "RequestReceived",
+                "Admission"} <= names
+
+
+any_values = st.one_of(st.none(), st.integers(), st.text(max_size=5),
+                       st.tuples(st.text(max_size=3)), st.booleans())
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(_quickened()), st.data())
+def test_a_quickened_init_makes_what_the_generated_one_makes(cls: type, data: st.DataObject) -> None:
+    """quicken's __init__ stores the same values as the dataclass's own (given positionally,
+    by keyword or left to their defaults, init-less fields included), and the object stays
+    frozen."""
+    import dataclasses
+
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    required = [f for f in fields if f.default is dataclasses.MISSING]
+    given_ = data.draw(st.integers(len(required), len(fields)))
+    values = [data.draw(any_values) for _ in fields[:given_]]
+    by_keyword = data.draw(st.booleans())
+    args, kwargs = ((), {f.name: v for f, v in zip(fields, values)}) if by_keyword \
+        else (tuple(values), {})
+    quick = cls(*args, **kwargs)
+    reference = object.__new__(cls)
+    cls.__init__.generated(reference, *args, **kwargs)
+    for f in dataclasses.fields(cls):
+        assert getattr(quick, f.name) == getattr(reference, f.name)
+    assert quick == reference
+    name = fields[0].name
+    try:
+        setattr(quick, name, 1)
+    except dataclasses.FrozenInstanceError:
+        pass
+    else:
+        raise AssertionError(f"{cls.__name__} is no longer frozen")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from .address import NameAddr, parse_name_addr
 from .errors import SipParseError
+from .frozen import quicken
 from .syntax import (
     LWS,
     DecodeMemo,
@@ -541,6 +542,10 @@ def parse_route_set(values: list[str], what: str) -> list[NameAddr]:
             raise SipParseError(f"Empty {what} value")
         out.append(parse_name_addr(value, what))
     return out
+
+
+for _cls in (Via, CSeq, Contact, ContentType):
+    quicken(_cls)
 
 
 __all__ = [
