@@ -608,9 +608,13 @@ class RegionNode:
         transport = hop.transport
         local = endpoint.udp_address if transport == "udp" else (
             endpoint.tcp_address if transport == "tcp" else endpoint.tls_address)
-        call_ids = message.headers.by_key("call-id")
-        if call_ids:
-            self._trace(call_ids[0][2], "out", transport, (hop.host, hop.port), local, data)
+        # (a response's Call-ID is the request's, decoded and shared: its fields are packed)
+        call_id = message._views.get("call-id")
+        if call_id is None:
+            call_ids = message.headers.by_key("call-id")
+            call_id = call_ids[0][2] if call_ids else None
+        if call_id is not None:
+            self._trace(call_id, "out", transport, (hop.host, hop.port), local, data)
         if sip_log.isEnabledFor(logging.INFO):
             self._log_sip("out", transport, (hop.host, hop.port), data)
         endpoint.send_now(data, hop)
@@ -633,8 +637,13 @@ class RegionNode:
     def _respond(self, key: TxKey, response: Response) -> None:
         status = response.status
         if status >= 200 and status != 407 and status != 401:
-            cseqs = response.headers.by_key("cseq")
-            if cseqs and cseqs[0][2].endswith("INVITE"):
+            cseq = response._views.get("cseq")  # (shared with the request: see make_response)
+            if cseq is not None:
+                invite = cseq.method == "INVITE"
+            else:
+                cseqs = response.headers.by_key("cseq")
+                invite = bool(cseqs) and cseqs[0][2].endswith("INVITE")
+            if invite:
                 self.overload.completed_now += 1  # a call set up, or turned away: its pace
         try:
             self._apply(self.layer.respond(key, response, self._now()))

@@ -825,54 +825,37 @@ def make_response(
     decode (a 400 to a malformed request still reaches its sender). A To tag is added when
     given and the To has none.
     """
-    # The fields are built as Headers keeps them ([key, name, value]), read straight from
-    # the request's index, and the response's own index along with them (its Call-ID and
-    # CSeq are looked up as it is sent): what _build_index would make, without the pass.
-    entries: list[list[str]] = []
-    append = entries.append
-    by_key: dict[str, list[list[str]]] = {}
-    tagged = False
+    # The header section is written as its text straight away, packed (Headers.pack): a
+    # response is serialised to be sent and then, most of them, kept only to be sent again,
+    # so the fields as lists and their look-up index would be built for nothing; a use that
+    # needs them unpacks the text (exactly). What the node and the transaction layer read
+    # of a response (its Call-ID, CSeq, tags) are the views shared below.
     copied = request.headers
     index = copied._index
     if index is None:
         index = copied._build_index()
     tagging = bool(to_tag) and status != 100
+    tagged = False
+    fields: list[tuple[str, str]] = []
     for key, name in _COPIED_TO_RESPONSES:
-        found = index.get(key)
-        if found is None:
-            continue
-        if len(found) == 1 and (key != "to" or not tagging):  # (as below, for one field)
-            copy = [key, name, found[0][2]]
-            append(copy)
-            by_key[key] = [copy]
-            continue
-        copies = []
-        for entry in found:
+        for entry in index.get(key, _NONE):
             value = entry[2]
             if tagging and key == "to" and ";tag=" not in value.replace(" ", ""):
                 value = f"{value};tag={to_tag}"
                 tagged = True
-            copies.append([key, name, value])
-        entries.extend(copies)
-        by_key[key] = copies
-    keys = _KEY_MEMO
-    for name, value in extra:
-        key = keys.get(name) or Headers.key(name)
-        entry = [key, name, value]
-        append(entry)
-        same = by_key.get(key)
-        if same is None:
-            by_key[key] = [entry]
-        else:
-            same.append(entry)
-    entry = ["content-length", "Content-Length", str(len(body))]
-    append(entry)
-    same = by_key.get("content-length")
-    if same is None:
-        by_key["content-length"] = [entry]
-    else:
-        same.append(entry)
-    response = Response(status, reason, Headers._from_parsed(entries, by_key), body)
+            fields.append((name, value))
+    fields.extend(extra)
+    fields.append(("Content-Length", str(len(body))))
+    text = "".join([f"{name}: {value}\r\n" for name, value in fields])
+    # The text splits back into the same fields when each line holds no other CR or LF and
+    # no name holds ": " (the copied ones are the names above; an extra one could be any).
+    n = len(fields)
+    packable = text.count("\n") == n and text.count("\r") == n
+    for name, _ in extra:
+        if ": " in name:
+            packable = False
+    headers = Headers.packed(text) if packable else Headers(fields)
+    response = Response(status, reason, headers, body)
     # The copied headers decode exactly as the request's did: share what is already decoded
     # (the transaction layer and the trace read the response's To tag, Call-ID and CSeq).
     decoded = request._views
