@@ -342,6 +342,7 @@ class RegionNode:
         self._send_errors: dict[Hop, str] = {}  # while a send failure is being handled
         self._dns: DnsResolver | None = None  # the twin's zone, for <Dial> to twilio.com names
         self._address_texts: dict[tuple[str, int], str] = {}
+        self._contacts: dict[str, str] = {}  # our Contact by transport, once bound
         self._timer = LayerTimer(self.layer, self._apply)
         self._applying = 0  # _apply calls under way (see _apply)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -383,6 +384,7 @@ class RegionNode:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self.endpoint.start()
+        self._contacts.clear()
         self._schedule_overload_tick(self._loop.time())
 
     async def close(self) -> None:
@@ -830,13 +832,19 @@ class RegionNode:
             dialog.session = None  # no cycle left to wait for a full collection
 
     def _contact(self, hop: Hop) -> str:
+        contact = self._contacts.get(hop.transport)
+        if contact is not None:
+            return contact
         port = {"udp": self.region.udp_port, "tcp": self.region.tcp_port,
                 "tls": self.region.tls_port}[hop.transport]
         address = self.addresses.get(hop.transport)
         if address:
             port = address[1]
         suffix = "" if hop.transport == "udp" else f";transport={hop.transport}"
-        return f"<sip:{self.region.address}:{port}{suffix}>"
+        contact = f"<sip:{self.region.address}:{port}{suffix}>"
+        if address and address[1]:  # bound (see start): the same on every answer
+            self._contacts[hop.transport] = contact
+        return contact
 
     def _answer(self, dialog: Dialog, media_port: int | None = None) -> None:
         if dialog.answered or dialog.ended.is_set():

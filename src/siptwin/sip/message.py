@@ -250,7 +250,7 @@ class Message:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
-        head = self.start_line() + "\r\n" + self.headers.to_text() + "\r\n"
+        head = f"{self.start_line()}\r\n{self.headers.to_text()}\r\n"
         return head.encode("utf-8", "surrogateescape") + self.body
 
     def __bytes__(self) -> bytes:
