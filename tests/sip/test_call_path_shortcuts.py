@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,10 +41,8 @@ def test_kept_header_text_is_the_text_of_the_fields(
         elif op == "remove":
             headers.remove(name)
         elif op == "replace_first_value":
-            try:
+            with contextlib.suppress(KeyError):  # (no such header)
                 headers.replace_first_value(name, value)
-            except KeyError:
-                pass
         elif op == "pack":
             headers.pack()
         elif op == "to_text":
@@ -119,7 +119,7 @@ def test_a_quickened_init_makes_what_the_generated_one_makes(cls: type, data: st
     given_ = data.draw(st.integers(len(required), len(fields)))
     values = [data.draw(any_values) for _ in fields[:given_]]
     by_keyword = data.draw(st.booleans())
-    args, kwargs = ((), {f.name: v for f, v in zip(fields, values)}) if by_keyword \
+    args, kwargs = ((), {f.name: v for f, v in zip(fields, values, strict=False)}) if by_keyword \
         else (tuple(values), {})
     quick = cls(*args, **kwargs)
     reference = object.__new__(cls)

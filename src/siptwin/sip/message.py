@@ -15,7 +15,6 @@ from .address import NameAddr, parse_name_addr
 from .digest import parse_challenge, parse_credentials
 from .errors import SipParseError
 from .headers import (
-    _KEY_MEMO,
     _NONE,
     Contact,
     ContentType,
