@@ -127,6 +127,7 @@ def test_a_quickened_init_makes_what_the_generated_one_makes(cls: type, data: st
     for f in dataclasses.fields(cls):
         assert getattr(quick, f.name) == getattr(reference, f.name)
     assert quick == reference
+    assert getattr(quick, "__dict__", None) == getattr(reference, "__dict__", None)
     name = fields[0].name
     try:
         setattr(quick, name, 1)

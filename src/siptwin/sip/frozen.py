@@ -3,13 +3,13 @@
 A frozen dataclass's generated ``__init__`` stores each field with
 ``object.__setattr__(self, name, value)``: a global and an attribute look-up and a generic
 attribute store per field. The SIP path makes some fifty such objects a call (Vias, name-addrs,
-URIs, the transaction layer's effects, trace entries), and those stores were the largest single
-item of its profile. :func:`quicken` gives a frozen, slotted dataclass an ``__init__`` that
-stores each field straight through its slot instead - the same object, a third faster - and
-leaves it frozen. A class it cannot treat the same way (no slots, ``__post_init__``, default
-factories, keyword-only or init-less fields, InitVars, a class compiled with mypyc) is left as
-it is; tests/sip/test_call_path_shortcuts.py holds every quickened class to its generated
-``__init__``.
+URIs, the transaction layer's effects, SDP answers), and those stores were the largest single
+item of its profile. :func:`quicken` gives a frozen dataclass an ``__init__`` that stores each
+field straight through its slot (or, without slots, into the instance's ``__dict__``) instead:
+the same object, a third faster, still frozen. A class it cannot treat the same way
+(``__post_init__``, default factories, keyword-only fields, InitVars, descriptors named as
+fields, a class compiled with mypyc) is left as it is. tests/sip/test_call_path_shortcuts.py
+holds every quickened class to its generated ``__init__``.
 """
 
 from __future__ import annotations
@@ -23,26 +23,32 @@ QUICKENED: list[type] = []  # (for the tests)
 
 
 def quicken(cls: type) -> type:
-    """Give frozen slotted dataclass ``cls`` the faster ``__init__`` (see above); returns it."""
+    """Give frozen dataclass ``cls`` the faster ``__init__`` (see above); returns it."""
     init = cls.__dict__.get("__init__")
     fields = _plain_fields(cls, init)
     if fields is None:
         return cls
     slots = [cls.__dict__.get(f.name) for f in fields]
-    if not all(isinstance(slot, types.MemberDescriptorType) for slot in slots):
-        return cls
+    slotted = all(isinstance(slot, types.MemberDescriptorType) for slot in slots)
+    if not slotted and ("__slots__" in cls.__dict__ or any(
+            hasattr(type(inspect.getattr_static(cls, f.name, None)), "__set__") for f in fields)):
+        return cls  # (neither slots nor plain instance attributes: a descriptor would see them)
     env: dict[str, Any] = {}
     signature = []
-    body = []
+    # A slot is stored through its descriptor; without slots, a field is an entry of the
+    # instance's __dict__ (what object.__setattr__ writes when no descriptor intervenes).
+    body = [] if slotted else ["        own = self.__dict__\n"]
     for i, (f, slot) in enumerate(zip(fields, slots, strict=True)):
-        env[f"_s{i}"] = slot.__set__  # type: ignore[union-attr]
+        if slotted:
+            env[f"_s{i}"] = slot.__set__  # type: ignore[union-attr]
         if f.default is not dataclasses.MISSING:
             env[f"_d{i}"] = f.default
-        if not f.init:  # (set to its default, as the generated __init__ does)
-            body.append(f"        _s{i}(self, _d{i})\n")
-            continue
-        signature.append(f.name if f.default is dataclasses.MISSING else f"{f.name}=_d{i}")
-        body.append(f"        _s{i}(self, {f.name})\n")
+        if f.init:
+            signature.append(f.name if f.default is dataclasses.MISSING else f"{f.name}=_d{i}")
+        if slotted:  # (an init-less field: its default, as the dataclass's own sets it)
+            body.append(f"        _s{i}(self, {f.name if f.init else f'_d{i}'})\n")
+        elif f.init:  # (without slots an init-less field is read from the class's default)
+            body.append(f"        own[{f.name!r}] = {f.name}\n")
     source = (f"def make({', '.join(env)}):\n"
               f"    def __init__(self, {', '.join(signature)}):\n{''.join(body)}"
               f"    return __init__\n")
