@@ -36,6 +36,7 @@ from ..model.sids import new_call_sid
 from ..settings import Fidelity
 from ..sip.admission import admit
 from ..sip.errors import SipParseError
+from ..sip.headers import MAGIC_COOKIE
 from ..sip.message import Request, Response, make_request
 from ..sip.routing import Hop, response_hop, stamp_received, stamped_hop
 from ..sip.sdp import (
@@ -341,7 +342,9 @@ class RegionNode:
         self._send_errors: dict[Hop, str] = {}  # while a send failure is being handled
         self._dns: DnsResolver | None = None  # the twin's zone, for <Dial> to twilio.com names
         self._address_texts: dict[tuple[str, int], str] = {}
+        self._contacts: dict[str, str] = {}  # our Contact by transport, once bound
         self._timer = LayerTimer(self.layer, self._apply)
+        self._applying = 0  # _apply calls under way (see _apply)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         limits = limits or Limits()
@@ -381,6 +384,7 @@ class RegionNode:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self.endpoint.start()
+        self._contacts.clear()
         self._schedule_overload_tick(self._loop.time())
 
     async def close(self) -> None:
@@ -516,9 +520,17 @@ class RegionNode:
         overload = self.overload
         overload.messages += 1
         if isinstance(message, Request):
-            hop = stamped_hop(message, source.transport, source.host, source.port)
-            if message.method != "ACK" and server_key(message) in self.layer:
-                overload.retransmissions += 1
+            if message.method != "ACK":
+                hop = stamped_hop(message, source.transport, source.host, source.port)
+                if server_key(message) in self.layer:
+                    overload.retransmissions += 1
+            elif _matched_by_branch(message):
+                # Nothing answers an ACK: the received/rport stamp only routes responses
+                # (RFC 3261 §18.2.2), and an ACK with an RFC 3261 branch is matched without
+                # its Via text. (An RFC 2543 ACK is matched by its stamped Via, as its INVITE.)
+                hop = source.reply_to
+            else:
+                hop = stamped_hop(message, source.transport, source.host, source.port)
             if overload.shedding and not self._judged_by_wait(source) and self._sheds(message):
                 overload.shed += 1
                 if self.fidelity.overload_action == "reject":
@@ -570,25 +582,32 @@ class RegionNode:
         self.calls.put(record)
 
     def _apply(self, effects: list, source: Source | None = None) -> None:
-        for effect in effects:
-            if isinstance(effect, Send):
-                self._send(effect.message, effect.destination)
-            elif isinstance(effect, RequestReceived):
-                assert source is not None
-                self._on_request(effect, source)
-            elif isinstance(effect, AckReceived):
-                self._on_ack(effect.request, source)
-            elif isinstance(effect, Timeout):
-                self._on_timeout(effect)
-            elif isinstance(effect, TransportError):
-                pending = self._byes.get(effect.key)
-                error = self._send_errors.get(pending[1]) if pending is not None else None
-                self._bye_undelivered(effect.key, "the connection to it failed"
-                                      + (f" ({error})" if error else ""))
-            elif (isinstance(effect, ResponseReceived) and effect.key is not None
-                  and effect.response.status >= 200):
-                self._byes.pop(effect.key, None)  # our BYE was answered: delivered
-        self._timer.reschedule()
+        # Effects applied while others are (a request's handling answers it): the timer is
+        # set once, when the outermost batch is done, not after each nested one.
+        self._applying += 1
+        try:
+            for effect in effects:
+                if isinstance(effect, Send):
+                    self._send(effect.message, effect.destination)
+                elif isinstance(effect, RequestReceived):
+                    assert source is not None
+                    self._on_request(effect, source)
+                elif isinstance(effect, AckReceived):
+                    self._on_ack(effect.request, source)
+                elif isinstance(effect, Timeout):
+                    self._on_timeout(effect)
+                elif isinstance(effect, TransportError):
+                    pending = self._byes.get(effect.key)
+                    error = self._send_errors.get(pending[1]) if pending is not None else None
+                    self._bye_undelivered(effect.key, "the connection to it failed"
+                                          + (f" ({error})" if error else ""))
+                elif (isinstance(effect, ResponseReceived) and effect.key is not None
+                      and effect.response.status >= 200):
+                    self._byes.pop(effect.key, None)  # our BYE was answered: delivered
+        finally:
+            self._applying -= 1
+        if not self._applying:
+            self._timer.reschedule()
 
     # ------------------------------------------------------------------ output
     def _send(self, message: Request | Response, hop: Hop) -> None:
@@ -597,9 +616,13 @@ class RegionNode:
         transport = hop.transport
         local = endpoint.udp_address if transport == "udp" else (
             endpoint.tcp_address if transport == "tcp" else endpoint.tls_address)
-        call_ids = message.headers.by_key("call-id")
-        if call_ids:
-            self._trace(call_ids[0][2], "out", transport, (hop.host, hop.port), local, data)
+        # (a response's Call-ID is the request's, decoded and shared: its fields are packed)
+        call_id = message._views.get("call-id")
+        if call_id is None:
+            call_ids = message.headers.by_key("call-id")
+            call_id = call_ids[0][2] if call_ids else None
+        if call_id is not None:
+            self._trace(call_id, "out", transport, (hop.host, hop.port), local, data)
         if sip_log.isEnabledFor(logging.INFO):
             self._log_sip("out", transport, (hop.host, hop.port), data)
         endpoint.send_now(data, hop)
@@ -622,8 +645,13 @@ class RegionNode:
     def _respond(self, key: TxKey, response: Response) -> None:
         status = response.status
         if status >= 200 and status != 407 and status != 401:
-            cseqs = response.headers.by_key("cseq")
-            if cseqs and cseqs[0][2].endswith("INVITE"):
+            cseq = response._views.get("cseq")  # (shared with the request: see make_response)
+            if cseq is not None:
+                invite = cseq.method == "INVITE"
+            else:
+                cseqs = response.headers.by_key("cseq")
+                invite = bool(cseqs) and cseqs[0][2].endswith("INVITE")
+            if invite:
                 self.overload.completed_now += 1  # a call set up, or turned away: its pace
         try:
             self._apply(self.layer.respond(key, response, self._now()))
@@ -810,13 +838,19 @@ class RegionNode:
             dialog.session = None  # no cycle left to wait for a full collection
 
     def _contact(self, hop: Hop) -> str:
+        contact = self._contacts.get(hop.transport)
+        if contact is not None:
+            return contact
         port = {"udp": self.region.udp_port, "tcp": self.region.tcp_port,
                 "tls": self.region.tls_port}[hop.transport]
         address = self.addresses.get(hop.transport)
         if address:
             port = address[1]
         suffix = "" if hop.transport == "udp" else f";transport={hop.transport}"
-        return f"<sip:{self.region.address}:{port}{suffix}>"
+        contact = f"<sip:{self.region.address}:{port}{suffix}>"
+        if address and address[1]:  # bound (see start): the same on every answer
+            self._contacts[hop.transport] = contact
+        return contact
 
     def _answer(self, dialog: Dialog, media_port: int | None = None) -> None:
         if dialog.answered or dialog.ended.is_set():
@@ -1078,6 +1112,12 @@ def _header_value(data: bytes, name: bytes) -> bytes | None:
         if sep and key.strip().lower() in (name, b"i" if name == b"call-id" else name):
             return value.strip()
     return None
+
+
+def _matched_by_branch(request: Request) -> bool:
+    """The top Via's branch has the RFC 3261 magic cookie (transaction.server_key)."""
+    branch = request.top_via.branch
+    return branch is not None and branch.startswith(MAGIC_COOKIE)
 
 
 def _safe_call_id(request: Request) -> str:

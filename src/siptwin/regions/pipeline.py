@@ -51,6 +51,7 @@ from ..sip.digest import (
     verify,
 )
 from ..sip.errors import SipParseError
+from ..sip.frozen import quicken
 from ..sip.message import Request
 from ..sip.sdp import SdpError, refuse_offer, srtp_refusal, summarize_offer
 from ..sip.uri import SipUri
@@ -79,6 +80,9 @@ class Verdict:
     @property
     def silent(self) -> bool:
         return self.status is None
+
+
+quicken(Verdict)
 
 
 @dataclass

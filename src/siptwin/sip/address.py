@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import SipParseError
+from .frozen import quicken
 from .syntax import (
     LWS,
     DecodeMemo,
@@ -39,6 +40,9 @@ class NameAddr:
     def __str__(self) -> str:
         shown = "" if self.display_name is None else _display(self.display_name) + " "
         return f"{shown}<{self.uri}>{params_text(self.params)}"
+
+
+quicken(NameAddr)
 
 
 def _display(name: str) -> str:

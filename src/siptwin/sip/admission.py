@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import SipParseError
+from .frozen import quicken
 from .message import (
     DEFAULT_MAX_MESSAGE_SIZE,
     Request,
@@ -20,13 +21,16 @@ from .message import (
 from .validate import UasPolicy, check_request, check_response
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Admission:
     """Exactly one of: ``message`` (process it), ``reply`` (send it), ``dropped`` (a reason)."""
 
     message: Request | Response | None = None
     reply: Response | None = None
     dropped: str | None = None
+
+
+quicken(Admission)
 
 
 def admit(data: bytes, policy: UasPolicy, *, datagram: bool = True,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from .address import NameAddr, parse_name_addr
 from .errors import SipParseError
+from .frozen import quicken
 from .syntax import (
     LWS,
     DecodeMemo,
@@ -83,7 +84,7 @@ class Headers:
     what was received (modulo folding). Look-ups are case-insensitive and compact-form aware.
     """
 
-    __slots__ = ("_fields", "_index")
+    __slots__ = ("_fields", "_index", "_text")
 
     def __init__(self, fields: list[tuple[str, str]] | None = None) -> None:
         # entries: [key (canonical lower-case), name as written, value]; or, once packed
@@ -92,6 +93,9 @@ class Headers:
         # key -> its entries in order, built on the first look-up: a message is parsed once
         # and then asked for the same dozen headers many times.
         self._index: dict[str, list[list[str]]] | None = None
+        # The serialised entries, kept from the first to_text() until a change: a response
+        # is serialised to be sent and then packed, with the same text, to be kept.
+        self._text: str | None = None
         for name, value in fields or ():
             self.add(name, value)
 
@@ -130,6 +134,7 @@ class Headers:
             return False
         self._fields = text
         self._index = None
+        self._text = None  # (the packed fields are the text)
         return True
 
     @classmethod
@@ -177,6 +182,7 @@ class Headers:
         return index.get(key if key is not None else self.key(name), _NONE)
 
     def add(self, name: str, value: str) -> None:
+        self._text = None
         entry = [self.key(name), name, value]
         self._list().append(entry)
         if self._index is not None:
@@ -185,7 +191,7 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         """Replace every field called ``name`` by one; keeps the position of the first."""
         key = self.key(name)
-        self._index = None
+        self._index = self._text = None
         fields = self._list()
         for i, entry in enumerate(fields):
             if entry[0] == key:
@@ -196,7 +202,7 @@ class Headers:
 
     def remove(self, name: str) -> None:
         key = self.key(name)
-        self._index = None
+        self._index = self._text = None
         self._fields = [e for e in self._list() if e[0] != key]
 
     def replace_first_value(self, name: str, value: str) -> None:
@@ -205,6 +211,7 @@ class Headers:
         if not entries:
             raise KeyError(name)
         entry = entries[0]  # the same list object as in _fields: both see the change
+        self._text = None
         if "," not in entry[2]:
             entry[2] = value  # one value on the line: what the split and the join give
             return
@@ -247,7 +254,10 @@ class Headers:
         fields = self._fields
         if isinstance(fields, str):
             return fields  # packed: already the text
-        return "".join([f"{e[1]}: {e[2]}\r\n" for e in fields])  # a list joins faster
+        text = self._text
+        if text is None:  # (a list joins faster than a generator)
+            text = self._text = "".join([f"{e[1]}: {e[2]}\r\n" for e in fields])
+        return text
 
 
 # ---------------------------------------------------------------------------- typed views
@@ -532,6 +542,10 @@ def parse_route_set(values: list[str], what: str) -> list[NameAddr]:
             raise SipParseError(f"Empty {what} value")
         out.append(parse_name_addr(value, what))
     return out
+
+
+for _cls in (Via, CSeq, Contact, ContentType):
+    quicken(_cls)
 
 
 __all__ = [

@@ -15,7 +15,6 @@ from .address import NameAddr, parse_name_addr
 from .digest import parse_challenge, parse_credentials
 from .errors import SipParseError
 from .headers import (
-    _KEY_MEMO,
     _NONE,
     Contact,
     ContentType,
@@ -250,7 +249,7 @@ class Message:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
-        head = self.start_line() + "\r\n" + self.headers.to_text() + "\r\n"
+        head = f"{self.start_line()}\r\n{self.headers.to_text()}\r\n"
         return head.encode("utf-8", "surrogateescape") + self.body
 
     def __bytes__(self) -> bytes:
@@ -825,42 +824,37 @@ def make_response(
     decode (a 400 to a malformed request still reaches its sender). A To tag is added when
     given and the To has none.
     """
-    # The fields are built as Headers keeps them ([key, name, value]), read straight from
-    # the request's index, and the response's own index along with them (its Call-ID and
-    # CSeq are looked up as it is sent): what _build_index would make, without the pass.
-    entries: list[list[str]] = []
-    by_key: dict[str, list[list[str]]] = {}
-    tagged = False
+    # The header section is written as its text straight away, packed (Headers.pack): a
+    # response is serialised to be sent and then, most of them, kept only to be sent again,
+    # so the fields as lists and their look-up index would be built for nothing; a use that
+    # needs them unpacks the text (exactly). What the node and the transaction layer read
+    # of a response (its Call-ID, CSeq, tags) are the views shared below.
     copied = request.headers
     index = copied._index
     if index is None:
         index = copied._build_index()
     tagging = bool(to_tag) and status != 100
+    tagged = False
+    fields: list[tuple[str, str]] = []
     for key, name in _COPIED_TO_RESPONSES:
-        found = index.get(key)
-        if found is None:
-            continue
-        if len(found) == 1 and (key != "to" or not tagging):  # (as below, for one field)
-            copy = [key, name, found[0][2]]
-            entries.append(copy)
-            by_key[key] = [copy]
-            continue
-        copies = []
-        for entry in found:
+        for entry in index.get(key, _NONE):
             value = entry[2]
             if tagging and key == "to" and ";tag=" not in value.replace(" ", ""):
                 value = f"{value};tag={to_tag}"
                 tagged = True
-            copies.append([key, name, value])
-        entries.extend(copies)
-        by_key[key] = copies
-    keys = _KEY_MEMO
-    for name, value in (*extra, ("Content-Length", str(len(body)))):
-        key = keys.get(name) or Headers.key(name)
-        entry = [key, name, value]
-        entries.append(entry)
-        by_key.setdefault(key, []).append(entry)
-    response = Response(status, reason, Headers._from_parsed(entries, by_key), body)
+            fields.append((name, value))
+    fields.extend(extra)
+    fields.append(("Content-Length", str(len(body))))
+    text = "".join([f"{name}: {value}\r\n" for name, value in fields])
+    # The text splits back into the same fields when each line holds no other CR or LF and
+    # no name holds ": " (the copied ones are the names above; an extra one could be any).
+    n = len(fields)
+    packable = text.count("\n") == n and text.count("\r") == n
+    for name, _ in extra:
+        if ": " in name:
+            packable = False
+    headers = Headers.packed(text) if packable else Headers(fields)
+    response = Response(status, reason, headers, body)
     # The copied headers decode exactly as the request's did: share what is already decoded
     # (the transaction layer and the trace read the response's To tag, Call-ID and CSeq).
     decoded = request._views

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .frozen import quicken
 from .headers import Via
 from .message import Request
 from .uri import DEFAULT_PORTS
@@ -14,6 +15,9 @@ class Hop:
     transport: str  # "udp", "tcp", "tls"
     host: str
     port: int
+
+
+quicken(Hop)
 
 
 def stamp_received(request: Request, source_host: str, source_port: int) -> None:

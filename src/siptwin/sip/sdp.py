@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
+from .frozen import quicken
+
 __all__ = [
     "Answer",
     "Attribute",
@@ -907,3 +909,8 @@ def make_offer(
         ),
     )
     return description.to_bytes()
+
+
+for _cls in (Origin, Connection, Timing, Attribute, Codec, MediaDescription, SessionDescription,
+             CryptoAttribute, OfferSummary, Answer, NoCommonCodec):
+    quicken(_cls)

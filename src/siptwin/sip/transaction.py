@@ -61,6 +61,7 @@ from typing import Any, Protocol
 from mypy_extensions import mypyc_attr
 
 from .errors import SipParseError
+from .frozen import quicken
 from .headers import MAGIC_COOKIE, Headers, Via
 from .message import Request, Response, make_request
 from .routing import Hop
@@ -220,6 +221,11 @@ class Dropped(Effect):
     message: Request | Response
     source: Address
     reason: str
+
+
+for _effect in (Send, RequestReceived, AckReceived, ResponseReceived, Timeout, TransportError,
+                Terminated, Dropped):
+    quicken(_effect)
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import SipParseError
+from .frozen import quicken
 from .syntax import DecodeMemo, escape, unescape
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):")
@@ -117,6 +118,9 @@ class OpaqueUri:
     def __str__(self) -> str:
         return f"{self.scheme}:{self.opaque}"
 
+
+for _cls in (SipUri, TelUri, OpaqueUri):
+    quicken(_cls)
 
 Uri = SipUri | TelUri | OpaqueUri
 

@@ -25,6 +25,7 @@ from typing import Any
 from ..limits import Limits
 from ..sip.admission import refusal
 from ..sip.errors import SipParseError
+from ..sip.frozen import quicken
 from ..sip.message import DEFAULT_MAX_MESSAGE_SIZE, StreamFramer
 from ..sip.routing import Hop
 
@@ -46,6 +47,9 @@ class Source:
     @property
     def reply_to(self) -> Destination:
         return Destination(self.transport, self.host, self.port)
+
+
+quicken(Source)  # (one a datagram)
 
 
 # The core's Hop (transport, host, port) is exactly what a send needs.
