@@ -133,6 +133,13 @@ def user_system_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def pin(pids: list[int], cpus: set[int]) -> None:
+    """Keep processes (every thread of each; threads they start later inherit it) on ``cpus``."""
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), cpus)
+
+
 def proc_status(pid: int, key: str) -> int:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -277,7 +284,9 @@ def write_sources(directory: Path, count: int) -> Path:
 
 def run_rate(host: str, port: int, region: str, rate: int, seconds: float, limit: int,
              work: Path, scenario: Path, sources: int = 0,
-             account: tuple[str, str, str] | None = None) -> RateResult:
+             account: tuple[str, str, str] | None = None,
+             cpus: set[int] | None = None) -> RateResult:
+    """``cpus``: the CPUs SIPp may run on (all when None)."""
     calls = int(rate * seconds)
     run_dir = work / f"rate-{rate}"
     run_dir.mkdir()
@@ -285,7 +294,8 @@ def run_rate(host: str, port: int, region: str, rate: int, seconds: float, limit
                      write_sources(run_dir, sources) if sources else None, account)
     began = time.perf_counter()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(argv, cwd=run_dir, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(argv, cwd=run_dir, capture_output=True, text=True, timeout=300,
+                          preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     wall = time.perf_counter() - began
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     sipp_cpu = (children.ru_utime - children_before.ru_utime

@@ -4,7 +4,7 @@ Run (as root, best inside a private network namespace so nothing else holds the 
     unshare -n bash -c 'ip link set lo up; python bench/versus_kamailio.py'
     [--rates 200,400,600,800,1000,1500,2000] [--seconds 5] [--app pause|say] [--overload]
     [--overload-factors 1.15,2 | --overload-rate 290,500] [--twin-only] [--workers N]
-    [--sources N]
+    [--sources N] [--pin]
 
 Kamailio runs bench/anchors/kamailio-auth-answer.cfg (udp:127.0.0.1:5070: a 407 to every
 INVITE, the digest checked, 200 OK sent by Kamailio itself); the twin is ``siptwin up`` (one
@@ -51,6 +51,7 @@ from sipp_load import (  # noqa: E402
     cpu_seconds,
     machine,
     node_address,
+    pin,
     provision_domain,
     run_rate,
 )
@@ -102,6 +103,7 @@ class System:
     best: RateResult | None = None
     memory: tuple[int, int] = (0, 0)
     sources: int = 0  # SIPp's source addresses (-t ui: so SO_REUSEPORT spreads calls over workers)
+    sipp_cpus: set[int] | None = None  # --pin: where SIPp runs
 
     def cpu(self) -> float:
         total = 0.0
@@ -175,7 +177,8 @@ def step(system: System, rate: int, seconds: float, limit: int, work: Path,
     run_dir.mkdir(parents=True, exist_ok=True)
     result = run_rate(system.host, system.port, "us1", rate, seconds, limit, run_dir, SCENARIO,
                       sources=system.sources,
-                      account=(system.domain, system.user, system.password))
+                      account=(system.domain, system.user, system.password),
+                      cpus=system.sipp_cpus)
     if result.successful:
         result.twin_cpu_ms_per_call = round((system.cpu() - before) * 1000 / result.successful, 3)
     return result
@@ -225,7 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", type=int, default=None,
                         help="SIPp sends from this many loopback addresses, a socket each "
                              "(-t ui; default 16 with --workers > 1, else one socket)")
+    parser.add_argument("--pin", action="store_true",
+                        help="each system (all its processes and threads) on CPU 0 and SIPp on "
+                             "CPU 1, so that neither shares a core with the load generator, "
+                             "as when the PBX is another machine (one twin process only)")
     args = parser.parse_args(argv)
+    if args.pin and (args.workers > 1 or len(os.sched_getaffinity(0)) < 2):
+        parser.error("--pin: one twin process and at least two CPUs")
     sources = args.sources if args.sources is not None else (16 if args.workers > 1 else 0)
     rates = [int(r) for r in args.rates.split(",")]
     command = "python bench/versus_kamailio.py " + shlex.join(
@@ -255,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
                 System("twin", host, port, domain=f"{LABEL}.sip.us1.twilio.com", user=USER,
                        password=PASSWORD, pids=twin.pids, sources=sources),
             ][1 if args.twin_only else 0:]
+            if args.pin:
+                system_cpu, sipp_cpu = sorted(os.sched_getaffinity(0))[:2]
+                for system in systems:
+                    pin(system.pids, {system_cpu})
+                    system.sipp_cpus = {sipp_cpu}
             for system in systems:
                 step(system, 50, 1.0, args.limit, work / "warm-up")  # first imports, caches
                 climb(system, rates, args.seconds, args.limit, work)
