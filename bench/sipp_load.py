@@ -12,9 +12,9 @@ SIPp (harness/sipp/uac_auth.xml over UDP: INVITE, 407, ACK, INVITE with credenti
 passes when SIPp exits 0 with 0 failed calls, every call it was asked for succeeded, and it
 achieved at least 90 % of the rate (a saturated twin completes its calls late, through
 retransmissions, but does not sustain the rate). ``--workers N`` starts ``siptwin up
---workers N`` and has SIPp send from ``--sources`` loopback addresses (default 16; ``-t ui``,
+--workers N`` and has SIPp send from ``--sources`` loopback addresses (default 64; ``-t ui``,
 a socket per address) so that SO_REUSEPORT spreads the calls over the workers, as calls from
-many PBXs spread; ``--sources 16`` does the same with one worker, so that 1 and N workers meet
+many PBXs spread; ``--sources 64`` does the same with one worker, so that 1 and N workers meet
 the same client. Each rate also prints the CPU seconds of every twin process (parent first) and SIPp's.
 
 It prints (and writes as JSON with --json): per rate the calls, failures, retransmissions,
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="siptwin up --workers (SIPp then sends from --sources addresses)")
     parser.add_argument("--sources", type=int, default=None,
                         help="SIPp sends from this many loopback addresses, a socket each "
-                             "(-t ui; default 16 with --workers > 1, else one socket): give "
+                             "(-t ui; default 64 with --workers > 1, else one socket): give "
                              "it with one worker to compare 1 and N under the same client")
     parser.add_argument("--keep-going", action="store_true", help="run rates past a failure")
     parser.add_argument("--json", type=Path, help="also write the report here")
@@ -422,7 +422,7 @@ def run_app(app: str, voice_url: str, args: argparse.Namespace, command: str) ->
                   f"{'sipp ms/call':>12}")
             sampler = start_sampler(twin.pid, args.py_spy) if args.py_spy else None
             sources = args.sources if args.sources is not None else (
-                16 if args.workers > 1 else 0)
+                64 if args.workers > 1 else 0)
             for rate in rates:
                 cpu_before = [cpu_seconds(pid) for pid in twin.pids]
                 user_before, system_before = user_system_seconds(twin.pid)

@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                              "--sources addresses to both systems)")
     parser.add_argument("--sources", type=int, default=None,
                         help="SIPp sends from this many loopback addresses, a socket each "
-                             "(-t ui; default 16 with --workers > 1, else one socket)")
+                             "(-t ui; default 64 with --workers > 1, else one socket)")
     parser.add_argument("--pin", action="store_true",
                         help="each system (all its processes and threads) on CPU 0 and SIPp on "
                              "CPU 1, so that neither shares a core with the load generator, "
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.pin and (args.workers > 1 or len(os.sched_getaffinity(0)) < 2):
         parser.error("--pin: one twin process and at least two CPUs")
-    sources = args.sources if args.sources is not None else (16 if args.workers > 1 else 0)
+    sources = args.sources if args.sources is not None else (64 if args.workers > 1 else 0)
     rates = [int(r) for r in args.rates.split(",")]
     command = "python bench/versus_kamailio.py " + shlex.join(
         argv if argv is not None else sys.argv[1:])
