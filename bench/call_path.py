@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import cProfile
 import gc
 import hashlib
@@ -51,6 +52,7 @@ import tempfile
 import time
 import tracemalloc
 import types
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
@@ -330,11 +332,11 @@ def malloc_trim() -> None:
     ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
-              sipp_shaped: bool = True, in_flight: int = 1, idle_gap: float = 0.0,
-              idle_after: float = 0.0, census: int = 0, gc_passes: bool = False,
-              retained: bool = False) -> float:
-    with tempfile.TemporaryDirectory(prefix="siptwin-callpath-") as tmp:
+@contextlib.asynccontextmanager
+async def provisioned_twin(voice_url: str) -> AsyncIterator[EmbeddedTwin]:
+    """An embedded twin (temporary state, no TLS) with the bench domain provisioned through
+    the SDK: a credential list and ``voice_url``."""
+    with tempfile.TemporaryDirectory(prefix="siptwin-bench-") as tmp:
         twin = EmbeddedTwin(TwinConfig(state_dir=Path(tmp), api_port=free_port(),
                                        dns_port=free_port(), tls=False))
         await twin.start()
@@ -342,83 +344,91 @@ async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
             client = sdk_client(twin.api_url, twin.account_sid, twin.auth_token)
             await asyncio.to_thread(provision, client, DomainPlan(
                 LABEL, voice_url=voice_url, credentials=[(USER, PASSWORD)]))
-            node = twin.nodes["us1"]
-            board = Switchboard(node) if in_flight > 1 else None
-            callers = [Caller(node, sipp_shaped=sipp_shaped, board=board)
-                       for _ in range(in_flight)]
-            caller = callers[0]
-            settle_for_serving()  # as `siptwin up` does once ready
-            for n in range(50):  # warm up: caches, first imports
-                await caller.call(n)
-            rss_before = rss_mb()
-            print(memory_line("idle after start and 50 calls"))
-            tracked_before = tracked_census() if census else None
-            retained_before = retained_sizes(node) if retained else None
-            if memory:
-                tracemalloc.start(3)
-                idle = tracemalloc.take_snapshot()
-            caller.caller_cpu = 0.0
-
-            async def place(first: int, every: int, who: Caller) -> None:
-                for n in range(first, 1000 + calls, every):
-                    await who.call(n)
-                    if idle_gap:
-                        await asyncio.sleep(idle_gap)  # the loop waits in its selector
-
-            passes = CollectorPasses() if gc_passes else None
-            profiler = cProfile.Profile() if profile else None
-            if profiler:
-                profiler.enable()
-            began_cpu, began_wall = time.process_time(), time.perf_counter()
-            await asyncio.gather(*(place(1000 + k, in_flight, who)
-                                   for k, who in enumerate(callers)))
-            cpu = time.process_time() - began_cpu
-            wall = time.perf_counter() - began_wall
-            if profiler:
-                profiler.disable()
-                profiler.dump_stats(profile)
-            if passes:
-                passes.stop()
-            node_cpu = cpu - sum(who.caller_cpu for who in callers)
-            print(f"{calls} calls in {wall:.2f} s; node CPU {node_cpu * 1e3 / calls:.3f} ms per "
-                  f"call (caller {(cpu - node_cpu) * 1e3 / calls:.3f} ms per call excluded)"
-                  f" -> at most {calls / node_cpu:.0f} calls/s on one core")
-            print(f"transactions alive: {len(twin.nodes['us1'].layer)}; call records: "
-                  f"{len(twin.calls.all())}; VmRSS {rss_before:.1f} -> {rss_mb():.1f} MB")
-            print(memory_line("right after the calls"))
-            if passes:
-                passes.print()
-            if tracked_before is not None:
-                print_census(tracked_before, tracked_census(), calls, census)
-            if retained_before is not None:
-                gc.collect()
-                print_retained(retained_before, retained_sizes(node), calls)
-            if idle_after:
-                # The calls' finished transactions end on their timers meanwhile (Timer I
-                # 5 s after each ACK of a 407, Timers J and L 32 s after the calls).
-                began_cpu = time.process_time()
-                await asyncio.sleep(idle_after)
-                print(f"idle {idle_after:g} s after the calls: "
-                      f"{(time.process_time() - began_cpu) * 1e3 / idle_after:.1f} ms CPU a "
-                      f"second; transactions alive: {len(node.layer)}")
-            if memory:
-                snapshot = tracemalloc.take_snapshot()
-                traced, _ = tracemalloc.get_traced_memory()
-                print(f"traced live Python allocations since idle: {traced / 2**20:.1f} MB "
-                      f"(tracemalloc's own bookkeeping: {tracemalloc.get_tracemalloc_memory() / 2**20:.1f} MB); "
-                      "top 25 growths by traceback:")
-                for stat in snapshot.compare_to(idle, "traceback")[:25]:
-                    where = " < ".join(f"{frame.filename.split('/src/')[-1].split('/lib/')[-1]}:"
-                                       f"{frame.lineno}" for frame in stat.traceback)
-                    print(f"  {stat.size_diff / 2**20:6.2f} MB {stat.count_diff:>+8} blocks  {where}")
-                tracemalloc.stop()
-            gc.collect()
-            print(memory_line("after gc.collect()"))
-            malloc_trim()
-            print(memory_line("after malloc_trim(0)"))
-            return node_cpu * 1e3 / calls
+            yield twin
         finally:
             await twin.stop()
+
+
+async def run(calls: int, profile: Path | None, memory: bool, voice_url: str,
+              sipp_shaped: bool = True, in_flight: int = 1, idle_gap: float = 0.0,
+              idle_after: float = 0.0, census: int = 0, gc_passes: bool = False,
+              retained: bool = False) -> float:
+    async with provisioned_twin(voice_url) as twin:
+        node = twin.nodes["us1"]
+        board = Switchboard(node) if in_flight > 1 else None
+        callers = [Caller(node, sipp_shaped=sipp_shaped, board=board)
+                   for _ in range(in_flight)]
+        caller = callers[0]
+        settle_for_serving()  # as `siptwin up` does once ready
+        for n in range(50):  # warm up: caches, first imports
+            await caller.call(n)
+        rss_before = rss_mb()
+        print(memory_line("idle after start and 50 calls"))
+        tracked_before = tracked_census() if census else None
+        retained_before = retained_sizes(node) if retained else None
+        if memory:
+            tracemalloc.start(3)
+            idle = tracemalloc.take_snapshot()
+        caller.caller_cpu = 0.0
+
+        async def place(first: int, every: int, who: Caller) -> None:
+            for n in range(first, 1000 + calls, every):
+                await who.call(n)
+                if idle_gap:
+                    await asyncio.sleep(idle_gap)  # the loop waits in its selector
+
+        passes = CollectorPasses() if gc_passes else None
+        profiler = cProfile.Profile() if profile else None
+        if profiler:
+            profiler.enable()
+        began_cpu, began_wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(place(1000 + k, in_flight, who)
+                               for k, who in enumerate(callers)))
+        cpu = time.process_time() - began_cpu
+        wall = time.perf_counter() - began_wall
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(profile)
+        if passes:
+            passes.stop()
+        node_cpu = cpu - sum(who.caller_cpu for who in callers)
+        print(f"{calls} calls in {wall:.2f} s; node CPU {node_cpu * 1e3 / calls:.3f} ms per "
+              f"call (caller {(cpu - node_cpu) * 1e3 / calls:.3f} ms per call excluded)"
+              f" -> at most {calls / node_cpu:.0f} calls/s on one core")
+        print(f"transactions alive: {len(twin.nodes['us1'].layer)}; call records: "
+              f"{len(twin.calls.all())}; VmRSS {rss_before:.1f} -> {rss_mb():.1f} MB")
+        print(memory_line("right after the calls"))
+        if passes:
+            passes.print()
+        if tracked_before is not None:
+            print_census(tracked_before, tracked_census(), calls, census)
+        if retained_before is not None:
+            gc.collect()
+            print_retained(retained_before, retained_sizes(node), calls)
+        if idle_after:
+            # The calls' finished transactions end on their timers meanwhile (Timer I
+            # 5 s after each ACK of a 407, Timers J and L 32 s after the calls).
+            began_cpu = time.process_time()
+            await asyncio.sleep(idle_after)
+            print(f"idle {idle_after:g} s after the calls: "
+                  f"{(time.process_time() - began_cpu) * 1e3 / idle_after:.1f} ms CPU a "
+                  f"second; transactions alive: {len(node.layer)}")
+        if memory:
+            snapshot = tracemalloc.take_snapshot()
+            traced, _ = tracemalloc.get_traced_memory()
+            print(f"traced live Python allocations since idle: {traced / 2**20:.1f} MB "
+                  f"(tracemalloc's own bookkeeping: {tracemalloc.get_tracemalloc_memory() / 2**20:.1f} MB); "
+                  "top 25 growths by traceback:")
+            for stat in snapshot.compare_to(idle, "traceback")[:25]:
+                where = " < ".join(f"{frame.filename.split('/src/')[-1].split('/lib/')[-1]}:"
+                                   f"{frame.lineno}" for frame in stat.traceback)
+                print(f"  {stat.size_diff / 2**20:6.2f} MB {stat.count_diff:>+8} blocks  {where}")
+            tracemalloc.stop()
+        gc.collect()
+        print(memory_line("after gc.collect()"))
+        malloc_trim()
+        print(memory_line("after malloc_trim(0)"))
+        return node_cpu * 1e3 / calls
 
 
 def main() -> int:

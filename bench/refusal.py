@@ -41,14 +41,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from siptwin.harness.provision import DomainPlan, provision, sdk_client
 from siptwin.runtime import settle_for_serving
 from siptwin.transport.endpoint import Source
-from siptwin.twin.config import TwinConfig
-from siptwin.twin.embedded import EmbeddedTwin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from call_path import LABEL, PASSWORD, SIPP_SDP, USER, Caller, free_port, sipp_request  # noqa: E402
+from call_path import SIPP_SDP, Caller, provisioned_twin, sipp_request  # noqa: E402
 from sip_path import DOMAIN  # noqa: E402
 from sipp_load import APPS, SCENARIO, sipp_argv  # noqa: E402
 
@@ -68,106 +65,96 @@ def sipp_ack(refusal: bytes) -> bytes:
 
 
 async def run(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory(prefix="siptwin-refusal-") as tmp:
-        twin = EmbeddedTwin(TwinConfig(state_dir=Path(tmp), api_port=free_port(),
-                                       dns_port=free_port(), tls=False))
-        await twin.start()
-        try:
-            client = sdk_client(twin.api_url, twin.account_sid, twin.auth_token)
-            await asyncio.to_thread(provision, client, DomainPlan(
-                LABEL, voice_url=APPS[args.app], credentials=[(USER, PASSWORD)]))
-            twin.set_fidelity(twin.fidelity.with_overrides({"overload_action": args.action}))
-            node = twin.nodes["us1"]
-            caller = Caller(node)
-            settle_for_serving()
-            for n in range(50):  # warm up
-                await caller.call(n)
-            began = time.process_time()
-            for n in range(1000, 1000 + args.completed):
-                await caller.call(n)
-            completed_ms = ((time.process_time() - began - caller.caller_cpu) * 1e3
-                            / max(1, args.completed))
+    async with provisioned_twin(APPS[args.app]) as twin:
+        twin.set_fidelity(twin.fidelity.with_overrides({"overload_action": args.action}))
+        node = twin.nodes["us1"]
+        caller = Caller(node)
+        settle_for_serving()
+        for n in range(50):  # warm up
+            await caller.call(n)
+        began = time.process_time()
+        for n in range(1000, 1000 + args.completed):
+            await caller.call(n)
+        completed_ms = ((time.process_time() - began - caller.caller_cpu) * 1e3
+                        / max(1, args.completed))
 
-            # Every new call by datagram refused: no tokens, and no tick to give any.
-            if node._overload_timer is not None:
-                node._overload_timer.cancel()
-            guard = node.overload
-            guard.admission.rate, guard.admission.tokens = 0.0, 0.0
-            if not node.endpoint.datagrams_wait_visibly:
-                raise SystemExit("the UDP receive buffer is small (not root?): datagrams are "
-                                 "not judged by their wait, and the guard would not shed them")
-            if args.sipp:
-                await refused_by_sipp(node, args, completed_ms)
-                return
-            caller.sent.clear()
-            sent: list[bytes] = []
-            node.endpoint.send_now = lambda data, hop: sent.append(data)  # type: ignore[method-assign]
-            source = Source("udp", "127.0.0.1", PORT, node.region.address, 5060)
-            on_bytes = node._on_bytes
-            to = f"<sip:1000@{DOMAIN}>"
-            every = round(1 / args.retransmit) if args.retransmit > 0 else 0
-            profiler = cProfile.Profile() if args.profile else None
-            invite_cpu = ack_cpu = 0.0
-            datagrams = 0
-            shed_before, parsed_before = guard.shed_before_parsing, guard.shed
-            gc.collect()
-            tracked_before = len(gc.get_objects())
-            collections_before = sum(s["collections"] for s in gc.get_stats())
-            for first in range(100_000, 100_000 + args.calls, args.batch):
-                numbers = range(first, min(first + args.batch, 100_000 + args.calls))
-                invites = [sipp_request("INVITE", n, PORT, "1", 1, to, body=SIPP_SDP)
-                           for n in numbers]
-                if every:
-                    invites = [d for k, invite in enumerate(invites)
-                               for d in ((invite, invite) if k % every == 0 else (invite,))]
-                sent.clear()
-                if profiler:
-                    profiler.enable()
-                began = time.process_time()
-                for data in invites:
-                    on_bytes(data, source)
-                invite_cpu += time.process_time() - began
-                if profiler:
-                    profiler.disable()
-                datagrams += len(invites)
-                if args.action == "drop":
-                    continue
-                refusals = {}
-                for data in sent:  # (a retransmission's 503 has another tag: the last one)
-                    refusals[_HEADER.search(data, data.find(b"\r\nCall-ID:")).group(2)] = data
-                acks = [sipp_ack(r) for r in refusals.values()]
-                if len(acks) != len(numbers) or not all(s.startswith(b"SIP/2.0 503") for s in sent):
-                    raise SystemExit(f"expected {len(numbers)} refusals, got {len(acks)}: "
-                                     f"{sent[:1]!r}")
-                if profiler:
-                    profiler.enable()
-                began = time.process_time()
-                for data in acks:
-                    on_bytes(data, source)
-                ack_cpu += time.process_time() - began
-                if profiler:
-                    profiler.disable()
-                datagrams += len(acks)
-            collections = sum(s["collections"] for s in gc.get_stats()) - collections_before
-            gc.collect()
-            tracked = len(gc.get_objects()) - tracked_before
-            calls = args.calls
-            refused_ms = (invite_cpu + ack_cpu) * 1e3 / calls
-            print(f"completed call: {completed_ms:.3f} ms CPU ({args.completed} calls, "
-                  f"app {args.app})")
-            print(f"refused call ({args.action}): {refused_ms:.4f} ms CPU = INVITE(s) "
-                  f"{invite_cpu * 1e3 / calls:.4f} + ACK {ack_cpu * 1e3 / calls:.4f} "
-                  f"({calls} calls, {datagrams} datagrams, {datagrams / calls:.2f} a call; "
-                  f"{refused_ms / completed_ms:.3f} of a completed call)")
-            print(f"shed before parsing: {guard.shed_before_parsing - shed_before} of "
-                  f"{guard.shed - parsed_before}; ACKs awaited still: {len(guard.refused)}; "
-                  f"collector passes during the refusals: {collections}; objects the "
-                  f"collector tracks, after against before: {tracked:+d}; "
-                  f"transactions alive: {len(node.layer)}")
+        # Every new call by datagram refused: no tokens, and no tick to give any.
+        if node._overload_timer is not None:
+            node._overload_timer.cancel()
+        guard = node.overload
+        guard.admission.rate, guard.admission.tokens = 0.0, 0.0
+        if not node.endpoint.datagrams_wait_visibly:
+            raise SystemExit("the UDP receive buffer is small (not root?): datagrams are "
+                             "not judged by their wait, and the guard would not shed them")
+        if args.sipp:
+            await refused_by_sipp(node, args, completed_ms)
+            return
+        caller.sent.clear()
+        sent: list[bytes] = []
+        node.endpoint.send_now = lambda data, hop: sent.append(data)  # type: ignore[method-assign]
+        source = Source("udp", "127.0.0.1", PORT, node.region.address, 5060)
+        on_bytes = node._on_bytes
+        to = f"<sip:1000@{DOMAIN}>"
+        every = round(1 / args.retransmit) if args.retransmit > 0 else 0
+        profiler = cProfile.Profile() if args.profile else None
+
+        def fed(datagrams: list[bytes]) -> float:
+            """The node's CPU seconds for taking ``datagrams`` in (profiled with --profile)."""
             if profiler:
-                profiler.dump_stats(args.profile)
-        finally:
-            await twin.stop()
+                profiler.enable()
+            began = time.process_time()
+            for data in datagrams:
+                on_bytes(data, source)
+            spent = time.process_time() - began
+            if profiler:
+                profiler.disable()
+            return spent
+
+        invite_cpu = ack_cpu = 0.0
+        datagrams = 0
+        shed_before, parsed_before = guard.shed_before_parsing, guard.shed
+        gc.collect()
+        tracked_before = len(gc.get_objects())
+        collections_before = sum(s["collections"] for s in gc.get_stats())
+        for first in range(100_000, 100_000 + args.calls, args.batch):
+            numbers = range(first, min(first + args.batch, 100_000 + args.calls))
+            invites = [sipp_request("INVITE", n, PORT, "1", 1, to, body=SIPP_SDP)
+                       for n in numbers]
+            if every:
+                invites = [d for k, invite in enumerate(invites)
+                           for d in ((invite, invite) if k % every == 0 else (invite,))]
+            sent.clear()
+            invite_cpu += fed(invites)
+            datagrams += len(invites)
+            if args.action == "drop":
+                continue
+            refusals = {}
+            for data in sent:  # (a retransmission's 503 repeats the first one)
+                refusals[_HEADER.search(data, data.find(b"\r\nCall-ID:")).group(2)] = data
+            acks = [sipp_ack(r) for r in refusals.values()]
+            if len(acks) != len(numbers) or not all(s.startswith(b"SIP/2.0 503") for s in sent):
+                raise SystemExit(f"expected {len(numbers)} refusals, got {len(acks)}: "
+                                 f"{sent[:1]!r}")
+            ack_cpu += fed(acks)
+            datagrams += len(acks)
+        collections = sum(s["collections"] for s in gc.get_stats()) - collections_before
+        gc.collect()
+        tracked = len(gc.get_objects()) - tracked_before
+        calls = args.calls
+        refused_ms = (invite_cpu + ack_cpu) * 1e3 / calls
+        print(f"completed call: {completed_ms:.3f} ms CPU ({args.completed} calls, "
+              f"app {args.app})")
+        print(f"refused call ({args.action}): {refused_ms:.4f} ms CPU = INVITE(s) "
+              f"{invite_cpu * 1e3 / calls:.4f} + ACK {ack_cpu * 1e3 / calls:.4f} "
+              f"({calls} calls, {datagrams} datagrams, {datagrams / calls:.2f} a call; "
+              f"{refused_ms / completed_ms:.3f} of a completed call)")
+        print(f"shed before parsing: {guard.shed_before_parsing - shed_before} of "
+              f"{guard.shed - parsed_before}; ACKs awaited still: {len(guard.refused)}; "
+              f"collector passes during the refusals: {collections}; objects the "
+              f"collector tracks, after against before: {tracked:+d}; "
+              f"transactions alive: {len(node.layer)}")
+        if profiler:
+            profiler.dump_stats(args.profile)
 
 
 async def refused_by_sipp(node, args: argparse.Namespace, completed_ms: float) -> None:

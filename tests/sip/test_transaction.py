@@ -171,23 +171,32 @@ def test_what_waits_out_the_timers_holds_no_messages_it_will_not_send_again() ->
     assert kept == ("resend", bye_ok.to_bytes(), PBX)  # nothing else
 
 
-def test_finished_transactions_are_nothing_the_collector_walks() -> None:
-    """What an Accepted INVITE and a Completed BYE keep for Timers L and J - a peer Hop's
-    fields and the response's bytes - is plain tuples, which the cyclic collector stops
-    tracking: at 500 calls/s tens of thousands of them would otherwise make every young
-    collection pass tens of milliseconds. Retransmissions are absorbed and answered to an
-    equal Hop as before."""
-    hop = Hop("udp", "192.0.2.10", 5060)
-    layer = TransactionLayer()
-    invite = request("INVITE", "z9hG4bK-gc1", call_id="gc@pbx")
+def _finished_call(layer: TransactionLayer, hop: Hop, name: str) -> tuple[
+        RequestReceived, Response, Request, RequestReceived, Response]:
+    """An INVITE answered 200 (then Accepted, Timer L) and its BYE answered 200 (Completed,
+    Timer J) from ``hop``, both entries compacted; what the tests compare against."""
+    invite = request("INVITE", f"z9hG4bK-{name}1", call_id=f"{name}@pbx")
     (rx,) = of(layer.receive(copy(invite), hop, 0.0), RequestReceived)
-    ok = make_response(invite, 200, to_tag="twin-gc")
+    ok = make_response(invite, 200, to_tag=f"twin-{name}")
     layer.respond(rx.key, ok, 0.0, retransmit_until_ack=False)
-    bye = request("BYE", "z9hG4bK-gc2", to_tag="twin-gc", call_id="gc@pbx", cseq=2)
+    bye = request("BYE", f"z9hG4bK-{name}2", to_tag=f"twin-{name}", call_id=f"{name}@pbx",
+                  cseq=2)
     (bye_rx,) = of(layer.receive(copy(bye), hop, 1.0), RequestReceived)
     bye_ok = make_response(bye, 200)
     layer.respond(bye_rx.key, bye_ok, 1.0)
     assert layer.receive(copy(invite), hop, 1.5) == []  # (also compacts the BYE's entry)
+    return rx, ok, bye, bye_rx, bye_ok
+
+
+def test_finished_transactions_are_nothing_the_collector_walks() -> None:
+    """What an Accepted INVITE and a Completed BYE keep for Timers L and J - a peer Hop's
+    fields and the response's bytes - is a plain string or bytes, which the cyclic collector
+    never tracks: at 500 calls/s tens of thousands of them would otherwise make every young
+    collection pass tens of milliseconds. Retransmissions are absorbed and answered to an
+    equal Hop as before."""
+    hop = Hop("udp", "192.0.2.10", 5060)
+    layer = TransactionLayer()
+    rx, ok, bye, bye_rx, bye_ok = _finished_call(layer, hop, "gc")
     for key in (rx.key, bye_rx.key):  # never tracked: not even the next young pass walks them
         assert not gc.is_tracked(layer._servers[key])
     accepted, completed = layer.transaction(rx.key), layer.transaction(bye_rx.key)
@@ -208,15 +217,7 @@ def test_finished_transactions_are_nothing_the_collector_walks() -> None:
 ])
 def test_a_finished_transaction_keeps_its_peer_hop_exactly(hop: Hop) -> None:
     layer = TransactionLayer()
-    invite = request("INVITE", "z9hG4bK-peer1", call_id="peer@pbx")
-    (rx,) = of(layer.receive(copy(invite), hop, 0.0), RequestReceived)
-    ok = make_response(invite, 200, to_tag="twin-peer")
-    layer.respond(rx.key, ok, 0.0, retransmit_until_ack=False)
-    bye = request("BYE", "z9hG4bK-peer2", to_tag="twin-peer", call_id="peer@pbx", cseq=2)
-    (bye_rx,) = of(layer.receive(copy(bye), hop, 1.0), RequestReceived)
-    bye_ok = make_response(bye, 200)
-    layer.respond(bye_rx.key, bye_ok, 1.0)
-    assert layer.receive(copy(invite), hop, 1.5) == []  # (also compacts the BYE's entry)
+    rx, ok, bye, bye_rx, bye_ok = _finished_call(layer, hop, "peer")
     for key in (rx.key, bye_rx.key):
         assert type(layer.transaction(key).peer) is Hop and layer.transaction(key).peer == hop
     assert on_the_wire(layer.receive(copy(bye), hop, 2.0)) == [
