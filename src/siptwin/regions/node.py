@@ -36,7 +36,6 @@ from ..model.sids import new_call_sid
 from ..settings import Fidelity
 from ..sip.admission import admit
 from ..sip.errors import SipParseError
-from ..sip.headers import MAGIC_COOKIE
 from ..sip.message import Request, Response, make_request
 from ..sip.routing import Hop, response_hop, stamp_received, stamped_hop
 from ..sip.sdp import (
@@ -524,7 +523,7 @@ class RegionNode:
                 hop = stamped_hop(message, source.transport, source.host, source.port)
                 if server_key(message) in self.layer:
                     overload.retransmissions += 1
-            elif _matched_by_branch(message):
+            elif message.top_via.is_rfc3261:
                 # Nothing answers an ACK: the received/rport stamp only routes responses
                 # (RFC 3261 §18.2.2), and an ACK with an RFC 3261 branch is matched without
                 # its Via text. (An RFC 2543 ACK is matched by its stamped Via, as its INVITE.)
@@ -1112,12 +1111,6 @@ def _header_value(data: bytes, name: bytes) -> bytes | None:
         if sep and key.strip().lower() in (name, b"i" if name == b"call-id" else name):
             return value.strip()
     return None
-
-
-def _matched_by_branch(request: Request) -> bool:
-    """The top Via's branch has the RFC 3261 magic cookie (transaction.server_key)."""
-    branch = request.top_via.branch
-    return branch is not None and branch.startswith(MAGIC_COOKIE)
 
 
 def _safe_call_id(request: Request) -> str:

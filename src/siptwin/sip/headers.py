@@ -212,9 +212,6 @@ class Headers:
             raise KeyError(name)
         entry = entries[0]  # the same list object as in _fields: both see the change
         self._text = None
-        if "," not in entry[2]:
-            entry[2] = value  # one value on the line: what the split and the join give
-            return
         values = split_commas(entry[2])
         values[0] = value
         entry[2] = ", ".join(values)

@@ -30,7 +30,7 @@ from .headers import (
     parse_tokens,
     parse_vias,
 )
-from .syntax import LWS, TOKEN_RE, DecodeMemo, split_commas
+from .syntax import TOKEN_RE, DecodeMemo, split_commas
 from .uri import Uri, parse_uri
 
 SIP_VERSION = "SIP/2.0"
@@ -457,12 +457,8 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
     get = index.get
     if "via" not in views:
         entries = get("via", _NONE)
-        if len(entries) == 1:
-            value = entries[0][2]  # (split_commas of a value without a comma, inlined)
-            views["via"] = parse_vias([value.strip(LWS)] if "," not in value
-                                      else split_commas(value))
-        else:
-            views["via"] = parse_vias(_values(headers, "via"))
+        views["via"] = parse_vias(split_commas(entries[0][2]) if len(entries) == 1
+                                  else _values(headers, "via"))
     for key, name in _NAME_ADDRS:
         if key not in views:
             entries = get(key, _NONE)
@@ -494,9 +490,7 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
         if not entries:  # (an ACK, a BYE)
             views["contact"] = []
         elif len(entries) == 1:
-            value = entries[0][2]
-            views["contact"] = parse_contacts([value.strip(LWS)] if "," not in value
-                                              else split_commas(value))
+            views["contact"] = parse_contacts(split_commas(entries[0][2]))
         else:
             views["contact"] = parse_contacts(_values(headers, "contact"))
     if "content-type" not in views:
@@ -849,10 +843,8 @@ def make_response(
     # The text splits back into the same fields when each line holds no other CR or LF and
     # no name holds ": " (the copied ones are the names above; an extra one could be any).
     n = len(fields)
-    packable = text.count("\n") == n and text.count("\r") == n
-    for name, _ in extra:
-        if ": " in name:
-            packable = False
+    packable = (text.count("\n") == n and text.count("\r") == n
+                and not any(": " in name for name, _ in extra))
     headers = Headers.packed(text) if packable else Headers(fields)
     response = Response(status, reason, headers, body)
     # The copied headers decode exactly as the request's did: share what is already decoded
