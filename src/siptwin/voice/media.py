@@ -834,22 +834,13 @@ class MediaStream:
         if plan is None or transport is None:
             return
         if plan.sending and not self._streaming and self.relay is None:
-            sock = transport._sock
-            if self.srtp is None and sock is not None and self._to is not None:
+            if self.srtp is None and self._to is not None:
                 # Plain RTP silence, the steady state of most calls: the shared packet with
-                # this stream's numbers written in, no per-packet objects or calls.
+                # this stream's numbers written in, no per-packet objects.
                 packet = _SILENCE_PACKETS[plan.payload_type]
                 _SET_SEQUENCE(packet, 2, self.sequence, self.timestamp, self.ssrc)
-                try:
-                    sock.sendto(packet, self._to)
-                except (BlockingIOError, InterruptedError):
-                    pass
-                except OSError as err:
-                    log.debug("media socket %s: %s", transport._name, err)
-                self.sequence = (self.sequence + 1) & 0xFFFF
-                self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
-                self.packets_sent += 1
-                self.octets_sent += FRAME_SAMPLES
+                transport.sendto(packet, self._to)
+                self._frame_sent(FRAME_SAMPLES)
             else:
                 self._send_frame(SILENCE[plan.payload_type], marker=False)
         if now >= self._report_at:
@@ -935,10 +926,14 @@ class MediaStream:
             header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | plan.payload_type,
                                  self.sequence, self.timestamp, self.ssrc)
             self._send(header + chunk, self._destination(plan))
+        self._frame_sent(len(chunk))
+
+    def _frame_sent(self, octets: int) -> None:
+        """Count a frame of ``octets`` payload sent and move the numbers on to the next."""
         self.sequence = (self.sequence + 1) & 0xFFFF
         self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
         self.packets_sent += 1
-        self.octets_sent += len(chunk)
+        self.octets_sent += octets
 
     def _send_report(self) -> None:
         plan = self._plan
