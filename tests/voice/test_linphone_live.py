@@ -112,7 +112,9 @@ async def test_linphone_srtp_over_tls_survives_hold_and_resume(harness, app, tmp
         # Hold only once the call is up (linphonec ignores "pause" before it): on a loaded
         # machine its TLS and SRTP set-up once took longer than the fixed 4 s waited here.
         await _call_reached(harness, "alice", "answered_at", timeout=20)
-        await asyncio.sleep(2.0)
+        # Let some 3 s of linphonec's file reach the twin before the hold: the packet count
+        # below needs ~6 s in all, and 2 s here left too little margin under full-suite load.
+        await asyncio.sleep(3.0)
         await command("pause", 2.0)
         await command("resume", 2.5)
         await command("5", 0)
@@ -144,7 +146,8 @@ async def test_linphone_srtp_over_tls_survives_hold_and_resume(harness, app, tmp
                if e.direction == "out" and e.data.startswith(b"SIP/2.0 200") and b"m=audio" in e.data]
     assert any(b"a=recvonly" in a for a in answers) and b"a=sendrecv" in answers[-1]
     # linphonec decrypted the twin's two tones (before the hold, after the digits), in order,
-    # into its recording; the twin authenticated (decrypted) its 440 Hz file, some 20 s of it.
+    # into its recording; the twin authenticated (decrypted) its 440 Hz file: at
+    # least 6 s of it (300 packets of 20 ms) before the hold, after it and while the tone played.
     samples, rate = read_wav(heard)
     tones = tones_heard(samples, rate, (PHONE_HZ, FIRST_HZ, SECOND_HZ))
     assert tones.count(FIRST_HZ) >= 3 and tones.count(SECOND_HZ) >= 2, tones
