@@ -81,6 +81,9 @@ class RateResult:
     sipp_cpu_s: float = 0.0
     twin_user_ms_per_call: float | None = None  # of the first twin process only
     twin_system_ms_per_call: float | None = None
+    # times the first twin process's main thread went to sleep and was woken (its voluntary
+    # context switches) per call: each is an event-loop wake-up, with its selector call
+    twin_wakeups_per_call: float | None = None
     cpu_s_by_process: list[float] = field(default_factory=list)  # twin parent, then workers
     # of the failed calls: answered by a response the flow does not expect (an overloaded
     # twin's 503), and timed out waiting (calls taken that did not complete: retransmissions
@@ -147,7 +150,7 @@ def proc_status(pid: int, key: str) -> int:
         return 0
     for line in status.splitlines():
         if line.startswith(key + ":"):
-            return int(line.split()[1])  # kB
+            return int(line.split()[1])  # kB, or a count
     return 0
 
 
@@ -339,12 +342,26 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(values[index], 2)
 
 
+def interpreter_command() -> str:
+    """How to name this interpreter in a reproduce line: the checkout's .venv as a relative
+    path (what a user of the README has), any other by its path."""
+    try:
+        return str(Path(sys.executable).relative_to(ROOT))
+    except ValueError:
+        return sys.executable
+
+
 def machine() -> dict[str, str]:
     model = next((line.split(":", 1)[1].strip() for line in
                   Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
                  platform.processor())
     sipp = subprocess.run(["sipp", "-v"], capture_output=True, text=True).stdout
-    return {"nproc": str(os.cpu_count()), "cpu": model, "python": platform.python_version(),
+    # Which interpreter runs the twin (sys.executable, see TwinProcess): the same version
+    # built with profile-guided optimisation (a distribution's) or without it (pyenv's
+    # default) differs by about a tenth in CPU per call.
+    interpreter = os.path.realpath(sys.executable)
+    return {"nproc": str(os.cpu_count()), "cpu": model,
+            "python": f"{platform.python_version()} ({interpreter})",
             "sipp": next((w for w in sipp.split() if w.startswith("v3")), "?")}
 
 
@@ -378,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
                              "provisioning left out (bench/twin_profiled.py): FILE, and the "
                              "collector's passes in FILE.gc.json")
     args = parser.parse_args(argv)
-    command = "python bench/sipp_load.py " + shlex.join(
+    command = f"{interpreter_command()} bench/sipp_load.py " + shlex.join(
         a for a in (argv if argv is not None else sys.argv[1:]) if a)
     apps = ({"custom": args.voice_url} if args.voice_url
             else {name: APPS[name] for name in args.app.split(",")})
@@ -426,6 +443,7 @@ def run_app(app: str, voice_url: str, args: argparse.Namespace, command: str) ->
             for rate in rates:
                 cpu_before = [cpu_seconds(pid) for pid in twin.pids]
                 user_before, system_before = user_system_seconds(twin.pid)
+                sleeps_before = proc_status(twin.pid, "voluntary_ctxt_switches")
                 if profile:
                     os.kill(twin.pid, signal.SIGUSR1)
                 result = run_rate(host, port, args.region, rate, args.seconds, args.limit, work,
@@ -442,6 +460,8 @@ def run_app(app: str, voice_url: str, args: argparse.Namespace, command: str) ->
                                                          / result.successful, 3)
                     result.twin_system_ms_per_call = round((system - system_before) * 1000
                                                            / result.successful, 3)
+                    sleeps = proc_status(twin.pid, "voluntary_ctxt_switches") - sleeps_before
+                    result.twin_wakeups_per_call = round(sleeps / result.successful, 2)
                 report.rates.append(result)
                 print(f"{rate:>6} {result.calls:>6} {result.successful:>6} {result.failed:>6} "
                       f"{result.retransmissions:>7} {result.achieved_cps:>7} "
@@ -451,7 +471,8 @@ def run_app(app: str, voice_url: str, args: argparse.Namespace, command: str) ->
                       f"{'' if result.passed else f'  FAILED (exit {result.exit_code})'}"
                       f"  cpu s: twin {result.cpu_s_by_process}, sipp {result.sipp_cpu_s}"
                       f"; twin (first process) ms/call user {result.twin_user_ms_per_call}"
-                      f" system {result.twin_system_ms_per_call}",
+                      f" system {result.twin_system_ms_per_call}"
+                      f", wake-ups/call {result.twin_wakeups_per_call}",
                       flush=True)
                 ended = twin.exited()
                 if ended is not None:

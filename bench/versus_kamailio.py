@@ -49,6 +49,7 @@ from sipp_load import (  # noqa: E402
     RateResult,
     TwinProcess,
     cpu_seconds,
+    interpreter_command,
     machine,
     node_address,
     pin,
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--pin: one twin process and at least two CPUs")
     sources = args.sources if args.sources is not None else (64 if args.workers > 1 else 0)
     rates = [int(r) for r in args.rates.split(",")]
-    command = "python bench/versus_kamailio.py " + shlex.join(
+    command = f"{interpreter_command()} bench/versus_kamailio.py " + shlex.join(
         argv if argv is not None else sys.argv[1:])
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                             capture_output=True).stdout.strip()
