@@ -311,17 +311,19 @@ class _AuthHeaderValue:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
+    # The parameter properties read their lower-case names from _values, not through get:
+    # the pipeline asks several of them for every answered challenge.
     @property
     def realm(self) -> str | None:
-        return self.get("realm")
+        return self._values().get("realm")
 
     @property
     def nonce(self) -> str | None:
-        return self.get("nonce")
+        return self._values().get("nonce")
 
     @property
     def opaque(self) -> str | None:
-        return self.get("opaque")
+        return self._values().get("opaque")
 
     @property
     def algorithm(self) -> str:
@@ -373,19 +375,19 @@ class Credentials(_AuthHeaderValue):
 
     @property
     def username(self) -> str | None:
-        return self.get("username")
+        return self._values().get("username")
 
     @property
     def uri(self) -> str | None:
-        return self.get("uri")
+        return self._values().get("uri")
 
     @property
     def response(self) -> str | None:
-        return self.get("response")
+        return self._values().get("response")
 
     @property
     def cnonce(self) -> str | None:
-        return self.get("cnonce")
+        return self._values().get("cnonce")
 
     @property
     def qop(self) -> str | None:
@@ -394,7 +396,7 @@ class Credentials(_AuthHeaderValue):
     @property
     def nc(self) -> int | None:
         """The nonce count as a number, or None when absent or not 8 hex digits."""
-        text = self.get("nc")
+        text = self._values().get("nc")
         if text is None or not _NC_FORMAT.fullmatch(text):
             return None
         return int(text, 16)
