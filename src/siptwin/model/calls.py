@@ -354,6 +354,10 @@ class CallRegistry:
     # or a flood keeps the twin's memory flat (each record holds its SIP trace).
     def __init__(self, max_calls: int = 2_000) -> None:
         self._calls: OrderedDict[str, Call] = OrderedDict()
+        # A call by its Call-ID: the dict's own look-up, atomic under the GIL (OrderedDict's
+        # is C code), no lock and no method around it, as the node asks for every message it
+        # traces. Iterating and changing the order take the lock.
+        self.get: Callable[[str], Call | None] = self._calls.get
         self._max = max_calls
         self._lock = threading.Lock()
         self._listeners: list[CallListener] = []
@@ -382,11 +386,6 @@ class CallRegistry:
         with self._lock:
             batch, self._to_pack = self._to_pack, []
         pack_calls(batch)
-
-    def get(self, call_id: str) -> Call | None:
-        # One look-up is atomic under the GIL (OrderedDict's is C code), and the node asks
-        # for every message it traces: no lock here. Iterating and changing the order need it.
-        return self._calls.get(call_id)
 
     def by_sid(self, sid: str) -> Call | None:
         with self._lock:  # newest first: the calls asked about are mostly recent

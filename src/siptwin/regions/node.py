@@ -346,6 +346,9 @@ class RegionNode:
         self._applying = 0  # _apply calls under way (see _apply)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The loop's clock, bound once started (the transaction layer's deadlines are on it):
+        # asked for at every message, without a method of the node's own around it.
+        self._now: Callable[[], float] = _not_started
         limits = limits or Limits()
         self.overload = OverloadGuard(limits.overload_lag, limits.overload_message_rate,
                                       limits.overload_retransmissions,
@@ -382,6 +385,7 @@ class RegionNode:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._now = self._loop.time
         await self.endpoint.start()
         self._contacts.clear()
         self._schedule_overload_tick(self._loop.time())
@@ -399,10 +403,6 @@ class RegionNode:
     def addresses(self) -> dict[str, tuple[str, int] | None]:
         return {"udp": self.endpoint.udp_address, "tcp": self.endpoint.tcp_address,
                 "tls": self.endpoint.tls_address}
-
-    def _now(self) -> float:
-        assert self._loop is not None
-        return self._loop.time()
 
     # ------------------------------------------------------------------ overload
     def _schedule_overload_tick(self, previous: float) -> None:
@@ -1094,6 +1094,10 @@ class RegionNode:
 
 def _media_port() -> int:
     return random.randrange(10000, 60000, 2)
+
+
+def _not_started() -> float:
+    raise AssertionError("the node has no clock before start(): it is its event loop's")
 
 
 def _raw_call_id(message: Request | Response | None, data: bytes) -> str | None:

@@ -311,22 +311,24 @@ class _AuthHeaderValue:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
+    # The parameter properties read their lower-case names from _values, not through get:
+    # the pipeline asks several of them for every answered challenge.
     @property
     def realm(self) -> str | None:
-        return self.get("realm")
+        return self._values().get("realm")
 
     @property
     def nonce(self) -> str | None:
-        return self.get("nonce")
+        return self._values().get("nonce")
 
     @property
     def opaque(self) -> str | None:
-        return self.get("opaque")
+        return self._values().get("opaque")
 
     @property
     def algorithm(self) -> str:
         """The algorithm named, or ``MD5``, the default when the parameter is absent."""
-        return self.get("algorithm") or "MD5"
+        return _algorithm_and_qop(self._values().get)[0]
 
     def to_header(self) -> str:
         """Serialise as the value of the header (without the header name)."""
@@ -373,29 +375,28 @@ class Credentials(_AuthHeaderValue):
 
     @property
     def username(self) -> str | None:
-        return self.get("username")
+        return self._values().get("username")
 
     @property
     def uri(self) -> str | None:
-        return self.get("uri")
+        return self._values().get("uri")
 
     @property
     def response(self) -> str | None:
-        return self.get("response")
+        return self._values().get("response")
 
     @property
     def cnonce(self) -> str | None:
-        return self.get("cnonce")
+        return self._values().get("cnonce")
 
     @property
     def qop(self) -> str | None:
-        qop = self.get("qop")
-        return qop.lower() if qop is not None else None
+        return _algorithm_and_qop(self._values().get)[1]
 
     @property
     def nc(self) -> int | None:
         """The nonce count as a number, or None when absent or not 8 hex digits."""
-        text = self.get("nc")
+        text = self._values().get("nc")
         if text is None or not _NC_FORMAT.fullmatch(text):
             return None
         return int(text, 16)
@@ -719,25 +720,22 @@ def verify(
     Nonce freshness and nonce-count replay are separate (:class:`NonceIssuer`,
     :class:`NonceCountTracker`).
     """
-    problem = _check_shape(credentials, expected_uri, expected_opaque, require_qop)
-    if problem is not None:
-        return problem
-    get = credentials._values().get  # (credentials.uri, .nonce ... without a call each)
-    algorithm_name = get("algorithm") or "MD5"
-    algorithm = _algorithm(algorithm_name)
-    assert algorithm is not None  # _check_shape refused unsupported algorithms
+    shape = _check_shape(credentials, expected_uri, expected_opaque, require_qop)
+    if isinstance(shape, VerifyResult):
+        return shape
+    algorithm_name, algorithm, qop = shape
     if len(ha1) != len(algorithm.hash_hex(b"")):
         return VerifyResult(
             VerifyFailure.HA1_MISMATCH, f"stored HA1 is not a {algorithm_name} digest"
         )
-    qop = get("qop")
+    get = credentials._values().get  # (credentials.uri, .nonce ... without a call each)
     expected = compute_response(
         ha1.lower(),
         method,
         get("uri") or "",
         get("nonce") or "",
         algorithm=algorithm_name,
-        qop=qop.lower() if qop is not None else None,
+        qop=qop,
         nc=get("nc"),
         cnonce=get("cnonce"),
         body=body,
@@ -753,7 +751,9 @@ def _check_shape(
     expected_uri: str | None,
     expected_opaque: str | None,
     require_qop: bool,
-) -> VerifyResult | None:
+) -> VerifyResult | tuple[str, _Algorithm, str | None]:
+    """A failure, or what the answer is verified with: its algorithm (as named, and its hash)
+    and its qop."""
     if not credentials.is_digest:
         return VerifyResult(VerifyFailure.NOT_DIGEST, f"scheme is {credentials.scheme!r}")
     # The parameters by lower-case name: what credentials.get and its properties read.
@@ -761,17 +761,15 @@ def _check_shape(
     for name in ("username", "realm", "nonce", "uri", "response"):
         if get(name) is None:
             return VerifyResult(VerifyFailure.MISSING_PARAM, f"no {name} parameter")
-    algorithm = get("algorithm") or "MD5"
-    if not supported_algorithm(algorithm):
+    algorithm, qop = _algorithm_and_qop(get)
+    hashing = _algorithm(algorithm)
+    if hashing is None:
         return VerifyResult(VerifyFailure.UNSUPPORTED_ALGORITHM, algorithm)
-    qop = get("qop")
-    if qop is not None:
-        qop = qop.lower()
     if qop is None and require_qop:
         return VerifyResult(VerifyFailure.UNSUPPORTED_QOP, "qop is required (no RFC 2069 form)")
     if qop is not None and qop not in _SUPPORTED_QOPS:
         return VerifyResult(VerifyFailure.UNSUPPORTED_QOP, qop)
-    needs_cnonce = qop is not None or algorithm.lower().endswith("-sess")
+    needs_cnonce = qop is not None or hashing.session
     if needs_cnonce and get("cnonce") is None:
         return VerifyResult(VerifyFailure.MISSING_PARAM, "no cnonce parameter")
     if qop is not None:
@@ -787,7 +785,14 @@ def _check_shape(
         )
     if expected_opaque is not None and get("opaque") != expected_opaque:
         return VerifyResult(VerifyFailure.OPAQUE_MISMATCH, "opaque differs from the challenge")
-    return None
+    return algorithm, hashing, qop
+
+
+def _algorithm_and_qop(get: Callable[[str], str | None]) -> tuple[str, str | None]:
+    """The algorithm credentials name (``MD5`` when absent, RFC 2617 §3.2.2) and their qop,
+    lower-cased, or None for the RFC 2069 form; ``get`` reads a parameter by lower-case name."""
+    qop = get("qop")
+    return get("algorithm") or "MD5", qop.lower() if qop is not None else None
 
 
 class NonceCountTracker:

@@ -44,18 +44,21 @@ def stamped_hop(request: Request, transport: str, source_host: str, source_port:
     written - the packet's source, unless a maddr overrides it - so the stamped Via is not
     read back. Anything else takes the two steps."""
     via = request.top_via
-    if not via.wants_rport or not source_host or source_port < 0:
-        stamp_received(request, source_host, source_port)
-        return response_hop(request, transport, source_host, source_port)
     # via.with_params(rport=..., received=...), inlined: the parameters but those two (in
-    # any case), then the two, in that order
+    # any case), then the two, in that order; the same pass finds whether rport is asked
+    # for (via.wants_rport), which the two or three parameters make cheaper than a second
     params: list[tuple[str, str | None]] = []
-    maddr_named = False
+    maddr_named = wants_rport = False
     for param in via.params:
         name = param[0].lower()
-        if name != "rport" and name != "received":
+        if name == "rport":
+            wants_rport = True
+        elif name != "received":
             params.append(param)
             maddr_named = maddr_named or name == "maddr"
+    if not wants_rport or not source_host or source_port < 0:
+        stamp_received(request, source_host, source_port)
+        return response_hop(request, transport, source_host, source_port)
     params.append(("rport", str(source_port)))
     params.append(("received", source_host))
     stamped = Via(via.protocol, via.transport, via.host, via.port, tuple(params))
