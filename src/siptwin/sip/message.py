@@ -799,8 +799,21 @@ def _stream_content_length(head: bytes) -> int:
 # ---------------------------------------------------------------------------- building
 
 
-_COPIED_TO_RESPONSES = (("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-ID"),
-                        ("cseq", "CSeq"))
+def _copied_fields(headers: Headers) -> tuple[list[tuple[str, str]], list[str],
+                                               list[tuple[str, str]], str, str]:
+    """What every response to a request copies of its header fields (RFC 3261 §8.2.6.2), in
+    this order: the Via and From fields, the To values, the Call-ID and CSeq fields, and the
+    text of the fields before and after To (kept on ``headers``: see make_response)."""
+    index = headers._index
+    if index is None:
+        index = headers._build_index()
+    before = [(name, entry[2]) for key, name in (("via", "Via"), ("from", "From"))
+              for entry in index.get(key, _NONE)]
+    after = [(name, entry[2]) for key, name in (("call-id", "Call-ID"), ("cseq", "CSeq"))
+             for entry in index.get(key, _NONE)]
+    tos = [entry[2] for entry in index.get("to", _NONE)]
+    return (before, tos, after, "".join([f"{name}: {value}\r\n" for name, value in before]),
+            "".join([f"{name}: {value}\r\n" for name, value in after]))
 
 
 def make_response(
@@ -824,28 +837,31 @@ def make_response(
     # needs them unpacks the text (exactly). What the node and the transaction layer read
     # of a response (its Call-ID, CSeq, tags) are the views shared below.
     copied = request.headers
-    index = copied._index
-    if index is None:
-        index = copied._build_index()
-    tagging = bool(to_tag) and status != 100
-    tagged = False
-    fields: list[tuple[str, str]] = []
-    for key, name in _COPIED_TO_RESPONSES:
-        for entry in index.get(key, _NONE):
-            value = entry[2]
-            if tagging and key == "to" and ";tag=" not in value.replace(" ", ""):
-                value = f"{value};tag={to_tag}"
-                tagged = True
-            fields.append((name, value))
-    fields.extend(extra)
-    fields.append(("Content-Length", str(len(body))))
-    text = "".join([f"{name}: {value}\r\n" for name, value in fields])
+    parts = copied._copied
+    if parts is None:
+        parts = copied._copied = _copied_fields(copied)
+    before, tos, after, before_text, after_text = parts
+    if to_tag and status != 100:
+        to_values = [value if ";tag=" in value.replace(" ", "") else f"{value};tag={to_tag}"
+                     for value in tos]
+        tagged = to_values != tos
+    else:
+        to_values, tagged = tos, False
+    text = "".join([before_text, *[f"To: {value}\r\n" for value in to_values], after_text,
+                    *[f"{name}: {value}\r\n" for name, value in extra],
+                    f"Content-Length: {len(body)}\r\n"])
     # The text splits back into the same fields when each line holds no other CR or LF and
     # no name holds ": " (the copied ones are the names above; an extra one could be any).
-    n = len(fields)
-    packable = (text.count("\n") == n and text.count("\r") == n
-                and not any(": " in name for name, _ in extra))
-    headers = Headers.packed(text) if packable else Headers(fields)
+    n = len(before) + len(tos) + len(after) + len(extra) + 1
+    packable = text.count("\n") == n and text.count("\r") == n
+    for name, _ in extra:  # (a loop, not any(): no generator for the one or two names)
+        if ": " in name:
+            packable = False
+    if packable:
+        headers = Headers.packed(text)
+    else:
+        headers = Headers([*before, *[("To", value) for value in to_values], *after, *extra,
+                           ("Content-Length", str(len(body)))])
     response = Response(status, reason, headers, body)
     # The copied headers decode exactly as the request's did: share what is already decoded
     # (the transaction layer and the trace read the response's To tag, Call-ID and CSeq).
