@@ -32,7 +32,7 @@ class NameAddr:
         return param_lookup(self.params, "tag")
 
     def param(self, name: str) -> str | None:
-        return param_lookup(self.params, name)
+        return param_lookup(self.params, name.lower())
 
     def with_param(self, name: str, value: str | None) -> NameAddr:
         kept = tuple((k, v) for k, v in self.params if k.lower() != name.lower())
