@@ -799,21 +799,47 @@ def _stream_content_length(head: bytes) -> int:
 # ---------------------------------------------------------------------------- building
 
 
-def _copied_fields(headers: Headers) -> tuple[list[tuple[str, str]], list[str],
-                                               list[tuple[str, str]], str, str]:
-    """What every response to a request copies of its header fields (RFC 3261 §8.2.6.2), in
-    this order: the Via and From fields, the To values, the Call-ID and CSeq fields, and the
-    text of the fields before and after To (kept on ``headers``: see make_response)."""
-    index = headers._index
-    if index is None:
-        index = headers._build_index()
-    before = [(name, entry[2]) for key, name in (("via", "Via"), ("from", "From"))
-              for entry in index.get(key, _NONE)]
-    after = [(name, entry[2]) for key, name in (("call-id", "Call-ID"), ("cseq", "CSeq"))
-             for entry in index.get(key, _NONE)]
-    tos = [entry[2] for entry in index.get("to", _NONE)]
-    return (before, tos, after, "".join([f"{name}: {value}\r\n" for name, value in before]),
-            "".join([f"{name}: {value}\r\n" for name, value in after]))
+class _Copied:
+    """What every response to a request copies of its header fields (RFC 3261 §8.2.6.2):
+    the Via and From fields, the To values, the Call-ID and CSeq fields, in this order, and
+    their text (kept on the request's Headers: see make_response)."""
+
+    __slots__ = ("before", "tos", "after", "head", "to_text", "tail", "tagless", "untagged",
+                 "clean")
+
+    def __init__(self, headers: Headers) -> None:
+        index = headers._index
+        if index is None:
+            index = headers._build_index()
+        self.before = [(name, entry[2]) for key, name in (("via", "Via"), ("from", "From"))
+                       for entry in index.get(key, _NONE)]
+        self.tos = [entry[2] for entry in index.get("to", _NONE)]
+        self.after = [(name, entry[2]) for key, name in (("call-id", "Call-ID"),
+                                                        ("cseq", "CSeq"))
+                      for entry in index.get(key, _NONE)]
+        self.head = _fields_text(self.before)
+        self.to_text = _fields_text([("To", value) for value in self.tos])
+        self.tail = _fields_text(self.after)
+        self.tagless = not all(_has_tag(value) for value in self.tos)  # (to be tagged)
+        # the one To of nearly every request, when it has no tag (see make_response)
+        self.untagged = self.tos[0] if self.tagless and len(self.tos) == 1 else None
+        text = self.head + self.to_text + self.tail
+        # each line holds no CR or LF but its end (see make_response)
+        self.clean = text.count("\n") == text.count("\r") == len(self.before) + len(
+            self.tos) + len(self.after)
+
+
+def _fields_text(fields: list[tuple[str, str]]) -> str:
+    return "".join([f"{name}: {value}\r\n" for name, value in fields])
+
+
+def _has_tag(to: str) -> bool:
+    return ";tag=" in to.replace(" ", "")
+
+
+def _tagged_tos(tos: list[str], to_tag: str) -> list[str]:
+    """The To values of a response with a To tag: a To without one gets ``to_tag``."""
+    return [value if _has_tag(value) else f"{value};tag={to_tag}" for value in tos]
 
 
 def make_response(
@@ -839,38 +865,45 @@ def make_response(
     copied = request.headers
     parts = copied._copied
     if parts is None:
-        parts = copied._copied = _copied_fields(copied)
-    before, tos, after, before_text, after_text = parts
-    if to_tag and status != 100:
-        to_values = [value if ";tag=" in value.replace(" ", "") else f"{value};tag={to_tag}"
-                     for value in tos]
-        tagged = to_values != tos
-    else:
-        to_values, tagged = tos, False
-    text = "".join([before_text, *[f"To: {value}\r\n" for value in to_values], after_text,
-                    *[f"{name}: {value}\r\n" for name, value in extra],
-                    f"Content-Length: {len(body)}\r\n"])
-    # The text splits back into the same fields when each line holds no other CR or LF and
-    # no name holds ": " (the copied ones are the names above; an extra one could be any).
-    n = len(before) + len(tos) + len(after) + len(extra) + 1
-    packable = text.count("\n") == n and text.count("\r") == n
-    for name, _ in extra:  # (a loop, not any(): no generator for the one or two names)
-        if ": " in name:
+        parts = copied._copied = _Copied(copied)
+    tos, to_text, tagged = parts.tos, parts.to_text, False
+    packable = parts.clean
+    if to_tag and status != 100 and parts.tagless:
+        if parts.untagged is not None:  # (the one To of nearly every request, written
+            tos = [f"{parts.untagged};tag={to_tag}"]  # as _tagged_tos and _fields_text do)
+            to_text = f"To: {tos[0]}\r\n"
+        else:
+            tos = _tagged_tos(tos, to_tag)
+            to_text = _fields_text([("To", value) for value in tos])
+        tagged = True
+        packable = packable and "\r" not in to_tag and "\n" not in to_tag
+    text = parts.head + to_text + parts.tail
+    for name, value in extra:
+        text += f"{name}: {value}\r\n"
+        # The text splits back into the same fields when each line holds no other CR or
+        # LF and no name holds ": " (the copied ones are the names above; an extra one
+        # could be any).
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ": " in name:
             packable = False
+    text += f"Content-Length: {len(body)}\r\n"
     if packable:
         headers = Headers.packed(text)
     else:
-        headers = Headers([*before, *[("To", value) for value in to_values], *after, *extra,
-                           ("Content-Length", str(len(body)))])
+        headers = Headers([*parts.before, *[("To", value) for value in tos], *parts.after,
+                           *extra, ("Content-Length", str(len(body)))])
     response = Response(status, reason, headers, body)
     # The copied headers decode exactly as the request's did: share what is already decoded
     # (the transaction layer and the trace read the response's To tag, Call-ID and CSeq).
     decoded = request._views
     views = response._views
-    for key in ("via", "from", "call-id", "cseq"):
-        shared = decoded.get(key, _MISSING)  # (not `value`: mypyc types that one str)
-        if shared is not _MISSING:
-            views[key] = shared
+    try:  # (all four at once for a request that was validated, as nearly all are)
+        views["via"], views["from"], views["call-id"], views["cseq"] = (
+            decoded["via"], decoded["from"], decoded["call-id"], decoded["cseq"])
+    except KeyError:
+        for key in ("via", "from", "call-id", "cseq"):
+            shared = decoded.get(key, _MISSING)  # (not `value`: mypyc types that one str)
+            if shared is not _MISSING:
+                views[key] = shared
     to = decoded.get("to")
     if to is not None:
         views["to"] = NameAddr(to.uri, to.display_name,
