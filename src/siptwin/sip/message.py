@@ -530,8 +530,9 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
     if len(data) > max_size:
         raise SipParseError(TOO_LARGE, status=513, partial=_oversized_request(data[:max_size]))
     start = 0
-    while data.startswith(b"\r\n", start):
-        start += 2
+    if data[:2] == b"\r\n":  # (blank lines before the message, rare: no call otherwise)
+        while data.startswith(b"\r\n", start):
+            start += 2
     end = data.find(b"\r\n\r\n", start)
     if end < 0:
         head, rest = data[start:], b""
@@ -585,7 +586,8 @@ def _parse(head: bytes, rest: bytes, datagram: bool) -> Request | Response:
         # fields as received (bytes included), so the sender can still match it.
         raise _framing_error(f"{field} is not valid UTF-8", start_line, headers)
     body = _frame_body(headers, rest, datagram, start_line)
-    if start_line[:4].upper() == "SIP/":
+    # (a request's method rarely begins with S: its start line is not folded to compare)
+    if start_line[:1] in "Ss" and start_line[:4].upper() == "SIP/":
         return _parse_status_line(start_line, headers, body)
     return _parse_request_line(start_line, headers, body)
 
@@ -666,9 +668,13 @@ def _undecodable_field(lines: list[str]) -> str:
 
 
 def _frame_body(headers: Headers, rest: bytes, datagram: bool, start_line: str) -> bytes:
-    entries = headers.by_key("content-length")
+    """The body of a message parsed from ``headers`` (both parsers index the fields and
+    strip their values) and ``rest``, the octets after the header section."""
+    index = headers._index
+    entries = index.get("content-length", _NONE) if index is not None else headers.by_key(
+        "content-length")
     if len(entries) == 1:  # the usual case, as below without the list
-        value = entries[0][2].strip(" \t")
+        value = entries[0][2]
         if value.isdigit() and value.isascii() and len(value) <= 10:
             length = int(value)
             if length <= len(rest):
@@ -703,7 +709,7 @@ def _bare_request(start_line: str, headers: Headers) -> Request | None:
 
 def _parse_request_line(line: str, headers: Headers, body: bytes) -> Request:
     parts = line.split(" ")
-    if len(parts) != 3 or not all(parts):
+    if len(parts) != 3 or "" in parts:
         raise _framing_error("Malformed Request-Line", line, headers)
     method, uri_text, version = parts
     if method not in _KNOWN_METHODS and not TOKEN_RE.fullmatch(method):
