@@ -817,22 +817,34 @@ class _Copied:
         index = headers._index
         if index is None:
             index = headers._build_index()
-        self.before = [(name, entry[2]) for key, name in (("via", "Via"), ("from", "From"))
-                       for entry in index.get(key, _NONE)]
-        self.tos = [entry[2] for entry in index.get("to", _NONE)]
-        self.after = [(name, entry[2]) for key, name in (("call-id", "Call-ID"),
-                                                        ("cseq", "CSeq"))
-                      for entry in index.get(key, _NONE)]
-        self.head = _fields_text(self.before)
-        self.to_text = _fields_text([("To", value) for value in self.tos])
-        self.tail = _fields_text(self.after)
-        self.tagless = not all(_has_tag(value) for value in self.tos)  # (to be tagged)
+        # (loops adding to strings: in Python 3.11 a comprehension is a call of its own)
+        before: list[tuple[str, str]] = []
+        head = ""
+        for key, name in (("via", "Via"), ("from", "From")):
+            for entry in index.get(key, _NONE):
+                before.append((name, entry[2]))
+                head += f"{name}: {entry[2]}\r\n"
+        tos: list[str] = []
+        to_text = ""
+        tagless = False  # a To without a tag, to be tagged
+        for entry in index.get("to", _NONE):
+            tos.append(entry[2])
+            to_text += f"To: {entry[2]}\r\n"
+            if not _has_tag(entry[2]):
+                tagless = True
+        after: list[tuple[str, str]] = []
+        tail = ""
+        for key, name in (("call-id", "Call-ID"), ("cseq", "CSeq")):
+            for entry in index.get(key, _NONE):
+                after.append((name, entry[2]))
+                tail += f"{name}: {entry[2]}\r\n"
+        self.before, self.tos, self.after = before, tos, after
+        self.head, self.to_text, self.tail, self.tagless = head, to_text, tail, tagless
         # the one To of nearly every request, when it has no tag (see make_response)
-        self.untagged = self.tos[0] if self.tagless and len(self.tos) == 1 else None
-        text = self.head + self.to_text + self.tail
+        self.untagged = tos[0] if tagless and len(tos) == 1 else None
+        text = head + to_text + tail
         # each line holds no CR or LF but its end (see make_response)
-        self.clean = text.count("\n") == text.count("\r") == len(self.before) + len(
-            self.tos) + len(self.after)
+        self.clean = text.count("\n") == text.count("\r") == len(before) + len(tos) + len(after)
 
 
 def _fields_text(fields: list[tuple[str, str]]) -> str:
