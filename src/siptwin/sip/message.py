@@ -332,7 +332,7 @@ def _single(headers: Headers, key: str, name: str) -> str | None:
 def _required(headers: Headers, key: str, name: str) -> str:
     entries = headers.by_key(key)
     if len(entries) != 1:
-        raise SipParseError(f"Multiple {name} headers" if entries else f"Missing {name} header")
+        raise _once_error(entries, name)
     return entries[0][2]
 
 
@@ -459,27 +459,30 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
         entries = get("via", _NONE)
         views["via"] = parse_vias(split_commas(entries[0][2]) if len(entries) == 1
                                   else _values(headers, "via"))
+    # The headers that must appear once: the one field unpacked from the index (an index
+    # entry is never empty), with no look-up or len() call in the usual case.
     for key, name in _NAME_ADDRS:
         if key not in views:
-            entries = get(key, _NONE)
-            if len(entries) != 1:
-                raise SipParseError(f"Multiple {name} headers" if entries
-                                    else f"Missing {name} header")
-            views[key] = parse_name_addr(entries[0][2], name)
+            try:
+                (entry,) = index[key]
+            except (KeyError, ValueError):
+                raise _once_error(get(key, _NONE), name) from None
+            views[key] = parse_name_addr(entry[2], name)
     if "call-id" not in views:
-        entries = get("call-id", _NONE)
-        if len(entries) != 1:
-            raise SipParseError("Multiple Call-ID headers" if entries
-                                else "Missing Call-ID header")
-        value = entries[0][2].strip()
+        try:
+            (entry,) = index["call-id"]
+        except (KeyError, ValueError):
+            raise _once_error(get("call-id", _NONE), "Call-ID") from None
+        value = entry[2].strip()
         if not value or " " in value or "\t" in value:
             raise SipParseError("Malformed Call-ID header")
         views["call-id"] = value
     if "cseq" not in views:
-        entries = get("cseq", _NONE)
-        if len(entries) != 1:
-            raise SipParseError("Multiple CSeq headers" if entries else "Missing CSeq header")
-        views["cseq"] = parse_cseq(entries[0][2])
+        try:
+            (entry,) = index["cseq"]
+        except (KeyError, ValueError):
+            raise _once_error(get("cseq", _NONE), "CSeq") from None
+        views["cseq"] = parse_cseq(entry[2])
     if "max-forwards" not in views:
         entries = get("max-forwards", _NONE)
         if len(entries) > 1:
@@ -515,6 +518,11 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
 
 
 _NAME_ADDRS = (("from", "From"), ("to", "To"))
+
+
+def _once_error(entries: list[list[str]], name: str) -> SipParseError:
+    """The error of a header that must appear once, for its ``entries`` (not one)."""
+    return SipParseError(f"Multiple {name} headers" if entries else f"Missing {name} header")
 
 
 # ---------------------------------------------------------------------------- parsing
