@@ -829,12 +829,7 @@ class _Copied:
         if index is None:
             index = headers._build_index()
         # (loops adding to strings: in Python 3.11 a comprehension is a call of its own)
-        before: list[tuple[str, str]] = []
-        head = ""
-        for key, name in (("via", "Via"), ("from", "From")):
-            for entry in index.get(key, _NONE):
-                before.append((name, entry[2]))
-                head += f"{name}: {entry[2]}\r\n"
+        before, head = _gathered(index, (("via", "Via"), ("from", "From")))
         tos: list[str] = []
         to_text = ""
         tagless = False  # a To without a tag, to be tagged
@@ -843,12 +838,7 @@ class _Copied:
             to_text += f"To: {entry[2]}\r\n"
             if not _has_tag(entry[2]):
                 tagless = True
-        after: list[tuple[str, str]] = []
-        tail = ""
-        for key, name in (("call-id", "Call-ID"), ("cseq", "CSeq")):
-            for entry in index.get(key, _NONE):
-                after.append((name, entry[2]))
-                tail += f"{name}: {entry[2]}\r\n"
+        after, tail = _gathered(index, (("call-id", "Call-ID"), ("cseq", "CSeq")))
         self.before, self.tos, self.after = before, tos, after
         self.head, self.to_text, self.tail, self.tagless = head, to_text, tail, tagless
         # the one To of nearly every request, when it has no tag (see make_response)
@@ -856,6 +846,18 @@ class _Copied:
         text = head + to_text + tail
         # each line holds no CR or LF but its end (see make_response)
         self.clean = text.count("\n") == text.count("\r") == len(before) + len(tos) + len(after)
+
+
+def _gathered(index: dict[str, list[list[str]]], keys: tuple[tuple[str, str], ...]
+              ) -> tuple[list[tuple[str, str]], str]:
+    """The fields of ``keys`` ((key, name) pairs) in that order, named so, and their text."""
+    fields: list[tuple[str, str]] = []
+    text = ""
+    for key, name in keys:
+        for entry in index.get(key, _NONE):
+            fields.append((name, entry[2]))
+            text += f"{name}: {entry[2]}\r\n"
+    return fields, text
 
 
 def _fields_text(fields: list[tuple[str, str]]) -> str:
