@@ -89,3 +89,26 @@ def test_plain_parameters_parse_the_same_on_the_fast_path(params) -> None:
     finally:
         syntax._PLAIN_PARAMS = plain
     assert fast == slow == tuple(params)
+
+
+def test_a_response_after_a_change_copies_the_changed_fields() -> None:
+    """make_response keeps what it copied of a request for the request's next responses; a
+    change of the fields (a stamped top Via, a header set, added or removed) is copied."""
+    data = (b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP a:5060;branch=z9hG4bK1\r\n"
+            b"From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c@h\r\nCSeq: 1 INVITE\r\n"
+            b"Content-Length: 0\r\n\r\n")
+    changes = [
+        lambda r: r.replace_top_via(r.top_via.with_params(received="10.0.0.9")),
+        lambda r: r.set_header("Call-ID", "d@h"),
+        lambda r: r.add_header("Via", "SIP/2.0/UDP b"),
+        lambda r: r.remove_header("From"),
+        lambda r: r.headers.replace_first_value("Via", "SIP/2.0/TCP c"),
+        lambda r: r.drop_views(),
+    ]
+    for change in changes:
+        request = parse_datagram(data)
+        make_response(request, 100)  # what it copies is kept from here
+        change(request)
+        fresh = parse_datagram(request.to_bytes())
+        assert (make_response(request, 180, to_tag="t").to_bytes()
+                == make_response(fresh, 180, to_tag="t").to_bytes())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .errors import SipParseError
@@ -31,7 +32,7 @@ class NameAddr:
         return param_lookup(self.params, "tag")
 
     def param(self, name: str) -> str | None:
-        return param_lookup(self.params, name)
+        return param_lookup(self.params, name.lower())
 
     def with_param(self, name: str, value: str | None) -> NameAddr:
         kept = tuple((k, v) for k, v in self.params if k.lower() != name.lower())
@@ -60,7 +61,22 @@ def parse_name_addr(text: str, what: str) -> NameAddr:
     return _DECODED[(text, what)]  # see DecodeMemo: decoded once per (text, header)
 
 
+# The usual name-addr without header parameters - '"Name" <URI>' or '<URI>' - in one match
+# (the URI read as any other); anything else takes the general grammar, which gives the same
+# NameAddr for these.
+_PLAIN_NAME_ADDR = re.compile(r'(?:"([^"\\]*)"[ \t]*)?<([^<>" \t]+)>\Z')
+
+
 def _parse_name_addr(text: str, what: str) -> NameAddr:
+    plain = _PLAIN_NAME_ADDR.match(text)
+    if plain is not None:
+        return NameAddr(parse_uri(plain.group(2)), plain.group(1), ())
+    return _read_name_addr(text, what)
+
+
+def _read_name_addr(text: str, what: str) -> NameAddr:
+    """Any name-addr or addr-spec with header parameters (RFC 3261 §20.10): what
+    _parse_name_addr gives."""
     text = text.strip(LWS)
     if not text:
         raise SipParseError(f"Empty {what} header")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from .address import NameAddr, parse_name_addr
 from .errors import SipParseError
@@ -84,7 +85,7 @@ class Headers:
     what was received (modulo folding). Look-ups are case-insensitive and compact-form aware.
     """
 
-    __slots__ = ("_fields", "_index", "_text")
+    __slots__ = ("_fields", "_index", "_text", "_copied")
 
     def __init__(self, fields: list[tuple[str, str]] | None = None) -> None:
         # entries: [key (canonical lower-case), name as written, value]; or, once packed
@@ -96,6 +97,9 @@ class Headers:
         # The serialised entries, kept from the first to_text() until a change: a response
         # is serialised to be sent and then packed, with the same text, to be kept.
         self._text: str | None = None
+        # What a response copies of these fields (message.make_response), kept from the
+        # first response to the request until a change: a request gets two or three.
+        self._copied: Any = None
         for name, value in fields or ():
             self.add(name, value)
 
@@ -134,7 +138,7 @@ class Headers:
             return False
         self._fields = text
         self._index = None
-        self._text = None  # (the packed fields are the text)
+        self._text = self._copied = None  # (the packed fields are the text)
         return True
 
     @classmethod
@@ -182,7 +186,7 @@ class Headers:
         return index.get(key if key is not None else self.key(name), _NONE)
 
     def add(self, name: str, value: str) -> None:
-        self._text = None
+        self._text = self._copied = None
         entry = [self.key(name), name, value]
         self._list().append(entry)
         if self._index is not None:
@@ -191,7 +195,7 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         """Replace every field called ``name`` by one; keeps the position of the first."""
         key = self.key(name)
-        self._index = self._text = None
+        self._index = self._text = self._copied = None
         fields = self._list()
         for i, entry in enumerate(fields):
             if entry[0] == key:
@@ -202,7 +206,7 @@ class Headers:
 
     def remove(self, name: str) -> None:
         key = self.key(name)
-        self._index = self._text = None
+        self._index = self._text = self._copied = None
         self._fields = [e for e in self._list() if e[0] != key]
 
     def replace_first_value(self, name: str, value: str) -> None:
@@ -211,7 +215,7 @@ class Headers:
         if not entries:
             raise KeyError(name)
         entry = entries[0]  # the same list object as in _fields: both see the change
-        self._text = None
+        self._text = self._copied = None
         values = split_commas(entry[2])
         values[0] = value
         entry[2] = ", ".join(values)

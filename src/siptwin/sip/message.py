@@ -332,7 +332,7 @@ def _single(headers: Headers, key: str, name: str) -> str | None:
 def _required(headers: Headers, key: str, name: str) -> str:
     entries = headers.by_key(key)
     if len(entries) != 1:
-        raise SipParseError(f"Multiple {name} headers" if entries else f"Missing {name} header")
+        raise _once_error(entries, name)
     return entries[0][2]
 
 
@@ -459,27 +459,30 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
         entries = get("via", _NONE)
         views["via"] = parse_vias(split_commas(entries[0][2]) if len(entries) == 1
                                   else _values(headers, "via"))
+    # The headers that must appear once: the one field unpacked from the index (an index
+    # entry is never empty), with no look-up or len() call in the usual case.
     for key, name in _NAME_ADDRS:
         if key not in views:
-            entries = get(key, _NONE)
-            if len(entries) != 1:
-                raise SipParseError(f"Multiple {name} headers" if entries
-                                    else f"Missing {name} header")
-            views[key] = parse_name_addr(entries[0][2], name)
+            try:
+                (entry,) = index[key]
+            except (KeyError, ValueError):
+                raise _once_error(get(key, _NONE), name) from None
+            views[key] = parse_name_addr(entry[2], name)
     if "call-id" not in views:
-        entries = get("call-id", _NONE)
-        if len(entries) != 1:
-            raise SipParseError("Multiple Call-ID headers" if entries
-                                else "Missing Call-ID header")
-        value = entries[0][2].strip()
+        try:
+            (entry,) = index["call-id"]
+        except (KeyError, ValueError):
+            raise _once_error(get("call-id", _NONE), "Call-ID") from None
+        value = entry[2].strip()
         if not value or " " in value or "\t" in value:
             raise SipParseError("Malformed Call-ID header")
         views["call-id"] = value
     if "cseq" not in views:
-        entries = get("cseq", _NONE)
-        if len(entries) != 1:
-            raise SipParseError("Multiple CSeq headers" if entries else "Missing CSeq header")
-        views["cseq"] = parse_cseq(entries[0][2])
+        try:
+            (entry,) = index["cseq"]
+        except (KeyError, ValueError):
+            raise _once_error(get("cseq", _NONE), "CSeq") from None
+        views["cseq"] = parse_cseq(entry[2])
     if "max-forwards" not in views:
         entries = get("max-forwards", _NONE)
         if len(entries) > 1:
@@ -517,6 +520,11 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
 _NAME_ADDRS = (("from", "From"), ("to", "To"))
 
 
+def _once_error(entries: list[list[str]], name: str) -> SipParseError:
+    """The error of a header that must appear once, for its ``entries`` (not one)."""
+    return SipParseError(f"Multiple {name} headers" if entries else f"Missing {name} header")
+
+
 # ---------------------------------------------------------------------------- parsing
 
 
@@ -530,8 +538,9 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
     if len(data) > max_size:
         raise SipParseError(TOO_LARGE, status=513, partial=_oversized_request(data[:max_size]))
     start = 0
-    while data.startswith(b"\r\n", start):
-        start += 2
+    if data[:2] == b"\r\n":  # (blank lines before the message, rare: no call otherwise)
+        while data.startswith(b"\r\n", start):
+            start += 2
     end = data.find(b"\r\n\r\n", start)
     if end < 0:
         head, rest = data[start:], b""
@@ -585,7 +594,8 @@ def _parse(head: bytes, rest: bytes, datagram: bool) -> Request | Response:
         # fields as received (bytes included), so the sender can still match it.
         raise _framing_error(f"{field} is not valid UTF-8", start_line, headers)
     body = _frame_body(headers, rest, datagram, start_line)
-    if start_line[:4].upper() == "SIP/":
+    # (a request's method rarely begins with S: its start line is not folded to compare)
+    if start_line[:1] in "Ss" and start_line[:4].upper() == "SIP/":
         return _parse_status_line(start_line, headers, body)
     return _parse_request_line(start_line, headers, body)
 
@@ -597,18 +607,21 @@ def _known_fields(lines: list[str]) -> tuple[list[list[str]], dict[str, list[lis
     entries: list[list[str]] = []
     index: dict[str, list[list[str]]] = {}
     keys = _NAME_KEYS
+    # (subscripts and `in` rather than get(): two calls fewer for each line of a message)
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        key = keys.get(name)
-        if key is None or not colon:
+        if not colon:
+            return None
+        try:
+            key = keys[name]
+        except KeyError:
             return None
         entry = [key, name, value.strip(" \t")]
         entries.append(entry)
-        same = index.get(key)
-        if same is None:
-            index[key] = [entry]
+        if key in index:
+            index[key].append(entry)
         else:
-            same.append(entry)
+            index[key] = [entry]
     return entries, index
 
 
@@ -666,9 +679,13 @@ def _undecodable_field(lines: list[str]) -> str:
 
 
 def _frame_body(headers: Headers, rest: bytes, datagram: bool, start_line: str) -> bytes:
-    entries = headers.by_key("content-length")
+    """The body of a message parsed from ``headers`` (both parsers index the fields and
+    strip their values) and ``rest``, the octets after the header section."""
+    index = headers._index
+    entries = index.get("content-length", _NONE) if index is not None else headers.by_key(
+        "content-length")
     if len(entries) == 1:  # the usual case, as below without the list
-        value = entries[0][2].strip(" \t")
+        value = entries[0][2]
         if value.isdigit() and value.isascii() and len(value) <= 10:
             length = int(value)
             if length <= len(rest):
@@ -703,7 +720,7 @@ def _bare_request(start_line: str, headers: Headers) -> Request | None:
 
 def _parse_request_line(line: str, headers: Headers, body: bytes) -> Request:
     parts = line.split(" ")
-    if len(parts) != 3 or not all(parts):
+    if len(parts) != 3 or "" in parts:
         raise _framing_error("Malformed Request-Line", line, headers)
     method, uri_text, version = parts
     if method not in _KNOWN_METHODS and not TOKEN_RE.fullmatch(method):
@@ -799,8 +816,61 @@ def _stream_content_length(head: bytes) -> int:
 # ---------------------------------------------------------------------------- building
 
 
-_COPIED_TO_RESPONSES = (("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-ID"),
-                        ("cseq", "CSeq"))
+class _Copied:
+    """What every response to a request copies of its header fields (RFC 3261 §8.2.6.2):
+    the Via and From fields, the To values, the Call-ID and CSeq fields, in this order, and
+    their text (kept on the request's Headers: see make_response)."""
+
+    __slots__ = ("before", "tos", "after", "head", "to_text", "tail", "tagless", "untagged",
+                 "clean")
+
+    def __init__(self, headers: Headers) -> None:
+        index = headers._index
+        if index is None:
+            index = headers._build_index()
+        # (loops adding to strings: in Python 3.11 a comprehension is a call of its own)
+        before, head = _gathered(index, (("via", "Via"), ("from", "From")))
+        tos: list[str] = []
+        to_text = ""
+        tagless = False  # a To without a tag, to be tagged
+        for entry in index.get("to", _NONE):
+            tos.append(entry[2])
+            to_text += f"To: {entry[2]}\r\n"
+            if not _has_tag(entry[2]):
+                tagless = True
+        after, tail = _gathered(index, (("call-id", "Call-ID"), ("cseq", "CSeq")))
+        self.before, self.tos, self.after = before, tos, after
+        self.head, self.to_text, self.tail, self.tagless = head, to_text, tail, tagless
+        # the one To of nearly every request, when it has no tag (see make_response)
+        self.untagged = tos[0] if tagless and len(tos) == 1 else None
+        text = head + to_text + tail
+        # each line holds no CR or LF but its end (see make_response)
+        self.clean = text.count("\n") == text.count("\r") == len(before) + len(tos) + len(after)
+
+
+def _gathered(index: dict[str, list[list[str]]], keys: tuple[tuple[str, str], ...]
+              ) -> tuple[list[tuple[str, str]], str]:
+    """The fields of ``keys`` ((key, name) pairs) in that order, named so, and their text."""
+    fields: list[tuple[str, str]] = []
+    text = ""
+    for key, name in keys:
+        for entry in index.get(key, _NONE):
+            fields.append((name, entry[2]))
+            text += f"{name}: {entry[2]}\r\n"
+    return fields, text
+
+
+def _fields_text(fields: list[tuple[str, str]]) -> str:
+    return "".join([f"{name}: {value}\r\n" for name, value in fields])
+
+
+def _has_tag(to: str) -> bool:
+    return ";tag=" in to.replace(" ", "")
+
+
+def _tagged_tos(tos: list[str], to_tag: str) -> list[str]:
+    """The To values of a response with a To tag: a To without one gets ``to_tag``."""
+    return [value if _has_tag(value) else f"{value};tag={to_tag}" for value in tos]
 
 
 def make_response(
@@ -824,37 +894,47 @@ def make_response(
     # needs them unpacks the text (exactly). What the node and the transaction layer read
     # of a response (its Call-ID, CSeq, tags) are the views shared below.
     copied = request.headers
-    index = copied._index
-    if index is None:
-        index = copied._build_index()
-    tagging = bool(to_tag) and status != 100
-    tagged = False
-    fields: list[tuple[str, str]] = []
-    for key, name in _COPIED_TO_RESPONSES:
-        for entry in index.get(key, _NONE):
-            value = entry[2]
-            if tagging and key == "to" and ";tag=" not in value.replace(" ", ""):
-                value = f"{value};tag={to_tag}"
-                tagged = True
-            fields.append((name, value))
-    fields.extend(extra)
-    fields.append(("Content-Length", str(len(body))))
-    text = "".join([f"{name}: {value}\r\n" for name, value in fields])
-    # The text splits back into the same fields when each line holds no other CR or LF and
-    # no name holds ": " (the copied ones are the names above; an extra one could be any).
-    n = len(fields)
-    packable = (text.count("\n") == n and text.count("\r") == n
-                and not any(": " in name for name, _ in extra))
-    headers = Headers.packed(text) if packable else Headers(fields)
+    parts = copied._copied
+    if parts is None:
+        parts = copied._copied = _Copied(copied)
+    tos, to_text, tagged = parts.tos, parts.to_text, False
+    packable = parts.clean
+    if to_tag and status != 100 and parts.tagless:
+        if parts.untagged is not None:  # (the one To of nearly every request, written
+            tos = [f"{parts.untagged};tag={to_tag}"]  # as _tagged_tos and _fields_text do)
+            to_text = f"To: {tos[0]}\r\n"
+        else:
+            tos = _tagged_tos(tos, to_tag)
+            to_text = _fields_text([("To", value) for value in tos])
+        tagged = True
+        packable = packable and "\r" not in to_tag and "\n" not in to_tag
+    text = parts.head + to_text + parts.tail
+    for name, value in extra:
+        text += f"{name}: {value}\r\n"
+        # The text splits back into the same fields when each line holds no other CR or
+        # LF and no name holds ": " (the copied ones are the names above; an extra one
+        # could be any).
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ": " in name:
+            packable = False
+    text += f"Content-Length: {len(body)}\r\n"
+    if packable:
+        headers = Headers.packed(text)
+    else:
+        headers = Headers([*parts.before, *[("To", value) for value in tos], *parts.after,
+                           *extra, ("Content-Length", str(len(body)))])
     response = Response(status, reason, headers, body)
     # The copied headers decode exactly as the request's did: share what is already decoded
     # (the transaction layer and the trace read the response's To tag, Call-ID and CSeq).
     decoded = request._views
     views = response._views
-    for key in ("via", "from", "call-id", "cseq"):
-        shared = decoded.get(key, _MISSING)  # (not `value`: mypyc types that one str)
-        if shared is not _MISSING:
-            views[key] = shared
+    try:  # (all four at once for a request that was validated, as nearly all are)
+        views["via"], views["from"], views["call-id"], views["cseq"] = (
+            decoded["via"], decoded["from"], decoded["call-id"], decoded["cseq"])
+    except KeyError:
+        for key in ("via", "from", "call-id", "cseq"):
+            shared = decoded.get(key, _MISSING)  # (not `value`: mypyc types that one str)
+            if shared is not _MISSING:
+                views[key] = shared
     to = decoded.get("to")
     if to is not None:
         views["to"] = NameAddr(to.uri, to.display_name,

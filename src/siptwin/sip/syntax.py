@@ -180,19 +180,20 @@ def params_text(params: Params) -> str:
     return "".join([f";{k}" if v is None else f";{k}={v}" for k, v in params])
 
 
-def param_lookup(params: Params, name: str) -> str | None:
-    """Value of parameter ``name`` (case-insensitive), unquoted; None when absent or valueless."""
-    lname = name.lower()
+def param_lookup(params: Params, lname: str) -> str | None:
+    """Value of parameter ``lname`` (given in lower case, matched case-insensitively),
+    unquoted; None when absent or valueless. (The callers name a parameter in lower case:
+    no folding of the name on each of the dozen look-ups a call makes.)"""
     for k, v in params:
         if k == lname or k.lower() == lname:  # (most are written in lower case already)
-            if v is not None and v.startswith('"'):
+            if v is not None and v[:1] == '"':
                 return read_quoted(v, 0)[0]
             return v
     return None
 
 
-def has_param(params: Params, name: str) -> bool:
-    lname = name.lower()
+def has_param(params: Params, lname: str) -> bool:
+    """Whether parameter ``lname`` (in lower case, as for param_lookup) is present."""
     # A loop, not any() over a generator, which costs more for the two or three parameters.
     for k, _ in params:  # noqa: SIM110
         if k == lname or k.lower() == lname:

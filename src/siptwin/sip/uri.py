@@ -148,7 +148,30 @@ def _parse_uri(text: str) -> Uri:
 _DECODED: DecodeMemo = DecodeMemo(_parse_uri)
 
 
+# The usual sip URI - "user@host:port;name=value;name", with no escape, password, header
+# or IPv6 reference - in one match; anything else takes the general path, which gives the
+# same URI for these (a caller's From and Contact carry a new port on every call).
+_URI_PARAM_CHARS = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+"
+_PLAIN_SIP = re.compile(
+    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?([A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?)"
+    rf"(?::([0-9]{{1,5}}))?((?:;{_URI_PARAM_CHARS}(?:={_URI_PARAM_CHARS})?)*)\Z")
+
+
 def _parse_sip(scheme: str, rest: str) -> SipUri:
+    plain = _PLAIN_SIP.match(rest)
+    if plain is not None:
+        user, host, port_text, param_text = plain.groups()
+        port = None if port_text is None else int(port_text)
+        if port is None or port <= 65535:
+            params = tuple([(name, value if equals else None) for name, equals, value
+                            in [item.partition("=") for item in param_text[1:].split(";")]]
+                           ) if param_text else ()
+            return SipUri(scheme, host, user, None, port, params, ())
+    return _read_sip(scheme, rest)
+
+
+def _read_sip(scheme: str, rest: str) -> SipUri:
+    """Any sip or sips URI after its scheme (RFC 3261 §19.1.1): what _parse_sip gives."""
     if not _URI_PART.match(rest):
         raise SipParseError(f"Illegal character in {scheme} URI")
     user = password = None

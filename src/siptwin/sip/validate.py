@@ -96,8 +96,9 @@ def _check(request: Request, policy: UasPolicy) -> Rejection | None:
     if views["cseq"].method != method:
         return Rejection(400, "CSeq method does not match the request method")
 
-    if method not in ("ACK", "CANCEL"):
-        unsupported = [tag for tag in views["tags:require"] if tag not in policy.extensions]
+    required = views["tags:require"]
+    if required and method not in ("ACK", "CANCEL"):  # (no comprehension for the usual none)
+        unsupported = [tag for tag in required if tag not in policy.extensions]
         if unsupported:
             return Rejection(420, "Bad Extension", (("Unsupported", ", ".join(unsupported)),))
     if policy.reject_exhausted_max_forwards and max_forwards == 0:
