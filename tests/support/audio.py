@@ -35,12 +35,28 @@ def read_wav(path: Path) -> tuple[array, int]:
     return (samples[::channels] if channels > 1 else samples), rate
 
 
+# Of a window's energy, the share a candidate must carry to name it: a steady tone carries
+# nearly all (G.711 leaves ~1 % of noise); a window where the tone changes, or where a phone
+# concealed lost or late packets, carries no one frequency, and the loudest of a few
+# candidates would name it at random.
+TONE_SHARE = 0.5
+
+
+def tone_share(window, frequency: float, rate: int) -> float:
+    """The share of the window's energy at ``frequency`` (1.0 for a pure tone there)."""
+    energy = sum(s * s for s in window)
+    return 2 * power(window, frequency, rate) / (len(window) * energy) if energy else 0.0
+
+
 def tones_heard(samples, rate: int, candidates) -> list[float]:
-    """Half-second windows that are not silence, each named by the loudest candidate."""
+    """Half-second windows that are not silence and hold one of the candidates as a steady
+    tone (``TONE_SHARE``), each named by it; other windows are left out."""
     size = rate // 2
     names = []
     for start in range(0, len(samples) - size + 1, size):
         window = samples[start:start + size]
         if max(abs(s) for s in window) > 2000:
-            names.append(max(candidates, key=lambda f: power(window, f, rate)))
+            loudest = max(candidates, key=lambda f: power(window, f, rate))
+            if tone_share(window, loudest, rate) >= TONE_SHARE:
+                names.append(loudest)
     return names
