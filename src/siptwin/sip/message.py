@@ -821,8 +821,7 @@ class _Copied:
     the Via and From fields, the To values, the Call-ID and CSeq fields, in this order, and
     their text (kept on the request's Headers: see make_response)."""
 
-    __slots__ = ("before", "tos", "after", "head", "to_text", "tail", "tagless", "untagged",
-                 "clean")
+    __slots__ = ("before", "tos", "after", "head", "to_text", "tail", "tagless", "clean")
 
     def __init__(self, headers: Headers) -> None:
         index = headers._index
@@ -841,8 +840,6 @@ class _Copied:
         after, tail = _gathered(index, (("call-id", "Call-ID"), ("cseq", "CSeq")))
         self.before, self.tos, self.after = before, tos, after
         self.head, self.to_text, self.tail, self.tagless = head, to_text, tail, tagless
-        # the one To of nearly every request, when it has no tag (see make_response)
-        self.untagged = tos[0] if tagless and len(tos) == 1 else None
         text = head + to_text + tail
         # each line holds no CR or LF but its end (see make_response)
         self.clean = text.count("\n") == text.count("\r") == len(before) + len(tos) + len(after)
@@ -900,12 +897,8 @@ def make_response(
     tos, to_text, tagged = parts.tos, parts.to_text, False
     packable = parts.clean
     if to_tag and status != 100 and parts.tagless:
-        if parts.untagged is not None:  # (the one To of nearly every request, written
-            tos = [f"{parts.untagged};tag={to_tag}"]  # as _tagged_tos and _fields_text do)
-            to_text = f"To: {tos[0]}\r\n"
-        else:
-            tos = _tagged_tos(tos, to_tag)
-            to_text = _fields_text([("To", value) for value in tos])
+        tos = _tagged_tos(tos, to_tag)
+        to_text = _fields_text([("To", value) for value in tos])
         tagged = True
         packable = packable and "\r" not in to_tag and "\n" not in to_tag
     text = parts.head + to_text + parts.tail
