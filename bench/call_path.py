@@ -15,7 +15,9 @@ measured separately and subtracted.
 
 This is the quick loop for optimising the call path (seconds per run; ``--profile`` writes
 cProfile data). bench/sipp_load.py remains the measure of record: real sockets, a real peer,
-the event loop under load.
+the event loop under load. The calls run on the event loop `siptwin up` serves on (uvloop when
+installed; ``SIPTWIN_EVENT_LOOP=asyncio`` for asyncio's own), so that a change paying only on
+one loop's Python-level methods shows for what the twin gains.
 
 The datagrams are SIPp's own (``--datagrams sipp``, the default since the eighth session:
 Via with ``rport``, which the node stamps, and a source port per call as ``-t un`` gives,
@@ -57,7 +59,7 @@ from pathlib import Path
 
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
 from siptwin.regions.node import RegionNode
-from siptwin.runtime import settle_for_serving
+from siptwin.runtime import run_event_loop, settle_for_serving
 from siptwin.sip.routing import Hop
 from siptwin.transport.endpoint import Source
 from siptwin.twin.config import TwinConfig
@@ -469,7 +471,9 @@ def main() -> int:
         print(f"== app {app}: {APPS[app]}")
         profile = args.profile.with_suffix(f".{app}.prof") if args.profile and "," in args.app \
             else args.profile
-        results[app] = asyncio.run(run(args.calls, profile, args.memory, APPS[app],
+        # On the loop `siptwin up` serves on (uvloop when installed, as SIPTWIN_EVENT_LOOP
+        # says), so that a change that only pays on asyncio's pure-Python loop shows as none.
+        results[app] = run_event_loop(run(args.calls, profile, args.memory, APPS[app],
                                        args.datagrams == "sipp", args.in_flight,
                                        args.idle_gap_ms / 1000, args.idle_after,
                                        args.census, args.gc_passes, args.retained))
