@@ -286,7 +286,8 @@ def server_key(request: Request, to_tag: Any = False) -> TxKey:
     method = request.method
     if method == "ACK":
         method = "INVITE"
-    via = _top_via(request)
+    vias = views.get("via")  # (decoded on every validated request: _top_via's look-up)
+    via = vias[0] if vias else _top_via(request)
     branch = via.branch if via is not None else None
     if branch is not None and branch.startswith(MAGIC_COOKIE):  # (Via.is_rfc3261, read once)
         # Branch, sent-by and method as one string (the branch prefixed by its length, so
@@ -966,7 +967,11 @@ class TransactionLayer:
     ) -> list[Effect]:
         """A message from the transport. ``reliable`` defaults to the top Via's transport."""
         out: list[Effect] = []
-        self._fire(now, out)
+        # _fire, when it has anything to do (messages to compact, a timer or a finished
+        # transaction due): a call passes here and in respond() a dozen times, mostly idle
+        heap = self._heap
+        if self._to_compact or self._next_expiry <= now or (heap and heap[0][0] <= now):
+            self._fire(now, out)
         if isinstance(message, Response):
             self._receive_response(message, source, now, out)
         else:
@@ -981,7 +986,9 @@ class TransactionLayer:
         if request.method == "ACK":
             self._receive_ack(request, source, now, out)
             return
-        key = server_key(request)
+        key = request._views.get("server-key")  # (the node has asked for it: server_key's hit)
+        if key is None:
+            key = server_key(request)
         entry = self._servers.get(key)
         if entry is not None:
             if isinstance(entry, (ServerInvite, ServerNonInvite)):
@@ -1066,7 +1073,9 @@ class TransactionLayer:
         if not 100 <= response.status <= 699:
             raise TransactionError(f"bad status {response.status}")
         out: list[Effect] = []
-        self._fire(now, out)
+        heap = self._heap
+        if self._to_compact or self._next_expiry <= now or (heap and heap[0][0] <= now):
+            self._fire(now, out)  # (when it has anything to do: see receive)
         wanted = self.retransmit_2xx if retransmit_until_ack is None else retransmit_until_ack
         if not isinstance(tx, (ServerInvite, ServerNonInvite)):
             self._respond_finished(key, response, out)
