@@ -216,6 +216,9 @@ class Headers:
             raise KeyError(name)
         entry = entries[0]  # the same list object as in _fields: both see the change
         self._text = self._copied = None
+        if "," not in entry[2]:  # one value (split_commas and the join: the new value alone)
+            entry[2] = value
+            return
         values = split_commas(entry[2])
         values[0] = value
         entry[2] = ", ".join(values)
@@ -280,7 +283,12 @@ class Via:
 
     @property
     def branch(self) -> str | None:
-        return param_lookup(self.params, "branch")
+        # param_lookup(self.params, "branch"), inlined: every transaction look-up reads it
+        # (tests/sip/test_properties.py holds the two together)
+        for k, v in self.params:
+            if k == "branch" or k.lower() == "branch":
+                return read_quoted(v, 0)[0] if v is not None and v[:1] == '"' else v
+        return None
 
     @property
     def received(self) -> str | None:

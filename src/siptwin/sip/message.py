@@ -28,9 +28,10 @@ from .headers import (
     parse_route_set,
     parse_small_int,
     parse_tokens,
+    parse_via,
     parse_vias,
 )
-from .syntax import TOKEN_RE, DecodeMemo, split_commas
+from .syntax import LWS, TOKEN_RE, DecodeMemo, split_commas
 from .uri import Uri, parse_uri
 
 SIP_VERSION = "SIP/2.0"
@@ -94,8 +95,9 @@ class Message:
         self._views.clear()
         self.headers.pack()
 
-    def replace_top_via(self, via: Via) -> None:
-        self.headers.replace_first_value("Via", str(via))
+    def replace_top_via(self, via: Via, text: str | None = None) -> None:
+        """Make ``via`` the top Via; ``text``, when the caller has it, is ``str(via)``."""
+        self.headers.replace_first_value("Via", str(via) if text is None else text)
         views = self._views
         views.pop("server-key", None)  # (transaction.server_key keeps it here; made of the Via)
         vias = views.get("via")
@@ -230,10 +232,15 @@ class Message:
 
     def credentials(self, header: str = "Proxy-Authorization") -> list[Any]:
         """Digest (or other scheme) credentials of Authorization or Proxy-Authorization."""
-        key = "cred:" + header.lower()
-        value = self._views.get(key, _MISSING)
+        keys = _CREDENTIAL_KEYS.get(header)
+        if keys is None:
+            keys = ("cred:" + header.lower(), Headers.key(header))
+        views = self._views
+        value = views.get(keys[0], _MISSING)
         if value is _MISSING:
-            value = self._views[key] = [parse_credentials(v) for v in self.headers.get_all(header)]
+            # (a first INVITE carries neither header: no parse, no list of values to make)
+            entries = self.headers.by_key(keys[1])
+            value = views[keys[0]] = [parse_credentials(e[2]) for e in entries] if entries else []
         return value
 
     def challenges(self, header: str = "Proxy-Authenticate") -> list[Any]:
@@ -244,7 +251,8 @@ class Message:
             value = self._views[key] = [parse_challenge(v) for v in self.headers.get_all(header)]
         return value
 
-    # -- serialising
+    # -- serialising (Request and Response write their own start line in to_bytes: every
+    # message sent passes there; a test holds the two to start_line and Headers.to_text)
     def start_line(self) -> str:
         raise NotImplementedError
 
@@ -289,6 +297,13 @@ class Request(Message):
     def start_line(self) -> str:
         return f"{self.method} {self.uri_text} {self.version}"
 
+    def to_bytes(self) -> bytes:
+        headers = self.headers
+        fields = headers._fields  # (packed: already the text, as Headers.to_text returns it)
+        text = fields if isinstance(fields, str) else headers.to_text()
+        head = f"{self.method} {self.uri_text} {self.version}\r\n{text}\r\n"
+        return head.encode("utf-8", "surrogateescape") + self.body
+
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri_text}>"
 
@@ -314,8 +329,20 @@ class Response(Message):
     def start_line(self) -> str:
         return f"{self.version} {self.status} {self.reason}"
 
+    def to_bytes(self) -> bytes:
+        headers = self.headers
+        fields = headers._fields  # (as in Request.to_bytes)
+        text = fields if isinstance(fields, str) else headers.to_text()
+        head = f"{self.version} {self.status} {self.reason}\r\n{text}\r\n"
+        return head.encode("utf-8", "surrogateescape") + self.body
+
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"
+
+
+# Request.credentials' view keys and header look-up keys, for the two headers it reads
+_CREDENTIAL_KEYS = {name: ("cred:" + name.lower(), Headers.key(name))
+                    for name in ("Proxy-Authorization", "Authorization")}
 
 
 # ---------------------------------------------------------------------------- view decoders
@@ -457,8 +484,12 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
     get = index.get
     if "via" not in views:
         entries = get("via", _NONE)
-        views["via"] = parse_vias(split_commas(entries[0][2]) if len(entries) == 1
-                                  else _values(headers, "via"))
+        value = entries[0][2].strip(LWS) if len(entries) == 1 else ""
+        if value and "," not in value:  # one Via (parse_vias, split_commas: what they give)
+            views["via"] = [parse_via(value)]
+        else:
+            views["via"] = parse_vias(split_commas(entries[0][2]) if len(entries) == 1
+                                      else _values(headers, "via"))
     # The headers that must appear once: the one field unpacked from the index (an index
     # entry is never empty), with no look-up or len() call in the usual case.
     for key, name in _NAME_ADDRS:
@@ -493,7 +524,9 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
         if not entries:  # (an ACK, a BYE)
             views["contact"] = []
         elif len(entries) == 1:
-            views["contact"] = parse_contacts(split_commas(entries[0][2]))
+            value = entries[0][2]
+            views["contact"] = parse_contacts(split_commas(value) if "," in value
+                                              else [value.strip(LWS)])
         else:
             views["contact"] = parse_contacts(_values(headers, "contact"))
     if "content-type" not in views:
