@@ -352,7 +352,8 @@ def parse_via(text: str) -> Via:
                     pieces.append((name, value if equals else None))
                     if branch is None and (name == "branch" or name.lower() == "branch"):
                         branch = value
-                        _check_branch(value)
+                        if not value or value == MAGIC_COOKIE:  # (_check_branch's cases)
+                            _check_branch(value)
                 params = tuple(pieces)
             return Via("SIP/2.0", transport, host, port, params)
     return _parse_via(text)

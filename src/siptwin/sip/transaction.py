@@ -65,7 +65,7 @@ from .frozen import quicken
 from .headers import MAGIC_COOKIE, Headers, Via
 from .message import Request, Response, make_request
 from .routing import Hop
-from .uri import host_key
+from .uri import HOST_KEYS, host_key
 
 Address = Any
 """Whatever the transport adapter uses to name a peer: ``(host, port)``, a connection, ..."""
@@ -295,8 +295,9 @@ def server_key(request: Request, to_tag: Any = False) -> TxKey:
         # finished transaction waits out Timer J or L holding its key, and one string is
         # about half the size of a tuple of four with a string of its own for the branch.
         assert via is not None
+        host = via.host
         key = views["server-key"] = \
-            f"{len(branch)} {branch} {host_key(via.host)} {via.port} {method}"
+            f"{len(branch)} {branch} {HOST_KEYS.get(host) or host_key(host)} {via.port} {method}"
         return key
     return (
         "s2543",
@@ -1199,7 +1200,8 @@ class TransactionLayer:
         if expiry != _NEVER and self.expiry_grain > 0:
             expiry = (expiry // self.expiry_grain + 1) * self.expiry_grain
         if heap:
-            return min(heap[0][0], expiry)
+            first = heap[0][0]
+            return first if first <= expiry else expiry
         return expiry if expiry != _NEVER else None
 
     def advance(self, now: float) -> list[Effect]:
@@ -1241,7 +1243,8 @@ class TransactionLayer:
             owner.on_timer(self, timer.name, when, out)
 
     def _start(self, owner: _Timed, name: str, when: float) -> None:
-        self._cancel(owner, name)
+        if owner.timers:  # (mostly none: a new transaction's first, an ACK wait's)
+            self._cancel(owner, name)
         timer = _Timer(owner, name)
         owner.timers.append(timer)
         heapq.heappush(self._heap, (when, next(self._seq), timer))
