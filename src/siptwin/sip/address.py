@@ -30,7 +30,7 @@ class NameAddr:
     @property
     def tag(self) -> str | None:
         # param_lookup(self.params, "tag"), inlined: a call reads a dozen tags (dialog and
-        # ACK matching); tests/sip/test_properties.py holds the two together
+        # ACK matching); tests/sip/test_call_path_shortcuts.py holds the two together
         for k, v in self.params:
             if k == "tag" or k.lower() == "tag":
                 return read_quoted(v, 0)[0] if v is not None and v[:1] == '"' else v

@@ -284,7 +284,7 @@ class Via:
     @property
     def branch(self) -> str | None:
         # param_lookup(self.params, "branch"), inlined: every transaction look-up reads it
-        # (tests/sip/test_properties.py holds the two together)
+        # (tests/sip/test_call_path_shortcuts.py holds the two together)
         for k, v in self.params:
             if k == "branch" or k.lower() == "branch":
                 return read_quoted(v, 0)[0] if v is not None and v[:1] == '"' else v
