@@ -1,17 +1,24 @@
-"""Property tests holding the ninth session's call-path shortcuts to the general code."""
+"""Property tests holding the call-path shortcuts (ninth and eleventh sessions) to the
+general code."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from siptwin.sip.address import NameAddr
 from siptwin.sip.errors import SipParseError
-from siptwin.sip.headers import Headers
-from siptwin.sip.message import parse_datagram
+from siptwin.sip.headers import Headers, Via
+from siptwin.sip.message import Request, Response, make_response, parse_datagram
 from siptwin.sip.routing import stamped_hop
+from siptwin.sip.syntax import param_lookup
 from siptwin.sip.transaction import server_key
+from siptwin.sip.uri import parse_uri
+
+from .torture import corpus_messages
 
 header_names = st.sampled_from(["Via", "v", "To", "Contact", "X-A", "Call-ID", "Content-Length"])
 header_values = st.sampled_from(["a", "b, c", "", "SIP/2.0/UDP h;branch=z9hG4bK1", "x;y=z"])
@@ -135,3 +142,68 @@ def test_a_quickened_init_makes_what_the_generated_one_makes(cls: type, data: st
         pass
     else:
         raise AssertionError(f"{cls.__name__} is no longer frozen")
+
+
+lookup_params = st.lists(st.tuples(
+    st.sampled_from(["tag", "Tag", "TAG", "branch", "Branch", "BRANCH", "x", "tags"]),
+    st.one_of(st.none(), st.sampled_from(["v", "", '"q"', '"a\\"b"', '"', "z9hG4bK1"]))),
+    max_size=4).map(tuple)
+
+
+@given(lookup_params)
+def test_tag_and_branch_read_as_the_parameter_lookup(params: tuple[tuple[str, str | None], ...]
+                                                     ) -> None:
+    """NameAddr.tag and Via.branch (param_lookup inlined) read what param_lookup reads, or
+    raise what it raises."""
+    def read(lookup: Callable[[], str | None]) -> str | None:
+        try:
+            return lookup()
+        except SipParseError as err:
+            return "error: " + err.reason
+
+    addr, via = NameAddr(parse_uri("sip:h"), None, params), Via("SIP/2.0", "UDP", "h", None, params)
+    assert read(lambda: addr.tag) == read(lambda: param_lookup(params, "tag"))
+    assert read(lambda: via.branch) == read(lambda: param_lookup(params, "branch"))
+
+
+def _serialised(message: Request | Response) -> bytes:
+    head = f"{message.start_line()}\r\n{message.headers.to_text()}\r\n"
+    return head.encode("utf-8", "surrogateescape") + message.body
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(corpus_messages()), st.sampled_from([100, 180, 407, 200]),
+       st.sampled_from([None, "a-tag"]), st.booleans())
+def test_a_message_serialises_as_its_start_line_and_header_text(
+        data: bytes, status: int, to_tag: str | None, pack: bool) -> None:
+    """Request.to_bytes and Response.to_bytes (start_line and the packed Headers.to_text
+    inlined) give the start line, the header text and the body, packed or not."""
+    try:
+        message = parse_datagram(data)
+    except SipParseError:
+        return
+    messages: list[Request | Response] = [message]
+    if isinstance(message, Request):
+        messages.append(make_response(message, status, to_tag=to_tag, body=b"v=0\r\n"))
+    for m in messages:
+        if pack:
+            m.drop_views()
+        else:
+            m.headers.add("X-Unpacked", "1")  # (fields as a list again)
+        assert m.to_bytes() == _serialised(m)
+
+
+def test_credentials_of_a_request_without_them_are_none() -> None:
+    """Request.credentials gives [] for an absent header (without parsing) and the parsed
+    values of a present one, by any spelling of its name."""
+    request = parse_datagram(
+        b"INVITE sip:h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n"
+        b"To: <sip:b@h>\r\nCall-ID: 1@h\r\nCSeq: 1 INVITE\r\n"
+        b'proxy-authorization: Digest username="alice", realm="r", nonce="n", uri="sip:h", '
+        b'response="0"\r\nContent-Length: 0\r\n\r\n')
+    assert isinstance(request, Request)
+    assert request.credentials("Authorization") == []
+    assert request.credentials("authorization") == []
+    for name in ("Proxy-Authorization", "PROXY-AUTHORIZATION"):
+        (credentials,) = request.credentials(name)
+        assert (credentials.username, credentials.realm) == ("alice", "r")

@@ -282,7 +282,8 @@ def test_plain_via_reads_as_the_general_grammar(transport: str, host: str, port:
 
 
 # A request's UAS views are decoded by one inlined function (message.decode_uas_views); it
-# must give what the view decoders give one by one: the same views, or the same first error.
+# must give what the view decoders give one by one, after the check for a Via: the same
+# views, or the same first error.
 # Headers present, missing or repeated, long or compact names, folded or padded values.
 def _uas_header(name: str, compact: str, values: list[str]) -> st.SearchStrategy[list[str]]:
     # mostly one line with the first (valid) value, so that later headers get their turn
@@ -331,6 +332,8 @@ def test_uas_views_decode_as_the_view_decoders(lines: list[str], rng: random.Ran
             if decode == "inlined":
                 decode_uas_views(message)
             else:
+                if not message.headers.get_all("Via"):
+                    raise SipParseError("Missing Via header")  # (decode_uas_views checks first)
                 message.decode_views(UAS_VIEWS)
                 _ = message.require
             outcomes.append(("views", dict(message._views)))
@@ -449,7 +452,8 @@ name_addr_texts = st.builds(
                      "bad@word ", '"Q"']),
     st.sampled_from(["<sip:a@h>", "<sip:a@h:5061>", "<sip:a@h;tag=u>", "sip:a@h", "sip:a@h;x",
                      "<sip:a@h", "sip:a@h?x", "<sip: a@h>", "tel:+1", "", "<sip:a@h>x",
-                     "<sips:[::1]:5>"]),
+                     "<sips:[::1]:5>", "sip:sipp@127.0.0.1:5061", "sip:a,b@h", "sip:a@h>",
+                     "sip:a\"b@h", "sip a@h", "h"]),
     st.lists(st.tuples(st.sampled_from([";", " ;", "; ", ";\t"]),
                        st.sampled_from(["x", "tag", "TAG", "lr", ""]),
                        st.sampled_from(["", "=1", "= 2", '="q;tag=z"', "=", '="open'])),
@@ -476,6 +480,24 @@ def test_tagged_name_addr_reads_as_the_general_grammar(text: str, what: str) -> 
         except SipParseError as err:
             outcomes.append(err.reason)
     assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+@settings(max_examples=500)
+@given(st.sampled_from(["sip:", "tel:", "", " sip:"]),
+       st.text(st.sampled_from('sipa@h.:15;,?= \t<>"\\x'), max_size=16))
+def test_plain_addr_spec_reads_as_the_general_grammar(scheme: str, rest: str) -> None:
+    """An addr-spec taken whole by _parse_name_addr (no parameters, nothing to refuse) is
+    the NameAddr the general grammar reads, and anything else gets its value or error."""
+    from siptwin.sip.address import _parse_name_addr, _read_name_addr
+
+    text = scheme + rest
+    outcomes = []
+    for decode in (_parse_name_addr, _read_name_addr):
+        try:
+            outcomes.append(decode(text, "Contact"))
+        except SipParseError as err:
+            outcomes.append(err.reason)
+    assert outcomes[0] == outcomes[1]
 
 
 # sip URIs as callers write them and ones the grammar refuses or reads with escapes,

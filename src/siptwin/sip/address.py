@@ -29,7 +29,12 @@ class NameAddr:
 
     @property
     def tag(self) -> str | None:
-        return param_lookup(self.params, "tag")
+        # param_lookup(self.params, "tag"), inlined: a call reads a dozen tags (dialog and
+        # ACK matching); tests/sip/test_call_path_shortcuts.py holds the two together
+        for k, v in self.params:
+            if k == "tag" or k.lower() == "tag":
+                return read_quoted(v, 0)[0] if v is not None and v[:1] == '"' else v
+        return None
 
     def param(self, name: str) -> str | None:
         return param_lookup(self.params, name.lower())
@@ -65,12 +70,18 @@ def parse_name_addr(text: str, what: str) -> NameAddr:
 # (the URI read as any other); anything else takes the general grammar, which gives the same
 # NameAddr for these.
 _PLAIN_NAME_ADDR = re.compile(r'(?:"([^"\\]*)"[ \t]*)?<([^<>" \t]+)>\Z')
+# ... and the usual addr-spec without parameters - "sip:user@host:port", a Contact as SIPp
+# writes it, new on every call - whole: the general grammar reads the URI up to the first
+# ';' or blank, and refuses one holding '?' or ','.
+_PLAIN_ADDR_SPEC = re.compile(r'[^<>"; \t,?]+\Z')
 
 
 def _parse_name_addr(text: str, what: str) -> NameAddr:
     plain = _PLAIN_NAME_ADDR.match(text)
     if plain is not None:
         return NameAddr(parse_uri(plain.group(2)), plain.group(1), ())
+    if _PLAIN_ADDR_SPEC.match(text) is not None:
+        return NameAddr(parse_uri(text), None, ())
     return _read_name_addr(text, what)
 
 
@@ -128,6 +139,8 @@ def _decode_name_addr(key: tuple[str, str]) -> NameAddr:
 
 
 _DECODED: DecodeMemo = DecodeMemo(_decode_name_addr)
+# parse_name_addr as a mapping, for the hot callers that spare the call: NAME_ADDRS[(text, what)]
+NAME_ADDRS = _DECODED
 # the values without their tag (see _decode_name_addr): one or two per caller
 _UNTAGGED: DecodeMemo = DecodeMemo(lambda key: _parse_name_addr(*key), limit=256)
 

@@ -216,6 +216,9 @@ class Headers:
             raise KeyError(name)
         entry = entries[0]  # the same list object as in _fields: both see the change
         self._text = self._copied = None
+        if "," not in entry[2]:  # one value (split_commas and the join: the new value alone)
+            entry[2] = value
+            return
         values = split_commas(entry[2])
         values[0] = value
         entry[2] = ", ".join(values)
@@ -280,7 +283,12 @@ class Via:
 
     @property
     def branch(self) -> str | None:
-        return param_lookup(self.params, "branch")
+        # param_lookup(self.params, "branch"), inlined: every transaction look-up reads it
+        # (tests/sip/test_call_path_shortcuts.py holds the two together)
+        for k, v in self.params:
+            if k == "branch" or k.lower() == "branch":
+                return read_quoted(v, 0)[0] if v is not None and v[:1] == '"' else v
+        return None
 
     @property
     def received(self) -> str | None:
@@ -344,7 +352,8 @@ def parse_via(text: str) -> Via:
                     pieces.append((name, value if equals else None))
                     if branch is None and (name == "branch" or name.lower() == "branch"):
                         branch = value
-                        _check_branch(value)
+                        if not value or value == MAGIC_COOKIE:  # (_check_branch's cases)
+                            _check_branch(value)
                 params = tuple(pieces)
             return Via("SIP/2.0", transport, host, port, params)
     return _parse_via(text)

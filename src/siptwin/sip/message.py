@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .address import NameAddr, parse_name_addr
+from .address import NAME_ADDRS, NameAddr, parse_name_addr
 from .digest import parse_challenge, parse_credentials
 from .errors import SipParseError
 from .headers import (
@@ -28,10 +28,11 @@ from .headers import (
     parse_route_set,
     parse_small_int,
     parse_tokens,
+    parse_via,
     parse_vias,
 )
-from .syntax import TOKEN_RE, DecodeMemo, split_commas
-from .uri import Uri, parse_uri
+from .syntax import LWS, TOKEN_RE, DecodeMemo, split_commas
+from .uri import URIS, Uri
 
 SIP_VERSION = "SIP/2.0"
 _VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.IGNORECASE)
@@ -230,10 +231,15 @@ class Message:
 
     def credentials(self, header: str = "Proxy-Authorization") -> list[Any]:
         """Digest (or other scheme) credentials of Authorization or Proxy-Authorization."""
-        key = "cred:" + header.lower()
-        value = self._views.get(key, _MISSING)
+        keys = _CREDENTIAL_KEYS.get(header)
+        if keys is None:
+            keys = ("cred:" + header.lower(), Headers.key(header))
+        views = self._views
+        value = views.get(keys[0], _MISSING)
         if value is _MISSING:
-            value = self._views[key] = [parse_credentials(v) for v in self.headers.get_all(header)]
+            # (a first INVITE carries neither header: no parse, no list of values to make)
+            entries = self.headers.by_key(keys[1])
+            value = views[keys[0]] = [parse_credentials(e[2]) for e in entries] if entries else []
         return value
 
     def challenges(self, header: str = "Proxy-Authenticate") -> list[Any]:
@@ -244,7 +250,8 @@ class Message:
             value = self._views[key] = [parse_challenge(v) for v in self.headers.get_all(header)]
         return value
 
-    # -- serialising
+    # -- serialising (Request and Response write their own start line in to_bytes: every
+    # message sent passes there; a test holds the two to start_line and Headers.to_text)
     def start_line(self) -> str:
         raise NotImplementedError
 
@@ -283,11 +290,18 @@ class Request(Message):
         views = self._views  # (read by every stage: looked up first, as vias)
         value = views.get("ruri", _MISSING)
         if value is _MISSING:
-            value = views["ruri"] = parse_uri(self.uri_text)
+            value = views["ruri"] = URIS[self.uri_text]  # (parse_uri, without its call)
         return value
 
     def start_line(self) -> str:
         return f"{self.method} {self.uri_text} {self.version}"
+
+    def to_bytes(self) -> bytes:
+        headers = self.headers
+        fields = headers._fields  # (packed: already the text, as Headers.to_text returns it)
+        text = fields if isinstance(fields, str) else headers.to_text()
+        head = f"{self.method} {self.uri_text} {self.version}\r\n{text}\r\n"
+        return head.encode("utf-8", "surrogateescape") + self.body
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri_text}>"
@@ -314,8 +328,20 @@ class Response(Message):
     def start_line(self) -> str:
         return f"{self.version} {self.status} {self.reason}"
 
+    def to_bytes(self) -> bytes:
+        headers = self.headers
+        fields = headers._fields  # (as in Request.to_bytes)
+        text = fields if isinstance(fields, str) else headers.to_text()
+        head = f"{self.version} {self.status} {self.reason}\r\n{text}\r\n"
+        return head.encode("utf-8", "surrogateescape") + self.body
+
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"
+
+
+# Request.credentials' view keys and header look-up keys, for the two headers it reads
+_CREDENTIAL_KEYS = {name: ("cred:" + name.lower(), Headers.key(name))
+                    for name in ("Proxy-Authorization", "Authorization")}
 
 
 # ---------------------------------------------------------------------------- view decoders
@@ -445,20 +471,27 @@ UAS_VIEWS = (
 
 
 def decode_uas_views(m: Message) -> dict[str, Any]:
-    """``m.decode_views(UAS_VIEWS)`` and then Require, as every received request needs them:
-    the same views, decoded in the same order with the same errors, but with one look-up in
-    the header index per header and no decoder call each (the decoders above, inlined; a
-    test holds the two to the same results). Returns the views."""
+    """``m.decode_views(UAS_VIEWS)`` and then Require, as every received request needs them,
+    after the check that there is a Via (raising "Missing Via header" first): the same views,
+    decoded in the same order with the same errors, but with one look-up in the header
+    index per header and no decoder call each (the decoders above, inlined; a test holds
+    the two to the same results). Returns the views."""
     views = m._views
     headers = m.headers
     index = headers._index
     if index is None:
         index = headers._build_index()
     get = index.get
+    entries = get("via", _NONE)
+    if not entries:
+        raise SipParseError("Missing Via header")
     if "via" not in views:
-        entries = get("via", _NONE)
-        views["via"] = parse_vias(split_commas(entries[0][2]) if len(entries) == 1
-                                  else _values(headers, "via"))
+        value = entries[0][2].strip(LWS) if len(entries) == 1 else ""
+        if value and "," not in value:  # one Via (parse_vias, split_commas: what they give)
+            views["via"] = [parse_via(value)]
+        else:
+            views["via"] = parse_vias(split_commas(entries[0][2]) if len(entries) == 1
+                                      else _values(headers, "via"))
     # The headers that must appear once: the one field unpacked from the index (an index
     # entry is never empty), with no look-up or len() call in the usual case.
     for key, name in _NAME_ADDRS:
@@ -467,7 +500,7 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
                 (entry,) = index[key]
             except (KeyError, ValueError):
                 raise _once_error(get(key, _NONE), name) from None
-            views[key] = parse_name_addr(entry[2], name)
+            views[key] = NAME_ADDRS[(entry[2], name)]  # (parse_name_addr, without its call)
     if "call-id" not in views:
         try:
             (entry,) = index["call-id"]
@@ -493,7 +526,9 @@ def decode_uas_views(m: Message) -> dict[str, Any]:
         if not entries:  # (an ACK, a BYE)
             views["contact"] = []
         elif len(entries) == 1:
-            views["contact"] = parse_contacts(split_commas(entries[0][2]))
+            value = entries[0][2]
+            views["contact"] = parse_contacts(split_commas(value) if "," in value
+                                              else [value.strip(LWS)])
         else:
             views["contact"] = parse_contacts(_values(headers, "contact"))
     if "content-type" not in views:
@@ -593,7 +628,15 @@ def _parse(head: bytes, rest: bytes, datagram: bool) -> Request | Response:
         # octets make a 400 naming the field before any stage reads it. The 400 copies the
         # fields as received (bytes included), so the sender can still match it.
         raise _framing_error(f"{field} is not valid UTF-8", start_line, headers)
-    body = _frame_body(headers, rest, datagram, start_line)
+    # The usual body - one Content-Length of at most ten digits, no longer than what is
+    # there - taken here; anything else is _frame_body's to read or refuse, which gives
+    # the same body for these (both parsers index the fields and strip their values).
+    lengths = fields[1].get("content-length", _NONE)
+    value = lengths[0][2] if len(lengths) == 1 else ""
+    if value.isdigit() and value.isascii() and len(value) <= 10 and int(value) <= len(rest):
+        body = rest[: int(value)]
+    else:
+        body = _frame_body(headers, rest, datagram, start_line)
     # (a request's method rarely begins with S: its start line is not folded to compare)
     if start_line[:1] in "Ss" and start_line[:4].upper() == "SIP/":
         return _parse_status_line(start_line, headers, body)
@@ -681,16 +724,7 @@ def _undecodable_field(lines: list[str]) -> str:
 def _frame_body(headers: Headers, rest: bytes, datagram: bool, start_line: str) -> bytes:
     """The body of a message parsed from ``headers`` (both parsers index the fields and
     strip their values) and ``rest``, the octets after the header section."""
-    index = headers._index
-    entries = index.get("content-length", _NONE) if index is not None else headers.by_key(
-        "content-length")
-    if len(entries) == 1:  # the usual case, as below without the list
-        value = entries[0][2]
-        if value.isdigit() and value.isascii() and len(value) <= 10:
-            length = int(value)
-            if length <= len(rest):
-                return rest[:length]
-    lengths = [entry[2] for entry in entries]
+    lengths = [entry[2] for entry in headers.by_key("content-length")]
     if not lengths:
         return rest if datagram else b""
     if len(lengths) > 1 and len({v.strip() for v in lengths}) > 1:

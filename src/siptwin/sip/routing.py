@@ -43,7 +43,8 @@ def stamped_hop(request: Request, transport: str, source_host: str, source_port:
     Via asking for rport (SIPp and most PBXs send it) the hop is the one the stamp has just
     written - the packet's source, unless a maddr overrides it - so the stamped Via is not
     read back. Anything else takes the two steps."""
-    via = request.top_via
+    vias = request._views.get("via")  # (decoded on every validated request)
+    via = vias[0] if vias else request.top_via
     # via.with_params(rport=..., received=...), inlined: the parameters but those two (in
     # any case), then the two, in that order; the same pass finds whether rport is asked
     # for (via.wants_rport), which the two or three parameters make cheaper than a second

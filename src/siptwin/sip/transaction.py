@@ -65,7 +65,7 @@ from .frozen import quicken
 from .headers import MAGIC_COOKIE, Headers, Via
 from .message import Request, Response, make_request
 from .routing import Hop
-from .uri import host_key
+from .uri import HOST_KEYS, host_key
 
 Address = Any
 """Whatever the transport adapter uses to name a peer: ``(host, port)``, a connection, ..."""
@@ -286,7 +286,8 @@ def server_key(request: Request, to_tag: Any = False) -> TxKey:
     method = request.method
     if method == "ACK":
         method = "INVITE"
-    via = _top_via(request)
+    vias = views.get("via")  # (decoded on every validated request: _top_via's look-up)
+    via = vias[0] if vias else _top_via(request)
     branch = via.branch if via is not None else None
     if branch is not None and branch.startswith(MAGIC_COOKIE):  # (Via.is_rfc3261, read once)
         # Branch, sent-by and method as one string (the branch prefixed by its length, so
@@ -294,8 +295,9 @@ def server_key(request: Request, to_tag: Any = False) -> TxKey:
         # finished transaction waits out Timer J or L holding its key, and one string is
         # about half the size of a tuple of four with a string of its own for the branch.
         assert via is not None
+        host = via.host
         key = views["server-key"] = \
-            f"{len(branch)} {branch} {host_key(via.host)} {via.port} {method}"
+            f"{len(branch)} {branch} {HOST_KEYS.get(host) or host_key(host)} {via.port} {method}"
         return key
     return (
         "s2543",
@@ -966,7 +968,11 @@ class TransactionLayer:
     ) -> list[Effect]:
         """A message from the transport. ``reliable`` defaults to the top Via's transport."""
         out: list[Effect] = []
-        self._fire(now, out)
+        # _fire, when it has anything to do (messages to compact, a timer or a finished
+        # transaction due): a call passes here and in respond() a dozen times, mostly idle
+        heap = self._heap
+        if self._to_compact or self._next_expiry <= now or (heap and heap[0][0] <= now):
+            self._fire(now, out)
         if isinstance(message, Response):
             self._receive_response(message, source, now, out)
         else:
@@ -981,7 +987,9 @@ class TransactionLayer:
         if request.method == "ACK":
             self._receive_ack(request, source, now, out)
             return
-        key = server_key(request)
+        key = request._views.get("server-key")  # (the node has asked for it: server_key's hit)
+        if key is None:
+            key = server_key(request)
         entry = self._servers.get(key)
         if entry is not None:
             if isinstance(entry, (ServerInvite, ServerNonInvite)):
@@ -1066,7 +1074,9 @@ class TransactionLayer:
         if not 100 <= response.status <= 699:
             raise TransactionError(f"bad status {response.status}")
         out: list[Effect] = []
-        self._fire(now, out)
+        heap = self._heap
+        if self._to_compact or self._next_expiry <= now or (heap and heap[0][0] <= now):
+            self._fire(now, out)  # (when it has anything to do: see receive)
         wanted = self.retransmit_2xx if retransmit_until_ack is None else retransmit_until_ack
         if not isinstance(tx, (ServerInvite, ServerNonInvite)):
             self._respond_finished(key, response, out)
@@ -1190,7 +1200,8 @@ class TransactionLayer:
         if expiry != _NEVER and self.expiry_grain > 0:
             expiry = (expiry // self.expiry_grain + 1) * self.expiry_grain
         if heap:
-            return min(heap[0][0], expiry)
+            first = heap[0][0]
+            return first if first <= expiry else expiry
         return expiry if expiry != _NEVER else None
 
     def advance(self, now: float) -> list[Effect]:
@@ -1232,7 +1243,8 @@ class TransactionLayer:
             owner.on_timer(self, timer.name, when, out)
 
     def _start(self, owner: _Timed, name: str, when: float) -> None:
-        self._cancel(owner, name)
+        if owner.timers:  # (mostly none: a new transaction's first, an ACK wait's)
+            self._cancel(owner, name)
         timer = _Timer(owner, name)
         owner.timers.append(timer)
         heapq.heappush(self._heap, (when, next(self._seq), timer))

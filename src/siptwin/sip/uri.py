@@ -146,6 +146,8 @@ def _parse_uri(text: str) -> Uri:
 
 
 _DECODED: DecodeMemo = DecodeMemo(_parse_uri)
+# parse_uri as a mapping, for the hot callers that spare the call: URIS[text]
+URIS = _DECODED
 
 
 # The usual sip URI - "user@host:port;name=value;name", with no escape, password, header
@@ -236,10 +238,12 @@ def _split_uri_params(text: str) -> tuple[tuple[str, str | None], ...]:
 
 
 _HOST_KEYS: dict[str, str] = {}  # one string per host: transaction keys keep it for 64*T1
+HOST_KEYS = _HOST_KEYS
 
 
 def host_key(host: str) -> str:
-    """Host comparison key: case-insensitive, IPv6 references normalised."""
+    """Host comparison key: case-insensitive, IPv6 references normalised (the keys made
+    so far are HOST_KEYS, by host, for callers that try them first)."""
     key = _HOST_KEYS.get(host)
     if key is None:
         if len(_HOST_KEYS) >= 4096:

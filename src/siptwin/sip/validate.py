@@ -80,11 +80,10 @@ def _check(request: Request, policy: UasPolicy) -> Rejection | None:
     if isinstance(uri, SipUri) and uri.headers:
         return Rejection(400, "Request-URI must not carry headers")
 
-    # Decode every header the UAS relies on; a defect raises and becomes a 400. The views of
-    # the single-valued headers (From, To, Call-ID, CSeq, Max-Forwards, Content-Type) raise
-    # "Multiple ... headers" themselves when a header is repeated.
-    if not request.headers.by_key("via"):
-        raise SipParseError("Missing Via header")
+    # Decode every header the UAS relies on (a Via first: none raises "Missing Via
+    # header"); a defect raises and becomes a 400. The views of the single-valued headers
+    # (From, To, Call-ID, CSeq, Max-Forwards, Content-Type) raise "Multiple ... headers"
+    # themselves when a header is repeated.
     views = decode_uas_views(request)
     max_forwards = views["max-forwards"]
 
