@@ -754,7 +754,9 @@ class MediaStream:
         self.digits_received: list[str] = []
         self._transport: _DatagramSocket | None = None
         self._last_event_timestamp: int | None = None
-        self._send_lock = asyncio.Lock()
+        # Prompts and digits take turns (see play, send_digits); made on the first of them,
+        # as a <Pause> or a bridged call never sends either.
+        self._send_lock: asyncio.Lock | None = None
         self._streaming = False  # a prompt or digits hold the lock: no silence meanwhile
         self._playing: _Playing | None = None  # the prompt the clock is streaming
         # A bridged call (<Dial>): the caller's RTP (decrypted) goes to ``relay`` instead of
@@ -852,6 +854,12 @@ class MediaStream:
             callback()
 
     # ------------------------------------------------------------------ sending
+    def _sending(self) -> asyncio.Lock:
+        lock = self._send_lock
+        if lock is None:
+            lock = self._send_lock = asyncio.Lock()
+        return lock
+
     async def play(self, prompt: Prompt, stop: asyncio.Event | None = None) -> int:
         """Stream ``prompt`` in real time; returns the packets sent. Stops early on ``stop``."""
         plan = self._plan
@@ -861,7 +869,7 @@ class MediaStream:
             # prompt's time.
             await _sleep_unless(prompt.seconds, stop)
             return 0
-        async with self._send_lock:
+        async with self._sending():
             self._streaming = True
             try:
                 return await self._stream(prompt, stop)
@@ -966,7 +974,7 @@ class MediaStream:
                     or not plan.sending):
                 await _sleep_unless(0.1, stop)
                 continue
-            async with self._send_lock:
+            async with self._sending():
                 self._streaming = True
                 try:
                     packets = telephone_event_packets(key, plan.event_payload_type,
