@@ -108,6 +108,42 @@ class StaticAnswer:
         await session.ended.wait()
 
 
+class CallEnd(asyncio.Event):
+    """A call's end (``Dialog.ended``): an asyncio.Event that also wakes the timed waits for
+    it (:meth:`wait_at_most`, a ``<Pause>``)."""
+
+    _wakers: list[asyncio.Future[None]] | None = None  # made with the first timed wait
+
+    def set(self) -> None:
+        super().set()
+        for waker in self._wakers or ():
+            if not waker.done():
+                waker.set_result(None)
+
+    async def wait_at_most(self, seconds: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Return once set, or after ``seconds``. One future and one timer: asyncio.timeout
+        around wait() costs a context manager, the current task and the running loop looked
+        up three times (a getpid system call each on Python 3.11), for every <Pause>."""
+        if self.is_set():
+            return
+        waker: asyncio.Future[None] = loop.create_future()
+        wakers = self._wakers
+        if wakers is None:
+            wakers = self._wakers = []
+        wakers.append(waker)
+        timer = loop.call_later(seconds, _wake, waker)
+        try:
+            await waker
+        finally:
+            timer.cancel()
+            wakers.remove(waker)
+
+
+def _wake(waker: asyncio.Future[None]) -> None:
+    if not waker.done():
+        waker.set_result(None)
+
+
 @dataclass
 class Dialog:
     call: Call
@@ -125,7 +161,7 @@ class Dialog:
     local_cseq: int = 0
     domain: DomainSnapshot | None = None
     session: CallSession | None = None
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: CallEnd = field(default_factory=CallEnd)
     # SDES of a secure call: our master key for the whole dialog, and the (theirs, ours)
     # a=crypto pair of the current answer.
     srtp_key: bytes | None = None
@@ -177,6 +213,11 @@ class CallSession:
     @property
     def ended(self) -> asyncio.Event:
         return self._dialog.ended
+
+    async def wait_ended(self, seconds: float) -> None:
+        """Return when the call ends, or after ``seconds`` if it goes on that long."""
+        await self._dialog.ended.wait_at_most(seconds,
+                                              self._node._loop or asyncio.get_running_loop())
 
     @property
     def answered(self) -> bool:

@@ -403,9 +403,11 @@ class CallRun:
                      stop: asyncio.Event | None = None) -> object:
         await self.answer()  # [UNCONFIRMED] a first <Pause> answers (spec §4.4)
         seconds = int(verb.attr("length", "1") or 1)
-        # Without a stop of its own, the pause waits for the hang-up itself (no second event
-        # and task to relay it).
-        stop = stop or self.session.ended
+        if stop is None:
+            # Without a stop of its own (a <Gather>'s), the pause waits for the hang-up itself:
+            # no second event and task to relay it, and the session's timed wait for the end.
+            await self.session.wait_ended(seconds)
+            return None
         if stop.is_set():
             return None
         # asyncio.timeout, not wait_for: no task of its own around the wait (wait_for makes one);
