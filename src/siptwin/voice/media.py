@@ -773,7 +773,8 @@ class MediaStream:
         self._plan = plan
         self._latched = None
         self._to = (plan.remote_host, plan.remote_port) if plan is not None else None
-        self._heard_at = asyncio.get_running_loop().time() if self._transport else 0.0
+        transport = self._transport  # (its loop is the running one)
+        self._heard_at = transport._loop.time() if transport is not None else 0.0
 
     async def open(self) -> int:
         """Bind an even RTP port and the RTCP port above it; the RTP port is returned."""
