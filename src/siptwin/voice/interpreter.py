@@ -73,6 +73,7 @@ class CallRun:
         self.call = session.call
         self.domain = session.domain
         self.fidelity = session.fidelity  # one call keeps the settings it started with
+        self._ended = session.ended  # (asked several times a call)
         self.facts, dropped = call_facts(session)
         for name in dropped:  # `siptwin explain` turns these into its x-header-dropped finding
             self.call.note(f"X- header {name} not passed to the webhook: the total "
@@ -139,7 +140,7 @@ class CallRun:
 
     @property
     def ended(self) -> bool:
-        return self.session.ended.is_set()
+        return self._ended.is_set()
 
     @property
     def call_status(self) -> str:
