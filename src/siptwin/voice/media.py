@@ -643,7 +643,7 @@ class MediaClock:
     """One 20 ms pacing tick for every open stream of an event loop. A task per stream
     sleeping 20 ms at a time costs a future, a timer and a task step per stream per tick;
     one timer walking the streams costs a method call each. The tick runs only while a
-    stream is open."""
+    stream is open (and once more after the last one has left, see leave)."""
 
     _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MediaClock] = (
         weakref.WeakKeyDictionary())
@@ -668,10 +668,11 @@ class MediaClock:
             self._timer = self._loop.call_at(self._due, self._tick)
 
     def leave(self, stream: MediaStream) -> None:
+        # The last stream to leave lets the timer run out: its next tick stops it unless a
+        # stream has joined meanwhile. Calls that follow each other one at a time would
+        # otherwise each start the timer and cancel it (the cancelled timers left in the
+        # loop's heap until they would have been due).
         self._streams.pop(stream, None)
-        if not self._streams and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def _tick(self) -> None:
         loop = self._loop
