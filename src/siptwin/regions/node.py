@@ -187,6 +187,7 @@ class CallSession:
         self._node = node
         self._dialog = dialog
         self._dtmf: asyncio.Queue[str] | None = None  # made with the first digit or reader
+        self._task: asyncio.Task[None] | None = None  # the node's task running the handler
         # Called with (offer, answer) when a re-INVITE changed the media (hold, resume,
         # new address or keys); the voice layer re-plans its stream.
         self.on_media_change: Callable[[SessionDescription, Answer], None] | None = None
@@ -857,8 +858,10 @@ class RegionNode:
         # The node's own loop: asyncio.get_running_loop() asks the kernel for the process id
         # each time on Python 3.11 (a system call per call).
         task = (self._loop or asyncio.get_running_loop()).create_task(self._run_handler(session))
+        # Held here until the handler returns; _run_handler lets go of it as it ends (a done
+        # callback would cost a callback scheduled and run for every call).
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        session._task = task
 
     async def _run_handler(self, session: CallSession) -> None:
         dialog = session._dialog
@@ -873,6 +876,9 @@ class RegionNode:
         else:
             if dialog.answered and not dialog.ended.is_set():
                 self._hangup(dialog, "completed")
+        finally:
+            if session._task is not None:
+                self._tasks.discard(session._task)
         if dialog.ended.is_set():
             self.calls.pack_later(dialog.call)  # kept compressed from now on
             dialog.session = None  # no cycle left to wait for a full collection
