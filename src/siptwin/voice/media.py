@@ -654,11 +654,19 @@ class MediaClock:
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0
 
+    _last: MediaClock | None = None  # the clock asked for last: nearly always the one wanted
+
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> MediaClock:
+        # (the last one first: a WeakKeyDictionary look-up is Python code, a weak reference
+        # made and a method called, for every stream opened; a clock holds its loop anyway)
+        clock = cls._last
+        if clock is not None and clock._loop is loop:
+            return clock
         clock = cls._clocks.get(loop)
         if clock is None:
             clock = cls._clocks[loop] = cls(loop)
+        cls._last = clock
         return clock
 
     def join(self, stream: MediaStream) -> None:
