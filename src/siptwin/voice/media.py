@@ -647,14 +647,13 @@ class MediaClock:
 
     _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MediaClock] = (
         weakref.WeakKeyDictionary())
+    _last: MediaClock | None = None  # the clock asked for last: nearly always the one wanted
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._streams: dict[MediaStream, None] = {}  # insertion-ordered set
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0
-
-    _last: MediaClock | None = None  # the clock asked for last: nearly always the one wanted
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> MediaClock:
