@@ -293,3 +293,17 @@ def test_a_plan_made_once_per_offer_and_answer_shape_is_the_plan_made_afresh(bod
             continue
         got = media.plan_media(offer, answer.description)
         assert got == media.plan_media(parse_sdp(body), parse_sdp(answer.to_bytes()))
+
+
+def test_media_clock_is_one_per_loop() -> None:
+    """MediaClock.of remembers the clock it gave last: another loop still gets its own."""
+    loops = [asyncio.new_event_loop() for _ in range(2)]
+    try:
+        first, second = (media.MediaClock.of(loop) for loop in loops)
+        assert first is not second
+        assert media.MediaClock.of(loops[0]) is first
+        assert media.MediaClock.of(loops[1]) is second
+        assert media.MediaClock.of(loops[0]) is first
+    finally:
+        for loop in loops:
+            loop.close()

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..sip.errors import SipParseError
+from ..sip.frozen import quicken
 from ..sip.message import Request
 from ..sip.uri import SipUri, parse_uri
 
@@ -113,6 +114,9 @@ class WebhookParams:
         if self.sip_username is not None:  # only after digest authentication (spec §4.3)
             pairs.append(("SipUsername", self.sip_username))
         return pairs + list(self.sip_headers)
+
+
+quicken(WebhookParams)  # one per call
 
 
 def to_from_request_uri(invite: Request, mode: str = "request-uri") -> str:

@@ -108,6 +108,42 @@ class StaticAnswer:
         await session.ended.wait()
 
 
+class CallEnd(asyncio.Event):
+    """A call's end (``Dialog.ended``): an asyncio.Event that also wakes the timed waits for
+    it (:meth:`wait_at_most`, a ``<Pause>``)."""
+
+    _wakers: list[asyncio.Future[None]] | None = None  # made with the first timed wait
+
+    def set(self) -> None:
+        super().set()
+        for waker in self._wakers or ():
+            if not waker.done():
+                waker.set_result(None)
+
+    async def wait_at_most(self, seconds: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Return once set, or after ``seconds``. One future and one timer: asyncio.timeout
+        around wait() costs a context manager, the current task and the running loop looked
+        up three times (a getpid system call each on Python 3.11), for every <Pause>."""
+        if self.is_set():
+            return
+        waker: asyncio.Future[None] = loop.create_future()
+        wakers = self._wakers
+        if wakers is None:
+            wakers = self._wakers = []
+        wakers.append(waker)
+        timer = loop.call_later(seconds, _wake, waker)
+        try:
+            await waker
+        finally:
+            timer.cancel()
+            wakers.remove(waker)
+
+
+def _wake(waker: asyncio.Future[None]) -> None:
+    if not waker.done():
+        waker.set_result(None)
+
+
 @dataclass
 class Dialog:
     call: Call
@@ -125,7 +161,7 @@ class Dialog:
     local_cseq: int = 0
     domain: DomainSnapshot | None = None
     session: CallSession | None = None
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: CallEnd = field(default_factory=CallEnd)
     # SDES of a secure call: our master key for the whole dialog, and the (theirs, ours)
     # a=crypto pair of the current answer.
     srtp_key: bytes | None = None
@@ -151,6 +187,7 @@ class CallSession:
         self._node = node
         self._dialog = dialog
         self._dtmf: asyncio.Queue[str] | None = None  # made with the first digit or reader
+        self._task: asyncio.Task[None] | None = None  # the node's task running the handler
         # Called with (offer, answer) when a re-INVITE changed the media (hold, resume,
         # new address or keys); the voice layer re-plans its stream.
         self.on_media_change: Callable[[SessionDescription, Answer], None] | None = None
@@ -177,6 +214,11 @@ class CallSession:
     @property
     def ended(self) -> asyncio.Event:
         return self._dialog.ended
+
+    async def wait_ended(self, seconds: float) -> None:
+        """Return when the call ends, or after ``seconds`` if it goes on that long."""
+        await self._dialog.ended.wait_at_most(seconds,
+                                              self._node._loop or asyncio.get_running_loop())
 
     @property
     def answered(self) -> bool:
@@ -385,7 +427,7 @@ class RegionNode:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._now = self._loop.time
+        self._now = _clock_of(self._loop)
         await self.endpoint.start()
         self._contacts.clear()
         self._schedule_overload_tick(self._loop.time())
@@ -816,8 +858,10 @@ class RegionNode:
         # The node's own loop: asyncio.get_running_loop() asks the kernel for the process id
         # each time on Python 3.11 (a system call per call).
         task = (self._loop or asyncio.get_running_loop()).create_task(self._run_handler(session))
+        # Held here until the handler returns; _run_handler lets go of it as it ends (a done
+        # callback would cost a callback scheduled and run for every call).
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        session._task = task
 
     async def _run_handler(self, session: CallSession) -> None:
         dialog = session._dialog
@@ -832,6 +876,9 @@ class RegionNode:
         else:
             if dialog.answered and not dialog.ended.is_set():
                 self._hangup(dialog, "completed")
+        finally:
+            if session._task is not None:
+                self._tasks.discard(session._task)
         if dialog.ended.is_set():
             self.calls.pack_later(dialog.call)  # kept compressed from now on
             dialog.session = None  # no cycle left to wait for a full collection
@@ -1094,6 +1141,14 @@ class RegionNode:
 
 def _media_port() -> int:
     return random.randrange(10000, 60000, 2)
+
+
+def _clock_of(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """``loop.time``, or what it returns without its method around it: asyncio's own loop
+    reads ``time.monotonic()`` (a node asks the clock once or twice a message)."""
+    if getattr(type(loop), "time", None) is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    return loop.time
 
 
 def _not_started() -> float:

@@ -332,6 +332,9 @@ def _username_to_match(request: Request, method: str, mode: str) -> str | None:
 
 
 def _credentials_for_realm(request: Request) -> Credentials | None:
+    headers = request.headers
+    if not headers.by_key("proxy-authorization") and not headers.by_key("authorization"):
+        return None  # (a call's first INVITE: no credentials view to decode, twice)
     try:
         offered = request.credentials("Proxy-Authorization") or request.credentials("Authorization")
     except (SipParseError, ValueError):

@@ -643,10 +643,11 @@ class MediaClock:
     """One 20 ms pacing tick for every open stream of an event loop. A task per stream
     sleeping 20 ms at a time costs a future, a timer and a task step per stream per tick;
     one timer walking the streams costs a method call each. The tick runs only while a
-    stream is open."""
+    stream is open (and once more after the last one has left, see leave)."""
 
     _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MediaClock] = (
         weakref.WeakKeyDictionary())
+    _last: MediaClock | None = None  # the clock asked for last: nearly always the one wanted
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -656,9 +657,15 @@ class MediaClock:
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> MediaClock:
+        # (the last one first: a WeakKeyDictionary look-up is Python code, a weak reference
+        # made and a method called, for every stream opened; a clock holds its loop anyway)
+        clock = cls._last
+        if clock is not None and clock._loop is loop:
+            return clock
         clock = cls._clocks.get(loop)
         if clock is None:
             clock = cls._clocks[loop] = cls(loop)
+        cls._last = clock
         return clock
 
     def join(self, stream: MediaStream) -> None:
@@ -668,10 +675,11 @@ class MediaClock:
             self._timer = self._loop.call_at(self._due, self._tick)
 
     def leave(self, stream: MediaStream) -> None:
+        # The last stream to leave lets the timer run out: its next tick stops it unless a
+        # stream has joined meanwhile. Calls that follow each other one at a time would
+        # otherwise each start the timer and cancel it (the cancelled timers left in the
+        # loop's heap until they would have been due).
         self._streams.pop(stream, None)
-        if not self._streams and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def _tick(self) -> None:
         loop = self._loop
@@ -754,7 +762,9 @@ class MediaStream:
         self.digits_received: list[str] = []
         self._transport: _DatagramSocket | None = None
         self._last_event_timestamp: int | None = None
-        self._send_lock = asyncio.Lock()
+        # Prompts and digits take turns (see play, send_digits); made on the first of them,
+        # as a <Pause> or a bridged call never sends either.
+        self._send_lock: asyncio.Lock | None = None
         self._streaming = False  # a prompt or digits hold the lock: no silence meanwhile
         self._playing: _Playing | None = None  # the prompt the clock is streaming
         # A bridged call (<Dial>): the caller's RTP (decrypted) goes to ``relay`` instead of
@@ -771,7 +781,8 @@ class MediaStream:
         self._plan = plan
         self._latched = None
         self._to = (plan.remote_host, plan.remote_port) if plan is not None else None
-        self._heard_at = asyncio.get_running_loop().time() if self._transport else 0.0
+        transport = self._transport  # (its loop is the running one)
+        self._heard_at = transport._loop.time() if transport is not None else 0.0
 
     async def open(self) -> int:
         """Bind an even RTP port and the RTCP port above it; the RTP port is returned."""
@@ -852,6 +863,12 @@ class MediaStream:
             callback()
 
     # ------------------------------------------------------------------ sending
+    def _sending(self) -> asyncio.Lock:
+        lock = self._send_lock
+        if lock is None:
+            lock = self._send_lock = asyncio.Lock()
+        return lock
+
     async def play(self, prompt: Prompt, stop: asyncio.Event | None = None) -> int:
         """Stream ``prompt`` in real time; returns the packets sent. Stops early on ``stop``."""
         plan = self._plan
@@ -861,7 +878,7 @@ class MediaStream:
             # prompt's time.
             await _sleep_unless(prompt.seconds, stop)
             return 0
-        async with self._send_lock:
+        async with self._sending():
             self._streaming = True
             try:
                 return await self._stream(prompt, stop)
@@ -966,7 +983,7 @@ class MediaStream:
                     or not plan.sending):
                 await _sleep_unless(0.1, stop)
                 continue
-            async with self._send_lock:
+            async with self._sending():
                 self._streaming = True
                 try:
                     packets = telephone_event_packets(key, plan.event_payload_type,
