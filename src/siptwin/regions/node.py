@@ -427,7 +427,7 @@ class RegionNode:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._now = _clock_of(self._loop)
+        self._now = self._loop.time
         await self.endpoint.start()
         self._contacts.clear()
         self._schedule_overload_tick(self._loop.time())
@@ -1141,14 +1141,6 @@ class RegionNode:
 
 def _media_port() -> int:
     return random.randrange(10000, 60000, 2)
-
-
-def _clock_of(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
-    """``loop.time``, or what it returns without its method around it: asyncio's own loop
-    reads ``time.monotonic()`` (a node asks the clock once or twice a message)."""
-    if getattr(type(loop), "time", None) is asyncio.BaseEventLoop.time:
-        return time.monotonic
-    return loop.time
 
 
 def _not_started() -> float:
