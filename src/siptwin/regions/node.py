@@ -16,9 +16,9 @@ import random
 import secrets
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from dnslib import QTYPE, DNSRecord
 
@@ -186,6 +186,10 @@ class CallSession:
     def __init__(self, node: RegionNode, dialog: Dialog) -> None:
         self._node = node
         self._dialog = dialog
+        # The call's record and its INVITE, fixed for the dialog's life: plain attributes,
+        # as the voice layer reads them several times a call.
+        self.call: Call = dialog.call
+        self.invite: Request = dialog.invite
         self._dtmf: asyncio.Queue[str] | None = None  # made with the first digit or reader
         self._task: asyncio.Task[None] | None = None  # the node's task running the handler
         # Called with (offer, answer) when a re-INVITE changed the media (hold, resume,
@@ -204,21 +208,14 @@ class CallSession:
         self.dtmf.put_nowait(digit)
 
     @property
-    def call(self) -> Call:
-        return self._dialog.call
-
-    @property
-    def invite(self) -> Request:
-        return self._dialog.invite
-
-    @property
     def ended(self) -> asyncio.Event:
         return self._dialog.ended
 
-    async def wait_ended(self, seconds: float) -> None:
-        """Return when the call ends, or after ``seconds`` if it goes on that long."""
-        await self._dialog.ended.wait_at_most(seconds,
-                                              self._node._loop or asyncio.get_running_loop())
+    def wait_ended(self, seconds: float) -> Coroutine[Any, Any, None]:
+        """Awaited: returns when the call ends, or after ``seconds`` if it goes on that long.
+        (CallEnd's own coroutine, handed over: no second coroutine around it for a <Pause>.)"""
+        return self._dialog.ended.wait_at_most(seconds,
+                                               self._node._loop or asyncio.get_running_loop())
 
     @property
     def answered(self) -> bool:
