@@ -16,9 +16,9 @@ import random
 import secrets
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from dnslib import QTYPE, DNSRecord
 
@@ -186,6 +186,10 @@ class CallSession:
     def __init__(self, node: RegionNode, dialog: Dialog) -> None:
         self._node = node
         self._dialog = dialog
+        # The call's record and its INVITE, fixed for the dialog's life: plain attributes,
+        # as the voice layer reads them several times a call.
+        self.call: Call = dialog.call
+        self.invite: Request = dialog.invite
         self._dtmf: asyncio.Queue[str] | None = None  # made with the first digit or reader
         self._task: asyncio.Task[None] | None = None  # the node's task running the handler
         # Called with (offer, answer) when a re-INVITE changed the media (hold, resume,
@@ -204,21 +208,14 @@ class CallSession:
         self.dtmf.put_nowait(digit)
 
     @property
-    def call(self) -> Call:
-        return self._dialog.call
-
-    @property
-    def invite(self) -> Request:
-        return self._dialog.invite
-
-    @property
     def ended(self) -> asyncio.Event:
         return self._dialog.ended
 
-    async def wait_ended(self, seconds: float) -> None:
-        """Return when the call ends, or after ``seconds`` if it goes on that long."""
-        await self._dialog.ended.wait_at_most(seconds,
-                                              self._node._loop or asyncio.get_running_loop())
+    def wait_ended(self, seconds: float) -> Coroutine[Any, Any, None]:
+        """Awaited: returns when the call ends, or after ``seconds`` if it goes on that long.
+        (CallEnd's own coroutine, handed over: no second coroutine around it for a <Pause>.)"""
+        return self._dialog.ended.wait_at_most(seconds,
+                                               self._node._loop or asyncio.get_running_loop())
 
     @property
     def answered(self) -> bool:
@@ -541,7 +538,14 @@ class RegionNode:
         outcome = admit(data, self.policy, datagram=transport == "udp",
                         max_size=self.endpoint.limits.max_message_size)
         message = outcome.message
-        call_id = _raw_call_id(message, data)
+        call_id: str | None = None
+        if message is not None:
+            # A validated request holds its Call-ID decoded (the key of its call record, and
+            # what _send traces by); anything else is read from its header fields.
+            call_id = message._views.get("call-id")
+            if call_id is None:
+                call_ids = message.headers.by_key("call-id")
+                call_id = call_ids[0][2] if call_ids else None
         peer = (source.host, source.port)
         if sip_log.isEnabledFor(logging.INFO):
             self._log_sip("in", transport, peer, data)
@@ -705,17 +709,11 @@ class RegionNode:
             return
         call = self.calls.get(call_id)
         if call is not None:
-            # (_trace_entry inlined: one call a message fewer, for every message of a call)
             texts = self._address_texts
             peer_text = texts.get(peer) or self._address_text(peer)
             local_text = (texts.get(local) or self._address_text(local)) if local else ""
             call.record(TraceEntry(time.time(), direction, transport, peer_text, local_text,
                                    data))
-
-    def _trace_entry(self, direction: str, transport: str, peer: tuple[str, int],
-                     local: tuple[str, int] | None, data: bytes) -> TraceEntry:
-        return TraceEntry(time.time(), direction, transport, self._address_text(peer),
-                          self._address_text(local) if local else "", data)
 
     def _address_text(self, address: tuple[str, int]) -> str:
         """"ip:port", one string per address: a call's trace repeats the same two."""
@@ -730,9 +728,29 @@ class RegionNode:
     def _on_request(self, event: RequestReceived, source: Source) -> None:
         """Every request ends with an answer and its transaction freed, even when a stage
         fails: an exception here would otherwise leave the server transaction in the table
-        for good (a flood of them grows memory without bound)."""
+        for good (a flood of them grows memory without bound). (The dispatch by method is
+        inside the try, not a method of its own: one call fewer for every request.)"""
         try:
-            self._dispatch(event, source)
+            request, key = event.request, event.key
+            method = request.method
+            if method == "INVITE":
+                if request.to.tag is None:
+                    self._on_initial_invite(request, key, event.source, source)
+                else:
+                    self._on_reinvite(request, key, source)
+            elif method == "BYE":
+                self._on_bye(request, key, source)
+            elif method == "CANCEL":
+                self._on_cancel(request, key, event.cancels)
+            elif method == "OPTIONS":
+                self._respond(key, twilio_response(request, 200, extra=(
+                    ("Allow", self._allow), ("Accept", "application/sdp"))))
+            elif method == "INFO":
+                self._on_info(request, key, source)
+            elif method == "REGISTER":
+                self._respond(key, self.registrar.handle(self, request, source, time.time()))
+            else:
+                self._respond(key, twilio_response(request, 405, extra=(("Allow", self._allow),)))
         except Exception:
             log.exception("%s failed on %s %s from %s", self.region.id, event.request.method,
                           _safe_call_id(event.request), source.host)
@@ -763,28 +781,6 @@ class RegionNode:
             log.exception("could not answer 500; forgetting the transaction")
             self._apply(self.layer.abandon(key))
 
-    def _dispatch(self, event: RequestReceived, source: Source) -> None:
-        request, key = event.request, event.key
-        method = request.method
-        if method == "INVITE":
-            if request.to.tag is None:
-                self._on_initial_invite(request, key, event.source, source)
-            else:
-                self._on_reinvite(request, key, source)
-        elif method == "BYE":
-            self._on_bye(request, key, source)
-        elif method == "CANCEL":
-            self._on_cancel(request, key, event.cancels)
-        elif method == "OPTIONS":
-            self._respond(key, twilio_response(request, 200, extra=(
-                ("Allow", self._allow), ("Accept", "application/sdp"))))
-        elif method == "INFO":
-            self._on_info(request, key, source)
-        elif method == "REGISTER":
-            self._respond(key, self.registrar.handle(self, request, source, time.time()))
-        else:
-            self._respond(key, twilio_response(request, 405, extra=(("Allow", self._allow),)))
-
     def _on_initial_invite(self, request: Request, key: TxKey, hop: Hop, source: Source) -> None:
         region = self.region_for(request)
         call = Call(
@@ -796,12 +792,11 @@ class RegionNode:
         previous = self.calls.get(call.call_id)
         if previous is not None:
             call.trace = previous.trace  # keep the first attempt (the 407 round) in the trace
-        else:
-            # This INVITE arrived before its call record existed: trace it now.
-            call.record(self._trace_entry("in", source.transport, (source.host, source.port),
-                                          (source.local_host, source.local_port),
-                                          request.to_bytes()))
         self.calls.put(call)
+        if previous is None:
+            # This INVITE arrived before its call record existed: trace it now, in the record.
+            self._trace(call.call_id, "in", source.transport, (source.host, source.port),
+                        (source.local_host, source.local_port), request.to_bytes())
         ctx = InviteContext(
             request=request, transport=source.transport, source_ip=source.host,
             source_port=source.port, region=region, catalogue=self.catalogue,
@@ -1006,7 +1001,8 @@ class RegionNode:
         in front of the caller included) or the caller's Contact, on the dialog's transport
         (the Contact's own when it names one). A stranger who learnt the Call-ID and tags
         gets 481 and the call goes on."""
-        dialog = self._dialogs.get(_safe_call_id(request))
+        call_id = request._views.get("call-id")  # (decoded when it was validated)
+        dialog = self._dialogs.get(call_id if call_id is not None else _safe_call_id(request))
         if dialog is None:
             return None
         try:
@@ -1145,13 +1141,6 @@ def _media_port() -> int:
 
 def _not_started() -> float:
     raise AssertionError("the node has no clock before start(): it is its event loop's")
-
-
-def _raw_call_id(message: Request | Response | None, data: bytes) -> str | None:
-    if message is not None:
-        entries = message.headers.by_key("call-id")
-        return entries[0][2] if entries else None
-    return None
 
 
 def _header_value(data: bytes, name: bytes) -> bytes | None:

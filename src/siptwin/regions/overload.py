@@ -266,7 +266,9 @@ def new_call_branch(data: bytes) -> bytes | None:
     dialog, without credentials); None for any other message, or when unsure."""
     if not data.startswith(b"INVITE "):
         return None
-    end = _head_end(data)
+    end = data.find(b"\r\n\r\n")  # (_head_end, without its call: every INVITE comes here)
+    if end < 0:
+        end = len(data)
     head = data[:end].lower()
     if b"\r\n " in head or b"\r\n\t" in head:
         return None  # a folded header: leave it to the parser

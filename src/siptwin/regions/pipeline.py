@@ -173,8 +173,11 @@ def domain_exists(ctx: InviteContext) -> Verdict | None:
 
 def account_active(ctx: InviteContext) -> Verdict | None:
     """A suspended or closed account's domains take no calls (10001)."""
-    assert ctx.domain is not None
-    return inactive_account(ctx.domain, ctx.fidelity, Stage.ACCOUNT_ACTIVE)
+    domain = ctx.domain
+    assert domain is not None
+    if domain.is_account_active:  # (inactive_account's own first test: no call for the usual)
+        return None
+    return inactive_account(domain, ctx.fidelity, Stage.ACCOUNT_ACTIVE)
 
 
 def inactive_account(domain: DomainSnapshot, fidelity: Fidelity, stage: Stage) -> Verdict | None:
