@@ -266,9 +266,7 @@ def new_call_branch(data: bytes) -> bytes | None:
     dialog, without credentials); None for any other message, or when unsure."""
     if not data.startswith(b"INVITE "):
         return None
-    end = data.find(b"\r\n\r\n")  # (_head_end, without its call: every INVITE comes here)
-    if end < 0:
-        end = len(data)
+    end = _head_end(data)
     head = data[:end].lower()
     if b"\r\n " in head or b"\r\n\t" in head:
         return None  # a folded header: leave it to the parser

@@ -173,11 +173,8 @@ def domain_exists(ctx: InviteContext) -> Verdict | None:
 
 def account_active(ctx: InviteContext) -> Verdict | None:
     """A suspended or closed account's domains take no calls (10001)."""
-    domain = ctx.domain
-    assert domain is not None
-    if domain.is_account_active:  # (inactive_account's own first test: no call for the usual)
-        return None
-    return inactive_account(domain, ctx.fidelity, Stage.ACCOUNT_ACTIVE)
+    assert ctx.domain is not None
+    return inactive_account(ctx.domain, ctx.fidelity, Stage.ACCOUNT_ACTIVE)
 
 
 def inactive_account(domain: DomainSnapshot, fidelity: Fidelity, stage: Stage) -> Verdict | None:
@@ -335,9 +332,6 @@ def _username_to_match(request: Request, method: str, mode: str) -> str | None:
 
 
 def _credentials_for_realm(request: Request) -> Credentials | None:
-    headers = request.headers
-    if not headers.by_key("proxy-authorization") and not headers.by_key("authorization"):
-        return None  # (a call's first INVITE: no credentials view to decode, twice)
     try:
         offered = request.credentials("Proxy-Authorization") or request.credentials("Authorization")
     except (SipParseError, ValueError):
