@@ -4,7 +4,7 @@ Run (as root, best inside a private network namespace so nothing else holds the 
     unshare -n bash -c 'ip link set lo up; python bench/versus_kamailio.py'
     [--rates 200,400,600,800,1000,1500,2000] [--seconds 5] [--app pause|say] [--overload]
     [--overload-factors 1.15,2 | --overload-rate 290,500] [--twin-only] [--workers N]
-    [--sources N] [--pin]
+    [--sources N] [--pin] [--pairs N [--pair-rate R]]
 
 Kamailio runs bench/anchors/kamailio-auth-answer.cfg (udp:127.0.0.1:5070: a 407 to every
 INVITE, the digest checked, 200 OK sent by Kamailio itself); the twin is ``siptwin up`` (one
@@ -16,7 +16,12 @@ A rate is clean when every call succeeded at >= 90 % of the rate (bench/sipp_loa
 Printed: one table - per system the highest clean rate, its CPU per call (all the system's
 processes, utime + stime, over the calls of that step), resident memory (sum of PSS over its
 processes, so Kamailio's shared memory counts once; and the sum of RSS) - and the ratio
-twin/Kamailio. ``--overload`` then offers the twin multiples of its highest clean rate
+twin/Kamailio. The machine's speed drifts by up to 40 % within minutes, and the climb measures
+Kamailio first and the twin after it: ``--pairs N`` then runs N more steps of each at one rate
+(the twin's highest clean one, or ``--pair-rate``), back to back and in alternating order
+(Kamailio-twin, twin-Kamailio, ...; a steady drift cancels out over two pairs), and prints
+the ratio of each pair and their median - the figure to quote for the CPU target.
+``--overload`` then offers the twin multiples of its highest clean rate
 (``--overload-factors``, default 2; or the fixed rates of ``--overload-rate``, so that
 variants compared back to back get the same offers), one step each, and prints the calls it
 completed per second of the offered window (successful calls / ``--seconds``; SIPp's own
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -203,6 +209,40 @@ def climb(system: System, rates: list[int], seconds: float, limit: int, work: Pa
     system.memory = memory_kb(system.pids)
 
 
+def cpu_ratio(kamailio: RateResult, twin: RateResult) -> float:
+    assert kamailio.twin_cpu_ms_per_call and twin.twin_cpu_ms_per_call  # set for a clean step
+    return twin.twin_cpu_ms_per_call / kamailio.twin_cpu_ms_per_call
+
+
+def compare_in_pairs(systems: list[System], count: int, rate: int | None, seconds: float,
+                     limit: int, work: Path) -> list[tuple[RateResult, RateResult]]:
+    """``count`` (Kamailio, twin) steps at one rate, the order alternating pair by pair; the
+    pairs in which both sides completed every call."""
+    kamailio, twin = systems
+    rate = rate or (twin.best.rate if twin.best else None)
+    if rate is None:
+        print("pairs: the twin has no clean rate and --pair-rate was not given")
+        return []
+    pairs = []
+    for index in range(count):
+        order = (kamailio, twin) if index % 2 == 0 else (twin, kamailio)
+        results = {}
+        for system in order:
+            time.sleep(1.0)
+            results[system.name] = step(system, rate, seconds, limit, work,
+                                        f"pair-{index}-{system.name}")
+        kam, tw = results["kamailio"], results["twin"]
+        clean = kam.passed and tw.passed
+        print(f"pair {index + 1}/{count} at {rate} calls/s ({order[0].name} first): "
+              f"Kamailio {kam.twin_cpu_ms_per_call} ms, twin {tw.twin_cpu_ms_per_call} ms per "
+              f"call (p99 {tw.p99_ms} ms)"
+              + (f": {cpu_ratio(kam, tw):.2f}x" if clean else ": not clean, left out"),
+              flush=True)
+        if clean:
+            pairs.append((kam, tw))
+    return pairs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="200,400,600,800,1000,1500,2000,3000")
@@ -229,11 +269,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", type=int, default=None,
                         help="SIPp sends from this many loopback addresses, a socket each "
                              "(-t ui; default 64 with --workers > 1, else one socket)")
+    parser.add_argument("--pairs", type=int, default=0,
+                        help="then N alternated Kamailio/twin steps at one rate; prints each "
+                             "pair's CPU ratio and the median")
+    parser.add_argument("--pair-rate", type=int, default=None,
+                        help="with --pairs: the rate (default: the twin's highest clean rate)")
     parser.add_argument("--pin", action="store_true",
                         help="each system (all its processes and threads) on CPU 0 and SIPp on "
                              "CPU 1, so that neither shares a core with the load generator, "
                              "as when the PBX is another machine (one twin process only)")
     args = parser.parse_args(argv)
+    if args.pairs and args.twin_only:
+        parser.error("--pairs compares with Kamailio: not with --twin-only")
     if args.pin and (args.workers > 1 or len(os.sched_getaffinity(0)) < 2):
         parser.error("--pin: one twin process and at least two CPUs")
     sources = args.sources if args.sources is not None else (64 if args.workers > 1 else 0)
@@ -273,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             for system in systems:
                 step(system, 50, 1.0, args.limit, work / "warm-up")  # first imports, caches
                 climb(system, rates, args.seconds, args.limit, work)
+            pairs = compare_in_pairs(systems, args.pairs, args.pair_rate, args.seconds,
+                                     args.limit, work) if args.pairs else []
             overloads: list[tuple[RateResult, tuple[int, int]]] = []
             twin_system = systems[-1]
             if args.overload and (twin_system.best is not None or args.overload_rate):
@@ -315,6 +364,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"at the same rate ({tw.rate} calls/s): twin {tw.twin_cpu_ms_per_call} ms, "
                   f"Kamailio {same.twin_cpu_ms_per_call} ms per call: "
                   f"{tw.twin_cpu_ms_per_call / same.twin_cpu_ms_per_call:.1f}x")
+    if pairs:
+        ratios = sorted(cpu_ratio(kam, twin) for kam, twin in pairs)
+        print(f"\nalternated pairs at {pairs[0][0].rate} calls/s: twin / Kamailio CPU per call "
+              + ", ".join(f"{twin.twin_cpu_ms_per_call}/{kam.twin_cpu_ms_per_call}"
+                          for kam, twin in pairs)
+              + f" ms: ratios {', '.join(f'{r:.2f}' for r in ratios)}; "
+              f"median {statistics.median(ratios):.2f}x (target <= 4x)")
     for overload, overload_memory in overloads:
         # Completed per second of the offered window: the calls SIPp was asked to start in
         # `seconds`, over `seconds` - what the twin served of that offer. (SIPp's own figure
