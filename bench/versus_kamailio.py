@@ -365,10 +365,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"Kamailio {same.twin_cpu_ms_per_call} ms per call: "
                   f"{tw.twin_cpu_ms_per_call / same.twin_cpu_ms_per_call:.1f}x")
     if pairs:
-        ratios = sorted(cpu_ratio(kam, twin) for kam, twin in pairs)
+        ratios = [cpu_ratio(kam_step, twin_step) for kam_step, twin_step in pairs]
         print(f"\nalternated pairs at {pairs[0][0].rate} calls/s: twin / Kamailio CPU per call "
-              + ", ".join(f"{twin.twin_cpu_ms_per_call}/{kam.twin_cpu_ms_per_call}"
-                          for kam, twin in pairs)
+              + ", ".join(f"{twin_step.twin_cpu_ms_per_call}/{kam_step.twin_cpu_ms_per_call}"
+                          for kam_step, twin_step in pairs)
               + f" ms: ratios {', '.join(f'{r:.2f}' for r in ratios)}; "
               f"median {statistics.median(ratios):.2f}x (target <= 4x)")
     for overload, overload_memory in overloads:
