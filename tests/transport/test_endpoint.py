@@ -296,3 +296,80 @@ async def test_udp_impairment_applies_to_immediate_sends_and_to_receiving() -> N
             assert time.monotonic() - sent_at >= 0.14
     finally:
         await server.close()
+
+
+async def test_replies_to_a_batch_of_datagrams_leave_together_after_it_in_order() -> None:
+    """What handlers send while one wake-up's datagrams are read (send_now, send) leaves when
+    the batch is done, in the order sent: the peer has nothing while the last datagram is
+    handled and then every reply. A send outside a batch leaves at once."""
+    server: SipEndpoint | None = None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        to_peer = Destination("udp", *peer.getsockname())
+        peer_had: list[bool] = []
+
+        def reply(data: bytes, source: Source) -> None:
+            assert server is not None
+            call_id = parse_datagram(data).call_id
+            try:
+                peer.recv(65535, socket.MSG_PEEK)
+                peer_had.append(True)
+            except BlockingIOError:
+                peer_had.append(False)
+            server.send_now(options(f"{call_id.split('@')[0]}-a"), to_peer)
+            server._udp.sendto(options(f"{call_id.split('@')[0]}-b"), peer.getsockname())
+
+        server = SipEndpoint(EndpointConfig("127.0.0.1", 0, None, None), reply)
+        await server.start()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                for branch in ("one", "two", "three"):  # queued before the loop reads: a batch
+                    sender.sendto(options(branch), server.udp_address)
+                for _ in range(200):
+                    if len(peer_had) == 3:
+                        break
+                    await asyncio.sleep(0.005)
+            assert peer_had == [False, False, False]  # nothing left during the batch
+            await asyncio.sleep(0.05)
+            got = []
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    got.append(parse_datagram(peer.recv(65535)).call_id)
+            assert got == ["one-a@probe", "one-b@probe", "two-a@probe", "two-b@probe",
+                           "three-a@probe", "three-b@probe"]
+
+            server.send_now(options("alone"), to_peer)  # outside a batch: at once
+            assert parse_datagram(peer.recv(65535)).call_id == "alone@probe"
+        finally:
+            await server.close()
+
+
+async def test_a_udp_endpoint_closed_by_its_handler_still_sends_what_it_sent_first() -> None:
+    """A handler of a batch that sends and then closes the endpoint (a node stopping): the
+    datagram sent before the close leaves, once; nothing after it does."""
+    server: SipEndpoint | None = None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        to_peer = Destination("udp", *peer.getsockname())
+
+        def send_and_close(data: bytes, source: Source) -> None:
+            assert server is not None and server._udp is not None
+            server.send_now(options("before"), to_peer)
+            server._udp.close()
+            server.send_now(options("after"), to_peer)
+
+        server = SipEndpoint(EndpointConfig("127.0.0.1", 0, None, None), send_and_close)
+        await server.start()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                sender.sendto(options("stop"), server.udp_address)
+            await asyncio.sleep(0.2)
+            got = []
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    got.append(parse_datagram(peer.recv(65535)).call_id)
+            assert got == ["before@probe"]
+        finally:
+            await server.close()
