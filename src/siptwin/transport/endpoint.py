@@ -294,9 +294,8 @@ class _UdpSocket:
 
     def close(self) -> None:
         if self.outbox:  # closed by a handler of the batch: what it sent before leaves
-            pending = self.outbox[:]
-            self.outbox.clear()
-            self._send_all(pending)
+            self._send_all(self.outbox)
+            self.outbox.clear()  # (the batch's list: nothing left for it to send again)
         sock, self.sock = self.sock, None
         if sock is not None:
             self.loop.remove_reader(sock.fileno())
@@ -603,23 +602,14 @@ class SipEndpoint:
         self._write(conn, data)
 
     def send_now(self, data: bytes, destination: Destination) -> None:
-        """Fire-and-forget variant for callers that are not coroutines (UDP is immediate)."""
+        """Fire-and-forget variant for callers that are not coroutines (UDP leaves at once, or
+        with the replies of the batch being read: _UdpSocket)."""
         udp = self._udp
         if destination.transport == "udp" and udp is not None and udp.sock:
             if self.config.impairment.active:
                 self._send_datagram(data, destination)
                 return
-            # (_send_datagram and _UdpSocket.sendto inlined: a call's every response)
-            if udp.outbox is not None:
-                udp.outbox.append((data, (destination.host, destination.port)))
-                return
-            try:
-                udp.sock.sendto(data, (destination.host, destination.port))
-            except (BlockingIOError, InterruptedError):
-                self.send_drops += 1
-            except OSError as err:
-                log.debug("udp send from %s to %s:%s: %s", udp.address, destination.host,
-                          destination.port, err)
+            udp.sendto(data, (destination.host, destination.port))
             return
         conn = self._connections.get((destination.transport, destination.host, destination.port))
         if conn is not None and not conn.writer.is_closing():
