@@ -25,6 +25,18 @@ def _udp(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
+def _rtp_and_rtcp() -> tuple[socket.socket, socket.socket]:
+    """Two sockets on adjacent ports (RTCP on RTP + 1): the port after a free one may belong to
+    another test or process, so try again with another pair rather than fail."""
+    for _ in range(50):
+        rtp = _udp()
+        try:
+            return rtp, _udp(port=rtp.getsockname()[1] + 1)
+        except OSError:
+            rtp.close()
+    raise AssertionError("no two adjacent free UDP ports on 127.0.0.1")
+
+
 def _drain(sock: socket.socket) -> list[bytes]:
     packets = []
     with contextlib.suppress(BlockingIOError):
@@ -64,8 +76,7 @@ async def _reinvite(uac, node, leg, ok, body):
 
 
 async def test_pause_sends_paced_silence_and_rtcp_reports_from_the_next_port(harness, app):
-    rtp, rtcp = _udp(), None
-    rtcp = _udp(port=rtp.getsockname()[1] + 1)
+    rtp, rtcp = _rtp_and_rtcp()
     async with RawUac() as uac:
         node, leg, ok = await _answered(harness, app, '<Response><Pause length="6"/></Response>',
                                         uac, rtp.getsockname()[1])
@@ -103,8 +114,7 @@ async def test_pause_sends_paced_silence_and_rtcp_reports_from_the_next_port(har
 async def test_a_held_call_gets_receiver_reports_and_no_rtp(harness, app):
     """RFC 3264 §5.1: RTCP goes on while a stream is recvonly; with no RTP of ours to report,
     the reports are receiver reports (RFC 3550 §6.4.2)."""
-    rtp = _udp()
-    rtcp = _udp(port=rtp.getsockname()[1] + 1)
+    rtp, rtcp = _rtp_and_rtcp()
     await harness.provision(DomainPlan("acme", voice_url=app.twiml(
         "/voice", '<Response><Pause length="7"/></Response>'), acl=["127.0.0.1"]))
     node = harness.node_port("us1")
