@@ -126,8 +126,8 @@ def _alive(pid: int) -> bool:
         return False
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except FileNotFoundError:  # collected between the two looks
-        return False
+    except (FileNotFoundError, ProcessLookupError):  # collected between the two looks (ESRCH
+        return False  # when it goes while its stat is being read)
     return state != "Z"
 
 

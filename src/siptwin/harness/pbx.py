@@ -219,10 +219,13 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     # a zombie child of ours counts as gone
-    with contextlib.suppress(OSError):
+    try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        return state != "Z"
-    return True
+    except (FileNotFoundError, ProcessLookupError):  # reaped between the two looks (ESRCH
+        return False  # when it goes while its stat is being read)
+    except OSError:
+        return True
+    return state != "Z"
 
 
 # ---------------------------------------------------------------------------- baresip
