@@ -6,13 +6,22 @@ loopback /24 that only this worker's region nodes use. Items on one worker run o
 other, so each item's packets are those whose timestamps fall in its window; when the session
 ends the capture is split into ``DIR/<item>.pcap`` (classic pcap, readable by tshark and
 Wireshark). Captures need root (CI runs as root); without ``--siptwin-pcap`` nothing is captured.
+
+Stopping: dumpcap reads the kernel's capture ring a block at a time, and a block is handed over
+only when full or when its timeout passes; on SIGINT the block being filled is dropped. So a
+stop first sends one datagram carrying a token of its own into the captured network and waits
+until dumpcap has written it: every packet before it is then in the file too. (A fixed pause
+did not do: a dumpcap starved of CPU at the stop lost the last item's INVITE in CI.)
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import secrets
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import time
@@ -75,9 +84,30 @@ class SessionCapture:
                 best, distance = name, gap
         return best
 
-    def stop_and_split(self) -> list[Path]:
+    def _written_up_to_now(self, timeout: float) -> bytes:
+        """Send a token datagram into the captured network and wait (up to ``timeout``) until
+        dumpcap has written it; return the token, so the split can leave it out."""
+        token = b"siptwin-capture-end-" + secrets.token_hex(8).encode()
+        network = ipaddress.ip_network(self.network)
+        target = str(network[-2] if network.num_addresses > 2 else network[0])  # .254 of a /24
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(token, (target, 9))  # discard port: nothing listens, ICMP may answer
+        deadline = time.monotonic() + timeout
+        tail = b""
+        with open(self.raw_file, "rb") as raw:
+            while time.monotonic() < deadline and self._proc is not None and self._proc.poll() is None:
+                seen = tail + raw.read()
+                if token in seen:
+                    break
+                tail = seen[-len(token):]
+                time.sleep(0.02)
+        return token
+
+    def stop_and_split(self, timeout: float = 10.0) -> list[Path]:
+        token = None
         if self._proc is not None:
-            time.sleep(0.2)  # the last packets of the last item
+            if self.raw_file.exists():
+                token = self._written_up_to_now(timeout)
             self._proc.send_signal(signal.SIGINT)
             try:
                 self._proc.wait(10)
@@ -94,6 +124,8 @@ class SessionCapture:
         try:
             with PcapReader(str(self.raw_file)) as reader:
                 for packet in reader:
+                    if token is not None and token in bytes(packet):  # the stop's own datagram
+                        continue
                     name = self._window_of(float(packet.time))
                     if name is not None:
                         writers[name].write(packet)
