@@ -44,3 +44,20 @@ def test_a_datagram_sent_just_before_the_stop_is_in_the_last_items_pcap_even_whe
     assert b"INVITE of the last item" in data
     assert b"siptwin-capture-end" not in data  # the stop's own datagram is left out
     assert not capture.raw_file.exists()
+
+
+def test_a_stop_whose_token_cannot_be_sent_still_stops_dumpcap_and_splits(tmp_path: Path) -> None:
+    if shutil.which("dumpcap") is None or os.geteuid() != 0:
+        pytest.fail("the capture needs dumpcap and root (CI has both): run scripts/bootstrap")
+    # An IPv6 network: dumpcap captures it, the stop's IPv4 socket cannot send to it (OSError).
+    capture = SessionCapture(tmp_path, "::1/128", worker="v6")
+    capture.start()
+    proc = capture._proc
+    assert proc is not None
+    try:
+        item = capture.item("only.pcap", time.time(), time.time())
+        written = capture.stop_and_split()
+    finally:
+        proc.kill()
+    assert proc.returncode is not None and proc.returncode != -signal.SIGKILL
+    assert written == [item] and item.read_bytes()[:4] == b"\xd4\xc3\xb2\xa1"

@@ -84,14 +84,19 @@ class SessionCapture:
                 best, distance = name, gap
         return best
 
-    def _written_up_to_now(self, timeout: float) -> bytes:
+    def _written_up_to_now(self, timeout: float) -> bytes | None:
         """Send a token datagram into the captured network and wait (up to ``timeout``) until
-        dumpcap has written it; return the token, so the split can leave it out."""
+        dumpcap has written it; return the token, so the split can leave it out (None when it
+        could not be sent: then a pause longer than dumpcap's block timeout has to do)."""
         token = b"siptwin-capture-end-" + secrets.token_hex(8).encode()
         network = ipaddress.ip_network(self.network)
         target = str(network[-2] if network.num_addresses > 2 else network[0])  # .254 of a /24
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.sendto(token, (target, 9))  # discard port: nothing listens, ICMP may answer
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.sendto(token, (target, 9))  # discard port: nothing listens, ICMP may answer
+        except OSError:  # e.g. lo down in the namespace: still stop dumpcap, never hang here
+            time.sleep(0.5)
+            return None
         deadline = time.monotonic() + timeout
         tail = b""
         with open(self.raw_file, "rb") as raw:
