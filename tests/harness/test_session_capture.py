@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import threading
@@ -13,14 +12,20 @@ from pathlib import Path
 import pytest
 
 from siptwin.harness.pcap import SessionCapture
+from tests.support.peers import require_tool
 
 NETWORK = "127.0.199.0/24"  # used by no region node and no other test: this capture sees only its own
 
 
+@pytest.fixture
+def dumpcap_as_root() -> None:
+    require_tool("dumpcap")
+    if os.geteuid() != 0:
+        pytest.fail("a capture on lo needs root (CI runs as root)")
+
+
 def test_a_datagram_sent_just_before_the_stop_is_in_the_last_items_pcap_even_when_dumpcap_lags(
-        tmp_path: Path) -> None:
-    if shutil.which("dumpcap") is None or os.geteuid() != 0:
-        pytest.fail("the capture needs dumpcap and root (CI has both): run scripts/bootstrap")
+        tmp_path: Path, dumpcap_as_root: None) -> None:
     capture = SessionCapture(tmp_path, NETWORK, worker="lag")
     capture.start()
     try:
@@ -46,9 +51,8 @@ def test_a_datagram_sent_just_before_the_stop_is_in_the_last_items_pcap_even_whe
     assert not capture.raw_file.exists()
 
 
-def test_a_stop_whose_token_cannot_be_sent_still_stops_dumpcap_and_splits(tmp_path: Path) -> None:
-    if shutil.which("dumpcap") is None or os.geteuid() != 0:
-        pytest.fail("the capture needs dumpcap and root (CI has both): run scripts/bootstrap")
+def test_a_stop_whose_token_cannot_be_sent_still_stops_dumpcap_and_splits(
+        tmp_path: Path, dumpcap_as_root: None) -> None:
     # An IPv6 network: dumpcap captures it, the stop's IPv4 socket cannot send to it (OSError).
     capture = SessionCapture(tmp_path, "::1/128", worker="v6")
     capture.start()

@@ -84,7 +84,7 @@ class SessionCapture:
                 best, distance = name, gap
         return best
 
-    def _written_up_to_now(self, timeout: float) -> bytes | None:
+    def _written_up_to_now(self, proc: subprocess.Popen[bytes], timeout: float) -> bytes | None:
         """Send a token datagram into the captured network and wait (up to ``timeout``) until
         dumpcap has written it; return the token, so the split can leave it out (None when it
         could not be sent: then a pause longer than dumpcap's block timeout has to do)."""
@@ -100,7 +100,7 @@ class SessionCapture:
         deadline = time.monotonic() + timeout
         tail = b""
         with open(self.raw_file, "rb") as raw:
-            while time.monotonic() < deadline and self._proc is not None and self._proc.poll() is None:
+            while time.monotonic() < deadline and proc.poll() is None:
                 seen = tail + raw.read()
                 if token in seen:
                     break
@@ -112,7 +112,7 @@ class SessionCapture:
         token = None
         if self._proc is not None:
             if self.raw_file.exists():
-                token = self._written_up_to_now(timeout)
+                token = self._written_up_to_now(self._proc, timeout)
             self._proc.send_signal(signal.SIGINT)
             try:
                 self._proc.wait(10)
