@@ -4,7 +4,10 @@ per xdist worker, ephemeral ports, the seed profile; ``Harness`` provisions and 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import time
+from pathlib import Path
 
 from siptwin.diagnostics import Finding, explain
 from siptwin.harness.provision import DomainPlan, provision, sdk_client
@@ -25,6 +28,25 @@ def worker_network() -> str:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     index = int(worker[2:]) if worker[2:].isdigit() else 0
     return f"127.0.{100 + index}.0/24"
+
+
+def wait_until_certificate_names(state: Path, host: str, timeout: float = 15) -> bool:
+    """Wait until the certificate the twin of ``state`` serves is described as naming
+    ``host`` (a domain created while it runs); False when it is not within ``timeout``.
+
+    The description is written after the pair it describes, and every serving process
+    loads a renewed pair before its next handshake: from then on, each connection is shown it.
+    """
+    description, deadline = state / "tls" / "siptwin.json", time.monotonic() + timeout
+    while True:
+        try:
+            if host in json.loads(description.read_text())["hostnames"]:
+                return True
+        except (OSError, ValueError):  # not yet written
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
 
 
 def ephemeral(region):

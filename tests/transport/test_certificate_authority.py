@@ -44,3 +44,15 @@ def test_a_deleted_authority_is_made_again_and_the_certificate_with_it(tmp_path)
     verified = subprocess.run(["openssl", "verify", "-CAfile", str(authority), str(cert)],
                               capture_output=True, text=True)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_renewed_certificate_replaces_each_file_whole_and_keeps_the_key_private(tmp_path) -> None:
+    _, key = ensure_certificate(tmp_path, "siptwin", ["*.sip.twilio.com"], ["127.0.1.1"])
+    ensure_certificate(tmp_path, "siptwin", ["*.sip.twilio.com", "acme.sip.twilio.com"],
+                       ["127.0.1.1"])
+    assert key.stat().st_mode & 0o777 == 0o600
+    # Written beside and renamed over: a serving process never reads half a file, and none
+    # of the partial files is left behind.
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".lock")) == [
+        "siptwin-ca.crt", "siptwin-ca.json", "siptwin-ca.key",
+        "siptwin.crt", "siptwin.json", "siptwin.key"]

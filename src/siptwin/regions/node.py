@@ -347,6 +347,7 @@ class RegionNode:
         reuse_port: bool = False,
         limits: Limits | None = None,
         budget: ConnectionBudget | None = None,
+        tls_refresh: Callable[[], None] | None = None,
     ) -> None:
         self.region = region
         self.catalogue = catalogue
@@ -363,6 +364,7 @@ class RegionNode:
         self.endpoint = SipEndpoint(
             EndpointConfig(region.address, region.udp_port, region.tcp_port,
                            region.tls_port if tls_context else None, tls_context=tls_context,
+                           tls_refresh=tls_refresh,
                            impairment=Impairment(region.latency_ms, region.loss_percent),
                            reuse_port=reuse_port, limits=limits, budget=budget,
                            max_message_size=(limits or Limits()).max_message_size),

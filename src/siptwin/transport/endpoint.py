@@ -130,6 +130,9 @@ class EndpointConfig:
     tcp_port: int | None = 5060
     tls_port: int | None = 5061
     tls_context: ssl.SSLContext | None = None  # server side; None disables TLS
+    # Called right before each accepted TLS handshake: the context may load renewed files
+    # there, so a certificate written before the connection is the one it is shown.
+    tls_refresh: Callable[[], None] | None = None
     tls_client_context: ssl.SSLContext | None = None  # for outbound TLS connections
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     # Timeouts and bounds of stream connections (docs/security.md); None: Limits() defaults.
@@ -472,6 +475,8 @@ class SipEndpoint:
                 sock.close()  # a probe or a client that never began: nothing to explain
                 return
             reader = asyncio.StreamReader(limit=2 ** 16, loop=loop)
+            if self.config.tls_refresh is not None:
+                self.config.tls_refresh()
             try:
                 transport, protocol = await loop.connect_accepted_socket(
                     lambda: asyncio.StreamReaderProtocol(reader, loop=loop), sock,

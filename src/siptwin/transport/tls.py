@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import ipaddress
 import json
+import os
 import secrets
 import ssl
 import subprocess
@@ -134,12 +135,29 @@ def _make_certificate(directory: Path, name: str, hostnames: list[str],
                                               ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .sign(authority_key, hashes.SHA256())
     )
+    # Serving processes reload these while they run: each file is replaced whole, and the
+    # description last (its change tells them the new pair is complete).
     _write_key(key_path, key)
     # The chain the listeners present: their certificate, then the authority's.
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM)
-                          + authority.public_bytes(serialization.Encoding.PEM))
-    (directory / f"{name}.json").write_text(json.dumps(_describe(directory, hostnames, addresses)))
+    _replace_file(cert_path, cert.public_bytes(serialization.Encoding.PEM)
+                  + authority.public_bytes(serialization.Encoding.PEM))
+    _replace_file(directory / f"{name}.json",
+                  json.dumps(_describe(directory, hostnames, addresses)).encode())
     return cert_path, key_path
+
+
+def _replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never part."""
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)  # a key: never readable
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(partial, mode)  # whatever the umask
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _kept_rsa_key(path: Path) -> Any:
@@ -160,10 +178,9 @@ def _kept_rsa_key(path: Path) -> Any:
 def _write_key(path: Path, key: Any) -> None:
     from cryptography.hazmat.primitives import serialization
 
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
+    _replace_file(path, key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()), mode=0o600)
 
 
 def _ensure_authority(directory: Path) -> tuple[Any, Any]:

@@ -4,8 +4,10 @@ It names every address served and every host form: a wildcard per edge label, an
 form of each existing domain by name, since some clients refuse wildcards for SIP (RFC 5922
 §7.2; pjsua2 does). A domain created or deleted while the twin runs changes those names: the
 process that owns the control plane then makes a new certificate - signed by the state
-directory's authority, which devices already trust - and every serving context loads it for
-the next handshake; worker processes (``siptwin up --workers N``) reload the files.
+directory's authority, which devices already trust. Every serving process (the worker
+processes of ``siptwin up --workers N`` too) looks at the files right before each TLS
+handshake and loads a renewed pair first: once the certificate's description names a host,
+every connection after it is shown a certificate naming it, whichever process accepts it.
 """
 
 from __future__ import annotations
@@ -90,11 +92,25 @@ class CertificateFollower:
                                     certificate_addresses(self.catalogue),
                                     separate_process=True)  # keeps cryptography out of here
             self._names = names
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Load the files into ``context`` when they were renewed since it last loaded them.
+
+        Called before each handshake (one stat of the description), so no process serves a
+        superseded certificate while it waits for its next :meth:`check`. A pair that cannot
+        be loaded leaves the one in use; the next call tries again.
+        """
         stamp = self._file_stamp()
-        if stamp != self._stamp and self.context is not None:
+        if stamp == self._stamp or self.context is None:
+            return
+        try:
             self.context.load_cert_chain(*self.files)
-            self._stamp = stamp
-            log.info("TLS certificate reloaded: it names %d hosts", len(self._names))
+        except (OSError, ssl.SSLError) as err:
+            log.warning("TLS certificate not reloaded: %s", err)
+            return
+        self._stamp = stamp
+        log.info("TLS certificate reloaded (%s)", self.files[0])
 
     def _current_names(self) -> list[str]:
         return certificate_names(self.catalogue, existing_domain_labels(self.control))

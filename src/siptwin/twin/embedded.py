@@ -120,6 +120,8 @@ class EmbeddedTwin:
                                       self._tls_context() if cfg.tls else None,
                                       reuse_port=cfg.shared_listeners, limits=cfg.limits,
                                       budget=self.connections)
+            if self._certificates is not None and cfg.certificate_follows_domains:
+                self._wiring.tls_refresh = self._certificates.refresh
             for node in build_nodes(self._wiring):
                 await node.start()
                 self.nodes[node.region.id] = node

@@ -8,7 +8,7 @@ call handler, registrar, digest state and listener options for every node of one
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..cloud.view import ControlPlaneView
@@ -49,11 +49,14 @@ class NodeWiring:
     # Resource limits (siptwin.limits) and the one connection budget of this process.
     limits: Limits | None = None
     budget: ConnectionBudget | None = None
+    # Loads a renewed certificate into ``tls`` before a handshake (CertificateFollower.refresh).
+    tls_refresh: Callable[[], None] | None = None
 
     def node(self, region: Region) -> RegionNode:
         return RegionNode(region, self.catalogue, self.control, self.fidelity, self.digest,
                           self.calls, self.registrar, self.handler, self.tls,
-                          reuse_port=self.reuse_port, limits=self.limits, budget=self.budget)
+                          reuse_port=self.reuse_port, limits=self.limits, budget=self.budget,
+                          tls_refresh=self.tls_refresh)
 
 
 def build_nodes(wiring: NodeWiring, regions: Iterable[Region] | None = None) -> list[RegionNode]:

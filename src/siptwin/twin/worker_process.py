@@ -132,7 +132,8 @@ async def serve(args: argparse.Namespace) -> int:
     limits = parse_limit_options(args.limit)
     nodes = build_nodes(NodeWiring(catalogue, control, fidelity, digest, calls, registrar, handler,
                                    tls, reuse_port=True, limits=limits,
-                                   budget=ConnectionBudget(limits)))
+                                   budget=ConnectionBudget(limits),
+                                   tls_refresh=certificates.refresh))
     for node in nodes:
         await node.start()
     await forwarder.start()
