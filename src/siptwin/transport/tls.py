@@ -146,14 +146,16 @@ def _make_certificate(directory: Path, name: str, hostnames: list[str],
     return cert_path, key_path
 
 
-def _replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never part."""
+def _replace_file(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never part.
+
+    ``mode`` as for a new file: narrowed by the umask (``siptwin up`` sets 0o077).
+    """
     partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)  # a key: never readable
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
-        os.chmod(partial, mode)  # whatever the umask
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
