@@ -99,17 +99,18 @@ class CertificateFollower:
 
         Called before each handshake (one stat of the description), so no process serves a
         superseded certificate while it waits for its next :meth:`check`. A pair that cannot
-        be loaded leaves the one in use; the next call tries again.
+        be loaded leaves the one in use until the files change again (said once, not at
+        every handshake: the files are replaced whole, so a retry would fail the same way).
         """
         stamp = self._file_stamp()
         if stamp == self._stamp or self.context is None:
             return
+        self._stamp = stamp
         try:
             self.context.load_cert_chain(*self.files)
         except (OSError, ssl.SSLError) as err:
-            log.warning("TLS certificate not reloaded: %s", err)
+            log.warning("TLS certificate not reloaded, the one in use is kept: %s", err)
             return
-        self._stamp = stamp
         log.info("TLS certificate reloaded (%s)", self.files[0])
 
     def _current_names(self) -> list[str]:
