@@ -45,8 +45,9 @@ def certificate_addresses(catalogue: Catalogue) -> list[str]:
 class CertificateFollower:
     """Keeps ``context`` (set after :meth:`ensure`) serving a certificate of today's names.
 
-    ``make``: this process makes new certificates (the one with the control plane); otherwise
-    it only reloads the files another process made.
+    ``make``: this process makes new certificates (the one with the control plane), in
+    :meth:`run`; otherwise it only reloads the files another process made, at its next
+    handshake (:meth:`refresh`), and runs no loop.
     """
 
     def __init__(self, directory: Path, catalogue: Catalogue, control: ControlPlaneView, *,
@@ -78,6 +79,7 @@ class CertificateFollower:
         return made
 
     async def run(self) -> None:
+        """The making process's loop: a new certificate soon after the domains change."""
         while True:
             await asyncio.sleep(CHECK_SECONDS)
             try:
@@ -86,8 +88,8 @@ class CertificateFollower:
                 log.warning("TLS certificate not renewed: %s", err)
 
     async def check(self) -> None:
-        if self.make and self._current_names() != self._names:
-            names = self._current_names()
+        names = self._current_names() if self.make else self._names
+        if names != self._names:
             await asyncio.to_thread(ensure_certificate, self.directory, CERTIFICATE_NAME, names,
                                     certificate_addresses(self.catalogue),
                                     separate_process=True)  # keeps cryptography out of here

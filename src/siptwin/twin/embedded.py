@@ -115,20 +115,20 @@ class EmbeddedTwin:
                 cfg.api_host, cfg.api_port, limits=cfg.limits,
                 beyond_loopback=cfg.beyond_loopback)
             self.connections = ConnectionBudget(cfg.limits)
+            tls = self._tls_context() if cfg.tls else None
+            following = self._certificates if cfg.certificate_follows_domains else None
             self._wiring = NodeWiring(self.catalogue, self.control, cfg.fidelity, self.digest,
-                                      self.calls, self.registrar, self.handler,
-                                      self._tls_context() if cfg.tls else None,
+                                      self.calls, self.registrar, self.handler, tls,
                                       reuse_port=cfg.shared_listeners, limits=cfg.limits,
-                                      budget=self.connections)
-            if self._certificates is not None and cfg.certificate_follows_domains:
-                self._wiring.tls_refresh = self._certificates.refresh
+                                      budget=self.connections,
+                                      tls_refresh=following.refresh if following else None)
             for node in build_nodes(self._wiring):
                 await node.start()
                 self.nodes[node.region.id] = node
             self.dns = DnsServer(self.catalogue, self.control, cfg.dns_host, cfg.dns_port)
             await self.dns.start()
-            if self._certificates is not None and cfg.certificate_follows_domains:
-                self._follow = asyncio.get_running_loop().create_task(self._certificates.run())
+            if following is not None:
+                self._follow = asyncio.get_running_loop().create_task(following.run())
         except BaseException:
             await self.stop()
             raise

@@ -126,7 +126,8 @@ async def serve(args: argparse.Namespace) -> int:
     # The parent's bindings file (it emptied it at start): every process registers there.
     bindings = SqliteBindings(args.state / REGISTRATIONS_FILE)
     calls, registrar, handler = ForwardingRegistry(forwarder), Registrar(bindings), VoiceHandler()
-    # The parent made the certificate and makes the next one when domains change.
+    # The parent made the certificate and makes the next one when domains change; this
+    # process loads a renewed one before its next handshake (tls_refresh), no loop needed.
     certificates = CertificateFollower(args.state / TLS_DIR, catalogue, control, make=False)
     tls = certificates.context = server_context(*certificates.ensure())
     limits = parse_limit_options(args.limit)
@@ -138,14 +139,12 @@ async def serve(args: argparse.Namespace) -> int:
         await node.start()
     await forwarder.start()
     watch = asyncio.get_running_loop().create_task(_exit_with_parent(os.getppid()))
-    follow = asyncio.get_running_loop().create_task(certificates.run())
     print(json.dumps({"event": READY, "index": args.index, "regions": len(nodes)}), flush=True)
     settle_for_serving()
     try:
         await until_terminated()
     finally:
         watch.cancel()
-        follow.cancel()
         for node in nodes:
             await node.close()
         await forwarder.close()
